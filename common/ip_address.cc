@@ -1,0 +1,159 @@
+#include "common/ip_address.h"
+
+#include <arpa/inet.h>
+
+#include <charconv>
+#include <cstring>
+
+namespace nodemesh {
+namespace {
+
+constexpr std::array<uint8_t, 12> kV4MappedPrefix = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+}  // namespace
+
+IpAddress IpAddress::fromV4(in_addr a) {
+  IpAddress ip;
+  std::memcpy(ip.bytes_.data(), kV4MappedPrefix.data(), kV4MappedPrefix.size());
+  std::memcpy(ip.bytes_.data() + 12, &a.s_addr, 4);
+  return ip;
+}
+
+IpAddress IpAddress::fromV4HostOrder(uint32_t host_order) {
+  in_addr a{};
+  a.s_addr = htonl(host_order);
+  return fromV4(a);
+}
+
+IpAddress IpAddress::fromV6(const in6_addr& a) {
+  IpAddress ip;
+  std::memcpy(ip.bytes_.data(), a.s6_addr, 16);
+  return ip;
+}
+
+IpAddress IpAddress::fromBytes(const std::array<uint8_t, 16>& bytes) {
+  IpAddress ip;
+  ip.bytes_ = bytes;
+  return ip;
+}
+
+Result<IpAddress> IpAddress::parse(std::string_view text) {
+  std::string s(text);
+  in_addr v4{};
+  if (inet_pton(AF_INET, s.c_str(), &v4) == 1) return fromV4(v4);
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, s.c_str(), &v6) == 1) return fromV6(v6);
+  return Error::invalid("invalid IP address '" + s + "'");
+}
+
+bool IpAddress::isV4() const {
+  return std::memcmp(bytes_.data(), kV4MappedPrefix.data(), kV4MappedPrefix.size()) == 0;
+}
+
+bool IpAddress::isLoopback() const {
+  if (isV4()) return bytes_[12] == 127;
+  static constexpr std::array<uint8_t, 16> kV6Loopback = {0, 0, 0, 0, 0, 0, 0, 0,
+                                                          0, 0, 0, 0, 0, 0, 0, 1};
+  return bytes_ == kV6Loopback;
+}
+
+bool IpAddress::isUnspecified() const {
+  if (isV4()) return bytes_[12] == 0 && bytes_[13] == 0 && bytes_[14] == 0 && bytes_[15] == 0;
+  return bytes_ == std::array<uint8_t, 16>{};
+}
+
+in_addr IpAddress::v4() const {
+  in_addr a{};
+  std::memcpy(&a.s_addr, bytes_.data() + 12, 4);
+  return a;
+}
+
+in6_addr IpAddress::v6() const {
+  in6_addr a{};
+  std::memcpy(a.s6_addr, bytes_.data(), 16);
+  return a;
+}
+
+std::string IpAddress::toString() const {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (isV4()) {
+    in_addr a = v4();
+    inet_ntop(AF_INET, &a, buf, sizeof(buf));
+  } else {
+    in6_addr a = v6();
+    inet_ntop(AF_INET6, &a, buf, sizeof(buf));
+  }
+  return buf;
+}
+
+std::string SocketAddress::toString() const {
+  if (ip.isV4()) return ip.toString() + ":" + std::to_string(port);
+  return "[" + ip.toString() + "]:" + std::to_string(port);
+}
+
+Result<SocketAddress> SocketAddress::parse(std::string_view text) {
+  std::string_view host;
+  std::string_view port_text;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find("]:");
+    if (close == std::string_view::npos) {
+      return Error::invalid("invalid socket address '" + std::string(text) + "'");
+    }
+    host = text.substr(1, close - 1);
+    port_text = text.substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) {
+      return Error::invalid("invalid socket address '" + std::string(text) + "': expected ip:port");
+    }
+    host = text.substr(0, colon);
+    port_text = text.substr(colon + 1);
+  }
+  auto ip = IpAddress::parse(host);
+  if (!ip) return ip.error();
+  unsigned port = 0;
+  auto [ptr, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec != std::errc() || ptr != port_text.data() + port_text.size() || port > 65535 ||
+      port_text.empty()) {
+    return Error::invalid("invalid port '" + std::string(port_text) + "'");
+  }
+  return SocketAddress{*ip, static_cast<uint16_t>(port)};
+}
+
+Cidr::Cidr(IpAddress base, int prefix_len) : prefix_len_(prefix_len) {
+  auto bytes = base.bytes();
+  for (int i = 0; i < 16; ++i) {
+    int keep = prefix_len - i * 8;
+    if (keep >= 8) continue;
+    bytes[i] = keep <= 0 ? 0 : static_cast<uint8_t>(bytes[i] & (0xff << (8 - keep)));
+  }
+  base_ = IpAddress::fromBytes(bytes);
+}
+
+Result<Cidr> Cidr::parse(std::string_view text) {
+  auto slash = text.find('/');
+  auto ip = IpAddress::parse(text.substr(0, slash));
+  if (!ip) return Error::invalid("invalid CIDR '" + std::string(text) + "'");
+  int max = ip->isV4() ? 32 : 128;
+  int len = max;
+  if (slash != std::string_view::npos) {
+    auto len_text = text.substr(slash + 1);
+    auto [ptr, ec] = std::from_chars(len_text.data(), len_text.data() + len_text.size(), len);
+    if (ec != std::errc() || ptr != len_text.data() + len_text.size() || len_text.empty() ||
+        len < 0 || len > max) {
+      return Error::invalid("invalid prefix length in CIDR '" + std::string(text) + "'");
+    }
+  }
+  return Cidr(*ip, ip->isV4() ? len + 96 : len);
+}
+
+bool Cidr::contains(const IpAddress& ip) const {
+  return Cidr(ip, prefix_len_).base_ == base_;
+}
+
+std::string Cidr::toString() const {
+  int len = base_.isV4() && prefix_len_ >= 96 ? prefix_len_ - 96 : prefix_len_;
+  return base_.toString() + "/" + std::to_string(len);
+}
+
+}  // namespace nodemesh

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs every build, test and demo dependency of nodemesh from Debian 12 packages.
+# Idempotent: safe to run again; apt-get skips what is already installed.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps.sh: run as root (it calls apt-get)" >&2
+  exit 1
+fi
+
+packages=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config ccache clang llvm lld
+  clang-format clang-tidy
+  # eBPF: loader library, skeleton generator, kernel UAPI headers
+  libbpf-dev bpftool linux-libc-dev libelf-dev zlib1g-dev
+  # tunnel and agent libraries
+  liburing-dev libssl-dev libnghttp2-dev
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libfmt-dev libspdlog-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
+  # tests and benchmarks
+  libgtest-dev libgmock-dev googletest libbenchmark-dev
+  # simulated nodes: namespaces, veth, bridges, CNI plugins
+  iproute2 containernetworking-plugins util-linux procps
+)
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y --no-install-recommends "${packages[@]}"
