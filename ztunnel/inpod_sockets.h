@@ -1,0 +1,26 @@
+#pragma once
+
+#include <cstdint>
+
+#include "common/fd.h"
+#include "common/ip_address.h"
+#include "common/result.h"
+
+namespace nodemesh::ztunnel {
+
+// A listening TCP socket bound to addr, carrying `mark`. Must be called while the thread is
+// inside the target network namespace.
+Result<UniqueFd> listenTcp(const SocketAddress& addr, uint32_t mark, int backlog = 4096);
+
+// A TCP socket for an upstream connection, created inside netns_fd (the thread enters and
+// leaves it), carrying `mark`; bound to `bind_ip` (port 0) when given.
+Result<UniqueFd> socketInNetns(int netns_fd, bool ipv6, uint32_t mark,
+                               const IpAddress* bind_ip = nullptr);
+
+Result<SocketAddress> localAddress(int fd);
+Result<SocketAddress> peerAddress(int fd);
+
+// Converts to a sockaddr usable with connect(2)/bind(2).
+socklen_t toSockaddr(const SocketAddress& addr, sockaddr_storage* out);
+
+}  // namespace nodemesh::ztunnel

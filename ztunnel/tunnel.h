@@ -1,0 +1,101 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "capture_abi.h"
+#include "common/ip_address.h"
+#include "common/result.h"
+
+namespace nodemesh::ztunnel {
+
+struct TunnelOptions {
+  uint32_t outbound_mark = NM_MARK_OUTBOUND;  // every socket the tunnel owns
+  uint32_t delivery_mark = NM_MARK_DELIVERY;  // the tunnel's connections to applications
+  uint16_t outbound_port = NM_PORT_OUTBOUND;
+  uint16_t inbound_port = NM_PORT_INBOUND;
+  // Per direction of every relayed connection: the memory bound of one connection is twice
+  // this. A full buffer stops reading, so a slow reader slows the writer (TCP flow control).
+  size_t relay_buffer_bytes = 64 * 1024;
+  unsigned ring_entries = 1024;
+};
+
+// Where the tunnel learns the original destination of a captured outbound connection.
+// Implemented by the agent over the BPF orig_dst map; tests substitute their own.
+class OrigDstResolver {
+ public:
+  virtual ~OrigDstResolver() = default;
+  // `app` is the application socket's address (the accepted connection's peer). Each
+  // connection is resolved once; the entry may be consumed.
+  virtual std::optional<SocketAddress> takeOrigDst(uint64_t netns_cookie,
+                                                   const SocketAddress& app) = 0;
+};
+
+// One enrolled pod, as the tunnel needs it.
+struct PodSpec {
+  uint64_t netns_cookie = 0;
+  int netns_fd = -1;  // borrowed for the call; the tunnel keeps its own duplicate
+  std::string name;   // "namespace/name", for logs
+  bool ipv6 = false;  // the pod has IPv6 addresses: create IPv6 listeners too
+};
+
+// The pod's listening sockets, owned by the tunnel and valid until removePod(); -1 = absent.
+struct PodListenerFds {
+  int outbound_v4 = -1;  // 127.0.0.1:15001
+  int outbound_v6 = -1;  // [::1]:15001
+  int inbound_v4 = -1;   // 0.0.0.0:15006
+  int inbound_v6 = -1;   // [::]:15006 (IPv6 only)
+  int hbone_v4 = -1;     // 15008, with HBONE
+  int hbone_v6 = -1;
+};
+
+enum class Direction { kOutbound, kInbound };
+
+// One finished connection, for the access log.
+struct ConnectionRecord {
+  Direction direction = Direction::kOutbound;
+  std::string pod;
+  SocketAddress src;  // the client
+  SocketAddress dst;  // the original destination
+  uint64_t bytes_to_dst = 0;
+  uint64_t bytes_from_dst = 0;
+  std::chrono::milliseconds duration{0};
+  std::string error;  // empty when both directions closed cleanly
+};
+
+struct TunnelStats {
+  uint64_t accepted_outbound = 0;
+  uint64_t accepted_inbound = 0;
+  uint64_t completed = 0;
+  uint64_t failed_no_orig_dst = 0;
+  uint64_t failed_connect = 0;
+  uint64_t failed_io = 0;
+  uint64_t active = 0;
+  uint64_t bytes_to_dst = 0;
+  uint64_t bytes_from_dst = 0;
+};
+
+using AccessLogFn = std::function<void(const ConnectionRecord&)>;
+
+// The node's tunnel: in-pod listeners and the connections accepted on them. Thread-safe.
+class Tunnel {
+ public:
+  virtual ~Tunnel() = default;
+  // Creates the pod's listeners inside its network namespace and starts accepting.
+  virtual Result<PodListenerFds> addPod(const PodSpec& pod) = 0;
+  // Stops accepting for the pod and closes its listeners; open connections finish.
+  virtual void removePod(uint64_t netns_cookie) = 0;
+  virtual TunnelStats stats() const = 0;
+  // Closes everything and joins the worker threads. Idempotent.
+  virtual void stop() = 0;
+};
+
+// The io_uring implementation (ztunnel/tcp_relay.cc).
+Result<std::unique_ptr<Tunnel>> startTunnel(const TunnelOptions& options, OrigDstResolver& resolver,
+                                            AccessLogFn access_log);
+
+}  // namespace nodemesh::ztunnel
