@@ -1,0 +1,267 @@
+// nodemesh-agent: the node agent. Loads the capture programs, follows the node's pods and
+// runs the tunnel that relays what the programs capture. See docs/agent.md.
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "agent/agent.h"
+#include "agent/bpf/capture_programs.h"
+#include "agent/config/local_config.h"
+#include "agent/config/local_file_source.h"
+#include "common/cgroup.h"
+#include "ztunnel/tunnel.h"
+
+namespace nodemesh::agent {
+namespace {
+
+struct Flags {
+  std::string config;
+  std::string node;
+  bool validate = false;
+  std::string cgroup;
+  std::string bpffs = "/sys/fs/bpf/nodemesh";
+  std::vector<uint16_t> exclude_outbound_ports;
+  std::vector<uint16_t> exclude_inbound_ports;
+  std::vector<std::string> exclude_cidrs;
+  std::string log_level = "info";
+  int scan_interval_ms = 200;
+  std::string netns_dir = "/var/run/netns";
+};
+
+class BpfOrigDst final : public ztunnel::OrigDstResolver {
+ public:
+  explicit BpfOrigDst(CapturePrograms& capture) : capture_(capture) {}
+  std::optional<SocketAddress> takeOrigDst(uint64_t cookie, const SocketAddress& app) override {
+    return capture_.takeOrigDst(cookie, app);
+  }
+
+ private:
+  CapturePrograms& capture_;
+};
+
+int validate(const std::string& path) {
+  auto result = config::loadLocalConfigFile(path);
+  for (const auto& w : result.warnings) std::cerr << w.toString() << " (warning)\n";
+  if (!result.ok()) {
+    for (const auto& p : result.problems) std::cerr << p.toString() << "\n";
+    std::cerr << path << ": invalid (" << result.problems.size() << " problem"
+              << (result.problems.size() == 1 ? "" : "s") << ")\n";
+    return 1;
+  }
+  std::cout << path << ": valid: " << result.snapshot->summary() << "\n";
+  return 0;
+}
+
+void logAccess(const ztunnel::ConnectionRecord& r) {
+  static auto logger = [] {
+    auto l = spdlog::stdout_logger_mt("access");
+    l->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %v", spdlog::pattern_time_type::utc);
+    return l;
+  }();
+  logger->info(
+      "access direction={} pod={} src={} dst={} bytes_to_dst={} bytes_from_dst={} "
+      "duration_ms={} result={}",
+      r.direction == ztunnel::Direction::kOutbound ? "outbound" : "inbound", r.pod,
+      r.src.toString(), r.dst.toString(), r.bytes_to_dst, r.bytes_from_dst, r.duration.count(),
+      r.error.empty() ? "ok" : "\"" + r.error + "\"");
+}
+
+void logCounters(const CapturePrograms& capture) {
+  auto counters = capture.nodeCounters();
+  if (!counters) return;
+  std::string line;
+  for (int i = 0; i < NM_REASON_MAX; ++i) {
+    if ((*counters)[i] == 0) continue;
+    line += fmt::format(" {}={}", reasonName(i), (*counters)[i]);
+  }
+  spdlog::info("capture counters:{}", line.empty() ? " none" : line);
+}
+
+int run(const Flags& flags) {
+  std::string cgroup = flags.cgroup;
+  if (cgroup.empty()) {
+    auto root = findCgroup2Root();
+    if (!root) {
+      spdlog::error("{}", root.error().message);
+      return 1;
+    }
+    cgroup = *root;
+  }
+  config::LoadResult first = config::loadLocalConfigFile(flags.config);
+  if (!first.ok()) {
+    for (const auto& p : first.problems) spdlog::error("{}", p.toString());
+    spdlog::error("{}: invalid config, not starting", flags.config);
+    return 1;
+  }
+
+  Exclusions exclusions;
+  exclusions.outbound_ports = flags.exclude_outbound_ports;
+  exclusions.inbound_ports = flags.exclude_inbound_ports;
+  for (const auto& text : flags.exclude_cidrs) {
+    auto cidr = Cidr::parse(text);
+    if (!cidr) {
+      spdlog::error("--exclude-cidrs: {}", cidr.error().message);
+      return 2;
+    }
+    exclusions.cidrs.push_back(*cidr);
+  }
+
+  CaptureOptions capture_options;
+  capture_options.bpffs_dir = flags.bpffs;
+  capture_options.cgroup_path = cgroup;
+  auto capture = CapturePrograms::install(capture_options);
+  if (!capture) {
+    spdlog::error("installing capture programs: {}", capture.error().message);
+    return 1;
+  }
+  const auto& report = (*capture)->installReport();
+  spdlog::info(
+      "capture programs attached to cgroup {} (links created {}, reused {}; maps {}) "
+      "pinned under {}",
+      cgroup, report.links_created, report.links_reused, report.maps_reused ? "reused" : "created",
+      flags.bpffs);
+  if (auto st = (*capture)->setExclusions(exclusions); !st) {
+    spdlog::error("exclusions: {}", st.error().message);
+    (void)(*capture)->uninstall();
+    return 1;
+  }
+
+  BpfOrigDst orig_dst(**capture);
+  auto tunnel = ztunnel::startTunnel(ztunnel::TunnelOptions{}, orig_dst, logAccess);
+  if (!tunnel) {
+    spdlog::error("starting the tunnel: {}", tunnel.error().message);
+    (void)(*capture)->uninstall();
+    return 1;
+  }
+
+  AgentOptions agent_options;
+  agent_options.node = flags.node;
+  agent_options.netns_dir = flags.netns_dir;
+  Agent agent(agent_options, **capture, **tunnel);
+  agent.setSnapshot(first.snapshot);
+
+  config::LocalFileSource source(flags.config);
+  auto started = source.start([&agent](model::SnapshotPtr snapshot) {
+    spdlog::info("config in force: {}", snapshot->summary());
+    agent.setSnapshot(std::move(snapshot));
+  });
+  if (!started) {
+    spdlog::error("{}", started.error().message);
+    (*tunnel)->stop();
+    (void)(*capture)->uninstall();
+    return 1;
+  }
+
+  spdlog::info("nodemesh-agent running on node {}", flags.node);
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGUSR1);
+  timespec interval{flags.scan_interval_ms / 1000, (flags.scan_interval_ms % 1000) * 1000000L};
+  while (true) {
+    agent.reconcile();
+    int sig = sigtimedwait(&signals, nullptr, &interval);
+    if (sig == SIGTERM || sig == SIGINT) {
+      spdlog::info("received {}: detaching and removing everything", strsignal(sig));
+      break;
+    }
+    if (sig == SIGUSR1) logCounters(**capture);
+  }
+
+  source.stop();
+  agent.unenrollAll();
+  (*tunnel)->stop();
+  logCounters(**capture);
+  if (auto st = (*capture)->uninstall(); !st) {
+    spdlog::error("uninstall: {}", st.error().message);
+    return 1;
+  }
+  spdlog::info("stopped; nothing left pinned under {}", flags.bpffs);
+  return 0;
+}
+
+}  // namespace
+}  // namespace nodemesh::agent
+
+int main(int argc, char** argv) {
+  using nodemesh::agent::Flags;
+  Flags flags;
+  CLI::App app{"nodemesh-agent: the nodemesh node agent (eBPF capture + tunnel)"};
+  app.footer(
+      "Examples:\n"
+      "  nodemesh-agent --config examples/two-nodes.yaml --validate\n"
+      "  nodemesh-agent --config /etc/nodemesh/mesh.yaml --node node1\n"
+      "  nodemesh-agent --config mesh.yaml --node node1 --cgroup /sys/fs/cgroup/unified/test \\\n"
+      "      --bpffs /sys/fs/bpf/nodemesh-test --exclude-outbound-ports 9000,9001\n"
+      "Signals: SIGTERM/SIGINT detach and remove everything the agent created; SIGUSR1 logs\n"
+      "the capture counters. A killed agent leaves its pins; the next start reuses them.");
+  app.add_option("--config", flags.config, "local config file (ztunnel's local config format)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  app.add_flag("--validate", flags.validate, "check the config file and exit (0 = valid)");
+  app.add_option("--node", flags.node, "this node's name (default: $NODE_NAME, else hostname)");
+  app.add_option("--cgroup", flags.cgroup,
+                 "cgroup2 directory to attach the cgroup programs to (default: the cgroup2 "
+                 "root)")
+      ->check(CLI::ExistingDirectory);
+  app.add_option("--bpffs", flags.bpffs, "directory on bpffs for this agent's pins")
+      ->capture_default_str();
+  app.add_option("--exclude-outbound-ports", flags.exclude_outbound_ports,
+                 "destination ports never captured")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 65535));
+  app.add_option("--exclude-inbound-ports", flags.exclude_inbound_ports,
+                 "pod ports whose inbound connections are never captured")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 65535));
+  app.add_option("--exclude-cidrs", flags.exclude_cidrs,
+                 "CIDRs never captured: as destination (outbound) and as source (inbound, e.g. "
+                 "the node's address for kubelet probes)")
+      ->delimiter(',');
+  app.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  app.add_option("--scan-interval-ms", flags.scan_interval_ms,
+                 "how often pods are looked for, in milliseconds")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 10000));
+  app.add_option("--netns-dir", flags.netns_dir, "where named network namespaces live")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  auto logger = spdlog::stderr_logger_mt("nodemesh");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(flags.log_level));
+
+  if (flags.validate) return nodemesh::agent::validate(flags.config);
+
+  if (flags.node.empty()) {
+    const char* env = std::getenv("NODE_NAME");
+    if (env && *env) {
+      flags.node = env;
+    } else {
+      char host[256] = {};
+      ::gethostname(host, sizeof(host) - 1);
+      flags.node = host;
+    }
+  }
+  // Block the signals the main loop waits for before any thread starts: threads inherit it.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  return nodemesh::agent::run(flags);
+}

@@ -1,0 +1,27 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/ip_address.h"
+#include "common/result.h"
+
+namespace nodemesh::agent {
+
+// A network namespace reachable through a path, identified by its nsfs inode.
+struct NetnsCandidate {
+  uint64_t inode = 0;
+  std::string path;  // /var/run/netns/NAME (preferred) or /proc/PID/ns/net
+};
+
+// Every network namespace named under netns_dir or used by a process under proc_dir, once
+// each, except the caller's own. Cheap: readlink/stat only, no namespace is entered.
+std::vector<NetnsCandidate> listNetns(const std::string& netns_dir = "/var/run/netns",
+                                      const std::string& proc_dir = "/proc");
+
+// The addresses configured on the interfaces of the namespace netns_fd names (the calling
+// thread enters it for the netlink dump and returns).
+Result<std::vector<IpAddress>> netnsAddresses(int netns_fd);
+
+}  // namespace nodemesh::agent
