@@ -1,0 +1,466 @@
+// End-to-end tests of eBPF capture on a simulated two-node cluster (issue: node agent
+// foundation). Each test builds its own cluster, runs one agent per node inside the node's
+// netns and cgroup, and drives real TCP traffic between pods with nm-testapp.
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "capture_abi.h"
+#include "common/fd.h"
+#include "common/netns.h"
+#include "tests/e2e/harness/privileged.h"
+#include "tests/e2e/harness/sim_cluster.h"
+#include "tests/e2e/harness/testapp_client.h"
+
+namespace nodemesh::e2e {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+constexpr uint64_t k64MiB = 64ull << 20;
+
+// The example mesh plus two workloads the tests need: a pod that only appears after the agent
+// started, and nothing else changed.
+std::string testConfig() {
+  std::ifstream in(std::string(NODEMESH_EXAMPLES_DIR) + "/two-nodes.yaml");
+  std::stringstream example;
+  example << in.rdbuf();
+  std::string text = example.str();
+  const std::string extra =
+      "- uid: cluster1//v1/Pod/shop/late-0\n"
+      "  name: late-0\n"
+      "  namespace: shop\n"
+      "  serviceAccount: late\n"
+      "  workloadIps: [\"10.244.1.50\"]\n"
+      "  protocol: HBONE\n"
+      "  node: node1\n";
+  auto pos = text.find("workloads:\n");
+  if (pos == std::string::npos) return text;
+  return text.insert(pos + std::string("workloads:\n").size(), extra);
+}
+
+// Reads the agent's pinned counter maps directly, as nodemeshctl will.
+class PinnedCounters {
+ public:
+  explicit PinnedCounters(std::string maps_dir) : maps_dir_(std::move(maps_dir)) {}
+
+  std::map<std::string, uint64_t> pod(uint64_t cookie) const {
+    return read("nm_pod_stats", &cookie);
+  }
+  std::map<std::string, uint64_t> node() const {
+    uint32_t zero = 0;
+    return read("nm_node_stats", &zero);
+  }
+
+ private:
+  std::map<std::string, uint64_t> read(const std::string& map, const void* key) const {
+    static const char* kNames[NM_REASON_MAX] = {
+        "out_captured",        "out_skip_marked",          "out_skip_loopback",
+        "out_skip_excluded",   "out_no_listener",          "out_storage_failed",
+        "out_established",     "out_orig_dst_failed",      "out_peername_restored",
+        "delivery_registered", "delivery_register_failed", "in_steered",
+        "in_hbone_steered",    "in_delivery_passed",       "in_skip_excluded",
+        "in_no_listener",      "in_assign_failed"};
+    std::map<std::string, uint64_t> out;
+    UniqueFd fd(bpf_obj_get((maps_dir_ + "/" + map).c_str()));
+    if (!fd.valid()) return out;
+    int ncpus = libbpf_num_possible_cpus();
+    std::vector<nm_counters> values(ncpus);
+    if (bpf_map_lookup_elem(fd.get(), key, values.data()) != 0) return out;
+    for (int i = 0; i < NM_REASON_MAX; ++i) {
+      uint64_t sum = 0;
+      for (const auto& v : values) sum += v.count[i];
+      out[kNames[i]] = sum;
+    }
+    return out;
+  }
+
+  std::string maps_dir_;
+};
+
+size_t countOf(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (auto pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+uint64_t cookieOf(const std::string& netns_path) {
+  auto fd = openNetns(netns_path);
+  if (!fd) return 0;
+  auto cookie = netnsCookie(fd->get());
+  return cookie ? *cookie : 0;
+}
+
+// Programs attached to a cgroup or netns for one attach type.
+uint32_t attachedPrograms(int target_fd, bpf_attach_type type) {
+  uint32_t ids[64];
+  uint32_t count = 64;
+  uint32_t flags = 0;
+  if (bpf_prog_query(target_fd, type, 0, &flags, ids, &count) != 0) return 0;
+  return count;
+}
+
+uint32_t mapId(const std::string& pin) {
+  UniqueFd fd(bpf_obj_get(pin.c_str()));
+  if (!fd.valid()) return 0;
+  bpf_map_info info{};
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0) return 0;
+  return info.id;
+}
+
+class CaptureTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    NODEMESH_REQUIRE_ROOT_OR_SKIP();
+    cluster_ = std::make_unique<SimCluster>();
+    cluster_->addNode("node1");
+    cluster_->addNode("node2");
+    cluster_->addPod("node1", "frontend", "10.244.1.10");
+    cluster_->addPod("node1", "cart-v2", "10.244.1.21");
+    cluster_->addPod("node2", "cart-v1", "10.244.2.20");
+    cluster_->addPod("node2", "batch", "10.244.2.30");     // legacy: protocol TCP
+    cluster_->addPod("node1", "outsider", "10.244.1.40");  // in no config at all
+    config_path_ = cluster_->writeFile("mesh.yaml", testConfig());
+  }
+
+  std::string bpffs(const std::string& node) { return cluster_->bpffsDir() + "/" + node; }
+  std::string mapsDir(const std::string& node) { return bpffs(node) + "/maps"; }
+
+  Process& startAgent(const std::string& node, std::vector<std::string> extra = {}) {
+    ProcessSpec spec;
+    spec.netns_path = cluster_->nodeNetnsPath(node);
+    spec.cgroup_path = cluster_->nodeCgroupPath(node);
+    spec.argv = {agentPath(), "--config",       config_path_, "--node",    node,
+                 "--cgroup",  spec.cgroup_path, "--bpffs",    bpffs(node), "--scan-interval-ms",
+                 "100"};
+    spec.argv.insert(spec.argv.end(), extra.begin(), extra.end());
+    spec.stdout_path =
+        cluster_->workDir() + "/agent-" + node + "-" + std::to_string(++agent_runs_) + ".log";
+    spec.stderr_path = spec.stdout_path;
+    return cluster_->startProcess(spec);
+  }
+
+  // Starts both agents and waits until each enrolled its HBONE pods.
+  void startAgents() {
+    agent1_ = &startAgent("node1", {"--exclude-outbound-ports", "9090"});
+    agent2_ = &startAgent("node2", {"--exclude-inbound-ports", "9191"});
+    ASSERT_TRUE(agent1_->waitForOutput("enrolled pod shop/frontend-7d9f", seconds(10)))
+        << agent1_->output();
+    ASSERT_TRUE(agent1_->waitForOutput("enrolled pod shop/cart-v2-9b1e", seconds(10)))
+        << agent1_->output();
+    ASSERT_TRUE(agent2_->waitForOutput("enrolled pod shop/cart-v1-5c2a", seconds(10)))
+        << agent2_->output();
+  }
+
+  Process& serve(const std::string& pod, uint16_t port, int count = 1) {
+    Process& p = cluster_->startInPod(pod, {testappPath(), "serve", "--port", std::to_string(port),
+                                            "--count", std::to_string(count)});
+    EXPECT_TRUE(waitForListening(p).has_value()) << p.output();
+    return p;
+  }
+
+  nlohmann::json connect(const std::string& pod, const std::string& to, uint64_t send,
+                         uint64_t expect) {
+    auto r = cluster_->runInPod(pod,
+                                {testappPath(), "connect", "--to", to, "--send",
+                                 std::to_string(send), "--expect", std::to_string(expect)},
+                                seconds(60));
+    auto done = findEvent(r.out, "done");
+    EXPECT_TRUE(done.has_value()) << r.describe() << "\n" << r.out;
+    return done.value_or(nlohmann::json::object());
+  }
+
+  std::unique_ptr<SimCluster> cluster_;
+  std::string config_path_;
+  Process* agent1_ = nullptr;
+  Process* agent2_ = nullptr;
+  int agent_runs_ = 0;
+};
+
+// Must show 1 + 2: A (node1) -> B's IP:port (node2) is captured at A's 15001 with the right
+// original destination and at B's 15006 with the right original destination; 64 MiB each way
+// arrive intact with half-close honoured; the application in A sees B's address.
+TEST_F(CaptureTest, PodToPodAcrossNodesIsCapturedBothWaysAndIntact) {
+  startAgents();
+  Process& server = serve("cart-v1", 8080);
+
+  auto done = connect("frontend", "10.244.2.20:8080", k64MiB, k64MiB);
+  EXPECT_EQ(done.value("ok", false), true) << done.dump();
+  EXPECT_EQ(done.value("sent", uint64_t{0}), k64MiB);
+  EXPECT_EQ(done.value("received", uint64_t{0}), k64MiB);
+  // getpeername() in the application: the original destination, not 127.0.0.1:15001.
+  EXPECT_EQ(done.value("peer", ""), "10.244.2.20:8080");
+
+  ASSERT_TRUE(server.waitExit(seconds(10)).has_value());
+  auto conn = findEvent(server.output(), "conn");
+  ASSERT_TRUE(conn.has_value()) << server.output();
+  EXPECT_TRUE(conn->value("received_ok", false)) << conn->dump();
+  EXPECT_EQ(conn->value("local", ""), "10.244.2.20:8080");
+
+  // Outbound side: agent1 relayed the connection to the original destination.
+  ASSERT_TRUE(agent1_->waitForOutput("direction=outbound pod=shop/frontend-7d9f", seconds(5)));
+  std::regex outbound(
+      R"(direction=outbound pod=shop/frontend-7d9f src=127\.0\.0\.1:\d+ dst=10\.244\.2\.20:8080 )"
+      R"(bytes_to_dst=(\d+) bytes_from_dst=(\d+) duration_ms=\d+ result=ok)");
+  std::smatch m;
+  std::string log1 = agent1_->output();
+  ASSERT_TRUE(std::regex_search(log1, m, outbound)) << log1;
+  EXPECT_GE(std::stoull(m[1]), k64MiB);
+  EXPECT_EQ(std::stoull(m[2]), k64MiB);
+
+  // Inbound side: agent2 accepted on 15006 with the pod's address as local address.
+  ASSERT_TRUE(agent2_->waitForOutput("direction=inbound pod=shop/cart-v1-5c2a", seconds(5)));
+  std::regex inbound(
+      R"(direction=inbound pod=shop/cart-v1-5c2a src=10\.244\.1\.10:\d+ dst=10\.244\.2\.20:8080 )"
+      R"(bytes_to_dst=(\d+) bytes_from_dst=(\d+) duration_ms=\d+ result=ok)");
+  std::string log2 = agent2_->output();
+  ASSERT_TRUE(std::regex_search(log2, m, inbound)) << log2;
+  EXPECT_GE(std::stoull(m[1]), k64MiB);
+  EXPECT_EQ(std::stoull(m[2]), k64MiB);
+
+  PinnedCounters node1(mapsDir("node1"));
+  PinnedCounters node2(mapsDir("node2"));
+  auto frontend = node1.pod(cookieOf(cluster_->podNetnsPath("frontend")));
+  EXPECT_EQ(frontend["out_captured"], 1u);
+  EXPECT_EQ(frontend["out_established"], 1u);
+  EXPECT_GE(frontend["out_peername_restored"], 1u);
+  // The relay's own upstream connect from inside the pod was seen and left alone.
+  EXPECT_EQ(frontend["out_skip_marked"], 1u);
+  auto cart = node2.pod(cookieOf(cluster_->podNetnsPath("cart-v1")));
+  EXPECT_EQ(cart["in_steered"], 1u);
+  EXPECT_EQ(cart["delivery_registered"], 1u);
+  EXPECT_EQ(cart["in_delivery_passed"], 1u);
+}
+
+// Must show 3: a pod that is not enrolled is not captured, by either agent.
+TEST_F(CaptureTest, NonEnrolledPodsAreNotCaptured) {
+  startAgents();
+  PinnedCounters node1(mapsDir("node1"));
+  PinnedCounters node2(mapsDir("node2"));
+  auto before1 = node1.node();
+  auto before2 = node2.node();
+
+  // batch (legacy, protocol TCP, node2) -> outsider (no workload, node1).
+  Process& server = serve("outsider", 5432);
+  auto done = connect("batch", "10.244.1.40:5432", 1 << 20, 1 << 20);
+  EXPECT_TRUE(done.value("ok", false)) << done.dump();
+  ASSERT_TRUE(server.waitExit(seconds(10)).has_value());
+  auto conn = findEvent(server.output(), "conn");
+  ASSERT_TRUE(conn.has_value());
+  EXPECT_EQ(hostOf(conn->value("peer", "")), "10.244.2.30");
+
+  auto after1 = node1.node();
+  auto after2 = node2.node();
+  for (const char* reason : {"out_captured", "in_steered", "out_skip_marked"}) {
+    EXPECT_EQ(after1[reason], before1[reason]) << reason;
+    EXPECT_EQ(after2[reason], before2[reason]) << reason;
+  }
+  EXPECT_EQ(agent1_->output().find("access direction="), std::string::npos);
+  EXPECT_EQ(agent2_->output().find("access direction="), std::string::npos);
+}
+
+// Must show 4: excluded ports are not captured (outbound on node1, inbound on node2).
+TEST_F(CaptureTest, ExcludedPortsAreNotCaptured) {
+  startAgents();
+  PinnedCounters node1(mapsDir("node1"));
+  PinnedCounters node2(mapsDir("node2"));
+  uint64_t frontend = cookieOf(cluster_->podNetnsPath("frontend"));
+  uint64_t cart = cookieOf(cluster_->podNetnsPath("cart-v1"));
+
+  // 9090 is excluded outbound by agent1: frontend's connect goes straight out, but cart-v1's
+  // agent still captures it inbound (it is a plaintext client as far as node2 knows).
+  Process& s1 = serve("cart-v1", 9090);
+  auto done = connect("frontend", "10.244.2.20:9090", 4096, 4096);
+  EXPECT_TRUE(done.value("ok", false)) << done.dump();
+  ASSERT_TRUE(s1.waitExit(seconds(10)).has_value());
+  EXPECT_EQ(node1.pod(frontend)["out_skip_excluded"], 1u);
+  EXPECT_EQ(node1.pod(frontend)["out_captured"], 0u);
+  EXPECT_EQ(node2.pod(cart)["in_steered"], 1u);
+
+  // 9191 is excluded inbound by agent2: steered by nobody; outbound capture still happens.
+  Process& s2 = serve("cart-v1", 9191);
+  done = connect("frontend", "10.244.2.20:9191", 4096, 4096);
+  EXPECT_TRUE(done.value("ok", false)) << done.dump();
+  ASSERT_TRUE(s2.waitExit(seconds(10)).has_value());
+  EXPECT_EQ(node1.pod(frontend)["out_captured"], 1u);
+  EXPECT_EQ(node2.pod(cart)["in_skip_excluded"], 1u);
+  EXPECT_EQ(node2.pod(cart)["in_steered"], 1u);  // unchanged
+}
+
+// Must show 5: a pod created after the agent started is enrolled within 1 s and captured; a
+// removed pod is forgotten (map entries and its sk_lookup link gone).
+TEST_F(CaptureTest, PodsAppearingAndDisappearingAreFollowedWithinOneSecond) {
+  startAgents();
+  auto created = std::chrono::steady_clock::now();
+  cluster_->addPod("node1", "late", "10.244.1.50");
+  ASSERT_TRUE(agent1_->waitForOutput("enrolled pod shop/late-0", seconds(5))) << agent1_->output();
+  auto enrolled_after = std::chrono::steady_clock::now() - created;
+  EXPECT_LT(enrolled_after, milliseconds(1000));
+  uint64_t cookie = cookieOf(cluster_->podNetnsPath("late"));
+  std::string link_pin = bpffs("node1") + "/links/sk_lookup/" + std::to_string(cookie);
+  EXPECT_TRUE(fs::exists(link_pin));
+
+  Process& server = serve("cart-v1", 8080);
+  auto done = connect("late", "10.244.2.20:8080", 1 << 20, 1 << 20);
+  EXPECT_TRUE(done.value("ok", false)) << done.dump();
+  EXPECT_EQ(done.value("peer", ""), "10.244.2.20:8080");
+  ASSERT_TRUE(server.waitExit(seconds(10)).has_value());
+  EXPECT_EQ(PinnedCounters(mapsDir("node1")).pod(cookie)["out_captured"], 1u);
+
+  auto removed = std::chrono::steady_clock::now();
+  cluster_->removePod("late");
+  ASSERT_TRUE(agent1_->waitForOutput("unenrolled pod shop/late-0", seconds(5)))
+      << agent1_->output();
+  EXPECT_LT(std::chrono::steady_clock::now() - removed, milliseconds(1000));
+  EXPECT_FALSE(fs::exists(link_pin));
+  UniqueFd pods(bpf_obj_get((mapsDir("node1") + "/nm_pods").c_str()));
+  ASSERT_TRUE(pods.valid());
+  nm_pod_info info{};
+  EXPECT_NE(bpf_map_lookup_elem(pods.get(), &cookie, &info), 0) << "pod still enrolled";
+}
+
+// Must show 6: a restarted agent reuses its pins without attaching twice; SIGTERM removes
+// every pin and link it created.
+TEST_F(CaptureTest, RestartReusesPinsAndSigtermRemovesEverything) {
+  Process& first = startAgent("node1");
+  ASSERT_TRUE(first.waitForOutput("enrolled pod shop/frontend-7d9f", seconds(10)))
+      << first.output();
+  std::string cgroup = cluster_->nodeCgroupPath("node1");
+  UniqueFd cg(::open(cgroup.c_str(), O_RDONLY | O_DIRECTORY));
+  ASSERT_TRUE(cg.valid());
+  const bpf_attach_type kTypes[] = {BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_INET6_CONNECT,
+                                    BPF_CGROUP_INET4_GETPEERNAME, BPF_CGROUP_INET6_GETPEERNAME,
+                                    BPF_CGROUP_SOCK_OPS};
+  for (auto type : kTypes) EXPECT_EQ(attachedPrograms(cg.get(), type), 1u) << type;
+  auto frontend_ns = openNetns(cluster_->podNetnsPath("frontend"));
+  ASSERT_TRUE(frontend_ns.ok());
+  EXPECT_EQ(attachedPrograms(frontend_ns->get(), BPF_SK_LOOKUP), 1u);
+  uint32_t pods_map = mapId(mapsDir("node1") + "/nm_pods");
+  ASSERT_NE(pods_map, 0u);
+
+  // A crash (or an upgrade that kills the process) leaves the pins in place.
+  first.kill();
+  Process& second = startAgent("node1");
+  ASSERT_TRUE(second.waitForOutput("links created 0, reused 5; maps reused", seconds(10)))
+      << second.output();
+  ASSERT_TRUE(second.waitForOutput("enrolled pod shop/frontend-7d9f", seconds(10)));
+  for (auto type : kTypes) EXPECT_EQ(attachedPrograms(cg.get(), type), 1u) << type;
+  EXPECT_EQ(attachedPrograms(frontend_ns->get(), BPF_SK_LOOKUP), 1u);
+  EXPECT_EQ(mapId(mapsDir("node1") + "/nm_pods"), pods_map);
+
+  // Capture works with the reused pins.
+  Process& server = serve("cart-v2", 8080);
+  auto done = connect("frontend", "10.244.1.21:8080", 1 << 20, 1 << 20);
+  EXPECT_TRUE(done.value("ok", false)) << done.dump();
+  EXPECT_EQ(done.value("peer", ""), "10.244.1.21:8080");
+  ASSERT_TRUE(server.waitExit(seconds(10)).has_value());
+  ASSERT_TRUE(second.waitForOutput("direction=outbound pod=shop/frontend-7d9f", seconds(5)));
+
+  ASSERT_TRUE(second.signal(SIGTERM));
+  auto status = second.waitExit(seconds(10));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(*status, 0) << second.output();
+  EXPECT_FALSE(fs::exists(bpffs("node1"))) << "pins left behind";
+  for (auto type : kTypes) EXPECT_EQ(attachedPrograms(cg.get(), type), 0u) << type;
+  EXPECT_EQ(attachedPrograms(frontend_ns->get(), BPF_SK_LOOKUP), 0u);
+
+  // Nothing captured any more: the application reaches the server directly.
+  Process& server2 = serve("cart-v2", 8081);
+  done = connect("frontend", "10.244.1.21:8081", 4096, 4096);
+  EXPECT_TRUE(done.value("ok", false)) << done.dump();
+  ASSERT_TRUE(server2.waitExit(seconds(10)).has_value());
+  auto conn = findEvent(server2.output(), "conn");
+  ASSERT_TRUE(conn.has_value());
+  EXPECT_EQ(hostOf(conn->value("peer", "")), "10.244.1.10");
+}
+
+// Must show 7 (reload half): a good new config applies, a bad one is rejected with file:line
+// and the last good snapshot stays in force.
+TEST_F(CaptureTest, ConfigReloadAppliesGoodVersionsAndKeepsLastGoodOnError) {
+  Process& agent = startAgent("node1");
+  ASSERT_TRUE(agent.waitForOutput("enrolled pod shop/cart-v2-9b1e", seconds(10)));
+
+  // Drop cart-v2 from the config: it is unenrolled.
+  std::string config = testConfig();
+  auto start = config.find("- uid: cluster1//v1/Pod/shop/cart-v2-9b1e");
+  auto end = config.find("- uid: cluster1//v1/Pod/legacy/batch-0");
+  ASSERT_NE(start, std::string::npos);
+  std::string without_cart_v2 = std::string(config).erase(start, end - start);
+  cluster_->writeFile("mesh.yaml.tmp", without_cart_v2);
+  fs::rename(cluster_->workDir() + "/mesh.yaml.tmp", config_path_);
+  ASSERT_TRUE(agent.waitForOutput("unenrolled pod shop/cart-v2-9b1e", seconds(5)))
+      << agent.output();
+
+  // A broken version: rejected with file:line: reason; frontend stays enrolled, cart-v2 does
+  // not come back.
+  const std::string kEnrolledCartV2 = "info enrolled pod shop/cart-v2-9b1e";
+  EXPECT_EQ(countOf(agent.output(), kEnrolledCartV2), 1u);
+  cluster_->writeFile("mesh.yaml", without_cart_v2 + "bogusTopLevelKey: 1\n");
+  ASSERT_TRUE(agent.waitForOutput("bogusTopLevelKey", seconds(5))) << agent.output();
+  std::string out = agent.output();
+  EXPECT_TRUE(std::regex_search(
+      out, std::regex(std::regex_replace(config_path_, std::regex(R"([.])"), R"(\.)") +
+                      R"(:\d+: unknown field 'bogusTopLevelKey')")))
+      << out;
+  std::this_thread::sleep_for(milliseconds(500));
+  EXPECT_EQ(countOf(agent.output(), kEnrolledCartV2), 1u) << agent.output();
+  EXPECT_EQ(agent.output().find("unenrolled pod shop/frontend"), std::string::npos);
+
+  // Fixed: cart-v2 is enrolled again.
+  cluster_->writeFile("mesh.yaml", config);
+  EXPECT_TRUE(waitFor([&] { return countOf(agent.output(), kEnrolledCartV2) == 2; }, seconds(5)))
+      << agent.output();
+}
+
+// Must show 7 (--validate half): exit 0 and a one-line summary for a valid file; non-zero and
+// file:line: reason for each problem otherwise. Needs no privileges.
+TEST(AgentValidate, ValidFileGivesSummary) {
+  CommandSpec spec;
+  spec.argv = {agentPath(), "--config", std::string(NODEMESH_EXAMPLES_DIR) + "/two-nodes.yaml",
+               "--validate"};
+  auto r = runCommand(spec);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("valid: 4 workloads, 1 service, 2 policies"), std::string::npos) << r.out;
+}
+
+TEST(AgentValidate, MalformedFileGivesFileLineReason) {
+  std::string dir = fs::temp_directory_path() / ("nm-validate-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::string path = dir + "/bad.yaml";
+  std::ofstream(path) << "workloads:\n"
+                         "- uid: a\n"
+                         "  name: a\n"
+                         "  workloadIps: [\"10.0.0.300\"]\n"
+                         "  protocl: HBONE\n";
+  CommandSpec spec;
+  spec.argv = {agentPath(), "--config", path, "--validate"};
+  auto r = runCommand(spec);
+  fs::remove_all(dir);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find(path + ":4:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(path + ":5:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("protocl"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace nodemesh::e2e
