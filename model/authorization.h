@@ -1,0 +1,88 @@
+#pragma once
+
+// An L4 authorization policy as Istio's security API describes it (istio.security.Authorization;
+// ztunnel's rbac::Authorization). The evaluation semantics live in policy/; this is only data.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/ip_address.h"
+
+namespace nodemesh::model {
+
+// Which workloads a policy applies to: every workload in the mesh (a policy in the root
+// namespace), every workload in the policy's namespace, or only the workloads that list the
+// policy in their `authorization_policies`.
+enum class PolicyScope { Global, Namespace, WorkloadSelector };
+enum class PolicyAction { Allow, Deny };
+
+std::string_view toString(PolicyScope scope);    // "Global", "Namespace", "WorkloadSelector"
+std::string_view toString(PolicyAction action);  // "Allow", "Deny"
+
+struct StringMatch {
+  enum class Kind { Exact, Prefix, Suffix, Presence };
+  Kind kind = Kind::Exact;
+  std::string value;  // empty for Presence
+
+  static StringMatch exact(std::string v) { return {Kind::Exact, std::move(v)}; }
+  static StringMatch prefix(std::string v) { return {Kind::Prefix, std::move(v)}; }
+  static StringMatch suffix(std::string v) { return {Kind::Suffix, std::move(v)}; }
+  static StringMatch presence() { return {Kind::Presence, {}}; }
+
+  // Presence matches any non-empty value.
+  bool matches(std::string_view candidate) const;
+  std::string toString() const;  // "Exact(foo)", "Presence()"
+  bool operator==(const StringMatch&) const = default;
+};
+
+// Matches a peer whose identity has exactly this namespace and service account.
+struct ServiceAccountMatch {
+  std::string namespace_name;
+  std::string service_account;
+
+  bool operator==(const ServiceAccountMatch&) const = default;
+};
+
+// One match: every field that is set must match (AND); the values of one field are OR'd; a
+// `not_` field matches when none of its values match. Principals are written without the
+// "spiffe://" scheme ("cluster.local/ns/shop/sa/frontend"), as in Istio.
+struct Match {
+  std::vector<StringMatch> namespaces;
+  std::vector<StringMatch> not_namespaces;
+  std::vector<ServiceAccountMatch> service_accounts;
+  std::vector<ServiceAccountMatch> not_service_accounts;
+  std::vector<StringMatch> principals;
+  std::vector<StringMatch> not_principals;
+  std::vector<Cidr> source_ips;
+  std::vector<Cidr> not_source_ips;
+  std::vector<Cidr> destination_ips;
+  std::vector<Cidr> not_destination_ips;
+  std::vector<uint16_t> destination_ports;
+  std::vector<uint16_t> not_destination_ports;
+
+  // A match with no fields set never matches (ztunnel skips it).
+  bool empty() const;
+  bool operator==(const Match&) const = default;
+};
+
+// Matches are OR'd within a clause; clauses are AND'd within a rule; rules are OR'd.
+using Clause = std::vector<Match>;
+using Rule = std::vector<Clause>;
+
+struct Authorization {
+  std::string name;
+  std::string namespace_name;
+  PolicyScope scope = PolicyScope::WorkloadSelector;
+  PolicyAction action = PolicyAction::Allow;
+  // A dry-run policy is evaluated and logged but does not decide the connection.
+  bool dry_run = false;
+  std::vector<Rule> rules;
+
+  // "namespace/name", the key workloads use in `authorization_policies`.
+  std::string key() const { return namespace_name + "/" + name; }
+  bool operator==(const Authorization&) const = default;
+};
+
+}  // namespace nodemesh::model

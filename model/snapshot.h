@@ -1,0 +1,74 @@
+#pragma once
+
+// An immutable view of the mesh as this node knows it: workloads, services and policies with
+// lookup indexes. Config sources build one per accepted config version and publish it as
+// std::shared_ptr<const Snapshot>; readers keep their pointer as long as they need a consistent
+// view. Pointers returned by the lookups stay valid while the snapshot lives.
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/ip_address.h"
+#include "model/authorization.h"
+#include "model/service.h"
+#include "model/workload.h"
+
+namespace nodemesh::model {
+
+class Snapshot {
+ public:
+  Snapshot() = default;
+  // Builds the indexes. Keys are expected to be unique (the loaders reject duplicates); if they
+  // are not, lookups by uid / key return the first.
+  Snapshot(std::vector<Workload> workloads, std::vector<Service> services,
+           std::vector<Authorization> policies);
+
+  static std::shared_ptr<const Snapshot> create(std::vector<Workload> workloads,
+                                                std::vector<Service> services,
+                                                std::vector<Authorization> policies);
+
+  const std::vector<Workload>& workloads() const { return workloads_; }
+  const std::vector<Service>& services() const { return services_; }
+  const std::vector<Authorization>& policies() const { return policies_; }
+
+  const Workload* workloadByUid(std::string_view uid) const;
+  // Network-agnostic. When several workloads share the address, prefers (like ztunnel) a pod
+  // over other kinds, then an HBONE workload over a TCP one. HostNetwork workloads are not
+  // indexed by address (their address is the node's).
+  const Workload* workloadByIp(const IpAddress& ip) const;
+  std::vector<const Workload*> workloadsOnNode(std::string_view node) const;
+
+  // Network-agnostic; when two services claim one VIP the later one wins, as in ztunnel.
+  const Service* serviceByVip(const IpAddress& ip) const;
+  // By "namespace/hostname".
+  const Service* serviceByKey(std::string_view key) const;
+  // The service's own endpoints plus one per workload that lists the service (a workload's own
+  // entry replaces an explicit endpoint with the same uid). Ordered by workload uid.
+  std::vector<Endpoint> endpoints(const Service& service) const;
+
+  // By "namespace/name".
+  const Authorization* policy(std::string_view key) const;
+
+  bool empty() const { return workloads_.empty() && services_.empty() && policies_.empty(); }
+  // "4 workloads, 1 service, 2 policies".
+  std::string summary() const;
+
+ private:
+  std::vector<Workload> workloads_;
+  std::vector<Service> services_;
+  std::vector<Authorization> policies_;
+
+  std::map<std::string, size_t, std::less<>> workload_by_uid_;
+  std::map<IpAddress, size_t> workload_by_ip_;
+  std::map<IpAddress, size_t> service_by_vip_;
+  std::map<std::string, size_t, std::less<>> service_by_key_;
+  std::map<std::string, size_t, std::less<>> policy_by_key_;
+};
+
+using SnapshotPtr = std::shared_ptr<const Snapshot>;
+
+}  // namespace nodemesh::model
