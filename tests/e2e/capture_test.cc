@@ -180,11 +180,12 @@ class CaptureTest : public ::testing::Test {
   }
 
   nlohmann::json connect(const std::string& pod, const std::string& to, uint64_t send,
-                         uint64_t expect) {
-    auto r = cluster_->runInPod(pod,
-                                {testappPath(), "connect", "--to", to, "--send",
-                                 std::to_string(send), "--expect", std::to_string(expect)},
-                                seconds(60));
+                         uint64_t expect, bool v4_mapped = false) {
+    std::vector<std::string> argv = {
+        testappPath(),         "connect", "--to", to, "--send", std::to_string(send), "--expect",
+        std::to_string(expect)};
+    if (v4_mapped) argv.insert(argv.end(), {"--v4-mapped", "1"});
+    auto r = cluster_->runInPod(pod, argv, seconds(60));
     auto done = findEvent(r.out, "done");
     EXPECT_TRUE(done.has_value()) << r.describe() << "\n" << r.out;
     return done.value_or(nlohmann::json::object());
@@ -250,6 +251,22 @@ TEST_F(CaptureTest, PodToPodAcrossNodesIsCapturedBothWaysAndIntact) {
   EXPECT_EQ(cart["in_steered"], 1u);
   EXPECT_EQ(cart["delivery_registered"], 1u);
   EXPECT_EQ(cart["in_delivery_passed"], 1u);
+}
+
+// connect6 with a v4-mapped destination (a dual-stack application on an AF_INET6 socket) is
+// captured like connect4, and getpeername6 restores the mapped original destination.
+TEST_F(CaptureTest, V4MappedConnectFromIpv6SocketIsCaptured) {
+  startAgents();
+  Process& server = serve("cart-v1", 8080);
+  auto done = connect("frontend", "10.244.2.20:8080", 1 << 20, 1 << 20, /*v4_mapped=*/true);
+  EXPECT_TRUE(done.value("ok", false)) << done.dump();
+  EXPECT_EQ(done.value("peer", ""), "10.244.2.20:8080");
+  ASSERT_TRUE(server.waitExit(seconds(10)).has_value());
+  ASSERT_TRUE(agent1_->waitForOutput("dst=10.244.2.20:8080", seconds(5))) << agent1_->output();
+  auto frontend =
+      PinnedCounters(mapsDir("node1")).pod(cookieOf(cluster_->podNetnsPath("frontend")));
+  EXPECT_EQ(frontend["out_captured"], 1u);
+  EXPECT_GE(frontend["out_peername_restored"], 1u);
 }
 
 // Must show 3: a pod that is not enrolled is not captured, by either agent.

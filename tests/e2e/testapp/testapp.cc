@@ -4,6 +4,7 @@
 //
 //   nm-testapp serve --port P [--bind IP] [--count N] [--timeout-ms T]
 //   nm-testapp connect --to IP:PORT --send N --expect M [--seed S] [--bind IP] [--timeout-ms T]
+//                      [--v4-mapped 1]   (IPv4 destination through an AF_INET6 socket)
 //   nm-testapp connect-many --to IP:PORT --count N [--send N] [--expect M] [--seed S]
 //                           [--timeout-ms T]
 //
@@ -57,7 +58,7 @@ void printJson(const nlohmann::json& j) {
                "  nm-testapp serve --port P [--bind IP] [--count N (0: forever)] "
                "[--timeout-ms T]\n"
                "  nm-testapp connect --to IP:PORT --send N --expect M [--seed S] [--bind IP] "
-               "[--timeout-ms T]\n"
+               "[--timeout-ms T] [--v4-mapped 1]\n"
                "  nm-testapp connect-many --to IP:PORT --count N [--send N] [--expect M] "
                "[--seed S] [--timeout-ms T]\n",
                why.c_str());
@@ -116,9 +117,11 @@ struct Endpoint {
   socklen_t len = 0;
 };
 
-Endpoint makeEndpoint(const IpAddress& ip, uint16_t port) {
+// v4_mapped: an IPv4 address as ::ffff:a.b.c.d on an AF_INET6 socket (what dual-stack
+// applications do), which the kernel connects over IPv4 through the connect6 hook.
+Endpoint makeEndpoint(const IpAddress& ip, uint16_t port, bool v4_mapped = false) {
   Endpoint ep;
-  if (ip.isV4()) {
+  if (ip.isV4() && !v4_mapped) {
     auto* sin = reinterpret_cast<sockaddr_in*>(&ep.addr);
     sin->sin_family = AF_INET;
     sin->sin_port = htons(port);
@@ -426,7 +429,7 @@ ConnectOptions parseConnectOptions(std::map<std::string, std::string>& flags,
   auto to = SocketAddress::parse(flags["to"]);
   if (!to) usage(to.error().message);
   ConnectOptions opts;
-  opts.to = makeEndpoint(to->ip, to->port);
+  opts.to = makeEndpoint(to->ip, to->port, flags.count("v4-mapped") && flags["v4-mapped"] == "1");
   if (flags.count("bind")) {
     auto ip = IpAddress::parse(flags["bind"]);
     if (!ip) usage(ip.error().message);
@@ -440,7 +443,8 @@ ConnectOptions parseConnectOptions(std::map<std::string, std::string>& flags,
 }
 
 int connectCommand(int argc, char** argv) {
-  auto flags = parseFlags(argc, argv, 2, {"to", "send", "expect", "seed", "bind", "timeout-ms"});
+  auto flags = parseFlags(argc, argv, 2,
+                          {"to", "send", "expect", "seed", "bind", "timeout-ms", "v4-mapped"});
   if (!flags.count("send") || !flags.count("expect")) usage("connect needs --send and --expect");
   ConnectOptions opts = parseConnectOptions(flags, 0);
   ConnectResult res = connectOnce(opts);
