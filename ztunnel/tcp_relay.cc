@@ -32,7 +32,16 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-enum class OpKind : uint8_t { kWake, kAccept, kConnect, kRecv, kSend, kShutdown, kIgnore };
+enum class OpKind : uint8_t {
+  kWake,
+  kAccept,
+  kAcceptBackoff,
+  kConnect,
+  kRecv,
+  kSend,
+  kShutdown,
+  kIgnore
+};
 
 struct OpTag {
   OpKind kind;
@@ -44,6 +53,8 @@ struct Pod;
 
 struct Listener {
   OpTag tag{OpKind::kAccept, this, 0};
+  OpTag backoff_tag{OpKind::kAcceptBackoff, this, 0};
+  __kernel_timespec backoff{0, 100 * 1000 * 1000};  // after EMFILE/ENFILE/ENOMEM
   UniqueFd fd;
   Pod* pod = nullptr;
   Direction direction = Direction::kOutbound;
@@ -242,6 +253,16 @@ class TcpRelay final : public Tunnel {
       case OpKind::kAccept:
         onAccept(static_cast<Listener*>(tag->owner), res, flags);
         break;
+      case OpKind::kAcceptBackoff: {
+        auto* l = static_cast<Listener*>(tag->owner);
+        l->in_flight = false;
+        if (l->closing) {
+          reapPods();
+        } else {
+          armAccept(l);
+        }
+        break;
+      }
       case OpKind::kConnect:
         onConnect(static_cast<Conn*>(tag->owner), res);
         break;
@@ -301,9 +322,11 @@ class TcpRelay final : public Tunnel {
       if (l->closing) continue;
       l->closing = true;
       if (l->in_flight) {
-        io_uring_sqe* s = sqe();
-        io_uring_prep_cancel(s, &l->tag, 0);
-        io_uring_sqe_set_data(s, &ignore_tag_);
+        for (OpTag* tag : {&l->tag, &l->backoff_tag}) {
+          io_uring_sqe* s = sqe();
+          io_uring_prep_cancel(s, tag, 0);
+          io_uring_sqe_set_data(s, &ignore_tag_);
+        }
       }
     }
   }
@@ -331,13 +354,18 @@ class TcpRelay final : public Tunnel {
       spdlog::warn("{}: accept on {} failed: {}", l->pod->name,
                    l->direction == Direction::kOutbound ? "15001" : "15006", std::strerror(-res));
     }
-    if (!more) {
-      if (!l->closing) {
-        armAccept(l);
-      } else {
-        reapPods();
-      }
+    if (more) return;
+    if (l->closing) return reapPods();
+    if (res == -EMFILE || res == -ENFILE || res == -ENOMEM || res == -ENOBUFS) {
+      // Out of descriptors or memory: retrying at once would spin. Pending connections wait
+      // in the backlog meanwhile.
+      io_uring_sqe* s = sqe();
+      io_uring_prep_timeout(s, &l->backoff, 0, 0);
+      io_uring_sqe_set_data(s, &l->backoff_tag);
+      l->in_flight = true;
+      return;
     }
+    armAccept(l);
   }
 
   void startConn(Listener* l, UniqueFd fd) {
@@ -377,6 +405,13 @@ class TcpRelay final : public Tunnel {
       // wanted to go. Deliver from inside the pod, bound to that address, with the delivery
       // mark so that cgroup/connect4 lets sk_lookup pass it to the application.
       c->record.dst = *local;
+      if (c->record.dst.port == options_.inbound_port ||
+          c->record.dst.port == options_.outbound_port || c->record.dst.ip.isLoopback()) {
+        // Delivering to the tunnel's own listener would accept the delivery again, forever.
+        failed_connect_.fetch_add(1, std::memory_order_relaxed);
+        abort(c, "refusing to deliver to the tunnel's own listener " + local->toString());
+        return;
+      }
       bind_ip = &c->record.dst.ip;
       mark = options_.delivery_mark;
     }

@@ -269,6 +269,31 @@ TEST_F(CaptureTest, V4MappedConnectFromIpv6SocketIsCaptured) {
   EXPECT_GE(frontend["out_peername_restored"], 1u);
 }
 
+// Connections aimed at the tunnel's own ports are reset instead of being relayed into the
+// tunnel again (which would loop forever), and the agent keeps serving.
+TEST_F(CaptureTest, ConnectionsToTheTunnelsOwnPortsAreResetWithoutLooping) {
+  startAgents();
+  auto done = connect("frontend", "10.244.2.20:15006", 4096, 4096);
+  EXPECT_FALSE(done.value("ok", true)) << done.dump();
+  ASSERT_TRUE(
+      agent2_->waitForOutput("refusing to deliver to the tunnel's own listener", seconds(5)))
+      << agent2_->output();
+  // Inside the pod, straight to the outbound listener: no original destination recorded.
+  done = connect("cart-v1", "127.0.0.1:15001", 4096, 4096);
+  EXPECT_FALSE(done.value("ok", true)) << done.dump();
+  ASSERT_TRUE(agent2_->waitForOutput("no original destination recorded", seconds(5)))
+      << agent2_->output();
+
+  std::this_thread::sleep_for(milliseconds(300));
+  const std::string log = agent2_->output();
+  EXPECT_LT(std::count(log.begin(), log.end(), '\n'), 40) << "the agent looped:\n" << log;
+
+  Process& server = serve("cart-v1", 8080);
+  done = connect("frontend", "10.244.2.20:8080", 4096, 4096);
+  EXPECT_TRUE(done.value("ok", false)) << done.dump();
+  ASSERT_TRUE(server.waitExit(seconds(10)).has_value());
+}
+
 // Must show 3: a pod that is not enrolled is not captured, by either agent.
 TEST_F(CaptureTest, NonEnrolledPodsAreNotCaptured) {
   startAgents();
