@@ -46,10 +46,7 @@ int nm_sk_lookup(struct bpf_sk_lookup *ctx) {
   __u8 excl = 0;
   __u8 *p = bpf_map_lookup_elem(&nm_excl_ports, &t.dst_port);
   if (p) excl |= *p;
-  struct nm_lpm_key src_key = {.prefixlen = 128};
-  __builtin_memcpy(src_key.addr, t.src, 16);
-  __u8 *c = bpf_map_lookup_elem(&nm_excl_cidrs, &src_key);
-  if (c) excl |= *c;
+  excl |= nm_excluded_cidr(t.src);
   if (excl & NM_EXCLUDE_INBOUND) {
     nm_count(stats, NM_IN_SKIP_EXCLUDED);
     return SK_PASS;

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 
@@ -39,6 +40,8 @@ IpAddress IpAddress::fromBytes(const std::array<uint8_t, 16>& bytes) {
 
 Result<IpAddress> IpAddress::parse(std::string_view text) {
   std::string s(text);
+  // inet_pton reads a C string: an embedded NUL would hide whatever follows it.
+  if (s.find('\0') != std::string::npos) return Error::invalid("invalid IP address (NUL byte)");
   in_addr v4{};
   if (inet_pton(AF_INET, s.c_str(), &v4) == 1) return fromV4(v4);
   in6_addr v6{};
@@ -108,6 +111,11 @@ Result<SocketAddress> SocketAddress::parse(std::string_view text) {
     }
     host = text.substr(0, colon);
     port_text = text.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) {
+      // "fd00::1:80" is itself an IPv6 address: RFC 3986 3.2.2 requires [brackets].
+      return Error::invalid("invalid socket address '" + std::string(text) +
+                            "': write an IPv6 address as [ip]:port");
+    }
   }
   auto ip = IpAddress::parse(host);
   if (!ip) return ip.error();
@@ -132,22 +140,32 @@ Cidr::Cidr(IpAddress base, int prefix_len) : prefix_len_(prefix_len) {
 
 Result<Cidr> Cidr::parse(std::string_view text) {
   auto slash = text.find('/');
-  auto ip = IpAddress::parse(text.substr(0, slash));
+  auto host = text.substr(0, slash);
+  auto ip = IpAddress::parse(host);
   if (!ip) return Error::invalid("invalid CIDR '" + std::string(text) + "'");
-  int max = ip->isV4() ? 32 : 128;
+  // The prefix length counts bits of the address as written: "::ffff:10.0.0.0/104" is an IPv6
+  // prefix even though the address is v4-mapped.
+  bool written_v4 = host.find(':') == std::string_view::npos;
+  int max = written_v4 ? 32 : 128;
   int len = max;
   if (slash != std::string_view::npos) {
     auto len_text = text.substr(slash + 1);
+    bool digits_only =
+        !len_text.empty() &&
+        std::all_of(len_text.begin(), len_text.end(), [](char c) { return c >= '0' && c <= '9'; });
     auto [ptr, ec] = std::from_chars(len_text.data(), len_text.data() + len_text.size(), len);
-    if (ec != std::errc() || ptr != len_text.data() + len_text.size() || len_text.empty() ||
-        len < 0 || len > max) {
+    if (!digits_only || ec != std::errc() || ptr != len_text.data() + len_text.size() ||
+        len > max) {
       return Error::invalid("invalid prefix length in CIDR '" + std::string(text) + "'");
     }
   }
-  return Cidr(*ip, ip->isV4() ? len + 96 : len);
+  return Cidr(*ip, written_v4 ? len + 96 : len);
 }
 
 bool Cidr::contains(const IpAddress& ip) const {
+  // IPv4 is stored v4-mapped, but an IPv6 prefix shorter than /96 (such as ::/0) is an IPv6
+  // range: it does not cover IPv4 addresses, as in Istio's and ztunnel's matching.
+  if (prefix_len_ < 96 && ip.isV4()) return false;
   return Cidr(ip, prefix_len_).base_ == base_;
 }
 

@@ -19,5 +19,6 @@ static_assert(sizeof(nm_tuple) == 40);
 static_assert(offsetof(nm_tuple, src_port) == 32);
 static_assert(offsetof(nm_tuple, dst_port) == 34);
 static_assert(sizeof(nm_lpm_key) == 20);
+static_assert(sizeof(nm_excl_cidr) == 4);
 static_assert(sizeof(nm_counters) == 8 * NM_REASON_MAX);
 static_assert(sizeof(nm_capture_config) == 16);

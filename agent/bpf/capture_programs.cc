@@ -207,8 +207,10 @@ Status CapturePrograms::setExclusions(const Exclusions& exclusions) {
     nm_lpm_key key{};
     key.prefixlen = static_cast<uint32_t>(cidr.prefixLen());
     std::memcpy(key.addr, cidr.base().bytes().data(), 16);
-    uint8_t bits = NM_EXCLUDE_OUTBOUND | NM_EXCLUDE_INBOUND;
-    if (bpf_map_update_elem(cidrs_fd, &key, &bits, BPF_ANY) != 0) {
+    nm_excl_cidr value{};
+    value.dirs = NM_EXCLUDE_OUTBOUND | NM_EXCLUDE_INBOUND;
+    value.prefixlen = static_cast<uint16_t>(key.prefixlen);
+    if (bpf_map_update_elem(cidrs_fd, &key, &value, BPF_ANY) != 0) {
       return Error::fromErrno("exclude CIDR " + cidr.toString());
     }
   }

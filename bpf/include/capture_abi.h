@@ -93,6 +93,15 @@ struct nm_lpm_key {
   __u8 addr[16];
 };
 
+/* Value of nm_excl_cidrs. An IPv6 prefix shorter than /96 (::/0, 2000::/3) also spans the
+ * v4-mapped range in the trie, but it is an IPv6 range: IPv4 addresses matched only by such a
+ * prefix are not excluded. */
+struct nm_excl_cidr {
+  __u8 dirs;      /* enum nm_exclude_dir bits */
+  __u8 reserved;
+  __u16 prefixlen; /* copy of the key's prefixlen */
+};
+
 /* Why a program did what it did; one counter per reason, per pod and node-wide. */
 enum nm_reason {
   NM_OUT_CAPTURED = 0,          /* connect rewritten to the in-pod 15001 listener */

@@ -80,7 +80,7 @@ struct {
   __uint(map_flags, BPF_F_NO_PREALLOC);
   __uint(max_entries, 1024);
   __type(key, struct nm_lpm_key);
-  __type(value, __u8);
+  __type(value, struct nm_excl_cidr);
   __uint(pinning, LIBBPF_PIN_BY_NAME);
 } nm_excl_cidrs SEC(".maps");
 
@@ -111,15 +111,22 @@ static __always_inline void nm_count(struct nm_counters *pod, enum nm_reason rea
   if (pod) pod->count[reason]++;
 }
 
+/* The exclusion bits of the longest excluded CIDR holding ip (see struct nm_excl_cidr). */
+static __always_inline __u8 nm_excluded_cidr(const __u8 ip[16]) {
+  struct nm_lpm_key key = {.prefixlen = 128};
+  __builtin_memcpy(key.addr, ip, 16);
+  struct nm_excl_cidr *c = bpf_map_lookup_elem(&nm_excl_cidrs, &key);
+  if (!c) return 0;
+  if (c->prefixlen < 96 && nm_ip_is_v4_mapped(ip)) return 0;
+  return c->dirs;
+}
+
 /* The exclusion bits for a port and an address. */
 static __always_inline __u8 nm_excluded(__u16 port, const __u8 ip[16]) {
   __u8 bits = 0;
   __u8 *p = bpf_map_lookup_elem(&nm_excl_ports, &port);
   if (p) bits |= *p;
-  struct nm_lpm_key key = {.prefixlen = 128};
-  __builtin_memcpy(key.addr, ip, 16);
-  __u8 *c = bpf_map_lookup_elem(&nm_excl_cidrs, &key);
-  if (c) bits |= *c;
+  bits |= nm_excluded_cidr(ip);
   return bits;
 }
 
