@@ -72,12 +72,23 @@ void Agent::reconcile() {
     it = netns_.erase(it);  // closes our fd: the kernel can free the namespace
   }
 
+  // Looking into namespaces costs a netlink dump each: only do it while some wanted workload
+  // has no pod yet. In steady state (everything enrolled) a pass is a readdir and readlinks.
+  bool pending = false;
+  {
+    std::lock_guard<std::mutex> lock(enrolled_mu_);
+    std::set<std::string> enrolled_uids;
+    for (const auto& [inode, pod] : enrolled_) enrolled_uids.insert(pod.workload_uid);
+    for (const auto& [ip, w] : wanted) pending = pending || !enrolled_uids.count(w->uid);
+  }
+
   for (auto& [inode, ns] : netns_) {
     bool is_enrolled;
     {
       std::lock_guard<std::mutex> lock(enrolled_mu_);
       is_enrolled = enrolled_.count(inode) > 0;
     }
+    if (!is_enrolled && !pending) continue;
     if (!is_enrolled) {
       // Addresses appear after the namespace (the CNI plugin runs later): look again each pass.
       auto addrs = netnsAddresses(ns.fd.get());
@@ -90,8 +101,11 @@ void Agent::reconcile() {
       auto it = wanted.find(ip);
       if (it == wanted.end()) continue;
       if (match && match != it->second) {
-        spdlog::warn("netns {} holds addresses of two workloads ({} and {}); using the first",
-                     ns.path, match->uid, it->second->uid);
+        if (!ns.warned_conflict) {
+          spdlog::warn("netns {} holds addresses of two workloads ({} and {}); using the first",
+                       ns.path, match->uid, it->second->uid);
+        }
+        ns.warned_conflict = true;
         continue;
       }
       match = it->second;

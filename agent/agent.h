@@ -53,7 +53,8 @@ class Agent {
     std::string path;
     uint64_t cookie = 0;
     std::vector<IpAddress> addresses;
-    bool warned = false;  // enrollment failure already logged
+    bool warned = false;           // enrollment failure already logged
+    bool warned_conflict = false;  // "addresses of two workloads" already logged
   };
 
   void enroll(uint64_t inode, Netns& ns, const model::Workload& workload,
