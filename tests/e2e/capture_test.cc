@@ -20,6 +20,7 @@
 
 #include <gtest/gtest.h>
 
+#include "agent/bpf/pinned_counters.h"
 #include "capture_abi.h"
 #include "common/fd.h"
 #include "common/netns.h"
@@ -56,42 +57,18 @@ std::string testConfig() {
   return text.insert(pos + std::string("workloads:\n").size(), extra);
 }
 
-// Reads the agent's pinned counter maps directly, as nodemeshctl will.
+// The agent's counters, read from its pins as nodemeshctl will; empty when unreadable.
 class PinnedCounters {
  public:
   explicit PinnedCounters(std::string maps_dir) : maps_dir_(std::move(maps_dir)) {}
-
   std::map<std::string, uint64_t> pod(uint64_t cookie) const {
-    return read("nm_pod_stats", &cookie);
+    return agent::readPinnedCounters(maps_dir_, cookie).valueOr({});
   }
   std::map<std::string, uint64_t> node() const {
-    uint32_t zero = 0;
-    return read("nm_node_stats", &zero);
+    return agent::readPinnedCounters(maps_dir_).valueOr({});
   }
 
  private:
-  std::map<std::string, uint64_t> read(const std::string& map, const void* key) const {
-    static const char* kNames[NM_REASON_MAX] = {
-        "out_captured",        "out_skip_marked",          "out_skip_loopback",
-        "out_skip_excluded",   "out_no_listener",          "out_storage_failed",
-        "out_established",     "out_orig_dst_failed",      "out_peername_restored",
-        "delivery_registered", "delivery_register_failed", "in_steered",
-        "in_hbone_steered",    "in_delivery_passed",       "in_skip_excluded",
-        "in_no_listener",      "in_assign_failed"};
-    std::map<std::string, uint64_t> out;
-    UniqueFd fd(bpf_obj_get((maps_dir_ + "/" + map).c_str()));
-    if (!fd.valid()) return out;
-    int ncpus = libbpf_num_possible_cpus();
-    std::vector<nm_counters> values(ncpus);
-    if (bpf_map_lookup_elem(fd.get(), key, values.data()) != 0) return out;
-    for (int i = 0; i < NM_REASON_MAX; ++i) {
-      uint64_t sum = 0;
-      for (const auto& v : values) sum += v.count[i];
-      out[kNames[i]] = sum;
-    }
-    return out;
-  }
-
   std::string maps_dir_;
 };
 
@@ -301,6 +278,7 @@ TEST_F(CaptureTest, NonEnrolledPodsAreNotCaptured) {
   PinnedCounters node2(mapsDir("node2"));
   auto before1 = node1.node();
   auto before2 = node2.node();
+  ASSERT_FALSE(before1.empty() || before2.empty()) << "counters unreadable";
 
   // batch (legacy, protocol TCP, node2) -> outsider (no workload, node1).
   Process& server = serve("outsider", 5432);

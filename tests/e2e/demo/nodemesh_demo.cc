@@ -5,8 +5,6 @@
 //
 // It reuses the e2e harness (tests/e2e/harness) on purpose: the demo and the tests build the
 // same kind of node, so what the demo shows is what the tests check.
-#include <bpf/bpf.h>
-#include <bpf/libbpf.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -22,10 +20,8 @@
 
 #include <fmt/format.h>
 
+#include "agent/bpf/pinned_counters.h"
 #include "agent/config/local_config.h"
-#include "capture_abi.h"
-#include "common/fd.h"
-#include "common/netns.h"
 #include "tests/e2e/harness/privileged.h"
 #include "tests/e2e/harness/sim_cluster.h"
 #include "tests/e2e/harness/testapp_client.h"
@@ -68,28 +64,6 @@ std::string humanBytes(uint64_t n) {
   if (n >= (1u << 20)) return fmt::format("{:.1f} MiB", static_cast<double>(n) / (1 << 20));
   if (n >= 1024) return fmt::format("{:.1f} KiB", static_cast<double>(n) / 1024);
   return fmt::format("{} B", n);
-}
-
-std::map<std::string, uint64_t> nodeCounters(const std::string& maps_dir) {
-  static const char* kNames[NM_REASON_MAX] = {
-      "out_captured",        "out_skip_marked",          "out_skip_loopback",
-      "out_skip_excluded",   "out_no_listener",          "out_storage_failed",
-      "out_established",     "out_orig_dst_failed",      "out_peername_restored",
-      "delivery_registered", "delivery_register_failed", "in_steered",
-      "in_hbone_steered",    "in_delivery_passed",       "in_skip_excluded",
-      "in_no_listener",      "in_assign_failed"};
-  std::map<std::string, uint64_t> out;
-  UniqueFd fd(bpf_obj_get((maps_dir + "/nm_node_stats").c_str()));
-  if (!fd.valid()) return out;
-  std::vector<nm_counters> values(libbpf_num_possible_cpus());
-  uint32_t zero = 0;
-  if (bpf_map_lookup_elem(fd.get(), &zero, values.data()) != 0) return out;
-  for (int i = 0; i < NM_REASON_MAX; ++i) {
-    uint64_t sum = 0;
-    for (const auto& v : values) sum += v.count[i];
-    if (sum) out[kNames[i]] = sum;
-  }
-  return out;
 }
 
 int runDemo(const std::string& config_path, uint64_t bytes) {
@@ -227,8 +201,10 @@ int runDemo(const std::string& config_path, uint64_t bytes) {
   std::cout << "\nCapture counters (from the pinned BPF maps):\n";
   for (const auto& node : node_order) {
     std::string line;
-    for (const auto& [name, n] : nodeCounters(cluster.bpffsDir() + "/" + node + "/maps")) {
-      line += fmt::format(" {}={}", name, n);
+    auto counters = agent::readPinnedCounters(cluster.bpffsDir() + "/" + node + "/maps");
+    if (!counters) line = " (" + counters.error().message + ")";
+    for (const auto& [name, n] : counters ? *counters : std::map<std::string, uint64_t>{}) {
+      if (n) line += fmt::format(" {}={}", name, n);
     }
     std::cout << "  " << node << ":" << line << "\n";
   }
