@@ -13,9 +13,12 @@ namespace nodemesh::ztunnel {
 Result<UniqueFd> listenTcp(const SocketAddress& addr, uint32_t mark, int backlog = 4096);
 
 // A TCP socket for an upstream connection, created inside netns_fd (the thread enters and
-// leaves it), carrying `mark`; bound to `bind_ip` (port 0) when given.
+// leaves it), carrying `mark`; bound to `bind_ip` (port 0) when given. With `transparent`
+// (IP_TRANSPARENT) bind_ip may be a foreign address: the original client's. `avoid_port`, when
+// non-zero, is a source port the kernel must not pick (see tcp_relay.cc).
 Result<UniqueFd> socketInNetns(int netns_fd, bool ipv6, uint32_t mark,
-                               const IpAddress* bind_ip = nullptr);
+                               const IpAddress* bind_ip = nullptr, bool transparent = false,
+                               uint16_t avoid_port = 0);
 
 Result<SocketAddress> localAddress(int fd);
 Result<SocketAddress> peerAddress(int fd);

@@ -24,6 +24,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/netns.h"
+#include "ztunnel/inpod_routing.h"
 #include "ztunnel/inpod_sockets.h"
 #include "ztunnel/tunnel.h"
 
@@ -124,6 +125,10 @@ class TcpRelay final : public Tunnel {
     {
       auto scope = ScopedNetns::enter(spec.netns_fd);
       if (!scope) return scope.error();
+      if (auto st = installDeliveryRouting(options_.delivery_mark, options_.delivery_route_table);
+          !st) {
+        return Error{st.error().code, spec.name + ": " + st.error().message};
+      }
       auto add = [&](const char* ip, uint16_t port, Direction dir, int* out) -> Status {
         auto addr = SocketAddress{IpAddress::parse(ip).value(), port};
         auto fd = listenTcp(addr, options_.outbound_mark);
@@ -312,6 +317,12 @@ class TcpRelay final : public Tunnel {
     auto it = pods_.find(cookie);
     if (it == pods_.end()) return;
     closePod(it->second.get());
+    if (auto scope = ScopedNetns::enter(it->second->netns.get()); scope) {
+      if (auto st = removeDeliveryRouting(options_.delivery_mark, options_.delivery_route_table);
+          !st) {
+        spdlog::warn("{}: removing delivery routing: {}", it->second->name, st.error().message);
+      }
+    }
     retired_.push_back(std::move(it->second));
     pods_.erase(it);
   }
@@ -388,6 +399,8 @@ class TcpRelay final : public Tunnel {
     }
     c->record.src = *peer;
     const IpAddress* bind_ip = nullptr;
+    bool transparent = false;
+    uint16_t avoid_port = 0;
     uint32_t mark = options_.outbound_mark;
     if (l->direction == Direction::kOutbound) {
       accepted_outbound_.fetch_add(1, std::memory_order_relaxed);
@@ -412,10 +425,17 @@ class TcpRelay final : public Tunnel {
         abort(c, "refusing to deliver to the tunnel's own listener " + local->toString());
         return;
       }
-      bind_ip = &c->record.dst.ip;
+      // The application sees the client's address: bind to it (IP_TRANSPARENT). Our own
+      // accepted socket holds (dst, src:port); the delivery must not reuse that source port,
+      // or the application's socket would have the very same 4-tuple.
+      bind_ip = &c->record.src.ip;
       mark = options_.delivery_mark;
+      transparent = c->record.src.ip.isV4();  // IPv6 delivery routing: later (dual stack)
+      if (!transparent) bind_ip = &c->record.dst.ip;
+      avoid_port = c->record.src.port;
     }
-    auto up = socketInNetns(l->pod->netns.get(), !c->record.dst.ip.isV4(), mark, bind_ip);
+    auto up = socketInNetns(l->pod->netns.get(), !c->record.dst.ip.isV4(), mark, bind_ip,
+                            transparent, avoid_port);
     if (!up) {
       failed_connect_.fetch_add(1, std::memory_order_relaxed);
       abort(c, up.error().message);

@@ -18,6 +18,9 @@ struct TunnelOptions {
   uint32_t delivery_mark = NM_MARK_DELIVERY;  // the tunnel's connections to applications
   uint16_t outbound_port = NM_PORT_OUTBOUND;
   uint16_t inbound_port = NM_PORT_INBOUND;
+  // The routing table, in each pod's netns, that brings the application's replies to a
+  // delivery socket bound to the client's address (see inpod_routing.h).
+  uint32_t delivery_route_table = 15006;
   // Per direction of every relayed connection: the memory bound of one connection is twice
   // this. A full buffer stops reading, so a slow reader slows the writer (TCP flow control).
   size_t relay_buffer_bytes = 64 * 1024;

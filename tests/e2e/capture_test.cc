@@ -194,6 +194,8 @@ TEST_F(CaptureTest, PodToPodAcrossNodesIsCapturedBothWaysAndIntact) {
   ASSERT_TRUE(conn.has_value()) << server.output();
   EXPECT_TRUE(conn->value("received_ok", false)) << conn->dump();
   EXPECT_EQ(conn->value("local", ""), "10.244.2.20:8080");
+  // Delivered from the client's own address (IP_TRANSPARENT + fwmark routing in the pod).
+  EXPECT_EQ(hostOf(conn->value("peer", "")), "10.244.1.10") << conn->dump();
 
   // Outbound side: agent1 relayed the connection to the original destination.
   ASSERT_TRUE(agent1_->waitForOutput("direction=outbound pod=shop/frontend-7d9f", seconds(5)));
@@ -396,6 +398,9 @@ TEST_F(CaptureTest, RestartReusesPinsAndSigtermRemovesEverything) {
   ASSERT_TRUE(server.waitExit(seconds(10)).has_value());
   ASSERT_TRUE(second.waitForOutput("direction=outbound pod=shop/frontend-7d9f", seconds(5)));
 
+  auto rules = cluster_->runInNetns(cluster_->podNetnsPath("frontend"), {"ip", "rule", "show"});
+  EXPECT_NE(rules.out.find("fwmark 0x53a lookup 15006"), std::string::npos) << rules.out;
+
   ASSERT_TRUE(second.signal(SIGTERM));
   auto status = second.waitExit(seconds(10));
   ASSERT_TRUE(status.has_value());
@@ -403,6 +408,11 @@ TEST_F(CaptureTest, RestartReusesPinsAndSigtermRemovesEverything) {
   EXPECT_FALSE(fs::exists(bpffs("node1"))) << "pins left behind";
   for (auto type : kTypes) EXPECT_EQ(attachedPrograms(cg.get(), type), 0u) << type;
   EXPECT_EQ(attachedPrograms(frontend_ns->get(), BPF_SK_LOOKUP), 0u);
+  rules = cluster_->runInNetns(cluster_->podNetnsPath("frontend"), {"ip", "rule", "show"});
+  EXPECT_EQ(rules.out.find("0x53a"), std::string::npos) << "delivery rule left:\n" << rules.out;
+  auto routes = cluster_->runInNetns(cluster_->podNetnsPath("frontend"),
+                                     {"ip", "route", "show", "table", "15006"});
+  EXPECT_EQ(routes.out, "") << routes.out << routes.err;
 
   // Nothing captured any more: the application reaches the server directly.
   Process& server2 = serve("cart-v2", 8081);
