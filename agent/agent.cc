@@ -142,6 +142,15 @@ void Agent::enroll(uint64_t inode, Netns& ns, const model::Workload& workload,
   spec.netns_fd = ns.fd.get();
   spec.name = name;
   spec.ipv6 = std::any_of(ips.begin(), ips.end(), [](const IpAddress& ip) { return !ip.isV4(); });
+  spec.ips = ips;
+  auto id = ztunnel::identity::SpiffeId::create(workload.trust_domain, workload.namespace_name,
+                                                workload.service_account);
+  if (!id) {
+    if (!ns.warned) spdlog::error("enroll {}: identity: {}", name, id.error().message);
+    ns.warned = true;
+    return;
+  }
+  spec.identity = *id;
   auto listeners = tunnel_.addPod(spec);
   if (!listeners) {
     if (!ns.warned) spdlog::error("enroll {}: {}", name, listeners.error().message);

@@ -17,6 +17,11 @@
 #include "agent/config/local_config.h"
 #include "agent/config/local_file_source.h"
 #include "common/cgroup.h"
+#include "ztunnel/identity/cert_manager.h"
+#include "ztunnel/identity/clock.h"
+#include "ztunnel/identity/local_ca.h"
+#include "ztunnel/tls/tls_context.h"
+#include "ztunnel/tls_provider.h"
 #include "ztunnel/tunnel.h"
 
 namespace nodemesh::agent {
@@ -34,6 +39,8 @@ struct Flags {
   std::string log_level = "info";
   int scan_interval_ms = 200;
   std::string netns_dir = "/var/run/netns";
+  std::string state_dir = "/var/lib/nodemesh";
+  std::string trust_domain = "cluster.local";
 };
 
 class BpfOrigDst final : public ztunnel::OrigDstResolver {
@@ -66,12 +73,19 @@ void logAccess(const ztunnel::ConnectionRecord& r) {
     l->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %v", spdlog::pattern_time_type::utc);
     return l;
   }();
+  std::string identities;
+  if (r.transport == ztunnel::Transport::kHbone) {
+    identities = fmt::format(" src_identity={} dst_identity={}",
+                             r.src_identity.empty() ? "-" : r.src_identity,
+                             r.dst_identity.empty() ? "-" : r.dst_identity);
+  }
   logger->info(
       "access direction={} pod={} src={} dst={} bytes_to_dst={} bytes_from_dst={} "
-      "duration_ms={} result={}",
+      "duration_ms={} result={} transport={}{}",
       r.direction == ztunnel::Direction::kOutbound ? "outbound" : "inbound", r.pod,
       r.src.toString(), r.dst.toString(), r.bytes_to_dst, r.bytes_from_dst, r.duration.count(),
-      r.error.empty() ? "ok" : "\"" + r.error + "\"");
+      r.error.empty() ? "ok" : "\"" + r.error + "\"",
+      r.transport == ztunnel::Transport::kHbone ? "hbone" : "tcp", identities);
 }
 
 void logCounters(const CapturePrograms& capture) {
@@ -134,8 +148,27 @@ int run(const Flags& flags) {
     return 1;
   }
 
+  // The embedded CA: its root lives in the state directory (shared by the agents of one
+  // cluster); workload certificates are issued in memory and never written anywhere.
+  ztunnel::identity::SystemClock clock;
+  auto ca = ztunnel::identity::LocalCa::loadOrCreate(flags.state_dir, flags.trust_domain, clock);
+  if (!ca) {
+    spdlog::error("local CA in {}: {}", flags.state_dir, ca.error().message);
+    (void)(*capture)->uninstall();
+    return 1;
+  }
+  auto factory = ztunnel::tls::TlsContextFactory::create((*ca)->rootCertificate());
+  if (!factory) {
+    spdlog::error("TLS: {}", factory.error().message);
+    (void)(*capture)->uninstall();
+    return 1;
+  }
+  ztunnel::identity::CertificateManager certificates(**ca, clock);
+  ztunnel::TlsProvider tls(certificates, std::move(*factory));
+  spdlog::info("local CA for trust domain {} in {}", flags.trust_domain, flags.state_dir);
+
   BpfOrigDst orig_dst(**capture);
-  auto tunnel = ztunnel::startTunnel(ztunnel::TunnelOptions{}, orig_dst, logAccess);
+  auto tunnel = ztunnel::startTunnel(ztunnel::TunnelOptions{}, orig_dst, &tls, logAccess);
   if (!tunnel) {
     spdlog::error("starting the tunnel: {}", tunnel.error().message);
     (void)(*capture)->uninstall();
@@ -147,10 +180,12 @@ int run(const Flags& flags) {
   agent_options.netns_dir = flags.netns_dir;
   Agent agent(agent_options, **capture, **tunnel);
   agent.setSnapshot(first.snapshot);
+  (*tunnel)->setSnapshot(first.snapshot);
 
   config::LocalFileSource source(flags.config);
-  auto started = source.start([&agent](model::SnapshotPtr snapshot) {
+  auto started = source.start([&agent, &tunnel = *tunnel](model::SnapshotPtr snapshot) {
     spdlog::info("config in force: {}", snapshot->summary());
+    tunnel->setSnapshot(snapshot);
     agent.setSnapshot(std::move(snapshot));
   });
   if (!started) {
@@ -175,6 +210,10 @@ int run(const Flags& flags) {
       break;
     }
     if (sig == SIGUSR1) logCounters(**capture);
+    // Renewal at half-life; connections keep the certificate they were made with.
+    if (size_t rotated = certificates.rotateDue(); rotated > 0) {
+      spdlog::info("rotated {} workload certificate{}", rotated, rotated == 1 ? "" : "s");
+    }
   }
 
   source.stop();
@@ -189,11 +228,8 @@ int run(const Flags& flags) {
   return 0;
 }
 
-}  // namespace
-}  // namespace nodemesh::agent
-
-int main(int argc, char** argv) {
-  using nodemesh::agent::Flags;
+// main() without the last-resort exception handler.
+int agentMain(int argc, char** argv) {
   Flags flags;
   CLI::App app{"nodemesh-agent: the nodemesh node agent (eBPF capture + tunnel)"};
   app.footer(
@@ -236,6 +272,12 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(10, 10000));
   app.add_option("--netns-dir", flags.netns_dir, "where named network namespaces live")
       ->capture_default_str();
+  app.add_option("--state-dir", flags.state_dir,
+                 "the local CA's root key and certificate (0600), shared by the agents of a "
+                 "cluster; created on first start")
+      ->capture_default_str();
+  app.add_option("--trust-domain", flags.trust_domain, "SPIFFE trust domain of the local CA")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   auto logger = spdlog::stderr_logger_mt("nodemesh");
@@ -264,4 +306,19 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
   return nodemesh::agent::run(flags);
+}
+
+}  // namespace
+}  // namespace nodemesh::agent
+
+int main(int argc, char** argv) {
+  try {
+    return nodemesh::agent::agentMain(argc, argv);
+  } catch (const std::exception& e) {
+    // Errors are Results, not exceptions; this is for what a library still throws
+    // (std::bad_alloc, spdlog, std::filesystem): exit with its message after the stack
+    // unwinds (the destructors stop the tunnel thread) instead of in std::terminate().
+    std::cerr << "nodemesh-agent: " << e.what() << "\n";
+    return 1;
+  }
 }

@@ -6,10 +6,13 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "capture_abi.h"
 #include "common/ip_address.h"
 #include "common/result.h"
+#include "model/snapshot.h"
+#include "ztunnel/identity/spiffe_id.h"
 
 namespace nodemesh::ztunnel {
 
@@ -18,6 +21,11 @@ struct TunnelOptions {
   uint32_t delivery_mark = NM_MARK_DELIVERY;  // the tunnel's connections to applications
   uint16_t outbound_port = NM_PORT_OUTBOUND;
   uint16_t inbound_port = NM_PORT_INBOUND;
+  uint16_t hbone_port = NM_PORT_HBONE;
+  // A pooled HBONE connection with no stream for this long is closed (ztunnel: 5 minutes).
+  std::chrono::seconds pool_idle_timeout{300};
+  // Idle pooled connections are probed with an HTTP/2 PING this often.
+  std::chrono::seconds keepalive_interval{30};
   // The routing table, in each pod's netns, that brings the application's replies to a
   // delivery socket bound to the client's address (see inpod_routing.h).
   uint32_t delivery_route_table = 15006;
@@ -41,9 +49,13 @@ class OrigDstResolver {
 // One enrolled pod, as the tunnel needs it.
 struct PodSpec {
   uint64_t netns_cookie = 0;
-  int netns_fd = -1;  // borrowed for the call; the tunnel keeps its own duplicate
-  std::string name;   // "namespace/name", for logs
-  bool ipv6 = false;  // the pod has IPv6 addresses: create IPv6 listeners too
+  int netns_fd = -1;           // borrowed for the call; the tunnel keeps its own duplicate
+  std::string name;            // "namespace/name", for logs
+  bool ipv6 = false;           // the pod has IPv6 addresses: create IPv6 listeners too
+  std::vector<IpAddress> ips;  // the pod's addresses: HBONE CONNECT targets must be one of them
+  // The workload's SPIFFE identity. With one (and a TlsProvider), the pod gets a 15008 HBONE
+  // listener and talks HBONE to mesh destinations; without, it is relayed as plain TCP.
+  std::optional<identity::SpiffeId> identity;
 };
 
 // The pod's listening sockets, owned by the tunnel and valid until removePod(); -1 = absent.
@@ -52,11 +64,14 @@ struct PodListenerFds {
   int outbound_v6 = -1;  // [::1]:15001
   int inbound_v4 = -1;   // 0.0.0.0:15006
   int inbound_v6 = -1;   // [::]:15006 (IPv6 only)
-  int hbone_v4 = -1;     // 15008, with HBONE
-  int hbone_v6 = -1;
+  int hbone_v4 = -1;     // 0.0.0.0:15008
+  int hbone_v6 = -1;     // [::]:15008 (IPv6 only)
 };
 
 enum class Direction { kOutbound, kInbound };
+
+// How a connection crossed the mesh.
+enum class Transport { kTcp, kHbone };
 
 // One finished connection, for the access log.
 struct ConnectionRecord {
@@ -68,6 +83,9 @@ struct ConnectionRecord {
   uint64_t bytes_from_dst = 0;
   std::chrono::milliseconds duration{0};
   std::string error;  // empty when both directions closed cleanly
+  Transport transport = Transport::kTcp;
+  std::string src_identity;  // SPIFFE IDs, HBONE only ("" when unknown)
+  std::string dst_identity;
 };
 
 struct TunnelStats {
@@ -80,6 +98,14 @@ struct TunnelStats {
   uint64_t active = 0;
   uint64_t bytes_to_dst = 0;
   uint64_t bytes_from_dst = 0;
+  uint64_t accepted_hbone = 0;         // TCP connections accepted on 15008
+  uint64_t tls_handshakes_client = 0;  // completed, as client (a new pooled connection)
+  uint64_t tls_handshakes_server = 0;  // completed, as server
+  uint64_t tls_handshake_failures = 0;
+  uint64_t hbone_streams_opened = 0;    // CONNECT streams opened as client
+  uint64_t hbone_streams_accepted = 0;  // CONNECT streams answered 200 as server
+  uint64_t hbone_streams_rejected = 0;  // answered 400/401/503
+  uint64_t hbone_pool_size = 0;         // client connections open
 };
 
 using AccessLogFn = std::function<void(const ConnectionRecord&)>;
@@ -92,13 +118,19 @@ class Tunnel {
   virtual Result<PodListenerFds> addPod(const PodSpec& pod) = 0;
   // Stops accepting for the pod and closes its listeners; open connections finish.
   virtual void removePod(uint64_t netns_cookie) = 0;
+  // The mesh as the config describes it: how to reach each destination (HBONE or TCP) and
+  // which identity to expect there. Thread-safe; applies to new connections.
+  virtual void setSnapshot(model::SnapshotPtr snapshot) = 0;
   virtual TunnelStats stats() const = 0;
   // Closes everything and joins the worker threads. Idempotent.
   virtual void stop() = 0;
 };
 
-// The io_uring implementation (ztunnel/tcp_relay.cc).
+class TlsProvider;
+
+// The io_uring implementation (ztunnel/worker.cc). Without a TlsProvider every connection is
+// relayed as plain TCP (no 15008).
 Result<std::unique_ptr<Tunnel>> startTunnel(const TunnelOptions& options, OrigDstResolver& resolver,
-                                            AccessLogFn access_log);
+                                            TlsProvider* tls, AccessLogFn access_log);
 
 }  // namespace nodemesh::ztunnel

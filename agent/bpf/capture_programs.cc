@@ -337,7 +337,7 @@ Status CapturePrograms::unenrollPod(uint64_t netns_cookie, const std::vector<IpA
 }
 
 Status CapturePrograms::forgetPodsExcept(const std::set<uint64_t>& keep) {
-  auto staleKeys = [&](int fd) {
+  auto stale_keys = [&](int fd) {
     std::vector<uint64_t> stale;
     uint64_t key = 0;
     uint64_t* prev = nullptr;
@@ -347,11 +347,11 @@ Status CapturePrograms::forgetPodsExcept(const std::set<uint64_t>& keep) {
     }
     return stale;
   };
-  for (uint64_t cookie : staleKeys(bpf_map__fd(cgroup_skel_->maps.nm_pods))) {
+  for (uint64_t cookie : stale_keys(bpf_map__fd(cgroup_skel_->maps.nm_pods))) {
     spdlog::info("forgetting pod netns cookie {} enrolled by an earlier run", cookie);
     bpf_map_delete_elem(bpf_map__fd(cgroup_skel_->maps.nm_pods), &cookie);
   }
-  for (uint64_t cookie : staleKeys(bpf_map__fd(cgroup_skel_->maps.nm_pod_stats))) {
+  for (uint64_t cookie : stale_keys(bpf_map__fd(cgroup_skel_->maps.nm_pod_stats))) {
     bpf_map_delete_elem(bpf_map__fd(cgroup_skel_->maps.nm_pod_stats), &cookie);
   }
   // Addresses owned by a forgotten pod.

@@ -130,6 +130,8 @@ class CaptureTest : public ::testing::Test {
     spec.argv = {agentPath(), "--config",       config_path_, "--node",    node,
                  "--cgroup",  spec.cgroup_path, "--bpffs",    bpffs(node), "--scan-interval-ms",
                  "100"};
+    // One CA for the cluster, private to this test (never the machine's /var/lib/nodemesh).
+    spec.argv.insert(spec.argv.end(), {"--state-dir", cluster_->workDir() + "/ca"});
     spec.argv.insert(spec.argv.end(), extra.begin(), extra.end());
     spec.stdout_path =
         cluster_->workDir() + "/agent-" + node + "-" + std::to_string(++agent_runs_) + ".log";
@@ -175,17 +177,21 @@ class CaptureTest : public ::testing::Test {
   int agent_runs_ = 0;
 };
 
-// Must show 1 + 2: A (node1) -> B's IP:port (node2) is captured at A's 15001 with the right
-// original destination and at B's 15006 with the right original destination; 64 MiB each way
-// arrive intact with half-close honoured; the application in A sees B's address.
-TEST_F(CaptureTest, PodToPodAcrossNodesIsCapturedBothWaysAndIntact) {
+constexpr uint64_t k256MiB = 256ull << 20;
+
+// Capture (issue 2, must show 1 + 2) and the tunnel (issue 3, must show 1, 3 and 5): A (node1)
+// -> B's IP:port (node2), both in the mesh. A's connect is captured at A's 15001 with the
+// right original destination, carried over HBONE (mTLS HTTP/2 CONNECT to B's 15008), and
+// delivered to B's application from A's address; 256 MiB each way arrive intact with the
+// half-close honoured; A's application sees B's address; both agents log both identities.
+TEST_F(CaptureTest, PodToPodAcrossNodesOverHboneIsIntactAndAuthenticated) {
   startAgents();
   Process& server = serve("cart-v1", 8080);
 
-  auto done = connect("frontend", "10.244.2.20:8080", k64MiB, k64MiB);
+  auto done = connect("frontend", "10.244.2.20:8080", k256MiB, k256MiB);
   EXPECT_EQ(done.value("ok", false), true) << done.dump();
-  EXPECT_EQ(done.value("sent", uint64_t{0}), k64MiB);
-  EXPECT_EQ(done.value("received", uint64_t{0}), k64MiB);
+  EXPECT_EQ(done.value("sent", uint64_t{0}), k256MiB);
+  EXPECT_EQ(done.value("received", uint64_t{0}), k256MiB);
   // getpeername() in the application: the original destination, not 127.0.0.1:15001.
   EXPECT_EQ(done.value("peer", ""), "10.244.2.20:8080");
 
@@ -197,26 +203,29 @@ TEST_F(CaptureTest, PodToPodAcrossNodesIsCapturedBothWaysAndIntact) {
   // Delivered from the client's own address (IP_TRANSPARENT + fwmark routing in the pod).
   EXPECT_EQ(hostOf(conn->value("peer", "")), "10.244.1.10") << conn->dump();
 
-  // Outbound side: agent1 relayed the connection to the original destination.
+  const std::string kIds = R"( transport=hbone src_identity=spiffe://cluster\.local/ns/shop/sa/)"
+                           R"(frontend dst_identity=spiffe://cluster\.local/ns/shop/sa/cart)";
   ASSERT_TRUE(agent1_->waitForOutput("direction=outbound pod=shop/frontend-7d9f", seconds(5)));
   std::regex outbound(
       R"(direction=outbound pod=shop/frontend-7d9f src=127\.0\.0\.1:\d+ dst=10\.244\.2\.20:8080 )"
-      R"(bytes_to_dst=(\d+) bytes_from_dst=(\d+) duration_ms=\d+ result=ok)");
+      R"(bytes_to_dst=(\d+) bytes_from_dst=(\d+) duration_ms=\d+ result=ok)" +
+      kIds);
   std::smatch m;
   std::string log1 = agent1_->output();
   ASSERT_TRUE(std::regex_search(log1, m, outbound)) << log1;
-  EXPECT_GE(std::stoull(m[1]), k64MiB);
-  EXPECT_EQ(std::stoull(m[2]), k64MiB);
+  EXPECT_GE(std::stoull(m[1]), k256MiB);
+  EXPECT_EQ(std::stoull(m[2]), k256MiB);
 
-  // Inbound side: agent2 accepted on 15006 with the pod's address as local address.
+  // B's agent saw A's SPIFFE identity (from A's client certificate).
   ASSERT_TRUE(agent2_->waitForOutput("direction=inbound pod=shop/cart-v1-5c2a", seconds(5)));
   std::regex inbound(
       R"(direction=inbound pod=shop/cart-v1-5c2a src=10\.244\.1\.10:\d+ dst=10\.244\.2\.20:8080 )"
-      R"(bytes_to_dst=(\d+) bytes_from_dst=(\d+) duration_ms=\d+ result=ok)");
+      R"(bytes_to_dst=(\d+) bytes_from_dst=(\d+) duration_ms=\d+ result=ok)" +
+      kIds);
   std::string log2 = agent2_->output();
   ASSERT_TRUE(std::regex_search(log2, m, inbound)) << log2;
-  EXPECT_GE(std::stoull(m[1]), k64MiB);
-  EXPECT_EQ(std::stoull(m[2]), k64MiB);
+  EXPECT_GE(std::stoull(m[1]), k256MiB);
+  EXPECT_EQ(std::stoull(m[2]), k256MiB);
 
   PinnedCounters node1(mapsDir("node1"));
   PinnedCounters node2(mapsDir("node2"));
@@ -224,12 +233,59 @@ TEST_F(CaptureTest, PodToPodAcrossNodesIsCapturedBothWaysAndIntact) {
   EXPECT_EQ(frontend["out_captured"], 1u);
   EXPECT_EQ(frontend["out_established"], 1u);
   EXPECT_GE(frontend["out_peername_restored"], 1u);
-  // The relay's own upstream connect from inside the pod was seen and left alone.
+  // The tunnel's own connection to B's 15008 from inside the pod was seen and left alone.
   EXPECT_EQ(frontend["out_skip_marked"], 1u);
   auto cart = node2.pod(cookieOf(cluster_->podNetnsPath("cart-v1")));
-  EXPECT_EQ(cart["in_steered"], 1u);
+  EXPECT_EQ(cart["in_hbone_steered"], 1u);
+  EXPECT_EQ(cart["in_steered"], 0u);
   EXPECT_EQ(cart["delivery_registered"], 1u);
   EXPECT_EQ(cart["in_delivery_passed"], 1u);
+}
+
+// Capture, must show 1 (the 15006 side): a plaintext client outside the mesh (batch, protocol
+// TCP) -> an enrolled pod is captured at the pod's 15006 with the original destination as
+// local address, and delivered from the client's address; 64 MiB each way, half-close.
+TEST_F(CaptureTest, PlaintextClientIsCapturedAtInbound15006) {
+  startAgents();
+  Process& server = serve("cart-v1", 8080);
+  auto done = connect("batch", "10.244.2.20:8080", k64MiB, k64MiB);
+  EXPECT_TRUE(done.value("ok", false)) << done.dump();
+  EXPECT_EQ(done.value("peer", ""), "10.244.2.20:8080");
+  ASSERT_TRUE(server.waitExit(seconds(10)).has_value());
+  auto conn = findEvent(server.output(), "conn");
+  ASSERT_TRUE(conn.has_value()) << server.output();
+  EXPECT_TRUE(conn->value("received_ok", false)) << conn->dump();
+  EXPECT_EQ(hostOf(conn->value("peer", "")), "10.244.2.30") << conn->dump();
+
+  ASSERT_TRUE(agent2_->waitForOutput("direction=inbound pod=shop/cart-v1-5c2a", seconds(5)));
+  std::regex inbound(
+      R"(direction=inbound pod=shop/cart-v1-5c2a src=10\.244\.2\.30:\d+ dst=10\.244\.2\.20:8080 )"
+      R"(bytes_to_dst=(\d+) bytes_from_dst=(\d+) duration_ms=\d+ result=ok transport=tcp)");
+  std::smatch m;
+  std::string log2 = agent2_->output();
+  ASSERT_TRUE(std::regex_search(log2, m, inbound)) << log2;
+  EXPECT_EQ(std::stoull(m[1]), k64MiB + 16);  // + nm-testapp's 16-byte header
+  EXPECT_EQ(std::stoull(m[2]), k64MiB);
+  auto cart = PinnedCounters(mapsDir("node2")).pod(cookieOf(cluster_->podNetnsPath("cart-v1")));
+  EXPECT_EQ(cart["in_steered"], 1u);
+  EXPECT_EQ(cart["in_delivery_passed"], 1u);
+}
+
+// Tunnel, must show 6: a destination whose workload is not in the mesh (protocol TCP) is
+// reached in plain TCP, from the client's address.
+TEST_F(CaptureTest, DestinationOutsideTheMeshIsReachedInPlainTcp) {
+  startAgents();
+  Process& server = serve("batch", 5432);
+  auto done = connect("frontend", "10.244.2.30:5432", 1 << 20, 1 << 20);
+  EXPECT_TRUE(done.value("ok", false)) << done.dump();
+  ASSERT_TRUE(server.waitExit(seconds(10)).has_value());
+  auto conn = findEvent(server.output(), "conn");
+  ASSERT_TRUE(conn.has_value());
+  EXPECT_EQ(hostOf(conn->value("peer", "")), "10.244.1.10");
+  ASSERT_TRUE(agent1_->waitForOutput("dst=10.244.2.30:5432", seconds(5)));
+  EXPECT_TRUE(std::regex_search(
+      agent1_->output(), std::regex(R"(dst=10\.244\.2\.30:5432 .* result=ok transport=tcp)")))
+      << agent1_->output();
 }
 
 // connect6 with a v4-mapped destination (a dual-stack application on an AF_INET6 socket) is
@@ -252,11 +308,20 @@ TEST_F(CaptureTest, V4MappedConnectFromIpv6SocketIsCaptured) {
 // tunnel again (which would loop forever), and the agent keeps serving.
 TEST_F(CaptureTest, ConnectionsToTheTunnelsOwnPortsAreResetWithoutLooping) {
   startAgents();
-  auto done = connect("frontend", "10.244.2.20:15006", 4096, 4096);
+  // A plaintext client: steered to 15006, which must not deliver to 15006 again.
+  auto done = connect("batch", "10.244.2.20:15006", 4096, 4096);
   EXPECT_FALSE(done.value("ok", true)) << done.dump();
   ASSERT_TRUE(
       agent2_->waitForOutput("refusing to deliver to the tunnel's own listener", seconds(5)))
       << agent2_->output();
+  // A mesh client: the HBONE server refuses a CONNECT to the tunnel's own port with 400.
+  done = connect("frontend", "10.244.2.20:15006", 4096, 4096);
+  EXPECT_FALSE(done.value("ok", true)) << done.dump();
+  ASSERT_TRUE(
+      agent2_->waitForOutput("refused with 400: target port 15006 is the tunnel's own", seconds(5)))
+      << agent2_->output();
+  ASSERT_TRUE(agent1_->waitForOutput("HBONE CONNECT answered 400", seconds(5)))
+      << agent1_->output();
   // Inside the pod, straight to the outbound listener: no original destination recorded.
   done = connect("cart-v1", "127.0.0.1:15001", 4096, 4096);
   EXPECT_FALSE(done.value("ok", true)) << done.dump();
@@ -319,14 +384,19 @@ TEST_F(CaptureTest, ExcludedPortsAreNotCaptured) {
   EXPECT_EQ(node1.pod(frontend)["out_captured"], 0u);
   EXPECT_EQ(node2.pod(cart)["in_steered"], 1u);
 
-  // 9191 is excluded inbound by agent2: steered by nobody; outbound capture still happens.
+  // 9191 is excluded inbound by agent2: a plaintext client's connection is not steered to
+  // 15006. (A mesh client's connection arrives through 15008 and is delivered anyway: the
+  // exclusion is about capture, not about the tunnel.)
   Process& s2 = serve("cart-v1", 9191);
-  done = connect("frontend", "10.244.2.20:9191", 4096, 4096);
+  done = connect("batch", "10.244.2.20:9191", 4096, 4096);
   EXPECT_TRUE(done.value("ok", false)) << done.dump();
   ASSERT_TRUE(s2.waitExit(seconds(10)).has_value());
-  EXPECT_EQ(node1.pod(frontend)["out_captured"], 1u);
   EXPECT_EQ(node2.pod(cart)["in_skip_excluded"], 1u);
   EXPECT_EQ(node2.pod(cart)["in_steered"], 1u);  // unchanged
+  auto conn = findEvent(s2.output(), "conn");
+  ASSERT_TRUE(conn.has_value());
+  EXPECT_EQ(hostOf(conn->value("peer", "")), "10.244.2.30");
+  EXPECT_EQ(agent2_->output().find("dst=10.244.2.20:9191"), std::string::npos);
 }
 
 // Must show 5: a pod created after the agent started is enrolled within 1 s and captured; a

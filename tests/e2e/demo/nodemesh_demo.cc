@@ -117,9 +117,17 @@ int runDemo(const std::string& config_path, uint64_t bytes) {
     e2e::ProcessSpec spec;
     spec.netns_path = cluster.nodeNetnsPath(node);
     spec.cgroup_path = cluster.nodeCgroupPath(node);
-    spec.argv = {e2e::agentPath(), "--config", cfg,
-                 "--node",         node,       "--cgroup",
-                 spec.cgroup_path, "--bpffs",  cluster.bpffsDir() + "/" + node};
+    spec.argv = {e2e::agentPath(),
+                 "--config",
+                 cfg,
+                 "--node",
+                 node,
+                 "--cgroup",
+                 spec.cgroup_path,
+                 "--bpffs",
+                 cluster.bpffsDir() + "/" + node,
+                 "--state-dir",
+                 cluster.workDir() + "/ca"};
     spec.stdout_path = cluster.workDir() + "/agent-" + node + ".log";
     spec.stderr_path = spec.stdout_path;
     agents[node] = &cluster.startProcess(spec);
@@ -236,22 +244,23 @@ int runDemo(const std::string& config_path, uint64_t bytes) {
 }  // namespace nodemesh::demo
 
 int main(int argc, char** argv) {
-  CLI::App app{
-      "nodemesh-demo: a simulated two-node cluster with nodemesh agents and real "
-      "traffic between pods"};
-  std::string config = std::string(NODEMESH_EXAMPLES_DIR) + "/two-nodes.yaml";
-  uint64_t bytes = 1 << 20;
-  app.add_option("--config", config, "mesh config (ztunnel's local config format)")
-      ->capture_default_str()
-      ->check(CLI::ExistingFile);
-  app.add_option("--bytes", bytes, "bytes each connection sends each way")
-      ->capture_default_str()
-      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 30));
-  CLI11_PARSE(app, argc, argv);
   try {
+    CLI::App app{
+        "nodemesh-demo: a simulated two-node cluster with nodemesh agents and real "
+        "traffic between pods"};
+    std::string config = std::string(NODEMESH_EXAMPLES_DIR) + "/two-nodes.yaml";
+    uint64_t bytes = 1 << 20;
+    app.add_option("--config", config, "mesh config (ztunnel's local config format)")
+        ->capture_default_str()
+        ->check(CLI::ExistingFile);
+    app.add_option("--bytes", bytes, "bytes each connection sends each way")
+        ->capture_default_str()
+        ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 30));
+    CLI11_PARSE(app, argc, argv);
     return nodemesh::demo::runDemo(config, bytes);
   } catch (const std::exception& e) {
-    // Harness setup errors (a command that failed while building the cluster).
+    // Harness setup errors (a command that failed while building the cluster), and anything
+    // else that would otherwise end in std::terminate() without running the cleanup.
     std::cerr << "nodemesh-demo: " << e.what() << "\n";
     return 1;
   }

@@ -1,0 +1,84 @@
+#include "ztunnel/hbone_transport.h"
+
+#include <array>
+
+namespace nodemesh::ztunnel {
+
+Result<std::unique_ptr<HboneTransport>> HboneTransport::create(std::unique_ptr<tls::TlsSession> tls,
+                                                               hbone::H2Role role,
+                                                               hbone::H2Handler& handler) {
+  auto h2 = hbone::H2Session::create(role, handler);
+  if (!h2) return h2.error();
+  return std::unique_ptr<HboneTransport>(new HboneTransport(std::move(tls), std::move(*h2)));
+}
+
+Status HboneTransport::fail(Error error) {
+  if (!failed_) {
+    failed_ = true;
+    error_ = std::move(error);
+  }
+  return error_;
+}
+
+Result<size_t> HboneTransport::onSocketData(std::span<const uint8_t> bytes) {
+  if (failed_) return error_;
+  size_t taken = tls_->feedEncrypted(bytes);
+  if (!tls_->established()) {
+    auto state = tls_->handshake();
+    if (state == tls::TlsSession::HandshakeState::kFailed) return fail(tls_->error()).error();
+    if (state == tls::TlsSession::HandshakeState::kWantMoreInput) return taken;
+  }
+  if (auto st = readPlaintext(); !st) return st.error();
+  return taken;
+}
+
+Status HboneTransport::readPlaintext() {
+  std::array<uint8_t, 16 * 1024> plain{};
+  while (true) {
+    auto r = tls_->readPlain(plain);
+    if (!r) return fail(r.error());
+    if (r->status == tls::TlsSession::ReadStatus::kWouldBlock) return okStatus();
+    if (r->status == tls::TlsSession::ReadStatus::kEof) return okStatus();
+    if (auto st = h2_->receive(std::span<const uint8_t>(plain.data(), r->bytes)); !st) {
+      return fail(st.error());
+    }
+  }
+}
+
+void HboneTransport::onSocketEof() {
+  tls_->feedEof();
+}
+
+void HboneTransport::pump() {
+  if (failed_ || !tls_->established()) return;
+  while (true) {
+    auto out = h2_->pendingOutput();
+    if (out.empty()) return;
+    auto n = tls_->writePlain(out);
+    if (!n) {
+      (void)fail(n.error());
+      return;
+    }
+    if (*n == 0) return;  // TLS output full: the socket must drain first
+    h2_->consumeOutput(*n);
+  }
+}
+
+std::span<const uint8_t> HboneTransport::socketOutput() {
+  if (!failed_ && !tls_->established()) {
+    // A client's first flight (ClientHello) comes from here; later calls are no-ops until
+    // the peer answers.
+    if (tls_->handshake() == tls::TlsSession::HandshakeState::kFailed) {
+      (void)fail(tls_->error());
+      return {};
+    }
+  }
+  pump();
+  return tls_->pendingEncrypted();
+}
+
+void HboneTransport::consumeSocketOutput(size_t n) {
+  tls_->consumeEncrypted(n);
+}
+
+}  // namespace nodemesh::ztunnel

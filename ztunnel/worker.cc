@@ -1,0 +1,607 @@
+// The io_uring worker: the loop, the pods' listeners, and the plain TCP relay behind 15001 (to
+// a destination outside the mesh, with the tunnel's mark) and 15006 (inbound, delivered to
+// the application from the client's address). HBONE is in hbone_relay.cc. See worker.h.
+#include "ztunnel/worker.h"
+
+#include <netinet/in.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+#include "common/netns.h"
+#include "ztunnel/inpod_routing.h"
+#include "ztunnel/inpod_sockets.h"
+
+namespace nodemesh::ztunnel {
+namespace internal {
+
+Worker::Worker(const TunnelOptions& options, OrigDstResolver& resolver, TlsProvider* tls,
+               AccessLogFn access_log)
+    : options_(options), resolver_(resolver), tls_(tls), access_log_(std::move(access_log)) {}
+
+Worker::~Worker() {
+  stop();
+}
+
+Status Worker::init() {
+  wake_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake_fd_.valid()) return Error::fromErrno("eventfd");
+  io_uring_params params{};
+  int err = io_uring_queue_init_params(options_.ring_entries, &ring_, &params);
+  if (err < 0) return Error::fromErrno("io_uring_queue_init", -err);
+  ring_ready_ = true;
+  thread_ = std::thread([this] { run(); });
+  return okStatus();
+}
+
+Result<PodListenerFds> Worker::addPod(const PodSpec& spec) {
+  auto pod = std::make_unique<Pod>();
+  pod->cookie = spec.netns_cookie;
+  pod->name = spec.name;
+  pod->ips = spec.ips;
+  pod->identity = tls_ ? spec.identity : std::nullopt;
+  pod->netns.reset(::dup(spec.netns_fd));
+  if (!pod->netns.valid()) return Error::fromErrno("dup netns fd");
+
+  PodListenerFds fds;
+  {
+    auto scope = ScopedNetns::enter(spec.netns_fd);
+    if (!scope) return scope.error();
+    if (auto st = installDeliveryRouting(options_.delivery_mark, options_.delivery_route_table);
+        !st) {
+      return Error{st.error().code, spec.name + ": " + st.error().message};
+    }
+    auto add = [&](const char* ip, uint16_t port, ListenerKind kind, int* out) -> Status {
+      auto addr = SocketAddress{IpAddress::parse(ip).value(), port};
+      auto fd = listenTcp(addr, options_.outbound_mark);
+      if (!fd) return Error{fd.error().code, spec.name + ": " + fd.error().message};
+      auto l = std::make_unique<Listener>();
+      l->fd = std::move(*fd);
+      l->pod = pod.get();
+      l->kind = kind;
+      *out = l->fd.get();
+      pod->listeners.push_back(std::move(l));
+      return okStatus();
+    };
+    if (auto st =
+            add("127.0.0.1", options_.outbound_port, ListenerKind::kOutbound, &fds.outbound_v4);
+        !st) {
+      return st.error();
+    }
+    if (auto st = add("0.0.0.0", options_.inbound_port, ListenerKind::kInbound, &fds.inbound_v4);
+        !st) {
+      return st.error();
+    }
+    if (pod->identity) {
+      if (auto st = add("0.0.0.0", options_.hbone_port, ListenerKind::kHbone, &fds.hbone_v4); !st) {
+        return st.error();
+      }
+    }
+    if (spec.ipv6) {
+      // A pod without ::1 (IPv6 disabled) still gets IPv4 capture: not fatal.
+      if (auto st = add("::1", options_.outbound_port, ListenerKind::kOutbound, &fds.outbound_v6);
+          !st) {
+        spdlog::warn("{}: no IPv6 outbound listener: {}", spec.name, st.error().message);
+      }
+      if (auto st = add("::", options_.inbound_port, ListenerKind::kInbound, &fds.inbound_v6);
+          !st) {
+        spdlog::warn("{}: no IPv6 inbound listener: {}", spec.name, st.error().message);
+      }
+      if (pod->identity) {
+        if (auto st = add("::", options_.hbone_port, ListenerKind::kHbone, &fds.hbone_v6); !st) {
+          spdlog::warn("{}: no IPv6 HBONE listener: {}", spec.name, st.error().message);
+        }
+      }
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    commands_.push_back(Command{spec.netns_cookie, std::move(pod)});
+  }
+  wake();
+  return fds;
+}
+
+void Worker::removePod(uint64_t cookie) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    commands_.push_back(Command{cookie, nullptr});
+  }
+  wake();
+}
+
+void Worker::setSnapshot(model::SnapshotPtr snapshot) {
+  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  snapshot_ = std::move(snapshot);
+}
+
+model::SnapshotPtr Worker::snapshot() const {
+  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  return snapshot_;
+}
+
+TunnelStats Worker::stats() const {
+  TunnelStats s;
+  auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  s.accepted_outbound = get(accepted_outbound_);
+  s.accepted_inbound = get(accepted_inbound_);
+  s.accepted_hbone = get(accepted_hbone_);
+  s.completed = get(completed_);
+  s.failed_no_orig_dst = get(failed_no_orig_dst_);
+  s.failed_connect = get(failed_connect_);
+  s.failed_io = get(failed_io_);
+  s.active = get(active_);
+  s.bytes_to_dst = get(bytes_to_dst_);
+  s.bytes_from_dst = get(bytes_from_dst_);
+  s.tls_handshakes_client = get(tls_handshakes_client_);
+  s.tls_handshakes_server = get(tls_handshakes_server_);
+  s.tls_handshake_failures = get(tls_handshake_failures_);
+  s.hbone_streams_opened = get(hbone_streams_opened_);
+  s.hbone_streams_accepted = get(hbone_streams_accepted_);
+  s.hbone_streams_rejected = get(hbone_streams_rejected_);
+  s.hbone_pool_size = get(hbone_pool_size_);
+  return s;
+}
+
+void Worker::stop() {
+  if (!thread_.joinable()) {
+    if (ring_ready_) io_uring_queue_exit(&ring_);
+    ring_ready_ = false;
+    return;
+  }
+  stopping_.store(true);
+  wake();
+  thread_.join();
+  io_uring_queue_exit(&ring_);
+  ring_ready_ = false;
+}
+
+void Worker::wake() {
+  uint64_t one = 1;
+  ssize_t n = ::write(wake_fd_.get(), &one, sizeof(one));
+  (void)n;  // EAGAIN means a wake-up is already pending
+}
+
+io_uring_sqe* Worker::sqe() {
+  io_uring_sqe* s = io_uring_get_sqe(&ring_);
+  while (!s) {
+    io_uring_submit(&ring_);
+    s = io_uring_get_sqe(&ring_);
+  }
+  return s;
+}
+
+void Worker::armWake() {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_read(s, wake_fd_.get(), &wake_buf_, sizeof(wake_buf_), 0);
+  io_uring_sqe_set_data(s, &wake_tag_);
+}
+
+void Worker::armTimer() {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_timeout(s, &timer_interval_, 0, 0);
+  io_uring_sqe_set_data(s, &timer_tag_);
+  timer_in_flight_ = true;
+}
+
+void Worker::armAccept(Listener* l) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_multishot_accept(s, l->fd.get(), nullptr, nullptr, SOCK_CLOEXEC);
+  io_uring_sqe_set_data(s, &l->tag);
+  l->in_flight = true;
+}
+
+void Worker::run() {
+  armWake();
+  armTimer();
+  while (true) {
+    io_uring_submit_and_wait(&ring_, 1);
+    io_uring_cqe* cqe;
+    unsigned head;
+    unsigned count = 0;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      ++count;
+      handle(static_cast<OpTag*>(io_uring_cqe_get_data(cqe)), cqe->res, cqe->flags);
+    }
+    io_uring_cq_advance(&ring_, count);
+    flushDirty();
+    if (stopping_.load() && shutdownDone()) break;
+  }
+}
+
+void Worker::handle(OpTag* tag, int res, unsigned flags) {
+  if (!tag) return;
+  switch (tag->kind) {
+    case OpKind::kWake:
+      onWake();
+      break;
+    case OpKind::kTimer:
+      timer_in_flight_ = false;
+      onTimer();
+      break;
+    case OpKind::kAccept:
+      onAccept(static_cast<Listener*>(tag->owner), res, flags);
+      break;
+    case OpKind::kAcceptBackoff: {
+      auto* l = static_cast<Listener*>(tag->owner);
+      l->in_flight = false;
+      if (l->closing) {
+        reapPods();
+      } else {
+        armAccept(l);
+      }
+      break;
+    }
+    case OpKind::kConnect:
+      onConnect(static_cast<Conn*>(tag->owner), res);
+      break;
+    case OpKind::kRecv:
+      onRecv(static_cast<Conn*>(tag->owner), tag->half, res);
+      break;
+    case OpKind::kSend:
+      onSend(static_cast<Conn*>(tag->owner), tag->half, res);
+      break;
+    case OpKind::kShutdown:
+      onShutdown(static_cast<Conn*>(tag->owner), tag->half, res);
+      break;
+    case OpKind::kHboneConnect:
+      onHboneConnect(static_cast<HboneConn*>(tag->owner), res);
+      break;
+    case OpKind::kHboneRecv:
+      onHboneRecv(static_cast<HboneConn*>(tag->owner), res);
+      break;
+    case OpKind::kHboneSend:
+      onHboneSend(static_cast<HboneConn*>(tag->owner), res);
+      break;
+    case OpKind::kBridgeConnect:
+      onBridgeConnect(static_cast<Bridge*>(tag->owner), res);
+      break;
+    case OpKind::kBridgeRecv:
+      onBridgeRecv(static_cast<Bridge*>(tag->owner), res);
+      break;
+    case OpKind::kBridgeSend:
+      onBridgeSend(static_cast<Bridge*>(tag->owner), res);
+      break;
+    case OpKind::kBridgeShutdown:
+      onBridgeShutdown(static_cast<Bridge*>(tag->owner), res);
+      break;
+    case OpKind::kIgnore:
+      break;
+  }
+}
+
+void Worker::onWake() {
+  std::vector<Command> commands;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    commands.swap(commands_);
+  }
+  // In order: a pod removed and added again (same netns) must end up with the new listeners.
+  for (auto& cmd : commands) {
+    retirePod(cmd.cookie);
+    if (cmd.pod) {
+      for (auto& l : cmd.pod->listeners) armAccept(l.get());
+      pods_[cmd.cookie] = std::move(cmd.pod);
+    }
+  }
+  if (stopping_.load()) {
+    std::vector<uint64_t> cookies;
+    for (auto& [cookie, pod] : pods_) cookies.push_back(cookie);
+    for (uint64_t cookie : cookies) retirePod(cookie);
+    std::vector<Conn*> open;
+    for (auto& c : conns_) open.push_back(c.get());
+    for (Conn* c : open) abort(c, "agent stopping");  // may erase from conns_
+    std::vector<HboneConn*> hbone;
+    for (auto& c : hbone_conns_) hbone.push_back(c.get());
+    for (HboneConn* c : hbone) failHbone(c, "agent stopping");
+    if (timer_in_flight_) {
+      io_uring_sqe* s = sqe();
+      io_uring_prep_timeout_remove(s, reinterpret_cast<uint64_t>(&timer_tag_), 0);
+      io_uring_sqe_set_data(s, &ignore_tag_);
+    }
+  }
+  reapPods();
+  if (!stopping_.load()) armWake();
+}
+
+void Worker::onTimer() {
+  if (stopping_.load()) return;
+  closeIdleHbone();
+  armTimer();
+}
+
+// Moves a pod out of service: no more accepts; its listeners close once their accept
+// operations have completed (reapPods).
+void Worker::retirePod(uint64_t cookie) {
+  auto it = pods_.find(cookie);
+  if (it == pods_.end()) return;
+  closePod(it->second.get());
+  if (auto scope = ScopedNetns::enter(it->second->netns.get()); scope) {
+    if (auto st = removeDeliveryRouting(options_.delivery_mark, options_.delivery_route_table);
+        !st) {
+      spdlog::warn("{}: removing delivery routing: {}", it->second->name, st.error().message);
+    }
+  }
+  // Server-side HBONE connections point at the pod: detach them.
+  for (auto& c : hbone_conns_) {
+    if (c->server_pod == it->second.get()) c->server_pod = nullptr;
+  }
+  retired_.push_back(std::move(it->second));
+  pods_.erase(it);
+}
+
+void Worker::closePod(Pod* pod) {
+  pod->removed = true;
+  for (auto& l : pod->listeners) {
+    if (l->closing) continue;
+    l->closing = true;
+    if (l->in_flight) {
+      for (OpTag* tag : {&l->tag, &l->backoff_tag}) {
+        io_uring_sqe* s = sqe();
+        io_uring_prep_cancel(s, tag, 0);
+        io_uring_sqe_set_data(s, &ignore_tag_);
+      }
+    }
+  }
+}
+
+void Worker::reapPods() {
+  for (auto it = retired_.begin(); it != retired_.end();) {
+    bool idle = true;
+    for (auto& l : (*it)->listeners) idle = idle && !l->in_flight;
+    it = idle ? retired_.erase(it) : std::next(it);
+  }
+}
+
+bool Worker::shutdownDone() const {
+  return pods_.empty() && retired_.empty() && conns_.empty() && hbone_conns_.empty() &&
+         bridges_.empty() && !timer_in_flight_;
+}
+
+void Worker::onAccept(Listener* l, int res, unsigned flags) {
+  bool more = flags & IORING_CQE_F_MORE;
+  if (!more) l->in_flight = false;
+  if (res >= 0) {
+    if (l->closing) {
+      ::close(res);
+    } else if (l->kind == ListenerKind::kHbone) {
+      acceptHbone(l, UniqueFd(res));
+    } else {
+      startConn(l, UniqueFd(res));
+    }
+  } else if (res != -ECANCELED) {
+    spdlog::warn("{}: accept failed: {}", l->pod->name, std::strerror(-res));
+  }
+  if (more) return;
+  if (l->closing) return reapPods();
+  if (res == -EMFILE || res == -ENFILE || res == -ENOMEM || res == -ENOBUFS) {
+    // Out of descriptors or memory: retrying at once would spin. Pending connections wait
+    // in the backlog meanwhile.
+    io_uring_sqe* s = sqe();
+    io_uring_prep_timeout(s, &l->backoff, 0, 0);
+    io_uring_sqe_set_data(s, &l->backoff_tag);
+    l->in_flight = true;
+    return;
+  }
+  armAccept(l);
+}
+
+Conn* Worker::newConn(Listener* l, UniqueFd fd) {
+  auto conn = std::make_unique<Conn>();
+  Conn* c = conn.get();
+  c->start = Clock::now();
+  c->down = std::move(fd);
+  c->record.direction =
+      l->kind == ListenerKind::kOutbound ? Direction::kOutbound : Direction::kInbound;
+  c->record.pod = l->pod->name;
+  conns_.push_back(std::move(conn));
+  c->self = std::prev(conns_.end());
+  active_.fetch_add(1, std::memory_order_relaxed);
+  return c;
+}
+
+void Worker::startConn(Listener* l, UniqueFd fd) {
+  auto peer = peerAddress(fd.get());
+  auto local = localAddress(fd.get());
+  if (l->kind == ListenerKind::kOutbound) {
+    accepted_outbound_.fetch_add(1, std::memory_order_relaxed);
+    std::optional<SocketAddress> dst;
+    if (peer) dst = resolver_.takeOrigDst(l->pod->cookie, *peer);
+    if (peer && dst && l->pod->identity) {
+      // A destination in the mesh is reached with HBONE; anything else with plain TCP.
+      auto snap = snapshot();
+      const model::Workload* w = snap ? snap->workloadByIp(dst->ip) : nullptr;
+      if (w && w->protocol == model::Protocol::Hbone) {
+        return startOutboundHbone(l->pod, std::move(fd), *peer, *dst, *w);
+      }
+    }
+    Conn* c = newConn(l, std::move(fd));
+    if (!peer || !local) {
+      failed_io_.fetch_add(1, std::memory_order_relaxed);
+      return abort(c, "accepted socket has no address");
+    }
+    c->record.src = *peer;
+    if (!dst) {
+      failed_no_orig_dst_.fetch_add(1, std::memory_order_relaxed);
+      return abort(c, "no original destination recorded for " + peer->toString() +
+                          " (connected to 15001 directly?)");
+    }
+    c->record.dst = *dst;
+    return startTcp(c, l->pod, nullptr, false, 0, options_.outbound_mark);
+  }
+
+  accepted_inbound_.fetch_add(1, std::memory_order_relaxed);
+  Conn* c = newConn(l, std::move(fd));
+  if (!peer || !local) {
+    failed_io_.fetch_add(1, std::memory_order_relaxed);
+    return abort(c, "accepted socket has no address");
+  }
+  c->record.src = *peer;
+  // sk_lookup steered the connection without NAT: the local address is where the client
+  // wanted to go.
+  c->record.dst = *local;
+  if (c->record.dst.port == options_.inbound_port || c->record.dst.port == options_.outbound_port ||
+      c->record.dst.ip.isLoopback()) {
+    // Delivering to the tunnel's own listener would accept the delivery again, forever.
+    failed_connect_.fetch_add(1, std::memory_order_relaxed);
+    return abort(c, "refusing to deliver to the tunnel's own listener " + local->toString());
+  }
+  // Deliver from inside the pod with the delivery mark (so cgroup/connect4 lets sk_lookup
+  // pass it to the application), bound to the client's address (IP_TRANSPARENT) so that the
+  // application sees it. Our accepted socket holds (dst, src:port): the delivery must not
+  // reuse that source port, or the application's socket would have the very same 4-tuple.
+  bool transparent = c->record.src.ip.isV4();  // IPv6 delivery routing: later (dual stack)
+  const IpAddress* bind_ip = transparent ? &c->record.src.ip : &c->record.dst.ip;
+  startTcp(c, l->pod, bind_ip, transparent, c->record.src.port, options_.delivery_mark);
+}
+
+void Worker::startTcp(Conn* c, Pod* pod, const IpAddress* bind_ip, bool transparent, uint16_t avoid,
+                      uint32_t mark) {
+  auto up =
+      socketInNetns(pod->netns.get(), !c->record.dst.ip.isV4(), mark, bind_ip, transparent, avoid);
+  if (!up) {
+    failed_connect_.fetch_add(1, std::memory_order_relaxed);
+    return abort(c, up.error().message);
+  }
+  c->up = std::move(*up);
+  socklen_t len = toSockaddr(c->record.dst, &c->dst_addr);
+  io_uring_sqe* s = sqe();
+  io_uring_prep_connect(s, c->up.get(), reinterpret_cast<sockaddr*>(&c->dst_addr), len);
+  io_uring_sqe_set_data(s, &c->connect_tag);
+  c->connecting = true;
+}
+
+void Worker::onConnect(Conn* c, int res) {
+  c->connecting = false;
+  if (c->aborting) return maybeFinish(c);
+  if (res < 0) {
+    failed_connect_.fetch_add(1, std::memory_order_relaxed);
+    return abort(c, "connect " + c->record.dst.toString() + ": " + std::strerror(-res));
+  }
+  for (int i = 0; i < 2; ++i) {
+    Half& h = c->half[i];
+    h.tag = OpTag{OpKind::kRecv, c, i};
+    h.from = i == 0 ? c->down.get() : c->up.get();
+    h.to = i == 0 ? c->up.get() : c->down.get();
+    h.buf = std::make_unique<uint8_t[]>(options_.relay_buffer_bytes);
+    submitRecv(c, i);
+  }
+}
+
+void Worker::submitRecv(Conn* c, int i) {
+  Half& h = c->half[i];
+  h.tag.kind = OpKind::kRecv;
+  io_uring_sqe* s = sqe();
+  io_uring_prep_recv(s, h.from, h.buf.get(), options_.relay_buffer_bytes, 0);
+  io_uring_sqe_set_data(s, &h.tag);
+  h.in_flight = true;
+}
+
+void Worker::submitSend(Conn* c, int i) {
+  Half& h = c->half[i];
+  h.tag.kind = OpKind::kSend;
+  io_uring_sqe* s = sqe();
+  io_uring_prep_send(s, h.to, h.buf.get() + h.off, h.len - h.off, MSG_NOSIGNAL);
+  io_uring_sqe_set_data(s, &h.tag);
+  h.in_flight = true;
+}
+
+void Worker::onRecv(Conn* c, int i, int res) {
+  Half& h = c->half[i];
+  h.in_flight = false;
+  if (c->aborting) return maybeFinish(c);
+  if (res > 0) {
+    h.len = static_cast<size_t>(res);
+    h.off = 0;
+    return submitSend(c, i);
+  }
+  if (res == 0) {
+    // EOF: pass the half-close on, keep the other direction open (RFC 9293 3.6).
+    h.tag.kind = OpKind::kShutdown;
+    io_uring_sqe* s = sqe();
+    io_uring_prep_shutdown(s, h.to, SHUT_WR);
+    io_uring_sqe_set_data(s, &h.tag);
+    h.in_flight = true;
+    return;
+  }
+  if (res == -EINTR || res == -EAGAIN) return submitRecv(c, i);
+  failed_io_.fetch_add(1, std::memory_order_relaxed);
+  abort(c, std::string(i == 0 ? "client" : "destination") + " recv: " + std::strerror(-res));
+}
+
+void Worker::onSend(Conn* c, int i, int res) {
+  Half& h = c->half[i];
+  h.in_flight = false;
+  if (c->aborting) return maybeFinish(c);
+  if (res > 0) {
+    h.off += static_cast<size_t>(res);
+    h.bytes += static_cast<uint64_t>(res);
+    (i == 0 ? bytes_to_dst_ : bytes_from_dst_).fetch_add(res, std::memory_order_relaxed);
+    return h.off < h.len ? submitSend(c, i) : submitRecv(c, i);
+  }
+  if (res == -EINTR || res == -EAGAIN) return submitSend(c, i);
+  failed_io_.fetch_add(1, std::memory_order_relaxed);
+  abort(c, std::string(i == 0 ? "destination" : "client") + " send: " + std::strerror(-res));
+}
+
+void Worker::onShutdown(Conn* c, int i, int res) {
+  Half& h = c->half[i];
+  h.in_flight = false;
+  h.done = true;
+  if (res < 0 && res != -ENOTCONN && !c->aborting) {
+    failed_io_.fetch_add(1, std::memory_order_relaxed);
+    return abort(c, std::string("shutdown: ") + std::strerror(-res));
+  }
+  if (c->half[0].done && c->half[1].done) {
+    completed_.fetch_add(1, std::memory_order_relaxed);
+    finish(c);
+    return;
+  }
+  maybeFinish(c);
+}
+
+// Ends a connection with a reset on both sides, so each peer learns it failed.
+void Worker::abort(Conn* c, const std::string& why) {
+  if (c->aborting) return;
+  c->aborting = true;
+  if (c->record.error.empty()) c->record.error = why;
+  linger lin{1, 0};
+  for (int fd : {c->down.get(), c->up.get()}) {
+    if (fd < 0) continue;
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lin, sizeof(lin));
+    io_uring_sqe* s = sqe();
+    io_uring_prep_cancel_fd(s, fd, IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data(s, &ignore_tag_);
+  }
+  maybeFinish(c);
+}
+
+void Worker::maybeFinish(Conn* c) {
+  if (!c->aborting) return;
+  if (c->connecting || c->half[0].in_flight || c->half[1].in_flight) return;
+  finish(c);
+}
+
+void Worker::finish(Conn* c) {
+  c->record.bytes_to_dst = c->half[0].bytes;
+  c->record.bytes_from_dst = c->half[1].bytes;
+  c->record.duration =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - c->start);
+  if (access_log_) access_log_(c->record);
+  active_.fetch_sub(1, std::memory_order_relaxed);
+  conns_.erase(c->self);  // closes both sockets (RST when aborting: SO_LINGER 0)
+}
+
+}  // namespace internal
+
+Result<std::unique_ptr<Tunnel>> startTunnel(const TunnelOptions& options, OrigDstResolver& resolver,
+                                            TlsProvider* tls, AccessLogFn access_log) {
+  auto worker = std::make_unique<internal::Worker>(options, resolver, tls, std::move(access_log));
+  if (auto st = worker->init(); !st) return st.error();
+  return std::unique_ptr<Tunnel>(std::move(worker));
+}
+
+}  // namespace nodemesh::ztunnel

@@ -1,0 +1,336 @@
+#pragma once
+
+// Internal to ztunnel/: the io_uring worker behind Tunnel. worker.cc holds the loop, the pods'
+// listeners and the plain TCP relay (15001 to a non-mesh destination, 15006 to the
+// application); hbone_relay.cc holds HBONE (15001 to a mesh destination over a pooled
+// mTLS HTTP/2 connection, and 15008).
+//
+// One worker thread owns one ring. Every operation in flight carries a pointer to an OpTag
+// embedded in its owner (listener, connection, bridge); an owner is freed only when none of
+// its operations is in flight. Each direction of a relayed connection has at most one
+// operation in flight, so memory per connection is bounded: one buffer per direction for
+// plain TCP, the HTTP/2 stream window for HBONE. A slow reader slows the writer.
+
+#include <liburing.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "common/fd.h"
+#include "common/ip_address.h"
+#include "model/snapshot.h"
+#include "ztunnel/hbone/h2_session.h"
+#include "ztunnel/hbone_transport.h"
+#include "ztunnel/identity/spiffe_id.h"
+#include "ztunnel/tls_provider.h"
+#include "ztunnel/tunnel.h"
+
+namespace nodemesh::ztunnel::internal {
+
+using Clock = std::chrono::steady_clock;
+
+enum class OpKind : uint8_t {
+  kWake,
+  kTimer,
+  kAccept,
+  kAcceptBackoff,
+  kConnect,
+  kRecv,
+  kSend,
+  kShutdown,
+  kHboneConnect,
+  kHboneRecv,
+  kHboneSend,
+  kBridgeConnect,
+  kBridgeRecv,
+  kBridgeSend,
+  kBridgeShutdown,
+  kIgnore
+};
+
+struct OpTag {
+  OpKind kind;
+  void* owner;
+  int half;  // direction index for the plain TCP relay
+};
+
+enum class ListenerKind { kOutbound, kInbound, kHbone };
+
+struct Pod;
+
+struct Listener {
+  OpTag tag{OpKind::kAccept, this, 0};
+  OpTag backoff_tag{OpKind::kAcceptBackoff, this, 0};
+  __kernel_timespec backoff{0, 100 * 1000 * 1000};  // after EMFILE/ENFILE/ENOMEM
+  UniqueFd fd;
+  Pod* pod = nullptr;
+  ListenerKind kind = ListenerKind::kOutbound;
+  bool in_flight = false;
+  bool closing = false;
+};
+
+struct Pod {
+  uint64_t cookie = 0;
+  std::string name;
+  UniqueFd netns;
+  std::vector<IpAddress> ips;
+  std::optional<identity::SpiffeId> identity;
+  std::vector<std::unique_ptr<Listener>> listeners;
+  bool removed = false;
+};
+
+// Plain TCP relay: one accepted socket and one upstream socket.
+struct Half {
+  OpTag tag;
+  int from = -1;
+  int to = -1;
+  std::unique_ptr<uint8_t[]> buf;
+  size_t len = 0;
+  size_t off = 0;
+  uint64_t bytes = 0;
+  bool in_flight = false;
+  bool done = false;  // EOF forwarded
+};
+
+struct Conn {
+  OpTag connect_tag{OpKind::kConnect, this, 0};
+  Half half[2];   // 0: client -> destination, 1: destination -> client
+  UniqueFd down;  // accepted from the application or the remote client
+  UniqueFd up;    // to the original destination, or the delivery socket
+  bool connecting = false;
+  bool aborting = false;
+  ConnectionRecord record;
+  sockaddr_storage dst_addr{};
+  Clock::time_point start;
+  std::list<std::unique_ptr<Conn>>::iterator self;
+};
+
+struct HboneConn;
+
+// One HBONE stream joined to one TCP socket: the application's (outbound) or the delivery
+// socket to the application (inbound).
+struct Bridge {
+  OpTag connect_tag{OpKind::kBridgeConnect, this, 0};
+  OpTag recv_tag{OpKind::kBridgeRecv, this, 0};
+  OpTag send_tag{OpKind::kBridgeSend, this, 0};
+  OpTag shutdown_tag{OpKind::kBridgeShutdown, this, 0};
+  HboneConn* conn = nullptr;  // null once the stream is gone
+  hbone::StreamId stream = -1;
+  UniqueFd tcp;
+  sockaddr_storage dst_addr{};
+  // TCP -> stream
+  std::unique_ptr<uint8_t[]> in;
+  size_t in_len = 0;
+  size_t in_off = 0;
+  bool tcp_eof = false;    // the TCP side half-closed; END_STREAM sent
+  bool streaming = false;  // 200 seen / sent: data may flow
+  // stream -> TCP
+  std::vector<uint8_t> out;       // received, not yet handed to the TCP socket
+  std::vector<uint8_t> inflight;  // being written (a separate buffer: `out` may grow meanwhile)
+  size_t inflight_off = 0;
+  bool peer_ended = false;  // END_STREAM received
+  bool tcp_shut = false;    // shutdown(SHUT_WR) done
+  // operations in flight
+  bool connecting = false;
+  bool recv_in_flight = false;
+  bool send_in_flight = false;
+  bool shutdown_in_flight = false;
+  bool stream_closed = false;
+  bool aborting = false;
+  bool finished = false;
+  ConnectionRecord record;
+  Clock::time_point start;
+  std::list<std::unique_ptr<Bridge>>::iterator self;
+};
+
+class Worker;
+
+// One TLS + HTTP/2 connection to (client) or from (server) another pod's 15008.
+struct HboneConn final : hbone::H2Handler {
+  HboneConn(Worker& w, hbone::H2Role r) : worker(w), role(r) {}
+  void onRequest(hbone::StreamId stream, const hbone::ConnectRequest& request) override;
+  void onResponse(hbone::StreamId stream, int status) override;
+  void onData(hbone::StreamId stream, std::span<const uint8_t> data) override;
+  void onEndStream(hbone::StreamId stream) override;
+  void onStreamClosed(hbone::StreamId stream, uint32_t error_code) override;
+  void onWritable(hbone::StreamId stream) override;
+  void onGoaway(hbone::StreamId last_stream, uint32_t error_code) override;
+
+  Worker& worker;
+  hbone::H2Role role;
+  OpTag connect_tag{OpKind::kHboneConnect, this, 0};
+  OpTag recv_tag{OpKind::kHboneRecv, this, 0};
+  OpTag send_tag{OpKind::kHboneSend, this, 0};
+  UniqueFd fd;
+  sockaddr_storage peer_addr{};
+  SocketAddress peer;         // the other end of the TCP connection
+  std::string pod;            // the local pod's name, for logs
+  Pod* server_pod = nullptr;  // server: the pod whose 15008 accepted it
+  std::string pool_key;       // client: where it sits in the pool
+  std::unique_ptr<HboneTransport> transport;
+  std::unique_ptr<uint8_t[]> rbuf;
+  size_t rlen = 0;               // bytes in rbuf not yet taken by TLS
+  std::vector<uint8_t> sendbuf;  // ciphertext being written (copied out of TLS: its buffer
+  size_t send_off = 0;           // may grow while a write is in flight)
+  bool handshake_counted = false;
+  bool dirty = false;  // output may be pending: flushed after the completion batch
+  Clock::time_point last_ping;
+  bool connecting = false;
+  bool recv_in_flight = false;
+  bool send_in_flight = false;
+  bool closing = false;
+  bool dead = false;  // the socket failed: no more I/O
+  std::map<hbone::StreamId, Bridge*> streams;
+  Clock::time_point idle_since;
+  std::string error;
+  std::list<std::unique_ptr<HboneConn>>::iterator self;
+};
+
+class Worker final : public Tunnel {
+ public:
+  Worker(const TunnelOptions& options, OrigDstResolver& resolver, TlsProvider* tls,
+         AccessLogFn access_log);
+  ~Worker() override;
+
+  Status init();
+  Result<PodListenerFds> addPod(const PodSpec& spec) override;
+  void removePod(uint64_t cookie) override;
+  void setSnapshot(model::SnapshotPtr snapshot) override;
+  TunnelStats stats() const override;
+  void stop() override;
+
+  // ---- used by the HBONE callbacks (hbone_relay.cc) ----
+  void onRequest(HboneConn* c, hbone::StreamId stream, const hbone::ConnectRequest& request);
+  void onResponse(HboneConn* c, hbone::StreamId stream, int status);
+  void onData(HboneConn* c, hbone::StreamId stream, std::span<const uint8_t> data);
+  void onEndStream(HboneConn* c, hbone::StreamId stream);
+  void onStreamClosed(HboneConn* c, hbone::StreamId stream, uint32_t error_code);
+  void onWritable(HboneConn* c, hbone::StreamId stream);
+
+ private:
+  void wake();
+  io_uring_sqe* sqe();
+  void armWake();
+  void armTimer();
+  void armAccept(Listener* l);
+  void run();
+  void handle(OpTag* tag, int res, unsigned flags);
+  void onWake();
+  void onTimer();
+  void retirePod(uint64_t cookie);
+  void closePod(Pod* pod);
+  void reapPods();
+  bool shutdownDone() const;
+  model::SnapshotPtr snapshot() const;
+
+  // plain TCP relay (worker.cc)
+  void onAccept(Listener* l, int res, unsigned flags);
+  void startConn(Listener* l, UniqueFd fd);
+  void startTcp(Conn* c, Pod* pod, const IpAddress* bind_ip, bool transparent, uint16_t avoid,
+                uint32_t mark);
+  void onConnect(Conn* c, int res);
+  void submitRecv(Conn* c, int i);
+  void submitSend(Conn* c, int i);
+  void onRecv(Conn* c, int i, int res);
+  void onSend(Conn* c, int i, int res);
+  void onShutdown(Conn* c, int i, int res);
+  void abort(Conn* c, const std::string& why);
+  void maybeFinish(Conn* c);
+  void finish(Conn* c);
+  Conn* newConn(Listener* l, UniqueFd fd);
+
+  // HBONE (hbone_relay.cc)
+  void startOutboundHbone(Pod* pod, UniqueFd app, const SocketAddress& app_addr,
+                          const SocketAddress& dst, const model::Workload& dst_workload);
+  void acceptHbone(Listener* l, UniqueFd fd);
+  HboneConn* pooledConn(Pod* pod, const identity::SpiffeId& dst_id, const SocketAddress& dst,
+                        std::string* error);
+  void hboneRecv(HboneConn* c);
+  void onHboneConnect(HboneConn* c, int res);
+  void onHboneRecv(HboneConn* c, int res);
+  void onHboneSend(HboneConn* c, int res);
+  void flush(HboneConn* c);
+  void markDirty(HboneConn* c);
+  void flushDirty();
+  void failHbone(HboneConn* c, const std::string& why);
+  void maybeReleaseHbone(HboneConn* c);
+  void finishBridge(Bridge* b);
+  void closeIdleHbone();
+  Bridge* newBridge(HboneConn* c, UniqueFd tcp, Direction direction, const std::string& pod);
+  Bridge* bridgeFor(HboneConn* c, hbone::StreamId stream);
+  void bridgeRecv(Bridge* b);
+  void bridgeSend(Bridge* b);
+  void bridgePushToStream(Bridge* b);
+  void onBridgeConnect(Bridge* b, int res);
+  void onBridgeRecv(Bridge* b, int res);
+  void onBridgeSend(Bridge* b, int res);
+  void onBridgeShutdown(Bridge* b, int res);
+  void abortBridge(Bridge* b, const std::string& why);
+  void maybeFinishBridge(Bridge* b);
+
+  TunnelOptions options_;
+  OrigDstResolver& resolver_;
+  TlsProvider* tls_;
+  AccessLogFn access_log_;
+
+  io_uring ring_{};
+  bool ring_ready_ = false;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  UniqueFd wake_fd_;
+  uint64_t wake_buf_ = 0;
+  OpTag wake_tag_{OpKind::kWake, nullptr, 0};
+  OpTag timer_tag_{OpKind::kTimer, nullptr, 0};
+  OpTag ignore_tag_{OpKind::kIgnore, nullptr, 0};
+  __kernel_timespec timer_interval_{1, 0};
+  bool timer_in_flight_ = false;
+
+  // A pod to add (pod set) or to remove (pod null), queued by the agent's thread.
+  struct Command {
+    uint64_t cookie;
+    std::unique_ptr<Pod> pod;
+  };
+  std::mutex mu_;
+  std::vector<Command> commands_;
+
+  mutable std::mutex snapshot_mu_;
+  model::SnapshotPtr snapshot_;
+
+  std::unordered_map<uint64_t, std::unique_ptr<Pod>> pods_;
+  std::list<std::unique_ptr<Pod>> retired_;
+  std::list<std::unique_ptr<Conn>> conns_;
+  std::list<std::unique_ptr<HboneConn>> hbone_conns_;
+  std::multimap<std::string, HboneConn*> pool_;
+  std::vector<HboneConn*> dirty_;
+  std::list<std::unique_ptr<Bridge>> bridges_;
+
+  std::atomic<uint64_t> accepted_outbound_{0};
+  std::atomic<uint64_t> accepted_inbound_{0};
+  std::atomic<uint64_t> accepted_hbone_{0};
+  std::atomic<uint64_t> completed_{0};
+  std::atomic<uint64_t> failed_no_orig_dst_{0};
+  std::atomic<uint64_t> failed_connect_{0};
+  std::atomic<uint64_t> failed_io_{0};
+  std::atomic<uint64_t> active_{0};
+  std::atomic<uint64_t> bytes_to_dst_{0};
+  std::atomic<uint64_t> bytes_from_dst_{0};
+  std::atomic<uint64_t> tls_handshakes_client_{0};
+  std::atomic<uint64_t> tls_handshakes_server_{0};
+  std::atomic<uint64_t> tls_handshake_failures_{0};
+  std::atomic<uint64_t> hbone_streams_opened_{0};
+  std::atomic<uint64_t> hbone_streams_accepted_{0};
+  std::atomic<uint64_t> hbone_streams_rejected_{0};
+  std::atomic<uint64_t> hbone_pool_size_{0};
+};
+
+}  // namespace nodemesh::ztunnel::internal
