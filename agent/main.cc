@@ -41,6 +41,7 @@ struct Flags {
   std::string netns_dir = "/var/run/netns";
   std::string state_dir = "/var/lib/nodemesh";
   std::string trust_domain = "cluster.local";
+  int cert_lifetime_s = 24 * 3600;
 };
 
 class BpfOrigDst final : public ztunnel::OrigDstResolver {
@@ -97,6 +98,21 @@ void logCounters(const CapturePrograms& capture) {
     line += fmt::format(" {}={}", reasonName(i), (*counters)[i]);
   }
   spdlog::info("capture counters:{}", line.empty() ? " none" : line);
+}
+
+void logTunnelStats(const ztunnel::Tunnel& tunnel) {
+  auto s = tunnel.stats();
+  spdlog::info(
+      "tunnel stats: accepted_outbound={} accepted_inbound={} accepted_hbone={} completed={} "
+      "active={} failed_connect={} failed_no_orig_dst={} failed_io={} bytes_to_dst={} "
+      "bytes_from_dst={} tls_handshakes_client={} tls_handshakes_server={} "
+      "tls_handshake_failures={} hbone_streams_opened={} hbone_streams_accepted={} "
+      "hbone_streams_rejected={} hbone_pool_size={}",
+      s.accepted_outbound, s.accepted_inbound, s.accepted_hbone, s.completed, s.active,
+      s.failed_connect, s.failed_no_orig_dst, s.failed_io, s.bytes_to_dst, s.bytes_from_dst,
+      s.tls_handshakes_client, s.tls_handshakes_server, s.tls_handshake_failures,
+      s.hbone_streams_opened, s.hbone_streams_accepted, s.hbone_streams_rejected,
+      s.hbone_pool_size);
 }
 
 int run(const Flags& flags) {
@@ -163,7 +179,8 @@ int run(const Flags& flags) {
     (void)(*capture)->uninstall();
     return 1;
   }
-  ztunnel::identity::CertificateManager certificates(**ca, clock);
+  ztunnel::identity::CertificateManager certificates(
+      **ca, clock, std::chrono::seconds(flags.cert_lifetime_s));
   ztunnel::TlsProvider tls(certificates, std::move(*factory));
   spdlog::info("local CA for trust domain {} in {}", flags.trust_domain, flags.state_dir);
 
@@ -209,7 +226,10 @@ int run(const Flags& flags) {
       spdlog::info("received {}: detaching and removing everything", strsignal(sig));
       break;
     }
-    if (sig == SIGUSR1) logCounters(**capture);
+    if (sig == SIGUSR1) {
+      logCounters(**capture);
+      logTunnelStats(**tunnel);
+    }
     // Renewal at half-life; connections keep the certificate they were made with.
     if (size_t rotated = certificates.rotateDue(); rotated > 0) {
       spdlog::info("rotated {} workload certificate{}", rotated, rotated == 1 ? "" : "s");
@@ -220,6 +240,7 @@ int run(const Flags& flags) {
   agent.unenrollAll();
   (*tunnel)->stop();
   logCounters(**capture);
+  logTunnelStats(**tunnel);
   if (auto st = (*capture)->uninstall(); !st) {
     spdlog::error("uninstall: {}", st.error().message);
     return 1;
@@ -278,6 +299,10 @@ int agentMain(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--trust-domain", flags.trust_domain, "SPIFFE trust domain of the local CA")
       ->capture_default_str();
+  app.add_option("--cert-lifetime", flags.cert_lifetime_s,
+                 "workload certificate lifetime in seconds; renewed at half-life")
+      ->capture_default_str()
+      ->check(CLI::Range(2, 365 * 24 * 3600));
   CLI11_PARSE(app, argc, argv);
 
   auto logger = spdlog::stderr_logger_mt("nodemesh");

@@ -294,6 +294,19 @@ void Worker::maybeReleaseHbone(HboneConn* c) {
 void Worker::closeIdleHbone() {
   auto now = Clock::now();
   std::vector<HboneConn*> idle;
+  std::vector<HboneConn*> stalled;
+  for (auto& c : hbone_conns_) {
+    if (!c->dead && !c->transport->established() &&
+        now - c->idle_since >= options_.handshake_timeout) {
+      stalled.push_back(c.get());
+    }
+  }
+  for (HboneConn* c : stalled) {
+    tls_handshake_failures_.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("{}: HBONE connection with {}: TLS handshake timed out", c->pod,
+                 c->peer.toString());
+    failHbone(c, "TLS handshake timed out");
+  }
   for (auto& c : hbone_conns_) {
     if (c->dead || c->role != hbone::H2Role::kClient || !c->streams.empty()) continue;
     if (now - c->idle_since >= options_.pool_idle_timeout) {

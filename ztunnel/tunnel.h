@@ -24,6 +24,9 @@ struct TunnelOptions {
   uint16_t hbone_port = NM_PORT_HBONE;
   // A pooled HBONE connection with no stream for this long is closed (ztunnel: 5 minutes).
   std::chrono::seconds pool_idle_timeout{300};
+  // An HBONE connection whose TLS handshake has not finished by then is closed (a peer that
+  // stalls mid-handshake must not hold a connection forever).
+  std::chrono::seconds handshake_timeout{10};
   // Idle pooled connections are probed with an HTTP/2 PING this often.
   std::chrono::seconds keepalive_interval{30};
   // The routing table, in each pod's netns, that brings the application's replies to a

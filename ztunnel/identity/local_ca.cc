@@ -419,7 +419,10 @@ Result<std::shared_ptr<const WorkloadCertificate>> LocalCa::issue(const SpiffeId
     return opensslError("creating a workload certificate");
   }
   if (auto st = setRandomSerial(cert.get()); !st) return st.error();
-  if (auto st = setValidity(cert.get(), now - kBackdate, not_after); !st) return st.error();
+  // Backdated for clock skew between nodes, but never by more than a tenth of the lifetime:
+  // the half-life (rotation) stays close to half-way from issue for short lifetimes too.
+  auto backdate = std::min<std::chrono::seconds>(kBackdate, validity / 10);
+  if (auto st = setValidity(cert.get(), now - backdate, not_after); !st) return st.error();
   if (auto st = addNameEntry(X509_get_subject_name(cert.get()), "O", "nodemesh"); !st) {
     return st.error();
   }
