@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <optional>
 
@@ -347,6 +348,25 @@ void Worker::startOutboundHbone(Pod* pod, UniqueFd app, const SocketAddress& app
   // The client as the mesh knows it: the pod's address and the application's port.
   headers.forwarded_for =
       SocketAddress{pod->ips.empty() ? app_addr.ip : pod->ips[0], app_addr.port};
+  // W3C trace context: a new trace per connection, sampled.
+  char trace[56];
+  std::snprintf(trace, sizeof(trace), "00-%016llx%016llx-%016llx-01",
+                static_cast<unsigned long long>(rng_()), static_cast<unsigned long long>(rng_()),
+                static_cast<unsigned long long>(rng_()));
+  headers.traceparent = trace;
+  // Who the client is, as ztunnel's baggage says it (W3C baggage, OpenTelemetry k8s names).
+  auto snap = snapshot();
+  const model::Workload* src =
+      snap && !pod->ips.empty() ? snap->workloadByIp(pod->ips[0]) : nullptr;
+  if (src) {
+    std::string kind = src->workload_type.empty() ? "pod" : src->workload_type;
+    std::string baggage = "k8s.namespace.name=" + src->namespace_name + ",k8s." + kind +
+                          ".name=" + (src->workload_name.empty() ? src->name : src->workload_name);
+    if (!src->cluster_id.empty()) baggage += ",k8s.cluster.name=" + src->cluster_id;
+    if (!src->canonical_name.empty()) baggage += ",service.name=" + src->canonical_name;
+    if (!src->canonical_revision.empty()) baggage += ",service.version=" + src->canonical_revision;
+    headers.baggage = std::move(baggage);
+  }
   auto stream = c->transport->h2().openConnect(dst.toString(), headers);
   if (!stream) {
     failed_connect_.fetch_add(1, std::memory_order_relaxed);
@@ -379,6 +399,11 @@ void Worker::onRequest(HboneConn* c, hbone::StreamId stream, const hbone::Connec
                  c->peer.toString(), status, why);
     (void)c->transport->h2().respond(stream, status);
   };
+  spdlog::debug(
+      "{}: HBONE CONNECT {} from {} ({}) forwarded=[{}] baggage=[{}] traceparent=[{}]", c->pod,
+      req.authority, c->peer.toString(),
+      c->transport->tls().peerIdentity() ? c->transport->tls().peerIdentity()->toString() : "-",
+      req.forwarded, req.baggage, req.traceparent);
   Pod* pod = c->server_pod;
   if (!pod) return reject(503, "pod is being removed");
   const SocketAddress& target = req.target;

@@ -21,6 +21,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -312,6 +313,7 @@ class Worker final : public Tunnel {
   std::list<std::unique_ptr<HboneConn>> hbone_conns_;
   std::multimap<std::string, HboneConn*> pool_;
   std::vector<HboneConn*> dirty_;
+  std::mt19937_64 rng_{std::random_device{}()};  // trace ids
   std::list<std::unique_ptr<Bridge>> bridges_;
 
   std::atomic<uint64_t> accepted_outbound_{0};

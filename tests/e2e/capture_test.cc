@@ -394,3 +394,32 @@ TEST(AgentValidate, MalformedFileGivesFileLineReason) {
 
 }  // namespace
 }  // namespace nodemesh::e2e
+
+namespace nodemesh::e2e {
+namespace {
+
+// HBONE requests carry the client's trace context and workload metadata, as ztunnel's do.
+TEST_F(MeshTest, HboneRequestsCarryForwardedBaggageAndTraceparent) {
+  agent1_ = &startAgent("node1");
+  agent2_ = &startAgent("node2", {"--log-level", "debug"});
+  ASSERT_TRUE(agent1_->waitForOutput("enrolled pod shop/frontend-7d9f", seconds(10)));
+  ASSERT_TRUE(agent2_->waitForOutput("enrolled pod shop/cart-v1-5c2a", seconds(10)));
+  Process& server = serve("cart-v1", 8080);
+  auto done = connect("frontend", "10.244.2.20:8080", 4096, 4096);
+  EXPECT_TRUE(done.value("ok", false)) << done.dump();
+  ASSERT_TRUE(server.waitExit(seconds(10)).has_value());
+  ASSERT_TRUE(agent2_->waitForOutput("HBONE CONNECT 10.244.2.20:8080", seconds(5)));
+  std::string log = agent2_->output();
+  EXPECT_TRUE(std::regex_search(log, std::regex(R"(forwarded=\[for="10\.244\.1\.10:\d+"\])")))
+      << log;
+  EXPECT_NE(log.find("baggage=[k8s.namespace.name=shop,k8s.pod.name=frontend-7d9f,"
+                     "service.name=frontend,service.version=v1]"),
+            std::string::npos)
+      << log;
+  EXPECT_TRUE(
+      std::regex_search(log, std::regex(R"(traceparent=\[00-[0-9a-f]{32}-[0-9a-f]{16}-01\])")))
+      << log;
+}
+
+}  // namespace
+}  // namespace nodemesh::e2e
