@@ -42,6 +42,7 @@ struct Flags {
   std::string state_dir = "/var/lib/nodemesh";
   std::string trust_domain = "cluster.local";
   int cert_lifetime_s = 24 * 3600;
+  unsigned workers = 0;
 };
 
 class BpfOrigDst final : public ztunnel::OrigDstResolver {
@@ -179,13 +180,15 @@ int run(const Flags& flags) {
     (void)(*capture)->uninstall();
     return 1;
   }
-  ztunnel::identity::CertificateManager certificates(
-      **ca, clock, std::chrono::seconds(flags.cert_lifetime_s));
+  ztunnel::identity::CertificateManager certificates(**ca, clock,
+                                                     std::chrono::seconds(flags.cert_lifetime_s));
   ztunnel::TlsProvider tls(certificates, std::move(*factory));
   spdlog::info("local CA for trust domain {} in {}", flags.trust_domain, flags.state_dir);
 
   BpfOrigDst orig_dst(**capture);
-  auto tunnel = ztunnel::startTunnel(ztunnel::TunnelOptions{}, orig_dst, &tls, logAccess);
+  ztunnel::TunnelOptions tunnel_options;
+  tunnel_options.workers = flags.workers ? flags.workers : ztunnel::defaultWorkerCount();
+  auto tunnel = ztunnel::startTunnel(tunnel_options, orig_dst, &tls, logAccess);
   if (!tunnel) {
     spdlog::error("starting the tunnel: {}", tunnel.error().message);
     (void)(*capture)->uninstall();
@@ -212,7 +215,8 @@ int run(const Flags& flags) {
     return 1;
   }
 
-  spdlog::info("nodemesh-agent running on node {}", flags.node);
+  spdlog::info("nodemesh-agent running on node {} ({} tunnel worker{})", flags.node,
+               tunnel_options.workers, tunnel_options.workers == 1 ? "" : "s");
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
@@ -303,6 +307,10 @@ int agentMain(int argc, char** argv) {
                  "workload certificate lifetime in seconds; renewed at half-life")
       ->capture_default_str()
       ->check(CLI::Range(2, 365 * 24 * 3600));
+  app.add_option("--workers", flags.workers,
+                 "tunnel worker threads, one io_uring each (default: one per CPU the agent may "
+                 "use)")
+      ->check(CLI::Range(1, 256));
   CLI11_PARSE(app, argc, argv);
 
   auto logger = spdlog::stderr_logger_mt("nodemesh");

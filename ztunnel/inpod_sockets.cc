@@ -49,12 +49,15 @@ Status setMark(int fd, uint32_t mark) {
 
 }  // namespace
 
-Result<UniqueFd> listenTcp(const SocketAddress& addr, uint32_t mark, int backlog) {
+Result<UniqueFd> listenTcp(const SocketAddress& addr, uint32_t mark, bool reuseport, int backlog) {
   bool v4 = addr.ip.isV4();
   UniqueFd fd(::socket(v4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return Error::fromErrno("socket");
   int one = 1;
   ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (reuseport && ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+    return Error::fromErrno("setsockopt SO_REUSEPORT");
+  }
   if (!v4) ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
   if (auto st = setMark(fd.get(), mark); !st) return st.error();
   sockaddr_storage ss{};

@@ -10,7 +10,10 @@ namespace nodemesh::ztunnel {
 
 // A listening TCP socket bound to addr, carrying `mark`. Must be called while the thread is
 // inside the target network namespace.
-Result<UniqueFd> listenTcp(const SocketAddress& addr, uint32_t mark, int backlog = 4096);
+// With `reuseport`, several workers' sockets share the address (SO_REUSEPORT): the kernel
+// spreads connections over them, also after sk_lookup selected one of the group.
+Result<UniqueFd> listenTcp(const SocketAddress& addr, uint32_t mark, bool reuseport = false,
+                           int backlog = 4096);
 
 // A TCP socket for an upstream connection, created inside netns_fd (the thread enters and
 // leaves it), carrying `mark`; bound to `bind_ip` (port 0) when given. With `transparent`

@@ -17,6 +17,8 @@
 namespace nodemesh::ztunnel {
 
 struct TunnelOptions {
+  // io_uring worker threads; 0 = one per CPU the agent may run on (sched_getaffinity).
+  unsigned workers = 0;
   uint32_t outbound_mark = NM_MARK_OUTBOUND;  // every socket the tunnel owns
   uint32_t delivery_mark = NM_MARK_DELIVERY;  // the tunnel's connections to applications
   uint16_t outbound_port = NM_PORT_OUTBOUND;
@@ -128,6 +130,9 @@ class Tunnel {
   // Closes everything and joins the worker threads. Idempotent.
   virtual void stop() = 0;
 };
+
+// One per CPU this process may run on.
+unsigned defaultWorkerCount();
 
 class TlsProvider;
 

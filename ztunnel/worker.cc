@@ -4,9 +4,11 @@
 #include "ztunnel/worker.h"
 
 #include <netinet/in.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include <spdlog/spdlog.h>
@@ -56,7 +58,7 @@ Result<PodListenerFds> Worker::addPod(const PodSpec& spec) {
     }
     auto add = [&](const char* ip, uint16_t port, ListenerKind kind, int* out) -> Status {
       auto addr = SocketAddress{IpAddress::parse(ip).value(), port};
-      auto fd = listenTcp(addr, options_.outbound_mark);
+      auto fd = listenTcp(addr, options_.outbound_mark, options_.workers > 1);
       if (!fd) return Error{fd.error().code, spec.name + ": " + fd.error().message};
       auto l = std::make_unique<Listener>();
       l->fd = std::move(*fd);
@@ -597,11 +599,88 @@ void Worker::finish(Conn* c) {
 
 }  // namespace internal
 
+namespace {
+
+// Several workers, one ring and one thread each. Every pod gets a listener per worker in one
+// SO_REUSEPORT group; the kernel spreads connections over the group (for inbound, after
+// sk_lookup picked the registered member). Each worker has its own HBONE pool.
+class Workers final : public Tunnel {
+ public:
+  explicit Workers(std::vector<std::unique_ptr<internal::Worker>> workers)
+      : workers_(std::move(workers)) {}
+  ~Workers() override { stop(); }
+
+  Result<PodListenerFds> addPod(const PodSpec& pod) override {
+    std::optional<PodListenerFds> first;
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      auto fds = workers_[i]->addPod(pod);
+      if (!fds) {
+        for (size_t j = 0; j < i; ++j) workers_[j]->removePod(pod.netns_cookie);
+        return fds.error();
+      }
+      if (!first) first = *fds;
+    }
+    return *first;  // the group's registered member, for the capture maps
+  }
+  void removePod(uint64_t netns_cookie) override {
+    for (auto& w : workers_) w->removePod(netns_cookie);
+  }
+  void setSnapshot(model::SnapshotPtr snapshot) override {
+    for (auto& w : workers_) w->setSnapshot(snapshot);
+  }
+  TunnelStats stats() const override {
+    TunnelStats sum;
+    for (const auto& w : workers_) {
+      TunnelStats s = w->stats();
+      sum.accepted_outbound += s.accepted_outbound;
+      sum.accepted_inbound += s.accepted_inbound;
+      sum.completed += s.completed;
+      sum.failed_no_orig_dst += s.failed_no_orig_dst;
+      sum.failed_connect += s.failed_connect;
+      sum.failed_io += s.failed_io;
+      sum.active += s.active;
+      sum.bytes_to_dst += s.bytes_to_dst;
+      sum.bytes_from_dst += s.bytes_from_dst;
+      sum.accepted_hbone += s.accepted_hbone;
+      sum.tls_handshakes_client += s.tls_handshakes_client;
+      sum.tls_handshakes_server += s.tls_handshakes_server;
+      sum.tls_handshake_failures += s.tls_handshake_failures;
+      sum.hbone_streams_opened += s.hbone_streams_opened;
+      sum.hbone_streams_accepted += s.hbone_streams_accepted;
+      sum.hbone_streams_rejected += s.hbone_streams_rejected;
+      sum.hbone_pool_size += s.hbone_pool_size;
+    }
+    return sum;
+  }
+  void stop() override {
+    for (auto& w : workers_) w->stop();
+  }
+
+ private:
+  std::vector<std::unique_ptr<internal::Worker>> workers_;
+};
+
+}  // namespace
+
+unsigned defaultWorkerCount() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return 1;
+  return static_cast<unsigned>(std::max(1, CPU_COUNT(&set)));
+}
+
 Result<std::unique_ptr<Tunnel>> startTunnel(const TunnelOptions& options, OrigDstResolver& resolver,
                                             TlsProvider* tls, AccessLogFn access_log) {
-  auto worker = std::make_unique<internal::Worker>(options, resolver, tls, std::move(access_log));
-  if (auto st = worker->init(); !st) return st.error();
-  return std::unique_ptr<Tunnel>(std::move(worker));
+  TunnelOptions opts = options;
+  if (opts.workers == 0) opts.workers = defaultWorkerCount();
+  std::vector<std::unique_ptr<internal::Worker>> workers;
+  for (unsigned i = 0; i < opts.workers; ++i) {
+    auto worker = std::make_unique<internal::Worker>(opts, resolver, tls, access_log);
+    if (auto st = worker->init(); !st) return st.error();
+    workers.push_back(std::move(worker));
+  }
+  if (workers.size() == 1) return std::unique_ptr<Tunnel>(std::move(workers.front()));
+  return std::unique_ptr<Tunnel>(std::make_unique<Workers>(std::move(workers)));
 }
 
 }  // namespace nodemesh::ztunnel
