@@ -120,7 +120,24 @@ void Agent::reconcile() {
       unenroll(inode);
       is_enrolled = false;
     }
-    if (match && !is_enrolled) enroll(inode, ns, *match, ips);
+    if (match && !is_enrolled) {
+      // Two namespaces claiming one workload's addresses cannot both be its pod: keep the one
+      // enrolled first.
+      bool taken = false;
+      {
+        std::lock_guard<std::mutex> lock(enrolled_mu_);
+        for (const auto& [other, pod] : enrolled_) taken = taken || pod.workload_uid == match->uid;
+      }
+      if (taken) {
+        if (!ns.warned_conflict) {
+          spdlog::warn("netns {} also holds addresses of {}, already enrolled elsewhere; ignored",
+                       ns.path, match->uid);
+        }
+        ns.warned_conflict = true;
+        continue;
+      }
+      enroll(inode, ns, *match, ips);
+    }
   }
 
   if (!reconciled_once_) {

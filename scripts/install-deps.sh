@@ -22,6 +22,10 @@ packages=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   # simulated nodes: namespaces, veth, bridges, CNI plugins
   iproute2 containernetworking-plugins util-linux procps
+  # HBONE security/interop tests: an independent HTTP/2 client (python3-h2) and TLS tool
+  python3-h2 openssl
+  # e2e: packet captures that prove the tunnel carries no plaintext
+  tcpdump
 )
 
 export DEBIAN_FRONTEND=noninteractive

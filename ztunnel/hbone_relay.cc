@@ -31,8 +31,8 @@ void resetOnClose(int fd) {
   ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lin, sizeof(lin));
 }
 
-// The client from a `forwarded: for="ip:port"` header (RFC 7239), when it names the same
-// host as the connection's peer would; otherwise nullopt.
+// The address in a `forwarded: for="ip:port"` header (RFC 7239); nullopt when absent or
+// malformed. Untrusted: the caller checks it against the connection's peer.
 std::optional<SocketAddress> forwardedFor(const std::string& forwarded) {
   auto pos = forwarded.find("for=");
   if (pos == std::string::npos) return std::nullopt;
@@ -61,6 +61,9 @@ void HboneConn::onData(hbone::StreamId stream, std::span<const uint8_t> data) {
 }
 void HboneConn::onEndStream(hbone::StreamId stream) {
   worker.onEndStream(this, stream);
+}
+void HboneConn::onRequestRejected(hbone::StreamId /*stream*/, int status, std::string_view reason) {
+  worker.onRequestRejected(this, status, reason);
 }
 void HboneConn::onStreamClosed(hbone::StreamId stream, uint32_t error_code) {
   worker.onStreamClosed(this, stream, error_code);
@@ -99,7 +102,9 @@ HboneConn* Worker::pooledConn(Pod* pod, const identity::SpiffeId& dst_id, const 
   auto range = pool_.equal_range(key);
   for (auto it = range.first; it != range.second; ++it) {
     HboneConn* c = it->second;
-    if (!c->closing && !c->dead && c->transport->h2().availableStreams() > 0) return c;
+    if (!c->closing && !c->dead && !c->draining && c->transport->h2().availableStreams() > 0) {
+      return c;
+    }
   }
   auto ctx = tls_->clientContext(*pod->identity);
   if (!ctx) {
@@ -173,7 +178,7 @@ void Worker::acceptHbone(Listener* l, UniqueFd fd) {
 }
 
 void Worker::hboneRecv(HboneConn* c) {
-  if (c->recv_in_flight || c->dead || c->rlen == kSocketReadBuffer) return;
+  if (c->recv_in_flight || c->dead || c->draining || c->rlen == kSocketReadBuffer) return;
   io_uring_sqe* s = sqe();
   io_uring_prep_recv(s, c->fd.get(), c->rbuf.get() + c->rlen, kSocketReadBuffer - c->rlen, 0);
   io_uring_sqe_set_data(s, &c->recv_tag);
@@ -213,7 +218,9 @@ void Worker::onHboneRecv(HboneConn* c, int res) {
     }
     spdlog::warn("{}: HBONE connection with {} failed: {}", c->pod, c->peer.toString(),
                  taken.error().message);
-    return failHbone(c, taken.error().message);
+    // What the peer should learn first (a TLS alert, an HTTP/2 GOAWAY) is queued: send it,
+    // then close (RFC 9113 5.4.1).
+    return drainAndFail(c, taken.error().message);
   }
   std::memmove(c->rbuf.get(), c->rbuf.get() + *taken, c->rlen - *taken);
   c->rlen -= *taken;
@@ -225,12 +232,38 @@ void Worker::onHboneRecv(HboneConn* c, int res) {
   hboneRecv(c);
 }
 
+void Worker::drainAndFail(HboneConn* c, const std::string& why) {
+  if (c->dead || c->draining) return;
+  c->draining = true;
+  c->drain_reason = why;
+  c->drain_since = Clock::now();
+  // The streams cannot continue: their TCP sides are reset now.
+  std::vector<Bridge*> open;
+  for (auto& [stream, b] : c->streams) open.push_back(b);
+  c->streams.clear();
+  for (Bridge* b : open) {
+    b->conn = nullptr;
+    b->stream_closed = true;
+    abortBridge(b, why);
+  }
+  markDirty(c);
+}
+
 void Worker::flush(HboneConn* c) {
   if (c->dead || c->send_in_flight || c->connecting || !c->transport) return;
   if (c->sendbuf.empty()) {
-    auto out = c->transport->socketOutput();  // HTTP/2 callbacks may run in here
-    if (c->transport->failed()) return failHbone(c, c->transport->error().message);
-    if (out.empty()) return;
+    // HTTP/2 callbacks may run in here. A failed transport may still hold its last words (a
+    // TLS alert, a GOAWAY) in the ciphertext buffer: those leave before the close.
+    auto out = c->draining ? c->transport->finalOutput() : c->transport->socketOutput();
+    if (c->transport->failed() && !c->draining) {
+      drainAndFail(c, c->transport->error().message);
+      out = c->transport->finalOutput();
+    }
+    if (out.empty()) {
+      // Everything said: close with a FIN, not a reset, so the peer reads our last words.
+      if (c->draining) failHbone(c, c->drain_reason, /*reset=*/false);
+      return;
+    }
     c->sendbuf.assign(out.begin(), out.end());
     c->send_off = 0;
     c->transport->consumeSocketOutput(out.size());
@@ -256,7 +289,7 @@ void Worker::onHboneSend(HboneConn* c, int res) {
 
 // Ends the connection: every stream on it is reset (its TCP side gets an RST), pending I/O is
 // cancelled, and the connection is freed by flushDirty once nothing is in flight.
-void Worker::failHbone(HboneConn* c, const std::string& why) {
+void Worker::failHbone(HboneConn* c, const std::string& why, bool reset) {
   if (c->dead) return;
   c->dead = true;
   c->error = why;
@@ -277,7 +310,7 @@ void Worker::failHbone(HboneConn* c, const std::string& why) {
     abortBridge(b, why.empty() ? "HBONE connection closed" : why);
   }
   if (c->fd.valid()) {
-    if (!why.empty()) resetOnClose(c->fd.get());
+    if (reset && !why.empty()) resetOnClose(c->fd.get());
     io_uring_sqe* s = sqe();
     io_uring_prep_cancel_fd(s, c->fd.get(), IORING_ASYNC_CANCEL_ALL);
     io_uring_sqe_set_data(s, &ignore_tag_);
@@ -300,6 +333,12 @@ void Worker::closeIdleHbone() {
     if (!c->dead && !c->transport->established() &&
         now - c->idle_since >= options_.handshake_timeout) {
       stalled.push_back(c.get());
+    }
+  }
+  for (auto& c : hbone_conns_) {
+    // A peer that does not read our last words must not keep the connection either.
+    if (!c->dead && c->draining && now - c->drain_since >= std::chrono::seconds(5)) {
+      failHbone(c.get(), c->drain_reason);
     }
   }
   for (HboneConn* c : stalled) {
@@ -327,8 +366,9 @@ void Worker::closeIdleHbone() {
 // ---- outbound: application -> 15001 -> HBONE stream ----
 
 void Worker::startOutboundHbone(Pod* pod, UniqueFd app, const SocketAddress& app_addr,
-                                const SocketAddress& dst, const model::Workload& w) {
-  auto dst_id = identity::SpiffeId::create(w.trust_domain, w.namespace_name, w.service_account);
+                                const SocketAddress& dst, const model::Workload& dst_workload) {
+  auto dst_id = identity::SpiffeId::create(dst_workload.trust_domain, dst_workload.namespace_name,
+                                           dst_workload.service_account);
   Bridge* b = newBridge(nullptr, std::move(app), Direction::kOutbound, pod->name);
   b->record.src = app_addr;
   b->record.dst = dst;
@@ -392,6 +432,13 @@ void Worker::onResponse(HboneConn* c, hbone::StreamId stream, int status) {
 
 // ---- inbound: 15008 -> HBONE stream -> the application ----
 
+void Worker::onRequestRejected(HboneConn* c, int status, std::string_view reason) {
+  hbone_streams_rejected_.fetch_add(1, std::memory_order_relaxed);
+  spdlog::info("{}: HBONE request from {} refused with {}: {}", c->pod, c->peer.toString(), status,
+               reason);
+  markDirty(c);
+}
+
 void Worker::onRequest(HboneConn* c, hbone::StreamId stream, const hbone::ConnectRequest& req) {
   auto reject = [&](int status, const std::string& why) {
     hbone_streams_rejected_.fetch_add(1, std::memory_order_relaxed);
@@ -424,7 +471,11 @@ void Worker::onRequest(HboneConn* c, hbone::StreamId stream, const hbone::Connec
   Bridge* b = newBridge(c, std::move(*fd), Direction::kInbound, pod->name);
   b->stream = stream;
   c->streams[stream] = b;
-  b->record.src = forwardedFor(req.forwarded).value_or(SocketAddress{c->peer.ip, 0});
+  // The client's port comes from `forwarded` only when the header names the connection's own
+  // peer address: anything else is a claim the mesh cannot check.
+  auto forwarded = forwardedFor(req.forwarded);
+  b->record.src =
+      forwarded && forwarded->ip == c->peer.ip ? *forwarded : SocketAddress{c->peer.ip, 0};
   b->record.dst = target;
   const auto& peer_id = c->transport->tls().peerIdentity();
   b->record.src_identity = peer_id ? peer_id->toString() : "";

@@ -81,4 +81,15 @@ void HboneTransport::consumeSocketOutput(size_t n) {
   tls_->consumeEncrypted(n);
 }
 
+std::span<const uint8_t> HboneTransport::finalOutput() {
+  while (tls_->established() && !tls_->failed()) {
+    auto out = h2_->pendingOutput();
+    if (out.empty()) break;
+    auto n = tls_->writePlain(out);
+    if (!n || *n == 0) break;
+    h2_->consumeOutput(*n);
+  }
+  return tls_->pendingEncrypted();
+}
+
 }  // namespace nodemesh::ztunnel

@@ -31,6 +31,9 @@ class HboneTransport {
   // until the next call on this object.
   std::span<const uint8_t> socketOutput();
   void consumeSocketOutput(size_t n);
+  // After a failure: the last ciphertext to send before closing (a TLS alert, or an HTTP/2
+  // GOAWAY still queued in the codec, encrypted now if the TLS session itself is intact).
+  std::span<const uint8_t> finalOutput();
 
   bool established() const { return tls_->established(); }
   bool failed() const { return failed_; }

@@ -161,6 +161,7 @@ struct HboneConn final : hbone::H2Handler {
   HboneConn(Worker& w, hbone::H2Role r) : worker(w), role(r) {}
   void onRequest(hbone::StreamId stream, const hbone::ConnectRequest& request) override;
   void onResponse(hbone::StreamId stream, int status) override;
+  void onRequestRejected(hbone::StreamId stream, int status, std::string_view reason) override;
   void onData(hbone::StreamId stream, std::span<const uint8_t> data) override;
   void onEndStream(hbone::StreamId stream) override;
   void onStreamClosed(hbone::StreamId stream, uint32_t error_code) override;
@@ -190,7 +191,11 @@ struct HboneConn final : hbone::H2Handler {
   bool recv_in_flight = false;
   bool send_in_flight = false;
   bool closing = false;
-  bool dead = false;  // the socket failed: no more I/O
+  bool dead = false;      // the socket failed: no more I/O
+  bool draining = false;  // failed: no more reads, the last output (an alert, GOAWAY) leaves
+                          // before the close
+  std::string drain_reason;
+  Clock::time_point drain_since;
   std::map<hbone::StreamId, Bridge*> streams;
   Clock::time_point idle_since;
   std::string error;
@@ -202,6 +207,9 @@ class Worker final : public Tunnel {
   Worker(const TunnelOptions& options, OrigDstResolver& resolver, TlsProvider* tls,
          AccessLogFn access_log);
   ~Worker() override;
+  // The worker thread holds `this`.
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
 
   Status init();
   Result<PodListenerFds> addPod(const PodSpec& spec) override;
@@ -213,6 +221,7 @@ class Worker final : public Tunnel {
   // ---- used by the HBONE callbacks (hbone_relay.cc) ----
   void onRequest(HboneConn* c, hbone::StreamId stream, const hbone::ConnectRequest& request);
   void onResponse(HboneConn* c, hbone::StreamId stream, int status);
+  void onRequestRejected(HboneConn* c, int status, std::string_view reason);
   void onData(HboneConn* c, hbone::StreamId stream, std::span<const uint8_t> data);
   void onEndStream(HboneConn* c, hbone::StreamId stream);
   void onStreamClosed(HboneConn* c, hbone::StreamId stream, uint32_t error_code);
@@ -263,7 +272,9 @@ class Worker final : public Tunnel {
   void flush(HboneConn* c);
   void markDirty(HboneConn* c);
   void flushDirty();
-  void failHbone(HboneConn* c, const std::string& why);
+  // Ends the connection; `reset` (the default for failures) closes with an RST.
+  void failHbone(HboneConn* c, const std::string& why, bool reset = true);
+  void drainAndFail(HboneConn* c, const std::string& why);
   void maybeReleaseHbone(HboneConn* c);
   void finishBridge(Bridge* b);
   void closeIdleHbone();

@@ -617,6 +617,8 @@ void H2Session::finishRequestHeaders(Stream& stream) {
   if (stream.headers_too_large) {
     ++stats_.requests_rejected;
     submitResponse(stream, kStatusHeaderFieldsTooLarge);
+    handler_.onRequestRejected(stream.id, kStatusHeaderFieldsTooLarge,
+                               "header block over the limit");
     return;
   }
   // Only classic CONNECT to an ip:port (RFC 9113 §8.5); extended CONNECT (:protocol) and
@@ -624,12 +626,16 @@ void H2Session::finishRequestHeaders(Stream& stream) {
   if (stream.method != kConnectMethod || stream.has_protocol || !stream.has_authority) {
     ++stats_.requests_rejected;
     submitResponse(stream, kStatusBadRequest);
+    handler_.onRequestRejected(stream.id, kStatusBadRequest,
+                               "not a CONNECT (method '" + stream.method + "')");
     return;
   }
   auto target = SocketAddress::parse(stream.request.authority);
   if (!target.ok()) {
     ++stats_.requests_rejected;
     submitResponse(stream, kStatusBadRequest);
+    handler_.onRequestRejected(stream.id, kStatusBadRequest,
+                               "authority '" + stream.request.authority + "' is not ip:port");
     return;
   }
   stream.request.target = *target;

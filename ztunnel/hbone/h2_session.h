@@ -118,6 +118,10 @@ class H2Handler {
   // Client: the final response. 200: the tunnel is up; otherwise the stream is over (a
   // nodemesh server resets it with NO_ERROR; onStreamClosed follows).
   virtual void onResponse(StreamId /*stream*/, int /*status*/) {}
+  // Server: the codec itself answered a request (400 not a CONNECT / bad authority, 431
+  // header block too large), for logs and counters. The stream is already answered.
+  virtual void onRequestRejected(StreamId /*stream*/, int /*status*/, std::string_view /*reason*/) {
+  }
   // Tunnel bytes from the peer. The span is valid only during the call. Every byte must be
   // acknowledged with consumed() once written on (also after the stream closed), or the
   // connection window shrinks for good.
