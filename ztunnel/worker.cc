@@ -40,6 +40,10 @@ Status Worker::init() {
 }
 
 Result<PodListenerFds> Worker::addPod(const PodSpec& spec) {
+  return addPod(spec, true);
+}
+
+Result<PodListenerFds> Worker::addPod(const PodSpec& spec, bool outbound) {
   auto pod = std::make_unique<Pod>();
   pod->cookie = spec.netns_cookie;
   pod->name = spec.name;
@@ -58,7 +62,9 @@ Result<PodListenerFds> Worker::addPod(const PodSpec& spec) {
     }
     auto add = [&](const char* ip, uint16_t port, ListenerKind kind, int* out) -> Status {
       auto addr = SocketAddress{IpAddress::parse(ip).value(), port};
-      auto fd = listenTcp(addr, options_.outbound_mark, options_.workers > 1);
+      // Only inbound listeners form a group across workers (outbound has one owner).
+      auto fd = listenTcp(addr, options_.outbound_mark,
+                          options_.workers > 1 && kind != ListenerKind::kOutbound);
       if (!fd) return Error{fd.error().code, spec.name + ": " + fd.error().message};
       auto l = std::make_unique<Listener>();
       l->fd = std::move(*fd);
@@ -68,10 +74,12 @@ Result<PodListenerFds> Worker::addPod(const PodSpec& spec) {
       pod->listeners.push_back(std::move(l));
       return okStatus();
     };
-    if (auto st =
-            add("127.0.0.1", options_.outbound_port, ListenerKind::kOutbound, &fds.outbound_v4);
-        !st) {
-      return st.error();
+    if (outbound) {
+      if (auto st =
+              add("127.0.0.1", options_.outbound_port, ListenerKind::kOutbound, &fds.outbound_v4);
+          !st) {
+        return st.error();
+      }
     }
     if (auto st = add("0.0.0.0", options_.inbound_port, ListenerKind::kInbound, &fds.inbound_v4);
         !st) {
@@ -84,8 +92,11 @@ Result<PodListenerFds> Worker::addPod(const PodSpec& spec) {
     }
     if (spec.ipv6) {
       // A pod without ::1 (IPv6 disabled) still gets IPv4 capture: not fatal.
-      if (auto st = add("::1", options_.outbound_port, ListenerKind::kOutbound, &fds.outbound_v6);
-          !st) {
+      if (!outbound) {
+        // another worker serves the pod's outbound connections
+      } else if (auto st =
+                     add("::1", options_.outbound_port, ListenerKind::kOutbound, &fds.outbound_v6);
+                 !st) {
         spdlog::warn("{}: no IPv6 outbound listener: {}", spec.name, st.error().message);
       }
       if (auto st = add("::", options_.inbound_port, ListenerKind::kInbound, &fds.inbound_v6);
@@ -601,9 +612,12 @@ void Worker::finish(Conn* c) {
 
 namespace {
 
-// Several workers, one ring and one thread each. Every pod gets a listener per worker in one
-// SO_REUSEPORT group; the kernel spreads connections over the group (for inbound, after
-// sk_lookup picked the registered member). Each worker has its own HBONE pool.
+// Several workers, one ring and one thread each. A pod's inbound listeners (15006, 15008) exist
+// once per worker in an SO_REUSEPORT group: the kernel spreads inbound connections over the
+// group (after sk_lookup picked the registered member). Its outbound listener (15001) belongs to
+// one worker, chosen by netns cookie: the HBONE pool is per worker, so keeping a pod's outbound
+// connections on one worker keeps them on one pool (a new connection costs a stream, not a
+// handshake); different pods spread over the workers.
 class Workers final : public Tunnel {
  public:
   explicit Workers(std::vector<std::unique_ptr<internal::Worker>> workers)
@@ -611,16 +625,21 @@ class Workers final : public Tunnel {
   ~Workers() override { stop(); }
 
   Result<PodListenerFds> addPod(const PodSpec& pod) override {
-    std::optional<PodListenerFds> first;
+    const size_t owner = pod.netns_cookie % workers_.size();
+    PodListenerFds result;
     for (size_t i = 0; i < workers_.size(); ++i) {
-      auto fds = workers_[i]->addPod(pod);
+      auto fds = workers_[i]->addPod(pod, /*outbound=*/i == owner);
       if (!fds) {
         for (size_t j = 0; j < i; ++j) workers_[j]->removePod(pod.netns_cookie);
         return fds.error();
       }
-      if (!first) first = *fds;
+      if (i == 0) result = *fds;  // the inbound groups' registered members
+      if (i == owner) {
+        result.outbound_v4 = fds->outbound_v4;
+        result.outbound_v6 = fds->outbound_v6;
+      }
     }
-    return *first;  // the group's registered member, for the capture maps
+    return result;
   }
   void removePod(uint64_t netns_cookie) override {
     for (auto& w : workers_) w->removePod(netns_cookie);

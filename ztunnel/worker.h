@@ -213,6 +213,8 @@ class Worker final : public Tunnel {
 
   Status init();
   Result<PodListenerFds> addPod(const PodSpec& spec) override;
+  // With `outbound` false the pod gets no 15001 listener here (another worker owns it).
+  Result<PodListenerFds> addPod(const PodSpec& spec, bool outbound);
   void removePod(uint64_t cookie) override;
   void setSnapshot(model::SnapshotPtr snapshot) override;
   TunnelStats stats() const override;

@@ -1,0 +1,580 @@
+// End-to-end tests of the HBONE tunnel's security and pooling properties on the simulated
+// two-node cluster (tests/e2e/mesh_fixture.h): what an observer on the node-to-node link sees,
+// how many TLS handshakes concurrent connections cost, and certificate rotation under load.
+#include <time.h>
+
+#include <algorithm>
+#include <cstring>
+#include <ctime>
+
+#include "tests/e2e/mesh_fixture.h"
+#include "tests/e2e/testapp/stream.h"
+
+namespace nodemesh::e2e {
+namespace {
+
+constexpr const char* kFrontend = "10.244.1.10";
+constexpr const char* kCartV2 = "10.244.1.21";
+constexpr const char* kCartV1 = "10.244.2.20";
+constexpr const char* kBatch = "10.244.2.30";
+constexpr uint16_t kHbonePort = 15008;
+
+// ---- tunnel stats (SIGUSR1) -----------------------------------------------------------------
+
+using Stats = std::map<std::string, uint64_t>;
+
+// Asks the agent for one `tunnel stats:` line and parses its key=value pairs; empty when the
+// line did not come within 5 s.
+Stats tunnelStats(Process& agent) {
+  const std::string kLine = "tunnel stats: ";
+  const size_t before = countOf(agent.output(), kLine);
+  if (!agent.signal(SIGUSR1)) return {};
+  std::string out;
+  if (!waitFor(
+          [&] {
+            out = agent.output();
+            return countOf(out, kLine) > before;
+          },
+          seconds(5))) {
+    return {};
+  }
+  size_t pos = out.rfind(kLine);
+  std::string line = out.substr(pos, out.find('\n', pos) - pos);
+  Stats stats;
+  static const std::regex kPair(R"((\w+)=(\d+))");
+  for (std::sregex_iterator it(line.begin(), line.end(), kPair), end; it != end; ++it) {
+    stats[(*it)[1]] = std::stoull((*it)[2]);
+  }
+  return stats;
+}
+
+// ---- packet capture -------------------------------------------------------------------------
+
+// tcpdump on an interface of a netns, writing a pcap file until stop().
+class LinkCapture {
+ public:
+  LinkCapture(SimCluster& cluster, const std::string& netns_path, const std::string& name)
+      : path_(cluster.workDir() + "/" + name + ".pcap") {
+    ProcessSpec spec;
+    spec.netns_path = netns_path;
+    // --immediate-mode and -U: every packet is read and written as it arrives (otherwise the
+    // last ones can still sit in the capture ring when tcpdump is stopped); -Z root: no
+    // privilege drop, so the file in the work directory stays writable; -B: a large kernel
+    // buffer, so nothing is dropped (a dropped packet could hide plaintext); -s 0: whole
+    // packets.
+    spec.argv = {"tcpdump", "-i", "eth0", "-n", "--immediate-mode",
+                 "-U",      "-Z", "root", "-B", "16384",
+                 "-s",      "0",  "-w",   path_};
+    spec.stdout_path = cluster.workDir() + "/" + name + ".tcpdump.log";
+    spec.stderr_path = spec.stdout_path;
+    process_ = &cluster.startProcess(spec);
+  }
+
+  bool waitReady() { return process_->waitForOutput("listening on eth0", seconds(10)); }
+
+  // SIGINT makes tcpdump flush and print its summary; returns that output.
+  std::string stop() {
+    std::this_thread::sleep_for(milliseconds(200));  // the last ACKs and FINs
+    process_->signal(SIGINT);
+    process_->waitExit(seconds(10));
+    return process_->output();
+  }
+
+  // From the summary: every packet the filter saw was written, and the kernel dropped none.
+  static bool complete(const std::string& summary) {
+    std::smatch captured;
+    std::smatch received;
+    return std::regex_search(summary, captured, std::regex(R"((\d+) packets captured)")) &&
+           std::regex_search(summary, received,
+                             std::regex(R"((\d+) packets received by filter)")) &&
+           captured[1] == received[1] &&
+           std::regex_search(summary, std::regex(R"((^|\n)0 packets dropped by kernel)"));
+  }
+
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  Process* process_ = nullptr;
+};
+
+struct TcpPacket {
+  std::string src;
+  std::string dst;
+  uint16_t sport = 0;
+  uint16_t dport = 0;
+  size_t payload = 0;  // TCP payload bytes captured
+};
+
+std::string ipv4Text(const uint8_t* p) {
+  return std::to_string(p[0]) + "." + std::to_string(p[1]) + "." + std::to_string(p[2]) + "." +
+         std::to_string(p[3]);
+}
+
+// The IPv4/TCP packets of a classic pcap file with Ethernet link type (what tcpdump -w writes
+// for eth0). Returns nullopt when the file is not such a pcap.
+std::optional<std::vector<TcpPacket>> parsePcap(const std::string& bytes) {
+  auto u16be = [](const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); };
+  if (bytes.size() < 24) return std::nullopt;
+  const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
+  uint32_t magic;
+  std::memcpy(&magic, data, 4);
+  bool swap;
+  if (magic == 0xa1b2c3d4 || magic == 0xa1b23c4d) {
+    swap = false;
+  } else if (magic == 0xd4c3b2a1 || magic == 0x4d3cb2a1) {
+    swap = true;
+  } else {
+    return std::nullopt;
+  }
+  auto u32 = [swap](const uint8_t* p) {
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    return swap ? __builtin_bswap32(v) : v;
+  };
+  if (u32(data + 20) != 1) return std::nullopt;  // LINKTYPE_ETHERNET
+  std::vector<TcpPacket> packets;
+  size_t off = 24;
+  while (off + 16 <= bytes.size()) {
+    uint32_t caplen = u32(data + off + 8);
+    off += 16;
+    if (off + caplen > bytes.size()) break;  // truncated last record
+    const uint8_t* frame = data + off;
+    off += caplen;
+    if (caplen < 14 + 20 || u16be(frame + 12) != 0x0800) continue;  // IPv4 only
+    const uint8_t* ip = frame + 14;
+    size_t ihl = (ip[0] & 0x0f) * 4u;
+    if (ip[9] != IPPROTO_TCP || caplen < 14 + ihl + 20) continue;
+    const uint8_t* tcp = ip + ihl;
+    size_t tcp_header = (tcp[12] >> 4) * 4u;
+    size_t ip_total = u16be(ip + 2);
+    TcpPacket pkt;
+    pkt.src = ipv4Text(ip + 12);
+    pkt.dst = ipv4Text(ip + 16);
+    pkt.sport = u16be(tcp);
+    pkt.dport = u16be(tcp + 2);
+    // GSO super-packets carry 0 in tot_len; count what was captured then.
+    size_t ip_len = ip_total != 0 ? ip_total : caplen - 14;
+    pkt.payload = ip_len > ihl + tcp_header ? ip_len - ihl - tcp_header : 0;
+    packets.push_back(pkt);
+  }
+  return packets;
+}
+
+bool between(const TcpPacket& p, const std::string& a, const std::string& b) {
+  return (p.src == a && p.dst == b) || (p.src == b && p.dst == a);
+}
+
+// 32-byte windows from the first 4 KiB of the stream nm-testapp sends with `seed` (the
+// client's payload; the server replies with seed + 1).
+std::vector<std::string> streamWindows(uint32_t seed) {
+  constexpr size_t kPrefix = 4096;
+  constexpr size_t kWindow = 32;
+  std::string prefix(kPrefix, '\0');
+  testapp::PrngStream stream(seed);
+  stream.fill(reinterpret_cast<uint8_t*>(prefix.data()), prefix.size());
+  std::vector<std::string> windows;
+  for (size_t at : {0, 100, 777, 1024, 1600, 2222, 3000, 4000}) {
+    windows.push_back(prefix.substr(at, kWindow));
+  }
+  return windows;
+}
+
+// How many of the windows occur anywhere in the file's bytes.
+size_t windowsFound(const std::string& file, const std::vector<std::string>& windows) {
+  return std::count_if(windows.begin(), windows.end(),
+                       [&](const std::string& w) { return file.find(w) != std::string::npos; });
+}
+
+std::optional<std::string> missingTool(const std::string& tool) {
+  if (findExecutable(tool)) return std::nullopt;
+  return tool + " is not installed (scripts/install-deps.sh installs it)";
+}
+
+#define SKIP_WITHOUT_TOOL(tool)                                         \
+  do {                                                                  \
+    if (auto nodemesh_missing = missingTool(tool)) {                    \
+      if (privilegedTestsRequired()) GTEST_FAIL() << *nodemesh_missing; \
+      GTEST_SKIP() << *nodemesh_missing;                                \
+    }                                                                   \
+  } while (false)
+
+class HboneTunnelTest : public MeshTest {
+ protected:
+  // nm-testapp serve that handles up to `parallel` connections at once.
+  Process& serveParallel(const std::string& pod, uint16_t port, int count, int parallel) {
+    Process& p = cluster_->startInPod(
+        pod, {testappPath(), "serve", "--port", std::to_string(port), "--count",
+              std::to_string(count), "--parallel", std::to_string(parallel)});
+    EXPECT_TRUE(waitForListening(p).has_value()) << p.output();
+    return p;
+  }
+
+  // One nm-testapp connect with an explicit seed; the "done" event.
+  nlohmann::json connectSeeded(const std::string& pod, const std::string& to, uint64_t bytes,
+                               uint32_t seed) {
+    auto r =
+        cluster_->runInPod(pod,
+                           {testappPath(), "connect", "--to", to, "--send", std::to_string(bytes),
+                            "--expect", std::to_string(bytes), "--seed", std::to_string(seed)},
+                           seconds(60));
+    auto done = findEvent(r.out, "done");
+    EXPECT_TRUE(done.has_value()) << r.describe() << "\n" << r.out;
+    return done.value_or(nlohmann::json::object());
+  }
+
+  // Starts both agents like startAgents(), with extra flags for both and an optional config.
+  void startAgentsWith(const std::vector<std::string>& extra, const std::string& config) {
+    std::vector<std::string> flags1 = {"--exclude-outbound-ports", "9090"};
+    std::vector<std::string> flags2 = {"--exclude-inbound-ports", "9191"};
+    flags1.insert(flags1.end(), extra.begin(), extra.end());
+    flags2.insert(flags2.end(), extra.begin(), extra.end());
+    agent1_ = &startAgent("node1", flags1, config);
+    agent2_ = &startAgent("node2", flags2, config);
+    ASSERT_TRUE(agent1_->waitForOutput("enrolled pod shop/frontend-7d9f", seconds(10)))
+        << agent1_->output();
+    ASSERT_TRUE(agent1_->waitForOutput("enrolled pod shop/cart-v2-9b1e", seconds(10)))
+        << agent1_->output();
+    ASSERT_TRUE(agent2_->waitForOutput("enrolled pod shop/cart-v1-5c2a", seconds(10)))
+        << agent2_->output();
+  }
+};
+
+// HBONE, must show 2: an observer on node1's link to the other node sees the pod-to-pod
+// connection only as TLS to 15008, and none of the application's bytes. The same search over a
+// plain-TCP transfer (frontend -> batch, not in the mesh) does find them, which proves the
+// search would notice plaintext.
+TEST_F(HboneTunnelTest, LinkCarriesOnlyTlsTo15008AndNoApplicationBytes) {
+  SKIP_WITHOUT_TOOL("tcpdump");
+  startAgents();
+  constexpr uint64_t k4MiB = 4ull << 20;
+  constexpr uint32_t kSeed = 4242;
+  const auto client_windows = streamWindows(kSeed);
+  const auto server_windows = streamWindows(kSeed + 1);
+
+  // Mesh: frontend -> cart-v1:8080, 4 MiB each way, captured on node1's eth0.
+  Process& cart = serve("cart-v1", 8080);
+  LinkCapture mesh_capture(*cluster_, cluster_->nodeNetnsPath("node1"), "mesh");
+  ASSERT_TRUE(mesh_capture.waitReady()) << mesh_capture.stop();
+  auto done = connectSeeded("frontend", std::string(kCartV1) + ":8080", k4MiB, kSeed);
+  ASSERT_TRUE(done.value("ok", false)) << done.dump();
+  ASSERT_TRUE(cart.waitExit(seconds(10)).has_value());
+  std::string summary = mesh_capture.stop();
+  EXPECT_TRUE(LinkCapture::complete(summary)) << summary;
+  ASSERT_TRUE(agent1_->waitForOutput("dst=10.244.2.20:8080", seconds(5)));
+  EXPECT_NE(agent1_->output().find("result=ok transport=hbone"), std::string::npos)
+      << agent1_->output();
+
+  const std::string mesh_pcap = readFile(mesh_capture.path());
+  auto mesh_packets = parsePcap(mesh_pcap);
+  ASSERT_TRUE(mesh_packets.has_value()) << "not a pcap: " << mesh_capture.path();
+  size_t on_hbone = 0;
+  uint64_t hbone_to_cart = 0;
+  uint64_t hbone_from_cart = 0;
+  std::vector<std::string> other_ports;
+  for (const auto& p : *mesh_packets) {
+    if (!between(p, kFrontend, kCartV1)) continue;
+    if (p.dport == kHbonePort && p.dst == kCartV1) {
+      ++on_hbone;
+      hbone_to_cart += p.payload;
+    } else if (p.sport == kHbonePort && p.src == kCartV1) {
+      ++on_hbone;
+      hbone_from_cart += p.payload;
+    } else if (other_ports.size() < 10) {
+      other_ports.push_back(p.src + ":" + std::to_string(p.sport) + " > " + p.dst + ":" +
+                            std::to_string(p.dport));
+    }
+  }
+  // (a) The transfer crossed the link as a connection to cart-v1's 15008, carrying at least
+  // the application's bytes each way (plus TLS and HTTP/2 framing).
+  EXPECT_GT(on_hbone, 0u) << mesh_packets->size() << " packets captured";
+  EXPECT_GE(hbone_to_cart, k4MiB);
+  EXPECT_GE(hbone_from_cart, k4MiB);
+  // (b) Nothing between the two pods on any other port (no plaintext fallback to 8080).
+  EXPECT_TRUE(other_ports.empty()) << ::testing::PrintToString(other_ports);
+  // (c) None of the application's bytes, in either direction.
+  EXPECT_EQ(windowsFound(mesh_pcap, client_windows), 0u);
+  EXPECT_EQ(windowsFound(mesh_pcap, server_windows), 0u);
+
+  // Control: plain TCP to a destination outside the mesh, same seed, same search.
+  Process& batch = serve("batch", 5432);
+  LinkCapture plain_capture(*cluster_, cluster_->nodeNetnsPath("node1"), "plain");
+  ASSERT_TRUE(plain_capture.waitReady()) << plain_capture.stop();
+  done = connectSeeded("frontend", std::string(kBatch) + ":5432", k4MiB, kSeed);
+  ASSERT_TRUE(done.value("ok", false)) << done.dump();
+  ASSERT_TRUE(batch.waitExit(seconds(10)).has_value());
+  summary = plain_capture.stop();
+  EXPECT_TRUE(LinkCapture::complete(summary)) << summary;
+  const std::string plain_pcap = readFile(plain_capture.path());
+  auto plain_packets = parsePcap(plain_pcap);
+  ASSERT_TRUE(plain_packets.has_value());
+  EXPECT_TRUE(std::any_of(plain_packets->begin(), plain_packets->end(), [](const TcpPacket& p) {
+    return between(p, kFrontend, kBatch) && (p.dport == 5432 || p.sport == 5432);
+  }));
+  // A window split across two TCP segments is missed, so allow for a couple of those.
+  const size_t plain_client = windowsFound(plain_pcap, client_windows);
+  const size_t plain_server = windowsFound(plain_pcap, server_windows);
+  EXPECT_GE(plain_client, client_windows.size() - 2);
+  EXPECT_GE(plain_server, server_windows.size() - 2);
+  std::printf(
+      "payload windows found: HBONE %zu/%zu, plain TCP %zu/%zu (pcaps of %zu and %zu "
+      "bytes)\n",
+      windowsFound(mesh_pcap, client_windows) + windowsFound(mesh_pcap, server_windows),
+      client_windows.size() + server_windows.size(), plain_client + plain_server,
+      client_windows.size() + server_windows.size(), mesh_pcap.size(), plain_pcap.size());
+}
+
+// What `connections` concurrent connections frontend -> cart-v1:8080 cost, from the agents'
+// tunnel stats before and after. Fails the test when a transfer failed or the connections were
+// not all open at once.
+struct PoolCost {
+  uint64_t client_handshakes = 0;
+  uint64_t server_handshakes = 0;
+  uint64_t client_failures = 0;
+  uint64_t server_failures = 0;
+  uint64_t streams_opened = 0;
+  uint64_t streams_accepted = 0;
+  uint64_t streams_rejected = 0;
+  uint64_t pool_size = 0;
+  std::string elapsed_ms;
+};
+
+PoolCost concurrentConnections(SimCluster& cluster, Process& agent1, Process& agent2,
+                               int connections) {
+  PoolCost cost;
+  Process& server = cluster.startInPod(
+      "cart-v1", {testappPath(), "serve", "--port", "8080", "--count", std::to_string(connections),
+                  "--parallel", std::to_string(connections)});
+  EXPECT_TRUE(waitForListening(server).has_value()) << server.output();
+  Stats client_before = tunnelStats(agent1);
+  Stats server_before = tunnelStats(agent2);
+  EXPECT_FALSE(client_before.empty() || server_before.empty());
+
+  auto r = cluster.runInPod(
+      "frontend",
+      {testappPath(), "connect-many", "--to", std::string(kCartV1) + ":8080", "--count",
+       std::to_string(connections), "--parallel", std::to_string(connections), "--send", "64K",
+       "--expect", "64K", "--timeout-ms", "30000"},
+      seconds(60));
+  auto many = findEvent(r.out, "many");
+  EXPECT_TRUE(many.has_value()) << r.describe() << "\n" << r.out;
+  if (!many) return cost;
+  EXPECT_EQ(many->value("ok_count", 0), connections) << many->dump();
+  // Every connection was established before any transferred: truly concurrent.
+  EXPECT_EQ(many->value("connected_together", 0), connections) << many->dump();
+  cost.elapsed_ms = (*many)["elapsed_ms"].dump();
+
+  EXPECT_EQ(server.waitExit(seconds(30)), 0) << server.output();
+  auto conns = findEvents(server.output(), "conn");
+  EXPECT_EQ(conns.size(), static_cast<size_t>(connections));
+  for (const auto& conn : conns) {
+    EXPECT_TRUE(conn.value("received_ok", false)) << conn.dump();
+    EXPECT_EQ(hostOf(conn.value("peer", "")), kFrontend) << conn.dump();
+  }
+
+  Stats client_after = tunnelStats(agent1);
+  Stats server_after = tunnelStats(agent2);
+  EXPECT_FALSE(client_after.empty() || server_after.empty());
+  auto delta = [](Stats& after, Stats& before, const std::string& key) {
+    return after[key] - before[key];
+  };
+  cost.client_handshakes = delta(client_after, client_before, "tls_handshakes_client");
+  cost.server_handshakes = delta(server_after, server_before, "tls_handshakes_server");
+  cost.client_failures = delta(client_after, client_before, "tls_handshake_failures");
+  cost.server_failures = delta(server_after, server_before, "tls_handshake_failures");
+  cost.streams_opened = delta(client_after, client_before, "hbone_streams_opened");
+  cost.streams_accepted = delta(server_after, server_before, "hbone_streams_accepted");
+  cost.streams_rejected = delta(server_after, server_before, "hbone_streams_rejected");
+  cost.pool_size = client_after["hbone_pool_size"];
+  std::printf("%d concurrent connections: %llu client / %llu server TLS handshakes, %s ms\n",
+              connections, static_cast<unsigned long long>(cost.client_handshakes),
+              static_cast<unsigned long long>(cost.server_handshakes), cost.elapsed_ms.c_str());
+  return cost;
+}
+
+// HBONE, must show 4: N concurrent connections from one pod to another cost ceil(N / 100)
+// TLS handshakes: 200 of them share pooled connections of at most 100 streams each, so at most
+// 2 handshakes on each side and 200 CONNECT streams. One tunnel worker: see the DISABLED_
+// variant below for the agent's default of one worker per CPU.
+TEST_F(HboneTunnelTest, TwoHundredConcurrentConnectionsCostAtMostTwoHandshakes) {
+  constexpr int kConnections = 200;
+  startAgentsWith({"--workers", "1"}, "");
+  if (HasFatalFailure()) return;
+  PoolCost cost = concurrentConnections(*cluster_, *agent1_, *agent2_, kConnections);
+  EXPECT_GE(cost.client_handshakes, 1u);
+  EXPECT_LE(cost.client_handshakes, 2u) << "ceil(200 / 100 streams per connection) = 2";
+  EXPECT_LE(cost.server_handshakes, 2u);
+  EXPECT_EQ(cost.client_failures, 0u);
+  EXPECT_EQ(cost.server_failures, 0u);
+  EXPECT_EQ(cost.streams_opened, static_cast<uint64_t>(kConnections));
+  EXPECT_EQ(cost.streams_accepted, static_cast<uint64_t>(kConnections));
+  EXPECT_EQ(cost.streams_rejected, 0u);
+  EXPECT_LE(cost.pool_size, 2u);
+}
+
+// BUG (disabled until fixed): with more than one tunnel worker (the default since a0732ae,
+// one per CPU) each worker keeps its own HBONE pool, and the kernel's SO_REUSEPORT group
+// spreads one pod's connections over the workers. N concurrent connections then cost up to
+// ceil(N / 100) + workers - 1 handshakes instead of ceil(N / 100): on 2 CPUs, 200 concurrent
+// connections take 3 (one worker gets more than 100 of them unless the split is exactly
+// 100/100), and 2..100 connections usually take 2 instead of 1. Same scenario as above with
+// the default number of workers.
+TEST_F(HboneTunnelTest, TwoHundredConcurrentConnectionsWithDefaultWorkers) {
+  constexpr int kConnections = 200;
+  startAgents();
+  if (HasFatalFailure()) return;
+  PoolCost cost = concurrentConnections(*cluster_, *agent1_, *agent2_, kConnections);
+  EXPECT_LE(cost.client_handshakes, 2u) << "ceil(200 / 100 streams per connection) = 2";
+  EXPECT_LE(cost.server_handshakes, 2u);
+  EXPECT_EQ(cost.streams_opened, static_cast<uint64_t>(kConnections));
+  EXPECT_LE(cost.pool_size, 2u);
+}
+
+// The serial and notAfter of the certificate cart-v1's 15008 presents to a new TLS client
+// (openssl s_client from batch, which has no client certificate: the handshake is refused
+// after the server's certificate was sent, which is all this needs).
+struct PeerCertificate {
+  std::string serial;
+  std::string not_after_text;
+  std::chrono::system_clock::time_point not_after;
+};
+
+std::optional<PeerCertificate> probeServerCertificate(SimCluster& cluster) {
+  auto r = cluster.runInPod(
+      "batch",
+      {"sh", "-c",
+       "openssl s_client -connect " + std::string(kCartV1) +
+           ":15008 -alpn h2 </dev/null 2>/dev/null | openssl x509 -noout -serial -enddate"},
+      seconds(10));
+  std::smatch m;
+  static const std::regex kSerial(R"(serial=([0-9A-F]+)\s+notAfter=(.+))");
+  if (!std::regex_search(r.out, m, kSerial)) return std::nullopt;
+  std::tm tm{};
+  std::string text = m[2];
+  if (strptime(text.c_str(), "%b %d %H:%M:%S %Y GMT", &tm) == nullptr) return std::nullopt;
+  return PeerCertificate{m[1], text, std::chrono::system_clock::from_time_t(timegm(&tm))};
+}
+
+// HBONE, must show 7: with 4-second certificates (rotated every ~2 s) a transfer that lasts
+// about 8 s keeps its TLS connection (and the certificates it was made with) to the end and
+// arrives intact, while both agents rotate; after the first certificates have expired, a new
+// connection from another pod (a new pool key, so a new handshake on both agents) succeeds,
+// which it could only with current certificates: OpenSSL rejects an expired peer certificate.
+TEST_F(HboneTunnelTest, CertificatesRotateDuringALongTransferAndNewConnectionsUseNewOnes) {
+  // cart-v2 (sa/cart) may call cart-v1 too, so that the new connection can come from it.
+  std::string config = testConfig();
+  const std::string kAllowFrontend = "principals: [{Exact: cluster.local/ns/shop/sa/frontend}]";
+  auto at = config.find(kAllowFrontend);
+  ASSERT_NE(at, std::string::npos) << "examples/two-nodes.yaml changed";
+  config.replace(at, kAllowFrontend.size(),
+                 "principals: [{Exact: cluster.local/ns/shop/sa/frontend}, "
+                 "{Exact: cluster.local/ns/shop/sa/cart}]");
+  startAgentsWith({"--cert-lifetime", "4"}, cluster_->writeFile("rotation.yaml", config));
+  if (HasFatalFailure()) return;
+  Process& server = serveParallel("cart-v1", 8080, 2, 2);
+
+  // 64 MiB paced at 8 MiB/s: at least 8 s on any machine.
+  constexpr uint64_t kLong = 64ull << 20;
+  constexpr uint64_t kReply = 4ull << 20;
+  const size_t rotations1 = countOf(agent1_->output(), "rotated ");
+  const size_t rotations2 = countOf(agent2_->output(), "rotated ");
+  const auto start = std::chrono::steady_clock::now();
+  Process& transfer = cluster_->startInPod(
+      "frontend", {testappPath(), "connect", "--to", std::string(kCartV1) + ":8080", "--send",
+                   std::to_string(kLong), "--expect", std::to_string(kReply), "--seed", "77",
+                   "--rate", "8M", "--timeout-ms", "30000"});
+
+  // The long connection's handshake: every certificate it uses was issued before this.
+  Stats stats;
+  ASSERT_TRUE(waitFor(
+      [&] {
+        stats = tunnelStats(*agent1_);
+        return stats["tls_handshakes_client"] >= 1;
+      },
+      seconds(5), milliseconds(100)))
+      << agent1_->output();
+  const auto handshake_done = std::chrono::steady_clock::now();
+  auto first_cert = probeServerCertificate(*cluster_);
+
+  // Both agents rotate while the transfer runs.
+  EXPECT_TRUE(waitFor(
+      [&] {
+        return countOf(agent1_->output(), "rotated ") > rotations1 &&
+               countOf(agent2_->output(), "rotated ") > rotations2;
+      },
+      seconds(5)))
+      << agent1_->output() << agent2_->output();
+
+  // Past expiry of every certificate issued before the handshake (4 s, + 1 s because notAfter
+  // has whole seconds, + margin), and the long transfer still runs on its old TLS connection.
+  std::this_thread::sleep_until(handshake_done + milliseconds(5500));
+  EXPECT_TRUE(transfer.isRunning()) << "the paced transfer ended early: " << transfer.output();
+  const auto new_connection_at = std::chrono::system_clock::now();
+  Stats before_new = tunnelStats(*agent1_);
+  auto done = connect("cart-v2", std::string(kCartV1) + ":8080", 1 << 20, 1 << 20);
+  EXPECT_TRUE(done.value("ok", false)) << done.dump() << agent1_->output() << agent2_->output();
+  Stats after_new = tunnelStats(*agent1_);
+  EXPECT_EQ(after_new["tls_handshakes_client"], before_new["tls_handshakes_client"] + 1)
+      << "the connection from cart-v2 did not make its own TLS handshake";
+  auto new_cert = probeServerCertificate(*cluster_);
+  EXPECT_TRUE(transfer.isRunning()) << transfer.output();
+
+  // The long transfer completes intact.
+  auto exit_code = transfer.waitExit(seconds(30));
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(exit_code, 0) << transfer.output();
+  auto long_done = findEvent(transfer.output(), "done");
+  ASSERT_TRUE(long_done.has_value()) << transfer.output();
+  EXPECT_TRUE(long_done->value("ok", false)) << long_done->dump();
+  EXPECT_EQ(long_done->value("received", uint64_t{0}), kReply);
+  ASSERT_EQ(server.waitExit(seconds(10)), 0) << server.output();
+  auto conns = findEvents(server.output(), "conn");
+  ASSERT_EQ(conns.size(), 2u) << server.output();
+  std::vector<std::string> peers;
+  for (const auto& conn : conns) {
+    EXPECT_TRUE(conn.value("received_ok", false)) << conn.dump();
+    peers.push_back(hostOf(conn.value("peer", "")));
+    if (peers.back() == kFrontend) {
+      EXPECT_EQ(conn.value("received", uint64_t{0}), kLong);
+    }
+  }
+  std::sort(peers.begin(), peers.end());
+  EXPECT_EQ(peers, (std::vector<std::string>{kFrontend, kCartV2}));
+
+  // Still one TLS connection per pool key: the long transfer was never re-established.
+  Stats client = tunnelStats(*agent1_);
+  Stats server_stats = tunnelStats(*agent2_);
+  EXPECT_EQ(client["tls_handshakes_client"], 2u);
+  EXPECT_EQ(client["tls_handshake_failures"], 0u);
+  EXPECT_GE(countOf(agent1_->output(), "rotated "), rotations1 + 2);
+  EXPECT_GE(countOf(agent2_->output(), "rotated "), rotations2 + 2);
+  // cart-v1's agent checked cart-v2's new client certificate.
+  EXPECT_TRUE(std::regex_search(
+      agent2_->output(),
+      std::regex(R"(direction=inbound pod=shop/cart-v1-5c2a src=10\.244\.1\.21:\d+ .*result=ok )"
+                 R"(transport=hbone src_identity=spiffe://cluster\.local/ns/shop/sa/cart )")))
+      << agent2_->output();
+  std::printf("paced 64 MiB transfer took %lld ms; handshakes: client %llu, server %llu\n",
+              static_cast<long long>(
+                  std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()),
+              static_cast<unsigned long long>(client["tls_handshakes_client"]),
+              static_cast<unsigned long long>(server_stats["tls_handshakes_server"]));
+
+  // What a new TLS client was shown by cart-v1's 15008 at the handshake of the long transfer
+  // and at the new connection: the first certificate had expired by the new connection, the
+  // one shown then is another (rotated) one, still valid.
+  if (!findExecutable("openssl")) {
+    std::printf("openssl not installed: certificate serials not checked\n");
+    return;
+  }
+  ASSERT_TRUE(first_cert.has_value() && new_cert.has_value());
+  std::printf("cart-v1 certificate: serial %s (notAfter %s) -> %s (notAfter %s)\n",
+              first_cert->serial.c_str(), first_cert->not_after_text.c_str(),
+              new_cert->serial.c_str(), new_cert->not_after_text.c_str());
+  EXPECT_NE(first_cert->serial, new_cert->serial);
+  EXPECT_LT(first_cert->not_after, new_connection_at) << "the first certificate had not expired";
+  EXPECT_GT(new_cert->not_after, new_connection_at);
+}
+
+}  // namespace
+}  // namespace nodemesh::e2e
