@@ -34,6 +34,9 @@ class IpAddress {
   const std::array<uint8_t, 16>& bytes() const { return bytes_; }
   std::string toString() const;  // dotted quad for v4, RFC 5952 for v6
 
+  // clang-tidy before 18 takes the 0 that a defaulted <=> compares std::array's result with
+  // for a null pointer constant (llvm/llvm-project#53961).
+  // NOLINTNEXTLINE(modernize-use-nullptr)
   auto operator<=>(const IpAddress&) const = default;
 
  private:

@@ -139,6 +139,6 @@ class TlsProvider;
 // The io_uring implementation (ztunnel/worker.cc). Without a TlsProvider every connection is
 // relayed as plain TCP (no 15008).
 Result<std::unique_ptr<Tunnel>> startTunnel(const TunnelOptions& options, OrigDstResolver& resolver,
-                                            TlsProvider* tls, AccessLogFn access_log);
+                                            TlsProvider* tls, const AccessLogFn& access_log);
 
 }  // namespace nodemesh::ztunnel

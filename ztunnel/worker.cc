@@ -623,6 +623,8 @@ class Workers final : public Tunnel {
   explicit Workers(std::vector<std::unique_ptr<internal::Worker>> workers)
       : workers_(std::move(workers)) {}
   ~Workers() override { stop(); }
+  Workers(const Workers&) = delete;
+  Workers& operator=(const Workers&) = delete;
 
   Result<PodListenerFds> addPod(const PodSpec& pod) override {
     const size_t owner = pod.netns_cookie % workers_.size();
@@ -689,7 +691,7 @@ unsigned defaultWorkerCount() {
 }
 
 Result<std::unique_ptr<Tunnel>> startTunnel(const TunnelOptions& options, OrigDstResolver& resolver,
-                                            TlsProvider* tls, AccessLogFn access_log) {
+                                            TlsProvider* tls, const AccessLogFn& access_log) {
   TunnelOptions opts = options;
   if (opts.workers == 0) opts.workers = defaultWorkerCount();
   std::vector<std::unique_ptr<internal::Worker>> workers;

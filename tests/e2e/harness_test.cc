@@ -73,9 +73,12 @@ uint16_t unusedLoopbackPort() {
   sockaddr_in sin{};
   sin.sin_family = AF_INET;
   sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(s.get(), reinterpret_cast<sockaddr*>(&sin), sizeof(sin));
   socklen_t len = sizeof(sin);
-  ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&sin), &len);
+  if (::bind(s.get(), reinterpret_cast<sockaddr*>(&sin), sizeof(sin)) != 0 ||
+      ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&sin), &len) != 0) {
+    // Port 0 would make the caller's connect fail for the wrong reason.
+    throw HarnessError(std::string("bind 127.0.0.1:0: ") + std::strerror(errno));
+  }
   return ntohs(sin.sin_port);
 }
 

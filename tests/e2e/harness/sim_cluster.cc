@@ -40,8 +40,8 @@ constexpr milliseconds kCleanupTimeout = seconds(5);
 
 // Every object a cluster creates carries this: nmt<pid>x<counter>...
 const std::regex& staleNamePattern() {
-  static const std::regex re("^nmt([0-9]+)x.*");
-  return re;
+  static const std::regex kPattern("^nmt([0-9]+)x.*");
+  return kPattern;
 }
 
 std::optional<pid_t> embeddedPid(const std::string& name) {
@@ -437,7 +437,7 @@ void SimCluster::deletePod(PodState& pod, std::vector<std::string>& problems) {
         CommandResult r = cni(pod, "DEL", loopback);
         if (!r.ok()) problems.push_back("CNI DEL for pod " + pod.info.name + ": " + r.describe());
       } catch (const std::exception& e) {
-        problems.push_back(e.what());
+        problems.emplace_back(e.what());
       }
     }
   }
@@ -657,7 +657,7 @@ void SimCluster::sweepStale() {
       removeTree(tempRoot() + "/" + name, problems);
     }
   } catch (const std::exception& e) {
-    problems.push_back(e.what());
+    problems.emplace_back(e.what());
   }
   reportProblems("sweep", problems);
 }

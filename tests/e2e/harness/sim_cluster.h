@@ -98,8 +98,8 @@ class SimCluster {
   const NodeInfo& node(const std::string& name) const;
   const PodInfo& pod(const std::string& name) const;
   bool hasPod(const std::string& name) const { return pods_.count(name) != 0; }
-  std::string nodeNetnsPath(const std::string& node) const;
-  std::string podNetnsPath(const std::string& pod) const;
+  std::string nodeNetnsPath(const std::string& name) const;
+  std::string podNetnsPath(const std::string& name) const;
   std::string underlayNetnsPath() const;
 
   // ---- cgroups ----
@@ -107,7 +107,7 @@ class SimCluster {
   const std::string& cgroupBase() const { return cgroup_base_; }
   // The node's cgroup: processes started in the node or in its pods run here, so it is where
   // the agent attaches its cgroup BPF programs in tests.
-  std::string nodeCgroupPath(const std::string& node) const;
+  std::string nodeCgroupPath(const std::string& name) const;
   // mkdir -p <cgroupBase()>/<relative>; returns the absolute path.
   std::string createCgroup(const std::string& relative);
 

@@ -11,7 +11,7 @@ IpAddress ip(std::string_view text) {
   return IpAddress::parse(text).value();
 }
 
-Workload workload(std::string uid, std::string ip_text, std::string node,
+Workload workload(std::string uid, std::string_view ip_text, std::string node,
                   Protocol protocol = Protocol::Hbone) {
   Workload w;
   w.uid = std::move(uid);
