@@ -222,22 +222,6 @@ class HboneTunnelTest : public MeshTest {
     EXPECT_TRUE(done.has_value()) << r.describe() << "\n" << r.out;
     return done.value_or(nlohmann::json::object());
   }
-
-  // Starts both agents like startAgents(), with extra flags for both and an optional config.
-  void startAgentsWith(const std::vector<std::string>& extra, const std::string& config) {
-    std::vector<std::string> flags1 = {"--exclude-outbound-ports", "9090"};
-    std::vector<std::string> flags2 = {"--exclude-inbound-ports", "9191"};
-    flags1.insert(flags1.end(), extra.begin(), extra.end());
-    flags2.insert(flags2.end(), extra.begin(), extra.end());
-    agent1_ = &startAgent("node1", flags1, config);
-    agent2_ = &startAgent("node2", flags2, config);
-    ASSERT_TRUE(agent1_->waitForOutput("enrolled pod shop/frontend-7d9f", seconds(10)))
-        << agent1_->output();
-    ASSERT_TRUE(agent1_->waitForOutput("enrolled pod shop/cart-v2-9b1e", seconds(10)))
-        << agent1_->output();
-    ASSERT_TRUE(agent2_->waitForOutput("enrolled pod shop/cart-v1-5c2a", seconds(10)))
-        << agent2_->output();
-  }
 };
 
 // HBONE, must show 2: an observer on node1's link to the other node sees the pod-to-pod
@@ -398,7 +382,7 @@ PoolCost concurrentConnections(SimCluster& cluster, Process& agent1, Process& ag
 // variant below for the agent's default of one worker per CPU.
 TEST_F(HboneTunnelTest, TwoHundredConcurrentConnectionsCostAtMostTwoHandshakes) {
   constexpr int kConnections = 200;
-  startAgentsWith({"--workers", "1"}, "");
+  startAgents({"--workers", "1"}, "");
   if (HasFatalFailure()) return;
   PoolCost cost = concurrentConnections(*cluster_, *agent1_, *agent2_, kConnections);
   EXPECT_GE(cost.client_handshakes, 1u);
@@ -469,7 +453,7 @@ TEST_F(HboneTunnelTest, CertificatesRotateDuringALongTransferAndNewConnectionsUs
   config.replace(at, kAllowFrontend.size(),
                  "principals: [{Exact: cluster.local/ns/shop/sa/frontend}, "
                  "{Exact: cluster.local/ns/shop/sa/cart}]");
-  startAgentsWith({"--cert-lifetime", "4"}, cluster_->writeFile("rotation.yaml", config));
+  startAgents({"--cert-lifetime", "4"}, cluster_->writeFile("rotation.yaml", config));
   if (HasFatalFailure()) return;
   Process& server = serveParallel("cart-v1", 8080, 2, 2);
 

@@ -152,9 +152,15 @@ class MeshTest : public ::testing::Test {
   }
 
   // Starts both agents and waits until each enrolled its HBONE pods.
-  void startAgents() {
-    agent1_ = &startAgent("node1", {"--exclude-outbound-ports", "9090"});
-    agent2_ = &startAgent("node2", {"--exclude-inbound-ports", "9191"});
+  // Starts both agents (node1 excludes outbound port 9090, node2 inbound port 9191; `extra`
+  // flags for both, an optional other config) and waits until each enrolled its pods.
+  void startAgents(const std::vector<std::string>& extra = {}, const std::string& config = "") {
+    std::vector<std::string> flags1 = {"--exclude-outbound-ports", "9090"};
+    std::vector<std::string> flags2 = {"--exclude-inbound-ports", "9191"};
+    flags1.insert(flags1.end(), extra.begin(), extra.end());
+    flags2.insert(flags2.end(), extra.begin(), extra.end());
+    agent1_ = &startAgent("node1", flags1, config);
+    agent2_ = &startAgent("node2", flags2, config);
     ASSERT_TRUE(agent1_->waitForOutput("enrolled pod shop/frontend-7d9f", seconds(10)))
         << agent1_->output();
     ASSERT_TRUE(agent1_->waitForOutput("enrolled pod shop/cart-v2-9b1e", seconds(10)))
