@@ -66,8 +66,7 @@ static __always_inline int nm_should_capture(struct bpf_sock_addr *ctx, const __
     nm_count(stats, NM_OUT_NO_LISTENER);
     return 0;
   }
-  struct nm_orig_dst *od =
-      bpf_sk_storage_get(&nm_sk_orig, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+  struct nm_orig_dst *od = bpf_sk_storage_get(&nm_sk_orig, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
   if (!od) {
     nm_count(stats, NM_OUT_STORAGE_FAILED);
     return 0;

@@ -51,6 +51,13 @@ if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
 else
   mapfile -t sources < <(find "${dirs[@]}" -type f \( -name '*.cc' -o -name '*.h' \) 2>/dev/null)
 fi
+# The BPF programs and their headers too (bpf/.clang-format: kernel pointer style).
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  mapfile -t -O "${#sources[@]}" sources < <(git ls-files --cached --others --exclude-standard \
+                                             -- bpf | grep -E '\.(c|h)$' || true)
+else
+  mapfile -t -O "${#sources[@]}" sources < <(find bpf -type f \( -name '*.c' -o -name '*.h' \))
+fi
 existing=()
 for f in "${sources[@]}"; do [ -f "$f" ] && existing+=("$f"); done  # skip deleted, unstaged
 

@@ -97,30 +97,30 @@ struct nm_lpm_key {
  * v4-mapped range in the trie, but it is an IPv6 range: IPv4 addresses matched only by such a
  * prefix are not excluded. */
 struct nm_excl_cidr {
-  __u8 dirs;      /* enum nm_exclude_dir bits */
+  __u8 dirs; /* enum nm_exclude_dir bits */
   __u8 reserved;
   __u16 prefixlen; /* copy of the key's prefixlen */
 };
 
 /* Why a program did what it did; one counter per reason, per pod and node-wide. */
 enum nm_reason {
-  NM_OUT_CAPTURED = 0,          /* connect rewritten to the in-pod 15001 listener */
-  NM_OUT_SKIP_MARKED,           /* a tunnel-owned socket (outbound mark) */
-  NM_OUT_SKIP_LOOPBACK,         /* destination is loopback */
-  NM_OUT_SKIP_EXCLUDED,         /* destination port or CIDR excluded */
-  NM_OUT_NO_LISTENER,           /* enrolled, but no listener for this family: not captured */
-  NM_OUT_STORAGE_FAILED,        /* could not record the original destination: not captured */
-  NM_OUT_ESTABLISHED,           /* captured connection established, orig_dst published */
-  NM_OUT_ORIG_DST_FAILED,       /* could not publish orig_dst (map full) */
-  NM_OUT_PEERNAME_RESTORED,     /* getpeername() answered with the original destination */
-  NM_DELIVERY_REGISTERED,       /* delivery socket's 4-tuple recorded */
-  NM_DELIVERY_REGISTER_FAILED,  /* delivery tuple map full */
-  NM_IN_STEERED,                /* new inbound connection steered to 15006 */
-  NM_IN_HBONE_STEERED,          /* new inbound connection to 15008 steered to the HBONE socket */
-  NM_IN_DELIVERY_PASSED,        /* the tunnel's own delivery connection let through */
-  NM_IN_SKIP_EXCLUDED,          /* inbound port or source CIDR excluded */
-  NM_IN_NO_LISTENER,            /* no in-pod listener registered: left to the kernel */
-  NM_IN_ASSIGN_FAILED,          /* bpf_sk_assign refused the listener */
+  NM_OUT_CAPTURED = 0,         /* connect rewritten to the in-pod 15001 listener */
+  NM_OUT_SKIP_MARKED,          /* a tunnel-owned socket (outbound mark) */
+  NM_OUT_SKIP_LOOPBACK,        /* destination is loopback */
+  NM_OUT_SKIP_EXCLUDED,        /* destination port or CIDR excluded */
+  NM_OUT_NO_LISTENER,          /* enrolled, but no listener for this family: not captured */
+  NM_OUT_STORAGE_FAILED,       /* could not record the original destination: not captured */
+  NM_OUT_ESTABLISHED,          /* captured connection established, orig_dst published */
+  NM_OUT_ORIG_DST_FAILED,      /* could not publish orig_dst (map full) */
+  NM_OUT_PEERNAME_RESTORED,    /* getpeername() answered with the original destination */
+  NM_DELIVERY_REGISTERED,      /* delivery socket's 4-tuple recorded */
+  NM_DELIVERY_REGISTER_FAILED, /* delivery tuple map full */
+  NM_IN_STEERED,               /* new inbound connection steered to 15006 */
+  NM_IN_HBONE_STEERED,         /* new inbound connection to 15008 steered to the HBONE socket */
+  NM_IN_DELIVERY_PASSED,       /* the tunnel's own delivery connection let through */
+  NM_IN_SKIP_EXCLUDED,         /* inbound port or source CIDR excluded */
+  NM_IN_NO_LISTENER,           /* no in-pod listener registered: left to the kernel */
+  NM_IN_ASSIGN_FAILED,         /* bpf_sk_assign refused the listener */
   NM_REASON_MAX,
 };
 
