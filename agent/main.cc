@@ -43,6 +43,7 @@ struct Flags {
   std::string trust_domain = "cluster.local";
   int cert_lifetime_s = 24 * 3600;
   unsigned workers = 0;
+  unsigned recv_buffers = 512;
 };
 
 class BpfOrigDst final : public ztunnel::OrigDstResolver {
@@ -188,6 +189,7 @@ int run(const Flags& flags) {
   BpfOrigDst orig_dst(**capture);
   ztunnel::TunnelOptions tunnel_options;
   tunnel_options.workers = flags.workers ? flags.workers : ztunnel::defaultWorkerCount();
+  tunnel_options.recv_buffer_count = flags.recv_buffers;
   auto tunnel = ztunnel::startTunnel(tunnel_options, orig_dst, &tls, logAccess);
   if (!tunnel) {
     spdlog::error("starting the tunnel: {}", tunnel.error().message);
@@ -311,6 +313,14 @@ int agentMain(int argc, char** argv) {
                  "tunnel worker threads, one io_uring each (default: one per CPU the agent may "
                  "use)")
       ->check(CLI::Range(1, 256));
+  app.add_option("--recv-buffers", flags.recv_buffers,
+                 "receive buffers (16 KiB each) per tunnel worker, shared by its sockets through "
+                 "an io_uring provided buffer ring; a power of two")
+      ->capture_default_str()
+      ->check([](const std::string& v) -> std::string {
+        unsigned long n = std::strtoul(v.c_str(), nullptr, 10);
+        return n >= 2 && n <= 32768 && (n & (n - 1)) == 0 ? "" : "must be a power of two, 2..32768";
+      });
   CLI11_PARSE(app, argc, argv);
 
   auto logger = spdlog::stderr_logger_mt("nodemesh");

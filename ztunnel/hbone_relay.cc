@@ -23,9 +23,6 @@
 namespace nodemesh::ztunnel::internal {
 namespace {
 
-constexpr size_t kSocketReadBuffer = 64 * 1024;
-constexpr size_t kTcpReadBuffer = 64 * 1024;
-
 void resetOnClose(int fd) {
   linger lin{1, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lin, sizeof(lin));
@@ -88,7 +85,10 @@ void Worker::flushDirty() {
     std::vector<HboneConn*> batch;
     batch.swap(dirty_);
     for (HboneConn* c : batch) c->dirty = false;
-    for (HboneConn* c : batch) flush(c);
+    for (HboneConn* c : batch) {
+      if (!c->rx.chunks.empty()) feedHbone(c);  // input TLS could not take before
+      flush(c);
+    }
     for (HboneConn* c : batch) maybeReleaseHbone(c);
   }
 }
@@ -133,7 +133,9 @@ HboneConn* Worker::pooledConn(Pod* pod, const identity::SpiffeId& dst_id, const 
   c->peer = dst;
   c->pod = pod->name;
   c->pool_key = key;
-  c->rbuf = std::make_unique<uint8_t[]>(kSocketReadBuffer);
+  c->rx.fd = c->fd.get();
+  c->rx.user_data = &c->recv_tag;
+  c->rx.ring = hbone_buffers_.get();
   c->idle_since = c->last_ping = Clock::now();
   hbone_conns_.push_back(std::move(conn));
   c->self = std::prev(hbone_conns_.end());
@@ -170,7 +172,9 @@ void Worker::acceptHbone(Listener* l, UniqueFd fd) {
   c->peer = *peer;
   c->pod = pod->name;
   c->server_pod = pod;
-  c->rbuf = std::make_unique<uint8_t[]>(kSocketReadBuffer);
+  c->rx.fd = c->fd.get();
+  c->rx.user_data = &c->recv_tag;
+  c->rx.ring = hbone_buffers_.get();
   c->idle_since = c->last_ping = Clock::now();
   hbone_conns_.push_back(std::move(conn));
   c->self = std::prev(hbone_conns_.end());
@@ -178,11 +182,8 @@ void Worker::acceptHbone(Listener* l, UniqueFd fd) {
 }
 
 void Worker::hboneRecv(HboneConn* c) {
-  if (c->recv_in_flight || c->dead || c->draining || c->rlen == kSocketReadBuffer) return;
-  io_uring_sqe* s = sqe();
-  io_uring_prep_recv(s, c->fd.get(), c->rbuf.get() + c->rlen, kSocketReadBuffer - c->rlen, 0);
-  io_uring_sqe_set_data(s, &c->recv_tag);
-  c->recv_in_flight = true;
+  if (c->dead || c->draining) return;
+  armRecv(c->rx);
 }
 
 void Worker::onHboneConnect(HboneConn* c, int res) {
@@ -196,45 +197,49 @@ void Worker::onHboneConnect(HboneConn* c, int res) {
   markDirty(c);  // the ClientHello, or the release
 }
 
-void Worker::onHboneRecv(HboneConn* c, int res) {
-  c->recv_in_flight = false;
+void Worker::onHboneRecv(HboneConn* c, int res, unsigned flags) {
+  onReceive(c->rx, res, flags);
   markDirty(c);
-  if (c->dead) return;
-  if (res == 0) {
+  if (c->dead || c->draining) return;
+  feedHbone(c);
+}
+
+// Hands received ciphertext to TLS (and HTTP/2 behind it), chunk by chunk.
+void Worker::feedHbone(HboneConn* c) {
+  while (!c->dead && !c->draining && !c->rx.chunks.empty()) {
+    bool was_established = c->transport->established();
+    auto taken = c->transport->onSocketData(c->rx.front());
+    if (!taken) {
+      if (!was_established && !c->transport->established()) {
+        tls_handshake_failures_.fetch_add(1, std::memory_order_relaxed);
+      }
+      spdlog::warn("{}: HBONE connection with {} failed: {}", c->pod, c->peer.toString(),
+                   taken.error().message);
+      // What the peer should learn first (a TLS alert, an HTTP/2 GOAWAY) is queued: send it,
+      // then close (RFC 9113 5.4.1).
+      return drainAndFail(c, taken.error().message);
+    }
+    if (c->transport->established() && !c->handshake_counted) {
+      c->handshake_counted = true;
+      (c->role == hbone::H2Role::kClient ? tls_handshakes_client_ : tls_handshakes_server_)
+          .fetch_add(1, std::memory_order_relaxed);
+    }
+    if (*taken == 0) return;  // TLS input full: fed again after the next flush
+    consumeRecv(c->rx, *taken);
+  }
+  if (c->dead || c->draining || !c->rx.chunks.empty()) return;
+  if (c->rx.error) return failHbone(c, std::string("recv: ") + std::strerror(c->rx.error));
+  if (c->rx.eof) {
     c->transport->onSocketEof();
     // A peer that closes with streams still open leaves them broken: reset their TCP sides.
-    return failHbone(c, c->streams.empty() ? "" : "peer closed the HBONE connection");
+    failHbone(c, c->streams.empty() ? "" : "peer closed the HBONE connection");
   }
-  if (res < 0) {
-    if (res == -EINTR || res == -EAGAIN) return hboneRecv(c);
-    return failHbone(c, std::string("recv: ") + std::strerror(-res));
-  }
-  c->rlen += static_cast<size_t>(res);
-  bool was_established = c->transport->established();
-  auto taken = c->transport->onSocketData(std::span<const uint8_t>(c->rbuf.get(), c->rlen));
-  if (!taken) {
-    if (!was_established && !c->transport->established()) {
-      tls_handshake_failures_.fetch_add(1, std::memory_order_relaxed);
-    }
-    spdlog::warn("{}: HBONE connection with {} failed: {}", c->pod, c->peer.toString(),
-                 taken.error().message);
-    // What the peer should learn first (a TLS alert, an HTTP/2 GOAWAY) is queued: send it,
-    // then close (RFC 9113 5.4.1).
-    return drainAndFail(c, taken.error().message);
-  }
-  std::memmove(c->rbuf.get(), c->rbuf.get() + *taken, c->rlen - *taken);
-  c->rlen -= *taken;
-  if (c->transport->established() && !c->handshake_counted) {
-    c->handshake_counted = true;
-    (c->role == hbone::H2Role::kClient ? tls_handshakes_client_ : tls_handshakes_server_)
-        .fetch_add(1, std::memory_order_relaxed);
-  }
-  hboneRecv(c);
 }
 
 void Worker::drainAndFail(HboneConn* c, const std::string& why) {
   if (c->dead || c->draining) return;
   c->draining = true;
+  c->rx.closed = true;
   c->drain_reason = why;
   c->drain_since = Clock::now();
   // The streams cannot continue: their TCP sides are reset now.
@@ -292,6 +297,7 @@ void Worker::onHboneSend(HboneConn* c, int res) {
 void Worker::failHbone(HboneConn* c, const std::string& why, bool reset) {
   if (c->dead) return;
   c->dead = true;
+  c->rx.closed = true;
   c->error = why;
   markDirty(c);
   auto range = pool_.equal_range(c->pool_key);
@@ -318,7 +324,8 @@ void Worker::failHbone(HboneConn* c, const std::string& why, bool reset) {
 }
 
 void Worker::maybeReleaseHbone(HboneConn* c) {
-  if (!c->dead || c->recv_in_flight || c->send_in_flight || c->connecting || c->dirty) return;
+  if (!c->dead || c->rx.armed || c->send_in_flight || c->connecting || c->dirty) return;
+  releaseRecv(c->rx);
   if (c->role == hbone::H2Role::kClient) {
     hbone_pool_size_.fetch_sub(1, std::memory_order_relaxed);
   }
@@ -519,7 +526,9 @@ Bridge* Worker::newBridge(HboneConn* c, UniqueFd tcp, Direction direction, const
   Bridge* b = bridge.get();
   b->conn = c;
   b->tcp = std::move(tcp);
-  b->in = std::make_unique<uint8_t[]>(kTcpReadBuffer);
+  b->rx.fd = b->tcp.get();
+  b->rx.user_data = &b->recv_tag;
+  b->rx.ring = buffers_.get();
   b->record.direction = direction;
   b->record.pod = pod;
   b->record.transport = Transport::kHbone;
@@ -536,55 +545,43 @@ Bridge* Worker::bridgeFor(HboneConn* c, hbone::StreamId stream) {
 }
 
 void Worker::bridgeRecv(Bridge* b) {
-  if (b->recv_in_flight || b->tcp_eof || b->aborting || !b->streaming || !b->conn) return;
-  if (b->in_off < b->in_len) return;  // the stream has not taken the last read yet
-  io_uring_sqe* s = sqe();
-  io_uring_prep_recv(s, b->tcp.get(), b->in.get(), kTcpReadBuffer, 0);
-  io_uring_sqe_set_data(s, &b->recv_tag);
-  b->recv_in_flight = true;
+  if (b->tcp_eof || b->aborting || !b->streaming || !b->conn) return;
+  armRecv(b->rx);
 }
 
 void Worker::bridgePushToStream(Bridge* b) {
   HboneConn* c = b->conn;
-  if (!c) return;
-  while (b->in_off < b->in_len) {
-    auto n = c->transport->h2().send(
-        b->stream, std::span<const uint8_t>(b->in.get() + b->in_off, b->in_len - b->in_off));
+  if (!c || b->aborting) return;
+  while (!b->rx.chunks.empty()) {
+    auto n = c->transport->h2().send(b->stream, b->rx.front());
     if (!n) return abortBridge(b, "HBONE stream: " + n.error().message);
     if (*n == 0) return;  // the stream's queue is full: onWritable resumes
-    b->in_off += *n;
-    markDirty(c);
-  }
-  b->in_off = b->in_len = 0;
-  bridgeRecv(b);
-}
-
-void Worker::onBridgeRecv(Bridge* b, int res) {
-  b->recv_in_flight = false;
-  if (b->aborting) return maybeFinishBridge(b);
-  if (res > 0) {
-    b->in_len = static_cast<size_t>(res);
-    b->in_off = 0;
     uint64_t& counter = b->record.direction == Direction::kOutbound ? b->record.bytes_to_dst
                                                                     : b->record.bytes_from_dst;
-    counter += static_cast<uint64_t>(res);
+    counter += *n;
     (b->record.direction == Direction::kOutbound ? bytes_to_dst_ : bytes_from_dst_)
-        .fetch_add(res, std::memory_order_relaxed);
-    return bridgePushToStream(b);
+        .fetch_add(*n, std::memory_order_relaxed);
+    consumeRecv(b->rx, *n);
+    markDirty(c);
   }
-  if (res == 0) {
+  if (b->rx.error) {
+    failed_io_.fetch_add(1, std::memory_order_relaxed);
+    return abortBridge(b, std::string("recv: ") + std::strerror(b->rx.error));
+  }
+  if (b->rx.eof && !b->tcp_eof) {
     b->tcp_eof = true;
-    if (b->conn) {
-      if (auto st = b->conn->transport->h2().endStream(b->stream); !st) {
-        return abortBridge(b, "end HBONE stream: " + st.error().message);
-      }
-      markDirty(b->conn);
+    if (auto st = c->transport->h2().endStream(b->stream); !st) {
+      return abortBridge(b, "end HBONE stream: " + st.error().message);
     }
-    return maybeFinishBridge(b);
+    markDirty(c);
+    maybeFinishBridge(b);
   }
-  if (res == -EINTR || res == -EAGAIN) return bridgeRecv(b);
-  failed_io_.fetch_add(1, std::memory_order_relaxed);
-  abortBridge(b, std::string("recv: ") + std::strerror(-res));
+}
+
+void Worker::onBridgeRecv(Bridge* b, int res, unsigned flags) {
+  onReceive(b->rx, res, flags);
+  if (b->aborting || !b->conn) return maybeFinishBridge(b);
+  bridgePushToStream(b);
 }
 
 void Worker::onData(HboneConn* c, hbone::StreamId stream, std::span<const uint8_t> data) {
@@ -684,6 +681,7 @@ void Worker::onStreamClosed(HboneConn* c, hbone::StreamId stream, uint32_t error
 void Worker::abortBridge(Bridge* b, const std::string& why) {
   if (b->aborting) return;
   b->aborting = true;
+  b->rx.closed = true;
   if (b->record.error.empty()) b->record.error = why;
   if (b->tcp.valid()) {
     resetOnClose(b->tcp.get());
@@ -703,7 +701,7 @@ void Worker::abortBridge(Bridge* b, const std::string& why) {
 
 void Worker::maybeFinishBridge(Bridge* b) {
   if (b->finished) return;
-  if (b->connecting || b->recv_in_flight || b->send_in_flight || b->shutdown_in_flight) return;
+  if (b->connecting || b->rx.armed || b->send_in_flight || b->shutdown_in_flight) return;
   if (!b->aborting) {
     bool done =
         b->stream_closed && b->tcp_eof && b->tcp_shut && b->out.empty() && b->inflight.empty();
@@ -715,6 +713,7 @@ void Worker::maybeFinishBridge(Bridge* b) {
 
 void Worker::finishBridge(Bridge* b) {
   b->finished = true;
+  releaseRecv(b->rx);
   if (HboneConn* c = b->conn) {
     if (!b->stream_closed) (void)c->transport->h2().resetStream(b->stream, hbone::kH2Cancel);
     c->streams.erase(b->stream);

@@ -34,9 +34,11 @@ struct TunnelOptions {
   // The routing table, in each pod's netns, that brings the application's replies to a
   // delivery socket bound to the client's address (see inpod_routing.h).
   uint32_t delivery_route_table = 15006;
-  // Per direction of every relayed connection: the memory bound of one connection is twice
-  // this. A full buffer stops reading, so a slow reader slows the writer (TCP flow control).
-  size_t relay_buffer_bytes = 64 * 1024;
+  // Receive buffers, per worker, in an io_uring provided buffer ring shared by all its
+  // sockets (multishot recv): an idle connection holds none, a busy socket at most 4. A full
+  // consumer stops reading, so a slow reader slows the writer (TCP flow control).
+  unsigned recv_buffer_count = 512;  // a power of two
+  size_t recv_buffer_bytes = 16 * 1024;
   unsigned ring_entries = 1024;
 };
 

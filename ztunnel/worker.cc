@@ -35,6 +35,17 @@ Status Worker::init() {
   int err = io_uring_queue_init_params(options_.ring_entries, &ring_, &params);
   if (err < 0) return Error::fromErrno("io_uring_queue_init", -err);
   ring_ready_ = true;
+  // Two rings: TCP sockets (applications) in one, HBONE sockets in the other. A shared ring
+  // deadlocks: application sockets can hold every buffer while their streams wait for HTTP/2
+  // window updates, which only an HBONE socket can receive.
+  auto buffers = BufferRing::create(&ring_, /*group=*/0, options_.recv_buffer_count,
+                                    options_.recv_buffer_bytes);
+  if (!buffers) return buffers.error();
+  buffers_ = std::move(*buffers);
+  auto hbone_buffers = BufferRing::create(&ring_, /*group=*/1, options_.recv_buffer_count,
+                                          options_.recv_buffer_bytes);
+  if (!hbone_buffers) return hbone_buffers.error();
+  hbone_buffers_ = std::move(*hbone_buffers);
   thread_ = std::thread([this] { run(); });
   return okStatus();
 }
@@ -252,7 +263,7 @@ void Worker::handle(OpTag* tag, int res, unsigned flags) {
       onConnect(static_cast<Conn*>(tag->owner), res);
       break;
     case OpKind::kRecv:
-      onRecv(static_cast<Conn*>(tag->owner), tag->half, res);
+      onRecv(static_cast<Conn*>(tag->owner), tag->half, res, flags);
       break;
     case OpKind::kSend:
       onSend(static_cast<Conn*>(tag->owner), tag->half, res);
@@ -264,7 +275,7 @@ void Worker::handle(OpTag* tag, int res, unsigned flags) {
       onHboneConnect(static_cast<HboneConn*>(tag->owner), res);
       break;
     case OpKind::kHboneRecv:
-      onHboneRecv(static_cast<HboneConn*>(tag->owner), res);
+      onHboneRecv(static_cast<HboneConn*>(tag->owner), res, flags);
       break;
     case OpKind::kHboneSend:
       onHboneSend(static_cast<HboneConn*>(tag->owner), res);
@@ -273,7 +284,7 @@ void Worker::handle(OpTag* tag, int res, unsigned flags) {
       onBridgeConnect(static_cast<Bridge*>(tag->owner), res);
       break;
     case OpKind::kBridgeRecv:
-      onBridgeRecv(static_cast<Bridge*>(tag->owner), res);
+      onBridgeRecv(static_cast<Bridge*>(tag->owner), res, flags);
       break;
     case OpKind::kBridgeSend:
       onBridgeSend(static_cast<Bridge*>(tag->owner), res);
@@ -322,6 +333,15 @@ void Worker::onWake() {
 
 void Worker::onTimer() {
   if (stopping_.load()) return;
+  // Safety net for receivers waiting for buffers (normally re-armed as buffers come back).
+  if (!starved_.empty()) {
+    std::vector<Receiver*> waiting;
+    waiting.swap(starved_);
+    for (Receiver* r : waiting) {
+      r->starved = false;
+      armRecv(*r);
+    }
+  }
   closeIdleHbone();
   armTimer();
 }
@@ -496,82 +516,157 @@ void Worker::onConnect(Conn* c, int res) {
   }
   for (int i = 0; i < 2; ++i) {
     Half& h = c->half[i];
-    h.tag = OpTag{OpKind::kRecv, c, i};
+    h.recv_tag = OpTag{OpKind::kRecv, c, i};
+    h.send_tag = OpTag{OpKind::kSend, c, i};
+    h.shut_tag = OpTag{OpKind::kShutdown, c, i};
     h.from = i == 0 ? c->down.get() : c->up.get();
     h.to = i == 0 ? c->up.get() : c->down.get();
-    h.buf = std::make_unique<uint8_t[]>(options_.relay_buffer_bytes);
-    submitRecv(c, i);
+    h.rx.fd = h.from;
+    h.rx.user_data = &h.recv_tag;
+    h.rx.ring = buffers_.get();
+    armRecv(h.rx);
   }
 }
 
-void Worker::submitRecv(Conn* c, int i) {
-  Half& h = c->half[i];
-  h.tag.kind = OpKind::kRecv;
+// ---- provided-buffer multishot receives ----
+
+void Worker::armRecv(Receiver& rx) {
+  if (rx.armed || rx.closed || rx.eof || rx.error || rx.starved) return;
+  if (rx.chunks.size() >= Receiver::kMaxChunks) return;  // re-armed by consumeRecv
   io_uring_sqe* s = sqe();
-  io_uring_prep_recv(s, h.from, h.buf.get(), options_.relay_buffer_bytes, 0);
-  io_uring_sqe_set_data(s, &h.tag);
-  h.in_flight = true;
+  io_uring_prep_recv_multishot(s, rx.fd, nullptr, 0, 0);
+  s->flags |= IOSQE_BUFFER_SELECT;
+  s->buf_group = rx.ring->group();
+  io_uring_sqe_set_data(s, rx.user_data);
+  rx.armed = true;
+  rx.cancelling = false;
 }
 
-void Worker::submitSend(Conn* c, int i) {
-  Half& h = c->half[i];
-  h.tag.kind = OpKind::kSend;
-  io_uring_sqe* s = sqe();
-  io_uring_prep_send(s, h.to, h.buf.get() + h.off, h.len - h.off, MSG_NOSIGNAL);
-  io_uring_sqe_set_data(s, &h.tag);
-  h.in_flight = true;
-}
-
-void Worker::onRecv(Conn* c, int i, int res) {
-  Half& h = c->half[i];
-  h.in_flight = false;
-  if (c->aborting) return maybeFinish(c);
-  if (res > 0) {
-    h.len = static_cast<size_t>(res);
-    h.off = 0;
-    return submitSend(c, i);
-  }
-  if (res == 0) {
-    // EOF: pass the half-close on, keep the other direction open (RFC 9293 3.6).
-    h.tag.kind = OpKind::kShutdown;
-    io_uring_sqe* s = sqe();
-    io_uring_prep_shutdown(s, h.to, SHUT_WR);
-    io_uring_sqe_set_data(s, &h.tag);
-    h.in_flight = true;
+void Worker::onReceive(Receiver& rx, int res, unsigned flags) {
+  if (!(flags & IORING_CQE_F_MORE)) rx.armed = false;
+  if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
+    auto bid = static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+    rx.ring->taken();
+    if (rx.closed) {
+      rx.ring->recycle(bid);
+      return;
+    }
+    rx.chunks.push_back(RecvChunk{bid, static_cast<uint32_t>(res), 0});
+    if (rx.armed && !rx.cancelling && rx.chunks.size() >= Receiver::kMaxChunks) {
+      // The consumer is behind: stop taking buffers until it catches up.
+      io_uring_sqe* s = sqe();
+      io_uring_prep_cancel(s, rx.user_data, 0);
+      io_uring_sqe_set_data(s, &ignore_tag_);
+      rx.cancelling = true;
+    }
     return;
   }
-  if (res == -EINTR || res == -EAGAIN) return submitRecv(c, i);
-  failed_io_.fetch_add(1, std::memory_order_relaxed);
-  abort(c, std::string(i == 0 ? "client" : "destination") + " recv: " + std::strerror(-res));
+  if (res == 0) {
+    rx.eof = true;
+  } else if (res == -ENOBUFS && rx.ring->available() > 0) {
+    // Buffers came back between the kernel's attempt and this completion: try again now.
+  } else if (res == -ENOBUFS) {
+    // The worker's ring is empty: wait for buffers to come back (consumeRecv).
+    if (!rx.closed && !rx.starved) {
+      rx.starved = true;
+      starved_.push_back(&rx);
+    }
+  } else if (res < 0 && res != -ECANCELED && res != -EINTR && res != -EAGAIN) {
+    rx.error = -res;
+  }
+  if (!rx.armed && !rx.closed) armRecv(rx);  // after a cancel or EINTR, when there is room
+}
+
+void Worker::consumeRecv(Receiver& rx, size_t n) {
+  RecvChunk& c = rx.chunks.front();
+  c.off += static_cast<uint32_t>(n);
+  if (c.off < c.len) return;
+  rx.ring->recycle(c.bid);
+  rx.chunks.pop_front();
+  if (!starved_.empty()) {
+    std::vector<Receiver*> waiting;
+    waiting.swap(starved_);
+    for (Receiver* r : waiting) {
+      r->starved = false;
+      armRecv(*r);
+    }
+  }
+  if (rx.chunks.size() <= Receiver::kMaxChunks / 2) armRecv(rx);
+}
+
+// Gives back what the receiver holds; its owner is about to be freed (nothing in flight).
+void Worker::releaseRecv(Receiver& rx) {
+  rx.closed = true;
+  for (const RecvChunk& c : rx.chunks) rx.ring->recycle(c.bid);
+  rx.chunks.clear();
+  if (rx.starved) {
+    starved_.erase(std::remove(starved_.begin(), starved_.end(), &rx), starved_.end());
+    rx.starved = false;
+  }
+}
+
+// ---- plain TCP relay ----
+
+// Returns false when it ended the connection (c may be gone).
+bool Worker::pumpHalf(Conn* c, int i) {
+  Half& h = c->half[i];
+  if (c->aborting || h.send_in_flight || h.shut_in_flight || h.done) return true;
+  if (h.rx.error) {
+    failed_io_.fetch_add(1, std::memory_order_relaxed);
+    abort(c,
+          std::string(i == 0 ? "client" : "destination") + " recv: " + std::strerror(h.rx.error));
+    return false;
+  }
+  if (!h.rx.chunks.empty()) {
+    auto data = h.rx.front();
+    io_uring_sqe* s = sqe();
+    io_uring_prep_send(s, h.to, data.data(), data.size(), MSG_NOSIGNAL);
+    io_uring_sqe_set_data(s, &h.send_tag);
+    h.send_in_flight = true;
+    return true;
+  }
+  if (h.rx.eof) {
+    // EOF: pass the half-close on, keep the other direction open (RFC 9293 3.6).
+    io_uring_sqe* s = sqe();
+    io_uring_prep_shutdown(s, h.to, SHUT_WR);
+    io_uring_sqe_set_data(s, &h.shut_tag);
+    h.shut_in_flight = true;
+  }
+  return true;
+}
+
+void Worker::onRecv(Conn* c, int i, int res, unsigned flags) {
+  onReceive(c->half[i].rx, res, flags);
+  if (c->aborting) return maybeFinish(c);
+  if (pumpHalf(c, i)) maybeFinish(c);
 }
 
 void Worker::onSend(Conn* c, int i, int res) {
   Half& h = c->half[i];
-  h.in_flight = false;
+  h.send_in_flight = false;
   if (c->aborting) return maybeFinish(c);
   if (res > 0) {
-    h.off += static_cast<size_t>(res);
     h.bytes += static_cast<uint64_t>(res);
     (i == 0 ? bytes_to_dst_ : bytes_from_dst_).fetch_add(res, std::memory_order_relaxed);
-    return h.off < h.len ? submitSend(c, i) : submitRecv(c, i);
+    consumeRecv(h.rx, static_cast<size_t>(res));
+    (void)pumpHalf(c, i);
+    return;
   }
-  if (res == -EINTR || res == -EAGAIN) return submitSend(c, i);
+  if (res == -EINTR || res == -EAGAIN) {
+    (void)pumpHalf(c, i);
+    return;
+  }
   failed_io_.fetch_add(1, std::memory_order_relaxed);
   abort(c, std::string(i == 0 ? "destination" : "client") + " send: " + std::strerror(-res));
 }
 
 void Worker::onShutdown(Conn* c, int i, int res) {
   Half& h = c->half[i];
-  h.in_flight = false;
+  h.shut_in_flight = false;
   h.done = true;
   if (res < 0 && res != -ENOTCONN && !c->aborting) {
     failed_io_.fetch_add(1, std::memory_order_relaxed);
     return abort(c, std::string("shutdown: ") + std::strerror(-res));
-  }
-  if (c->half[0].done && c->half[1].done) {
-    completed_.fetch_add(1, std::memory_order_relaxed);
-    finish(c);
-    return;
   }
   maybeFinish(c);
 }
@@ -581,6 +676,7 @@ void Worker::abort(Conn* c, const std::string& why) {
   if (c->aborting) return;
   c->aborting = true;
   if (c->record.error.empty()) c->record.error = why;
+  for (Half& h : c->half) h.rx.closed = true;
   linger lin{1, 0};
   for (int fd : {c->down.get(), c->up.get()}) {
     if (fd < 0) continue;
@@ -593,12 +689,17 @@ void Worker::abort(Conn* c, const std::string& why) {
 }
 
 void Worker::maybeFinish(Conn* c) {
-  if (!c->aborting) return;
-  if (c->connecting || c->half[0].in_flight || c->half[1].in_flight) return;
+  for (const Half& h : c->half) {
+    if (h.rx.armed || h.send_in_flight || h.shut_in_flight) return;
+  }
+  if (c->connecting) return;
+  if (!c->aborting && !(c->half[0].done && c->half[1].done)) return;
+  if (!c->aborting) completed_.fetch_add(1, std::memory_order_relaxed);
   finish(c);
 }
 
 void Worker::finish(Conn* c) {
+  for (Half& h : c->half) releaseRecv(h.rx);
   c->record.bytes_to_dst = c->half[0].bytes;
   c->record.bytes_from_dst = c->half[1].bytes;
   c->record.duration =

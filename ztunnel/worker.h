@@ -33,6 +33,7 @@
 #include "ztunnel/hbone/h2_session.h"
 #include "ztunnel/hbone_transport.h"
 #include "ztunnel/identity/spiffe_id.h"
+#include "ztunnel/recv_ring.h"
 #include "ztunnel/tls_provider.h"
 #include "ztunnel/tunnel.h"
 
@@ -92,14 +93,15 @@ struct Pod {
 
 // Plain TCP relay: one accepted socket and one upstream socket.
 struct Half {
-  OpTag tag;
+  OpTag recv_tag;
+  OpTag send_tag;
+  OpTag shut_tag;
   int from = -1;
   int to = -1;
-  std::unique_ptr<uint8_t[]> buf;
-  size_t len = 0;
-  size_t off = 0;
+  Receiver rx;  // multishot recv on `from`
   uint64_t bytes = 0;
-  bool in_flight = false;
+  bool send_in_flight = false;
+  bool shut_in_flight = false;
   bool done = false;  // EOF forwarded
 };
 
@@ -130,9 +132,7 @@ struct Bridge {
   UniqueFd tcp;
   sockaddr_storage dst_addr{};
   // TCP -> stream
-  std::unique_ptr<uint8_t[]> in;
-  size_t in_len = 0;
-  size_t in_off = 0;
+  Receiver rx;             // multishot recv on the TCP socket
   bool tcp_eof = false;    // the TCP side half-closed; END_STREAM sent
   bool streaming = false;  // 200 seen / sent: data may flow
   // stream -> TCP
@@ -143,7 +143,6 @@ struct Bridge {
   bool tcp_shut = false;    // shutdown(SHUT_WR) done
   // operations in flight
   bool connecting = false;
-  bool recv_in_flight = false;
   bool send_in_flight = false;
   bool shutdown_in_flight = false;
   bool stream_closed = false;
@@ -180,15 +179,13 @@ struct HboneConn final : hbone::H2Handler {
   Pod* server_pod = nullptr;  // server: the pod whose 15008 accepted it
   std::string pool_key;       // client: where it sits in the pool
   std::unique_ptr<HboneTransport> transport;
-  std::unique_ptr<uint8_t[]> rbuf;
-  size_t rlen = 0;               // bytes in rbuf not yet taken by TLS
+  Receiver rx;                   // multishot recv on the socket
   std::vector<uint8_t> sendbuf;  // ciphertext being written (copied out of TLS: its buffer
   size_t send_off = 0;           // may grow while a write is in flight)
   bool handshake_counted = false;
   bool dirty = false;  // output may be pending: flushed after the completion batch
   Clock::time_point last_ping;
   bool connecting = false;
-  bool recv_in_flight = false;
   bool send_in_flight = false;
   bool closing = false;
   bool dead = false;      // the socket failed: no more I/O
@@ -250,10 +247,13 @@ class Worker final : public Tunnel {
   void startConn(Listener* l, UniqueFd fd);
   void startTcp(Conn* c, Pod* pod, const IpAddress* bind_ip, bool transparent, uint16_t avoid,
                 uint32_t mark);
-  void onConnect(Conn* c, int res);
-  void submitRecv(Conn* c, int i);
-  void submitSend(Conn* c, int i);
-  void onRecv(Conn* c, int i, int res);
+  void onConnect(Conn* c, int res);  // provided-buffer multishot receives (worker.cc)
+  void armRecv(Receiver& rx);
+  void onReceive(Receiver& rx, int res, unsigned flags);
+  void consumeRecv(Receiver& rx, size_t n);
+  void releaseRecv(Receiver& rx);
+  void onRecv(Conn* c, int i, int res, unsigned flags);
+  bool pumpHalf(Conn* c, int i);
   void onSend(Conn* c, int i, int res);
   void onShutdown(Conn* c, int i, int res);
   void abort(Conn* c, const std::string& why);
@@ -269,7 +269,8 @@ class Worker final : public Tunnel {
                         std::string* error);
   void hboneRecv(HboneConn* c);
   void onHboneConnect(HboneConn* c, int res);
-  void onHboneRecv(HboneConn* c, int res);
+  void onHboneRecv(HboneConn* c, int res, unsigned flags);
+  void feedHbone(HboneConn* c);
   void onHboneSend(HboneConn* c, int res);
   void flush(HboneConn* c);
   void markDirty(HboneConn* c);
@@ -286,7 +287,7 @@ class Worker final : public Tunnel {
   void bridgeSend(Bridge* b);
   void bridgePushToStream(Bridge* b);
   void onBridgeConnect(Bridge* b, int res);
-  void onBridgeRecv(Bridge* b, int res);
+  void onBridgeRecv(Bridge* b, int res, unsigned flags);
   void onBridgeSend(Bridge* b, int res);
   void onBridgeShutdown(Bridge* b, int res);
   void abortBridge(Bridge* b, const std::string& why);
@@ -328,6 +329,9 @@ class Worker final : public Tunnel {
   std::vector<HboneConn*> dirty_;
   std::mt19937_64 rng_{std::random_device{}()};  // trace ids
   std::list<std::unique_ptr<Bridge>> bridges_;
+  std::unique_ptr<BufferRing> buffers_;        // TCP sockets (applications, plain relay)
+  std::unique_ptr<BufferRing> hbone_buffers_;  // HBONE sockets
+  std::vector<Receiver*> starved_;             // stopped by ENOBUFS, waiting for buffers
 
   std::atomic<uint64_t> accepted_outbound_{0};
   std::atomic<uint64_t> accepted_inbound_{0};

@@ -560,5 +560,34 @@ TEST_F(HboneTunnelTest, CertificatesRotateDuringALongTransferAndNewConnectionsUs
   EXPECT_GT(new_cert->not_after, new_connection_at);
 }
 
+// Receives share a small provided buffer ring per worker. With a deliberately tiny ring (8
+// buffers) and 50 concurrent transfers, sockets keep finding the ring empty (ENOBUFS) and must
+// be re-armed as buffers come back: every transfer still completes intact, on both agents.
+TEST_F(HboneTunnelTest, TinyReceiveBufferRingStillCarriesConcurrentTransfers) {
+  startAgents({"--workers", "1", "--recv-buffers", "8"});
+  PoolCost cost = concurrentConnections(*cluster_, *agent1_, *agent2_, 50);
+  EXPECT_EQ(cost.streams_accepted, 50u);
+  EXPECT_EQ(cost.streams_rejected, 0u);
+}
+
+// The same for the plain TCP relay: 30 concurrent plaintext clients (batch, outside the mesh)
+// into cart-v1's 15006 through an 8-buffer ring, 256 KiB each way each.
+TEST_F(HboneTunnelTest, TinyReceiveBufferRingStillCarriesConcurrentPlainTcp) {
+  startAgents({"--workers", "1", "--recv-buffers", "8"});
+  Process& server = serveParallel("cart-v1", 8080, 30, 30);
+  auto r = cluster_->runInPod(
+      "batch",
+      {testappPath(), "connect-many", "--to", std::string(kCartV1) + ":8080", "--count", "30",
+       "--parallel", "30", "--send", "256K", "--expect", "256K", "--timeout-ms", "30000"},
+      seconds(60));
+  auto many = findEvent(r.out, "many");
+  ASSERT_TRUE(many.has_value()) << r.describe() << "\n" << r.out;
+  EXPECT_EQ(many->value("ok_count", 0), 30) << many->dump();
+  EXPECT_EQ(server.waitExit(seconds(30)), 0) << server.output();
+  for (const auto& conn : findEvents(server.output(), "conn")) {
+    EXPECT_TRUE(conn.value("received_ok", false)) << conn.dump();
+  }
+}
+
 }  // namespace
 }  // namespace nodemesh::e2e
