@@ -62,6 +62,14 @@ Result<PodListenerFds> Worker::addPod(const PodSpec& spec, bool outbound) {
   pod->identity = tls_ ? spec.identity : std::nullopt;
   pod->netns.reset(::dup(spec.netns_fd));
   if (!pod->netns.valid()) return Error::fromErrno("dup netns fd");
+  if (pod->identity) {
+    // The workload's certificate is issued at enrollment (and its TLS context built), not on
+    // its first connection.
+    if (auto ctx = tls_->serverContext(*pod->identity); !ctx) {
+      return Error{ctx.error().code, spec.name + ": certificate for " + pod->identity->toString() +
+                                         ": " + ctx.error().message};
+    }
+  }
 
   PodListenerFds fds;
   {

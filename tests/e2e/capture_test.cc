@@ -421,5 +421,18 @@ TEST_F(MeshTest, HboneRequestsCarryForwardedBaggageAndTraceparent) {
       << log;
 }
 
+// Each enrolled workload's certificate is issued at enrollment, before any connection.
+TEST_F(MeshTest, CertificatesAreIssuedAtEnrollment) {
+  startAgents();
+  for (auto [agent, id] : {std::pair{agent1_, "shop/sa/frontend"},
+                           {agent1_, "shop/sa/cart"},
+                           {agent2_, "shop/sa/cart"}}) {
+    EXPECT_TRUE(agent->waitForOutput(
+        std::string("workload certificate for spiffe://cluster.local/ns/") + id, seconds(5)))
+        << agent->output();
+  }
+  EXPECT_EQ(agent1_->output().find("access direction="), std::string::npos);
+}
+
 }  // namespace
 }  // namespace nodemesh::e2e
