@@ -113,6 +113,28 @@ struct TunnelStats {
   uint64_t hbone_streams_accepted = 0;  // CONNECT streams answered 200 as server
   uint64_t hbone_streams_rejected = 0;  // answered 400/401/503
   uint64_t hbone_pool_size = 0;         // client connections open
+
+  // Sums another worker's figures into these.
+  TunnelStats& operator+=(const TunnelStats& o) {
+    accepted_outbound += o.accepted_outbound;
+    accepted_inbound += o.accepted_inbound;
+    completed += o.completed;
+    failed_no_orig_dst += o.failed_no_orig_dst;
+    failed_connect += o.failed_connect;
+    failed_io += o.failed_io;
+    active += o.active;
+    bytes_to_dst += o.bytes_to_dst;
+    bytes_from_dst += o.bytes_from_dst;
+    accepted_hbone += o.accepted_hbone;
+    tls_handshakes_client += o.tls_handshakes_client;
+    tls_handshakes_server += o.tls_handshakes_server;
+    tls_handshake_failures += o.tls_handshake_failures;
+    hbone_streams_opened += o.hbone_streams_opened;
+    hbone_streams_accepted += o.hbone_streams_accepted;
+    hbone_streams_rejected += o.hbone_streams_rejected;
+    hbone_pool_size += o.hbone_pool_size;
+    return *this;
+  }
 };
 
 using AccessLogFn = std::function<void(const ConnectionRecord&)>;

@@ -342,14 +342,7 @@ void Worker::onWake() {
 void Worker::onTimer() {
   if (stopping_.load()) return;
   // Safety net for receivers waiting for buffers (normally re-armed as buffers come back).
-  if (!starved_.empty()) {
-    std::vector<Receiver*> waiting;
-    waiting.swap(starved_);
-    for (Receiver* r : waiting) {
-      r->starved = false;
-      armRecv(*r);
-    }
-  }
+  rearmStarved();
   closeIdleHbone();
   armTimer();
 }
@@ -591,15 +584,18 @@ void Worker::consumeRecv(Receiver& rx, size_t n) {
   if (c.off < c.len) return;
   rx.ring->recycle(c.bid);
   rx.chunks.pop_front();
-  if (!starved_.empty()) {
-    std::vector<Receiver*> waiting;
-    waiting.swap(starved_);
-    for (Receiver* r : waiting) {
-      r->starved = false;
-      armRecv(*r);
-    }
-  }
+  rearmStarved();
   if (rx.chunks.size() <= Receiver::kMaxChunks / 2) armRecv(rx);
+}
+
+// Receivers stopped by ENOBUFS try again (buffers came back, or the timer's safety net).
+void Worker::rearmStarved() {
+  std::vector<Receiver*> waiting;
+  waiting.swap(starved_);
+  for (Receiver* r : waiting) {
+    r->starved = false;
+    armRecv(*r);
+  }
 }
 
 // Gives back what the receiver holds; its owner is about to be freed (nothing in flight).
@@ -760,26 +756,7 @@ class Workers final : public Tunnel {
   }
   TunnelStats stats() const override {
     TunnelStats sum;
-    for (const auto& w : workers_) {
-      TunnelStats s = w->stats();
-      sum.accepted_outbound += s.accepted_outbound;
-      sum.accepted_inbound += s.accepted_inbound;
-      sum.completed += s.completed;
-      sum.failed_no_orig_dst += s.failed_no_orig_dst;
-      sum.failed_connect += s.failed_connect;
-      sum.failed_io += s.failed_io;
-      sum.active += s.active;
-      sum.bytes_to_dst += s.bytes_to_dst;
-      sum.bytes_from_dst += s.bytes_from_dst;
-      sum.accepted_hbone += s.accepted_hbone;
-      sum.tls_handshakes_client += s.tls_handshakes_client;
-      sum.tls_handshakes_server += s.tls_handshakes_server;
-      sum.tls_handshake_failures += s.tls_handshake_failures;
-      sum.hbone_streams_opened += s.hbone_streams_opened;
-      sum.hbone_streams_accepted += s.hbone_streams_accepted;
-      sum.hbone_streams_rejected += s.hbone_streams_rejected;
-      sum.hbone_pool_size += s.hbone_pool_size;
-    }
+    for (const auto& w : workers_) sum += w->stats();
     return sum;
   }
   void stop() override {

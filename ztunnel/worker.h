@@ -252,6 +252,7 @@ class Worker final : public Tunnel {
   void onReceive(Receiver& rx, int res, unsigned flags);
   void consumeRecv(Receiver& rx, size_t n);
   void releaseRecv(Receiver& rx);
+  void rearmStarved();
   void onRecv(Conn* c, int i, int res, unsigned flags);
   bool pumpHalf(Conn* c, int i);
   void onSend(Conn* c, int i, int res);
