@@ -69,7 +69,6 @@ struct Receiver {
   BufferRing* ring = nullptr;  // where its buffers come from
   std::deque<RecvChunk> chunks;
 
-  bool idle() const { return !armed; }
   // The unconsumed bytes of the first chunk.
   std::span<const uint8_t> front() const {
     const RecvChunk& c = chunks.front();

@@ -28,14 +28,8 @@ Result<SSL_CTX*> TlsProvider::context(const identity::SpiffeId& id, bool server)
         server ? factory_.serverContext(**certificate) : factory_.clientContext(**certificate);
     if (!built) return built.error();
     ctx = std::move(*built);
-    ++built_;
   }
   return ctx.get();
-}
-
-uint64_t TlsProvider::contextsBuilt() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return built_;
 }
 
 }  // namespace nodemesh::ztunnel

@@ -24,8 +24,6 @@ class TlsProvider {
   // Valid until the identity's certificate rotates; take a reference (SSL_new does) to keep it.
   Result<SSL_CTX*> serverContext(const identity::SpiffeId& id) { return context(id, true); }
   Result<SSL_CTX*> clientContext(const identity::SpiffeId& id) { return context(id, false); }
-  // Contexts built so far (one per certificate version and side), for tests and metrics.
-  uint64_t contextsBuilt() const;
 
  private:
   struct Entry {
@@ -39,7 +37,6 @@ class TlsProvider {
   tls::TlsContextFactory factory_;
   mutable std::mutex mu_;
   std::map<identity::SpiffeId, Entry> entries_;
-  uint64_t built_ = 0;
 };
 
 }  // namespace nodemesh::ztunnel

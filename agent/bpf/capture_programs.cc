@@ -412,22 +412,6 @@ Result<Counters> CapturePrograms::nodeCounters() const {
   return sumPerCpu(bpf_map__fd(cgroup_skel_->maps.nm_node_stats), &zero, ncpus_);
 }
 
-Result<Counters> CapturePrograms::podCounters(uint64_t netns_cookie) const {
-  return sumPerCpu(bpf_map__fd(cgroup_skel_->maps.nm_pod_stats), &netns_cookie, ncpus_);
-}
-
-std::vector<uint64_t> CapturePrograms::enrolledCookies() const {
-  std::vector<uint64_t> out;
-  int fd = bpf_map__fd(cgroup_skel_->maps.nm_pods);
-  uint64_t key = 0;
-  uint64_t* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &key) == 0) {
-    out.push_back(key);
-    prev = &key;
-  }
-  return out;
-}
-
 Status CapturePrograms::uninstall() {
   std::vector<uint64_t> cookies;
   for (const auto& [cookie, link] : sk_lookup_links_) cookies.push_back(cookie);

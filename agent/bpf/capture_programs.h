@@ -79,8 +79,6 @@ class CapturePrograms {
   std::optional<SocketAddress> takeOrigDst(uint64_t netns_cookie, const SocketAddress& app);
 
   Result<Counters> nodeCounters() const;
-  Result<Counters> podCounters(uint64_t netns_cookie) const;
-  std::vector<uint64_t> enrolledCookies() const;
 
   // Detaches every program and removes every pin and directory this agent created.
   Status uninstall();
