@@ -26,8 +26,23 @@ packages=(
   python3-h2 openssl
   # e2e: packet captures that prove the tunnel carries no plaintext
   tcpdump
+  # admin API / metrics HTTP server (header-only) and the Prometheus server the metrics e2e
+  # test scrapes with; shell completion for nodemeshctl
+  libcpp-httplib-dev prometheus bash-completion
+  # bench/: load generators and the mTLS tunnels nodemesh is compared with
+  iperf3 sockperf wrk stunnel4 haproxy
 )
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
+# Packages such as prometheus and haproxy start their system services when installed; nodemesh
+# runs its own instances inside test namespaces, so keep the packaged services from starting.
+policy_rc=/usr/sbin/policy-rc.d
+created_policy_rc=0
+if [ ! -e "$policy_rc" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy_rc"
+  chmod 755 "$policy_rc"
+  created_policy_rc=1
+fi
+trap '[ "$created_policy_rc" = 1 ] && rm -f "$policy_rc"' EXIT
 apt-get install -y --no-install-recommends "${packages[@]}"
