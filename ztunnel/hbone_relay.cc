@@ -380,11 +380,12 @@ void Worker::startOutboundHbone(Pod* pod, UniqueFd app, const SocketAddress& app
   b->record.src = app_addr;
   b->record.dst = dst;
   b->record.src_identity = pod->identity->toString();
+  if (dst_id) b->record.dst_identity = dst_id->toString();
+  opened(b->record);
   if (!dst_id) {
     failed_connect_.fetch_add(1, std::memory_order_relaxed);
     return abortBridge(b, "destination identity: " + dst_id.error().message);
   }
-  b->record.dst_identity = dst_id->toString();
   std::string error;
   HboneConn* c = pooledConn(pod, *dst_id, SocketAddress{dst.ip, options_.hbone_port}, &error);
   if (!c) {
@@ -487,6 +488,7 @@ void Worker::onRequest(HboneConn* c, hbone::StreamId stream, const hbone::Connec
   const auto& peer_id = c->transport->tls().peerIdentity();
   b->record.src_identity = peer_id ? peer_id->toString() : "";
   b->record.dst_identity = pod->identity ? pod->identity->toString() : "";
+  opened(b->record);
   socklen_t len = toSockaddr(target, &b->dst_addr);
   io_uring_sqe* s = sqe();
   io_uring_prep_connect(s, b->tcp.get(), reinterpret_cast<sockaddr*>(&b->dst_addr), len);

@@ -21,8 +21,12 @@ namespace nodemesh::ztunnel {
 namespace internal {
 
 Worker::Worker(const TunnelOptions& options, OrigDstResolver& resolver, TlsProvider* tls,
-               AccessLogFn access_log)
-    : options_(options), resolver_(resolver), tls_(tls), access_log_(std::move(access_log)) {}
+               AccessLogFn access_log, ConnectionOpenFn on_open)
+    : options_(options),
+      resolver_(resolver),
+      tls_(tls),
+      access_log_(std::move(access_log)),
+      on_open_(std::move(on_open)) {}
 
 Worker::~Worker() {
   stop();
@@ -191,7 +195,7 @@ void Worker::stop() {
   ring_ready_ = false;
 }
 
-void Worker::wake() {
+void Worker::wake() const {
   uint64_t one = 1;
   ssize_t n = ::write(wake_fd_.get(), &one, sizeof(one));
   (void)n;  // EAGAIN means a wake-up is already pending
@@ -306,6 +310,7 @@ void Worker::handle(OpTag* tag, int res, unsigned flags) {
 }
 
 void Worker::onWake() {
+  answerConnectionRequests();
   std::vector<Command> commands;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -464,6 +469,7 @@ void Worker::startConn(Listener* l, UniqueFd fd) {
                           " (connected to 15001 directly?)");
     }
     c->record.dst = *dst;
+    opened(c->record);
     return startTcp(c, l->pod, nullptr, false, 0, options_.outbound_mark);
   }
 
@@ -477,6 +483,7 @@ void Worker::startConn(Listener* l, UniqueFd fd) {
   // sk_lookup steered the connection without NAT: the local address is where the client
   // wanted to go.
   c->record.dst = *local;
+  opened(c->record);
   if (c->record.dst.port == options_.inbound_port || c->record.dst.port == options_.outbound_port ||
       c->record.dst.ip.isLoopback()) {
     // Delivering to the tunnel's own listener would accept the delivery again, forever.
@@ -759,6 +766,15 @@ class Workers final : public Tunnel {
     for (const auto& w : workers_) sum += w->stats();
     return sum;
   }
+  std::vector<ConnectionInfo> connections() const override {
+    std::vector<ConnectionInfo> all;
+    for (const auto& w : workers_) {
+      auto some = w->connections();
+      all.insert(all.end(), std::make_move_iterator(some.begin()),
+                 std::make_move_iterator(some.end()));
+    }
+    return all;
+  }
   void stop() override {
     for (auto& w : workers_) w->stop();
   }
@@ -778,11 +794,17 @@ unsigned defaultWorkerCount() {
 
 Result<std::unique_ptr<Tunnel>> startTunnel(const TunnelOptions& options, OrigDstResolver& resolver,
                                             TlsProvider* tls, const AccessLogFn& access_log) {
+  return startTunnel(options, resolver, tls, access_log, {});
+}
+
+Result<std::unique_ptr<Tunnel>> startTunnel(const TunnelOptions& options, OrigDstResolver& resolver,
+                                            TlsProvider* tls, const AccessLogFn& access_log,
+                                            const ConnectionOpenFn& on_open) {
   TunnelOptions opts = options;
   if (opts.workers == 0) opts.workers = defaultWorkerCount();
   std::vector<std::unique_ptr<internal::Worker>> workers;
   for (unsigned i = 0; i < opts.workers; ++i) {
-    auto worker = std::make_unique<internal::Worker>(opts, resolver, tls, access_log);
+    auto worker = std::make_unique<internal::Worker>(opts, resolver, tls, access_log, on_open);
     if (auto st = worker->init(); !st) return st.error();
     workers.push_back(std::move(worker));
   }
