@@ -40,7 +40,7 @@ std::string formatAccessLog(const ztunnel::ConnectionRecord& r,
   const std::string dst_workload = metrics::workloadKey(peers.destination);
   const char* verdict = r.denied ? "deny" : "allow";
   if (format == AccessLogFormat::kJson) {
-    nlohmann::json j = {
+    nlohmann::ordered_json j = {
         {"time", timestamp(now)},
         {"direction", direction},
         {"pod", r.pod},
@@ -62,7 +62,7 @@ std::string formatAccessLog(const ztunnel::ConnectionRecord& r,
     };
     if (peers.service) j["dst_service"] = peers.service->key();
     // Replacement of invalid UTF-8: an error text can quote anything.
-    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   }
   std::string line = fmt::format(
       "{} access direction={} pod={} src={} dst={} bytes_to_dst={} bytes_from_dst={} "

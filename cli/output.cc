@@ -135,7 +135,7 @@ std::string toYaml(const nlohmann::json& j) {
 }
 
 std::string humanBytes(uint64_t bytes) {
-  if (bytes < 1024) return fmt::format("{} B", bytes);
+  if (bytes < 1024) return fmt::format("{}B", bytes);
   const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
   double v = static_cast<double>(bytes);
   int u = -1;
@@ -143,7 +143,7 @@ std::string humanBytes(uint64_t bytes) {
     v /= 1024;
     ++u;
   }
-  return v < 10 ? fmt::format("{:.1f} {}", v, units[u]) : fmt::format("{:.0f} {}", v, units[u]);
+  return v < 10 ? fmt::format("{:.1f}{}", v, units[u]) : fmt::format("{:.0f}{}", v, units[u]);
 }
 
 std::string humanDuration(int64_t ms) {

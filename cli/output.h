@@ -38,7 +38,7 @@ std::string truncate(std::string_view text, size_t width);
 
 std::string toYaml(const nlohmann::json& j);
 
-// "1.5 KiB", "12 MiB", "17 B".
+// "1.5KiB", "12MiB", "17B".
 std::string humanBytes(uint64_t bytes);
 // "450ms", "12s", "3m20s", "5h02m", "3d4h".
 std::string humanDuration(int64_t milliseconds);
