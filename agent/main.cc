@@ -44,6 +44,8 @@ struct Flags {
   int cert_lifetime_s = 24 * 3600;
   unsigned workers = 0;
   unsigned recv_buffers = 512;
+  int connect_timeout_ms = 10000;
+  unsigned connect_attempts = 3;
 };
 
 class BpfOrigDst final : public ztunnel::OrigDstResolver {
@@ -82,13 +84,25 @@ void logAccess(const ztunnel::ConnectionRecord& r) {
                              r.src_identity.empty() ? "-" : r.src_identity,
                              r.dst_identity.empty() ? "-" : r.dst_identity);
   }
+  std::string service;
+  if (!r.dst_service.empty()) {
+    service = fmt::format(" service={} service_addr={} attempts={}", r.dst_service,
+                          r.service_addr ? r.service_addr->toString() : "-", r.attempts);
+  }
+  std::string verdict;
+  if (r.denied) {
+    verdict = fmt::format(" verdict=deny policy={} reason=\"{}\"",
+                          r.policy.empty() ? "-" : r.policy, r.reason);
+  } else if (r.direction == ztunnel::Direction::kInbound) {
+    verdict = fmt::format(" verdict=allow policy={}", r.policy.empty() ? "-" : r.policy);
+  }
   logger->info(
       "access direction={} pod={} src={} dst={} bytes_to_dst={} bytes_from_dst={} "
-      "duration_ms={} result={} transport={}{}",
+      "duration_ms={} result={} transport={}{}{}{}",
       r.direction == ztunnel::Direction::kOutbound ? "outbound" : "inbound", r.pod,
       r.src.toString(), r.dst.toString(), r.bytes_to_dst, r.bytes_from_dst, r.duration.count(),
       r.error.empty() ? "ok" : "\"" + r.error + "\"",
-      r.transport == ztunnel::Transport::kHbone ? "hbone" : "tcp", identities);
+      r.transport == ztunnel::Transport::kHbone ? "hbone" : "tcp", identities, service, verdict);
 }
 
 void logCounters(const CapturePrograms& capture) {
@@ -109,12 +123,13 @@ void logTunnelStats(const ztunnel::Tunnel& tunnel) {
       "active={} failed_connect={} failed_no_orig_dst={} failed_io={} bytes_to_dst={} "
       "bytes_from_dst={} tls_handshakes_client={} tls_handshakes_server={} "
       "tls_handshake_failures={} hbone_streams_opened={} hbone_streams_accepted={} "
-      "hbone_streams_rejected={} hbone_pool_size={}",
+      "hbone_streams_rejected={} hbone_pool_size={} denied={} closed_by_policy={} "
+      "connect_retries={} connect_timeouts={}",
       s.accepted_outbound, s.accepted_inbound, s.accepted_hbone, s.completed, s.active,
       s.failed_connect, s.failed_no_orig_dst, s.failed_io, s.bytes_to_dst, s.bytes_from_dst,
       s.tls_handshakes_client, s.tls_handshakes_server, s.tls_handshake_failures,
       s.hbone_streams_opened, s.hbone_streams_accepted, s.hbone_streams_rejected,
-      s.hbone_pool_size);
+      s.hbone_pool_size, s.denied, s.closed_by_policy, s.connect_retries, s.connect_timeouts);
 }
 
 int run(const Flags& flags) {
@@ -190,6 +205,9 @@ int run(const Flags& flags) {
   ztunnel::TunnelOptions tunnel_options;
   tunnel_options.workers = flags.workers ? flags.workers : ztunnel::defaultWorkerCount();
   tunnel_options.recv_buffer_count = flags.recv_buffers;
+  tunnel_options.node = flags.node;
+  tunnel_options.connect_timeout = std::chrono::milliseconds(flags.connect_timeout_ms);
+  tunnel_options.connect_attempts = flags.connect_attempts;
   auto tunnel = ztunnel::startTunnel(tunnel_options, orig_dst, &tls, logAccess);
   if (!tunnel) {
     spdlog::error("starting the tunnel: {}", tunnel.error().message);
@@ -321,6 +339,16 @@ int agentMain(int argc, char** argv) {
         unsigned long n = std::strtoul(v.c_str(), nullptr, 10);
         return n >= 2 && n <= 32768 && (n & (n - 1)) == 0 ? "" : "must be a power of two, 2..32768";
       });
+  app.add_option("--connect-timeout-ms", flags.connect_timeout_ms,
+                 "a connect to a destination or to a peer's 15008 that takes longer fails (and "
+                 "is retried on another endpoint for a service)")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 600000));
+  app.add_option("--connect-attempts", flags.connect_attempts,
+                 "endpoints tried per connection to a service (the first pick plus retries on "
+                 "other endpoints after a connect failure)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10));
   CLI11_PARSE(app, argc, argv);
 
   auto logger = spdlog::stderr_logger_mt("nodemesh");

@@ -143,9 +143,7 @@ HboneConn* Worker::pooledConn(Pod* pod, const identity::SpiffeId& dst_id, const 
   hbone_pool_size_.fetch_add(1, std::memory_order_relaxed);
 
   socklen_t len = toSockaddr(dst, &c->peer_addr);
-  io_uring_sqe* s = sqe();
-  io_uring_prep_connect(s, c->fd.get(), reinterpret_cast<sockaddr*>(&c->peer_addr), len);
-  io_uring_sqe_set_data(s, &c->connect_tag);
+  prepConnect(c->fd.get(), c->peer_addr, len, &c->connect_tag);
   c->connecting = true;
   return c;
 }
@@ -190,7 +188,7 @@ void Worker::onHboneConnect(HboneConn* c, int res) {
   c->connecting = false;
   if (!c->dead && res < 0) {
     failed_connect_.fetch_add(1, std::memory_order_relaxed);
-    failHbone(c, "connect " + c->peer.toString() + ": " + std::strerror(-res));
+    failHbone(c, "connect " + c->peer.toString() + ": " + connectFailure(res));
   } else if (!c->dead) {
     hboneRecv(c);
   }
@@ -488,9 +486,7 @@ void Worker::onRequest(HboneConn* c, hbone::StreamId stream, const hbone::Connec
   b->record.src_identity = peer_id ? peer_id->toString() : "";
   b->record.dst_identity = pod->identity ? pod->identity->toString() : "";
   socklen_t len = toSockaddr(target, &b->dst_addr);
-  io_uring_sqe* s = sqe();
-  io_uring_prep_connect(s, b->tcp.get(), reinterpret_cast<sockaddr*>(&b->dst_addr), len);
-  io_uring_sqe_set_data(s, &b->connect_tag);
+  prepConnect(b->tcp.get(), b->dst_addr, len, &b->connect_tag);
   b->connecting = true;
 }
 
@@ -507,7 +503,7 @@ void Worker::onBridgeConnect(Bridge* b, int res) {
       b->conn = nullptr;
       markDirty(c);
     }
-    return abortBridge(b, "connect " + b->record.dst.toString() + ": " + std::strerror(-res));
+    return abortBridge(b, "connect " + b->record.dst.toString() + ": " + connectFailure(res));
   }
   if (!c) return abortBridge(b, "HBONE stream gone before the application answered");
   if (auto st = c->transport->h2().respond(b->stream, 200); !st) {

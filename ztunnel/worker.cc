@@ -22,7 +22,11 @@ namespace internal {
 
 Worker::Worker(const TunnelOptions& options, OrigDstResolver& resolver, TlsProvider* tls,
                AccessLogFn access_log)
-    : options_(options), resolver_(resolver), tls_(tls), access_log_(std::move(access_log)) {}
+    : options_(options), resolver_(resolver), tls_(tls), access_log_(std::move(access_log)) {
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(options_.connect_timeout);
+  connect_timeout_.tv_sec = ns.count() / 1000000000;
+  connect_timeout_.tv_nsec = ns.count() % 1000000000;
+}
 
 Worker::~Worker() {
   stop();
@@ -175,6 +179,10 @@ TunnelStats Worker::stats() const {
   s.hbone_streams_accepted = get(hbone_streams_accepted_);
   s.hbone_streams_rejected = get(hbone_streams_rejected_);
   s.hbone_pool_size = get(hbone_pool_size_);
+  s.denied = get(denied_);
+  s.closed_by_policy = get(closed_by_policy_);
+  s.connect_retries = get(connect_retries_);
+  s.connect_timeouts = get(connect_timeouts_);
   return s;
 }
 
@@ -224,6 +232,24 @@ void Worker::armAccept(Listener* l) {
   io_uring_prep_multishot_accept(s, l->fd.get(), nullptr, nullptr, SOCK_CLOEXEC);
   io_uring_sqe_set_data(s, &l->tag);
   l->in_flight = true;
+}
+
+void Worker::prepConnect(int fd, const sockaddr_storage& addr, socklen_t len, OpTag* tag) {
+  // The pair must go in one submission: a link does not span two.
+  if (io_uring_sq_space_left(&ring_) < 2) io_uring_submit(&ring_);
+  io_uring_sqe* s = sqe();
+  io_uring_prep_connect(s, fd, reinterpret_cast<const sockaddr*>(&addr), len);
+  io_uring_sqe_set_data(s, tag);
+  s->flags |= IOSQE_IO_LINK;
+  io_uring_sqe* t = sqe();
+  io_uring_prep_link_timeout(t, &connect_timeout_, 0);
+  io_uring_sqe_set_data(t, &ignore_tag_);
+}
+
+std::string Worker::connectFailure(int res) {
+  if (res != -ECANCELED) return std::strerror(-res);
+  connect_timeouts_.fetch_add(1, std::memory_order_relaxed);
+  return "timed out after " + std::to_string(options_.connect_timeout.count()) + " ms";
 }
 
 void Worker::run() {
@@ -502,9 +528,7 @@ void Worker::startTcp(Conn* c, Pod* pod, const IpAddress* bind_ip, bool transpar
   }
   c->up = std::move(*up);
   socklen_t len = toSockaddr(c->record.dst, &c->dst_addr);
-  io_uring_sqe* s = sqe();
-  io_uring_prep_connect(s, c->up.get(), reinterpret_cast<sockaddr*>(&c->dst_addr), len);
-  io_uring_sqe_set_data(s, &c->connect_tag);
+  prepConnect(c->up.get(), c->dst_addr, len, &c->connect_tag);
   c->connecting = true;
 }
 
@@ -513,7 +537,7 @@ void Worker::onConnect(Conn* c, int res) {
   if (c->aborting) return maybeFinish(c);
   if (res < 0) {
     failed_connect_.fetch_add(1, std::memory_order_relaxed);
-    return abort(c, "connect " + c->record.dst.toString() + ": " + std::strerror(-res));
+    return abort(c, "connect " + c->record.dst.toString() + ": " + connectFailure(res));
   }
   for (int i = 0; i < 2; ++i) {
     Half& h = c->half[i];

@@ -232,6 +232,11 @@ class Worker final : public Tunnel {
   void armWake();
   void armTimer();
   void armAccept(Listener* l);
+  // A connect bounded by options_.connect_timeout (a linked timeout: the connect then
+  // completes with -ECANCELED).
+  void prepConnect(int fd, const sockaddr_storage& addr, socklen_t len, OpTag* tag);
+  // The words for a failed connect's result ("timed out after 10000 ms" for the timeout).
+  std::string connectFailure(int res);
   void run();
   void handle(OpTag* tag, int res, unsigned flags);
   void onWake();
@@ -309,6 +314,7 @@ class Worker final : public Tunnel {
   OpTag timer_tag_{OpKind::kTimer, nullptr, 0};
   OpTag ignore_tag_{OpKind::kIgnore, nullptr, 0};
   __kernel_timespec timer_interval_{1, 0};
+  __kernel_timespec connect_timeout_{};
   bool timer_in_flight_ = false;
 
   // A pod to add (pod set) or to remove (pod null), queued by the agent's thread.
@@ -351,6 +357,10 @@ class Worker final : public Tunnel {
   std::atomic<uint64_t> hbone_streams_accepted_{0};
   std::atomic<uint64_t> hbone_streams_rejected_{0};
   std::atomic<uint64_t> hbone_pool_size_{0};
+  std::atomic<uint64_t> denied_{0};
+  std::atomic<uint64_t> closed_by_policy_{0};
+  std::atomic<uint64_t> connect_retries_{0};
+  std::atomic<uint64_t> connect_timeouts_{0};
 };
 
 }  // namespace nodemesh::ztunnel::internal
