@@ -394,6 +394,7 @@ void Worker::onTimer() {
   // Safety net for receivers waiting for buffers (normally re-armed as buffers come back).
   rearmStarved();
   closeIdleHbone();
+  picker_.prune(Clock::now());  // endpoints of removed workloads
   armTimer();
 }
 

@@ -174,7 +174,7 @@ Result<Pick> EndpointPicker::pick(const model::Snapshot& snapshot, const model::
       ++skipped.strict_mismatch;
       continue;
     }
-    const State* s = findState(w->uid, port);
+    State* s = findState(w->uid, port);
     candidates_.push_back(Candidate{w, port, rank, s == nullptr || usable(*s, now), s});
   }
   if (candidates_.empty()) {
@@ -232,18 +232,26 @@ Pick EndpointPicker::choose(const std::vector<const Candidate*>& group, TimePoin
   };
   if (group.size() == 1) return result(*group[0], "only candidate");
 
-  // Two draws with replacement, each with probability proportional to capacity (0 never drawn,
-  // unless every candidate has 0: then all count as 1). With replacement, so that endpoints of
-  // equal cost are chosen exactly in proportion to capacity.
+  // Two different candidates, each drawn with probability proportional to capacity (0 never
+  // drawn, unless every candidate has 0: then all count as 1). Distinct, as in the power of two
+  // choices: drawing the same endpoint twice would hand it the connection without a comparison
+  // (a third of all picks over three endpoints), however loaded or slow it is.
   cumulative_.clear();
   uint64_t total = 0;
   for (const Candidate* c : group) cumulative_.push_back(total += c->workload->capacity);
   if (total == 0) {
     for (size_t i = 0; i < cumulative_.size(); ++i) cumulative_[i] = i + 1;
   }
-  const Candidate& a = *group[draw()];
-  const Candidate& b = *group[draw()];
-  if (&a == &b) return result(a, fmt::format("p2c: drew {} twice", displayName(*a.workload)));
+  const size_t ia = draw();
+  size_t ib = draw();
+  for (int tries = 0; ib == ia && tries < 16; ++tries) ib = draw();
+  if (ib == ia) {
+    // Every other candidate has capacity 0 (or the weights are that skewed): no comparison.
+    return result(*group[ia], fmt::format("p2c: {} is the only candidate with capacity",
+                                          displayName(*group[ia]->workload)));
+  }
+  const Candidate& a = *group[ia];
+  const Candidate& b = *group[ib];
 
   // Cost: peak-EWMA connect latency (plus the floor) times the load per unit of capacity,
   // Linkerd's latency * (active + 1) for capacity 1. Latencies within the tolerance count as equal.
@@ -263,6 +271,16 @@ Pick EndpointPicker::choose(const std::vector<const Candidate*>& group, TimePoin
   const bool b_wins = cost_b < cost_a;
   const Candidate& winner = b_wins ? b : a;
   const Candidate& loser = b_wins ? a : b;
+  // A loser whose latency estimate is what made it lose gets that estimate lowered by one
+  // sample's weight: an endpoint whose estimate rose on one slow connect (a scheduling hiccup,
+  // the TLS handshake of a new pooled connection) wins again after about a dozen comparisons,
+  // instead of losing every one (and so never getting the samples that would bring its estimate
+  // down) until the estimate decays with time. A truly slow endpoint wins one of those
+  // comparisons now and then, measures slow again, and goes back to losing.
+  if (loser.state != nullptr && loser.state->measured &&
+      (b_wins ? cmp_a > cmp_b : cmp_b > cmp_a) && load(loser) <= load(winner)) {
+    loser.state->latency_ns *= 1.0 - options_.latency_sample_weight;
+  }
   auto describe = [](const Candidate& c, double latency) {
     return fmt::format("{} (active {}, latency {})", displayName(*c.workload),
                        c.state != nullptr ? c.state->active : 0, formatLatency(latency));
@@ -365,7 +383,7 @@ EndpointPicker::State& EndpointPicker::state(const EndpointId& endpoint, TimePoi
   return it->second;
 }
 
-const EndpointPicker::State* EndpointPicker::findState(std::string_view uid, uint16_t port) const {
+EndpointPicker::State* EndpointPicker::findState(std::string_view uid, uint16_t port) {
   auto it = states_.find(KeyView{uid, port});
   return it == states_.end() ? nullptr : &it->second;
 }

@@ -55,7 +55,9 @@ struct LbOptions {
   std::chrono::milliseconds latency_decay = std::chrono::seconds(10);
   double latency_sample_weight = 0.2;
   // The estimate of an endpoint that has no sample yet.
-  std::chrono::nanoseconds initial_latency = std::chrono::milliseconds(1);
+  // 0: an endpoint nothing is known about yet looks as fast as the fastest, so it gets
+  // connections and samples (a pessimistic guess would starve it of both for good).
+  std::chrono::nanoseconds initial_latency{0};
   // Added to every estimate before comparing, and estimates within latency_tolerance of each other
   // count as equal: connect latencies inside one cluster differ by tens of microseconds from noise
   // alone, and without this the endpoint that happened to measure fastest would win every draw.
@@ -167,7 +169,7 @@ class EndpointPicker {
     uint16_t port;
     unsigned rank;       // routing preferences matched (FAILOVER)
     bool usable;         // not ejected, no probe in flight
-    const State* state;  // nullptr: nothing known yet
+    State* state;  // nullptr: nothing known yet
   };
   // Lookup by (uid, port) without building an EndpointId.
   struct KeyView {
@@ -184,7 +186,7 @@ class EndpointPicker {
   };
 
   State& state(const EndpointId& endpoint, TimePoint now);
-  const State* findState(std::string_view uid, uint16_t port) const;
+  State* findState(std::string_view uid, uint16_t port);
   bool usable(const State& s, TimePoint now) const;
   double latencyEstimate(const State* s, TimePoint now) const;
   // An index into the group choose() is drawing from, with probability by cumulative_.
