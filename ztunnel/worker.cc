@@ -941,11 +941,11 @@ bool Worker::retryService(std::unique_ptr<ServiceTarget>& target, UniqueFd& app,
   for (const auto& s : picker_.stats(now)) {
     if (s.endpoint == target->endpoint && s.ejections_total > before && s.ejected_until) {
       spdlog::info(
-          "load balancing: ejected {} ({}:{}) for {} ms after {} consecutive connect failures "
+          "load balancing: ejected {} ({}:{}) for {} ms after {} consecutive connect failure(s) "
           "(ejection {} since its last success)",
           target->endpoint_name, target->endpoint.workload_uid, target->endpoint.port,
           std::chrono::duration_cast<std::chrono::milliseconds>(*s.ejected_until - now).count(),
-          s.consecutive_failures, s.ejection_streak);
+          s.ejection_streak > 1 ? 1 : picker_.options().eject_after_failures, s.ejection_streak);
     }
   }
   auto pod = pods_.find(target->pod_cookie);
