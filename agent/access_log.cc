@@ -38,7 +38,7 @@ std::string formatAccessLog(const ztunnel::ConnectionRecord& r,
   const bool hbone = r.transport == ztunnel::Transport::kHbone;
   const std::string src_workload = metrics::workloadKey(peers.source);
   const std::string dst_workload = metrics::workloadKey(peers.destination);
-  const char* verdict = r.denied ? "deny" : "allow";
+  const metrics::Verdict verdict = metrics::verdictOf(r);
   if (format == AccessLogFormat::kJson) {
     nlohmann::ordered_json j = {
         {"time", timestamp(now)},
@@ -56,11 +56,14 @@ std::string formatAccessLog(const ztunnel::ConnectionRecord& r,
         {"duration_ms", r.duration.count()},
         {"result", r.error.empty() ? "ok" : "error"},
         {"error", r.error},
-        {"verdict", verdict},
-        {"policy", r.policy},
-        {"reason", r.reason},
+        {"verdict", verdict.verdict.empty() ? nlohmann::ordered_json(nullptr)
+                                            : nlohmann::ordered_json(verdict.verdict)},
+        {"policy", verdict.policy},
+        {"reason", verdict.reason},
+        {"dst_service", r.dst_service},
+        {"service_addr", r.service_addr ? r.service_addr->toString() : ""},
+        {"attempts", r.attempts},
     };
-    if (peers.service) j["dst_service"] = peers.service->key();
     // Replacement of invalid UTF-8: an error text can quote anything.
     return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   }
@@ -74,10 +77,18 @@ std::string formatAccessLog(const ztunnel::ConnectionRecord& r,
     line += fmt::format(" src_identity={} dst_identity={}", textValue(r.src_identity),
                         textValue(r.dst_identity));
   }
+  // A service connection, as the tunnel reports it (docs/agent.md).
+  if (!r.dst_service.empty()) {
+    line += fmt::format(" service={} service_addr={} attempts={}", r.dst_service,
+                        r.service_addr ? r.service_addr->toString() : "-", r.attempts);
+  }
   line += fmt::format(" src_workload={} dst_workload={}", src_workload, dst_workload);
-  if (peers.service) line += " dst_service=" + textValue(peers.service->key());
-  line += fmt::format(" verdict={} policy={}", verdict, textValue(r.policy));
-  if (!r.reason.empty()) line += " reason=" + textValue(r.reason);
+  if (!verdict.verdict.empty()) {
+    line += fmt::format(" verdict={} policy={}", verdict.verdict, textValue(verdict.policy));
+    if (verdict.verdict == "deny" && !verdict.reason.empty()) {
+      line += " reason=" + textValue(verdict.reason);
+    }
+  }
   return line;
 }
 

@@ -51,6 +51,8 @@ struct Flags {
   uint16_t metrics_port = admin::kDefaultMetricsPort;
   uint16_t readiness_port = admin::kDefaultReadinessPort;
   std::string access_log_format = "text";
+  int connect_timeout_ms = 10000;
+  unsigned connect_attempts = 3;
 };
 
 class BpfOrigDst final : public ztunnel::OrigDstResolver {
@@ -95,12 +97,13 @@ void logTunnelStats(const ztunnel::Tunnel& tunnel) {
       "active={} failed_connect={} failed_no_orig_dst={} failed_io={} bytes_to_dst={} "
       "bytes_from_dst={} tls_handshakes_client={} tls_handshakes_server={} "
       "tls_handshake_failures={} hbone_streams_opened={} hbone_streams_accepted={} "
-      "hbone_streams_rejected={} hbone_pool_size={}",
+      "hbone_streams_rejected={} hbone_pool_size={} denied={} closed_by_policy={} "
+      "connect_retries={} connect_timeouts={}",
       s.accepted_outbound, s.accepted_inbound, s.accepted_hbone, s.completed, s.active,
       s.failed_connect, s.failed_no_orig_dst, s.failed_io, s.bytes_to_dst, s.bytes_from_dst,
       s.tls_handshakes_client, s.tls_handshakes_server, s.tls_handshake_failures,
       s.hbone_streams_opened, s.hbone_streams_accepted, s.hbone_streams_rejected,
-      s.hbone_pool_size);
+      s.hbone_pool_size, s.denied, s.closed_by_policy, s.connect_retries, s.connect_timeouts);
 }
 
 // What the admin API and /metrics read of the running agent.
@@ -267,6 +270,9 @@ int run(const Flags& flags) {
   ztunnel::TunnelOptions tunnel_options;
   tunnel_options.workers = flags.workers ? flags.workers : ztunnel::defaultWorkerCount();
   tunnel_options.recv_buffer_count = flags.recv_buffers;
+  tunnel_options.node = flags.node;
+  tunnel_options.connect_timeout = std::chrono::milliseconds(flags.connect_timeout_ms);
+  tunnel_options.connect_attempts = flags.connect_attempts;
   ConnectionTelemetry telemetry(flags.access_log_format == "json" ? AccessLogFormat::kJson
                                                                   : AccessLogFormat::kText);
   telemetry.setSnapshot(first.snapshot);
@@ -479,6 +485,16 @@ int agentMain(int argc, char** argv) {
                  "access log lines on stdout: text or json")
       ->capture_default_str()
       ->check(CLI::IsMember({"text", "json"}));
+  app.add_option("--connect-timeout-ms", flags.connect_timeout_ms,
+                 "a connect to a destination or to a peer's 15008 that takes longer fails (and "
+                 "is retried on another endpoint for a service)")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 600000));
+  app.add_option("--connect-attempts", flags.connect_attempts,
+                 "endpoints tried per connection to a service (the first pick plus retries on "
+                 "other endpoints after a connect failure)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10));
   CLI11_PARSE(app, argc, argv);
 
   auto logger = spdlog::stderr_logger_mt("nodemesh");

@@ -53,6 +53,10 @@ std::string StringMatch::toString() const {
 }
 
 bool Match::empty() const {
+  return l4Empty() && l7_fields.empty();
+}
+
+bool Match::l4Empty() const {
   return namespaces.empty() && not_namespaces.empty() && service_accounts.empty() &&
          not_service_accounts.empty() && principals.empty() && not_principals.empty() &&
          source_ips.empty() && not_source_ips.empty() && destination_ips.empty() &&

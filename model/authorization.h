@@ -48,6 +48,11 @@ struct ServiceAccountMatch {
 // One match: every field that is set must match (AND); the values of one field are OR'd; a
 // `not_` field matches when none of its values match. Principals are written without the
 // "spiffe://" scheme ("cluster.local/ns/shop/sa/frontend"), as in Istio.
+//
+// `l7_fields` names the HTTP attributes of Istio's AuthorizationPolicy that the match mentions
+// (config keys such as "methods", "notPaths", "requestPrincipals"). An L4 data plane cannot
+// check them; policy/ applies Istio's rules for them (see docs/policy.md): a rule naming one
+// never matches in an ALLOW policy, and the attribute counts as matched in a DENY policy.
 struct Match {
   std::vector<StringMatch> namespaces;
   std::vector<StringMatch> not_namespaces;
@@ -61,9 +66,12 @@ struct Match {
   std::vector<Cidr> not_destination_ips;
   std::vector<uint16_t> destination_ports;
   std::vector<uint16_t> not_destination_ports;
+  std::vector<std::string> l7_fields;
 
-  // A match with no fields set never matches (ztunnel skips it).
+  // A match with no fields set, L4 or L7, never matches (ztunnel skips it).
   bool empty() const;
+  // True when none of the L4 fields above is set (the match may still name L7 attributes).
+  bool l4Empty() const;
   bool operator==(const Match&) const = default;
 };
 

@@ -143,9 +143,7 @@ HboneConn* Worker::pooledConn(Pod* pod, const identity::SpiffeId& dst_id, const 
   hbone_pool_size_.fetch_add(1, std::memory_order_relaxed);
 
   socklen_t len = toSockaddr(dst, &c->peer_addr);
-  io_uring_sqe* s = sqe();
-  io_uring_prep_connect(s, c->fd.get(), reinterpret_cast<sockaddr*>(&c->peer_addr), len);
-  io_uring_sqe_set_data(s, &c->connect_tag);
+  prepConnect(c->fd.get(), c->peer_addr, len, &c->connect_tag);
   c->connecting = true;
   return c;
 }
@@ -190,7 +188,7 @@ void Worker::onHboneConnect(HboneConn* c, int res) {
   c->connecting = false;
   if (!c->dead && res < 0) {
     failed_connect_.fetch_add(1, std::memory_order_relaxed);
-    failHbone(c, "connect " + c->peer.toString() + ": " + std::strerror(-res));
+    failHbone(c, "connect " + c->peer.toString() + ": " + connectFailure(res));
   } else if (!c->dead) {
     hboneRecv(c);
   }
@@ -373,15 +371,23 @@ void Worker::closeIdleHbone() {
 // ---- outbound: application -> 15001 -> HBONE stream ----
 
 void Worker::startOutboundHbone(Pod* pod, UniqueFd app, const SocketAddress& app_addr,
-                                const SocketAddress& dst, const model::Workload& dst_workload) {
+                                const SocketAddress& dst, const model::Workload& dst_workload,
+                                std::unique_ptr<ServiceTarget> service) {
   auto dst_id = identity::SpiffeId::create(dst_workload.trust_domain, dst_workload.namespace_name,
                                            dst_workload.service_account);
   Bridge* b = newBridge(nullptr, std::move(app), Direction::kOutbound, pod->name);
   b->record.src = app_addr;
   b->record.dst = dst;
   b->record.src_identity = pod->identity->toString();
+  if (service) {
+    b->record.dst_service = service->service->key();
+    b->record.service_addr = service->vip;
+    b->record.attempts = static_cast<unsigned>(service->tried.size());
+    b->service = std::move(service);  // failures below are retried by abortBridge
+  }
   if (dst_id) b->record.dst_identity = dst_id->toString();
-  opened(b->record);
+  // Metrics count a service connection once, at its first attempt.
+  if (!b->service || b->service->tried.size() == 1) opened(b->record);
   if (!dst_id) {
     failed_connect_.fetch_add(1, std::memory_order_relaxed);
     return abortBridge(b, "destination identity: " + dst_id.error().message);
@@ -435,6 +441,7 @@ void Worker::onResponse(HboneConn* c, hbone::StreamId stream, int status) {
     return abortBridge(b, "HBONE CONNECT answered " + std::to_string(status));
   }
   b->streaming = true;
+  if (b->service) serviceEstablished(*b->service);
   bridgeRecv(b);
 }
 
@@ -469,6 +476,27 @@ void Worker::onRequest(HboneConn* c, hbone::StreamId stream, const hbone::Connec
       target.port == options_.outbound_port) {
     return reject(400, "target port " + std::to_string(target.port) + " is the tunnel's own");
   }
+  // The client's port comes from `forwarded` only when the header names the connection's own
+  // peer address: anything else is a claim the mesh cannot check.
+  auto forwarded = forwardedFor(req.forwarded);
+  ConnectionRecord record;
+  record.direction = Direction::kInbound;
+  record.pod = pod->name;
+  record.transport = Transport::kHbone;
+  record.src =
+      forwarded && forwarded->ip == c->peer.ip ? *forwarded : SocketAddress{c->peer.ip, 0};
+  record.dst = target;
+  const auto& peer_id = c->transport->tls().peerIdentity();
+  record.src_identity = peer_id ? peer_id->toString() : "";
+  record.dst_identity = pod->identity ? pod->identity->toString() : "";
+  opened(record);
+  // Authorization, before anything is connected to the application: 401 when denied.
+  if (!authorize(record, record.src_identity)) {
+    reject(401, record.reason);
+    record.error = "denied: " + record.reason;
+    if (access_log_) access_log_(record);
+    return;
+  }
   // Delivered from the client's address, like 15006 (see worker.cc): the TCP peer of the
   // HBONE connection is the client pod.
   bool transparent = c->peer.ip.isV4() && target.ip.isV4();
@@ -479,20 +507,9 @@ void Worker::onRequest(HboneConn* c, hbone::StreamId stream, const hbone::Connec
   Bridge* b = newBridge(c, std::move(*fd), Direction::kInbound, pod->name);
   b->stream = stream;
   c->streams[stream] = b;
-  // The client's port comes from `forwarded` only when the header names the connection's own
-  // peer address: anything else is a claim the mesh cannot check.
-  auto forwarded = forwardedFor(req.forwarded);
-  b->record.src =
-      forwarded && forwarded->ip == c->peer.ip ? *forwarded : SocketAddress{c->peer.ip, 0};
-  b->record.dst = target;
-  const auto& peer_id = c->transport->tls().peerIdentity();
-  b->record.src_identity = peer_id ? peer_id->toString() : "";
-  b->record.dst_identity = pod->identity ? pod->identity->toString() : "";
-  opened(b->record);
+  b->record = std::move(record);
   socklen_t len = toSockaddr(target, &b->dst_addr);
-  io_uring_sqe* s = sqe();
-  io_uring_prep_connect(s, b->tcp.get(), reinterpret_cast<sockaddr*>(&b->dst_addr), len);
-  io_uring_sqe_set_data(s, &b->connect_tag);
+  prepConnect(b->tcp.get(), b->dst_addr, len, &b->connect_tag);
   b->connecting = true;
 }
 
@@ -509,7 +526,7 @@ void Worker::onBridgeConnect(Bridge* b, int res) {
       b->conn = nullptr;
       markDirty(c);
     }
-    return abortBridge(b, "connect " + b->record.dst.toString() + ": " + std::strerror(-res));
+    return abortBridge(b, "connect " + b->record.dst.toString() + ": " + connectFailure(res));
   }
   if (!c) return abortBridge(b, "HBONE stream gone before the application answered");
   if (auto st = c->transport->h2().respond(b->stream, 200); !st) {
@@ -679,9 +696,28 @@ void Worker::onStreamClosed(HboneConn* c, hbone::StreamId stream, uint32_t error
   maybeFinishBridge(b);
 }
 
-// Ends a bridge with a reset on its TCP side and on its stream.
+void Worker::dropBridge(Bridge* b) {
+  active_.fetch_sub(1, std::memory_order_relaxed);
+  bridges_.erase(b->self);
+}
+
+// Ends a bridge with a reset on its TCP side and on its stream. An outbound connection to a
+// service that failed before its stream was established is retried on another endpoint
+// instead (nothing was read from the application yet, so nothing is lost).
 void Worker::abortBridge(Bridge* b, const std::string& why) {
   if (b->aborting) return;
+  if (b->service && !b->streaming && b->record.direction == Direction::kOutbound && !b->finished &&
+      !b->rx.armed && !b->send_in_flight && !b->shutdown_in_flight) {
+    if (HboneConn* c = b->conn) {
+      if (!b->stream_closed) (void)c->transport->h2().resetStream(b->stream, hbone::kH2Cancel);
+      c->streams.erase(b->stream);
+      if (c->streams.empty()) c->idle_since = Clock::now();
+      b->conn = nullptr;
+      b->stream_closed = true;
+      markDirty(c);
+    }
+    if (retryService(b->service, b->tcp, b->record.src, why)) return dropBridge(b);
+  }
   b->aborting = true;
   b->rx.closed = true;
   if (b->record.error.empty()) b->record.error = why;
@@ -716,6 +752,7 @@ void Worker::maybeFinishBridge(Bridge* b) {
 void Worker::finishBridge(Bridge* b) {
   b->finished = true;
   releaseRecv(b->rx);
+  if (b->service) serviceEnded(*b->service);
   if (HboneConn* c = b->conn) {
     if (!b->stream_closed) (void)c->transport->h2().resetStream(b->stream, hbone::kH2Cancel);
     c->streams.erase(b->stream);

@@ -115,6 +115,11 @@ Status writeSysctl(const char* path, const char* value) {
 
 Status installDeliveryRouting(uint32_t delivery_mark, uint32_t table) {
   if (auto st = writeSysctl("/proc/sys/net/ipv4/tcp_fwmark_accept", "1"); !st) return st;
+  // The kernel's own answers to a delivery (the RST when the application has no listener)
+  // carry the delivery's mark too, so they come back to the delivery socket through the same
+  // rule. Without it the RST is routed to the real client address and the delivery waits for
+  // its connect timeout instead of failing at once.
+  if (auto st = writeSysctl("/proc/sys/net/ipv4/fwmark_reflect", "1"); !st) return st;
   if (auto r = route(true, table); !r) return r.error();
   if (auto r = rule(true, delivery_mark, table); !r) return r.error();
   return okStatus();
@@ -133,8 +138,11 @@ Status removeDeliveryRouting(uint32_t delivery_mark, uint32_t table) {
   }
   if (auto r = route(false, table); !r && result) result = r.error();
   // The kernel default; pods do not rely on it otherwise.
-  if (auto st = writeSysctl("/proc/sys/net/ipv4/tcp_fwmark_accept", "0"); !st && result) {
-    result = st;
+  for (const char* sysctl : {"tcp_fwmark_accept", "fwmark_reflect"}) {
+    const std::string path = std::string("/proc/sys/net/ipv4/") + sysctl;
+    if (auto st = writeSysctl(path.c_str(), "0"); !st && result) {
+      result = st;
+    }
   }
   return result;
 }

@@ -24,6 +24,15 @@ struct TunnelOptions {
   uint16_t outbound_port = NM_PORT_OUTBOUND;
   uint16_t inbound_port = NM_PORT_INBOUND;
   uint16_t hbone_port = NM_PORT_HBONE;
+  // This node's name: load balancing prefers endpoints by locality, the node included.
+  std::string node;
+  // A connect (TCP to a destination, or to a peer's 15008) that has not completed by then
+  // fails, and is retried on another endpoint when the destination is a service (ztunnel:
+  // a fixed 10 s).
+  std::chrono::milliseconds connect_timeout{10000};
+  // Endpoints tried per connection to a service: the first pick plus retries on different
+  // endpoints after a connect failure or refusal.
+  unsigned connect_attempts = 3;
   // A pooled HBONE connection with no stream for this long is closed (ztunnel: 5 minutes).
   std::chrono::seconds pool_idle_timeout{300};
   // An HBONE connection whose TLS handshake has not finished by then is closed (a peer that
@@ -93,11 +102,15 @@ struct ConnectionRecord {
   Transport transport = Transport::kTcp;
   std::string src_identity;  // SPIFFE IDs, HBONE only ("" when unknown)
   std::string dst_identity;
-  // The authorization verdict: denied by policy (response_flags="DENY" in metrics), the
-  // deciding policy ("namespace/name", empty when none decided) and why.
+  // Outbound to a service VIP: the service ("namespace/hostname") and the VIP:port the client
+  // asked for; `dst` is then the endpoint that served it.
+  std::string dst_service;
+  std::optional<SocketAddress> service_addr;
+  unsigned attempts = 0;  // endpoints tried (service connections)
+  // Inbound authorization: a denied connection never reaches the application.
   bool denied = false;
-  std::string policy;
-  std::string reason;
+  std::string policy;  // the policy that decided ("namespace/name"), empty when none did
+  std::string reason;  // the verdict in words
 };
 
 // One open connection, as the admin API's /connections lists it: a copy taken by the worker
@@ -106,7 +119,8 @@ struct ConnectionInfo {
   Direction direction = Direction::kOutbound;
   std::string pod;
   SocketAddress src;
-  SocketAddress dst;
+  SocketAddress dst;  // for a service connection, the endpoint picked
+  std::string dst_service;  // "namespace/hostname" when connected through a service VIP
   Transport transport = Transport::kTcp;
   std::string src_identity;
   std::string dst_identity;
@@ -136,6 +150,10 @@ struct TunnelStats {
   uint64_t hbone_streams_accepted = 0;  // CONNECT streams answered 200 as server
   uint64_t hbone_streams_rejected = 0;  // answered 400/401/503
   uint64_t hbone_pool_size = 0;         // client connections open
+  uint64_t denied = 0;                  // inbound connections refused by authorization
+  uint64_t closed_by_policy = 0;        // open connections closed after a policy change
+  uint64_t connect_retries = 0;         // service connections retried on another endpoint
+  uint64_t connect_timeouts = 0;
 
   // Sums another worker's figures into these.
   TunnelStats& operator+=(const TunnelStats& o) {
@@ -156,6 +174,10 @@ struct TunnelStats {
     hbone_streams_accepted += o.hbone_streams_accepted;
     hbone_streams_rejected += o.hbone_streams_rejected;
     hbone_pool_size += o.hbone_pool_size;
+    denied += o.denied;
+    closed_by_policy += o.closed_by_policy;
+    connect_retries += o.connect_retries;
+    connect_timeouts += o.connect_timeouts;
     return *this;
   }
 };

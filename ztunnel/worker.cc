@@ -26,7 +26,13 @@ Worker::Worker(const TunnelOptions& options, OrigDstResolver& resolver, TlsProvi
       resolver_(resolver),
       tls_(tls),
       access_log_(std::move(access_log)),
-      on_open_(std::move(on_open)) {}
+      on_open_(std::move(on_open)),
+      picker_(lb::LbOptions{.max_attempts = options.connect_attempts,
+                            .connect_timeout = options.connect_timeout}) {
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(options_.connect_timeout);
+  connect_timeout_.tv_sec = ns.count() / 1000000000;
+  connect_timeout_.tv_nsec = ns.count() % 1000000000;
+}
 
 Worker::~Worker() {
   stop();
@@ -150,13 +156,31 @@ void Worker::removePod(uint64_t cookie) {
 }
 
 void Worker::setSnapshot(model::SnapshotPtr snapshot) {
-  std::lock_guard<std::mutex> lock(snapshot_mu_);
-  snapshot_ = std::move(snapshot);
+  auto authorizer =
+      snapshot ? std::make_shared<const policy::Authorizer>(snapshot) : nullptr;
+  setSnapshot(std::move(snapshot), std::move(authorizer));
+}
+
+void Worker::setSnapshot(model::SnapshotPtr snapshot,
+                         std::shared_ptr<const policy::Authorizer> authorizer) {
+  {
+    std::lock_guard<std::mutex> lock(snapshot_mu_);
+    snapshot_ = std::move(snapshot);
+    authorizer_ = std::move(authorizer);
+  }
+  // Open connections are checked against the new policies on the worker's thread.
+  policy_changed_.store(true);
+  wake();
 }
 
 model::SnapshotPtr Worker::snapshot() const {
   std::lock_guard<std::mutex> lock(snapshot_mu_);
   return snapshot_;
+}
+
+std::shared_ptr<const policy::Authorizer> Worker::authorizer() const {
+  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  return authorizer_;
 }
 
 TunnelStats Worker::stats() const {
@@ -179,6 +203,10 @@ TunnelStats Worker::stats() const {
   s.hbone_streams_accepted = get(hbone_streams_accepted_);
   s.hbone_streams_rejected = get(hbone_streams_rejected_);
   s.hbone_pool_size = get(hbone_pool_size_);
+  s.denied = get(denied_);
+  s.closed_by_policy = get(closed_by_policy_);
+  s.connect_retries = get(connect_retries_);
+  s.connect_timeouts = get(connect_timeouts_);
   return s;
 }
 
@@ -228,6 +256,24 @@ void Worker::armAccept(Listener* l) {
   io_uring_prep_multishot_accept(s, l->fd.get(), nullptr, nullptr, SOCK_CLOEXEC);
   io_uring_sqe_set_data(s, &l->tag);
   l->in_flight = true;
+}
+
+void Worker::prepConnect(int fd, const sockaddr_storage& addr, socklen_t len, OpTag* tag) {
+  // The pair must go in one submission: a link does not span two.
+  if (io_uring_sq_space_left(&ring_) < 2) io_uring_submit(&ring_);
+  io_uring_sqe* s = sqe();
+  io_uring_prep_connect(s, fd, reinterpret_cast<const sockaddr*>(&addr), len);
+  io_uring_sqe_set_data(s, tag);
+  s->flags |= IOSQE_IO_LINK;
+  io_uring_sqe* t = sqe();
+  io_uring_prep_link_timeout(t, &connect_timeout_, 0);
+  io_uring_sqe_set_data(t, &ignore_tag_);
+}
+
+std::string Worker::connectFailure(int res) {
+  if (res != -ECANCELED) return std::strerror(-res);
+  connect_timeouts_.fetch_add(1, std::memory_order_relaxed);
+  return "timed out after " + std::to_string(options_.connect_timeout.count()) + " ms";
 }
 
 void Worker::run() {
@@ -340,6 +386,7 @@ void Worker::onWake() {
       io_uring_sqe_set_data(s, &ignore_tag_);
     }
   }
+  if (policy_changed_.exchange(false) && !stopping_.load()) revokeDenied();
   reapPods();
   if (!stopping_.load()) armWake();
 }
@@ -349,6 +396,7 @@ void Worker::onTimer() {
   // Safety net for receivers waiting for buffers (normally re-armed as buffers come back).
   rearmStarved();
   closeIdleHbone();
+  picker_.prune(Clock::now());  // endpoints of removed workloads
   armTimer();
 }
 
@@ -429,17 +477,26 @@ void Worker::onAccept(Listener* l, int res, unsigned flags) {
 }
 
 Conn* Worker::newConn(Listener* l, UniqueFd fd) {
+  return newConn(l->kind == ListenerKind::kOutbound ? Direction::kOutbound : Direction::kInbound,
+                 l->pod->name, std::move(fd));
+}
+
+Conn* Worker::newConn(Direction direction, const std::string& pod, UniqueFd fd) {
   auto conn = std::make_unique<Conn>();
   Conn* c = conn.get();
   c->start = Clock::now();
   c->down = std::move(fd);
-  c->record.direction =
-      l->kind == ListenerKind::kOutbound ? Direction::kOutbound : Direction::kInbound;
-  c->record.pod = l->pod->name;
+  c->record.direction = direction;
+  c->record.pod = pod;
   conns_.push_back(std::move(conn));
   c->self = std::prev(conns_.end());
   active_.fetch_add(1, std::memory_order_relaxed);
   return c;
+}
+
+void Worker::dropConn(Conn* c) {
+  active_.fetch_sub(1, std::memory_order_relaxed);
+  conns_.erase(c->self);
 }
 
 void Worker::startConn(Listener* l, UniqueFd fd) {
@@ -449,11 +506,20 @@ void Worker::startConn(Listener* l, UniqueFd fd) {
     accepted_outbound_.fetch_add(1, std::memory_order_relaxed);
     std::optional<SocketAddress> dst;
     if (peer) dst = resolver_.takeOrigDst(l->pod->cookie, *peer);
-    if (peer && dst && l->pod->identity) {
+    auto snap = peer && dst ? snapshot() : nullptr;
+    if (snap) {
+      // A service VIP: one of its endpoints, picked by the load balancer.
+      if (const model::Service* service = snap->serviceByVip(dst->ip)) {
+        auto target = std::make_unique<ServiceTarget>();
+        target->snapshot = snap;
+        target->service = service;
+        target->vip = *dst;
+        target->pod_cookie = l->pod->cookie;
+        return startServiceConnection(l->pod, std::move(fd), *peer, std::move(target), "");
+      }
       // A destination in the mesh is reached with HBONE; anything else with plain TCP.
-      auto snap = snapshot();
-      const model::Workload* w = snap ? snap->workloadByIp(dst->ip) : nullptr;
-      if (w && w->protocol == model::Protocol::Hbone) {
+      const model::Workload* w = snap->workloadByIp(dst->ip);
+      if (w && w->protocol == model::Protocol::Hbone && l->pod->identity) {
         return startOutboundHbone(l->pod, std::move(fd), *peer, *dst, *w);
       }
     }
@@ -490,6 +556,9 @@ void Worker::startConn(Listener* l, UniqueFd fd) {
     failed_connect_.fetch_add(1, std::memory_order_relaxed);
     return abort(c, "refusing to deliver to the tunnel's own listener " + local->toString());
   }
+  // A plaintext client has no identity to show: only policies that need none can allow it.
+  // A denied connection is reset before the application is even connected to.
+  if (!authorize(c->record, "")) return abort(c, "denied: " + c->record.reason);
   // Deliver from inside the pod with the delivery mark (so cgroup/connect4 lets sk_lookup
   // pass it to the application), bound to the client's address (IP_TRANSPARENT) so that the
   // application sees it. Our accepted socket holds (dst, src:port): the delivery must not
@@ -509,9 +578,7 @@ void Worker::startTcp(Conn* c, Pod* pod, const IpAddress* bind_ip, bool transpar
   }
   c->up = std::move(*up);
   socklen_t len = toSockaddr(c->record.dst, &c->dst_addr);
-  io_uring_sqe* s = sqe();
-  io_uring_prep_connect(s, c->up.get(), reinterpret_cast<sockaddr*>(&c->dst_addr), len);
-  io_uring_sqe_set_data(s, &c->connect_tag);
+  prepConnect(c->up.get(), c->dst_addr, len, &c->connect_tag);
   c->connecting = true;
 }
 
@@ -519,9 +586,12 @@ void Worker::onConnect(Conn* c, int res) {
   c->connecting = false;
   if (c->aborting) return maybeFinish(c);
   if (res < 0) {
+    std::string why = "connect " + c->record.dst.toString() + ": " + connectFailure(res);
+    if (c->service && retryService(c->service, c->down, c->record.src, why)) return dropConn(c);
     failed_connect_.fetch_add(1, std::memory_order_relaxed);
-    return abort(c, "connect " + c->record.dst.toString() + ": " + std::strerror(-res));
+    return abort(c, why);
   }
+  if (c->service) serviceEstablished(*c->service);
   for (int i = 0; i < 2; ++i) {
     Half& h = c->half[i];
     h.recv_tag = OpTag{OpKind::kRecv, c, i};
@@ -711,6 +781,7 @@ void Worker::maybeFinish(Conn* c) {
 
 void Worker::finish(Conn* c) {
   for (Half& h : c->half) releaseRecv(h.rx);
+  if (c->service) serviceEnded(*c->service);
   c->record.bytes_to_dst = c->half[0].bytes;
   c->record.bytes_from_dst = c->half[1].bytes;
   c->record.duration =
@@ -718,6 +789,199 @@ void Worker::finish(Conn* c) {
   if (access_log_) access_log_(c->record);
   active_.fetch_sub(1, std::memory_order_relaxed);
   conns_.erase(c->self);  // closes both sockets (RST when aborting: SO_LINGER 0)
+}
+
+// ---- authorization ----
+
+bool Worker::authorize(ConnectionRecord& r, const std::string& peer_identity) {
+  auto auth = authorizer();
+  if (!auth) return true;  // no config yet: no policy
+  const model::Workload* w = auth->snapshot()->workloadByIp(r.dst.ip);
+  bool allowed = false;
+  if (!w) {
+    r.reason = "no workload in the config has the address " + r.dst.ip.toString();
+  } else {
+    policy::ConnectionAttributes attrs{r.src.ip, r.dst.ip, r.dst.port, std::nullopt};
+    if (!peer_identity.empty()) attrs.source_identity = peer_identity;
+    auto verdict = auth->check(*w, attrs);
+    allowed = verdict.allowed;
+    r.reason = verdict.reason();
+    r.policy = std::string(verdict.policy);
+    for (std::string_view unmatched : verdict.unmatched_allow) {
+      r.policy += (r.policy.empty() ? "" : ",") + std::string(unmatched);
+    }
+    if (verdict.dry_run_allowed != verdict.allowed || !verdict.dry_run.empty()) {
+      std::string matched;
+      for (const auto& m : verdict.dry_run) {
+        matched += fmt::format(" {}#{}", m.policy, m.rule);
+      }
+      spdlog::info("{}: dry-run policies for {} -> {}: would be {}; matched:{}", r.pod,
+                   r.src.toString(), r.dst.toString(),
+                   verdict.dry_run_allowed ? "allowed" : "denied", matched.empty() ? " none" : matched);
+    }
+  }
+  r.denied = !allowed;
+  if (!allowed) denied_.fetch_add(1, std::memory_order_relaxed);
+  return allowed;
+}
+
+void Worker::revokeDenied() {
+  std::vector<Conn*> conns;
+  for (auto& c : conns_) {
+    if (c->record.direction == Direction::kInbound && !c->aborting) conns.push_back(c.get());
+  }
+  for (Conn* c : conns) {
+    ConnectionRecord probe = c->record;
+    if (authorize(probe, "")) continue;
+    denied_.fetch_sub(1, std::memory_order_relaxed);  // counted as closed_by_policy instead
+    closed_by_policy_.fetch_add(1, std::memory_order_relaxed);
+    c->record.denied = true;
+    c->record.policy = probe.policy;
+    c->record.reason = probe.reason;
+    abort(c, "closed by policy change: " + probe.reason);
+  }
+  std::vector<Bridge*> bridges;
+  for (auto& b : bridges_) {
+    if (b->record.direction == Direction::kInbound && !b->aborting && !b->finished) {
+      bridges.push_back(b.get());
+    }
+  }
+  for (Bridge* b : bridges) {
+    ConnectionRecord probe = b->record;
+    if (authorize(probe, b->record.src_identity)) continue;
+    denied_.fetch_sub(1, std::memory_order_relaxed);
+    closed_by_policy_.fetch_add(1, std::memory_order_relaxed);
+    b->record.denied = true;
+    b->record.policy = probe.policy;
+    b->record.reason = probe.reason;
+    abortBridge(b, "closed by policy change: " + probe.reason);
+  }
+}
+
+// ---- service load balancing ----
+
+void Worker::startServiceConnection(Pod* pod, UniqueFd app, const SocketAddress& app_addr,
+                                    std::unique_ptr<ServiceTarget> target,
+                                    const std::string& last_error) {
+  const auto now = Clock::now();
+  const model::Service& service = *target->service;
+  const model::Workload* client =
+      pod->ips.empty() ? nullptr : target->snapshot->workloadByIp(pod->ips[0]);
+  lb::ClientLocality locality;
+  if (client) {
+    locality = lb::ClientLocality::of(*client, options_.node);
+  } else {
+    locality.node = options_.node;
+  }
+  auto pick =
+      picker_.pick(*target->snapshot, service, target->vip.port, locality, target->tried, now);
+  auto fill = [&](ConnectionRecord& r) {
+    r.src = app_addr;
+    r.dst_service = service.key();
+    r.service_addr = target->vip;
+    r.attempts = static_cast<unsigned>(target->tried.size());
+  };
+  if (!pick && pick.error().code == EINVAL && target->tried.empty()) {
+    // Not a port of the service, or PASSTHROUGH: the original destination, as plain TCP.
+    Conn* c = newConn(Direction::kOutbound, pod->name, std::move(app));
+    c->record.src = app_addr;
+    c->record.dst = target->vip;
+    opened(c->record);
+    return startTcp(c, pod, nullptr, false, 0, options_.outbound_mark);
+  }
+  if (!pick) {
+    Conn* c = newConn(Direction::kOutbound, pod->name, std::move(app));
+    fill(c->record);
+    c->record.dst = target->vip;
+    if (target->tried.empty()) opened(c->record);  // else counted at the first attempt
+    failed_connect_.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("{}: load balancing: no endpoint for {} ({}): {}", pod->name, service.key(),
+                 target->vip.toString(), pick.error().message);
+    return abort(c, "no endpoint for service " + service.key() + ": " + pick.error().message +
+                        (last_error.empty() ? "" : "; last attempt: " + last_error));
+  }
+  const model::Workload& w = *pick->workload;
+  const IpAddress* ip = &w.workload_ips.front();  // the picker only offers workloads with one
+  for (const auto& a : w.workload_ips) {
+    if (a.isV4() == target->vip.ip.isV4()) {
+      ip = &a;
+      break;
+    }
+  }
+  const SocketAddress dst{*ip, pick->endpoint.port};
+  target->endpoint = pick->endpoint;
+  target->endpoint_name = w.namespace_name + "/" + w.name;
+  target->tried.push_back(w.uid);
+  target->attempt_start = now;
+  target->outcome_reported = false;
+  target->established = false;
+  if (pick->reason.find("probe after ejection") != std::string::npos) {
+    spdlog::info("{}: load balancing: probing {} ({}) again after its ejection", pod->name,
+                 target->endpoint_name, dst.toString());
+  }
+  spdlog::debug("{}: load balancing: {} -> {}: {}", pod->name, target->vip.toString(),
+                dst.toString(), pick->reason);
+  picker_.connectStarted(pick->endpoint, now);
+  if (w.protocol == model::Protocol::Hbone && pod->identity) {
+    return startOutboundHbone(pod, std::move(app), app_addr, dst, w, std::move(target));
+  }
+  Conn* c = newConn(Direction::kOutbound, pod->name, std::move(app));
+  fill(c->record);
+  c->record.dst = dst;
+  // Metrics count a service connection once, at its first attempt.
+  if (target->tried.size() == 1) opened(c->record);
+  c->service = std::move(target);
+  startTcp(c, pod, nullptr, false, 0, options_.outbound_mark);
+}
+
+bool Worker::retryService(std::unique_ptr<ServiceTarget>& target, UniqueFd& app,
+                          const SocketAddress& app_addr, const std::string& why) {
+  const auto now = Clock::now();
+  auto ejections = [&] {
+    for (const auto& s : picker_.stats(now)) {
+      if (s.endpoint == target->endpoint) return s.ejections_total;
+    }
+    return uint64_t{0};
+  };
+  const uint64_t before = ejections();
+  picker_.connectFailed(target->endpoint, now);
+  target->outcome_reported = true;
+  for (const auto& s : picker_.stats(now)) {
+    if (s.endpoint == target->endpoint && s.ejections_total > before && s.ejected_until) {
+      spdlog::info(
+          "load balancing: ejected {} ({}:{}) for {} ms after {} consecutive connect failure(s) "
+          "(ejection {} since its last success)",
+          target->endpoint_name, target->endpoint.workload_uid, target->endpoint.port,
+          std::chrono::duration_cast<std::chrono::milliseconds>(*s.ejected_until - now).count(),
+          s.ejection_streak > 1 ? 1 : picker_.options().eject_after_failures, s.ejection_streak);
+    }
+  }
+  auto pod = pods_.find(target->pod_cookie);
+  if (target->tried.size() >= options_.connect_attempts || pod == pods_.end()) return false;
+  connect_retries_.fetch_add(1, std::memory_order_relaxed);
+  spdlog::info("{}: load balancing: {} for {} failed ({}); retrying on another endpoint "
+               "(attempt {} of {})",
+               pod->second->name, target->endpoint_name, target->vip.toString(), why,
+               target->tried.size() + 1, options_.connect_attempts);
+  startServiceConnection(pod->second.get(), std::move(app), app_addr, std::move(target), why);
+  return true;
+}
+
+void Worker::serviceEstablished(ServiceTarget& target) {
+  const auto now = Clock::now();
+  picker_.connectSucceeded(target.endpoint, now - target.attempt_start, now);
+  target.outcome_reported = true;
+  target.established = true;
+}
+
+void Worker::serviceEnded(ServiceTarget& target) {
+  if (target.established) {
+    picker_.connectionClosed(target.endpoint);
+  } else if (!target.outcome_reported) {
+    picker_.connectFailed(target.endpoint, Clock::now());
+  }
+  target.established = false;
+  target.outcome_reported = true;
 }
 
 }  // namespace internal
@@ -759,7 +1023,10 @@ class Workers final : public Tunnel {
     for (auto& w : workers_) w->removePod(netns_cookie);
   }
   void setSnapshot(model::SnapshotPtr snapshot) override {
-    for (auto& w : workers_) w->setSnapshot(snapshot);
+    // One authorizer for all workers: built once per config version.
+    auto authorizer =
+        snapshot ? std::make_shared<const policy::Authorizer>(snapshot) : nullptr;
+    for (auto& w : workers_) w->setSnapshot(snapshot, authorizer);
   }
   TunnelStats stats() const override {
     TunnelStats sum;

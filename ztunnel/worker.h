@@ -31,9 +31,11 @@
 #include "common/fd.h"
 #include "common/ip_address.h"
 #include "model/snapshot.h"
+#include "policy/authorizer.h"
 #include "ztunnel/hbone/h2_session.h"
 #include "ztunnel/hbone_transport.h"
 #include "ztunnel/identity/spiffe_id.h"
+#include "ztunnel/lb/endpoint_picker.h"
 #include "ztunnel/recv_ring.h"
 #include "ztunnel/tls_provider.h"
 #include "ztunnel/tunnel.h"
@@ -92,6 +94,22 @@ struct Pod {
   bool removed = false;
 };
 
+// A connection the client made to a service VIP:port: the endpoint picked for it, and what
+// retries on other endpoints need. Owned by the Conn or Bridge carrying the current attempt;
+// handed to the next attempt after a connect failure.
+struct ServiceTarget {
+  model::SnapshotPtr snapshot;  // keeps `service` and picked workloads alive
+  const model::Service* service = nullptr;
+  SocketAddress vip;       // what the client connected to
+  uint64_t pod_cookie = 0;  // the client pod (its netns for the next attempt)
+  std::vector<std::string> tried;  // workload uids tried so far
+  lb::EndpointId endpoint;         // the current attempt's endpoint
+  std::string endpoint_name;       // "namespace/name", for logs
+  Clock::time_point attempt_start;
+  bool outcome_reported = false;  // connectSucceeded / connectFailed told to the picker
+  bool established = false;       // succeeded: connectionClosed owed at the end
+};
+
 // Plain TCP relay: one accepted socket and one upstream socket.
 struct Half {
   OpTag recv_tag;
@@ -116,6 +134,7 @@ struct Conn {
   ConnectionRecord record;
   sockaddr_storage dst_addr{};
   Clock::time_point start;
+  std::unique_ptr<ServiceTarget> service;  // outbound to a service VIP
   std::list<std::unique_ptr<Conn>>::iterator self;
 };
 
@@ -151,6 +170,7 @@ struct Bridge {
   bool finished = false;
   ConnectionRecord record;
   Clock::time_point start;
+  std::unique_ptr<ServiceTarget> service;  // outbound to a service VIP
   std::list<std::unique_ptr<Bridge>>::iterator self;
 };
 
@@ -215,6 +235,9 @@ class Worker final : public Tunnel {
   Result<PodListenerFds> addPod(const PodSpec& spec, bool outbound);
   void removePod(uint64_t cookie) override;
   void setSnapshot(model::SnapshotPtr snapshot) override;
+  // With the authorizer already built for the snapshot (Workers builds one for all workers).
+  void setSnapshot(model::SnapshotPtr snapshot,
+                   std::shared_ptr<const policy::Authorizer> authorizer);
   TunnelStats stats() const override;
   std::vector<ConnectionInfo> connections() const override;
   void stop() override;
@@ -234,6 +257,11 @@ class Worker final : public Tunnel {
   void armWake();
   void armTimer();
   void armAccept(Listener* l);
+  // A connect bounded by options_.connect_timeout (a linked timeout: the connect then
+  // completes with -ECANCELED).
+  void prepConnect(int fd, const sockaddr_storage& addr, socklen_t len, OpTag* tag);
+  // The words for a failed connect's result ("timed out after 10000 ms" for the timeout).
+  std::string connectFailure(int res);
   void run();
   void handle(OpTag* tag, int res, unsigned flags);
   void onWake();
@@ -247,6 +275,26 @@ class Worker final : public Tunnel {
   void opened(const ConnectionRecord& record);
   // Answers the pending connections() requests (worker_introspection.cc), from onWake.
   void answerConnectionRequests();
+  std::shared_ptr<const policy::Authorizer> authorizer() const;
+
+  // Inbound authorization (a connection to `r.dst` from `r.src` with `peer_identity`, empty
+  // for a plaintext client): fills the record's verdict fields and returns whether it may
+  // proceed. Counts denials.
+  bool authorize(ConnectionRecord& r, const std::string& peer_identity);
+  // After a policy change: closes the open inbound connections the new policies deny.
+  void revokeDenied();
+
+  // Service load balancing (worker.cc). Starts an attempt for the app's connection to
+  // `target`'s service: an HBONE bridge or a plain TCP relay to the picked endpoint. On no
+  // endpoint the app's connection is reset.
+  void startServiceConnection(Pod* pod, UniqueFd app, const SocketAddress& app_addr,
+                              std::unique_ptr<ServiceTarget> target, const std::string& last_error);
+  // The attempt failed before the connection was established: tells the picker, and, when
+  // attempts remain, moves the app's socket to a new attempt. Returns whether it retried.
+  bool retryService(std::unique_ptr<ServiceTarget>& target, UniqueFd& app,
+                    const SocketAddress& app_addr, const std::string& why);
+  void serviceEstablished(ServiceTarget& target);
+  void serviceEnded(ServiceTarget& target);
 
   // plain TCP relay (worker.cc)
   void onAccept(Listener* l, int res, unsigned flags);
@@ -267,10 +315,14 @@ class Worker final : public Tunnel {
   void maybeFinish(Conn* c);
   void finish(Conn* c);
   Conn* newConn(Listener* l, UniqueFd fd);
+  Conn* newConn(Direction direction, const std::string& pod, UniqueFd fd);
+  // Frees a connection whose attempt was handed to a retry: no access log, nothing in flight.
+  void dropConn(Conn* c);
 
   // HBONE (hbone_relay.cc)
   void startOutboundHbone(Pod* pod, UniqueFd app, const SocketAddress& app_addr,
-                          const SocketAddress& dst, const model::Workload& dst_workload);
+                             const SocketAddress& dst, const model::Workload& dst_workload,
+                             std::unique_ptr<ServiceTarget> service = nullptr);
   void acceptHbone(Listener* l, UniqueFd fd);
   HboneConn* pooledConn(Pod* pod, const identity::SpiffeId& dst_id, const SocketAddress& dst,
                         std::string* error);
@@ -289,6 +341,7 @@ class Worker final : public Tunnel {
   void finishBridge(Bridge* b);
   void closeIdleHbone();
   Bridge* newBridge(HboneConn* c, UniqueFd tcp, Direction direction, const std::string& pod);
+  void dropBridge(Bridge* b);
   Bridge* bridgeFor(HboneConn* c, hbone::StreamId stream);
   void bridgeRecv(Bridge* b);
   void bridgeSend(Bridge* b);
@@ -315,6 +368,7 @@ class Worker final : public Tunnel {
   OpTag timer_tag_{OpKind::kTimer, nullptr, 0};
   OpTag ignore_tag_{OpKind::kIgnore, nullptr, 0};
   __kernel_timespec timer_interval_{1, 0};
+  __kernel_timespec connect_timeout_{};
   bool timer_in_flight_ = false;
 
   // A pod to add (pod set) or to remove (pod null), queued by the agent's thread.
@@ -338,6 +392,9 @@ class Worker final : public Tunnel {
 
   mutable std::mutex snapshot_mu_;
   model::SnapshotPtr snapshot_;
+  std::shared_ptr<const policy::Authorizer> authorizer_;
+  std::atomic<bool> policy_changed_{false};
+  lb::EndpointPicker picker_;
 
   std::unordered_map<uint64_t, std::unique_ptr<Pod>> pods_;
   std::list<std::unique_ptr<Pod>> retired_;
@@ -368,6 +425,10 @@ class Worker final : public Tunnel {
   std::atomic<uint64_t> hbone_streams_accepted_{0};
   std::atomic<uint64_t> hbone_streams_rejected_{0};
   std::atomic<uint64_t> hbone_pool_size_{0};
+  std::atomic<uint64_t> denied_{0};
+  std::atomic<uint64_t> closed_by_policy_{0};
+  std::atomic<uint64_t> connect_retries_{0};
+  std::atomic<uint64_t> connect_timeouts_{0};
 };
 
 }  // namespace nodemesh::ztunnel::internal

@@ -50,6 +50,7 @@ void Worker::answerConnectionRequests() {
     info.pod = c->record.pod;
     info.src = c->record.src;
     info.dst = c->record.dst;
+    info.dst_service = c->record.dst_service;
     info.transport = c->record.transport;
     info.bytes_to_dst = c->half[0].bytes;
     info.bytes_from_dst = c->half[1].bytes;
@@ -65,6 +66,7 @@ void Worker::answerConnectionRequests() {
     info.pod = b->record.pod;
     info.src = b->record.src;
     info.dst = b->record.dst;
+    info.dst_service = b->record.dst_service;
     info.transport = b->record.transport;
     info.src_identity = b->record.src_identity;
     info.dst_identity = b->record.dst_identity;

@@ -72,7 +72,7 @@ HttpResponse explainRoute(const AdminState& state, const HttpRequest& req) {
   if (dst->port == 0) return errorResponse(400, "dst: port 0");
   auto snapshot = state.snapshot();
   if (!snapshot) return errorResponse(503, "no config loaded yet");
-  explain::LocalPolicyChecker policies(snapshot);
+  explain::AuthorizerChecker policies(snapshot);
   auto e = explain::explainConnection(*snapshot, captureView(state), policies, *src, *dst);
   return jsonResponse(explain::toJson(e));
 }
@@ -124,6 +124,7 @@ json connectionsJson(const std::vector<ztunnel::ConnectionInfo>& connections) {
         {"pod", c.pod},
         {"src", c.src.toString()},
         {"dst", c.dst.toString()},
+        {"dst_service", c.dst_service},
         {"transport", c.transport == ztunnel::Transport::kHbone ? "hbone" : "tcp"},
         {"src_identity", c.src_identity},
         {"dst_identity", c.dst_identity},

@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 
 #include "agent/config/yaml_reader.h"
 #include "common/fd.h"
@@ -59,10 +60,21 @@ constexpr std::string_view kLoadBalancerFields[] = {"routingPreferences", "mode"
 constexpr std::string_view kEndpointFields[] = {"workloadUid", "port", "status"};
 constexpr std::string_view kPolicyFields[] = {"name",   "namespace", "scope",
                                               "action", "rules",     "dryRun"};
+// The L4 fields are ztunnel's; the HTTP ones (hosts ... notRemoteIpBlocks) are the attributes of
+// Istio's AuthorizationPolicy that istiod's ambient conversion flags as needing a waypoint
+// (httpOperations / httpSources). ztunnel's format has no place for them; nodemesh accepts them
+// so that a policy written with them gets Istio's treatment instead of a load error.
 constexpr std::string_view kMatchFields[] = {
-    "namespaces",     "notNamespaces",     "serviceAccounts",  "notServiceAccounts",
-    "principals",     "notPrincipals",     "sourceIps",        "notSourceIps",
-    "destinationIps", "notDestinationIps", "destinationPorts", "notDestinationPorts"};
+    "namespaces",     "notNamespaces",     "serviceAccounts",   "notServiceAccounts",
+    "principals",     "notPrincipals",     "sourceIps",         "notSourceIps",
+    "destinationIps", "notDestinationIps", "destinationPorts",  "notDestinationPorts",
+    "hosts",          "notHosts",          "methods",           "notMethods",
+    "paths",          "notPaths",          "requestPrincipals", "notRequestPrincipals",
+    "remoteIpBlocks", "notRemoteIpBlocks"};
+constexpr size_t kL4MatchFieldCount = 12;
+constexpr std::span<const std::string_view> kL7MatchFields =
+    std::span(kMatchFields).subspan(kL4MatchFieldCount);
+static_assert(kL7MatchFields.front() == "hosts" && kL7MatchFields.size() == 10);
 constexpr std::string_view kServiceAccountMatchFields[] = {"namespace", "serviceAccount"};
 
 // Refuse files beyond this size: the local config describes one node's view of a mesh.
@@ -500,6 +512,8 @@ class LocalConfigParser {
     if (auto n = f.get("dryRun")) {
       if (auto b = r_.readBool(*n, f.pathOf("dryRun"))) p.dry_run = *b;
     }
+    std::optional<YAML::Node> l7_at;  // the first match naming an L7 attribute
+    std::set<std::string> l7_names;
     if (auto rules = f.require("rules")) {
       // rules -> clauses -> matches: Vec<Vec<Vec<RbacMatch>>> in ztunnel.
       r_.forEachItem(*rules, f.pathOf("rules"),
@@ -509,14 +523,45 @@ class LocalConfigParser {
                            rule_node, rule_path,
                            [&](const YAML::Node& clause_node, const std::string& clause_path) {
                              model::Clause& clause = rule.emplace_back();
-                             r_.forEachItem(clause_node, clause_path,
-                                            [&](const YAML::Node& m, const std::string& m_path) {
-                                              clause.push_back(parseMatch(m, m_path));
-                                            });
+                             r_.forEachItem(
+                                 clause_node, clause_path,
+                                 [&](const YAML::Node& m, const std::string& m_path) {
+                                   model::Match& match = clause.emplace_back(parseMatch(m, m_path));
+                                   // emplace: assigning a YAML::Node writes through to the
+                                   // document.
+                                   if (!match.l7_fields.empty() && !l7_at) {
+                                     l7_at.emplace(m);
+                                   }
+                                   l7_names.insert(match.l7_fields.begin(), match.l7_fields.end());
+                                 });
                            });
                      });
     }
+    if (l7_at) warnL7(*l7_at, path, p, l7_names);
     policies_.push_back(std::move(p));
+  }
+
+  // Istio reports the same through the policy's status ("ztunnel does not support HTTP
+  // attributes"); the semantics are policy/'s (docs/policy.md).
+  void warnL7(const YAML::Node& at, const std::string& path, const Authorization& p,
+              const std::set<std::string>& names) {
+    std::string list;
+    for (const std::string& name : names) {
+      if (!list.empty()) list += ", ";
+      list += name;
+    }
+    std::string text = "policy '" + p.key() + "' names HTTP attributes (" + list +
+                       ") that an L4 data plane cannot check; ";
+    if (p.action == model::PolicyAction::Allow) {
+      text +=
+          "in an ALLOW policy a rule naming them never matches, so the policy allows less than "
+          "written (a policy with only such rules allows nothing)";
+    } else {
+      text +=
+          "in a DENY policy they count as matched, so the policy denies more than written (all "
+          "traffic its L4 fields match)";
+    }
+    r_.warning(at, path, text + "; enforce HTTP rules in a waypoint");
   }
 
   model::Match parseMatch(const YAML::Node& node, const std::string& path) {
@@ -578,6 +623,15 @@ class LocalConfigParser {
     cidrs("notDestinationIps", m.not_destination_ips);
     ports("destinationPorts", m.destination_ports);
     ports("notDestinationPorts", m.not_destination_ports);
+    // Only the names are kept: the values cannot be checked at L4. An empty list names nothing
+    // (istiod flags a field only when it has values).
+    for (std::string_view key : kL7MatchFields) {
+      if (auto n = f.get(key)) {
+        std::vector<std::string> values;
+        readStringList(*n, f.pathOf(key), values);
+        if (!values.empty()) m.l7_fields.emplace_back(key);
+      }
+    }
     return m;
   }
 

@@ -220,6 +220,10 @@ void tell(Explanation& e) {
       s.push_back(fmt::format("{} is the VIP of service {}, but {} is not one of its ports",
                               e.dst.ip.toString(), e.service->key, e.service->port));
     }
+    if (e.service->target_port && e.paths.size() > 1) {
+      s.push_back("the tunnel's load balancer picks one endpoint per connection (retrying "
+                  "another after a connect failure); each is explained below");
+    }
   }
   for (const Path& p : e.paths) {
     std::string who = p.endpoint ? p.endpoint->key + " (" + p.address.toString() + ", node " +
@@ -277,9 +281,22 @@ Explanation explainConnection(const model::Snapshot& snapshot, const CaptureView
     auto port = service->ports.find(dst.port);
     if (port != service->ports.end()) ref.target_port = port->second;
     e.service = ref;
-    const bool only_healthy = !service->load_balancing || service->load_balancing->health_policy ==
-                                                              model::LoadBalancingHealthPolicy::OnlyHealthy;
-    if (ref.target_port) {
+    const bool only_healthy = !service->load_balancing ||
+                              service->load_balancing->health_policy ==
+                                  model::LoadBalancingHealthPolicy::OnlyHealthy;
+    const bool passthrough = service->load_balancing &&
+                             service->load_balancing->mode == model::LoadBalancingMode::Passthrough;
+    if (!ref.target_port || passthrough) {
+      // The tunnel relays to the original destination (the VIP) as plain TCP.
+      Path p = pathTo(view, policies, src_w, src, e.capture, nullptr, dst);
+      if (p.transport == "tcp") {
+        p.transport_detail =
+            (passthrough ? "service " + ref.key + " is PASSTHROUGH"
+                         : "port " + std::to_string(dst.port) + " is not a port of service " + ref.key) +
+            ": no endpoint is picked, the tunnel relays plain TCP to " + dst.toString();
+      }
+      e.paths.push_back(std::move(p));
+    } else {
       for (const model::Endpoint& ep : snapshot.endpoints(*service)) {
         const model::Workload* w = snapshot.workloadByUid(ep.workload_uid);
         if (!w || w->workload_ips.empty()) continue;  // no address to send to
@@ -290,6 +307,8 @@ Explanation explainConnection(const model::Snapshot& snapshot, const CaptureView
         Path p = pathTo(view, policies, src_w, src, e.capture, w, address);
         if (target == 0) {
           p.skipped = "its target port is unresolved (0)";
+        } else if (only_healthy && w->status == model::HealthStatus::Unhealthy) {
+          p.skipped = "unhealthy";
         } else if (only_healthy && ep.status == model::HealthStatus::Unhealthy) {
           p.skipped = "unhealthy";
         }
@@ -349,6 +368,8 @@ nlohmann::json toJson(const Explanation& e) {
     path["policy"] = {
         {"enforced", p.policy_enforced},
         {"allowed", p.verdict.allowed},
+        {"outcome", p.verdict.outcome.empty() ? nlohmann::json(nullptr)
+                                              : nlohmann::json(p.verdict.outcome)},
         {"policy", p.verdict.policy.empty() ? nlohmann::json(nullptr)
                                             : nlohmann::json(p.verdict.policy)},
         {"rule", p.verdict.rule ? nlohmann::json(*p.verdict.rule) : nlohmann::json(nullptr)},

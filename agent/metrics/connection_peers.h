@@ -23,6 +23,16 @@ struct ConnectionPeers {
 // Pointers are valid while `snapshot` lives.
 ConnectionPeers resolvePeers(const model::Snapshot& snapshot, const ztunnel::ConnectionRecord& r);
 
+// The authorization verdict of a finished connection as the access log and metrics report it.
+// Inbound: the tunnel's own decision. Outbound: "deny" when the destination refused the HBONE
+// CONNECT with 401, else none (the destination decides; its agent logs the verdict).
+struct Verdict {
+  std::string verdict;  // "allow", "deny", or "" (not decided here)
+  std::string policy;   // the deciding policy, "" when none
+  std::string reason;
+};
+Verdict verdictOf(const ztunnel::ConnectionRecord& r);
+
 // "namespace/name", or "-" for null.
 std::string workloadKey(const model::Workload* w);
 

@@ -97,7 +97,7 @@ TcpLabels tcpLabels(const model::Snapshot* snapshot, const ztunnel::ConnectionRe
   l[kDestinationServiceName] = service ? orUnknown(service->name) : kUnknown;
   l[kRequestProtocol] = "tcp";
   std::string flags = "-";
-  if (closing && r.denied) {
+  if (closing && verdictOf(r).verdict == "deny") {
     flags = "DENY";
   } else if (closing && !r.error.empty() && r.bytes_to_dst == 0 && r.bytes_from_dst == 0) {
     flags = "CONNECT";

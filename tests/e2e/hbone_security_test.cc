@@ -111,25 +111,6 @@ class HboneSecurityTest : public MeshTest {
     return result.value_or(nlohmann::json::object());
   }
 
-  // The agent's tunnel counters, from the line SIGUSR1 makes it log.
-  static std::map<std::string, uint64_t> tunnelStats(Process& agent) {
-    const size_t before = countOf(agent.output(), "tunnel stats:");
-    if (!agent.signal(SIGUSR1)) return {};
-    if (!waitFor([&] { return countOf(agent.output(), "tunnel stats:") > before; }, seconds(5))) {
-      return {};
-    }
-    const std::string out = agent.output();
-    const size_t pos = out.rfind("tunnel stats:");
-    const std::string line = out.substr(pos, out.find('\n', pos) - pos);
-    std::map<std::string, uint64_t> stats;
-    const std::regex kv(R"((\w+)=(\d+))");
-    for (auto it = std::sregex_iterator(line.begin(), line.end(), kv); it != std::sregex_iterator();
-         ++it) {
-      stats[(*it)[1]] = std::stoull((*it)[2]);
-    }
-    return stats;
-  }
-
   // A mesh connection frontend -> cart-v1:8080 still works, end to end.
   void expectCartV1StillServes(const std::string& after) {
     ASSERT_TRUE(agent2_->isRunning()) << "agent2 died after " << after << ":\n"

@@ -19,34 +19,7 @@ constexpr const char* kCartV1 = "10.244.2.20";
 constexpr const char* kBatch = "10.244.2.30";
 constexpr uint16_t kHbonePort = 15008;
 
-// ---- tunnel stats (SIGUSR1) -----------------------------------------------------------------
-
 using Stats = std::map<std::string, uint64_t>;
-
-// Asks the agent for one `tunnel stats:` line and parses its key=value pairs; empty when the
-// line did not come within 5 s.
-Stats tunnelStats(Process& agent) {
-  const std::string kLine = "tunnel stats: ";
-  const size_t before = countOf(agent.output(), kLine);
-  if (!agent.signal(SIGUSR1)) return {};
-  std::string out;
-  if (!waitFor(
-          [&] {
-            out = agent.output();
-            return countOf(out, kLine) > before;
-          },
-          seconds(5))) {
-    return {};
-  }
-  size_t pos = out.rfind(kLine);
-  std::string line = out.substr(pos, out.find('\n', pos) - pos);
-  Stats stats;
-  static const std::regex kPair(R"((\w+)=(\d+))");
-  for (std::sregex_iterator it(line.begin(), line.end(), kPair), end; it != end; ++it) {
-    stats[(*it)[1]] = std::stoull((*it)[2]);
-  }
-  return stats;
-}
 
 // ---- packet capture -------------------------------------------------------------------------
 

@@ -39,13 +39,26 @@ using std::chrono::seconds;
 
 inline constexpr uint64_t k64MiB = 64ull << 20;
 
-// The example mesh plus two workloads the tests need: a pod that only appears after the agent
-// started, and nothing else changed.
-inline std::string testConfig() {
+// examples/two-nodes.yaml as it is: the authorization tests run on its policies.
+inline std::string exampleConfig() {
   std::ifstream in(std::string(NODEMESH_EXAMPLES_DIR) + "/two-nodes.yaml");
   std::stringstream example;
   example << in.rdbuf();
-  std::string text = example.str();
+  return example.str();
+}
+
+// The example mesh plus what the capture and tunnel tests need: a pod that only appears after
+// the agent started, and a global allow-all policy, so that those tests can connect any pod to
+// any port (the example's policies allow only frontend -> cart:8080; authorization has its
+// own tests on exampleConfig()).
+inline std::string testConfig() {
+  std::string text = exampleConfig() +
+                     "- name: allow-all-for-tests\n"
+                     "  namespace: istio-system\n"
+                     "  scope: Global\n"
+                     "  action: Allow\n"
+                     "  rules:\n"
+                     "  - []\n";
   const std::string extra =
       "- uid: cluster1//v1/Pod/shop/late-0\n"
       "  name: late-0\n"
@@ -80,6 +93,31 @@ inline size_t countOf(const std::string& text, const std::string& needle) {
     ++n;
   }
   return n;
+}
+
+// The agent's tunnel counters, from the `tunnel stats:` line SIGUSR1 makes it log; empty when
+// the line did not come within 5 s.
+inline std::map<std::string, uint64_t> tunnelStats(Process& agent) {
+  const std::string kLine = "tunnel stats: ";
+  const size_t before = countOf(agent.output(), kLine);
+  if (!agent.signal(SIGUSR1)) return {};
+  std::string out;
+  if (!waitFor(
+          [&] {
+            out = agent.output();
+            return countOf(out, kLine) > before;
+          },
+          seconds(5))) {
+    return {};
+  }
+  const size_t pos = out.rfind(kLine);
+  const std::string line = out.substr(pos, out.find('\n', pos) - pos);
+  std::map<std::string, uint64_t> stats;
+  static const std::regex kPair(R"((\w+)=(\d+))");
+  for (std::sregex_iterator it(line.begin(), line.end(), kPair), end; it != end; ++it) {
+    stats[(*it)[1]] = std::stoull((*it)[2]);
+  }
+  return stats;
 }
 
 inline uint64_t cookieOf(const std::string& netns_path) {

@@ -3,17 +3,21 @@
 // payload is a deterministic stream (stream.h) so any corruption or misdelivery is detected.
 //
 //   nm-testapp serve --port P [--bind IP] [--count N] [--timeout-ms T] [--parallel N]
+//                    [--delay-ms D]   (wait D ms before replying: a slow endpoint)
 //   nm-testapp connect --to IP:PORT --send N --expect M [--seed S] [--bind IP] [--timeout-ms T]
 //                      [--v4-mapped 1]   (IPv4 destination through an AF_INET6 socket)
 //                      [--rate BYTES]    (pace the upload at BYTES per second)
 //   nm-testapp connect-many --to IP:PORT --count N [--send N] [--expect M] [--seed S]
-//                           [--timeout-ms T] [--parallel P]
+//                           [--timeout-ms T] [--parallel P | --concurrency C]
 //
 // serve --parallel N handles up to N connections at once (a thread each); the default, 1,
 // serves them one after the other. Either way it prints one "conn" line per connection.
 // connect-many --parallel P runs the connections in waves of P threads: every connection of a
 // wave is established before any of them transfers (a barrier), so P connections are truly
 // open at the same time; "connected_together" reports the largest such wave.
+// connect-many --concurrency C instead keeps C connections going: C threads each run
+// connections back to back until N have been made (no waves, like a steady client pool;
+// "connected_together" is then 0).
 //
 // Sizes accept K/M/G suffixes (binary). Exit status: 0 success, 1 a transfer failed,
 // 2 usage error.
@@ -83,11 +87,11 @@ void printJson(const nlohmann::json& j) {
                "nm-testapp: %s\n"
                "usage:\n"
                "  nm-testapp serve --port P [--bind IP] [--count N (0: forever)] "
-               "[--timeout-ms T] [--parallel N]\n"
+               "[--timeout-ms T] [--parallel N] [--delay-ms D]\n"
                "  nm-testapp connect --to IP:PORT --send N --expect M [--seed S] [--bind IP] "
                "[--timeout-ms T] [--v4-mapped 1] [--rate BYTES_PER_S]\n"
                "  nm-testapp connect-many --to IP:PORT --count N [--send N] [--expect M] "
-               "[--seed S] [--timeout-ms T] [--parallel P]\n",
+               "[--seed S] [--timeout-ms T] [--parallel P | --concurrency C]\n",
                why.c_str());
   std::exit(kExitUsage);
 }
@@ -286,7 +290,7 @@ ReceiveResult receiveStream(int fd, PrngStream& stream, std::vector<uint8_t>& bu
 
 // One accepted connection: reads the header and the client's stream, checks it, replies, and
 // returns the "conn" event (error empty when everything matched).
-nlohmann::json handleConnection(UniqueFd conn, int timeout_ms) {
+nlohmann::json handleConnection(UniqueFd conn, int timeout_ms, uint32_t delay_ms) {
   setIoTimeout(conn.get(), timeout_ms);
   nlohmann::json event = {
       {"event", "conn"}, {"local", localAddress(conn.get())}, {"peer", peerAddress(conn.get())}};
@@ -315,6 +319,7 @@ nlohmann::json handleConnection(UniqueFd conn, int timeout_ms) {
     }
   }
   bool received_ok = header.has_value() && error.empty();
+  if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
   uint64_t sent = 0;
   if (header.has_value()) {
     PrngStream reply(static_cast<uint64_t>(header->seed) + 1);
@@ -369,7 +374,8 @@ class HandlerPool {
 };
 
 int serve(int argc, char** argv) {
-  auto flags = parseFlags(argc, argv, 2, {"port", "bind", "count", "timeout-ms", "parallel"});
+  auto flags =
+      parseFlags(argc, argv, 2, {"port", "bind", "count", "timeout-ms", "parallel", "delay-ms"});
   if (!flags.count("port")) usage("serve needs --port");
   uint32_t port = parseU32(flags, "port", 0);
   if (port > 65535) usage("--port out of range");
@@ -379,6 +385,7 @@ int serve(int argc, char** argv) {
   if (parallel == 0 || parallel > kMaxParallel) {
     usage("--parallel must be 1.." + std::to_string(kMaxParallel));
   }
+  const uint32_t delay_ms = parseU32(flags, "delay-ms", 0);
   std::string bind_text = flags.count("bind") ? flags["bind"] : "0.0.0.0";
   auto bind_ip = IpAddress::parse(bind_text);
   if (!bind_ip) usage(bind_ip.error().message);
@@ -407,8 +414,8 @@ int serve(int argc, char** argv) {
   printJson({{"event", "listening"}, {"port", bound_port}, {"bind", bind_text}});
 
   std::atomic<bool> all_ok = true;
-  auto handle = [&all_ok, timeout_ms](UniqueFd conn) {
-    nlohmann::json event = handleConnection(std::move(conn), timeout_ms);
+  auto handle = [&all_ok, timeout_ms, delay_ms](UniqueFd conn) {
+    nlohmann::json event = handleConnection(std::move(conn), timeout_ms, delay_ms);
     if (!event["error"].get<std::string>().empty()) all_ok = false;
     printJson(event);
   };
@@ -594,19 +601,40 @@ uint32_t runWave(const ConnectOptions& base, uint32_t first, uint32_t n,
 }
 
 int connectMany(int argc, char** argv) {
-  auto flags = parseFlags(argc, argv, 2,
-                          {"to", "count", "send", "expect", "seed", "timeout-ms", "parallel"});
+  auto flags = parseFlags(
+      argc, argv, 2,
+      {"to", "count", "send", "expect", "seed", "timeout-ms", "parallel", "concurrency"});
   if (!flags.count("count")) usage("connect-many needs --count");
   uint32_t count = parseU32(flags, "count", 0);
   uint32_t parallel = parseU32(flags, "parallel", 1);
   if (parallel == 0 || parallel > kMaxParallel) {
     usage("--parallel must be 1.." + std::to_string(kMaxParallel));
   }
+  const uint32_t concurrency = parseU32(flags, "concurrency", 0);
+  if (concurrency > kMaxParallel) {
+    usage("--concurrency must be 1.." + std::to_string(kMaxParallel));
+  }
+  if (concurrency > 0 && flags.count("parallel")) {
+    usage("--parallel and --concurrency exclude each other");
+  }
   ConnectOptions opts = parseConnectOptions(flags, 1024);
   const auto start = std::chrono::steady_clock::now();
   std::vector<ConnectResult> results(count);
   uint32_t connected_together = 0;
-  if (parallel == 1) {
+  if (concurrency > 0) {
+    std::atomic<uint32_t> next = 0;
+    std::vector<std::thread> threads;
+    for (uint32_t t = 0; t < std::min(concurrency, count); ++t) {
+      threads.emplace_back([&] {
+        for (uint32_t i = next.fetch_add(1); i < count; i = next.fetch_add(1)) {
+          ConnectOptions one = opts;
+          one.seed = opts.seed + 2 * i;
+          results[i] = connectOnce(one);
+        }
+      });
+    }
+    for (auto& t : threads) t.join();  // connected_together stays 0: there are no waves
+  } else if (parallel == 1) {
     for (uint32_t i = 0; i < count; ++i) {
       ConnectOptions one = opts;
       one.seed = opts.seed + 2 * i;  // +2: the reply stream of connection i uses seed + 1

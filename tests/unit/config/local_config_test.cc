@@ -428,6 +428,12 @@ const BadCase kBadCases[] = {
     {"ServiceAccountMatchWithoutAccount",
      POLICY_HEAD "  - - - serviceAccounts: [{namespace: shop}]\n", 7,
      "missing required field 'serviceAccount' in service account match"},
+    // HTTP attributes: lists of strings, names spelled as in Istio's AuthorizationPolicy.
+    {"HttpFieldNotAList", POLICY_HEAD "  - - - methods: GET\n", 7, "expected a list, got 'GET'"},
+    {"HttpFieldValueNotAString", POLICY_HEAD "  - - - paths: [[/a]]\n", 7,
+     "expected a string, got a list"},
+    {"HttpFieldMisspelled", POLICY_HEAD "  - - - method: [GET]\n", 7,
+     "unknown field 'method' in policy match (did you mean 'methods'?)"},
     // Enums.
     {"LowercaseProtocol", WORKLOAD_HEAD "  workloadIps: []\n  protocol: hbone\n", 5,
      "invalid protocol 'hbone'; expected one of: TCP, HBONE"},
@@ -500,6 +506,11 @@ const GoodCase kGoodCases[] = {
     {"DocumentStartMarker", "---\nworkloads: []\n"},
     {"ServiceBackedButNotDefined", WORKLOAD_HEAD "  workloadIps: []\n  services: {shop/x: {}}\n"},
     {"WindowsLineEndings", "workloads:\r\n- uid: w\r\n  namespace: s\r\n  workloadIps: []\r\n"},
+    {"EveryHttpField",
+     POLICY_HEAD "  - - - {hosts: [a.example], notHosts: [b.example], methods: [GET], notMethods: "
+                 "[POST], paths: [/a], notPaths: ['/b*'], requestPrincipals: ['*'], "
+                 "notRequestPrincipals: [x/y], remoteIpBlocks: [192.0.2.0/24], "
+                 "notRemoteIpBlocks: [192.0.2.1]}\n"},
     {"TargetPortZeroInService",
      "services:\n- {name: a, namespace: s, hostname: a.s, vips: ['/10.96.0.1'], ports: {80: 0}}\n"},
 };
@@ -547,6 +558,62 @@ TEST(LocalConfigTest, WarnsAboutLikelyMistakesWithoutRejecting) {
   EXPECT_THAT(r.warnings[0].reason, HasSubstr("includes the spiffe:// scheme"));
   EXPECT_EQ(r.warnings[1].line, 12);
   EXPECT_THAT(r.warnings[1].reason, HasSubstr("'shop/ghost.shop.svc.cluster.local'"));
+}
+
+// Istio's HTTP attributes load as the names of the fields a match uses (their values are not
+// kept: an L4 data plane cannot check them), and each policy using them gets one warning that
+// says what they do at L4.
+TEST(LocalConfigTest, HttpMatchFieldsAreRecordedWithAWarning) {
+  LoadResult r = parseLocalConfig(
+      "policies:\n"
+      "- name: allow-get\n"                        // 2
+      "  namespace: shop\n"                        // 3
+      "  scope: Namespace\n"                       // 4
+      "  action: Allow\n"                          // 5
+      "  rules:\n"                                 // 6
+      "  - - - namespaces: [{Exact: shop}]\n"      // 7
+      "  - - - namespaces: [{Exact: dev}]\n"       // 8
+      "        paths: [/api]\n"                    // 9
+      "        methods: [GET, HEAD]\n"             // 10
+      "        notHosts: []\n"                     // 11
+      "      - methods: [POST]\n"                  // 12
+      "- name: deny-no-jwt\n"                      // 13
+      "  namespace: shop\n"                        // 14
+      "  scope: Namespace\n"                       // 15
+      "  action: Deny\n"                           // 16
+      "  rules:\n"                                 // 17
+      "  - - - notRequestPrincipals: ['*']\n"      // 18
+      "        notRemoteIpBlocks: [10.0.0.0/8]\n"  // 19
+      "        destinationPorts: [8080]\n",        // 20
+      "l7.yaml");
+  ASSERT_TRUE(r.ok()) << allProblems(r);
+  const model::Authorization* allow = r.snapshot->policy("shop/allow-get");
+  ASSERT_NE(allow, nullptr);
+  ASSERT_EQ(allow->rules.size(), 2u);
+  EXPECT_THAT(allow->rules[0][0][0].l7_fields, ::testing::IsEmpty());
+  // In the order Istio's docs list them; an empty list names nothing.
+  EXPECT_EQ(allow->rules[1][0][0].l7_fields, (std::vector<std::string>{"methods", "paths"}));
+  EXPECT_EQ(allow->rules[1][0][0].namespaces,
+            std::vector<model::StringMatch>{model::StringMatch::exact("dev")});
+  EXPECT_EQ(allow->rules[1][0][1].l7_fields, std::vector<std::string>{"methods"});
+  EXPECT_FALSE(allow->rules[1][0][1].empty());
+  EXPECT_TRUE(allow->rules[1][0][1].l4Empty());
+
+  const model::Authorization* deny = r.snapshot->policy("shop/deny-no-jwt");
+  ASSERT_NE(deny, nullptr);
+  EXPECT_EQ(deny->rules[0][0][0].l7_fields,
+            (std::vector<std::string>{"notRequestPrincipals", "notRemoteIpBlocks"}));
+  EXPECT_EQ(deny->rules[0][0][0].destination_ports, std::vector<uint16_t>{8080});
+
+  ASSERT_EQ(r.warnings.size(), 2u);
+  EXPECT_EQ(r.warnings[0].line, 8);  // the first match that names one
+  EXPECT_THAT(r.warnings[0].reason,
+              HasSubstr("policy 'shop/allow-get' names HTTP attributes (methods, paths)"));
+  EXPECT_THAT(r.warnings[0].reason, HasSubstr("in an ALLOW policy a rule naming them never "
+                                              "matches"));
+  EXPECT_EQ(r.warnings[1].line, 18);
+  EXPECT_THAT(r.warnings[1].reason, HasSubstr("(notRemoteIpBlocks, notRequestPrincipals)"));
+  EXPECT_THAT(r.warnings[1].reason, HasSubstr("in a DENY policy they count as matched"));
 }
 
 }  // namespace

@@ -85,8 +85,17 @@ TEST(StringMatchTest, Matches) {
 TEST(MatchTest, EmptyMeansNoFieldSet) {
   Match m;
   EXPECT_TRUE(m.empty());
+  EXPECT_TRUE(m.l4Empty());
   m.not_destination_ports.push_back(9999);
   EXPECT_FALSE(m.empty());
+  EXPECT_FALSE(m.l4Empty());
+}
+
+TEST(MatchTest, L7FieldsAloneAreNotEmpty) {
+  Match m;
+  m.l7_fields = {"methods"};
+  EXPECT_FALSE(m.empty());
+  EXPECT_TRUE(m.l4Empty());
 }
 
 }  // namespace
