@@ -76,8 +76,16 @@ int connectErrno(const std::string& netns, const std::string& ip, uint16_t port)
   return errno;
 }
 
+// On examples/two-nodes.yaml as it is (its policies: only frontend -> cart:8080 is allowed,
+// port 9999 is denied namespace-wide), so that verdicts are the example mesh's.
 class DebugTest : public MeshTest {
  protected:
+  void SetUp() override {
+    MeshTest::SetUp();
+    if (IsSkipped() || !cluster_) return;
+    config_path_ = cluster_->writeFile("example.yaml", exampleConfig());
+  }
+
   // nodemeshctl in node's network namespace, with the node agent's pins.
   CommandResult ctl(const std::string& node, std::vector<std::string> args) {
     std::vector<std::string> argv = {ctlPath()};
@@ -405,7 +413,7 @@ TEST_F(DebugTest, AdminApiRefusesEveryAddressButLoopback) {
   ASSERT_EQ(dump.status, 200) << dump.error;
   auto j = nlohmann::json::parse(dump.body, nullptr, false);
   ASSERT_FALSE(j.is_discarded());
-  EXPECT_EQ(j["workloads"].size(), 5u);
+  EXPECT_EQ(j["workloads"].size(), 4u);
   EXPECT_EQ(j["enrolledPods"].size(), 2u);
   EXPECT_EQ(j["certificates"].size(), 2u);  // frontend, cart (cart-v2)
   EXPECT_EQ(dump.body.find("PRIVATE KEY"), std::string::npos);
@@ -486,22 +494,35 @@ TEST_F(DebugTest, AccessLogTextLinesForAllowedAndDeniedConnections) {
                  R"(verdict=allow policy=)")))
       << agent2_->output();
 
-  // Denied: port 9999 of cart-v1 by shop/deny-debug-port (enforced by the policy engine of
-  // issue 4; the access log and metrics show the verdict the tunnel reports).
+  // Denied: port 9999 of cart-v1, by shop/deny-debug-port.
   serve("cart-v1", 9999);
   auto r = cluster_->runInPod("frontend", {testappPath(), "connect", "--to",
                                            std::string(kCartV1) + ":9999", "--send", "100",
                                            "--expect", "100"});
-  if (!agent2_->waitForOutput("verdict=deny", seconds(5))) {
-    GTEST_SKIP() << "the tunnel does not enforce policies yet (issue 4): no denied connection "
-                    "to log. Agent 2:\n"
-                 << agent2_->output();
-  }
+  ASSERT_TRUE(agent2_->waitForOutput("verdict=deny", seconds(5))) << agent2_->output();
   EXPECT_TRUE(std::regex_search(
       agent2_->output(),
       std::regex(R"(access direction=inbound pod=shop/cart-v1-5c2a src=10\.244\.1\.10:\d+ )"
-                 R"(dst=10\.244\.2\.20:9999 .* verdict=deny policy=shop/deny-debug-port)")))
+                 R"(dst=10\.244\.2\.20:9999 .* src_workload=shop/frontend-7d9f )"
+                 R"(dst_workload=shop/cart-v1-5c2a verdict=deny policy=shop/deny-debug-port )"
+                 R"(reason="denied by DENY policy shop/deny-debug-port rule 0")")))
       << agent2_->output();
+  // The client's side learns it from the 401.
+  ASSERT_TRUE(agent1_->waitForOutput("dst=10.244.2.20:9999", seconds(5))) << agent1_->output();
+  EXPECT_TRUE(std::regex_search(
+      agent1_->output(),
+      std::regex(R"(access direction=outbound pod=shop/frontend-7d9f .*dst=10\.244\.2\.20:9999 )"
+                 R"(.*result="HBONE CONNECT answered 401" .* verdict=deny policy=- )")))
+      << agent1_->output();
+  // Metrics: closed with response_flags="DENY" on both sides.
+  for (const char* node : {"node1", "node2"}) {
+    auto m = httpInNetns(cluster_->nodeNetnsPath(node), "GET", "127.0.0.1", kMetricsPort,
+                         "/metrics");
+    EXPECT_TRUE(std::regex_search(
+        m.body, std::regex(R"(istio_tcp_connections_closed_total\{[^}]*response_flags="DENY")")))
+        << node << "\n"
+        << m.body;
+  }
   EXPECT_NE(r.exit_code, 0) << r.out;
 }
 
