@@ -102,6 +102,23 @@ class LoadBalancingTest : public MeshTest {
     return many.value_or(nlohmann::json::object());
   }
 
+  // `count` connections from frontend to the VIP (16 clients at a time, none may fail); how
+  // many each server served.
+  std::map<std::string, size_t> spread(const std::map<std::string, Process*>& servers, int count) {
+    auto many = connectMany(count, 16);
+    EXPECT_EQ(many.value("failed", -1), 0) << many.dump();
+    std::map<std::string, size_t> counts;
+    EXPECT_TRUE(waitFor(
+        [&] {
+          size_t total = 0;
+          for (const auto& [pod, p] : servers) total += (counts[pod] = served(*p));
+          return total >= static_cast<size_t>(count);
+        },
+        seconds(10)));
+    for (const auto& [pod, n] : counts) std::printf("%s served %zu of %d\n", pod.c_str(), n, count);
+    return counts;
+  }
+
   std::string lb_config_;
 };
 
@@ -110,18 +127,8 @@ class LoadBalancingTest : public MeshTest {
 TEST_F(LoadBalancingTest, EqualEndpointsShareConnectionsEvenly) {
   startWithConfig(withCartV3(testConfig()));
   auto servers = serveCarts();
-  auto many = connectMany(3000, 16);
-  EXPECT_EQ(many.value("failed", -1), 0) << many.dump();
-  std::map<std::string, size_t> counts;
-  ASSERT_TRUE(waitFor(
-      [&] {
-        size_t total = 0;
-        for (auto& [pod, p] : servers) total += (counts[pod] = served(*p));
-        return total >= 3000;
-      },
-      seconds(10)));
-  for (auto& [pod, n] : counts) {
-    std::printf("%s served %zu of 3000\n", pod.c_str(), n);
+  const auto counts = spread(servers, 3000);
+  for (const auto& [pod, n] : counts) {
     EXPECT_GE(n, 800u) << pod;
     EXPECT_LE(n, 1200u) << pod;
   }
@@ -133,20 +140,10 @@ TEST_F(LoadBalancingTest, EqualEndpointsShareConnectionsEvenly) {
 TEST_F(LoadBalancingTest, SlowEndpointGetsClearlyFewerConnections) {
   startWithConfig(withCartV3(testConfig()));
   auto servers = serveCarts({{"cart-v3", 50}});
-  auto many = connectMany(3000, 16);
-  EXPECT_EQ(many.value("failed", -1), 0) << many.dump();
-  std::map<std::string, size_t> counts;
-  ASSERT_TRUE(waitFor(
-      [&] {
-        size_t total = 0;
-        for (auto& [pod, p] : servers) total += (counts[pod] = served(*p));
-        return total >= 3000;
-      },
-      seconds(10)));
-  for (auto& [pod, n] : counts) std::printf("%s served %zu of 3000\n", pod.c_str(), n);
+  const auto counts = spread(servers, 3000);
   // An even share would be 1,000 each; the slow one must get less than half of a fast one's.
-  EXPECT_LT(counts["cart-v3"] * 2, counts["cart-v1"]);
-  EXPECT_LT(counts["cart-v3"] * 2, counts["cart-v2"]);
+  EXPECT_LT(counts.at("cart-v3") * 2, counts.at("cart-v1"));
+  EXPECT_LT(counts.at("cart-v3") * 2, counts.at("cart-v2"));
 }
 
 // Milliseconds since midnight of a log line's timestamp ("2026-11-24T07:22:34.211Z ...");
