@@ -102,8 +102,8 @@ void logTunnelStats(const ztunnel::Tunnel& tunnel) {
       s.accepted_outbound, s.accepted_inbound, s.accepted_hbone, s.completed, s.active,
       s.failed_connect, s.failed_no_orig_dst, s.failed_io, s.bytes_to_dst, s.bytes_from_dst,
       s.tls_handshakes_client, s.tls_handshakes_server, s.tls_handshake_failures,
-      s.hbone_streams_opened, s.hbone_streams_accepted, s.hbone_streams_rejected,
-      s.hbone_pool_size, s.denied, s.closed_by_policy, s.connect_retries, s.connect_timeouts);
+      s.hbone_streams_opened, s.hbone_streams_accepted, s.hbone_streams_rejected, s.hbone_pool_size,
+      s.denied, s.closed_by_policy, s.connect_retries, s.connect_timeouts);
 }
 
 // What the admin API and /metrics read of the running agent.

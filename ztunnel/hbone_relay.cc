@@ -483,8 +483,7 @@ void Worker::onRequest(HboneConn* c, hbone::StreamId stream, const hbone::Connec
   record.direction = Direction::kInbound;
   record.pod = pod->name;
   record.transport = Transport::kHbone;
-  record.src =
-      forwarded && forwarded->ip == c->peer.ip ? *forwarded : SocketAddress{c->peer.ip, 0};
+  record.src = forwarded && forwarded->ip == c->peer.ip ? *forwarded : SocketAddress{c->peer.ip, 0};
   record.dst = target;
   const auto& peer_id = c->transport->tls().peerIdentity();
   record.src_identity = peer_id ? peer_id->toString() : "";

@@ -156,8 +156,7 @@ void Worker::removePod(uint64_t cookie) {
 }
 
 void Worker::setSnapshot(model::SnapshotPtr snapshot) {
-  auto authorizer =
-      snapshot ? std::make_shared<const policy::Authorizer>(snapshot) : nullptr;
+  auto authorizer = snapshot ? std::make_shared<const policy::Authorizer>(snapshot) : nullptr;
   setSnapshot(std::move(snapshot), std::move(authorizer));
 }
 
@@ -817,7 +816,8 @@ bool Worker::authorize(ConnectionRecord& r, const std::string& peer_identity) {
       }
       spdlog::info("{}: dry-run policies for {} -> {}: would be {}; matched:{}", r.pod,
                    r.src.toString(), r.dst.toString(),
-                   verdict.dry_run_allowed ? "allowed" : "denied", matched.empty() ? " none" : matched);
+                   verdict.dry_run_allowed ? "allowed" : "denied",
+                   matched.empty() ? " none" : matched);
     }
   }
   r.denied = !allowed;
@@ -959,10 +959,11 @@ bool Worker::retryService(std::unique_ptr<ServiceTarget>& target, UniqueFd& app,
   auto pod = pods_.find(target->pod_cookie);
   if (target->tried.size() >= options_.connect_attempts || pod == pods_.end()) return false;
   connect_retries_.fetch_add(1, std::memory_order_relaxed);
-  spdlog::info("{}: load balancing: {} for {} failed ({}); retrying on another endpoint "
-               "(attempt {} of {})",
-               pod->second->name, target->endpoint_name, target->vip.toString(), why,
-               target->tried.size() + 1, options_.connect_attempts);
+  spdlog::info(
+      "{}: load balancing: {} for {} failed ({}); retrying on another endpoint "
+      "(attempt {} of {})",
+      pod->second->name, target->endpoint_name, target->vip.toString(), why,
+      target->tried.size() + 1, options_.connect_attempts);
   startServiceConnection(pod->second.get(), std::move(app), app_addr, std::move(target), why);
   return true;
 }
@@ -1024,8 +1025,7 @@ class Workers final : public Tunnel {
   }
   void setSnapshot(model::SnapshotPtr snapshot) override {
     // One authorizer for all workers: built once per config version.
-    auto authorizer =
-        snapshot ? std::make_shared<const policy::Authorizer>(snapshot) : nullptr;
+    auto authorizer = snapshot ? std::make_shared<const policy::Authorizer>(snapshot) : nullptr;
     for (auto& w : workers_) w->setSnapshot(snapshot, authorizer);
   }
   TunnelStats stats() const override {

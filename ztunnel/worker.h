@@ -100,8 +100,8 @@ struct Pod {
 struct ServiceTarget {
   model::SnapshotPtr snapshot;  // keeps `service` and picked workloads alive
   const model::Service* service = nullptr;
-  SocketAddress vip;       // what the client connected to
-  uint64_t pod_cookie = 0;  // the client pod (its netns for the next attempt)
+  SocketAddress vip;               // what the client connected to
+  uint64_t pod_cookie = 0;         // the client pod (its netns for the next attempt)
   std::vector<std::string> tried;  // workload uids tried so far
   lb::EndpointId endpoint;         // the current attempt's endpoint
   std::string endpoint_name;       // "namespace/name", for logs
@@ -321,8 +321,8 @@ class Worker final : public Tunnel {
 
   // HBONE (hbone_relay.cc)
   void startOutboundHbone(Pod* pod, UniqueFd app, const SocketAddress& app_addr,
-                             const SocketAddress& dst, const model::Workload& dst_workload,
-                             std::unique_ptr<ServiceTarget> service = nullptr);
+                          const SocketAddress& dst, const model::Workload& dst_workload,
+                          std::unique_ptr<ServiceTarget> service = nullptr);
   void acceptHbone(Listener* l, UniqueFd fd);
   HboneConn* pooledConn(Pod* pod, const identity::SpiffeId& dst_id, const SocketAddress& dst,
                         std::string* error);

@@ -74,9 +74,9 @@ TEST_F(AuthorizationTest, LegacyPlaintextClientIsResetBeforeTheApplication) {
   auto done = connect("batch", kCartV1App, 4096, 4096);
   EXPECT_FALSE(done.value("ok", true)) << done.dump();
   EXPECT_EQ(done.value("received", 1), 0) << done.dump();
-  ASSERT_TRUE(waitForAccess(*agent2_, {"direction=inbound", "src=10.244.2.30:",
-                                       "dst=10.244.2.20:8080", "transport=tcp", "verdict=deny",
-                                       "shop/cart-allow-frontend"}))
+  ASSERT_TRUE(
+      waitForAccess(*agent2_, {"direction=inbound", "src=10.244.2.30:", "dst=10.244.2.20:8080",
+                               "transport=tcp", "verdict=deny", "shop/cart-allow-frontend"}))
       << agent2_->output();
   std::this_thread::sleep_for(milliseconds(300));
   EXPECT_FALSE(sawConnection(cart)) << cart.output();
@@ -94,15 +94,16 @@ TEST_F(AuthorizationTest, DebugPortIsDeniedForMeshAndPlaintextClients) {
   done = connect("batch", "10.244.2.20:9999", 4096, 4096);
   EXPECT_FALSE(done.value("ok", true)) << done.dump();
 
-  EXPECT_TRUE(waitForAccess(*agent2_, {"src=10.244.1.10:", "dst=10.244.2.20:9999",
-                                       "transport=hbone", "verdict=deny policy=shop/deny-debug-port"}))
+  EXPECT_TRUE(
+      waitForAccess(*agent2_, {"src=10.244.1.10:", "dst=10.244.2.20:9999", "transport=hbone",
+                               "verdict=deny policy=shop/deny-debug-port"}))
       << agent2_->output();
-  EXPECT_TRUE(waitForAccess(*agent2_, {"src=10.244.2.30:", "dst=10.244.2.20:9999",
-                                       "transport=tcp", "verdict=deny policy=shop/deny-debug-port"}))
+  EXPECT_TRUE(waitForAccess(*agent2_, {"src=10.244.2.30:", "dst=10.244.2.20:9999", "transport=tcp",
+                                       "verdict=deny policy=shop/deny-debug-port"}))
       << agent2_->output();
   // The client's agent saw the 401 and reset the application's connection.
-  EXPECT_TRUE(waitForAccess(*agent1_, {"direction=outbound", "dst=10.244.2.20:9999",
-                                       "HBONE CONNECT answered 401"}))
+  EXPECT_TRUE(waitForAccess(
+      *agent1_, {"direction=outbound", "dst=10.244.2.20:9999", "HBONE CONNECT answered 401"}))
       << agent1_->output();
   std::this_thread::sleep_for(milliseconds(300));
   EXPECT_FALSE(sawConnection(cart)) << cart.output();
@@ -134,9 +135,9 @@ TEST_F(AuthorizationTest, PolicyChangeClosesNowDeniedConnectionAndAdmitsNewlyAll
   startPolicyAgents();
   serve("cart-v1", 8080);
   // 4 MiB at 512 KiB/s: open for about 8 s unless something closes it.
-  Process& client = cluster_->startInPod(
-      "frontend", {testappPath(), "connect", "--to", kCartV1App, "--send", "4M", "--expect", "0",
-                   "--rate", "512K"});
+  Process& client =
+      cluster_->startInPod("frontend", {testappPath(), "connect", "--to", kCartV1App, "--send",
+                                        "4M", "--expect", "0", "--rate", "512K"});
   ASSERT_TRUE(waitFor([&] { return tunnelStats(*agent2_)["active"] >= 1; }, seconds(5)))
       << agent2_->output();
   std::this_thread::sleep_for(milliseconds(300));
@@ -151,15 +152,15 @@ TEST_F(AuthorizationTest, PolicyChangeClosesNowDeniedConnectionAndAdmitsNewlyAll
   const auto changed = std::chrono::steady_clock::now();
   rewritePolicies(text);
   ASSERT_TRUE(client.waitExit(seconds(5)).has_value()) << "still open 5 s after the change";
-  const auto closed_after = std::chrono::duration_cast<milliseconds>(
-      std::chrono::steady_clock::now() - changed);
+  const auto closed_after =
+      std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - changed);
   auto done = findEvent(client.output(), "done");
   ASSERT_TRUE(done.has_value()) << client.output();
   EXPECT_FALSE(done->value("ok", true)) << done->dump();
   EXPECT_LT(done->value("sent", uint64_t{0}), 4ull << 20) << done->dump();
   EXPECT_LT(closed_after.count(), 1000) << "closed " << closed_after.count() << " ms after";
-  EXPECT_TRUE(waitForAccess(*agent2_, {"src=10.244.1.10:", "dst=10.244.2.20:8080",
-                                       "verdict=deny", "closed by policy change"}))
+  EXPECT_TRUE(waitForAccess(*agent2_, {"src=10.244.1.10:", "dst=10.244.2.20:8080", "verdict=deny",
+                                       "closed by policy change"}))
       << agent2_->output();
   std::printf("open connection closed %lld ms after the policy file changed\n",
               static_cast<long long>(closed_after.count()));

@@ -37,9 +37,10 @@ std::string withLoadBalancer(std::string text, const std::string& mode) {
   const std::string anchor = "  ports: {80: 8080}\n";
   auto pos = text.find(anchor);
   if (pos == std::string::npos) return text;
-  return text.insert(pos + anchor.size(), "  loadBalancer:\n    routingPreferences: [Node]\n"
-                                          "    mode: " +
-                                              mode + "\n");
+  return text.insert(pos + anchor.size(),
+                     "  loadBalancer:\n    routingPreferences: [Node]\n"
+                     "    mode: " +
+                         mode + "\n");
 }
 
 // cart-v2 no longer backs the service (its `services` entry removed).
@@ -75,8 +76,8 @@ class LoadBalancingTest : public MeshTest {
   std::map<std::string, Process*> serveCarts(const std::map<std::string, int>& delay_ms = {}) {
     std::map<std::string, Process*> servers;
     for (const auto& pod : kCartPods) {
-      std::vector<std::string> argv = {testappPath(), "serve", "--port", "8080", "--count", "0",
-                                       "--parallel", "64"};
+      std::vector<std::string> argv = {testappPath(), "serve", "--port",     "8080",
+                                       "--count",     "0",     "--parallel", "64"};
       if (auto it = delay_ms.find(pod); it != delay_ms.end()) {
         argv.insert(argv.end(), {"--delay-ms", std::to_string(it->second)});
       }
@@ -101,6 +102,23 @@ class LoadBalancingTest : public MeshTest {
     return many.value_or(nlohmann::json::object());
   }
 
+  // `count` connections from frontend to the VIP (16 clients at a time, none may fail); how
+  // many each server served.
+  std::map<std::string, size_t> spread(const std::map<std::string, Process*>& servers, int count) {
+    auto many = connectMany(count, 16);
+    EXPECT_EQ(many.value("failed", -1), 0) << many.dump();
+    std::map<std::string, size_t> counts;
+    EXPECT_TRUE(waitFor(
+        [&] {
+          size_t total = 0;
+          for (const auto& [pod, p] : servers) total += (counts[pod] = served(*p));
+          return total >= static_cast<size_t>(count);
+        },
+        seconds(10)));
+    for (const auto& [pod, n] : counts) std::printf("%s served %zu of %d\n", pod.c_str(), n, count);
+    return counts;
+  }
+
   std::string lb_config_;
 };
 
@@ -109,18 +127,8 @@ class LoadBalancingTest : public MeshTest {
 TEST_F(LoadBalancingTest, EqualEndpointsShareConnectionsEvenly) {
   startWithConfig(withCartV3(testConfig()));
   auto servers = serveCarts();
-  auto many = connectMany(3000, 16);
-  EXPECT_EQ(many.value("failed", -1), 0) << many.dump();
-  std::map<std::string, size_t> counts;
-  ASSERT_TRUE(waitFor(
-      [&] {
-        size_t total = 0;
-        for (auto& [pod, p] : servers) total += (counts[pod] = served(*p));
-        return total >= 3000;
-      },
-      seconds(10)));
-  for (auto& [pod, n] : counts) {
-    std::printf("%s served %zu of 3000\n", pod.c_str(), n);
+  const auto counts = spread(servers, 3000);
+  for (const auto& [pod, n] : counts) {
     EXPECT_GE(n, 800u) << pod;
     EXPECT_LE(n, 1200u) << pod;
   }
@@ -132,20 +140,10 @@ TEST_F(LoadBalancingTest, EqualEndpointsShareConnectionsEvenly) {
 TEST_F(LoadBalancingTest, SlowEndpointGetsClearlyFewerConnections) {
   startWithConfig(withCartV3(testConfig()));
   auto servers = serveCarts({{"cart-v3", 50}});
-  auto many = connectMany(3000, 16);
-  EXPECT_EQ(many.value("failed", -1), 0) << many.dump();
-  std::map<std::string, size_t> counts;
-  ASSERT_TRUE(waitFor(
-      [&] {
-        size_t total = 0;
-        for (auto& [pod, p] : servers) total += (counts[pod] = served(*p));
-        return total >= 3000;
-      },
-      seconds(10)));
-  for (auto& [pod, n] : counts) std::printf("%s served %zu of 3000\n", pod.c_str(), n);
+  const auto counts = spread(servers, 3000);
   // An even share would be 1,000 each; the slow one must get less than half of a fast one's.
-  EXPECT_LT(counts["cart-v3"] * 2, counts["cart-v1"]);
-  EXPECT_LT(counts["cart-v3"] * 2, counts["cart-v2"]);
+  EXPECT_LT(counts.at("cart-v3") * 2, counts.at("cart-v1"));
+  EXPECT_LT(counts.at("cart-v3") * 2, counts.at("cart-v2"));
 }
 
 // Milliseconds since midnight of a log line's timestamp ("2026-11-24T07:22:34.211Z ...");
@@ -213,7 +211,8 @@ TEST_F(LoadBalancingTest, KilledEndpointIsRetriedElsewhereEjectedAndProbedAfterB
       std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch())
           .count() %
       (24 * 3600 * 1000);
-  std::this_thread::sleep_for(milliseconds(std::clamp<int64_t>(ejected_at + 5300 - now_ms, 0, 6000)));
+  std::this_thread::sleep_for(
+      milliseconds(std::clamp<int64_t>(ejected_at + 5300 - now_ms, 0, 6000)));
   auto later = connectMany(50, 2);
   EXPECT_EQ(later.value("failed", -1), 0) << later.dump();
   const auto probes = linesWith(agent1_->output(), {"probing shop/cart-v3-77aa"});
@@ -226,10 +225,11 @@ TEST_F(LoadBalancingTest, KilledEndpointIsRetriedElsewhereEjectedAndProbedAfterB
   }
   // The failed probe ejects it again, for twice as long.
   EXPECT_TRUE(agent1_->waitForOutput("for 10000 ms", seconds(2))) << agent1_->output();
-  std::printf("ejected at %lld, probed %lld ms later; %zu connects refused and retried, %zu lost "
-              "in flight at the kill\n",
-              static_cast<long long>(ejected_at), static_cast<long long>(probed_at - ejected_at),
-              refused.size(), in_flight_at_kill);
+  std::printf(
+      "ejected at %lld, probed %lld ms later; %zu connects refused and retried, %zu lost "
+      "in flight at the kill\n",
+      static_cast<long long>(ejected_at), static_cast<long long>(probed_at - ejected_at),
+      refused.size(), in_flight_at_kill);
 }
 
 // Must show 5: FAILOVER on [Node] sends frontend's connections to the endpoint on its own node
@@ -246,21 +246,21 @@ TEST_F(LoadBalancingTest, FailoverPrefersSameNodeAndStrictFailsClosed) {
   // cart-v2 stops backing the service: FAILOVER moves to node2's endpoints.
   size_t reloads = countOf(agent1_->output(), "config in force");
   rewriteConfig(withoutCartV2Endpoint(failover));
-  ASSERT_TRUE(waitFor([&] { return countOf(agent1_->output(), "config in force") > reloads; },
-                      seconds(5)));
+  ASSERT_TRUE(
+      waitFor([&] { return countOf(agent1_->output(), "config in force") > reloads; }, seconds(5)));
   many = connectMany(60, 4);
   EXPECT_EQ(many.value("failed", -1), 0) << many.dump();
-  EXPECT_TRUE(waitFor(
-      [&] { return served(*servers["cart-v1"]) + served(*servers["cart-v3"]) >= 60; },
-      seconds(10)));
+  EXPECT_TRUE(
+      waitFor([&] { return served(*servers["cart-v1"]) + served(*servers["cart-v3"]) >= 60; },
+              seconds(10)));
   EXPECT_EQ(served(*servers["cart-v2"]), 60u);
 
   // STRICT with no endpoint left on node1: the connection fails, nothing reaches node2.
   const size_t node2_before = served(*servers["cart-v1"]) + served(*servers["cart-v3"]);
   reloads = countOf(agent1_->output(), "config in force");
   rewriteConfig(withoutCartV2Endpoint(withLoadBalancer(withCartV3(testConfig()), "Strict")));
-  ASSERT_TRUE(waitFor([&] { return countOf(agent1_->output(), "config in force") > reloads; },
-                      seconds(5)));
+  ASSERT_TRUE(
+      waitFor([&] { return countOf(agent1_->output(), "config in force") > reloads; }, seconds(5)));
   auto done = connect("frontend", kCartVip, 256, 256);
   EXPECT_FALSE(done.value("ok", true)) << done.dump();
   EXPECT_TRUE(agent1_->waitForOutput("no endpoint", seconds(5))) << agent1_->output();

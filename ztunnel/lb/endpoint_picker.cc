@@ -277,8 +277,8 @@ Pick EndpointPicker::choose(const std::vector<const Candidate*>& group, TimePoin
   // instead of losing every one (and so never getting the samples that would bring its estimate
   // down) until the estimate decays with time. A truly slow endpoint wins one of those
   // comparisons now and then, measures slow again, and goes back to losing.
-  if (loser.state != nullptr && loser.state->measured &&
-      (b_wins ? cmp_a > cmp_b : cmp_b > cmp_a) && load(loser) <= load(winner)) {
+  if (loser.state != nullptr && loser.state->measured && (b_wins ? cmp_a > cmp_b : cmp_b > cmp_a) &&
+      load(loser) <= load(winner)) {
     loser.state->latency_ns *= 1.0 - options_.latency_sample_weight;
   }
   auto describe = [](const Candidate& c, double latency) {

@@ -167,9 +167,9 @@ class EndpointPicker {
   struct Candidate {
     const model::Workload* workload;
     uint16_t port;
-    unsigned rank;       // routing preferences matched (FAILOVER)
-    bool usable;         // not ejected, no probe in flight
-    State* state;  // nullptr: nothing known yet
+    unsigned rank;  // routing preferences matched (FAILOVER)
+    bool usable;    // not ejected, no probe in flight
+    State* state;   // nullptr: nothing known yet
   };
   // Lookup by (uid, port) without building an EndpointId.
   struct KeyView {
