@@ -308,7 +308,8 @@ int run(const Flags& flags) {
     in.tcp = &telemetry.tcpMetrics();
     if (auto counters = capture_ref.nodeCounters()) {
       std::map<std::string, uint64_t> by_reason;
-      for (int i = 0; i < NM_REASON_MAX; ++i) by_reason[std::string(reasonName(i))] = (*counters)[i];
+      for (int i = 0; i < NM_REASON_MAX; ++i)
+        by_reason[std::string(reasonName(i))] = (*counters)[i];
       in.capture_counters = std::move(by_reason);
     }
     in.tunnel = tunnel_ref.stats();
@@ -327,12 +328,12 @@ int run(const Flags& flags) {
   };
   HttpServers servers;
   {
-    auto admin_server = serve("admin", admin::kAdminAddress, flags.admin_port, 2,
-                              admin::adminRoutes(admin_state));
+    auto admin_server =
+        serve("admin", admin::kAdminAddress, flags.admin_port, 2, admin::adminRoutes(admin_state));
     auto metrics_server =
-        admin_server ? serve("metrics", "0.0.0.0", flags.metrics_port, 2,
-                             admin::metricsRoutes(gather))
-                     : Result<std::unique_ptr<admin::HttpServer>>(admin_server.error());
+        admin_server
+            ? serve("metrics", "0.0.0.0", flags.metrics_port, 2, admin::metricsRoutes(gather))
+            : Result<std::unique_ptr<admin::HttpServer>>(admin_server.error());
     auto readiness_server =
         metrics_server ? serve("readiness", "0.0.0.0", flags.readiness_port, 1,
                                admin::readinessRoutes(readiness))

@@ -29,15 +29,13 @@ Result<nlohmann::json> AdminClient::request(
   client.set_read_timeout(timeout_);
   client.set_write_timeout(timeout_);
   httplib::Params query(params.begin(), params.end());
-  httplib::Result res = method == "GET"
-                            ? client.Get(path, query, httplib::Headers{})
-                            : client.Post(httplib::append_query_params(path, query));
+  httplib::Result res = method == "GET" ? client.Get(path, query, httplib::Headers{})
+                                        : client.Post(httplib::append_query_params(path, query));
   if (!res) {
     return Error{ECONNREFUSED,
                  "cannot reach the agent's admin API at " + base_url_ + path + ": " +
-                     (res.error() == httplib::Error::Connection
-                          ? std::string("connection failed")
-                          : httplib::to_string(res.error())) +
+                     (res.error() == httplib::Error::Connection ? std::string("connection failed")
+                                                                : httplib::to_string(res.error())) +
                      " (is nodemesh-agent running, and is this shell in the node's network "
                      "namespace? the admin API listens on 127.0.0.1 only)"};
   }
@@ -47,8 +45,8 @@ Result<nlohmann::json> AdminClient::request(
                               ? body["error"].get<std::string>()
                               : res->body;
     while (!message.empty() && message.back() == '\n') message.pop_back();
-    return Error{EINVAL, method + " " + path + ": HTTP " + std::to_string(res->status) + ": " +
-                             message};
+    return Error{EINVAL,
+                 method + " " + path + ": HTTP " + std::to_string(res->status) + ": " + message};
   }
   if (body.is_discarded()) {
     return Error{EBADMSG, method + " " + path + ": the agent's answer is not JSON"};

@@ -2,9 +2,9 @@
 
 #include <bpf/libbpf.h>
 #include <dirent.h>
+#include <liburing.h>
 #include <linux/capability.h>
 #include <linux/magic.h>
-#include <liburing.h>
 #include <netinet/in.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -140,8 +140,8 @@ std::vector<Check> checkBpfTypes() {
     if (r == 1) {
       out.push_back({name, CheckStatus::kOk, std::string("loads (") + p.use + ")"});
     } else if (r == 0) {
-      out.push_back({name, CheckStatus::kFail, std::string("not supported by this kernel (") +
-                                                   p.use + ")"});
+      out.push_back(
+          {name, CheckStatus::kFail, std::string("not supported by this kernel (") + p.use + ")"});
     } else {
       out.push_back({name, CheckStatus::kFail,
                      fmt::format("cannot probe: {} (needs CAP_BPF, or root)", std::strerror(-r))});
@@ -164,13 +164,13 @@ std::vector<Check> checkBpfTypes() {
     if (r < 0) errors = std::strerror(-r);
   }
   if (!errors.empty()) {
-    out.push_back({"bpf maps", CheckStatus::kFail,
-                   "cannot probe: " + errors + " (needs CAP_BPF, or root)"});
+    out.push_back(
+        {"bpf maps", CheckStatus::kFail, "cannot probe: " + errors + " (needs CAP_BPF, or root)"});
   } else if (!missing.empty()) {
     out.push_back({"bpf maps", CheckStatus::kFail, "not supported: " + missing});
   } else {
-    out.push_back({"bpf maps", CheckStatus::kOk,
-                   "hash, percpu_array, lpm_trie, sk_storage, sockhash"});
+    out.push_back(
+        {"bpf maps", CheckStatus::kOk, "hash, percpu_array, lpm_trie, sk_storage, sockhash"});
   }
   return out;
 }
@@ -221,8 +221,8 @@ Check checkIoUring() {
     reg.bgid = 0;
     int r = io_uring_register_buf_ring(&ring, &reg, 0);
     if (r < 0) {
-      problems += std::string(problems.empty() ? "" : "; ") +
-                  "provided buffer rings: " + std::strerror(-r);
+      problems +=
+          std::string(problems.empty() ? "" : "; ") + "provided buffer rings: " + std::strerror(-r);
     } else {
       (void)io_uring_unregister_buf_ring(&ring, 0);
     }
@@ -239,8 +239,7 @@ Check checkCapabilities() {
   header.pid = 0;
   std::array<__user_cap_data_struct, 2> data{};
   if (::syscall(SYS_capget, &header, data.data()) != 0) {
-    return {"capabilities", CheckStatus::kWarn,
-            std::string("capget: ") + std::strerror(errno)};
+    return {"capabilities", CheckStatus::kWarn, std::string("capget: ") + std::strerror(errno)};
   }
   auto has = [&](int cap) { return (data[cap / 32].effective & (1u << (cap % 32))) != 0; };
   std::string missing;
@@ -254,8 +253,9 @@ Check checkCapabilities() {
   }
   if (!missing.empty()) {
     return {"capabilities", CheckStatus::kFail,
-            "missing " + missing + " (the agent loads BPF programs, enters pod netns, binds "
-                                   "transparently)"};
+            "missing " + missing +
+                " (the agent loads BPF programs, enters pod netns, binds "
+                "transparently)"};
   }
   return {"capabilities", CheckStatus::kOk, "CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN"};
 }
@@ -311,8 +311,8 @@ Check checkPort(uint16_t port, const char* address, const char* what, bool node_
                         owner, what)};
   }
   return {name, CheckStatus::kFail,
-          fmt::format("in use by {}: the agent cannot serve {} (pick another with its flag)",
-                      owner, what)};
+          fmt::format("in use by {}: the agent cannot serve {} (pick another with its flag)", owner,
+                      what)};
 }
 
 }  // namespace

@@ -39,7 +39,7 @@ std::vector<Check> runDoctor(const DoctorOptions& options);
 std::optional<std::pair<int, int>> parseKernelVersion(std::string_view release);
 
 // The socket inode listening on `port` in /proc/net/tcp(6) text; nullopt when none.
-std::optional<uint64_t> listeningInode(std::string_view proc_net_tcp, uint16_t port);
+std::optional<uint64_t> listeningInode(std::string_view text, uint16_t port);
 
 // The bpffs check for a pin directory, given how to ask what filesystem a path is on
 // (statfs f_type) and whether it exists.
@@ -49,6 +49,6 @@ struct FsProbe {
   virtual bool isBpffs(const std::string& path) const = 0;
   virtual std::string fsName(const std::string& path) const = 0;  // "tmpfs", "ext4", ...
 };
-Check checkBpffsDir(const std::string& dir, const FsProbe& fs);
+Check checkBpffsDir(const std::string& dir, const FsProbe& probe);
 
 }  // namespace nodemesh::cli

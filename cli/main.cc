@@ -67,8 +67,7 @@ int fail(const Error& e, int code = kExitUnavailable) {
 }
 
 AdminClient client(const Options& o) {
-  return AdminClient(o.admin,
-                     std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000)));
+  return AdminClient(o.admin, std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000)));
 }
 
 Filters filters(const Options& o) {
@@ -170,9 +169,10 @@ int logLevelCommand(const Options& o) {
 
 int ctlMain(int argc, char** argv) {
   Options o;
-  CLI::App app{"nodemeshctl: what happened to my connection? Inspects the nodemesh agent of "
-               "this node (admin API on 127.0.0.1:15000, BPF pins under --bpffs).",
-               "nodemeshctl"};
+  CLI::App app{
+      "nodemeshctl: what happened to my connection? Inspects the nodemesh agent of "
+      "this node (admin API on 127.0.0.1:15000, BPF pins under --bpffs).",
+      "nodemeshctl"};
   app.require_subcommand(1);
   app.fallthrough();
   app.add_option("--admin", o.admin, "the agent's admin API")->capture_default_str();
@@ -186,8 +186,7 @@ int ctlMain(int argc, char** argv) {
   app.add_option("--timeout", o.timeout_s, "seconds to wait for the agent")
       ->capture_default_str()
       ->check(CLI::Range(0.1, 600.0));
-  app.add_option("--width", o.width,
-                 "table width in columns (default: the terminal's, else 120)");
+  app.add_option("--width", o.width, "table width in columns (default: the terminal's, else 120)");
   app.footer(
       "Examples:\n"
       "  nodemeshctl workloads -n shop\n"
@@ -199,10 +198,12 @@ int ctlMain(int argc, char** argv) {
       "3 the agent's admin API or the pins cannot be read.\n"
       "Run it in the node's network namespace (the admin API listens on 127.0.0.1 only).");
 
-  auto* workloads = app.add_subcommand("workloads", "workloads in the config, and which are "
-                                                    "enrolled here");
-  workloads->footer("Examples:\n  nodemeshctl workloads\n  nodemeshctl workloads -n shop --node "
-                    "node1 -o yaml");
+  auto* workloads = app.add_subcommand("workloads",
+                                       "workloads in the config, and which are "
+                                       "enrolled here");
+  workloads->footer(
+      "Examples:\n  nodemeshctl workloads\n  nodemeshctl workloads -n shop --node "
+      "node1 -o yaml");
   auto* services = app.add_subcommand("services", "services: VIPs, ports, endpoints");
   services->footer("Example: nodemeshctl services -n shop");
   auto* policies = app.add_subcommand("policies", "authorization policies and their rules");
@@ -211,17 +212,19 @@ int ctlMain(int argc, char** argv) {
   certs->footer("Example: nodemeshctl certs -n shop");
   auto* connections =
       app.add_subcommand("connections", "open connections: addresses, identities, bytes, age");
-  connections->footer("Examples:\n  nodemeshctl connections\n  watch -n1 nodemeshctl connections "
-                      "-n shop");
+  connections->footer(
+      "Examples:\n  nodemeshctl connections\n  watch -n1 nodemeshctl connections "
+      "-n shop");
   auto* pods = app.add_subcommand(
       "pods", "enrolled pods, their netns and capture counters (counters from the pins)");
   pods->footer("Example: nodemeshctl pods --bpffs /sys/fs/bpf/nodemesh");
   auto* bpf = app.add_subcommand(
       "bpf", "programs, links, maps and counters, read from the pins (agent not needed)");
   bpf->footer("Example: nodemeshctl bpf --bpffs /sys/fs/bpf/nodemesh -o json");
-  auto* explain = app.add_subcommand(
-      "explain", "the whole story of a would-be connection: capture, service resolution, "
-                 "transport, policy verdict and deciding rule");
+  auto* explain =
+      app.add_subcommand("explain",
+                         "the whole story of a would-be connection: capture, service resolution, "
+                         "transport, policy verdict and deciding rule");
   explain->add_option("SRC", o.src, "source IP (a pod's address)")->required();
   explain->add_option("DST", o.dst, "destination IP:PORT (a pod or a service VIP)")->required();
   explain->footer(
@@ -229,10 +232,12 @@ int ctlMain(int argc, char** argv) {
       "  nodemeshctl explain 10.244.1.10 10.96.0.20:80 -o json\n"
       "Exit code 0 when the connection would be allowed, 1 when not.");
   auto* doctor = app.add_subcommand(
-      "doctor", "can this host run the agent? kernel, BTF, cgroup2, bpffs, BPF program and map "
-                "types, io_uring, capabilities, ports");
-  doctor->footer("Examples:\n  nodemeshctl doctor\n  nodemeshctl doctor --bpffs "
-                 "/sys/fs/bpf/nodemesh-test\nExit code 1 when a check fails.");
+      "doctor",
+      "can this host run the agent? kernel, BTF, cgroup2, bpffs, BPF program and map "
+      "types, io_uring, capabilities, ports");
+  doctor->footer(
+      "Examples:\n  nodemeshctl doctor\n  nodemeshctl doctor --bpffs "
+      "/sys/fs/bpf/nodemesh-test\nExit code 1 when a check fails.");
   auto* log_level = app.add_subcommand("log-level", "show or set the agent's log level");
   log_level->add_option("LEVEL", o.level, "trace, debug, info, warn, error, off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));

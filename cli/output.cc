@@ -81,7 +81,8 @@ void Table::addRow(std::vector<std::string> cells) {
   cells.resize(headers_.size());
   for (auto& c : cells) {
     // One line per row: newlines and tabs would break the columns.
-    std::replace_if(c.begin(), c.end(), [](char ch) { return ch == '\n' || ch == '\t'; }, ' ');
+    std::replace_if(
+        c.begin(), c.end(), [](char ch) { return ch == '\n' || ch == '\t'; }, ' ');
     if (c.empty()) c = "-";
   }
   rows_.push_back(std::move(cells));

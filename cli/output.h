@@ -41,7 +41,7 @@ std::string toYaml(const nlohmann::json& j);
 // "1.5KiB", "12MiB", "17B".
 std::string humanBytes(uint64_t bytes);
 // "450ms", "12s", "3m20s", "5h02m", "3d4h".
-std::string humanDuration(int64_t milliseconds);
+std::string humanDuration(int64_t ms);
 // "spiffe://cluster.local/ns/shop/sa/frontend" -> "shop/frontend"; "" -> "-".
 std::string shortIdentity(const std::string& spiffe_id);
 

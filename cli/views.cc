@@ -131,9 +131,7 @@ View workloadsView(const json& dump, const Filters& f, size_t width) {
     v.data.push_back(w);
     std::string state = "-";
     if (str(w, "node") == this_node) {
-      state = enrolled.count(str(w, "uid")) ? "yes"
-              : str(w, "protocol") == "HBONE" ? "no"
-                                              : "-";
+      state = enrolled.count(str(w, "uid")) ? "yes" : str(w, "protocol") == "HBONE" ? "no" : "-";
     }
     t.addRow({str(w, "namespace"), str(w, "name"), str(w, "node"),
               joinStrings(w.value("workloadIps", json::array())), str(w, "protocol"),
@@ -230,8 +228,8 @@ View podsView(const std::optional<json>& dump, const std::vector<PodCounters>& p
   const std::string node = dump ? str(dump->value("agent", json::object()), "node") : "";
   View v;
   v.data = json::array();
-  Table t({"POD", "NETNS", "COOKIE", "IPS", "CAPTURED", "STEERED", "HBONE-IN", "EXCLUDED",
-           "FAILED"});
+  Table t(
+      {"POD", "NETNS", "COOKIE", "IPS", "CAPTURED", "STEERED", "HBONE-IN", "EXCLUDED", "FAILED"});
   auto sum = [](const std::map<std::string, uint64_t>& c, std::initializer_list<const char*> keys) {
     uint64_t n = 0;
     for (const char* k : keys) {

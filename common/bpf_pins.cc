@@ -76,14 +76,14 @@ void inspectLink(const std::string& pin, PinInventory& out) {
   link.prog_id = info.prog_id;
   if (info.type == BPF_LINK_TYPE_CGROUP) {
     link.target = info.cgroup.cgroup_id;
-    link.attach_type = orUnknown(
-        libbpf_bpf_attach_type_str(static_cast<bpf_attach_type>(info.cgroup.attach_type)),
-        info.cgroup.attach_type);
+    link.attach_type =
+        orUnknown(libbpf_bpf_attach_type_str(static_cast<bpf_attach_type>(info.cgroup.attach_type)),
+                  info.cgroup.attach_type);
   } else if (info.type == BPF_LINK_TYPE_NETNS) {
     link.target = info.netns.netns_ino;
-    link.attach_type = orUnknown(
-        libbpf_bpf_attach_type_str(static_cast<bpf_attach_type>(info.netns.attach_type)),
-        info.netns.attach_type);
+    link.attach_type =
+        orUnknown(libbpf_bpf_attach_type_str(static_cast<bpf_attach_type>(info.netns.attach_type)),
+                  info.netns.attach_type);
   }
   UniqueFd prog(bpf_prog_get_fd_by_id(info.prog_id));
   if (prog.valid()) {
@@ -187,8 +187,9 @@ Result<std::vector<uint64_t>> readEnrolledCookies(const std::string& maps_dir) {
 Result<PinInventory> inspectPins(const std::string& bpffs_dir) {
   std::error_code ec;
   if (!fs::is_directory(bpffs_dir, ec)) {
-    return Error{ENOENT, bpffs_dir + ": no such directory (is the agent installed with this "
-                                     "--bpffs?)"};
+    return Error{ENOENT, bpffs_dir +
+                             ": no such directory (is the agent installed with this "
+                             "--bpffs?)"};
   }
   PinInventory out;
   for (const auto& pin : filesUnder(bpffs_dir + "/links")) inspectLink(pin, out);

@@ -41,7 +41,7 @@ struct PinnedLink {
   uint64_t target = 0;      // cgroup id, or netns inode
   uint32_t prog_id = 0;
   std::string prog_name;
-  std::string prog_type;  // "cgroup_sock_addr", "sk_lookup", ...
+  std::string prog_type;   // "cgroup_sock_addr", "sk_lookup", ...
   uint64_t run_count = 0;  // 0 unless kernel.bpf_stats_enabled
   uint64_t run_time_ns = 0;
 };

@@ -119,7 +119,7 @@ struct ConnectionInfo {
   Direction direction = Direction::kOutbound;
   std::string pod;
   SocketAddress src;
-  SocketAddress dst;  // for a service connection, the endpoint picked
+  SocketAddress dst;        // for a service connection, the endpoint picked
   std::string dst_service;  // "namespace/hostname" when connected through a service VIP
   Transport transport = Transport::kTcp;
   std::string src_identity;

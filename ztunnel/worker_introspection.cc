@@ -55,9 +55,9 @@ void Worker::answerConnectionRequests() {
     info.bytes_to_dst = c->half[0].bytes;
     info.bytes_from_dst = c->half[1].bytes;
     info.age = age(c->start);
-    info.state = c->connecting                                        ? "connecting"
+    info.state = c->connecting                                       ? "connecting"
                  : c->aborting || c->half[0].done || c->half[1].done ? "closing"
-                                                                      : "open";
+                                                                     : "open";
     out.push_back(std::move(info));
   }
   for (const auto& b : bridges_) {
@@ -73,17 +73,20 @@ void Worker::answerConnectionRequests() {
     info.bytes_to_dst = b->record.bytes_to_dst;
     info.bytes_from_dst = b->record.bytes_from_dst;
     info.age = age(b->start);
-    info.state = b->connecting || !b->streaming                          ? "connecting"
+    info.state = b->connecting || !b->streaming                              ? "connecting"
                  : b->aborting || b->tcp_eof || b->peer_ended || b->finished ? "closing"
                                                                              : "open";
     out.push_back(std::move(info));
   }
-  for (size_t i = 0; i < requests.size(); ++i) {
-    std::lock_guard<std::mutex> lock(requests[i]->mu);
-    requests[i]->connections = i + 1 == requests.size() ? std::move(out) : out;
-    requests[i]->done = true;
-    requests[i]->cv.notify_all();
-  }
+  auto answer = [](ConnectionsRequest& request, std::vector<ConnectionInfo> connections) {
+    std::lock_guard<std::mutex> lock(request.mu);
+    request.connections = std::move(connections);
+    request.done = true;
+    request.cv.notify_all();
+  };
+  // Usually one request; every extra one gets a copy, the last the original.
+  for (size_t i = 0; i + 1 < requests.size(); ++i) answer(*requests[i], out);
+  answer(*requests.back(), std::move(out));
 }
 
 }  // namespace nodemesh::ztunnel::internal

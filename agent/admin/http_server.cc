@@ -59,7 +59,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const HttpServerOptions& o
       r.remote_addr = req.remote_addr;
       HttpResponse out = h(r);
       res.status = out.status;
-      res.set_content(out.body, out.content_type.c_str());
+      res.set_content(out.body, out.content_type);
     };
     // The path is literal: escape regex metacharacters (httplib matches routes as regexes).
     std::string pattern;
@@ -94,7 +94,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const HttpServerOptions& o
     }
   });
   server.set_exception_handler(
-      [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+      [](const httplib::Request& req, httplib::Response& res, const std::exception_ptr& ep) {
         std::string what = "unknown error";
         try {
           if (ep) std::rethrow_exception(ep);

@@ -14,8 +14,8 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/bpf/bpffs.h"
-#include "common/bpf_pins.h"
 #include "cgroup_sock.skel.h"
+#include "common/bpf_pins.h"
 #include "sk_lookup.skel.h"
 
 namespace nodemesh::agent {

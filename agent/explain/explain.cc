@@ -51,8 +51,8 @@ Capture outboundCapture(const CaptureView& view, const model::Workload* src,
   Capture c;
   if (!src) {
     c.reason = "source_not_in_mesh";
-    c.detail = src_ip.toString() +
-               " is not a workload in the config: nothing captures its connections";
+    c.detail =
+        src_ip.toString() + " is not a workload in the config: nothing captures its connections";
     return c;
   }
   const std::string key = src->namespace_name + "/" + src->name;
@@ -76,10 +76,10 @@ Capture outboundCapture(const CaptureView& view, const model::Workload* src,
                ": no network namespace with its address was found (yet)";
     return c;
   }
-  const std::string where =
-      c.observed ? "enrolled on " + view.node
-                 : "on node " + src->node + " (assumed enrolled by its agent; its exclusions "
-                                            "are not known here)";
+  const std::string where = c.observed ? "enrolled on " + view.node
+                                       : "on node " + src->node +
+                                             " (assumed enrolled by its agent; its exclusions "
+                                             "are not known here)";
   if (dst.ip.isLoopback()) {
     c.reason = "out_skip_loopback";
     c.detail = key + " " + where + "; loopback destinations are never captured";
@@ -87,8 +87,8 @@ Capture outboundCapture(const CaptureView& view, const model::Workload* src,
   }
   if (c.observed && contains(view.exclude_outbound_ports, dst.port)) {
     c.reason = "out_skip_excluded";
-    c.detail = fmt::format("{} {}; destination port {} is excluded (--exclude-outbound-ports)",
-                           key, where, dst.port);
+    c.detail = fmt::format("{} {}; destination port {} is excluded (--exclude-outbound-ports)", key,
+                           where, dst.port);
     return c;
   }
   if (const Cidr* cidr = c.observed ? excludedCidr(view, dst.ip) : nullptr) {
@@ -99,14 +99,15 @@ Capture outboundCapture(const CaptureView& view, const model::Workload* src,
   }
   c.captured = true;
   c.reason = "out_captured";
-  c.detail = fmt::format("{} {}; its connect to {} is redirected to its 127.0.0.1:{} listener",
-                         key, where, dst.toString(), NM_PORT_OUTBOUND);
+  c.detail = fmt::format("{} {}; its connect to {} is redirected to its 127.0.0.1:{} listener", key,
+                         where, dst.toString(), NM_PORT_OUTBOUND);
   return c;
 }
 
 // Everything after capture for one destination workload (or an unknown address).
-Path pathTo(const CaptureView& view, const PolicyChecker& policies, const model::Workload* src, const IpAddress& src_ip,
-            const Capture& capture, const model::Workload* dst_w, const SocketAddress& address) {
+Path pathTo(const CaptureView& view, const PolicyChecker& policies, const model::Workload* src,
+            const IpAddress& src_ip, const Capture& capture, const model::Workload* dst_w,
+            const SocketAddress& address) {
   Path p;
   p.address = address;
   if (dst_w) p.endpoint = refOf(*dst_w);
@@ -116,8 +117,8 @@ Path pathTo(const CaptureView& view, const PolicyChecker& policies, const model:
   // How it travels.
   if (!capture.captured) {
     p.transport = "passthrough";
-    p.transport_detail = "not captured: the kernel routes the connection to " +
-                         address.toString() + " directly, in plaintext";
+    p.transport_detail = "not captured: the kernel routes the connection to " + address.toString() +
+                         " directly, in plaintext";
   } else if (dst_mesh) {
     p.transport = "hbone";
     p.transport_detail = fmt::format(
@@ -158,9 +159,10 @@ Path pathTo(const CaptureView& view, const PolicyChecker& policies, const model:
           dst_key, NM_PORT_HBONE, address.toString(), src_ip.toString());
     } else if (in.observed && contains(view.exclude_inbound_ports, address.port)) {
       in.reason = "in_skip_excluded";
-      in.detail = fmt::format("port {} of {} is excluded (--exclude-inbound-ports): delivered "
-                              "directly, no policy",
-                              address.port, dst_key);
+      in.detail = fmt::format(
+          "port {} of {} is excluded (--exclude-inbound-ports): delivered "
+          "directly, no policy",
+          address.port, dst_key);
     } else if (const Cidr* cidr = in.observed ? excludedCidr(view, src_ip) : nullptr) {
       in.reason = "in_skip_excluded";
       in.detail = fmt::format(
@@ -201,9 +203,8 @@ std::string verdictWord(const Path& p) {
 void tell(Explanation& e) {
   auto& s = e.story;
   if (e.source) {
-    s.push_back(fmt::format("source {} is {} on node {} ({}, {})", e.src.toString(),
-                            e.source->key, e.source->node, e.source->protocol,
-                            e.source->identity));
+    s.push_back(fmt::format("source {} is {} on node {} ({}, {})", e.src.toString(), e.source->key,
+                            e.source->node, e.source->protocol, e.source->identity));
   } else {
     s.push_back(fmt::format("source {} is not a workload in the config", e.src.toString()));
   }
@@ -211,18 +212,19 @@ void tell(Explanation& e) {
                           e.capture.detail, e.capture.reason));
   if (e.service) {
     if (e.service->target_port) {
-      s.push_back(fmt::format("{} is the VIP of service {}: port {} -> target port {} on {} "
-                              "endpoint{}",
-                              e.dst.ip.toString(), e.service->key, e.service->port,
-                              *e.service->target_port, e.paths.size(),
-                              e.paths.size() == 1 ? "" : "s"));
+      s.push_back(
+          fmt::format("{} is the VIP of service {}: port {} -> target port {} on {} "
+                      "endpoint{}",
+                      e.dst.ip.toString(), e.service->key, e.service->port, *e.service->target_port,
+                      e.paths.size(), e.paths.size() == 1 ? "" : "s"));
     } else {
       s.push_back(fmt::format("{} is the VIP of service {}, but {} is not one of its ports",
                               e.dst.ip.toString(), e.service->key, e.service->port));
     }
     if (e.service->target_port && e.paths.size() > 1) {
-      s.push_back("the tunnel's load balancer picks one endpoint per connection (retrying "
-                  "another after a connect failure); each is explained below");
+      s.emplace_back(
+          "the tunnel's load balancer picks one endpoint per connection (retrying "
+          "another after a connect failure); each is explained below");
     }
   }
   for (const Path& p : e.paths) {
@@ -281,9 +283,9 @@ Explanation explainConnection(const model::Snapshot& snapshot, const CaptureView
     auto port = service->ports.find(dst.port);
     if (port != service->ports.end()) ref.target_port = port->second;
     e.service = ref;
-    const bool only_healthy = !service->load_balancing ||
-                              service->load_balancing->health_policy ==
-                                  model::LoadBalancingHealthPolicy::OnlyHealthy;
+    const bool only_healthy =
+        !service->load_balancing ||
+        service->load_balancing->health_policy == model::LoadBalancingHealthPolicy::OnlyHealthy;
     const bool passthrough = service->load_balancing &&
                              service->load_balancing->mode == model::LoadBalancingMode::Passthrough;
     if (!ref.target_port || passthrough) {
@@ -291,8 +293,9 @@ Explanation explainConnection(const model::Snapshot& snapshot, const CaptureView
       Path p = pathTo(view, policies, src_w, src, e.capture, nullptr, dst);
       if (p.transport == "tcp") {
         p.transport_detail =
-            (passthrough ? "service " + ref.key + " is PASSTHROUGH"
-                         : "port " + std::to_string(dst.port) + " is not a port of service " + ref.key) +
+            (passthrough
+                 ? "service " + ref.key + " is PASSTHROUGH"
+                 : "port " + std::to_string(dst.port) + " is not a port of service " + ref.key) +
             ": no endpoint is picked, the tunnel relays plain TCP to " + dst.toString();
       }
       e.paths.push_back(std::move(p));
@@ -305,11 +308,11 @@ Explanation explainConnection(const model::Snapshot& snapshot, const CaptureView
         if (own != ep.ports.end() && own->second != 0) target = own->second;
         SocketAddress address{addressOf(*w, dst.ip), target};
         Path p = pathTo(view, policies, src_w, src, e.capture, w, address);
+        const bool unhealthy = w->status == model::HealthStatus::Unhealthy ||
+                               ep.status == model::HealthStatus::Unhealthy;
         if (target == 0) {
           p.skipped = "its target port is unresolved (0)";
-        } else if (only_healthy && w->status == model::HealthStatus::Unhealthy) {
-          p.skipped = "unhealthy";
-        } else if (only_healthy && ep.status == model::HealthStatus::Unhealthy) {
+        } else if (only_healthy && unhealthy) {
           p.skipped = "unhealthy";
         }
         e.paths.push_back(std::move(p));
@@ -368,10 +371,10 @@ nlohmann::json toJson(const Explanation& e) {
     path["policy"] = {
         {"enforced", p.policy_enforced},
         {"allowed", p.verdict.allowed},
-        {"outcome", p.verdict.outcome.empty() ? nlohmann::json(nullptr)
-                                              : nlohmann::json(p.verdict.outcome)},
-        {"policy", p.verdict.policy.empty() ? nlohmann::json(nullptr)
-                                            : nlohmann::json(p.verdict.policy)},
+        {"outcome",
+         p.verdict.outcome.empty() ? nlohmann::json(nullptr) : nlohmann::json(p.verdict.outcome)},
+        {"policy",
+         p.verdict.policy.empty() ? nlohmann::json(nullptr) : nlohmann::json(p.verdict.policy)},
         {"rule", p.verdict.rule ? nlohmann::json(*p.verdict.rule) : nlohmann::json(nullptr)},
         {"reason", p.verdict.reason},
         {"source_identity",

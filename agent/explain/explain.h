@@ -104,7 +104,7 @@ struct Explanation {
   std::vector<std::string> story;  // one sentence per step, for humans
 };
 
-Explanation explainConnection(const model::Snapshot& snapshot, const CaptureView& capture,
+Explanation explainConnection(const model::Snapshot& snapshot, const CaptureView& view,
                               const PolicyChecker& policies, const IpAddress& src,
                               const SocketAddress& dst);
 

@@ -59,8 +59,7 @@ std::string renderAgentMetrics(const AgentMetricsInput& in) {
   out.family("nodemesh_tunnel_bytes_total", "counter",
              "Bytes relayed by the tunnel (live, unlike istio_tcp_*_bytes_total)");
   out.sample("nodemesh_tunnel_bytes_total", {{"direction", "to_destination"}}, t.bytes_to_dst);
-  out.sample("nodemesh_tunnel_bytes_total", {{"direction", "from_destination"}},
-             t.bytes_from_dst);
+  out.sample("nodemesh_tunnel_bytes_total", {{"direction", "from_destination"}}, t.bytes_from_dst);
   out.family("nodemesh_tls_handshakes_total", "counter", "Completed TLS handshakes, by role");
   out.sample("nodemesh_tls_handshakes_total", {{"role", "client"}}, t.tls_handshakes_client);
   out.sample("nodemesh_tls_handshakes_total", {{"role", "server"}}, t.tls_handshakes_server);

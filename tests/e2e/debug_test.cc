@@ -33,9 +33,8 @@ struct HttpResult {
 };
 
 // An HTTP request made from inside a network namespace (the client's socket is created there).
-HttpResult httpInNetns(const std::string& netns, const std::string& method,
-                       const std::string& host, uint16_t port, const std::string& path,
-                       const httplib::Params& params = {}) {
+HttpResult httpInNetns(const std::string& netns, const std::string& method, const std::string& host,
+                       uint16_t port, const std::string& path, const httplib::Params& params = {}) {
   HttpResult out;
   auto fd = openNetns(netns);
   if (!fd) {
@@ -139,13 +138,14 @@ TEST_F(DebugTest, PrometheusQueryReturnsTheTestsConnectionsWithIstioLabels) {
   const std::string dir = cluster_->workDir() + "/prometheus";
   fs::create_directories(dir + "/data");
   const std::string config = dir + "/prometheus.yml";
-  std::ofstream(config) << ("global:\n"
-                                                 "  scrape_interval: 1s\n"
-                                                 "  evaluation_interval: 1s\n"
-                                                 "scrape_configs:\n"
-                                                 "- job_name: nodemesh\n"
-                                                 "  static_configs:\n"
-                            "  - targets: ['127.0.0.1:15020']\n");
+  std::ofstream(config)
+      << ("global:\n"
+          "  scrape_interval: 1s\n"
+          "  evaluation_interval: 1s\n"
+          "scrape_configs:\n"
+          "- job_name: nodemesh\n"
+          "  static_configs:\n"
+          "  - targets: ['127.0.0.1:15020']\n");
   constexpr uint16_t kPromPort = 19090;
   ProcessSpec spec;
   spec.netns_path = cluster_->nodeNetnsPath("node1");
@@ -215,8 +215,8 @@ TEST_F(DebugTest, PrometheusQueryReturnsTheTestsConnectionsWithIstioLabels) {
   constexpr int kScrapes = 50;
   size_t bytes = 0;
   for (int i = 0; i < kScrapes; ++i) {
-    auto r = httpInNetns(cluster_->nodeNetnsPath("node1"), "GET", "127.0.0.1", kMetricsPort,
-                         "/metrics");
+    auto r =
+        httpInNetns(cluster_->nodeNetnsPath("node1"), "GET", "127.0.0.1", kMetricsPort, "/metrics");
     ASSERT_EQ(r.status, 200);
     bytes = r.body.size();
   }
@@ -315,10 +315,9 @@ TEST_F(DebugTest, ConnectionsListALiveStreamWithGrowingByteCounts) {
   startAgents();
   serve("cart-v1", 8080);
   // 6 MiB at 1 MiB/s: open for about six seconds.
-  Process& client =
-      cluster_->startInPod("frontend", {testappPath(), "connect", "--to",
-                                        std::string(kCartV1) + ":8080", "--send", "6M",
-                                        "--expect", "1K", "--rate", "1M"});
+  Process& client = cluster_->startInPod(
+      "frontend", {testappPath(), "connect", "--to", std::string(kCartV1) + ":8080", "--send", "6M",
+                   "--expect", "1K", "--rate", "1M"});
   auto stream = [&]() -> std::optional<nlohmann::json> {
     auto list = ctlJson("node1", {"connections"});
     if (!list.is_array()) return std::nullopt;
@@ -347,7 +346,8 @@ TEST_F(DebugTest, ConnectionsListALiveStreamWithGrowingByteCounts) {
   ASSERT_TRUE(second.has_value());
   EXPECT_GT(second->value("bytes_to_dst", uint64_t{0}),
             first->value("bytes_to_dst", uint64_t{0}) + 512 * 1024)
-      << first->dump() << "\n" << second->dump();
+      << first->dump() << "\n"
+      << second->dump();
   EXPECT_GT(second->value("age_ms", uint64_t{0}), first->value("age_ms", uint64_t{0}));
   // The destination's agent lists the same stream inbound.
   auto inbound = ctlJson("node2", {"connections"});
@@ -496,9 +496,9 @@ TEST_F(DebugTest, AccessLogTextLinesForAllowedAndDeniedConnections) {
 
   // Denied: port 9999 of cart-v1, by shop/deny-debug-port.
   serve("cart-v1", 9999);
-  auto r = cluster_->runInPod("frontend", {testappPath(), "connect", "--to",
-                                           std::string(kCartV1) + ":9999", "--send", "100",
-                                           "--expect", "100"});
+  auto r = cluster_->runInPod(
+      "frontend", {testappPath(), "connect", "--to", std::string(kCartV1) + ":9999", "--send",
+                   "100", "--expect", "100"});
   ASSERT_TRUE(agent2_->waitForOutput("verdict=deny", seconds(5))) << agent2_->output();
   EXPECT_TRUE(std::regex_search(
       agent2_->output(),
@@ -516,8 +516,8 @@ TEST_F(DebugTest, AccessLogTextLinesForAllowedAndDeniedConnections) {
       << agent1_->output();
   // Metrics: closed with response_flags="DENY" on both sides.
   for (const char* node : {"node1", "node2"}) {
-    auto m = httpInNetns(cluster_->nodeNetnsPath(node), "GET", "127.0.0.1", kMetricsPort,
-                         "/metrics");
+    auto m =
+        httpInNetns(cluster_->nodeNetnsPath(node), "GET", "127.0.0.1", kMetricsPort, "/metrics");
     EXPECT_TRUE(std::regex_search(
         m.body, std::regex(R"(istio_tcp_connections_closed_total\{[^}]*response_flags="DENY")")))
         << node << "\n"

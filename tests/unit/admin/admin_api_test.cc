@@ -15,12 +15,16 @@ namespace {
 class FakeState final : public AdminState {
  public:
   FakeState() {
-    auto r = nodemesh::config::loadLocalConfigFile(std::string(NODEMESH_EXAMPLES_DIR) + "/two-nodes.yaml");
+    auto r = nodemesh::config::loadLocalConfigFile(std::string(NODEMESH_EXAMPLES_DIR) +
+                                                   "/two-nodes.yaml");
     snapshot_ = r.snapshot;
   }
   model::SnapshotPtr snapshot() const override { return snapshot_; }
   std::vector<PodView> pods() const override {
-    return {{"shop/frontend-7d9f", "cluster1//v1/Pod/shop/frontend-7d9f", "/var/run/netns/fe", 11,
+    return {{"shop/frontend-7d9f",
+             "cluster1//v1/Pod/shop/frontend-7d9f",
+             "/var/run/netns/fe",
+             11,
              {"10.244.1.10"}}};
   }
   std::vector<ztunnel::ConnectionInfo> connections() const override {

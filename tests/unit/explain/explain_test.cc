@@ -10,17 +10,18 @@ namespace {
 class ExplainTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto r = nodemesh::config::loadLocalConfigFile(std::string(NODEMESH_EXAMPLES_DIR) + "/two-nodes.yaml");
+    auto r = nodemesh::config::loadLocalConfigFile(std::string(NODEMESH_EXAMPLES_DIR) +
+                                                   "/two-nodes.yaml");
     ASSERT_TRUE(r.ok()) << r.problemsText();
     snapshot_ = r.snapshot;
     // node1's agent: frontend and cart-v2 enrolled, port 9090 excluded outbound.
     view_.node = "node1";
     view_.exclude_outbound_ports = {9090};
     view_.exclude_inbound_ports = {9191};
-    view_.enrolled = {{"cluster1//v1/Pod/shop/frontend-7d9f", "shop/frontend-7d9f",
-                       "/var/run/netns/frontend", 11},
-                      {"cluster1//v1/Pod/shop/cart-v2-9b1e", "shop/cart-v2-9b1e",
-                       "/var/run/netns/cart-v2", 12}};
+    view_.enrolled = {
+        {"cluster1//v1/Pod/shop/frontend-7d9f", "shop/frontend-7d9f", "/var/run/netns/frontend",
+         11},
+        {"cluster1//v1/Pod/shop/cart-v2-9b1e", "shop/cart-v2-9b1e", "/var/run/netns/cart-v2", 12}};
   }
 
   nlohmann::json run(const char* src, const char* dst) {

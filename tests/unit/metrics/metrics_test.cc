@@ -13,7 +13,8 @@ namespace nodemesh::agent::metrics {
 namespace {
 
 model::SnapshotPtr example() {
-  auto r = nodemesh::config::loadLocalConfigFile(std::string(NODEMESH_EXAMPLES_DIR) + "/two-nodes.yaml");
+  auto r =
+      nodemesh::config::loadLocalConfigFile(std::string(NODEMESH_EXAMPLES_DIR) + "/two-nodes.yaml");
   EXPECT_TRUE(r.ok()) << r.problemsText();
   return r.snapshot;
 }
@@ -138,9 +139,9 @@ TEST(TcpMetricsTest, CountsOpensClosesAndBytesPerLabelSet) {
   m.write(out);
   const std::string& text = out.text();
   EXPECT_NE(text.find("# TYPE istio_tcp_connections_opened_total counter"), std::string::npos);
-  EXPECT_TRUE(std::regex_search(
-      text, std::regex(R"(istio_tcp_connections_opened_total\{reporter="source",)"
-                       R"(source_workload="frontend-7d9f",[^}]*\} 3)")))
+  EXPECT_TRUE(
+      std::regex_search(text, std::regex(R"(istio_tcp_connections_opened_total\{reporter="source",)"
+                                         R"(source_workload="frontend-7d9f",[^}]*\} 3)")))
       << text;
   EXPECT_TRUE(std::regex_search(text, std::regex(R"(istio_tcp_connections_closed_total\{.*\} 2)")));
   EXPECT_TRUE(std::regex_search(text, std::regex(R"(istio_tcp_received_bytes_total\{.*\} 200)")));
@@ -160,13 +161,14 @@ TEST(AgentMetricsTest, RendersNodemeshSeries) {
       {"spiffe://cluster.local/ns/shop/sa/frontend",
        std::chrono::system_clock::time_point(std::chrono::seconds(1900000000))});
   std::string text = renderAgentMetrics(in);
+  const std::string expiry =
+      "nodemesh_certificate_expiration_timestamp_seconds{identity=\"spiffe://cluster.local/ns/"
+      "shop/sa/frontend\"} 1900000000\n";
+  EXPECT_NE(text.find(expiry), std::string::npos) << text;
   for (const char* line :
        {"nodemesh_enrolled_pods 3\n", "nodemesh_ready 1\n",
         "nodemesh_capture_decisions_total{reason=\"out_captured\"} 12\n",
-        "nodemesh_tls_handshakes_total{role=\"client\"} 4\n",
-        "nodemesh_hbone_pool_connections 2\n",
-        "nodemesh_certificate_expiration_timestamp_seconds{identity=\"spiffe://cluster.local/ns/"
-        "shop/sa/frontend\"} 1900000000\n",
+        "nodemesh_tls_handshakes_total{role=\"client\"} 4\n", "nodemesh_hbone_pool_connections 2\n",
         "# TYPE istio_tcp_connections_opened_total counter\n"}) {
     EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
   }
@@ -185,8 +187,7 @@ TEST(AccessLogTest, TextLineKeepsTheExistingFieldsAndAddsWorkloadsAndVerdict) {
   auto r = outboundHbone();
   r.duration = std::chrono::milliseconds(12);
   const auto now = std::chrono::system_clock::time_point(std::chrono::milliseconds(1795000000123));
-  std::string line =
-      formatAccessLog(r, resolvePeers(*snap, r), AccessLogFormat::kText, now);
+  std::string line = formatAccessLog(r, resolvePeers(*snap, r), AccessLogFormat::kText, now);
   EXPECT_EQ(line,
             "2026-11-18T11:06:40.123Z access direction=outbound pod=shop/frontend-7d9f "
             "src=127.0.0.1:40290 dst=10.244.2.20:8080 bytes_to_dst=100 bytes_from_dst=250 "
