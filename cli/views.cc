@@ -180,7 +180,7 @@ View certsView(const json& dump, const Filters& f, std::chrono::system_clock::ti
                size_t width) {
   View v;
   v.data = json::array();
-  Table t({"IDENTITY", "SERIAL", "VALID-FROM", "EXPIRES", "EXPIRES-IN"});
+  Table t({"IDENTITY", "EXPIRES", "EXPIRES-IN", "SERIAL"});
   for (const auto& c : arr(dump, "certificates")) {
     const std::string id = str(c, "identity");
     if (!nsMatches(f, identityNamespace(id))) continue;
@@ -195,7 +195,7 @@ View certsView(const json& dump, const Filters& f, std::chrono::system_clock::ti
       auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t_exp - now).count();
       in = ms <= 0 ? "expired" : humanDuration(ms);
     }
-    t.addRow({id, str(leaf, "serialNumber"), str(leaf, "validFrom"), expires, in});
+    t.addRow({id, expires, in, str(leaf, "serialNumber")});
   }
   v.table = t.render(width);
   return v;

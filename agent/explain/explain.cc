@@ -238,12 +238,7 @@ void tell(Explanation& e) {
     s.push_back((e.service ? "endpoint " : "destination ") + who + ": " + p.transport_detail);
     s.push_back(fmt::format("inbound: {} ({})", p.inbound.detail, p.inbound.reason));
     if (p.policy_enforced) {
-      std::string deciding =
-          p.verdict.policy.empty()
-              ? ""
-              : fmt::format(" [{} rule {}]", p.verdict.policy,
-                            p.verdict.rule ? std::to_string(*p.verdict.rule) : "-");
-      s.push_back(fmt::format("policy: {}{} -> {}", p.verdict.reason, deciding, verdictWord(p)));
+      s.push_back(fmt::format("policy: {} -> {}", p.verdict.reason, verdictWord(p)));
     }
   }
   s.push_back("verdict: " + e.verdict);

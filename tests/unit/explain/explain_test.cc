@@ -131,7 +131,7 @@ TEST_F(ExplainTest, StoryEndsWithTheVerdict) {
   EXPECT_EQ(e.story.back(), "verdict: deny");
   bool deciding = false;
   for (const auto& s : e.story) {
-    deciding = deciding || s.find("[shop/deny-debug-port rule 0]") != std::string::npos;
+    deciding = deciding || s == "policy: denied by DENY policy shop/deny-debug-port rule 0 -> deny";
   }
   EXPECT_TRUE(deciding);
 }
