@@ -2,6 +2,8 @@
 
 #include <sys/socket.h>
 
+#include <atomic>
+#include <chrono>
 #include <set>
 #include <thread>
 
@@ -14,6 +16,7 @@ struct HttpServer::Impl {
   httplib::Server server;
   std::thread thread;
   std::string name;
+  std::atomic<bool> finished{false};
 };
 
 HttpServer::HttpServer(std::unique_ptr<Impl> impl, uint16_t port)
@@ -124,7 +127,13 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const HttpServerOptions& o
     if (!raw->server.listen_after_bind()) {
       spdlog::warn("{} HTTP server stopped with an error", raw->name);
     }
+    raw->finished.store(true);
   });
+  // httplib's stop() does nothing until the accept loop runs (is_running()), so a stop right
+  // after start would leave the thread blocked in accept(): return only once it runs.
+  while (!impl->server.is_running() && !impl->finished.load()) {
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
   return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl), port));
 }
 
