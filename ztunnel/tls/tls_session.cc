@@ -79,16 +79,24 @@ int TlsSession::bioRead(BIO* bio, char* data, size_t len, size_t* read) {
   *read = 0;
   if (self == nullptr) return 0;
   const size_t available = self->in_.size() - self->in_offset_;
-  if (available == 0) {
-    if (!self->in_eof_) BIO_set_retry_read(bio);  // no retry flag = EOF
-    return 0;
+  if (available > 0) {
+    const size_t n = std::min(len, available);
+    std::memcpy(data, self->in_.data() + self->in_offset_, n);
+    self->in_offset_ += n;
+    releaseIfDrained(self->in_, self->in_offset_);
+    *read = n;
+    return 1;
   }
-  const size_t n = std::min(len, available);
-  std::memcpy(data, self->in_.data() + self->in_offset_, n);
-  self->in_offset_ += n;
-  releaseIfDrained(self->in_, self->in_offset_);
-  *read = n;
-  return 1;
+  const size_t lent = self->lent_.size() - self->lent_offset_;
+  if (lent > 0) {
+    const size_t n = std::min(len, lent);
+    std::memcpy(data, self->lent_.data() + self->lent_offset_, n);
+    self->lent_offset_ += n;
+    *read = n;
+    return 1;
+  }
+  if (!self->in_eof_) BIO_set_retry_read(bio);  // no retry flag = EOF
+  return 0;
 }
 
 long TlsSession::bioCtrl(BIO* bio, int cmd, long /*num*/, void* /*ptr*/) {
@@ -98,11 +106,15 @@ long TlsSession::bioCtrl(BIO* bio, int cmd, long /*num*/, void* /*ptr*/) {
     case BIO_CTRL_FLUSH:
       return 1;
     case BIO_CTRL_PENDING:
-      return static_cast<long>(self->bufferedEncryptedInput());
+      return static_cast<long>(self->bufferedEncryptedInput() + self->lent_.size() -
+                               self->lent_offset_);
     case BIO_CTRL_WPENDING:
       return static_cast<long>(self->out_.size() - self->out_offset_);
     case BIO_CTRL_EOF:
-      return self->in_eof_ && self->bufferedEncryptedInput() == 0 ? 1 : 0;
+      return self->in_eof_ && self->bufferedEncryptedInput() == 0 &&
+                     self->lent_offset_ == self->lent_.size()
+                 ? 1
+                 : 0;
     default:
       return 0;
   }
@@ -181,6 +193,20 @@ size_t TlsSession::feedEncrypted(std::span<const uint8_t> bytes) {
   const size_t n = std::min(room, bytes.size());
   in_.insert(in_.end(), bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(n));
   return n;
+}
+
+void TlsSession::lendEncrypted(std::span<const uint8_t> bytes) {
+  lent_ = bytes;
+  lent_offset_ = 0;
+}
+
+size_t TlsSession::reclaimEncrypted() {
+  const std::span<const uint8_t> lent = lent_;
+  const size_t read = lent_offset_;
+  lent_ = {};
+  lent_offset_ = 0;
+  if (state_ == State::kFailed) return lent.size();  // discarded, as feedEncrypted() does
+  return read + feedEncrypted(lent.subspan(read));
 }
 
 void TlsSession::feedEof() {
