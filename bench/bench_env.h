@@ -48,6 +48,8 @@ struct Options {
   std::string idle_note;                 // why idle_connections is lower than asked, if it is
   int fd_limit = 0;                      // RLIMIT_NOFILE of the tunnel processes
   std::vector<std::string> agent_flags;  // extra nodemesh-agent flags (experiments)
+  std::string perf_dir;                  // profile the nodemesh agents into this directory
+  std::string baseline_agent;  // another nodemesh-agent build: the "nodemesh-baseline" mode
 };
 
 class Environment {

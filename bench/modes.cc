@@ -50,8 +50,10 @@ class Direct final : public Mode {
 
 class Nodemesh final : public Mode {
  public:
-  explicit Nodemesh(Environment& env) : env_(env) {}
-  std::string name() const override { return "nodemesh"; }
+  // `agent`: the nodemesh-agent binary (another build for the baseline mode).
+  Nodemesh(Environment& env, std::string name, std::string agent)
+      : env_(env), name_(std::move(name)), agent_(std::move(agent)) {}
+  std::string name() const override { return name_; }
 
   void start() override {
     agents_.clear();
@@ -157,13 +159,16 @@ class Nodemesh final : public Mode {
                  "1"};
     const auto& extra = env_.options().agent_flags;
     spec.argv.insert(spec.argv.end(), extra.begin(), extra.end());
-    const std::string stem = cluster.workDir() + "/agent-" + node + "-" + std::to_string(++runs_);
+    const std::string stem =
+        cluster.workDir() + "/" + name_ + "-" + node + "-" + std::to_string(++runs_);
     spec.stdout_path = stem + ".access.log";  // one line per connection
     spec.stderr_path = stem + ".log";
     return cluster.startProcess(spec);
   }
 
   Environment& env_;
+  std::string name_;
+  std::string agent_;
   std::vector<Process*> agents_;
   int runs_ = 0;
 };
@@ -318,7 +323,10 @@ class Haproxy final : public PeerTunnel {
 
 std::unique_ptr<Mode> makeMode(const std::string& name, Environment& env) {
   if (name == "direct") return std::make_unique<Direct>(env);
-  if (name == "nodemesh") return std::make_unique<Nodemesh>(env);
+  if (name == "nodemesh") return std::make_unique<Nodemesh>(env, name, e2e::agentPath());
+  if (name == "nodemesh-baseline" && !env.options().baseline_agent.empty()) {
+    return std::make_unique<Nodemesh>(env, name, env.options().baseline_agent);
+  }
   if (name == "stunnel") return std::make_unique<Stunnel>(env);
   if (name == "haproxy") return std::make_unique<Haproxy>(env);
   return nullptr;

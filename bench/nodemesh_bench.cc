@@ -6,6 +6,7 @@
 // asserted: the exit status says whether every scenario produced its numbers and the cluster
 // was removed without leftovers (0), or not (1); 77 means the environment cannot run it
 // (no root, no network namespaces) and NODEMESH_REQUIRE_PRIVILEGED is not set.
+#include <signal.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -16,7 +17,9 @@
 #include <fstream>
 #include <iostream>
 #include <numeric>
+#include <optional>
 #include <sstream>
+#include <thread>
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
@@ -129,6 +132,31 @@ double backgroundVcpu(const CpuUse& a, const CpuUse& b) {
   return std::max(0.0, (b.machine_busy_s - a.machine_busy_s) - (b.cluster_s - a.cluster_s)) / wall;
 }
 
+// perf record on the tunnel processes for as long as it lives (cpu-clock: this VM has no
+// hardware counters; DWARF call graphs: the build omits frame pointers).
+class Profiler {
+ public:
+  Profiler(e2e::SimCluster& cluster, const std::vector<pid_t>& pids, const std::string& out) {
+    std::string list;
+    for (pid_t p : pids) list += (list.empty() ? "" : ",") + std::to_string(p);
+    e2e::ProcessSpec spec;
+    spec.argv = {"perf",         "record",      "-e", "cpu-clock", "-F", "499",
+                 "--call-graph", "dwarf,32768", "-p", list,        "-o", out};
+    spec.stdout_path = out + ".log";
+    process_ = &cluster.startProcess(spec);
+    std::this_thread::sleep_for(milliseconds(500));  // attached before the traffic starts
+  }
+  ~Profiler() {
+    process_->signal(SIGINT);
+    if (!process_->waitExit(std::chrono::seconds(60))) process_->kill();
+  }
+  Profiler(const Profiler&) = delete;
+  Profiler& operator=(const Profiler&) = delete;
+
+ private:
+  e2e::Process* process_;
+};
+
 // The 10,000 idle connections need two descriptors each in every tunnel process (children
 // inherit the limit). Raising the hard limit needs CAP_SYS_RESOURCE; without it the soft limit
 // goes up to the hard one. Returns the limit in force.
@@ -160,6 +188,12 @@ int run(int argc, char** argv) {
   app.add_option("--idle-connections", idle, "idle connections (default 10000; --quick: 1000)");
   app.add_option("--agent-flag", o.agent_flags, "extra nodemesh-agent flag (repeatable)")
       ->allow_extra_args(false);
+  app.add_option("--baseline-agent", o.baseline_agent,
+                 "another nodemesh-agent binary, run as the extra mode nodemesh-baseline (a "
+                 "change's before and after in one run)");
+  app.add_option("--perf-dir", o.perf_dir,
+                 "profile the nodemesh agents with perf record during each scenario, into "
+                 "DIR/<scenario>-<repeat>.data");
   app.add_flag("--keep-logs", o.keep_logs, "keep the cluster's work directory (process logs)");
   try {
     app.parse(argc, argv);
@@ -179,8 +213,13 @@ int run(int argc, char** argv) {
   if (repeats > 0) o.repeats = repeats;
   if (idle > 0) o.idle_connections = idle;
   o.modes = splitList(modes);
+  if (!o.baseline_agent.empty()) {
+    auto it = std::find(o.modes.begin(), o.modes.end(), "nodemesh");
+    o.modes.insert(it == o.modes.end() ? it : it + 1, "nodemesh-baseline");
+  }
   for (const auto& m : o.modes) {
-    if (m != "direct" && m != "nodemesh" && m != "stunnel" && m != "haproxy") {
+    if (m != "direct" && m != "nodemesh" && m != "stunnel" && m != "haproxy" &&
+        m != "nodemesh-baseline") {
       std::cerr << "nodemesh-bench: unknown mode " << m << "\n";
       return kExitFailed;
     }
@@ -260,6 +299,11 @@ int run(int argc, char** argv) {
         ScenarioRunner runner(env, *mode);
         for (const auto& scenario : order) {
           try {
+            std::optional<Profiler> profiler;
+            if (!o.perf_dir.empty() && name == "nodemesh") {
+              profiler.emplace(env.cluster(), mode->tunnelPids(),
+                               fmt::format("{}/{}-{}.data", o.perf_dir, scenario, r));
+            }
             Figures f = runner.run(scenario);
             results.add(name, f);
             log(fmt::format("{}/{} {} {}:{}", r, o.repeats, name, scenario, describeFigures(f)));
@@ -313,7 +357,8 @@ int run(int argc, char** argv) {
         {"idle_connections", o.idle_connections},
         {"idle_note", o.idle_note},
         {"fd_limit", o.fd_limit},
-        {"agent_flags", o.agent_flags}}},
+        {"agent_flags", o.agent_flags},
+        {"baseline_agent", o.baseline_agent}}},
       {"leftovers", leftovers},
       {"background_vcpu",
        {{"mean", background_vcpu.empty()

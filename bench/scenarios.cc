@@ -87,6 +87,15 @@ std::vector<ProcSample> ScenarioRunner::sampleTunnel() {
   return out;
 }
 
+double ScenarioRunner::tunnelVcpu(const std::vector<ProcSample>& before,
+                                  const std::vector<ProcSample>& after, double seconds) {
+  double cpu = 0;
+  for (size_t i = 0; i < before.size() && i < after.size(); ++i) {
+    cpu += after[i].cpu_seconds - before[i].cpu_seconds;
+  }
+  return seconds > 0 ? cpu / seconds : 0;
+}
+
 Figures ScenarioRunner::run(const std::string& scenario) {
   if (scenario == "http") return http();
   if (scenario == "latency") return latency();
@@ -169,15 +178,21 @@ Figures ScenarioRunner::latency() {
 // Short connections, 16 at a time: connect, 64 B each way, close.
 Figures ScenarioRunner::connRate() {
   const Options& o = env_.options();
+  auto before = sampleTunnel();
+  auto t0 = Clock::now();
   CommandResult r =
       env_.runInClient({loadgenPath(), "conn-rate", "--to", target(mode_.endpoint(Service::kEcho)),
                         "--duration-ms", std::to_string(o.conn_rate_time.count()), "--concurrency",
                         std::to_string(o.conn_rate_concurrency), "--size", "64"},
                        o.conn_rate_time + seconds(30));
+  auto after = sampleTunnel();
+  double wall = std::chrono::duration<double>(Clock::now() - t0).count();
   auto done = lastEvent(r.out, "done", "conn-rate");
   if (!r.ok()) throw HarnessError("conn-rate failed: " + done.dump());
-  return {{"conn_rate", number(done, "/per_second"_json_pointer)},
-          {"conn_p50_us", number(done, "/latency/p50_us"_json_pointer)}};
+  Figures f = {{"conn_rate", number(done, "/per_second"_json_pointer)},
+               {"conn_p50_us", number(done, "/latency/p50_us"_json_pointer)}};
+  if (!before.empty()) f["conn_rate_vcpu"] = tunnelVcpu(before, after, wall);
+  return f;
 }
 
 // iperf3 upload, 1 and 4 parallel streams; the receiver's rate.
@@ -187,6 +202,8 @@ Figures ScenarioRunner::throughput() {
   Figures f;
   for (int streams : {1, 4}) {
     const bool omit = !o.quick;  // skip the first second (slow start) in full runs
+    auto before = sampleTunnel();
+    auto t0 = Clock::now();
     CommandResult r =
         env_.runInClient({"iperf3", "-c", ep.ip.toString(), "-p", std::to_string(ep.port), "-t",
                           wholeSeconds(o.throughput_time), "-O", omit ? "1" : "0", "-P",
@@ -194,8 +211,13 @@ Figures ScenarioRunner::throughput() {
                          o.throughput_time + seconds(30));
     auto j = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
     if (!r.ok() || !j.is_object()) throw HarnessError(r.describe());
+    auto after = sampleTunnel();
+    double wall = std::chrono::duration<double>(Clock::now() - t0).count();
     f["throughput_" + std::to_string(streams)] =
         number(j, "/end/sum_received/bits_per_second"_json_pointer) / 1e9;
+    if (streams == 1 && !before.empty()) {
+      f["throughput_1_vcpu"] = tunnelVcpu(before, after, wall);
+    }
   }
   return f;
 }

@@ -38,8 +38,12 @@ inline constexpr MetricInfo kMetrics[] = {
     {"latency_1k_p50", "latency", "Round trip 1 KiB, p50", "us", false, false},
     {"latency_1k_p99", "latency", "Round trip 1 KiB, p99", "us", false, false},
     {"latency_1k_p999", "latency", "Round trip 1 KiB, p99.9", "us", false, false},
+    {"throughput_1_vcpu", "throughput", "Throughput, 1 stream: tunnel vCPU, both sides", "vCPU",
+     false, true},
     {"conn_rate", "conn-rate", "New connections per second (64 B echo each)", "conn/s", true,
      false},
+    {"conn_rate_vcpu", "conn-rate", "New connections: tunnel vCPU, both sides", "vCPU", false,
+     true},
     {"conn_p50_us", "conn-rate", "Connection (connect + echo + close) p50", "us", false, false},
     {"http_vcpu_side", "http", "HTTP 1 KiB at 1,000 req/s: vCPU, busier side", "vCPU", false, true},
     {"http_vcpu_total", "http", "HTTP 1 KiB at 1,000 req/s: vCPU, both sides", "vCPU", false, true},
@@ -79,6 +83,9 @@ class ScenarioRunner {
   Figures idle();
 
   std::vector<ProcSample> sampleTunnel();
+  // vCPU of the tunnel processes (summed) between two samples `seconds` apart.
+  static double tunnelVcpu(const std::vector<ProcSample>& before,
+                           const std::vector<ProcSample>& after, double seconds);
 
   Environment& env_;
   Mode& mode_;
