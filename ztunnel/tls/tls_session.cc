@@ -19,6 +19,10 @@ namespace {
 
 // Buffers larger than this are freed once drained, so that an idle connection costs little.
 constexpr size_t kRetainedBufferBytes = 16 * 1024;
+// TLS 1.3 records (RFC 8446 5.2): at most 16 KiB of plaintext, plus a 5-byte header, the
+// 1-byte inner content type and the 16-byte AES-GCM tag.
+constexpr size_t kMaxRecordPlaintext = 16 * 1024;
+constexpr size_t kRecordOverhead = 5 + 1 + 16;
 
 // Drops the consumed prefix of `buf` before appending more, once it is worth a memmove.
 void compact(std::vector<uint8_t>& buf, size_t& offset) {
@@ -293,6 +297,10 @@ Result<size_t> TlsSession::writePlain(std::span<const uint8_t> data) {
   const size_t pending = out_.size() - out_offset_;
   if (pending >= kMaxPendingEncryptedOutput || data.empty()) return size_t{0};
   const size_t n = std::min(data.size(), kMaxPendingEncryptedOutput - pending);
+  // Room for every record of this write at once: the buffer is released when drained, and
+  // growing it record by record re-copies what it holds at each doubling.
+  compact(out_, out_offset_);
+  out_.reserve(out_.size() + n + (n / kMaxRecordPlaintext + 1) * kRecordOverhead);
   ERR_clear_error();
   size_t written = 0;
   const int rc = SSL_write_ex(ssl_.get(), data.data(), n, &written);
