@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tests/e2e/harness/sim_cluster.h"
@@ -49,7 +50,8 @@ struct Options {
   int fd_limit = 0;                      // RLIMIT_NOFILE of the tunnel processes
   std::vector<std::string> agent_flags;  // extra nodemesh-agent flags (experiments)
   std::string perf_dir;                  // profile the nodemesh agents into this directory
-  std::string baseline_agent;  // another nodemesh-agent build: the "nodemesh-baseline" mode
+  // Other nodemesh-agent builds, each run as the mode "nodemesh-<name>": (name, path).
+  std::vector<std::pair<std::string, std::string>> agent_variants;
 };
 
 class Environment {

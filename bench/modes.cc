@@ -50,7 +50,7 @@ class Direct final : public Mode {
 
 class Nodemesh final : public Mode {
  public:
-  // `agent`: the nodemesh-agent binary (another build for the baseline mode).
+  // `agent`: the nodemesh-agent binary (another build for a variant mode).
   Nodemesh(Environment& env, std::string name, std::string agent)
       : env_(env), name_(std::move(name)), agent_(std::move(agent)) {}
   std::string name() const override { return name_; }
@@ -324,8 +324,8 @@ class Haproxy final : public PeerTunnel {
 std::unique_ptr<Mode> makeMode(const std::string& name, Environment& env) {
   if (name == "direct") return std::make_unique<Direct>(env);
   if (name == "nodemesh") return std::make_unique<Nodemesh>(env, name, e2e::agentPath());
-  if (name == "nodemesh-baseline" && !env.options().baseline_agent.empty()) {
-    return std::make_unique<Nodemesh>(env, name, env.options().baseline_agent);
+  for (const auto& [variant, path] : env.options().agent_variants) {
+    if (name == "nodemesh-" + variant) return std::make_unique<Nodemesh>(env, name, path);
   }
   if (name == "stunnel") return std::make_unique<Stunnel>(env);
   if (name == "haproxy") return std::make_unique<Haproxy>(env);

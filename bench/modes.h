@@ -42,8 +42,9 @@ class Mode {
   virtual std::vector<pid_t> tunnelPids() const = 0;
 };
 
-// `name` is one of "direct", "nodemesh", "stunnel", "haproxy", or "nodemesh-baseline" (the
-// agent binary of Options::baseline_agent, to measure a change before and after in one run);
+// `name` is one of "direct", "nodemesh", "stunnel", "haproxy", or "nodemesh-<variant>" for a
+// variant of Options::agent_variants (another agent build, to measure a change before and after
+// in one run);
 // null for anything else.
 std::unique_ptr<Mode> makeMode(const std::string& name, Environment& env);
 

@@ -188,9 +188,15 @@ int run(int argc, char** argv) {
   app.add_option("--idle-connections", idle, "idle connections (default 10000; --quick: 1000)");
   app.add_option("--agent-flag", o.agent_flags, "extra nodemesh-agent flag (repeatable)")
       ->allow_extra_args(false);
-  app.add_option("--baseline-agent", o.baseline_agent,
-                 "another nodemesh-agent binary, run as the extra mode nodemesh-baseline (a "
-                 "change's before and after in one run)");
+  std::string baseline;
+  std::vector<std::string> variants;
+  app.add_option("--baseline-agent", baseline,
+                 "another nodemesh-agent build, run as the extra mode nodemesh-baseline (a "
+                 "change's before and after in one run); same as --agent-variant baseline=PATH");
+  app.add_option("--agent-variant", variants,
+                 "NAME=PATH: another nodemesh-agent build, run as the extra mode nodemesh-NAME "
+                 "(repeatable)")
+      ->allow_extra_args(false);
   app.add_option("--perf-dir", o.perf_dir,
                  "profile the nodemesh agents with perf record during each scenario, into "
                  "DIR/<scenario>-<repeat>.data");
@@ -213,13 +219,25 @@ int run(int argc, char** argv) {
   if (repeats > 0) o.repeats = repeats;
   if (idle > 0) o.idle_connections = idle;
   o.modes = splitList(modes);
-  if (!o.baseline_agent.empty()) {
+  if (!baseline.empty()) variants.insert(variants.begin(), "baseline=" + baseline);
+  for (const auto& v : variants) {
+    auto eq = v.find('=');
+    if (eq == std::string::npos || eq == 0 || v.find_first_of(",/", 0) < eq) {
+      std::cerr << "nodemesh-bench: --agent-variant wants NAME=PATH, got " << v << "\n";
+      return kExitFailed;
+    }
+    o.agent_variants.emplace_back(v.substr(0, eq), v.substr(eq + 1));
+  }
+  {
     auto it = std::find(o.modes.begin(), o.modes.end(), "nodemesh");
-    o.modes.insert(it == o.modes.end() ? it : it + 1, "nodemesh-baseline");
+    it = it == o.modes.end() ? it : it + 1;
+    for (const auto& [name, path] : o.agent_variants) {
+      it = o.modes.insert(it, "nodemesh-" + name) + 1;
+    }
   }
   for (const auto& m : o.modes) {
     if (m != "direct" && m != "nodemesh" && m != "stunnel" && m != "haproxy" &&
-        m != "nodemesh-baseline") {
+        m.rfind("nodemesh-", 0) != 0) {
       std::cerr << "nodemesh-bench: unknown mode " << m << "\n";
       return kExitFailed;
     }
@@ -283,6 +301,10 @@ int run(int argc, char** argv) {
     for (int r = 1; r <= o.repeats; ++r) {
       for (const auto& name : o.modes) {
         std::unique_ptr<Mode> mode = makeMode(name, env);
+        if (!mode) {
+          results.addError("unknown mode " + name);
+          continue;
+        }
         const auto t0 = Clock::now();
         const CpuUse cpu0 = readCpuUse(env.cluster().cgroupBase());
         try {
@@ -358,7 +380,7 @@ int run(int argc, char** argv) {
         {"idle_note", o.idle_note},
         {"fd_limit", o.fd_limit},
         {"agent_flags", o.agent_flags},
-        {"baseline_agent", o.baseline_agent}}},
+        {"agent_variants", o.agent_variants}}},
       {"leftovers", leftovers},
       {"background_vcpu",
        {{"mean", background_vcpu.empty()
