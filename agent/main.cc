@@ -12,6 +12,9 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "agent/access_log.h"
+#include "agent/admin/admin_api.h"
+#include "agent/admin/http_server.h"
 #include "agent/agent.h"
 #include "agent/bpf/capture_programs.h"
 #include "agent/config/local_config.h"
@@ -44,6 +47,10 @@ struct Flags {
   int cert_lifetime_s = 24 * 3600;
   unsigned workers = 0;
   unsigned recv_buffers = 512;
+  uint16_t admin_port = admin::kDefaultAdminPort;
+  uint16_t metrics_port = admin::kDefaultMetricsPort;
+  uint16_t readiness_port = admin::kDefaultReadinessPort;
+  std::string access_log_format = "text";
   int connect_timeout_ms = 10000;
   unsigned connect_attempts = 3;
 };
@@ -72,39 +79,6 @@ int validate(const std::string& path) {
   return 0;
 }
 
-void logAccess(const ztunnel::ConnectionRecord& r) {
-  static auto logger = [] {
-    auto l = spdlog::stdout_logger_mt("access");
-    l->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %v", spdlog::pattern_time_type::utc);
-    return l;
-  }();
-  std::string identities;
-  if (r.transport == ztunnel::Transport::kHbone) {
-    identities = fmt::format(" src_identity={} dst_identity={}",
-                             r.src_identity.empty() ? "-" : r.src_identity,
-                             r.dst_identity.empty() ? "-" : r.dst_identity);
-  }
-  std::string service;
-  if (!r.dst_service.empty()) {
-    service = fmt::format(" service={} service_addr={} attempts={}", r.dst_service,
-                          r.service_addr ? r.service_addr->toString() : "-", r.attempts);
-  }
-  std::string verdict;
-  if (r.denied) {
-    verdict = fmt::format(" verdict=deny policy={} reason=\"{}\"",
-                          r.policy.empty() ? "-" : r.policy, r.reason);
-  } else if (r.direction == ztunnel::Direction::kInbound) {
-    verdict = fmt::format(" verdict=allow policy={}", r.policy.empty() ? "-" : r.policy);
-  }
-  logger->info(
-      "access direction={} pod={} src={} dst={} bytes_to_dst={} bytes_from_dst={} "
-      "duration_ms={} result={} transport={}{}{}{}",
-      r.direction == ztunnel::Direction::kOutbound ? "outbound" : "inbound", r.pod,
-      r.src.toString(), r.dst.toString(), r.bytes_to_dst, r.bytes_from_dst, r.duration.count(),
-      r.error.empty() ? "ok" : "\"" + r.error + "\"",
-      r.transport == ztunnel::Transport::kHbone ? "hbone" : "tcp", identities, service, verdict);
-}
-
 void logCounters(const CapturePrograms& capture) {
   auto counters = capture.nodeCounters();
   if (!counters) return;
@@ -130,6 +104,97 @@ void logTunnelStats(const ztunnel::Tunnel& tunnel) {
       s.tls_handshakes_client, s.tls_handshakes_server, s.tls_handshake_failures,
       s.hbone_streams_opened, s.hbone_streams_accepted, s.hbone_streams_rejected, s.hbone_pool_size,
       s.denied, s.closed_by_policy, s.connect_retries, s.connect_timeouts);
+}
+
+// What the admin API and /metrics read of the running agent.
+class AgentAdminState final : public admin::AdminState {
+ public:
+  AgentAdminState(const Flags& flags, std::string cgroup, const Exclusions& exclusions,
+                  const Agent& agent, const ztunnel::Tunnel& tunnel,
+                  const ztunnel::identity::CertificateManager& certificates)
+      : flags_(flags),
+        cgroup_(std::move(cgroup)),
+        exclusions_(exclusions),
+        agent_(agent),
+        tunnel_(tunnel),
+        certificates_(certificates) {}
+
+  void setSnapshot(model::SnapshotPtr snapshot) {
+    std::lock_guard<std::mutex> lock(mu_);
+    snapshot_ = std::move(snapshot);
+  }
+  model::SnapshotPtr snapshot() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return snapshot_;
+  }
+  std::vector<admin::PodView> pods() const override {
+    std::vector<admin::PodView> out;
+    for (const auto& pod : agent_.enrolledPods()) {
+      admin::PodView view{pod.name, pod.workload_uid, pod.netns_path, pod.netns_cookie, {}};
+      for (const auto& ip : pod.ips) view.ips.push_back(ip.toString());
+      out.push_back(std::move(view));
+    }
+    return out;
+  }
+  std::vector<ztunnel::ConnectionInfo> connections() const override {
+    return tunnel_.connections();
+  }
+  std::vector<admin::CertificateView> certificates() const override {
+    std::vector<admin::CertificateView> out;
+    for (const auto& cert : certificates_.certificates()) {
+      out.push_back({cert->identity().toString(), cert->serialHex(), cert->notBefore(),
+                     cert->notAfter(), cert->pemCertificate()});
+    }
+    return out;
+  }
+  admin::AgentInfo info() const override {
+    return {flags_.node,
+            flags_.bpffs,
+            cgroup_,
+            flags_.config,
+            flags_.trust_domain,
+            exclusions_.outbound_ports,
+            exclusions_.inbound_ports,
+            exclusions_.cidrs};
+  }
+  void quit() override { ::kill(::getpid(), SIGTERM); }
+
+ private:
+  const Flags& flags_;
+  std::string cgroup_;
+  Exclusions exclusions_;
+  const Agent& agent_;
+  const ztunnel::Tunnel& tunnel_;
+  const ztunnel::identity::CertificateManager& certificates_;
+  mutable std::mutex mu_;
+  model::SnapshotPtr snapshot_;
+};
+
+// The admin (127.0.0.1 only), metrics and readiness servers; a port of 0 disables one.
+struct HttpServers {
+  std::unique_ptr<admin::HttpServer> admin;
+  std::unique_ptr<admin::HttpServer> metrics;
+  std::unique_ptr<admin::HttpServer> readiness;
+
+  void stop() {
+    for (auto* s : {admin.get(), metrics.get(), readiness.get()}) {
+      if (s) s->stop();
+    }
+  }
+};
+
+Result<std::unique_ptr<admin::HttpServer>> serve(const char* name, const char* address,
+                                                 uint16_t port, size_t threads,
+                                                 std::vector<admin::Route> routes) {
+  if (port == 0) return std::unique_ptr<admin::HttpServer>();
+  admin::HttpServerOptions options;
+  options.name = name;
+  options.address = address;
+  options.port = port;
+  options.threads = threads;
+  auto server = admin::HttpServer::start(options, std::move(routes));
+  if (server) spdlog::info("{} endpoint listening on {}:{}", name, address, port);
+  return server;
 }
 
 int run(const Flags& flags) {
@@ -208,7 +273,13 @@ int run(const Flags& flags) {
   tunnel_options.node = flags.node;
   tunnel_options.connect_timeout = std::chrono::milliseconds(flags.connect_timeout_ms);
   tunnel_options.connect_attempts = flags.connect_attempts;
-  auto tunnel = ztunnel::startTunnel(tunnel_options, orig_dst, &tls, logAccess);
+  ConnectionTelemetry telemetry(flags.access_log_format == "json" ? AccessLogFormat::kJson
+                                                                  : AccessLogFormat::kText);
+  telemetry.setSnapshot(first.snapshot);
+  auto tunnel = ztunnel::startTunnel(
+      tunnel_options, orig_dst, &tls,
+      [&telemetry](const ztunnel::ConnectionRecord& r) { telemetry.onClose(r); },
+      [&telemetry](const ztunnel::ConnectionRecord& r) { telemetry.onOpen(r); });
   if (!tunnel) {
     spdlog::error("starting the tunnel: {}", tunnel.error().message);
     (void)(*capture)->uninstall();
@@ -221,15 +292,75 @@ int run(const Flags& flags) {
   Agent agent(agent_options, **capture, **tunnel);
   agent.setSnapshot(first.snapshot);
   (*tunnel)->setSnapshot(first.snapshot);
+  AgentAdminState admin_state(flags, cgroup, exclusions, agent, **tunnel, certificates);
+  admin_state.setSnapshot(first.snapshot);
+  admin::Readiness readiness;
+  readiness.setProgramsAttached();
+  readiness.setConfigLoaded();
+  readiness.setTunnelStarted();
+
+  // Off the data path: each server has its own threads; /metrics reads atomics, the pinned
+  // counter map and a copy of the TCP metrics (see agent/metrics/agent_metrics.h).
+  const CapturePrograms& capture_ref = **capture;
+  const ztunnel::Tunnel& tunnel_ref = **tunnel;
+  auto gather = [&] {
+    metrics::AgentMetricsInput in;
+    in.tcp = &telemetry.tcpMetrics();
+    if (auto counters = capture_ref.nodeCounters()) {
+      std::map<std::string, uint64_t> by_reason;
+      for (int i = 0; i < NM_REASON_MAX; ++i)
+        by_reason[std::string(reasonName(i))] = (*counters)[i];
+      in.capture_counters = std::move(by_reason);
+    }
+    in.tunnel = tunnel_ref.stats();
+    in.enrolled_pods = agent.enrolledPods().size();
+    for (const auto& cert : certificates.certificates()) {
+      in.certificates.push_back({cert->identity().toString(), cert->notAfter()});
+    }
+    in.certificate_rotation_failures = certificates.rotationFailures();
+    in.ready = readiness.ready();
+    if (auto snap = admin_state.snapshot()) {
+      in.config_workloads = snap->workloads().size();
+      in.config_services = snap->services().size();
+      in.config_policies = snap->policies().size();
+    }
+    return in;
+  };
+  HttpServers servers;
+  {
+    auto admin_server =
+        serve("admin", admin::kAdminAddress, flags.admin_port, 2, admin::adminRoutes(admin_state));
+    auto metrics_server =
+        admin_server
+            ? serve("metrics", "0.0.0.0", flags.metrics_port, 2, admin::metricsRoutes(gather))
+            : Result<std::unique_ptr<admin::HttpServer>>(admin_server.error());
+    auto readiness_server =
+        metrics_server ? serve("readiness", "0.0.0.0", flags.readiness_port, 1,
+                               admin::readinessRoutes(readiness))
+                       : Result<std::unique_ptr<admin::HttpServer>>(metrics_server.error());
+    if (!readiness_server) {
+      spdlog::error("{}", readiness_server.error().message);
+      (*tunnel)->stop();
+      (void)(*capture)->uninstall();
+      return 1;
+    }
+    servers.admin = std::move(*admin_server);
+    servers.metrics = std::move(*metrics_server);
+    servers.readiness = std::move(*readiness_server);
+  }
 
   config::LocalFileSource source(flags.config);
-  auto started = source.start([&agent, &tunnel = *tunnel](model::SnapshotPtr snapshot) {
-    spdlog::info("config in force: {}", snapshot->summary());
-    tunnel->setSnapshot(snapshot);
-    agent.setSnapshot(std::move(snapshot));
-  });
+  auto started = source.start(
+      [&agent, &tunnel = *tunnel, &telemetry, &admin_state](model::SnapshotPtr snapshot) {
+        spdlog::info("config in force: {}", snapshot->summary());
+        tunnel->setSnapshot(snapshot);
+        telemetry.setSnapshot(snapshot);
+        admin_state.setSnapshot(snapshot);
+        agent.setSnapshot(std::move(snapshot));
+      });
   if (!started) {
     spdlog::error("{}", started.error().message);
+    servers.stop();
     (*tunnel)->stop();
     (void)(*capture)->uninstall();
     return 1;
@@ -260,6 +391,8 @@ int run(const Flags& flags) {
     }
   }
 
+  readiness.setStopping();
+  servers.stop();
   source.stop();
   agent.unenrollAll();
   (*tunnel)->stop();
@@ -339,6 +472,20 @@ int agentMain(int argc, char** argv) {
         unsigned long n = std::strtoul(v.c_str(), nullptr, 10);
         return n >= 2 && n <= 32768 && (n & (n - 1)) == 0 ? "" : "must be a power of two, 2..32768";
       });
+  app.add_option("--admin-port", flags.admin_port,
+                 "admin API port, on 127.0.0.1 only (/config_dump, /connections, /logging, "
+                 "/explain, /quitquitquit); 0 disables it")
+      ->capture_default_str();
+  app.add_option("--metrics-port", flags.metrics_port,
+                 "Prometheus /metrics port (all addresses); 0 disables it")
+      ->capture_default_str();
+  app.add_option("--readiness-port", flags.readiness_port,
+                 "/healthz/ready port (all addresses); 0 disables it")
+      ->capture_default_str();
+  app.add_option("--access-log-format", flags.access_log_format,
+                 "access log lines on stdout: text or json")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"text", "json"}));
   app.add_option("--connect-timeout-ms", flags.connect_timeout_ms,
                  "a connect to a destination or to a peer's 15008 that takes longer fails (and "
                  "is retried on another endpoint for a service)")
@@ -354,7 +501,8 @@ int agentMain(int argc, char** argv) {
   auto logger = spdlog::stderr_logger_mt("nodemesh");
   logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
   spdlog::set_default_logger(logger);
-  spdlog::set_level(spdlog::level::from_str(flags.log_level));
+  // The "nodemesh" logger only: the access log has its own (agent/access_log.h).
+  logger->set_level(spdlog::level::from_str(flags.log_level));
 
   if (flags.validate) return nodemesh::agent::validate(flags.config);
 

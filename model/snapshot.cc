@@ -27,6 +27,7 @@ Snapshot::Snapshot(std::vector<Workload> workloads, std::vector<Service> service
   for (size_t i = 0; i < workloads_.size(); ++i) {
     const Workload& w = workloads_[i];
     workload_by_uid_.emplace(w.uid, i);
+    workload_by_name_.emplace(w.namespace_name + "/" + w.name, i);
     if (w.network_mode == NetworkMode::HostNetwork) continue;
     for (const IpAddress& ip : w.workload_ips) {
       auto [it, inserted] = workload_by_ip_.emplace(ip, i);
@@ -50,6 +51,11 @@ std::shared_ptr<const Snapshot> Snapshot::create(std::vector<Workload> workloads
 const Workload* Snapshot::workloadByUid(std::string_view uid) const {
   auto it = workload_by_uid_.find(uid);
   return it == workload_by_uid_.end() ? nullptr : &workloads_[it->second];
+}
+
+const Workload* Snapshot::workloadByName(std::string_view namespaced_name) const {
+  auto it = workload_by_name_.find(namespaced_name);
+  return it == workload_by_name_.end() ? nullptr : &workloads_[it->second];
 }
 
 const Workload* Snapshot::workloadByIp(const IpAddress& ip) const {

@@ -41,6 +41,8 @@ class Snapshot {
   // indexed by address (their address is the node's).
   const Workload* workloadByIp(const IpAddress& ip) const;
   std::vector<const Workload*> workloadsOnNode(std::string_view node) const;
+  // By "namespace/name" (the enrolled pod's name in the tunnel's records).
+  const Workload* workloadByName(std::string_view namespaced_name) const;
 
   // Network-agnostic; when two services claim one VIP the later one wins, as in ztunnel.
   const Service* serviceByVip(const IpAddress& ip) const;
@@ -64,6 +66,7 @@ class Snapshot {
 
   std::map<std::string, size_t, std::less<>> workload_by_uid_;
   std::map<IpAddress, size_t> workload_by_ip_;
+  std::map<std::string, size_t, std::less<>> workload_by_name_;
   std::map<IpAddress, size_t> service_by_vip_;
   std::map<std::string, size_t, std::less<>> service_by_key_;
   std::map<std::string, size_t, std::less<>> policy_by_key_;

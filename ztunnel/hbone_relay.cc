@@ -385,11 +385,13 @@ void Worker::startOutboundHbone(Pod* pod, UniqueFd app, const SocketAddress& app
     b->record.attempts = static_cast<unsigned>(service->tried.size());
     b->service = std::move(service);  // failures below are retried by abortBridge
   }
+  if (dst_id) b->record.dst_identity = dst_id->toString();
+  // Metrics count a service connection once, at its first attempt.
+  if (!b->service || b->service->tried.size() == 1) opened(b->record);
   if (!dst_id) {
     failed_connect_.fetch_add(1, std::memory_order_relaxed);
     return abortBridge(b, "destination identity: " + dst_id.error().message);
   }
-  b->record.dst_identity = dst_id->toString();
   std::string error;
   HboneConn* c = pooledConn(pod, *dst_id, SocketAddress{dst.ip, options_.hbone_port}, &error);
   if (!c) {
@@ -486,6 +488,7 @@ void Worker::onRequest(HboneConn* c, hbone::StreamId stream, const hbone::Connec
   const auto& peer_id = c->transport->tls().peerIdentity();
   record.src_identity = peer_id ? peer_id->toString() : "";
   record.dst_identity = pod->identity ? pod->identity->toString() : "";
+  opened(record);
   // Authorization, before anything is connected to the application: 401 when denied.
   if (!authorize(record, record.src_identity)) {
     reject(401, record.reason);

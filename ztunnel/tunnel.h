@@ -113,6 +113,25 @@ struct ConnectionRecord {
   std::string reason;  // the verdict in words
 };
 
+// One open connection, as the admin API's /connections lists it: a copy taken by the worker
+// that owns the connection, between two batches of completions.
+struct ConnectionInfo {
+  Direction direction = Direction::kOutbound;
+  std::string pod;
+  SocketAddress src;
+  SocketAddress dst;        // for a service connection, the endpoint picked
+  std::string dst_service;  // "namespace/hostname" when connected through a service VIP
+  Transport transport = Transport::kTcp;
+  std::string src_identity;
+  std::string dst_identity;
+  uint64_t bytes_to_dst = 0;  // written to the destination so far
+  uint64_t bytes_from_dst = 0;
+  std::chrono::milliseconds age{0};
+  // "connecting" (waiting for the destination / the CONNECT answer), "open", or "closing"
+  // (one direction finished, or aborted and waiting for operations in flight).
+  std::string state;
+};
+
 struct TunnelStats {
   uint64_t accepted_outbound = 0;
   uint64_t accepted_inbound = 0;
@@ -164,6 +183,11 @@ struct TunnelStats {
 };
 
 using AccessLogFn = std::function<void(const ConnectionRecord&)>;
+// Called on a worker thread as soon as a connection's addresses are known (its record has
+// direction, pod, src, dst, transport and, for HBONE, the identities), before any byte is
+// relayed: metrics count it as opened. Every connection reported here is reported again to the
+// AccessLogFn when it finishes. Must be quick: it runs on the data path.
+using ConnectionOpenFn = std::function<void(const ConnectionRecord&)>;
 
 // The node's tunnel: in-pod listeners and the connections accepted on them. Thread-safe.
 class Tunnel {
@@ -177,6 +201,11 @@ class Tunnel {
   // which identity to expect there. Thread-safe; applies to new connections.
   virtual void setSnapshot(model::SnapshotPtr snapshot) = 0;
   virtual TunnelStats stats() const = 0;
+  // The open connections. Each worker copies its own between two batches of completions (the
+  // request is posted to its loop, so the data path takes no lock and keeps no extra
+  // per-connection state for it); waits at most about a second per worker. Off the data path:
+  // for the admin API.
+  virtual std::vector<ConnectionInfo> connections() const { return {}; }
   // Closes everything and joins the worker threads. Idempotent.
   virtual void stop() = 0;
 };
@@ -190,5 +219,9 @@ class TlsProvider;
 // relayed as plain TCP (no 15008).
 Result<std::unique_ptr<Tunnel>> startTunnel(const TunnelOptions& options, OrigDstResolver& resolver,
                                             TlsProvider* tls, const AccessLogFn& access_log);
+// The same, with a hook for connections as they open (metrics).
+Result<std::unique_ptr<Tunnel>> startTunnel(const TunnelOptions& options, OrigDstResolver& resolver,
+                                            TlsProvider* tls, const AccessLogFn& access_log,
+                                            const ConnectionOpenFn& on_open);
 
 }  // namespace nodemesh::ztunnel

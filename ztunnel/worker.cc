@@ -21,11 +21,12 @@ namespace nodemesh::ztunnel {
 namespace internal {
 
 Worker::Worker(const TunnelOptions& options, OrigDstResolver& resolver, TlsProvider* tls,
-               AccessLogFn access_log)
+               AccessLogFn access_log, ConnectionOpenFn on_open)
     : options_(options),
       resolver_(resolver),
       tls_(tls),
       access_log_(std::move(access_log)),
+      on_open_(std::move(on_open)),
       picker_(lb::LbOptions{.max_attempts = options.connect_attempts,
                             .connect_timeout = options.connect_timeout}) {
   const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(options_.connect_timeout);
@@ -221,7 +222,7 @@ void Worker::stop() {
   ring_ready_ = false;
 }
 
-void Worker::wake() {
+void Worker::wake() const {
   uint64_t one = 1;
   ssize_t n = ::write(wake_fd_.get(), &one, sizeof(one));
   (void)n;  // EAGAIN means a wake-up is already pending
@@ -354,6 +355,7 @@ void Worker::handle(OpTag* tag, int res, unsigned flags) {
 }
 
 void Worker::onWake() {
+  answerConnectionRequests();
   std::vector<Command> commands;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -532,6 +534,7 @@ void Worker::startConn(Listener* l, UniqueFd fd) {
                           " (connected to 15001 directly?)");
     }
     c->record.dst = *dst;
+    opened(c->record);
     return startTcp(c, l->pod, nullptr, false, 0, options_.outbound_mark);
   }
 
@@ -545,6 +548,7 @@ void Worker::startConn(Listener* l, UniqueFd fd) {
   // sk_lookup steered the connection without NAT: the local address is where the client
   // wanted to go.
   c->record.dst = *local;
+  opened(c->record);
   if (c->record.dst.port == options_.inbound_port || c->record.dst.port == options_.outbound_port ||
       c->record.dst.ip.isLoopback()) {
     // Delivering to the tunnel's own listener would accept the delivery again, forever.
@@ -882,12 +886,14 @@ void Worker::startServiceConnection(Pod* pod, UniqueFd app, const SocketAddress&
     Conn* c = newConn(Direction::kOutbound, pod->name, std::move(app));
     c->record.src = app_addr;
     c->record.dst = target->vip;
+    opened(c->record);
     return startTcp(c, pod, nullptr, false, 0, options_.outbound_mark);
   }
   if (!pick) {
     Conn* c = newConn(Direction::kOutbound, pod->name, std::move(app));
     fill(c->record);
     c->record.dst = target->vip;
+    if (target->tried.empty()) opened(c->record);  // else counted at the first attempt
     failed_connect_.fetch_add(1, std::memory_order_relaxed);
     spdlog::warn("{}: load balancing: no endpoint for {} ({}): {}", pod->name, service.key(),
                  target->vip.toString(), pick.error().message);
@@ -922,6 +928,8 @@ void Worker::startServiceConnection(Pod* pod, UniqueFd app, const SocketAddress&
   Conn* c = newConn(Direction::kOutbound, pod->name, std::move(app));
   fill(c->record);
   c->record.dst = dst;
+  // Metrics count a service connection once, at its first attempt.
+  if (target->tried.size() == 1) opened(c->record);
   c->service = std::move(target);
   startTcp(c, pod, nullptr, false, 0, options_.outbound_mark);
 }
@@ -1025,6 +1033,15 @@ class Workers final : public Tunnel {
     for (const auto& w : workers_) sum += w->stats();
     return sum;
   }
+  std::vector<ConnectionInfo> connections() const override {
+    std::vector<ConnectionInfo> all;
+    for (const auto& w : workers_) {
+      auto some = w->connections();
+      all.insert(all.end(), std::make_move_iterator(some.begin()),
+                 std::make_move_iterator(some.end()));
+    }
+    return all;
+  }
   void stop() override {
     for (auto& w : workers_) w->stop();
   }
@@ -1044,11 +1061,17 @@ unsigned defaultWorkerCount() {
 
 Result<std::unique_ptr<Tunnel>> startTunnel(const TunnelOptions& options, OrigDstResolver& resolver,
                                             TlsProvider* tls, const AccessLogFn& access_log) {
+  return startTunnel(options, resolver, tls, access_log, {});
+}
+
+Result<std::unique_ptr<Tunnel>> startTunnel(const TunnelOptions& options, OrigDstResolver& resolver,
+                                            TlsProvider* tls, const AccessLogFn& access_log,
+                                            const ConnectionOpenFn& on_open) {
   TunnelOptions opts = options;
   if (opts.workers == 0) opts.workers = defaultWorkerCount();
   std::vector<std::unique_ptr<internal::Worker>> workers;
   for (unsigned i = 0; i < opts.workers; ++i) {
-    auto worker = std::make_unique<internal::Worker>(opts, resolver, tls, access_log);
+    auto worker = std::make_unique<internal::Worker>(opts, resolver, tls, access_log, on_open);
     if (auto st = worker->init(); !st) return st.error();
     workers.push_back(std::move(worker));
   }

@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <list>
 #include <map>
 #include <memory>
@@ -222,7 +223,7 @@ struct HboneConn final : hbone::H2Handler {
 class Worker final : public Tunnel {
  public:
   Worker(const TunnelOptions& options, OrigDstResolver& resolver, TlsProvider* tls,
-         AccessLogFn access_log);
+         AccessLogFn access_log, ConnectionOpenFn on_open = {});
   ~Worker() override;
   // The worker thread holds `this`.
   Worker(const Worker&) = delete;
@@ -238,6 +239,7 @@ class Worker final : public Tunnel {
   void setSnapshot(model::SnapshotPtr snapshot,
                    std::shared_ptr<const policy::Authorizer> authorizer);
   TunnelStats stats() const override;
+  std::vector<ConnectionInfo> connections() const override;
   void stop() override;
 
   // ---- used by the HBONE callbacks (hbone_relay.cc) ----
@@ -250,7 +252,7 @@ class Worker final : public Tunnel {
   void onWritable(HboneConn* c, hbone::StreamId stream);
 
  private:
-  void wake();
+  void wake() const;  // writes the eventfd only
   io_uring_sqe* sqe();
   void armWake();
   void armTimer();
@@ -269,6 +271,10 @@ class Worker final : public Tunnel {
   void reapPods();
   bool shutdownDone() const;
   model::SnapshotPtr snapshot() const;
+  // A connection's addresses are known: tells the open hook (metrics).
+  void opened(const ConnectionRecord& record);
+  // Answers the pending connections() requests (worker_introspection.cc), from onWake.
+  void answerConnectionRequests();
   std::shared_ptr<const policy::Authorizer> authorizer() const;
 
   // Inbound authorization (a connection to `r.dst` from `r.src` with `peer_identity`, empty
@@ -372,6 +378,17 @@ class Worker final : public Tunnel {
   };
   std::mutex mu_;
   std::vector<Command> commands_;
+
+  // connections() requests, answered by the worker thread (worker_introspection.cc).
+  struct ConnectionsRequest {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    std::vector<ConnectionInfo> connections;
+  };
+  mutable std::mutex requests_mu_;
+  mutable std::vector<std::shared_ptr<ConnectionsRequest>> requests_;
+  ConnectionOpenFn on_open_;
 
   mutable std::mutex snapshot_mu_;
   model::SnapshotPtr snapshot_;

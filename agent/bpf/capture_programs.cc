@@ -15,6 +15,7 @@
 
 #include "agent/bpf/bpffs.h"
 #include "cgroup_sock.skel.h"
+#include "common/bpf_pins.h"
 #include "sk_lookup.skel.h"
 
 namespace nodemesh::agent {
@@ -22,15 +23,6 @@ namespace nodemesh::agent {
 namespace fs = std::filesystem;
 
 namespace {
-
-constexpr std::array<std::string_view, NM_REASON_MAX> kReasonNames = {
-    "out_captured",        "out_skip_marked",          "out_skip_loopback",
-    "out_skip_excluded",   "out_no_listener",          "out_storage_failed",
-    "out_established",     "out_orig_dst_failed",      "out_peername_restored",
-    "delivery_registered", "delivery_register_failed", "in_steered",
-    "in_hbone_steered",    "in_delivery_passed",       "in_skip_excluded",
-    "in_no_listener",      "in_assign_failed",
-};
 
 int libbpfPrint(enum libbpf_print_level level, const char* format, va_list args) {
   char buf[1024];
@@ -73,8 +65,7 @@ int libbpfErr(long ret) {
 }  // namespace
 
 std::string_view reasonName(int reason) {
-  if (reason < 0 || reason >= NM_REASON_MAX) return "unknown";
-  return kReasonNames[reason];
+  return bpfpins::reasonName(reason);
 }
 
 Result<std::unique_ptr<CapturePrograms>> CapturePrograms::install(const CaptureOptions& options) {

@@ -62,6 +62,14 @@ size_t CertificateManager::size() const {
   return certs_.size();
 }
 
+std::vector<std::shared_ptr<const WorkloadCertificate>> CertificateManager::certificates() const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::shared_ptr<const WorkloadCertificate>> out;
+  out.reserve(certs_.size());
+  for (const auto& entry : certs_) out.push_back(entry.second);
+  return out;
+}
+
 uint64_t CertificateManager::rotationFailures() const {
   std::lock_guard lock(mutex_);
   return rotation_failures_;

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 #include "common/result.h"
 #include "ztunnel/identity/certificate_issuer.h"
@@ -40,6 +41,8 @@ class CertificateManager {
   void forget(const SpiffeId& id);
 
   size_t size() const;
+  // Every current certificate, ordered by identity (for the admin API and metrics).
+  std::vector<std::shared_ptr<const WorkloadCertificate>> certificates() const;
   uint64_t rotationFailures() const;
   // The earliest refreshAt() over all certificates, for scheduling the next rotateDue();
   // time_point::max() when there are none.

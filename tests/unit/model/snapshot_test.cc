@@ -135,5 +135,14 @@ TEST(WorkloadTest, IdentityDefaults) {
   EXPECT_EQ(toString(Protocol::Tcp), "TCP");
 }
 
+TEST(SnapshotTest, WorkloadByName) {
+  Workload a = workload("c//Pod/shop/a", "10.0.0.1", "n1");
+  a.name = "a";
+  Snapshot s({a}, {}, {});
+  ASSERT_NE(s.workloadByName("shop/a"), nullptr);
+  EXPECT_EQ(s.workloadByName("shop/a")->uid, "c//Pod/shop/a");
+  EXPECT_EQ(s.workloadByName("other/a"), nullptr);
+}
+
 }  // namespace
 }  // namespace nodemesh::model

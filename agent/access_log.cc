@@ -1,0 +1,131 @@
+#include "agent/access_log.h"
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+namespace nodemesh::agent {
+
+namespace {
+
+std::string timestamp(std::chrono::system_clock::time_point now) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch());
+  auto secs = std::chrono::duration_cast<std::chrono::seconds>(ms);
+  std::chrono::sys_seconds whole{secs};
+  return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03d}Z", whole, static_cast<int>((ms - secs).count()));
+}
+
+// A text value: as is when it has no space or quote, else quoted with \" and \\ escaped.
+std::string textValue(const std::string& v) {
+  if (v.empty()) return "-";
+  if (v.find_first_of(" \"\\=") == std::string::npos) return v;
+  std::string out = "\"";
+  for (char c : v) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+std::string formatAccessLog(const ztunnel::ConnectionRecord& r,
+                            const metrics::ConnectionPeers& peers, AccessLogFormat format,
+                            std::chrono::system_clock::time_point now) {
+  const char* direction = r.direction == ztunnel::Direction::kOutbound ? "outbound" : "inbound";
+  const bool hbone = r.transport == ztunnel::Transport::kHbone;
+  const std::string src_workload = metrics::workloadKey(peers.source);
+  const std::string dst_workload = metrics::workloadKey(peers.destination);
+  const metrics::Verdict verdict = metrics::verdictOf(r);
+  if (format == AccessLogFormat::kJson) {
+    nlohmann::ordered_json j = {
+        {"time", timestamp(now)},
+        {"direction", direction},
+        {"pod", r.pod},
+        {"src", r.src.toString()},
+        {"dst", r.dst.toString()},
+        {"src_workload", peers.source ? src_workload : ""},
+        {"dst_workload", peers.destination ? dst_workload : ""},
+        {"src_identity", r.src_identity},
+        {"dst_identity", r.dst_identity},
+        {"transport", hbone ? "hbone" : "tcp"},
+        {"bytes_to_dst", r.bytes_to_dst},
+        {"bytes_from_dst", r.bytes_from_dst},
+        {"duration_ms", r.duration.count()},
+        {"result", r.error.empty() ? "ok" : "error"},
+        {"error", r.error},
+        {"verdict", verdict.verdict.empty() ? nlohmann::ordered_json(nullptr)
+                                            : nlohmann::ordered_json(verdict.verdict)},
+        {"policy", verdict.policy},
+        {"reason", verdict.reason},
+        {"dst_service", r.dst_service},
+        {"service_addr", r.service_addr ? r.service_addr->toString() : ""},
+        {"attempts", r.attempts},
+    };
+    // Replacement of invalid UTF-8: an error text can quote anything.
+    return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  }
+  std::string line = fmt::format(
+      "{} access direction={} pod={} src={} dst={} bytes_to_dst={} bytes_from_dst={} "
+      "duration_ms={} result={} transport={}",
+      timestamp(now), direction, r.pod, r.src.toString(), r.dst.toString(), r.bytes_to_dst,
+      r.bytes_from_dst, r.duration.count(), r.error.empty() ? "ok" : "\"" + r.error + "\"",
+      hbone ? "hbone" : "tcp");
+  if (hbone) {
+    line += fmt::format(" src_identity={} dst_identity={}", textValue(r.src_identity),
+                        textValue(r.dst_identity));
+  }
+  // A service connection, as the tunnel reports it (docs/agent.md).
+  if (!r.dst_service.empty()) {
+    line += fmt::format(" service={} service_addr={} attempts={}", r.dst_service,
+                        r.service_addr ? r.service_addr->toString() : "-", r.attempts);
+  }
+  line += fmt::format(" src_workload={} dst_workload={}", src_workload, dst_workload);
+  if (!verdict.verdict.empty()) {
+    line += fmt::format(" verdict={} policy={}", verdict.verdict, textValue(verdict.policy));
+    if (verdict.verdict == "deny" && !verdict.reason.empty()) {
+      line += " reason=" + textValue(verdict.reason);
+    }
+  }
+  return line;
+}
+
+ConnectionTelemetry::ConnectionTelemetry(AccessLogFormat format, Sink sink)
+    : format_(format), sink_(std::move(sink)) {
+  if (!sink_) {
+    auto logger = spdlog::get("access");
+    if (!logger) logger = spdlog::stdout_logger_mt("access");
+    logger->set_pattern("%v");
+    // The access log is not subject to --log-level / /logging (those set the "nodemesh"
+    // logger's level only).
+    logger->set_level(spdlog::level::info);
+    sink_ = [logger](const std::string& line) { logger->info("{}", line); };
+  }
+}
+
+void ConnectionTelemetry::setSnapshot(model::SnapshotPtr snapshot) {
+  std::lock_guard<std::mutex> lock(mu_);
+  snapshot_ = std::move(snapshot);
+}
+
+model::SnapshotPtr ConnectionTelemetry::snapshot() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return snapshot_;
+}
+
+void ConnectionTelemetry::onOpen(const ztunnel::ConnectionRecord& r) {
+  auto snap = snapshot();
+  tcp_.recordOpen(snap.get(), r);
+}
+
+void ConnectionTelemetry::onClose(const ztunnel::ConnectionRecord& r) {
+  auto snap = snapshot();
+  tcp_.recordClose(snap.get(), r);
+  metrics::ConnectionPeers peers;
+  if (snap) peers = metrics::resolvePeers(*snap, r);
+  sink_(formatAccessLog(r, peers, format_, std::chrono::system_clock::now()));
+}
+
+}  // namespace nodemesh::agent

@@ -1,0 +1,79 @@
+#include "agent/metrics/prometheus_text.h"
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+namespace nodemesh::agent::metrics {
+
+std::string PrometheusText::escapeLabelValue(std::string_view value) {
+  std::string out;
+  out.reserve(value.size());
+  for (char c : value) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string PrometheusText::escapeHelp(std::string_view help) {
+  std::string out;
+  out.reserve(help.size());
+  for (char c : help) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+void PrometheusText::family(std::string_view name, std::string_view type, std::string_view help) {
+  fmt::format_to(std::back_inserter(out_), "# HELP {} {}\n# TYPE {} {}\n", name, escapeHelp(help),
+                 name, type);
+}
+
+void PrometheusText::labels(const Labels& labels) {
+  if (labels.empty()) return;
+  out_ += '{';
+  bool first = true;
+  for (const auto& [key, value] : labels) {
+    if (!first) out_ += ',';
+    first = false;
+    out_ += key;
+    out_ += "=\"";
+    out_ += escapeLabelValue(value);
+    out_ += '"';
+  }
+  out_ += '}';
+}
+
+void PrometheusText::sample(std::string_view name, const Labels& labels, uint64_t value) {
+  out_ += name;
+  this->labels(labels);
+  fmt::format_to(std::back_inserter(out_), " {}\n", value);
+}
+
+void PrometheusText::sample(std::string_view name, const Labels& labels, double value) {
+  out_ += name;
+  this->labels(labels);
+  if (std::isnan(value)) {
+    out_ += " NaN\n";
+  } else if (std::isinf(value)) {
+    out_ += value > 0 ? " +Inf\n" : " -Inf\n";
+  } else {
+    fmt::format_to(std::back_inserter(out_), " {}\n", value);
+  }
+}
+
+}  // namespace nodemesh::agent::metrics

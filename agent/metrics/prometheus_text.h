@@ -1,0 +1,39 @@
+#pragma once
+
+// The Prometheus text exposition format, version 0.0.4
+// (https://prometheus.io/docs/instrumenting/exposition_formats/): what every Prometheus
+// server and Istio's dashboards read. One writer per scrape; families are written whole.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace nodemesh::agent::metrics {
+
+inline constexpr const char* kPrometheusContentType = "text/plain; version=0.0.4; charset=utf-8";
+
+using Labels = std::vector<std::pair<std::string_view, std::string_view>>;
+
+class PrometheusText {
+ public:
+  // `# HELP` and `# TYPE` lines; type is "counter" or "gauge". Counter names end in _total,
+  // as Istio's do (istio_tcp_connections_opened_total).
+  void family(std::string_view name, std::string_view type, std::string_view help);
+  void sample(std::string_view name, const Labels& labels, uint64_t value);
+  void sample(std::string_view name, const Labels& labels, double value);
+
+  const std::string& text() const { return out_; }
+  std::string take() { return std::move(out_); }
+
+  // Label values escape backslash, double quote and newline; HELP text backslash and newline.
+  static std::string escapeLabelValue(std::string_view value);
+  static std::string escapeHelp(std::string_view help);
+
+ private:
+  void labels(const Labels& labels);
+  std::string out_;
+};
+
+}  // namespace nodemesh::agent::metrics
