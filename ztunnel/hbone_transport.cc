@@ -22,18 +22,28 @@ Status HboneTransport::fail(Error error) {
 
 Result<size_t> HboneTransport::onSocketData(std::span<const uint8_t> bytes) {
   if (failed_) return error_;
-  size_t taken = tls_->feedEncrypted(bytes);
-  if (!tls_->established()) {
-    auto state = tls_->handshake();
-    if (state == tls::TlsSession::HandshakeState::kFailed) return fail(tls_->error()).error();
-    if (state == tls::TlsSession::HandshakeState::kWantMoreInput) return taken;
-  }
-  if (auto st = readPlaintext(); !st) return st.error();
+  // OpenSSL reads the ciphertext where the socket put it; only what it leaves unread (the input
+  // bound reached) is copied, to be fed again.
+  tls_->lendEncrypted(bytes);
+  Status st = decrypt();
+  const size_t taken = tls_->reclaimEncrypted();
+  if (!st) return st.error();
   return taken;
 }
 
+Status HboneTransport::decrypt() {
+  if (!tls_->established()) {
+    auto state = tls_->handshake();
+    if (state == tls::TlsSession::HandshakeState::kFailed) return fail(tls_->error());
+    if (state == tls::TlsSession::HandshakeState::kWantMoreInput) return okStatus();
+  }
+  return readPlaintext();
+}
+
 Status HboneTransport::readPlaintext() {
-  std::array<uint8_t, 16 * 1024> plain{};
+  // Not value-initialized: zeroing 16 KiB for every received chunk cost as much as a copy of
+  // it, and readPlain() only hands out what it wrote.
+  std::array<uint8_t, 16 * 1024> plain;  // NOLINT(cppcoreguidelines-pro-type-member-init)
   while (true) {
     auto r = tls_->readPlain(plain);
     if (!r) return fail(r.error());

@@ -44,6 +44,8 @@ class HboneTransport {
  private:
   HboneTransport(std::unique_ptr<tls::TlsSession> tls, std::unique_ptr<hbone::H2Session> h2)
       : tls_(std::move(tls)), h2_(std::move(h2)) {}
+  // Handshake, then plaintext to HTTP/2, with the input fed so far.
+  Status decrypt();
   Status readPlaintext();
   void pump();
   Status fail(Error error);

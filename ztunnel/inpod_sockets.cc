@@ -59,6 +59,10 @@ Result<UniqueFd> listenTcp(const SocketAddress& addr, uint32_t mark, bool reusep
     return Error::fromErrno("setsockopt SO_REUSEPORT");
   }
   if (!v4) ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+  // Accepted sockets inherit it. Without it Nagle holds a small write (an HTTP/2 frame of one
+  // stream) while an earlier one is unacknowledged: on an HBONE connection that several
+  // streams share, a response then waits for the peer's delayed ACK.
+  ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   if (auto st = setMark(fd.get(), mark); !st) return st.error();
   sockaddr_storage ss{};
   socklen_t len = toSockaddr(addr, &ss);

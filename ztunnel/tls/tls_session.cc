@@ -19,6 +19,10 @@ namespace {
 
 // Buffers larger than this are freed once drained, so that an idle connection costs little.
 constexpr size_t kRetainedBufferBytes = 16 * 1024;
+// TLS 1.3 records (RFC 8446 5.2): at most 16 KiB of plaintext, plus a 5-byte header, the
+// 1-byte inner content type and the 16-byte AES-GCM tag.
+constexpr size_t kMaxRecordPlaintext = 16 * 1024;
+constexpr size_t kRecordOverhead = 5 + 1 + 16;
 
 // Drops the consumed prefix of `buf` before appending more, once it is worth a memmove.
 void compact(std::vector<uint8_t>& buf, size_t& offset) {
@@ -79,16 +83,24 @@ int TlsSession::bioRead(BIO* bio, char* data, size_t len, size_t* read) {
   *read = 0;
   if (self == nullptr) return 0;
   const size_t available = self->in_.size() - self->in_offset_;
-  if (available == 0) {
-    if (!self->in_eof_) BIO_set_retry_read(bio);  // no retry flag = EOF
-    return 0;
+  if (available > 0) {
+    const size_t n = std::min(len, available);
+    std::memcpy(data, self->in_.data() + self->in_offset_, n);
+    self->in_offset_ += n;
+    releaseIfDrained(self->in_, self->in_offset_);
+    *read = n;
+    return 1;
   }
-  const size_t n = std::min(len, available);
-  std::memcpy(data, self->in_.data() + self->in_offset_, n);
-  self->in_offset_ += n;
-  releaseIfDrained(self->in_, self->in_offset_);
-  *read = n;
-  return 1;
+  const size_t lent = self->lent_.size() - self->lent_offset_;
+  if (lent > 0) {
+    const size_t n = std::min(len, lent);
+    std::memcpy(data, self->lent_.data() + self->lent_offset_, n);
+    self->lent_offset_ += n;
+    *read = n;
+    return 1;
+  }
+  if (!self->in_eof_) BIO_set_retry_read(bio);  // no retry flag = EOF
+  return 0;
 }
 
 long TlsSession::bioCtrl(BIO* bio, int cmd, long /*num*/, void* /*ptr*/) {
@@ -98,11 +110,15 @@ long TlsSession::bioCtrl(BIO* bio, int cmd, long /*num*/, void* /*ptr*/) {
     case BIO_CTRL_FLUSH:
       return 1;
     case BIO_CTRL_PENDING:
-      return static_cast<long>(self->bufferedEncryptedInput());
+      return static_cast<long>(self->bufferedEncryptedInput() + self->lent_.size() -
+                               self->lent_offset_);
     case BIO_CTRL_WPENDING:
       return static_cast<long>(self->out_.size() - self->out_offset_);
     case BIO_CTRL_EOF:
-      return self->in_eof_ && self->bufferedEncryptedInput() == 0 ? 1 : 0;
+      return self->in_eof_ && self->bufferedEncryptedInput() == 0 &&
+                     self->lent_offset_ == self->lent_.size()
+                 ? 1
+                 : 0;
     default:
       return 0;
   }
@@ -181,6 +197,20 @@ size_t TlsSession::feedEncrypted(std::span<const uint8_t> bytes) {
   const size_t n = std::min(room, bytes.size());
   in_.insert(in_.end(), bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(n));
   return n;
+}
+
+void TlsSession::lendEncrypted(std::span<const uint8_t> bytes) {
+  lent_ = bytes;
+  lent_offset_ = 0;
+}
+
+size_t TlsSession::reclaimEncrypted() {
+  const std::span<const uint8_t> lent = lent_;
+  const size_t read = lent_offset_;
+  lent_ = {};
+  lent_offset_ = 0;
+  if (state_ == State::kFailed) return lent.size();  // discarded, as feedEncrypted() does
+  return read + feedEncrypted(lent.subspan(read));
 }
 
 void TlsSession::feedEof() {
@@ -267,6 +297,10 @@ Result<size_t> TlsSession::writePlain(std::span<const uint8_t> data) {
   const size_t pending = out_.size() - out_offset_;
   if (pending >= kMaxPendingEncryptedOutput || data.empty()) return size_t{0};
   const size_t n = std::min(data.size(), kMaxPendingEncryptedOutput - pending);
+  // Room for every record of this write at once: the buffer is released when drained, and
+  // growing it record by record re-copies what it holds at each doubling.
+  compact(out_, out_offset_);
+  out_.reserve(out_.size() + n + (n / kMaxRecordPlaintext + 1) * kRecordOverhead);
   ERR_clear_error();
   size_t written = 0;
   const int rc = SSL_write_ex(ssl_.get(), data.data(), n, &written);

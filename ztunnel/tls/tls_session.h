@@ -62,6 +62,13 @@ class TlsSession {
   // kMaxBufferedEncryptedInput is reached: stop reading the socket and keep the rest). After
   // a failure, input is discarded and reported as taken.
   [[nodiscard]] size_t feedEncrypted(std::span<const uint8_t> bytes);
+  // feedEncrypted() without the copy, for an owner that processes the input at once: between
+  // lendEncrypted() and reclaimEncrypted(), OpenSSL reads `bytes` in place (after anything
+  // buffered before); reclaimEncrypted() buffers what it left unread, within the same bound,
+  // and returns how many bytes of `bytes` were taken, as feedEncrypted() would have. `bytes`
+  // must stay valid until then; one loan at a time.
+  void lendEncrypted(std::span<const uint8_t> bytes);
+  [[nodiscard]] size_t reclaimEncrypted();
   // The socket reached EOF. Further reads fail unless the peer's close_notify came first
   // (a truncation attack is an error, not an EOF).
   void feedEof();
@@ -131,6 +138,8 @@ class TlsSession {
   internal::PeerCheck peer_check_;
   std::vector<uint8_t> in_;
   size_t in_offset_ = 0;
+  std::span<const uint8_t> lent_;  // lendEncrypted(): read after in_
+  size_t lent_offset_ = 0;
   bool in_eof_ = false;
   std::vector<uint8_t> out_;
   size_t out_offset_ = 0;

@@ -254,6 +254,61 @@ TEST_F(TlsSessionTest, WriteAndFeedRefuseBeyondTheirBounds) {
   EXPECT_EQ(s->feedEncrypted(c->pendingEncrypted()), 0U);
 }
 
+// Lent input: read in place; what OpenSSL leaves unread is buffered within the input bound, the
+// rest is not taken and comes again; the plaintext arrives intact whatever the split.
+TEST_F(TlsSessionTest, LentInputIsReadInPlaceAndTheUnreadTailBuffered) {
+  auto c = client();
+  auto s = server();
+  ASSERT_TRUE(c && s);
+  ASSERT_EQ(handshake(*c, *s).server, HandshakeState::kDone);
+
+  std::vector<uint8_t> data(1024 * 1024 + 5);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i * 7 + (i >> 11));
+  std::vector<uint8_t> wire;  // all the ciphertext, as a socket would deliver it
+  for (size_t sent = 0; sent < data.size();) {
+    auto w = c->writePlain(std::span(data).subspan(sent));
+    ASSERT_TRUE(w.ok()) << w.error().message;
+    sent += *w;
+    wire.insert(wire.end(), c->pendingEncrypted().begin(), c->pendingEncrypted().end());
+    c->consumeEncrypted(c->pendingEncrypted().size());
+  }
+
+  // Everything read at once: all of it taken, nothing copied.
+  auto s2 = server();
+  auto c2 = client();
+  ASSERT_TRUE(c2 && s2);
+  ASSERT_EQ(handshake(*c2, *s2).server, HandshakeState::kDone);
+  ASSERT_TRUE(c2->writePlain(bytesOf("in place")).ok());
+  std::vector<uint8_t> small(c2->pendingEncrypted().begin(), c2->pendingEncrypted().end());
+  s2->lendEncrypted(small);
+  EXPECT_EQ(readAll(*s2), "in place");
+  EXPECT_EQ(s2->reclaimEncrypted(), small.size());
+  EXPECT_EQ(s2->bufferedEncryptedInput(), 0U);
+
+  // Read 1 KiB of plaintext per loan of 100 KiB: the unread tail is buffered up to the bound
+  // and the rest is offered again.
+  std::vector<uint8_t> received;
+  std::array<uint8_t, 1024> buf{};
+  size_t offset = 0;
+  bool bounded = false;
+  while (received.size() < data.size()) {
+    const auto chunk =
+        std::span(wire).subspan(offset, std::min<size_t>(100 * 1024, wire.size() - offset));
+    s->lendEncrypted(chunk);
+    auto r = s->readPlain(buf);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    if (r->status == ReadStatus::kData) {
+      received.insert(received.end(), buf.begin(), buf.begin() + r->bytes);
+    }
+    const size_t taken = s->reclaimEncrypted();
+    EXPECT_LE(s->bufferedEncryptedInput(), TlsSession::kMaxBufferedEncryptedInput);
+    bounded = bounded || taken < chunk.size();
+    offset += taken;
+  }
+  EXPECT_TRUE(bounded);
+  EXPECT_EQ(received, data);
+}
+
 TEST_F(TlsSessionTest, AcceptsAnyOfSeveralExpectedIdentities) {
   auto c = client(nullptr, {id("other"), id("server")});
   auto s = server();

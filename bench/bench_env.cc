@@ -1,0 +1,175 @@
+#include "bench/bench_env.h"
+
+#include <sstream>
+#include <thread>
+
+#include "tests/e2e/harness/process.h"
+#include "tests/e2e/harness/testapp_client.h"
+
+namespace nodemesh::bench {
+
+using e2e::CommandResult;
+using e2e::HarnessError;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+uint16_t appPort(Service s) {
+  switch (s) {
+    case Service::kIperf:
+      return 5201;
+    case Service::kSockperf:
+      return 11111;
+    case Service::kEcho:
+      return 7000;
+    case Service::kHttp:
+      return 8080;
+  }
+  return 0;
+}
+
+uint16_t tunnelPort(Service s) {
+  return static_cast<uint16_t>(17001 + static_cast<int>(s));
+}
+
+const char* serviceName(Service s) {
+  switch (s) {
+    case Service::kIperf:
+      return "iperf3";
+    case Service::kSockperf:
+      return "sockperf";
+    case Service::kEcho:
+      return "echo";
+    case Service::kHttp:
+      return "http";
+  }
+  return "?";
+}
+
+std::string loadgenPath() {
+  return e2e::binDir() + "/nm-loadgen";
+}
+
+namespace {
+
+void check(const CommandResult& r) {
+  if (!r.ok()) throw HarnessError(r.describe());
+}
+
+}  // namespace
+
+Environment::Environment(const Options& options) : options_(options) {
+  e2e::SimClusterOptions cluster_options;
+  cluster_options.keep_logs = options.keep_logs;
+  cluster_ = std::make_unique<e2e::SimCluster>(cluster_options);
+  cluster_->addNode("node1");
+  cluster_->addNode("node2");
+  cluster_->addPod("node1", kClientPod, kClientIp);
+  cluster_->addPod("node2", kServerPod, kServerIp);
+  tunePod(kClientPod);
+  tunePod(kServerPod);
+  makeCertificates();
+  // Both pods are mesh workloads; no policy (everything is allowed).
+  mesh_config_ = cluster_->writeFile("mesh.yaml", R"(workloads:
+- uid: bench//v1/Pod/bench/client
+  name: client
+  namespace: bench
+  serviceAccount: client
+  workloadIps: ["10.244.1.10"]
+  protocol: HBONE
+  node: node1
+- uid: bench//v1/Pod/bench/server
+  name: server
+  namespace: bench
+  serviceAccount: server
+  workloadIps: ["10.244.2.20"]
+  protocol: HBONE
+  node: node2
+)");
+  startServers();
+}
+
+// Short connections at thousands per second leave tens of thousands of TIME_WAIT sockets:
+// let new connections reuse them (RFC 6191 timestamps make that safe) and widen the ephemeral
+// range, which starts above every port that anything listens on here (the mesh's 150xx, the
+// applications' and the peers' tunnel ports), so that a TIME_WAIT socket never holds a port a
+// listener needs. The same for every mode; these are the pods' own namespaces.
+void Environment::tunePod(const std::string& pod) {
+  check(cluster_->runInPod(
+      pod, {"sysctl", "-q", "-w", "net.ipv4.tcp_tw_reuse=1",
+            "net.ipv4.ip_local_port_range=20000 65535", "net.core.somaxconn=8192"}));
+}
+
+void Environment::makeCertificates() {
+  cert_dir_ = cluster_->workDir();
+  const std::string& d = cert_dir_;
+  const std::vector<std::string> p256 = {"-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                                         "-nodes"};
+  std::vector<std::string> ca = {"openssl", "req", "-x509"};
+  ca.insert(ca.end(), p256.begin(), p256.end());
+  ca.insert(ca.end(), {"-keyout", d + "/ca.key", "-out", d + "/ca.pem", "-days", "2", "-subj",
+                       "/CN=nodemesh-bench-ca", "-addext", "basicConstraints=critical,CA:TRUE",
+                       "-addext", "keyUsage=critical,keyCertSign,cRLSign"});
+  check(e2e::runLocal(ca, seconds(20)));
+  int serial = 1;
+  for (const auto& [name, ip] :
+       {std::pair<std::string, std::string>{"server", kServerIp}, {"client", kClientIp}}) {
+    std::vector<std::string> req = {"openssl", "req"};
+    req.insert(req.end(), p256.begin(), p256.end());
+    req.insert(req.end(), {"-keyout", d + "/" + name + ".key", "-out", d + "/" + name + ".csr",
+                           "-subj", "/CN=" + name});
+    check(e2e::runLocal(req, seconds(20)));
+    std::string ext = cluster_->writeFile(
+        name + ".ext", "subjectAltName=URI:spiffe://cluster.local/ns/bench/sa/" + name +
+                           ",IP:" + ip + "\nextendedKeyUsage=serverAuth,clientAuth\n" +
+                           "keyUsage=critical,digitalSignature\nbasicConstraints=CA:FALSE\n");
+    check(e2e::runLocal(
+        {"openssl", "x509", "-req", "-in", d + "/" + name + ".csr", "-CA", d + "/ca.pem", "-CAkey",
+         d + "/ca.key", "-set_serial", std::to_string(++serial), "-days", "2", "-out",
+         d + "/" + name + ".pem", "-extfile", ext},
+        seconds(20)));
+    cluster_->writeFile(name + ".bundle.pem", e2e::readFile(d + "/" + name + ".pem") +
+                                                  e2e::readFile(d + "/" + name + ".key"));
+  }
+}
+
+void Environment::startServers() {
+  cluster_->startInPod(kServerPod,
+                       {"iperf3", "-s", "-p", std::to_string(appPort(Service::kIperf))});
+  cluster_->startInPod(kServerPod, {"sockperf", "sr", "--tcp", "-i", "0.0.0.0", "-p",
+                                    std::to_string(appPort(Service::kSockperf))});
+  cluster_->startInPod(kServerPod, {loadgenPath(), "echo-server", "--port",
+                                    std::to_string(appPort(Service::kEcho))});
+  cluster_->startInPod(kServerPod, {loadgenPath(), "http-server", "--port",
+                                    std::to_string(appPort(Service::kHttp)), "--body", "1024"});
+  bool listening = e2e::waitFor(
+      [&] {
+        CommandResult r = cluster_->runInPod(kServerPod, {"ss", "-Hltn"});
+        for (Service s : kServices) {
+          if (r.out.find(":" + std::to_string(appPort(s)) + " ") == std::string::npos) return false;
+        }
+        return true;
+      },
+      seconds(10), milliseconds(100));
+  if (!listening) throw HarnessError("the server applications did not start listening");
+  probe(kServerIp, appPort(Service::kEcho), seconds(10));
+}
+
+CommandResult Environment::runInClient(const std::vector<std::string>& argv,
+                                       std::chrono::milliseconds timeout) {
+  return cluster_->runInPod(kClientPod, argv, timeout);
+}
+
+void Environment::probe(const std::string& addr, uint16_t port, std::chrono::milliseconds timeout) {
+  CommandResult r = runInClient({loadgenPath(), "probe", "--to", addr + ":" + std::to_string(port),
+                                 "--timeout-ms", std::to_string(timeout.count())},
+                                timeout + seconds(5));
+  if (!r.ok()) throw HarnessError("no echo through " + addr + ":" + std::to_string(port));
+}
+
+std::vector<std::string> Environment::teardown() {
+  std::string prefix = cluster_->prefix();
+  cluster_->teardown();
+  return e2e::SimCluster::findLeftovers(prefix);
+}
+
+}  // namespace nodemesh::bench

@@ -1,0 +1,104 @@
+#pragma once
+
+// The benchmark's world: the e2e tests' simulated two-node cluster (tests/e2e/harness) with a
+// client pod on node1 and a server pod on node2, a P-256 CA and certificates for the peers, and
+// the application servers in the server pod. Every mode under test (modes.h) carries the same
+// client traffic to the same server applications.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tests/e2e/harness/sim_cluster.h"
+
+namespace nodemesh::bench {
+
+// The applications in the server pod, each on its own port.
+enum class Service { kIperf, kSockperf, kEcho, kHttp };
+
+inline constexpr Service kServices[] = {Service::kIperf, Service::kSockperf, Service::kEcho,
+                                        Service::kHttp};
+
+// Ports below 20000, where the pods' ephemeral range starts (Environment::tunePod).
+uint16_t appPort(Service s);     // where the application listens in the server pod
+uint16_t tunnelPort(Service s);  // stunnel/HAProxy: the TLS port in the server pod, and the
+                                 // local port in the client pod the client connects to
+const char* serviceName(Service s);
+
+struct Options {
+  bool quick = false;
+  int repeats = 3;
+  std::vector<std::string> modes = {"direct", "nodemesh", "stunnel", "haproxy"};
+  std::vector<std::string> scenarios;  // empty: all
+  std::string out_dir;
+  std::string source_dir;
+  bool keep_logs = false;
+  // Per-scenario lengths (see nodemesh_bench.cc for the full and --quick values).
+  std::chrono::milliseconds throughput_time{5000};
+  std::chrono::milliseconds latency_time{5000};
+  std::chrono::milliseconds conn_rate_time{5000};
+  std::chrono::milliseconds http_warmup{1000};
+  std::chrono::milliseconds http_window{8000};
+  int http_rate = 1000;
+  int http_connections = 16;
+  int conn_rate_concurrency = 16;
+  int idle_connections = 10000;
+  std::string idle_note;                 // why idle_connections is lower than asked, if it is
+  int fd_limit = 0;                      // RLIMIT_NOFILE of the tunnel processes
+  std::vector<std::string> agent_flags;  // extra nodemesh-agent flags (experiments)
+  std::string perf_dir;                  // profile the nodemesh agents into this directory
+  // Other nodemesh-agent builds, each run as the mode "nodemesh-<name>": (name, path).
+  std::vector<std::pair<std::string, std::string>> agent_variants;
+};
+
+class Environment {
+ public:
+  static constexpr const char* kClientPod = "client";
+  static constexpr const char* kServerPod = "server";
+  static constexpr const char* kClientIp = "10.244.1.10";
+  static constexpr const char* kServerIp = "10.244.2.20";
+
+  // Builds the cluster, the CA and certificates, and starts the server applications. Throws
+  // e2e::HarnessError.
+  explicit Environment(const Options& options);
+  ~Environment() = default;
+  Environment(const Environment&) = delete;
+  Environment& operator=(const Environment&) = delete;
+
+  e2e::SimCluster& cluster() { return *cluster_; }
+  const Options& options() const { return options_; }
+
+  // Certificates (PEM) in the work directory: ca.pem, <name>.pem, <name>.key, and
+  // <name>.bundle.pem (certificate + key, HAProxy's crt).
+  std::string certDir() const { return cert_dir_; }
+  // The nodemesh local config for the two pods.
+  const std::string& meshConfig() const { return mesh_config_; }
+
+  // A command in the client pod (its node's cgroup); throws when it cannot start.
+  e2e::CommandResult runInClient(const std::vector<std::string>& argv,
+                                 std::chrono::milliseconds timeout);
+  // Waits until `echo` answers end to end at addr:port from the client pod.
+  void probe(const std::string& addr, uint16_t port, std::chrono::milliseconds timeout);
+
+  // Tears the cluster down now (also done by the destructor) and returns what was left behind
+  // (namespaces, cgroups, pins, work directory): empty when the cleanup was complete.
+  std::vector<std::string> teardown();
+
+ private:
+  void tunePod(const std::string& pod);
+  void makeCertificates();
+  void startServers();
+
+  Options options_;
+  std::unique_ptr<e2e::SimCluster> cluster_;
+  std::string cert_dir_;
+  std::string mesh_config_;
+};
+
+// The path of nm-loadgen (next to the other binaries, see e2e::binDir()).
+std::string loadgenPath();
+
+}  // namespace nodemesh::bench

@@ -1,0 +1,196 @@
+// nm-hbone-micro: the user-space cost of the HBONE data path, without sockets, kernel or other
+// processes. A client and a server HboneTransport (TLS 1.3 with the local CA's P-256
+// certificates, HTTP/2 on nghttp2, as the agent builds them) exchange one CONNECT stream's
+// bytes through memory; the "socket" hands ciphertext over in 16 KiB chunks, as the worker's
+// receive buffers do. The figure is this thread's CPU time (CLOCK_THREAD_CPUTIME_ID) per GiB of
+// payload, which other load on the machine does not change, unlike wall-clock throughput.
+//
+//   nm-hbone-micro [--mib N] [--repeats R]     N MiB per run (default 1024), median of R (5)
+//
+// Prints one JSON line: {"cpu_ns_per_kib": ..., "gib_per_cpu_second": ..., "runs": [...]}.
+
+#include <time.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ztunnel/hbone/h2_session.h"
+#include "ztunnel/hbone_transport.h"
+#include "ztunnel/identity/clock.h"
+#include "ztunnel/identity/local_ca.h"
+#include "ztunnel/tls/tls_context.h"
+#include "ztunnel/tls/tls_session.h"
+
+namespace nodemesh::bench::micro {
+namespace {
+
+using ztunnel::HboneTransport;
+using ztunnel::hbone::H2Role;
+using ztunnel::hbone::StreamId;
+using ztunnel::identity::SpiffeId;
+
+constexpr size_t kChunk = 16 * 1024;  // the worker's receive buffer size
+
+[[noreturn]] void die(const std::string& why) {
+  std::fprintf(stderr, "nm-hbone-micro: %s\n", why.c_str());
+  std::exit(1);
+}
+
+template <typename T>
+T check(Result<T> r, const char* what) {
+  if (!r.ok()) die(std::string(what) + ": " + r.error().message);
+  return std::move(r).value();
+}
+
+double threadCpuSeconds() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+// One end: acknowledges received data at once (as the worker does once it wrote it on).
+struct Side final : ztunnel::hbone::H2Handler {
+  void onRequest(StreamId s, const ztunnel::hbone::ConnectRequest& /*request*/) override {
+    (void)transport->h2().respond(s, 200);
+    stream = s;
+  }
+  void onResponse(StreamId /*stream*/, int status) override { up = status == 200; }
+  void onData(StreamId s, std::span<const uint8_t> data) override {
+    received += data.size();
+    (void)transport->h2().consumed(s, data.size());
+  }
+
+  std::unique_ptr<HboneTransport> transport;
+  std::optional<StreamId> stream;
+  bool up = false;
+  uint64_t received = 0;
+  std::vector<uint8_t> wire;  // ciphertext on its way to this side
+};
+
+// Moves what `from` has to write onto `to`'s wire (the kernel's copy), then feeds `to` in
+// receive-buffer-sized chunks.
+void carry(Side& from, Side& to) {
+  for (;;) {
+    auto out = from.transport->socketOutput();
+    if (out.empty()) break;
+    to.wire.insert(to.wire.end(), out.begin(), out.end());
+    from.transport->consumeSocketOutput(out.size());
+  }
+  size_t offset = 0;
+  while (offset < to.wire.size()) {
+    const size_t n = std::min(kChunk, to.wire.size() - offset);
+    auto taken = to.transport->onSocketData(std::span(to.wire).subspan(offset, n));
+    if (!taken.ok()) die("transport: " + taken.error().message);
+    if (*taken == 0) break;
+    offset += *taken;
+  }
+  to.wire.erase(to.wire.begin(), to.wire.begin() + static_cast<std::ptrdiff_t>(offset));
+}
+
+double runOnce(SSL_CTX* client_ctx, SSL_CTX* server_ctx, const SpiffeId& server_id,
+               uint64_t bytes) {
+  Side client;
+  Side server;
+  client.transport =
+      check(HboneTransport::create(
+                check(ztunnel::tls::TlsSession::client(client_ctx, {server_id}), "client session"),
+                H2Role::kClient, client),
+            "client transport");
+  server.transport = check(
+      HboneTransport::create(check(ztunnel::tls::TlsSession::server(server_ctx), "server session"),
+                             H2Role::kServer, server),
+      "server transport");
+  ztunnel::hbone::ConnectHeaders headers;
+  const StreamId id =
+      check(client.transport->h2().openConnect("10.244.2.20:8080", headers), "CONNECT");
+  for (int i = 0; i < 20 && !client.up; ++i) {
+    carry(client, server);
+    carry(server, client);
+  }
+  if (!client.up) die("the CONNECT was not answered");
+
+  std::vector<uint8_t> payload(kChunk);
+  for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<uint8_t>(i * 31);
+  uint64_t sent = 0;
+  const double start = threadCpuSeconds();
+  while (server.received < bytes) {
+    // The application's bytes, a receive buffer at a time, until the stream queue is full.
+    while (sent < bytes) {
+      auto n = client.transport->h2().send(id, payload);
+      if (!n.ok()) die("send: " + n.error().message);
+      if (*n == 0) break;
+      sent += *n;
+    }
+    carry(client, server);
+    carry(server, client);  // WINDOW_UPDATEs
+  }
+  return threadCpuSeconds() - start;
+}
+
+int run(int argc, char** argv) {
+  uint64_t mib = 1024;
+  int repeats = 5;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string flag = argv[i];
+    if (flag == "--mib") {
+      mib = std::strtoull(argv[i + 1], nullptr, 10);
+    } else if (flag == "--repeats") {
+      repeats = static_cast<int>(std::strtol(argv[i + 1], nullptr, 10));
+    } else {
+      die("unknown flag " + flag + " (--mib N, --repeats R)");
+    }
+  }
+  if (mib == 0 || repeats <= 0) die("--mib and --repeats must be positive");
+
+  char dir_template[] = "/tmp/nm-hbone-micro-XXXXXX";
+  if (::mkdtemp(dir_template) == nullptr) die("mkdtemp failed");
+  const std::string dir = dir_template;
+  ztunnel::identity::SystemClock clock;
+  auto ca = check(ztunnel::identity::LocalCa::loadOrCreate(dir, "cluster.local", clock), "CA");
+  const SpiffeId client_id = check(SpiffeId::create("cluster.local", "bench", "client"), "id");
+  const SpiffeId server_id = check(SpiffeId::create("cluster.local", "bench", "server"), "id");
+  auto factory = check(ztunnel::tls::TlsContextFactory::create(ca->rootCertificate()), "factory");
+  auto client_ctx = check(factory.clientContext(*check(ca->issue(client_id), "issue")), "ctx");
+  auto server_ctx = check(factory.serverContext(*check(ca->issue(server_id), "issue")), "ctx");
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+
+  const uint64_t bytes = mib << 20;
+  std::vector<double> ns_per_kib;
+  for (int r = 0; r < repeats; ++r) {
+    const double cpu = runOnce(client_ctx.get(), server_ctx.get(), server_id, bytes);
+    ns_per_kib.push_back(cpu * 1e9 / static_cast<double>(bytes >> 10));
+  }
+  std::vector<double> sorted = ns_per_kib;
+  std::sort(sorted.begin(), sorted.end());
+  const double median = sorted[sorted.size() / 2];
+  nlohmann::json out = {{"mib", mib},
+                        {"cpu_ns_per_kib", median},
+                        {"gib_per_cpu_second", 1e9 / median / (1 << 20)},
+                        {"runs", ns_per_kib}};
+  std::printf("%s\n", out.dump().c_str());
+  return 0;
+}
+
+}  // namespace
+}  // namespace nodemesh::bench::micro
+
+int main(int argc, char** argv) {
+  try {
+    return nodemesh::bench::micro::run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "nm-hbone-micro: %s\n", e.what());
+    return 1;
+  }
+}

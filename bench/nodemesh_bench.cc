@@ -1,0 +1,427 @@
+// nodemesh-bench: runs the benchmark suite of bench/README.md on a simulated two-node cluster
+// and writes <out>/latest.json and <out>/latest.md (and dated copies for full runs).
+//
+// For each repeat, each mode (direct, nodemesh, stunnel, haproxy) is started fresh, runs every
+// scenario, and is stopped; the reported figure is the median over the repeats. No figure is
+// asserted: the exit status says whether every scenario produced its numbers and the cluster
+// was removed without leftovers (0), or not (1); 77 means the environment cannot run it
+// (no root, no network namespaces) and NODEMESH_REQUIRE_PRIVILEGED is not set.
+#include <signal.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <numeric>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include <fmt/format.h>
+#include <CLI/CLI.hpp>
+
+#include "bench/bench_env.h"
+#include "bench/modes.h"
+#include "bench/report.h"
+#include "bench/scenarios.h"
+#include "tests/e2e/harness/privileged.h"
+#include "tests/e2e/harness/process.h"
+#include "tests/e2e/harness/testapp_client.h"
+
+#ifndef NODEMESH_SOURCE_DIR
+#error "NODEMESH_SOURCE_DIR must be defined by the build"
+#endif
+
+namespace nodemesh::bench {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+double toSeconds(milliseconds ms) {
+  return std::chrono::duration<double>(ms).count();
+}
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitSkipped = 77;  // CTest's SKIP_RETURN_CODE
+constexpr rlim_t kFdLimit = 200000;
+// Descriptors a tunnel process needs besides two per relayed connection (listeners, logs, ...).
+constexpr rlim_t kFdReserve = 200;
+
+void log(const std::string& line) {
+  std::fprintf(stderr, "[bench] %s\n", line.c_str());
+  std::fflush(stderr);
+}
+
+std::string utcNow(const char* format) {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof(buf), format, &tm);
+  return buf;
+}
+
+std::vector<std::string> splitList(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string::npos) comma = text.size();
+    if (comma > start) out.push_back(text.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+std::string describeFigures(const Figures& f) {
+  std::string out;
+  for (const auto& [k, v] : f) out += fmt::format(" {}={:.4g}", k, v);
+  return out;
+}
+
+void writeText(const fs::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::trunc);
+  out << text;
+  if (!out) throw std::runtime_error("cannot write " + path.string());
+}
+
+// CPU time used on the whole machine and inside the cluster's cgroups (everything the benchmark
+// starts runs there), to tell how much other processes competed with a measurement.
+struct CpuUse {
+  double machine_busy_s = 0;
+  double cluster_s = 0;
+  Clock::time_point at;
+};
+
+CpuUse readCpuUse(const std::string& cluster_cgroup) {
+  CpuUse u;
+  u.at = Clock::now();
+  std::istringstream stat(e2e::readFile("/proc/stat"));
+  std::string cpu;
+  double user = 0;
+  double nice = 0;
+  double system = 0;
+  double idle = 0;
+  double iowait = 0;
+  double irq = 0;
+  double softirq = 0;
+  double steal = 0;
+  stat >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
+  u.machine_busy_s =
+      (user + nice + system + irq + softirq + steal) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  std::istringstream cg(e2e::readFile(cluster_cgroup + "/cpu.stat"));
+  for (std::string key; cg >> key;) {
+    double v = 0;
+    cg >> v;
+    if (key == "usage_usec") u.cluster_s = v / 1e6;
+  }
+  return u;
+}
+
+// vCPU used by processes outside the cluster between two readings.
+double backgroundVcpu(const CpuUse& a, const CpuUse& b) {
+  double wall = std::chrono::duration<double>(b.at - a.at).count();
+  if (wall <= 0) return 0;
+  return std::max(0.0, (b.machine_busy_s - a.machine_busy_s) - (b.cluster_s - a.cluster_s)) / wall;
+}
+
+// perf record on the tunnel processes for as long as it lives (cpu-clock: this VM has no
+// hardware counters; DWARF call graphs: the build omits frame pointers).
+class Profiler {
+ public:
+  Profiler(e2e::SimCluster& cluster, const std::vector<pid_t>& pids, const std::string& out) {
+    std::string list;
+    for (pid_t p : pids) list += (list.empty() ? "" : ",") + std::to_string(p);
+    e2e::ProcessSpec spec;
+    spec.argv = {"perf",         "record",      "-e", "cpu-clock", "-F", "499",
+                 "--call-graph", "dwarf,32768", "-p", list,        "-o", out};
+    spec.stdout_path = out + ".log";
+    process_ = &cluster.startProcess(spec);
+    std::this_thread::sleep_for(milliseconds(500));  // attached before the traffic starts
+  }
+  ~Profiler() {
+    process_->signal(SIGINT);
+    if (!process_->waitExit(std::chrono::seconds(60))) process_->kill();
+  }
+  Profiler(const Profiler&) = delete;
+  Profiler& operator=(const Profiler&) = delete;
+
+ private:
+  e2e::Process* process_;
+};
+
+// The 10,000 idle connections need two descriptors each in every tunnel process (children
+// inherit the limit). Raising the hard limit needs CAP_SYS_RESOURCE; without it the soft limit
+// goes up to the hard one. Returns the limit in force.
+rlim_t raiseFdLimit() {
+  rlimit lim{kFdLimit, kFdLimit};
+  if (::setrlimit(RLIMIT_NOFILE, &lim) == 0) return kFdLimit;
+  ::getrlimit(RLIMIT_NOFILE, &lim);
+  lim.rlim_cur = lim.rlim_max;
+  ::setrlimit(RLIMIT_NOFILE, &lim);
+  return lim.rlim_cur;
+}
+
+int run(int argc, char** argv) {
+  Options o;
+  o.source_dir = NODEMESH_SOURCE_DIR;
+  std::string modes = "direct,nodemesh,stunnel,haproxy";
+  std::string scenarios;
+  int repeats = 0;
+  int idle = 0;
+  CLI::App app{"nodemesh benchmarks against direct TCP, stunnel and HAProxy (bench/README.md)"};
+  app.add_flag("--quick", o.quick, "1 repeat of ~1 s runs, 1,000 idle connections (CI)");
+  app.add_option("--repeats", repeats, "runs per mode and scenario (default 3; --quick: 1)");
+  app.add_option("--out", o.out_dir,
+                 "where latest.json/latest.md go (default bench/results; --quick: "
+                 "<build>/bench-quick)");
+  app.add_option("--modes", modes, "comma-separated subset of direct,nodemesh,stunnel,haproxy");
+  app.add_option("--scenarios", scenarios,
+                 "comma-separated subset of http,latency,conn-rate,throughput,idle");
+  app.add_option("--idle-connections", idle, "idle connections (default 10000; --quick: 1000)");
+  app.add_option("--agent-flag", o.agent_flags, "extra nodemesh-agent flag (repeatable)")
+      ->allow_extra_args(false);
+  std::string baseline;
+  std::vector<std::string> variants;
+  app.add_option("--baseline-agent", baseline,
+                 "another nodemesh-agent build, run as the extra mode nodemesh-baseline (a "
+                 "change's before and after in one run); same as --agent-variant baseline=PATH");
+  app.add_option("--agent-variant", variants,
+                 "NAME=PATH: another nodemesh-agent build, run as the extra mode nodemesh-NAME "
+                 "(repeatable)")
+      ->allow_extra_args(false);
+  app.add_option("--perf-dir", o.perf_dir,
+                 "profile the nodemesh agents with perf record during each scenario, into "
+                 "DIR/<scenario>-<repeat>.data");
+  app.add_flag("--keep-logs", o.keep_logs, "keep the cluster's work directory (process logs)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  if (o.quick) {
+    o.repeats = 1;
+    o.throughput_time = milliseconds(1000);
+    o.latency_time = milliseconds(1000);
+    o.conn_rate_time = milliseconds(1000);
+    o.http_warmup = milliseconds(300);
+    o.http_window = milliseconds(1000);
+    o.idle_connections = 1000;
+  }
+  if (repeats > 0) o.repeats = repeats;
+  if (idle > 0) o.idle_connections = idle;
+  o.modes = splitList(modes);
+  if (!baseline.empty()) variants.insert(variants.begin(), "baseline=" + baseline);
+  for (const auto& v : variants) {
+    auto eq = v.find('=');
+    if (eq == std::string::npos || eq == 0 || v.find_first_of(",/", 0) < eq) {
+      std::cerr << "nodemesh-bench: --agent-variant wants NAME=PATH, got " << v << "\n";
+      return kExitFailed;
+    }
+    o.agent_variants.emplace_back(v.substr(0, eq), v.substr(eq + 1));
+  }
+  {
+    auto it = std::find(o.modes.begin(), o.modes.end(), "nodemesh");
+    it = it == o.modes.end() ? it : it + 1;
+    for (const auto& [name, path] : o.agent_variants) {
+      it = o.modes.insert(it, "nodemesh-" + name) + 1;
+    }
+  }
+  for (const auto& m : o.modes) {
+    if (m != "direct" && m != "nodemesh" && m != "stunnel" && m != "haproxy" &&
+        m.rfind("nodemesh-", 0) != 0) {
+      std::cerr << "nodemesh-bench: unknown mode " << m << "\n";
+      return kExitFailed;
+    }
+  }
+  std::vector<std::string> order;
+  std::vector<std::string> wanted = splitList(scenarios);
+  for (const char* s : kScenarioOrder) {
+    if (wanted.empty() || std::find(wanted.begin(), wanted.end(), s) != wanted.end()) {
+      order.emplace_back(s);
+    }
+  }
+  if (order.empty()) {
+    std::cerr << "nodemesh-bench: no known scenario in '" << scenarios << "'\n";
+    return kExitFailed;
+  }
+  if (o.out_dir.empty()) {
+    o.out_dir = o.quick ? (fs::path(e2e::binDir()).parent_path() / "bench-quick").string()
+                        : o.source_dir + "/bench/results";
+  }
+
+  if (auto problem = e2e::privilegedEnvironmentProblem()) {
+    if (e2e::privilegedTestsRequired()) {
+      std::cerr << "nodemesh-bench: cannot run (NODEMESH_REQUIRE_PRIVILEGED=1): " << *problem
+                << "\n";
+      return kExitFailed;
+    }
+    std::cerr << "nodemesh-bench: skipped: " << *problem << "\n";
+    return kExitSkipped;
+  }
+  for (const std::string& tool :
+       {std::string("iperf3"), std::string("sockperf"), std::string("stunnel"),
+        std::string("haproxy"), std::string("openssl"), std::string("ss"), std::string("sysctl"),
+        e2e::agentPath(), loadgenPath()}) {
+    if (!e2e::findExecutable(tool)) {
+      std::cerr << "nodemesh-bench: " << tool
+                << " not found (scripts/install-deps.sh installs the tools; bench/run builds)\n";
+      return kExitFailed;
+    }
+  }
+  o.fd_limit = static_cast<int>(raiseFdLimit());
+  const int max_idle = (o.fd_limit - static_cast<int>(kFdReserve)) / 2;
+  if (o.idle_connections > max_idle) {
+    o.idle_note = fmt::format(
+        "{} idle connections instead of {}: RLIMIT_NOFILE is {} here (no CAP_SYS_RESOURCE to "
+        "raise it) and a TCP tunnel process holds two descriptors per connection",
+        max_idle, o.idle_connections, o.fd_limit);
+    log(o.idle_note);
+    o.idle_connections = max_idle;
+  }
+
+  std::string command = "bench/run";
+  for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];
+  const auto started = Clock::now();
+  const nlohmann::json machine = describeMachine(o.source_dir);
+  Results results(o.modes);
+  std::vector<std::string> leftovers;
+  std::vector<double> background_vcpu;  // per mode run
+  try {
+    Environment env(o);
+    log("cluster " + env.cluster().prefix() + " ready");
+    for (int r = 1; r <= o.repeats; ++r) {
+      for (const auto& name : o.modes) {
+        std::unique_ptr<Mode> mode = makeMode(name, env);
+        if (!mode) {
+          results.addError("unknown mode " + name);
+          continue;
+        }
+        const auto t0 = Clock::now();
+        const CpuUse cpu0 = readCpuUse(env.cluster().cgroupBase());
+        try {
+          mode->start();
+        } catch (const std::exception& e) {
+          results.addError(fmt::format("{} (repeat {}): start: {}", name, r, e.what()));
+          log(results.errors().back());
+          try {
+            mode->stop();
+          } catch (const std::exception&) {
+          }
+          continue;
+        }
+        ScenarioRunner runner(env, *mode);
+        for (const auto& scenario : order) {
+          try {
+            std::optional<Profiler> profiler;
+            if (!o.perf_dir.empty() && name == "nodemesh") {
+              profiler.emplace(env.cluster(), mode->tunnelPids(),
+                               fmt::format("{}/{}-{}.data", o.perf_dir, scenario, r));
+            }
+            Figures f = runner.run(scenario);
+            results.add(name, f);
+            log(fmt::format("{}/{} {} {}:{}", r, o.repeats, name, scenario, describeFigures(f)));
+          } catch (const std::exception& e) {
+            results.addError(fmt::format("{} (repeat {}): {}: {}", name, r, scenario, e.what()));
+            log(results.errors().back());
+          }
+        }
+        const double background = backgroundVcpu(cpu0, readCpuUse(env.cluster().cgroupBase()));
+        background_vcpu.push_back(background);
+        try {
+          auto facts = mode->stop();
+          facts["background_vcpu"] = fmt::format("{:.2f}", background);
+          results.addFacts(name, r, facts);
+        } catch (const std::exception& e) {
+          results.addError(fmt::format("{} (repeat {}): stop: {}", name, r, e.what()));
+          log(results.errors().back());
+        }
+        log(fmt::format("{}/{} {} done in {:.1f} s (other processes: {:.2f} vCPU)", r, o.repeats,
+                        name, std::chrono::duration<double>(Clock::now() - t0).count(),
+                        background));
+      }
+    }
+    leftovers = env.teardown();
+    if (o.keep_logs) {  // kept on purpose
+      std::erase_if(leftovers, [](const std::string& l) { return l.rfind("work dir", 0) == 0; });
+    }
+  } catch (const std::exception& e) {
+    results.addError(std::string("environment: ") + e.what());
+    log(results.errors().back());
+  }
+  for (const auto& l : leftovers) results.addError("left behind: " + l);
+
+  const double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
+  nlohmann::json run_info = {
+      {"date", utcNow("%Y-%m-%d %H:%M")},
+      {"command", command},
+      {"quick", o.quick},
+      {"repeats", o.repeats},
+      {"elapsed_s", static_cast<int>(elapsed)},
+      {"modes", o.modes},
+      {"scenarios", order},
+      {"settings",
+       {{"throughput_s", toSeconds(o.throughput_time)},
+        {"latency_s", toSeconds(o.latency_time)},
+        {"conn_rate_s", toSeconds(o.conn_rate_time)},
+        {"conn_rate_concurrency", o.conn_rate_concurrency},
+        {"http_rate", o.http_rate},
+        {"http_connections", o.http_connections},
+        {"http_window_s", toSeconds(o.http_window)},
+        {"idle_connections", o.idle_connections},
+        {"idle_note", o.idle_note},
+        {"fd_limit", o.fd_limit},
+        {"agent_flags", o.agent_flags},
+        {"agent_variants", o.agent_variants}}},
+      {"leftovers", leftovers},
+      {"background_vcpu",
+       {{"mean", background_vcpu.empty()
+                     ? 0.0
+                     : std::accumulate(background_vcpu.begin(), background_vcpu.end(), 0.0) /
+                           static_cast<double>(background_vcpu.size())},
+        {"max", background_vcpu.empty()
+                    ? 0.0
+                    : *std::max_element(background_vcpu.begin(), background_vcpu.end())}}}};
+  std::vector<std::string> missing = results.missing(order);
+  for (const auto& m : missing) results.addError("no figure for " + m);
+
+  std::error_code ec;
+  fs::create_directories(o.out_dir, ec);
+  const std::string md = results.toMarkdown(machine, run_info);
+  const std::string json = results.toJson(machine, run_info).dump(2) + "\n";
+  writeText(fs::path(o.out_dir) / "latest.md", md);
+  writeText(fs::path(o.out_dir) / "latest.json", json);
+  if (!o.quick) {
+    const std::string stamp = utcNow("%Y-%m-%d");
+    writeText(fs::path(o.out_dir) / (stamp + ".md"), md);
+    writeText(fs::path(o.out_dir) / (stamp + ".json"), json);
+  }
+  std::cout << md;
+  log(fmt::format("{:.0f} s; results in {}/latest.md and latest.json", elapsed, o.out_dir));
+  if (!results.errors().empty()) {
+    log(fmt::format("{} problem(s):", results.errors().size()));
+    for (const auto& e : results.errors()) log("  " + e);
+    return kExitFailed;
+  }
+  return kExitOk;
+}
+
+}  // namespace
+}  // namespace nodemesh::bench
+
+int main(int argc, char** argv) {
+  try {
+    return nodemesh::bench::run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "nodemesh-bench: %s\n", e.what());
+    return 1;
+  }
+}

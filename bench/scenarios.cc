@@ -1,0 +1,257 @@
+#include "bench/scenarios.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/e2e/harness/process.h"
+#include "tests/e2e/harness/testapp_client.h"
+
+namespace nodemesh::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using e2e::CommandResult;
+using e2e::HarnessError;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+std::string target(const SocketAddress& a) {
+  return a.toString();
+}
+
+// Whole seconds for tools that only take those (sockperf -t, iperf3 -t), at least 1.
+std::string wholeSeconds(milliseconds ms) {
+  return std::to_string(std::max<int64_t>(1, (ms.count() + 500) / 1000));
+}
+
+nlohmann::json lastEvent(const std::string& out, const std::string& event,
+                         const std::string& what) {
+  auto e = e2e::findLastEvent(out, event);
+  if (!e) throw HarnessError(what + ": no '" + event + "' result in its output:\n" + out);
+  return *e;
+}
+
+double number(const nlohmann::json& j, const nlohmann::json::json_pointer& p) {
+  if (!j.contains(p) || !j.at(p).is_number()) {
+    throw HarnessError("missing number " + p.to_string() + " in " + j.dump());
+  }
+  return j.at(p).get<double>();
+}
+
+}  // namespace
+
+const MetricInfo* findMetric(const std::string& key) {
+  for (const MetricInfo& m : kMetrics) {
+    if (key == m.key) return &m;
+  }
+  return nullptr;
+}
+
+std::optional<ProcSample> sampleProcess(pid_t pid) {
+  const std::string dir = "/proc/" + std::to_string(pid);
+  std::string stat = e2e::readFile(dir + "/stat");
+  auto close = stat.rfind(')');  // the command name may contain spaces and parentheses
+  if (close == std::string::npos) return std::nullopt;
+  std::istringstream fields(stat.substr(close + 2));
+  std::vector<std::string> f;
+  for (std::string s; fields >> s;) f.push_back(s);
+  // Fields after the name start at field 3 (state): utime is field 14, stime 15 (proc(5)).
+  if (f.size() < 13) return std::nullopt;
+  ProcSample sample;
+  static const double kTicks = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  sample.cpu_seconds = (std::stod(f[11]) + std::stod(f[12])) / kTicks;
+  std::istringstream status(e2e::readFile(dir + "/status"));
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) {
+      sample.rss_mb = std::stod(line.substr(6)) / 1024.0;  // kB
+    }
+  }
+  return sample;
+}
+
+std::vector<ProcSample> ScenarioRunner::sampleTunnel() {
+  std::vector<ProcSample> out;
+  for (pid_t pid : mode_.tunnelPids()) {
+    auto s = sampleProcess(pid);
+    if (!s) throw HarnessError(mode_.name() + ": tunnel process " + std::to_string(pid) + " died");
+    out.push_back(*s);
+  }
+  return out;
+}
+
+double ScenarioRunner::tunnelVcpu(const std::vector<ProcSample>& before,
+                                  const std::vector<ProcSample>& after, double seconds) {
+  double cpu = 0;
+  for (size_t i = 0; i < before.size() && i < after.size(); ++i) {
+    cpu += after[i].cpu_seconds - before[i].cpu_seconds;
+  }
+  return seconds > 0 ? cpu / seconds : 0;
+}
+
+Figures ScenarioRunner::run(const std::string& scenario) {
+  if (scenario == "http") return http();
+  if (scenario == "latency") return latency();
+  if (scenario == "conn-rate") return connRate();
+  if (scenario == "throughput") return throughput();
+  if (scenario == "idle") return idle();
+  throw HarnessError("unknown scenario " + scenario);
+}
+
+// HTTP/1.1 GETs answered with 1 KiB at a fixed 1,000 requests/s over 16 keep-alive
+// connections; the tunnel's CPU and memory are sampled over a window after a warm-up.
+Figures ScenarioRunner::http() {
+  const Options& o = env_.options();
+  const auto total = o.http_warmup + o.http_window + milliseconds(300);
+  e2e::Process& load = env_.cluster().startInPod(
+      Environment::kClientPod,
+      {loadgenPath(), "http-load", "--to", target(mode_.endpoint(Service::kHttp)), "--rate",
+       std::to_string(o.http_rate), "--duration-ms", std::to_string(total.count()), "--connections",
+       std::to_string(o.http_connections)});
+  if (!load.waitForOutput("\"started\"", seconds(20))) {
+    throw HarnessError("http-load did not start:\n" + load.output() + load.errorOutput());
+  }
+  std::this_thread::sleep_for(o.http_warmup);
+  auto before = sampleTunnel();
+  auto t0 = Clock::now();
+  std::this_thread::sleep_for(o.http_window);
+  auto after = sampleTunnel();
+  double wall = std::chrono::duration<double>(Clock::now() - t0).count();
+  auto code = load.waitExit(total + seconds(20));
+  auto done = lastEvent(load.output(), "done", "http-load");
+  if (code != 0) throw HarnessError("http-load failed: " + done.dump());
+
+  Figures f;
+  f["http_p50_us"] = number(done, "/latency/p50_us"_json_pointer);
+  f["http_p99_us"] = number(done, "/latency/p99_us"_json_pointer);
+  if (!before.empty()) {
+    double total_cpu = 0;
+    double side_cpu = 0;
+    double side_rss = 0;
+    for (size_t i = 0; i < before.size(); ++i) {
+      double cpu = (after[i].cpu_seconds - before[i].cpu_seconds) / wall;
+      total_cpu += cpu;
+      side_cpu = std::max(side_cpu, cpu);
+      side_rss = std::max(side_rss, after[i].rss_mb);
+    }
+    // Per 1,000 requests/s (the rate is a flag; the target is per 1,000).
+    const double per_1000 = 1000.0 / o.http_rate;
+    f["http_vcpu_total"] = total_cpu * per_1000;
+    f["http_vcpu_side"] = side_cpu * per_1000;
+    f["http_rss_side"] = side_rss;
+  }
+  return f;
+}
+
+// sockperf ping-pong over one TCP connection: full round trip percentiles.
+Figures ScenarioRunner::latency() {
+  const Options& o = env_.options();
+  const SocketAddress ep = mode_.endpoint(Service::kSockperf);
+  Figures f;
+  for (const auto& [size, name] : {std::pair<int, std::string>{64, "64"}, {1024, "1k"}}) {
+    CommandResult r = env_.runInClient(
+        {"sockperf", "ping-pong", "--tcp", "-i", ep.ip.toString(), "-p", std::to_string(ep.port),
+         "-m", std::to_string(size), "-t", wholeSeconds(o.latency_time), "--full-rtt"},
+        o.latency_time + seconds(30));
+    if (!r.ok()) throw HarnessError(r.describe());
+    const std::string text = r.out + r.err;
+    for (const auto& [pct, key] : {std::pair<std::string, std::string>{"50\\.000", "p50"},
+                                   {"99\\.000", "p99"},
+                                   {"99\\.900", "p999"}}) {
+      std::smatch m;
+      if (!std::regex_search(text, m, std::regex("percentile " + pct + " = +([0-9.]+)"))) {
+        throw HarnessError("sockperf printed no percentile " + pct + ":\n" + text);
+      }
+      f["latency_" + name + "_" + key] = std::stod(m[1].str());
+    }
+  }
+  return f;
+}
+
+// Short connections, 16 at a time: connect, 64 B each way, close.
+Figures ScenarioRunner::connRate() {
+  const Options& o = env_.options();
+  auto before = sampleTunnel();
+  auto t0 = Clock::now();
+  CommandResult r =
+      env_.runInClient({loadgenPath(), "conn-rate", "--to", target(mode_.endpoint(Service::kEcho)),
+                        "--duration-ms", std::to_string(o.conn_rate_time.count()), "--concurrency",
+                        std::to_string(o.conn_rate_concurrency), "--size", "64"},
+                       o.conn_rate_time + seconds(30));
+  auto after = sampleTunnel();
+  double wall = std::chrono::duration<double>(Clock::now() - t0).count();
+  auto done = lastEvent(r.out, "done", "conn-rate");
+  if (!r.ok()) throw HarnessError("conn-rate failed: " + done.dump());
+  Figures f = {{"conn_rate", number(done, "/per_second"_json_pointer)},
+               {"conn_p50_us", number(done, "/latency/p50_us"_json_pointer)}};
+  if (!before.empty()) f["conn_rate_vcpu"] = tunnelVcpu(before, after, wall);
+  return f;
+}
+
+// iperf3 upload, 1 and 4 parallel streams; the receiver's rate.
+Figures ScenarioRunner::throughput() {
+  const Options& o = env_.options();
+  const SocketAddress ep = mode_.endpoint(Service::kIperf);
+  Figures f;
+  for (int streams : {1, 4}) {
+    const bool omit = !o.quick;  // skip the first second (slow start) in full runs
+    auto before = sampleTunnel();
+    auto t0 = Clock::now();
+    CommandResult r =
+        env_.runInClient({"iperf3", "-c", ep.ip.toString(), "-p", std::to_string(ep.port), "-t",
+                          wholeSeconds(o.throughput_time), "-O", omit ? "1" : "0", "-P",
+                          std::to_string(streams), "-J"},
+                         o.throughput_time + seconds(30));
+    auto j = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+    if (!r.ok() || !j.is_object()) throw HarnessError(r.describe());
+    auto after = sampleTunnel();
+    double wall = std::chrono::duration<double>(Clock::now() - t0).count();
+    f["throughput_" + std::to_string(streams)] =
+        number(j, "/end/sum_received/bits_per_second"_json_pointer) / 1e9;
+    if (streams == 1 && !before.empty()) {
+      f["throughput_1_vcpu"] = tunnelVcpu(before, after, wall);
+    }
+  }
+  return f;
+}
+
+// N connections opened through the tunnel (each carries one byte each way, then stays idle);
+// the tunnel processes' RSS growth per connection.
+Figures ScenarioRunner::idle() {
+  const Options& o = env_.options();
+  if (mode_.tunnelPids().empty()) return {};  // direct: no tunnel to weigh
+  auto before = sampleTunnel();
+  e2e::Process& hold = env_.cluster().startInPod(
+      Environment::kClientPod,
+      {loadgenPath(), "hold", "--to", target(mode_.endpoint(Service::kEcho)), "--count",
+       std::to_string(o.idle_connections), "--concurrency", "128"});
+  if (!hold.waitForOutput("\"ready\"", seconds(180))) {
+    hold.kill();
+    throw HarnessError("hold did not open its connections:\n" + hold.output());
+  }
+  std::this_thread::sleep_for(seconds(1));  // let both sides settle
+  auto after = sampleTunnel();
+  auto ready = lastEvent(hold.output(), "ready", "hold");
+  hold.signal(SIGTERM);
+  hold.waitExit(seconds(60));
+  double open = number(ready, "/open"_json_pointer);
+  if (open < o.idle_connections) {
+    throw HarnessError("hold opened only " + ready.dump());
+  }
+  double grown = 0;
+  double total = 0;
+  for (size_t i = 0; i < before.size(); ++i) {
+    grown += after[i].rss_mb - before[i].rss_mb;
+    total += after[i].rss_mb;
+  }
+  return {{"idle_kib_per_conn", grown * 1024.0 / open}, {"idle_rss_total", total}};
+}
+
+}  // namespace nodemesh::bench

@@ -1,0 +1,94 @@
+#pragma once
+
+// The measurements. Each scenario drives one client tool in the client pod against the mode's
+// endpoint and returns its figures, keyed by metric (see kMetrics). Figures that describe the
+// tunnel's own cost (CPU, memory) come from /proc of the mode's tunnel processes: utime + stime
+// deltas for CPU, VmRSS for memory, summed or maxed over the two sides as each metric says.
+
+#include <sys/types.h>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bench/bench_env.h"
+#include "bench/modes.h"
+
+namespace nodemesh::bench {
+
+// metric key -> value of one run.
+using Figures = std::map<std::string, double>;
+
+struct MetricInfo {
+  const char* key;
+  const char* scenario;
+  const char* label;
+  const char* unit;
+  bool higher_is_better;
+  bool cost;  // a cost of the tunnel processes: no value for direct
+};
+
+inline constexpr MetricInfo kMetrics[] = {
+    {"throughput_1", "throughput", "Throughput, 1 stream (iperf3)", "Gbit/s", true, false},
+    {"throughput_4", "throughput", "Throughput, 4 streams (iperf3 -P 4)", "Gbit/s", true, false},
+    {"latency_64_p50", "latency", "Round trip 64 B, p50 (sockperf)", "us", false, false},
+    {"latency_64_p99", "latency", "Round trip 64 B, p99", "us", false, false},
+    {"latency_64_p999", "latency", "Round trip 64 B, p99.9", "us", false, false},
+    {"latency_1k_p50", "latency", "Round trip 1 KiB, p50", "us", false, false},
+    {"latency_1k_p99", "latency", "Round trip 1 KiB, p99", "us", false, false},
+    {"latency_1k_p999", "latency", "Round trip 1 KiB, p99.9", "us", false, false},
+    {"throughput_1_vcpu", "throughput", "Throughput, 1 stream: tunnel vCPU, both sides", "vCPU",
+     false, true},
+    {"conn_rate", "conn-rate", "New connections per second (64 B echo each)", "conn/s", true,
+     false},
+    {"conn_rate_vcpu", "conn-rate", "New connections: tunnel vCPU, both sides", "vCPU", false,
+     true},
+    {"conn_p50_us", "conn-rate", "Connection (connect + echo + close) p50", "us", false, false},
+    {"http_vcpu_side", "http", "HTTP 1 KiB at 1,000 req/s: vCPU, busier side", "vCPU", false, true},
+    {"http_vcpu_total", "http", "HTTP 1 KiB at 1,000 req/s: vCPU, both sides", "vCPU", false, true},
+    {"http_rss_side", "http", "HTTP 1 KiB at 1,000 req/s: RSS, larger side", "MB", false, true},
+    {"http_p50_us", "http", "HTTP 1 KiB at 1,000 req/s: latency p50", "us", false, false},
+    {"http_p99_us", "http", "HTTP 1 KiB at 1,000 req/s: latency p99", "us", false, false},
+    {"idle_kib_per_conn", "idle", "Memory per idle connection, both sides", "KiB", false, true},
+    {"idle_rss_total", "idle", "RSS with the idle connections open, both sides", "MB", false, true},
+};
+
+// Scenario names, in the order they run within a mode (the cost figures of `http` are taken
+// on a freshly started tunnel; `idle` grows the tunnels and runs last).
+inline constexpr const char* kScenarioOrder[] = {"http", "latency", "conn-rate", "throughput",
+                                                 "idle"};
+
+const MetricInfo* findMetric(const std::string& key);
+
+struct ProcSample {
+  double cpu_seconds = 0;  // utime + stime
+  double rss_mb = 0;       // VmRSS
+};
+// nullopt when the process is gone.
+std::optional<ProcSample> sampleProcess(pid_t pid);
+
+class ScenarioRunner {
+ public:
+  ScenarioRunner(Environment& env, Mode& mode) : env_(env), mode_(mode) {}
+
+  // Runs one scenario by name; throws e2e::HarnessError when it could not measure.
+  Figures run(const std::string& scenario);
+
+ private:
+  Figures http();
+  Figures latency();
+  Figures connRate();
+  Figures throughput();
+  Figures idle();
+
+  std::vector<ProcSample> sampleTunnel();
+  // vCPU of the tunnel processes (summed) between two samples `seconds` apart.
+  static double tunnelVcpu(const std::vector<ProcSample>& before,
+                           const std::vector<ProcSample>& after, double seconds);
+
+  Environment& env_;
+  Mode& mode_;
+};
+
+}  // namespace nodemesh::bench
