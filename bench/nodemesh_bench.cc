@@ -186,6 +186,9 @@ int run(int argc, char** argv) {
   app.add_option("--scenarios", scenarios,
                  "comma-separated subset of http,latency,conn-rate,throughput,idle");
   app.add_option("--idle-connections", idle, "idle connections (default 10000; --quick: 1000)");
+  int conn_rate_seconds = 0;
+  app.add_option("--conn-rate-seconds", conn_rate_seconds,
+                 "length of the connection-rate run (default 5; --quick: 1)");
   app.add_option("--agent-flag", o.agent_flags, "extra nodemesh-agent flag (repeatable)")
       ->allow_extra_args(false);
   std::string baseline;
@@ -218,6 +221,7 @@ int run(int argc, char** argv) {
   }
   if (repeats > 0) o.repeats = repeats;
   if (idle > 0) o.idle_connections = idle;
+  if (conn_rate_seconds > 0) o.conn_rate_time = std::chrono::seconds(conn_rate_seconds);
   o.modes = splitList(modes);
   if (!baseline.empty()) variants.insert(variants.begin(), "baseline=" + baseline);
   for (const auto& v : variants) {
@@ -232,6 +236,7 @@ int run(int argc, char** argv) {
     auto it = std::find(o.modes.begin(), o.modes.end(), "nodemesh");
     it = it == o.modes.end() ? it : it + 1;
     for (const auto& [name, path] : o.agent_variants) {
+      if (std::find(o.modes.begin(), o.modes.end(), "nodemesh-" + name) != o.modes.end()) continue;
       it = o.modes.insert(it, "nodemesh-" + name) + 1;
     }
   }
@@ -278,11 +283,15 @@ int run(int argc, char** argv) {
     }
   }
   o.fd_limit = static_cast<int>(raiseFdLimit());
-  const int max_idle = (o.fd_limit - static_cast<int>(kFdReserve)) / 2;
+  // Two descriptors per connection in a tunnel process, and stunnel serves at most
+  // RLIMIT_NOFILE x 125/256 clients (its max_clients); a round number below both.
+  const int max_idle =
+      std::min((o.fd_limit - static_cast<int>(kFdReserve)) / 2, o.fd_limit * 125 / 256) / 100 * 100;
   if (o.idle_connections > max_idle) {
     o.idle_note = fmt::format(
         "{} idle connections instead of {}: RLIMIT_NOFILE is {} here (no CAP_SYS_RESOURCE to "
-        "raise it) and a TCP tunnel process holds two descriptors per connection",
+        "raise it); a tunnel process holds two descriptors per connection and stunnel serves "
+        "at most RLIMIT_NOFILE x 125/256 clients",
         max_idle, o.idle_connections, o.fd_limit);
     log(o.idle_note);
     o.idle_connections = max_idle;
@@ -309,6 +318,8 @@ int run(int argc, char** argv) {
         const CpuUse cpu0 = readCpuUse(env.cluster().cgroupBase());
         try {
           mode->start();
+          log(fmt::format("{}/{} {} started in {:.1f} s", r, o.repeats, name,
+                          std::chrono::duration<double>(Clock::now() - t0).count()));
         } catch (const std::exception& e) {
           results.addError(fmt::format("{} (repeat {}): start: {}", name, r, e.what()));
           log(results.errors().back());
@@ -326,9 +337,12 @@ int run(int argc, char** argv) {
               profiler.emplace(env.cluster(), mode->tunnelPids(),
                                fmt::format("{}/{}-{}.data", o.perf_dir, scenario, r));
             }
+            const auto s0 = Clock::now();
             Figures f = runner.run(scenario);
             results.add(name, f);
-            log(fmt::format("{}/{} {} {}:{}", r, o.repeats, name, scenario, describeFigures(f)));
+            log(fmt::format("{}/{} {} {} ({:.1f} s):{}", r, o.repeats, name, scenario,
+                            std::chrono::duration<double>(Clock::now() - s0).count(),
+                            describeFigures(f)));
           } catch (const std::exception& e) {
             results.addError(fmt::format("{} (repeat {}): {}: {}", name, r, scenario, e.what()));
             log(results.errors().back());
@@ -337,7 +351,10 @@ int run(int argc, char** argv) {
         const double background = backgroundVcpu(cpu0, readCpuUse(env.cluster().cgroupBase()));
         background_vcpu.push_back(background);
         try {
+          const auto stop0 = Clock::now();
           auto facts = mode->stop();
+          log(fmt::format("{}/{} {} stopped in {:.1f} s", r, o.repeats, name,
+                          std::chrono::duration<double>(Clock::now() - stop0).count()));
           facts["background_vcpu"] = fmt::format("{:.2f}", background);
           results.addFacts(name, r, facts);
         } catch (const std::exception& e) {

@@ -109,6 +109,12 @@ Figures ScenarioRunner::run(const std::string& scenario) {
 // connections; the tunnel's CPU and memory are sampled over a window after a warm-up.
 Figures ScenarioRunner::http() {
   const Options& o = env_.options();
+  // First the tunnel at rest (the mode has just started): what it costs without traffic.
+  const auto idle_before = sampleTunnel();
+  const auto idle_t0 = Clock::now();
+  std::this_thread::sleep_for(o.http_window / 2);
+  const auto idle_after = sampleTunnel();
+  const double idle_wall = std::chrono::duration<double>(Clock::now() - idle_t0).count();
   const auto total = o.http_warmup + o.http_window + milliseconds(300);
   e2e::Process& load = env_.cluster().startInPod(
       Environment::kClientPod,
@@ -146,6 +152,7 @@ Figures ScenarioRunner::http() {
     f["http_vcpu_total"] = total_cpu * per_1000;
     f["http_vcpu_side"] = side_cpu * per_1000;
     f["http_rss_side"] = side_rss;
+    f["idle_vcpu_total"] = tunnelVcpu(idle_before, idle_after, idle_wall);
   }
   return f;
 }
