@@ -61,7 +61,7 @@ struct LbOptions {
   // Added to every estimate before comparing, and estimates within latency_tolerance of each other
   // count as equal: connect latencies inside one cluster differ by tens of microseconds from noise
   // alone, and without this the endpoint that happened to measure fastest would win every draw.
-  std::chrono::nanoseconds latency_floor = std::chrono::milliseconds(1);
+  std::chrono::nanoseconds latency_floor = std::chrono::milliseconds(5);
   double latency_tolerance = 0.25;
 
   // Seeds the picker's PRNG (std::mt19937_64); 0 takes a seed from std::random_device. Give every
