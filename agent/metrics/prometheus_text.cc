@@ -43,30 +43,37 @@ void PrometheusText::family(std::string_view name, std::string_view type, std::s
                  name, type);
 }
 
-void PrometheusText::labels(const Labels& labels) {
-  if (labels.empty()) return;
-  out_ += '{';
+std::string PrometheusText::formatLabels(const Labels& labels) {
+  std::string out;
+  if (labels.empty()) return out;
+  out += '{';
   bool first = true;
   for (const auto& [key, value] : labels) {
-    if (!first) out_ += ',';
+    if (!first) out += ',';
     first = false;
-    out_ += key;
-    out_ += "=\"";
-    out_ += escapeLabelValue(value);
-    out_ += '"';
+    out += key;
+    out += "=\"";
+    out += escapeLabelValue(value);
+    out += '"';
   }
-  out_ += '}';
+  out += '}';
+  return out;
+}
+
+void PrometheusText::sampleFormatted(std::string_view name, std::string_view formatted_labels,
+                                     uint64_t value) {
+  out_ += name;
+  out_ += formatted_labels;
+  fmt::format_to(std::back_inserter(out_), " {}\n", value);
 }
 
 void PrometheusText::sample(std::string_view name, const Labels& labels, uint64_t value) {
-  out_ += name;
-  this->labels(labels);
-  fmt::format_to(std::back_inserter(out_), " {}\n", value);
+  sampleFormatted(name, formatLabels(labels), value);
 }
 
 void PrometheusText::sample(std::string_view name, const Labels& labels, double value) {
   out_ += name;
-  this->labels(labels);
+  out_ += formatLabels(labels);
   if (std::isnan(value)) {
     out_ += " NaN\n";
   } else if (std::isinf(value)) {

@@ -23,6 +23,10 @@ class PrometheusText {
   void family(std::string_view name, std::string_view type, std::string_view help);
   void sample(std::string_view name, const Labels& labels, uint64_t value);
   void sample(std::string_view name, const Labels& labels, double value);
+  // With labels already formatted by formatLabels() (a series written in several families).
+  void sampleFormatted(std::string_view name, std::string_view formatted_labels, uint64_t value);
+  // `{a="1",b="x"}`, or "" without labels.
+  static std::string formatLabels(const Labels& labels);
 
   const std::string& text() const { return out_; }
   std::string take() { return std::move(out_); }
@@ -32,7 +36,6 @@ class PrometheusText {
   static std::string escapeHelp(std::string_view help);
 
  private:
-  void labels(const Labels& labels);
   std::string out_;
 };
 

@@ -107,22 +107,24 @@ TcpLabels tcpLabels(const model::Snapshot* snapshot, const ztunnel::ConnectionRe
   return l;
 }
 
-TcpMetrics::Series& TcpMetrics::slot(const TcpLabels& labels) {
-  auto [it, inserted] = series_.try_emplace(seriesKey(labels));
-  if (inserted) it->second.labels = labels;
+TcpMetrics::Series& TcpMetrics::slot(std::string key, TcpLabels labels) {
+  auto [it, inserted] = series_.try_emplace(std::move(key));
+  if (inserted) it->second.labels = std::make_shared<const TcpLabels>(std::move(labels));
   return it->second;
 }
 
 void TcpMetrics::recordOpen(const model::Snapshot* snapshot, const ztunnel::ConnectionRecord& r) {
   TcpLabels labels = tcpLabels(snapshot, r, false);
+  std::string key = seriesKey(labels);
   std::lock_guard<std::mutex> lock(mu_);
-  ++slot(labels).opened;
+  ++slot(std::move(key), std::move(labels)).opened;
 }
 
 void TcpMetrics::recordClose(const model::Snapshot* snapshot, const ztunnel::ConnectionRecord& r) {
   TcpLabels labels = tcpLabels(snapshot, r, true);
+  std::string key = seriesKey(labels);
   std::lock_guard<std::mutex> lock(mu_);
-  Series& s = slot(labels);
+  Series& s = slot(std::move(key), std::move(labels));
   ++s.closed;
   s.received_bytes += r.bytes_to_dst;
   s.sent_bytes += r.bytes_from_dst;
@@ -136,12 +138,23 @@ std::vector<TcpMetrics::Series> TcpMetrics::series() const {
     for (const auto& [key, s] : series_) out.push_back(s);
   }
   std::sort(out.begin(), out.end(),
-            [](const Series& a, const Series& b) { return a.labels < b.labels; });
+            [](const Series& a, const Series& b) { return *a.labels < *b.labels; });
   return out;
 }
 
 void TcpMetrics::write(PrometheusText& out) const {
   const auto all = series();
+  // Each series' label text once, for all four families.
+  std::vector<std::string> label_text;
+  label_text.reserve(all.size());
+  for (const Series& s : all) {
+    Labels labels;
+    labels.reserve(kTcpLabelNames.size());
+    for (size_t i = 0; i < kTcpLabelNames.size(); ++i) {
+      labels.emplace_back(kTcpLabelNames[i], (*s.labels)[i]);
+    }
+    label_text.push_back(PrometheusText::formatLabels(labels));
+  }
   struct Family {
     const char* name;
     const char* help;
@@ -163,17 +176,13 @@ void TcpMetrics::write(PrometheusText& out) const {
   }};
   for (const Family& f : kFamilies) {
     out.family(f.name, "counter", f.help);
-    for (const Series& s : all) {
+    for (size_t i = 0; i < all.size(); ++i) {
+      const Series& s = all[i];
       // Opened samples for label sets seen at open, the others for label sets seen at close
       // (response_flags="DENY" only at close, as in ztunnel).
       const bool present = f.value == &Series::opened ? s.opened > 0 : s.closed > 0;
       if (!present) continue;
-      Labels labels;
-      labels.reserve(kTcpLabelNames.size());
-      for (size_t i = 0; i < kTcpLabelNames.size(); ++i) {
-        labels.emplace_back(kTcpLabelNames[i], s.labels[i]);
-      }
-      out.sample(f.name, labels, s.*f.value);
+      out.sampleFormatted(f.name, label_text[i], s.*f.value);
     }
   }
 }

@@ -10,12 +10,14 @@
 // Bytes are added when the connection closes, as ztunnel does; /connections shows the live
 // counts of open ones.
 //
-// Recording runs on the tunnel's worker threads: it takes one mutex for a hash-map update (no
-// I/O, no formatting). A scrape copies the map under the same mutex and formats outside it, so
-// a slow scraper never holds a worker.
+// Recording runs on the tunnel's worker threads: labels and key are built before the mutex is
+// taken, which then covers one hash-map update (no I/O, no formatting). A scrape copies
+// (shared label pointer, four counters) per series under the same mutex and sorts and formats
+// outside it, so a slow scraper never holds a worker for more than that copy.
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -68,7 +70,9 @@ class TcpMetrics {
   void recordClose(const model::Snapshot* snapshot, const ztunnel::ConnectionRecord& r);
 
   struct Series {
-    TcpLabels labels;
+    // Immutable once made and shared with every copy: a scrape copies pointers and four
+    // counters per series under the mutex, never the 23 label strings.
+    std::shared_ptr<const TcpLabels> labels;
     uint64_t opened = 0;
     uint64_t closed = 0;
     uint64_t received_bytes = 0;  // to the destination
@@ -80,7 +84,7 @@ class TcpMetrics {
   void write(PrometheusText& out) const;
 
  private:
-  Series& slot(const TcpLabels& labels);  // mu_ held
+  Series& slot(std::string key, TcpLabels labels);  // mu_ held
 
   mutable std::mutex mu_;
   std::unordered_map<std::string, Series> series_;
