@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <regex>
 #include <sstream>
 
@@ -58,6 +59,11 @@ class Nodemesh final : public Mode {
   void start() override {
     agents_.clear();
     for (const char* node : {"node1", "node2"}) agents_.push_back(&startAgent(node));
+    // What actually runs, for the results (a variant run must show its own build).
+    std::error_code ec;
+    executable_ = std::filesystem::read_symlink(
+                      "/proc/" + std::to_string(agents_.front()->pid()) + "/exe", ec)
+                      .string();
     try {
       waitForLog(*agents_[0], "enrolled pod bench/client", kReadyTimeout);
       waitForLog(*agents_[1], "enrolled pod bench/server", kReadyTimeout);
@@ -76,6 +82,7 @@ class Nodemesh final : public Mode {
 
   std::map<std::string, std::string> stop() override {
     std::map<std::string, std::string> facts;
+    facts["agent_executable"] = executable_;
     for (size_t i = 0; i < agents_.size(); ++i) {
       Process& agent = *agents_[i];
       const std::string side = i == 0 ? "client_agent" : "server_agent";
@@ -144,19 +151,10 @@ class Nodemesh final : public Mode {
     spec.netns_path = cluster.nodeNetnsPath(node);
     spec.cgroup_path = cluster.nodeCgroupPath(node);
     // One worker per agent: the peers run one worker each too.
-    spec.argv = {e2e::agentPath(),
-                 "--config",
-                 env_.meshConfig(),
-                 "--node",
-                 node,
-                 "--cgroup",
-                 spec.cgroup_path,
-                 "--bpffs",
-                 cluster.bpffsDir() + "/" + node,
-                 "--state-dir",
-                 cluster.workDir() + "/ca",
-                 "--workers",
-                 "1"};
+    spec.argv =
+        env_.pinned(node, {agent_, "--config", env_.meshConfig(), "--node", node, "--cgroup",
+                           spec.cgroup_path, "--bpffs", cluster.bpffsDir() + "/" + node,
+                           "--state-dir", cluster.workDir() + "/ca", "--workers", "1"});
     const auto& extra = env_.options().agent_flags;
     spec.argv.insert(spec.argv.end(), extra.begin(), extra.end());
     const std::string stem =
@@ -169,6 +167,7 @@ class Nodemesh final : public Mode {
   Environment& env_;
   std::string name_;
   std::string agent_;
+  std::string executable_;
   std::vector<Process*> agents_;
   int runs_ = 0;
 };
@@ -227,7 +226,7 @@ class PeerTunnel : public Mode {
     e2e::ProcessSpec spec;
     spec.netns_path = cluster.podNetnsPath(pod);
     spec.cgroup_path = cluster.nodeCgroupPath(cluster.pod(pod).node);
-    spec.argv = command(path);
+    spec.argv = env_.pinned(cluster.pod(pod).node, command(path));
     spec.stdout_path = stem + ".log";
     spec.stderr_path = spec.stdout_path;
     return spec;
