@@ -59,11 +59,6 @@ class Nodemesh final : public Mode {
   void start() override {
     agents_.clear();
     for (const char* node : {"node1", "node2"}) agents_.push_back(&startAgent(node));
-    // What actually runs, for the results (a variant run must show its own build).
-    std::error_code ec;
-    executable_ = std::filesystem::read_symlink(
-                      "/proc/" + std::to_string(agents_.front()->pid()) + "/exe", ec)
-                      .string();
     try {
       waitForLog(*agents_[0], "enrolled pod bench/client", kReadyTimeout);
       waitForLog(*agents_[1], "enrolled pod bench/server", kReadyTimeout);
@@ -82,7 +77,14 @@ class Nodemesh final : public Mode {
 
   std::map<std::string, std::string> stop() override {
     std::map<std::string, std::string> facts;
-    facts["agent_executable"] = executable_;
+    // What actually ran, for the results (a variant run must show its own build); read now,
+    // long after taskset exec'd it.
+    std::error_code ec;
+    if (!agents_.empty()) {
+      facts["agent_executable"] =
+          std::filesystem::read_symlink("/proc/" + std::to_string(agents_[0]->pid()) + "/exe", ec)
+              .string();
+    }
     for (size_t i = 0; i < agents_.size(); ++i) {
       Process& agent = *agents_[i];
       const std::string side = i == 0 ? "client_agent" : "server_agent";
@@ -167,7 +169,6 @@ class Nodemesh final : public Mode {
   Environment& env_;
   std::string name_;
   std::string agent_;
-  std::string executable_;
   std::vector<Process*> agents_;
   int runs_ = 0;
 };
