@@ -1,5 +1,7 @@
 #include "bench/bench_env.h"
 
+#include <unistd.h>
+
 #include <sstream>
 #include <thread>
 
@@ -133,14 +135,13 @@ void Environment::makeCertificates() {
 }
 
 void Environment::startServers() {
-  cluster_->startInPod(kServerPod,
-                       {"iperf3", "-s", "-p", std::to_string(appPort(Service::kIperf))});
-  cluster_->startInPod(kServerPod, {"sockperf", "sr", "--tcp", "-i", "0.0.0.0", "-p",
-                                    std::to_string(appPort(Service::kSockperf))});
-  cluster_->startInPod(kServerPod, {loadgenPath(), "echo-server", "--port",
-                                    std::to_string(appPort(Service::kEcho))});
-  cluster_->startInPod(kServerPod, {loadgenPath(), "http-server", "--port",
-                                    std::to_string(appPort(Service::kHttp)), "--body", "1024"});
+  startInPod(kServerPod, {"iperf3", "-s", "-p", std::to_string(appPort(Service::kIperf))});
+  startInPod(kServerPod, {"sockperf", "sr", "--tcp", "-i", "0.0.0.0", "-p",
+                          std::to_string(appPort(Service::kSockperf))});
+  startInPod(kServerPod,
+             {loadgenPath(), "echo-server", "--port", std::to_string(appPort(Service::kEcho))});
+  startInPod(kServerPod, {loadgenPath(), "http-server", "--port",
+                          std::to_string(appPort(Service::kHttp)), "--body", "1024"});
   bool listening = e2e::waitFor(
       [&] {
         CommandResult r = cluster_->runInPod(kServerPod, {"ss", "-Hltn"});
@@ -154,9 +155,23 @@ void Environment::startServers() {
   probe(kServerIp, appPort(Service::kEcho), seconds(10));
 }
 
+std::vector<std::string> Environment::pinned(const std::string& node,
+                                             std::vector<std::string> argv) const {
+  const long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+  if (!options_.pin || cpus < 2) return argv;
+  const int cpu = (cluster_->node(node).index - 1) % static_cast<int>(cpus);
+  argv.insert(argv.begin(), {"taskset", "-c", std::to_string(cpu)});  // execs: same pid
+  return argv;
+}
+
 CommandResult Environment::runInClient(const std::vector<std::string>& argv,
                                        std::chrono::milliseconds timeout) {
-  return cluster_->runInPod(kClientPod, argv, timeout);
+  return cluster_->runInPod(kClientPod, pinned(cluster_->pod(kClientPod).node, argv), timeout);
+}
+
+e2e::Process& Environment::startInPod(const std::string& pod,
+                                      const std::vector<std::string>& argv) {
+  return cluster_->startInPod(pod, pinned(cluster_->pod(pod).node, argv));
 }
 
 void Environment::probe(const std::string& addr, uint16_t port, std::chrono::milliseconds timeout) {

@@ -36,6 +36,9 @@ struct Options {
   std::string out_dir;
   std::string source_dir;
   bool keep_logs = false;
+  // Each node's processes (its tunnel, its pod's applications) on a CPU of its own: two
+  // single-core nodes rather than six processes floating over the machine's cores.
+  bool pin = true;
   // Per-scenario lengths (see nodemesh_bench.cc for the full and --quick values).
   std::chrono::milliseconds throughput_time{5000};
   std::chrono::milliseconds latency_time{5000};
@@ -77,9 +80,13 @@ class Environment {
   // The nodemesh local config for the two pods.
   const std::string& meshConfig() const { return mesh_config_; }
 
-  // A command in the client pod (its node's cgroup); throws when it cannot start.
+  // `argv` run on the CPU of `node` (taskset) when Options::pin, else unchanged.
+  std::vector<std::string> pinned(const std::string& node, std::vector<std::string> argv) const;
+  // A command in the client pod (its node's cgroup and CPU); throws when it cannot start.
   e2e::CommandResult runInClient(const std::vector<std::string>& argv,
                                  std::chrono::milliseconds timeout);
+  // A process in `pod` (its node's cgroup and CPU).
+  e2e::Process& startInPod(const std::string& pod, const std::vector<std::string>& argv);
   // Waits until `echo` answers end to end at addr:port from the client pod.
   void probe(const std::string& addr, uint16_t port, std::chrono::milliseconds timeout);
 

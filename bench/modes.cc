@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <regex>
 #include <sstream>
 
@@ -76,6 +77,14 @@ class Nodemesh final : public Mode {
 
   std::map<std::string, std::string> stop() override {
     std::map<std::string, std::string> facts;
+    // What actually ran, for the results (a variant run must show its own build); read now,
+    // long after taskset exec'd it.
+    std::error_code ec;
+    if (!agents_.empty()) {
+      facts["agent_executable"] =
+          std::filesystem::read_symlink("/proc/" + std::to_string(agents_[0]->pid()) + "/exe", ec)
+              .string();
+    }
     for (size_t i = 0; i < agents_.size(); ++i) {
       Process& agent = *agents_[i];
       const std::string side = i == 0 ? "client_agent" : "server_agent";
@@ -144,19 +153,10 @@ class Nodemesh final : public Mode {
     spec.netns_path = cluster.nodeNetnsPath(node);
     spec.cgroup_path = cluster.nodeCgroupPath(node);
     // One worker per agent: the peers run one worker each too.
-    spec.argv = {e2e::agentPath(),
-                 "--config",
-                 env_.meshConfig(),
-                 "--node",
-                 node,
-                 "--cgroup",
-                 spec.cgroup_path,
-                 "--bpffs",
-                 cluster.bpffsDir() + "/" + node,
-                 "--state-dir",
-                 cluster.workDir() + "/ca",
-                 "--workers",
-                 "1"};
+    spec.argv =
+        env_.pinned(node, {agent_, "--config", env_.meshConfig(), "--node", node, "--cgroup",
+                           spec.cgroup_path, "--bpffs", cluster.bpffsDir() + "/" + node,
+                           "--state-dir", cluster.workDir() + "/ca", "--workers", "1"});
     const auto& extra = env_.options().agent_flags;
     spec.argv.insert(spec.argv.end(), extra.begin(), extra.end());
     const std::string stem =
@@ -227,7 +227,7 @@ class PeerTunnel : public Mode {
     e2e::ProcessSpec spec;
     spec.netns_path = cluster.podNetnsPath(pod);
     spec.cgroup_path = cluster.nodeCgroupPath(cluster.pod(pod).node);
-    spec.argv = command(path);
+    spec.argv = env_.pinned(cluster.pod(pod).node, command(path));
     spec.stdout_path = stem + ".log";
     spec.stderr_path = spec.stdout_path;
     return spec;

@@ -203,6 +203,10 @@ int run(int argc, char** argv) {
   app.add_option("--perf-dir", o.perf_dir,
                  "profile the nodemesh agents with perf record during each scenario, into "
                  "DIR/<scenario>-<repeat>.data");
+  bool no_pin = false;
+  app.add_flag("--no-pin", no_pin,
+               "let every process float over the machine's CPUs (default: each simulated node "
+               "on a CPU of its own)");
   app.add_flag("--keep-logs", o.keep_logs, "keep the cluster's work directory (process logs)");
   try {
     app.parse(argc, argv);
@@ -221,6 +225,7 @@ int run(int argc, char** argv) {
   }
   if (repeats > 0) o.repeats = repeats;
   if (idle > 0) o.idle_connections = idle;
+  o.pin = !no_pin;
   if (conn_rate_seconds > 0) o.conn_rate_time = std::chrono::seconds(conn_rate_seconds);
   o.modes = splitList(modes);
   if (!baseline.empty()) variants.insert(variants.begin(), "baseline=" + baseline);
@@ -275,7 +280,7 @@ int run(int argc, char** argv) {
   for (const std::string& tool :
        {std::string("iperf3"), std::string("sockperf"), std::string("stunnel"),
         std::string("haproxy"), std::string("openssl"), std::string("ss"), std::string("sysctl"),
-        e2e::agentPath(), loadgenPath()}) {
+        std::string("taskset"), e2e::agentPath(), loadgenPath()}) {
     if (!e2e::findExecutable(tool)) {
       std::cerr << "nodemesh-bench: " << tool
                 << " not found (scripts/install-deps.sh installs the tools; bench/run builds)\n";
@@ -396,6 +401,7 @@ int run(int argc, char** argv) {
         {"idle_connections", o.idle_connections},
         {"idle_note", o.idle_note},
         {"fd_limit", o.fd_limit},
+        {"pinned", o.pin},
         {"agent_flags", o.agent_flags},
         {"agent_variants", o.agent_variants}}},
       {"leftovers", leftovers},

@@ -116,7 +116,7 @@ Figures ScenarioRunner::http() {
   const auto idle_after = sampleTunnel();
   const double idle_wall = std::chrono::duration<double>(Clock::now() - idle_t0).count();
   const auto total = o.http_warmup + o.http_window + milliseconds(300);
-  e2e::Process& load = env_.cluster().startInPod(
+  e2e::Process& load = env_.startInPod(
       Environment::kClientPod,
       {loadgenPath(), "http-load", "--to", target(mode_.endpoint(Service::kHttp)), "--rate",
        std::to_string(o.http_rate), "--duration-ms", std::to_string(total.count()), "--connections",
@@ -235,10 +235,10 @@ Figures ScenarioRunner::idle() {
   const Options& o = env_.options();
   if (mode_.tunnelPids().empty()) return {};  // direct: no tunnel to weigh
   auto before = sampleTunnel();
-  e2e::Process& hold = env_.cluster().startInPod(
-      Environment::kClientPod,
-      {loadgenPath(), "hold", "--to", target(mode_.endpoint(Service::kEcho)), "--count",
-       std::to_string(o.idle_connections), "--concurrency", "128"});
+  e2e::Process& hold =
+      env_.startInPod(Environment::kClientPod,
+                      {loadgenPath(), "hold", "--to", target(mode_.endpoint(Service::kEcho)),
+                       "--count", std::to_string(o.idle_connections), "--concurrency", "128"});
   if (!hold.waitForOutput("\"ready\"", seconds(180))) {
     hold.kill();
     throw HarnessError("hold did not open its connections:\n" + hold.output());
@@ -258,7 +258,9 @@ Figures ScenarioRunner::idle() {
     grown += after[i].rss_mb - before[i].rss_mb;
     total += after[i].rss_mb;
   }
-  return {{"idle_kib_per_conn", grown * 1024.0 / open}, {"idle_rss_total", total}};
+  return {{"idle_kib_per_conn", grown * 1024.0 / open},
+          {"idle_rss_total", total},
+          {"idle_open_s", number(ready, "/open_seconds"_json_pointer)}};
 }
 
 }  // namespace nodemesh::bench

@@ -53,6 +53,7 @@ inline constexpr MetricInfo kMetrics[] = {
     {"http_p99_us", "http", "HTTP 1 KiB at 1,000 req/s: latency p99", "us", false, false},
     {"idle_kib_per_conn", "idle", "Memory per idle connection, both sides", "KiB", false, true},
     {"idle_rss_total", "idle", "RSS with the idle connections open, both sides", "MB", false, true},
+    {"idle_open_s", "idle", "Time to open the idle connections (128 at a time)", "s", false, true},
 };
 
 // Scenario names, in the order they run within a mode (the cost figures of `http` are taken

@@ -3,8 +3,9 @@
  * Outbound capture, attached once per agent to its cgroup:
  *   cgroup/connect4, cgroup/connect6  rewrite an enrolled pod's TCP connect to the in-pod 15001
  *                                     listener and keep the original destination in socket
- *                                     storage; record the 4-tuple of the tunnel's delivery
- *                                     sockets so sk_lookup lets them through.
+ *                                     storage.
+ *   sockops (TCP connect)             record the 4-tuple of the tunnel's delivery sockets so
+ *                                     sk_lookup lets them through.
  *   sockops (active established)      publish the original destination under
  *                                     (netns cookie, local address) for the tunnel.
  *   cgroup/getpeername4/6             give the application back the original destination.
@@ -15,17 +16,17 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* The delivery socket is bound before connect (see ztunnel/tcp_relay.cc), so its source
- * address and port are known here. */
-static __always_inline void nm_register_delivery(struct bpf_sock *sk, const __u8 dst[16],
-                                                 __u16 dst_port, struct nm_counters *stats) {
+/* A delivery socket's 4-tuple, for sk_lookup to let its SYN through. Recorded by sockops at
+ * TCP_CONNECT_CB, when the source port is known: HBONE delivery sockets are bound with
+ * IP_BIND_ADDRESS_NO_PORT (ztunnel/inpod_sockets.cc), so connect() picks the port and at
+ * cgroup/connect4 it is still 0. */
+static __always_inline void nm_register_delivery(const __u8 src[16], __u16 src_port,
+                                                 const __u8 dst[16], __u16 dst_port,
+                                                 struct nm_counters *stats) {
   struct nm_tuple t = {};
-  if (sk->family == NM_AF_INET)
-    nm_ip_from_v4(t.src, sk->src_ip4);
-  else
-    nm_ip_from_v6(t.src, sk->src_ip6[0], sk->src_ip6[1], sk->src_ip6[2], sk->src_ip6[3]);
+  __builtin_memcpy(t.src, src, 16);
   __builtin_memcpy(t.dst, dst, 16);
-  t.src_port = (__u16)sk->src_port;
+  t.src_port = src_port;
   t.dst_port = dst_port;
   __u8 one = 1;
   if (bpf_map_update_elem(&nm_delivery, &t, &one, BPF_ANY) == 0)
@@ -44,10 +45,7 @@ static __always_inline int nm_should_capture(struct bpf_sock_addr *ctx, const __
   __u64 cookie = bpf_get_netns_cookie(ctx);
   struct nm_counters *stats = bpf_map_lookup_elem(&nm_pod_stats, &cookie);
   __u32 mark = sk->mark;
-  if (mark == nm_cfg.delivery_mark) {
-    nm_register_delivery(sk, dst, dst_port, stats);
-    return 0;
-  }
+  if (mark == nm_cfg.delivery_mark) return 0; /* recorded by sockops (nm_register_delivery) */
   struct nm_pod_info *pod = bpf_map_lookup_elem(&nm_pods, &cookie);
   if (!pod) return 0;
   if (mark == nm_cfg.outbound_mark) {
@@ -141,7 +139,8 @@ int nm_getpeername6(struct bpf_sock_addr *ctx) {
 
 SEC("sockops")
 int nm_sockops(struct bpf_sock_ops *skops) {
-  if (skops->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) return 1;
+  __u32 op = skops->op;
+  if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_TCP_CONNECT_CB) return 1;
   struct bpf_sock *sk = skops->sk;
   if (!sk) return 1;
 
@@ -170,6 +169,15 @@ int nm_sockops(struct bpf_sock_ops *skops) {
   } else {
     nm_ip_from_v6(local, l6_0, l6_1, l6_2, l6_3);
     nm_ip_from_v6(remote, r6_0, r6_1, r6_2, r6_3);
+  }
+
+  if (op == BPF_SOCK_OPS_TCP_CONNECT_CB) {
+    /* The SYN is about to leave: the source port is assigned. */
+    if (sk->mark != nm_cfg.delivery_mark) return 1;
+    __u64 cookie = bpf_get_netns_cookie(skops);
+    nm_register_delivery(local, (__u16)local_port, remote, (__u16)bpf_ntohl(remote_port),
+                         bpf_map_lookup_elem(&nm_pod_stats, &cookie));
+    return 1;
   }
 
   if (sk->mark == nm_cfg.delivery_mark) {

@@ -95,6 +95,15 @@ Result<UniqueFd> socketInNetns(int netns_fd, bool ipv6, uint32_t mark, const IpA
         return Error::fromErrno("setsockopt IP_TRANSPARENT (needs CAP_NET_ADMIN)");
       }
     }
+    if (avoid_port == 0) {
+      // The port is chosen by connect(), among those whose 4-tuple is free (TIME_WAIT ones
+      // reused where tcp_tw_reuse allows). bind() picks a port free for every destination and
+      // never one a TIME_WAIT socket holds: delivery sockets close first, so after a burst of
+      // short connections tens of thousands of them sit in TIME_WAIT on bind()'s preferred
+      // (odd) ports and every bind scans them all. The capture programs record the tuple at
+      // connect (sockops TCP_CONNECT_CB), not here.
+      ::setsockopt(fd.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+    }
     sockaddr_storage ss{};
     socklen_t len = toSockaddr(SocketAddress{*bind_ip, 0}, &ss);
     if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) {
