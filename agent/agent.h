@@ -21,6 +21,11 @@ struct AgentOptions {
   std::string node;  // this node's name, as workloads' `node` field spells it
   std::string netns_dir = "/var/run/netns";
   std::string proc_dir = "/proc";
+  // How often namespaces used only by processes (/proc/*/ns/net) are looked for while every
+  // wanted workload is enrolled. Named namespaces are looked at on every pass; so are processes
+  // while a workload still waits for its pod, or when a named namespace disappeared (it may
+  // live on in a process).
+  std::chrono::milliseconds process_scan_interval{2000};
 };
 
 struct EnrolledPod {
@@ -55,6 +60,7 @@ class Agent {
     std::vector<IpAddress> addresses;
     bool warned = false;           // enrollment failure already logged
     bool warned_conflict = false;  // "addresses of two workloads" already logged
+    bool named = false;            // found under netns_dir
   };
 
   void enroll(uint64_t inode, Netns& ns, const model::Workload& workload,
@@ -72,6 +78,7 @@ class Agent {
   mutable std::mutex enrolled_mu_;
   std::map<uint64_t, EnrolledPod> enrolled_;  // by nsfs inode
   bool reconciled_once_ = false;
+  std::chrono::steady_clock::time_point last_process_scan_{};
 };
 
 }  // namespace nodemesh::agent

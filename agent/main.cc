@@ -41,6 +41,7 @@ struct Flags {
   std::vector<std::string> exclude_cidrs;
   std::string log_level = "info";
   int scan_interval_ms = 200;
+  int process_scan_interval_ms = 2000;
   std::string netns_dir = "/var/run/netns";
   std::string state_dir = "/var/lib/nodemesh";
   std::string trust_domain = "cluster.local";
@@ -289,6 +290,7 @@ int run(const Flags& flags) {
   AgentOptions agent_options;
   agent_options.node = flags.node;
   agent_options.netns_dir = flags.netns_dir;
+  agent_options.process_scan_interval = std::chrono::milliseconds(flags.process_scan_interval_ms);
   Agent agent(agent_options, **capture, **tunnel);
   agent.setSnapshot(first.snapshot);
   (*tunnel)->setSnapshot(first.snapshot);
@@ -448,6 +450,11 @@ int agentMain(int argc, char** argv) {
                  "how often pods are looked for, in milliseconds")
       ->capture_default_str()
       ->check(CLI::Range(10, 10000));
+  app.add_option("--process-scan-interval-ms", flags.process_scan_interval_ms,
+                 "how often namespaces used only by processes (/proc/*/ns/net) are looked for "
+                 "once every pod is enrolled, in milliseconds (named ones: every scan)")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 600000));
   app.add_option("--netns-dir", flags.netns_dir, "where named network namespaces live")
       ->capture_default_str();
   app.add_option("--state-dir", flags.state_dir,

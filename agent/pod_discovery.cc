@@ -31,7 +31,8 @@ uint64_t ownInode() {
 
 }  // namespace
 
-std::vector<NetnsCandidate> listNetns(const std::string& netns_dir, const std::string& proc_dir) {
+std::vector<NetnsCandidate> listNetns(const std::string& netns_dir, const std::string& proc_dir,
+                                      bool include_processes) {
   std::vector<NetnsCandidate> out;
   std::set<uint64_t> seen;
   seen.insert(ownInode());
@@ -39,8 +40,9 @@ std::vector<NetnsCandidate> listNetns(const std::string& netns_dir, const std::s
   for (const auto& entry : fs::directory_iterator(netns_dir, ec)) {
     struct stat st {};
     if (::stat(entry.path().c_str(), &st) != 0) continue;  // gone meanwhile, or not mounted
-    if (seen.insert(st.st_ino).second) out.push_back({st.st_ino, entry.path().string()});
+    if (seen.insert(st.st_ino).second) out.push_back({st.st_ino, entry.path().string(), true});
   }
+  if (!include_processes) return out;
   for (const auto& entry : fs::directory_iterator(proc_dir, ec)) {
     const std::string name = entry.path().filename().string();
     if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
@@ -50,7 +52,7 @@ std::vector<NetnsCandidate> listNetns(const std::string& netns_dir, const std::s
     if (n <= 0) continue;  // the process exited, or a kernel thread
     buf[n] = '\0';
     uint64_t ino = inodeFromLink(buf);
-    if (ino != 0 && seen.insert(ino).second) out.push_back({ino, path});
+    if (ino != 0 && seen.insert(ino).second) out.push_back({ino, path, false});
   }
   return out;
 }

@@ -12,13 +12,17 @@ namespace nodemesh::agent {
 // A network namespace reachable through a path, identified by its nsfs inode.
 struct NetnsCandidate {
   uint64_t inode = 0;
-  std::string path;  // /var/run/netns/NAME (preferred) or /proc/PID/ns/net
+  std::string path;    // /var/run/netns/NAME (preferred) or /proc/PID/ns/net
+  bool named = false;  // found under netns_dir
 };
 
-// Every network namespace named under netns_dir or used by a process under proc_dir, once
-// each, except the caller's own. Cheap: readlink/stat only, no namespace is entered.
+// Every network namespace named under netns_dir and, with include_processes, every one used by
+// a process under proc_dir, once each, except the caller's own. No namespace is entered: a stat
+// per name and a readlink per process. The process pass is the expensive one (a readlink per
+// process on the machine, ~5 us each), so callers run it less often than the named one.
 std::vector<NetnsCandidate> listNetns(const std::string& netns_dir = "/var/run/netns",
-                                      const std::string& proc_dir = "/proc");
+                                      const std::string& proc_dir = "/proc",
+                                      bool include_processes = true);
 
 // The addresses configured on the interfaces of the namespace netns_fd names (the calling
 // thread enters it for the netlink dump and returns).

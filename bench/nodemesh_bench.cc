@@ -252,6 +252,14 @@ int run(int argc, char** argv) {
       return kExitFailed;
     }
   }
+  if (!o.perf_dir.empty()) {
+    std::error_code ec;
+    fs::create_directories(o.perf_dir, ec);
+    if (ec) {
+      std::cerr << "nodemesh-bench: --perf-dir " << o.perf_dir << ": " << ec.message() << "\n";
+      return kExitFailed;
+    }
+  }
   std::vector<std::string> order;
   std::vector<std::string> wanted = splitList(scenarios);
   for (const char* s : kScenarioOrder) {

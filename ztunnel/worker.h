@@ -262,6 +262,7 @@ class Worker final : public Tunnel {
   void prepConnect(int fd, const sockaddr_storage& addr, socklen_t len, OpTag* tag);
   // The words for a failed connect's result ("timed out after 10000 ms" for the timeout).
   std::string connectFailure(int res);
+  Status initRing();  // on the worker thread
   void run();
   void handle(OpTag* tag, int res, unsigned flags);
   void onWake();
