@@ -82,14 +82,16 @@ void Worker::markDirty(HboneConn* c) {
 
 void Worker::flushDirty() {
   while (!dirty_.empty()) {
-    std::vector<HboneConn*> batch;
-    batch.swap(dirty_);
-    for (HboneConn* c : batch) c->dirty = false;
-    for (HboneConn* c : batch) {
+    // The two vectors trade places each round and keep their capacity: no allocation per
+    // completion batch.
+    flushing_.clear();
+    flushing_.swap(dirty_);
+    for (HboneConn* c : flushing_) c->dirty = false;
+    for (HboneConn* c : flushing_) {
       if (!c->rx.chunks.empty()) feedHbone(c);  // input TLS could not take before
       flush(c);
     }
-    for (HboneConn* c : batch) maybeReleaseHbone(c);
+    for (HboneConn* c : flushing_) maybeReleaseHbone(c);
   }
 }
 

@@ -403,6 +403,7 @@ class Worker final : public Tunnel {
   std::list<std::unique_ptr<HboneConn>> hbone_conns_;
   std::multimap<std::string, HboneConn*> pool_;
   std::vector<HboneConn*> dirty_;
+  std::vector<HboneConn*> flushing_;             // flushDirty's batch
   std::mt19937_64 rng_{std::random_device{}()};  // trace ids
   std::list<std::unique_ptr<Bridge>> bridges_;
   std::unique_ptr<BufferRing> buffers_;        // TCP sockets (applications, plain relay)
