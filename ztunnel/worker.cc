@@ -44,9 +44,10 @@ Status Worker::init() {
   if (!wake_fd_.valid()) return Error::fromErrno("eventfd");
   // The ring is created by the thread that runs it: with IORING_SETUP_SINGLE_ISSUER only the
   // creating task may submit to it.
+  // The thread owns the promise: set_value() may still be running when init() returns.
   std::promise<Status> ready;
   auto started = ready.get_future();
-  thread_ = std::thread([this, &ready] {
+  thread_ = std::thread([this, ready = std::move(ready)]() mutable {
     Status st = initRing();
     const bool ok = st.ok();
     ready.set_value(std::move(st));
