@@ -14,6 +14,25 @@
 
 namespace nodemesh::ztunnel::internal {
 
+namespace {
+
+// What every connection's access log record already says about it.
+ConnectionInfo describe(const ConnectionRecord& r, std::chrono::milliseconds age) {
+  ConnectionInfo info;
+  info.direction = r.direction;
+  info.pod = r.pod;
+  info.src = r.src;
+  info.dst = r.dst;
+  info.dst_service = r.dst_service;
+  info.transport = r.transport;
+  info.src_identity = r.src_identity;  // empty for plain TCP
+  info.dst_identity = r.dst_identity;
+  info.age = age;
+  return info;
+}
+
+}  // namespace
+
 void Worker::opened(const ConnectionRecord& record) {
   if (on_open_) on_open_(record);
 }
@@ -45,34 +64,18 @@ void Worker::answerConnectionRequests() {
   std::vector<ConnectionInfo> out;
   out.reserve(conns_.size() + bridges_.size());
   for (const auto& c : conns_) {
-    ConnectionInfo info;
-    info.direction = c->record.direction;
-    info.pod = c->record.pod;
-    info.src = c->record.src;
-    info.dst = c->record.dst;
-    info.dst_service = c->record.dst_service;
-    info.transport = c->record.transport;
+    ConnectionInfo info = describe(c->record, age(c->start));
     info.bytes_to_dst = c->half[0].bytes;
     info.bytes_from_dst = c->half[1].bytes;
-    info.age = age(c->start);
     info.state = c->connecting                                       ? "connecting"
                  : c->aborting || c->half[0].done || c->half[1].done ? "closing"
                                                                      : "open";
     out.push_back(std::move(info));
   }
   for (const auto& b : bridges_) {
-    ConnectionInfo info;
-    info.direction = b->record.direction;
-    info.pod = b->record.pod;
-    info.src = b->record.src;
-    info.dst = b->record.dst;
-    info.dst_service = b->record.dst_service;
-    info.transport = b->record.transport;
-    info.src_identity = b->record.src_identity;
-    info.dst_identity = b->record.dst_identity;
+    ConnectionInfo info = describe(b->record, age(b->start));
     info.bytes_to_dst = b->record.bytes_to_dst;
     info.bytes_from_dst = b->record.bytes_from_dst;
-    info.age = age(b->start);
     info.state = b->connecting || !b->streaming                              ? "connecting"
                  : b->aborting || b->tcp_eof || b->peer_ended || b->finished ? "closing"
                                                                              : "open";
