@@ -6,8 +6,13 @@
 // payload, which other load on the machine does not change, unlike wall-clock throughput.
 //
 //   nm-hbone-micro [--mib N] [--repeats R]     N MiB per run (default 1024), median of R (5)
+//   nm-hbone-micro --message B [--count C] [--repeats R]
+//                                               ping-pong: C round trips (default 200000) of a
+//                                               B-byte message the server echoes back
 //
-// Prints one JSON line: {"cpu_ns_per_kib": ..., "gib_per_cpu_second": ..., "runs": [...]}.
+// Prints one JSON line: {"cpu_ns_per_kib": ..., "gib_per_cpu_second": ..., "runs": [...]}, or
+// with --message {"cpu_ns_per_round_trip": ..., "runs": [...]} (both ends' CPU: each message
+// is encrypted, framed, decrypted and unframed once on its way out and once on its way back).
 
 #include <time.h>
 
@@ -68,6 +73,7 @@ struct Side final : ztunnel::hbone::H2Handler {
   void onResponse(StreamId /*stream*/, int status) override { up = status == 200; }
   void onData(StreamId s, std::span<const uint8_t> data) override {
     received += data.size();
+    if (echo) echo_bytes.insert(echo_bytes.end(), data.begin(), data.end());
     (void)transport->h2().consumed(s, data.size());
   }
 
@@ -75,7 +81,9 @@ struct Side final : ztunnel::hbone::H2Handler {
   std::optional<StreamId> stream;
   bool up = false;
   uint64_t received = 0;
-  std::vector<uint8_t> wire;  // ciphertext on its way to this side
+  bool echo = false;                // ping-pong: what arrives is sent back
+  std::vector<uint8_t> echo_bytes;  // arrived, to send back
+  std::vector<uint8_t> wire;        // ciphertext on its way to this side
 };
 
 // Moves what `from` has to write onto `to`'s wire (the kernel's copy), then feeds `to` in
@@ -98,10 +106,18 @@ void carry(Side& from, Side& to) {
   to.wire.erase(to.wire.begin(), to.wire.begin() + static_cast<std::ptrdiff_t>(offset));
 }
 
+// What a run measures: a bulk transfer of `bytes`, or `count` round trips of `message` bytes.
+struct Workload {
+  uint64_t bytes = 0;
+  size_t message = 0;
+  uint64_t count = 0;
+};
+
 double runOnce(SSL_CTX* client_ctx, SSL_CTX* server_ctx, const SpiffeId& server_id,
-               uint64_t bytes) {
+               const Workload& work) {
   Side client;
   Side server;
+  server.echo = work.message > 0;
   client.transport =
       check(HboneTransport::create(
                 check(ztunnel::tls::TlsSession::client(client_ctx, {server_id}), "client session"),
@@ -120,8 +136,26 @@ double runOnce(SSL_CTX* client_ctx, SSL_CTX* server_ctx, const SpiffeId& server_
   }
   if (!client.up) die("the CONNECT was not answered");
 
-  std::vector<uint8_t> payload(kChunk);
+  std::vector<uint8_t> payload(work.message > 0 ? work.message : kChunk);
   for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<uint8_t>(i * 31);
+  if (work.message > 0) {
+    const StreamId server_stream = server.stream.value_or(0);
+    const double start = threadCpuSeconds();
+    for (uint64_t i = 0; i < work.count; ++i) {
+      const uint64_t expect = client.received + payload.size();
+      auto n = client.transport->h2().send(id, payload);
+      if (!n.ok() || *n != payload.size()) die("send: the stream queue is full");
+      carry(client, server);
+      auto echoed = server.transport->h2().send(server_stream, server.echo_bytes);
+      if (!echoed.ok() || *echoed != server.echo_bytes.size())
+        die("echo: the stream queue is full");
+      server.echo_bytes.clear();
+      carry(server, client);
+      if (client.received != expect) die("the echo did not come back whole");
+    }
+    return threadCpuSeconds() - start;
+  }
+  const uint64_t bytes = work.bytes;
   uint64_t sent = 0;
   const double start = threadCpuSeconds();
   while (server.received < bytes) {
@@ -140,15 +174,23 @@ double runOnce(SSL_CTX* client_ctx, SSL_CTX* server_ctx, const SpiffeId& server_
 
 int run(int argc, char** argv) {
   uint64_t mib = 1024;
+  Workload work;
+  work.count = 200000;
   int repeats = 5;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i];
     if (flag == "--mib") {
       mib = std::strtoull(argv[i + 1], nullptr, 10);
+    } else if (flag == "--message") {
+      work.message = std::strtoull(argv[i + 1], nullptr, 10);
+      if (work.message == 0 || work.message > kChunk) die("--message must be 1..16384 bytes");
+    } else if (flag == "--count") {
+      work.count = std::strtoull(argv[i + 1], nullptr, 10);
+      if (work.count == 0) die("--count must be positive");
     } else if (flag == "--repeats") {
       repeats = static_cast<int>(std::strtol(argv[i + 1], nullptr, 10));
     } else {
-      die("unknown flag " + flag + " (--mib N, --repeats R)");
+      die("unknown flag " + flag + " (--mib N | --message B [--count C], --repeats R)");
     }
   }
   if (mib == 0 || repeats <= 0) die("--mib and --repeats must be positive");
@@ -166,19 +208,28 @@ int run(int argc, char** argv) {
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
 
-  const uint64_t bytes = mib << 20;
-  std::vector<double> ns_per_kib;
+  work.bytes = mib << 20;
+  std::vector<double> runs;
   for (int r = 0; r < repeats; ++r) {
-    const double cpu = runOnce(client_ctx.get(), server_ctx.get(), server_id, bytes);
-    ns_per_kib.push_back(cpu * 1e9 / static_cast<double>(bytes >> 10));
+    const double cpu = runOnce(client_ctx.get(), server_ctx.get(), server_id, work);
+    runs.push_back(work.message > 0 ? cpu * 1e9 / static_cast<double>(work.count)
+                                    : cpu * 1e9 / static_cast<double>(work.bytes >> 10));
   }
-  std::vector<double> sorted = ns_per_kib;
+  std::vector<double> sorted = runs;
   std::sort(sorted.begin(), sorted.end());
   const double median = sorted[sorted.size() / 2];
-  nlohmann::json out = {{"mib", mib},
-                        {"cpu_ns_per_kib", median},
-                        {"gib_per_cpu_second", 1e9 / median / (1 << 20)},
-                        {"runs", ns_per_kib}};
+  nlohmann::json out;
+  if (work.message > 0) {
+    out = {{"message", work.message},
+           {"count", work.count},
+           {"cpu_ns_per_round_trip", median},
+           {"runs", runs}};
+  } else {
+    out = {{"mib", mib},
+           {"cpu_ns_per_kib", median},
+           {"gib_per_cpu_second", 1e9 / median / (1 << 20)},
+           {"runs", runs}};
+  }
   std::printf("%s\n", out.dump().c_str());
   return 0;
 }

@@ -46,6 +46,14 @@ void releaseIfDrained(std::vector<uint8_t>& buf, size_t& offset) {
   }
 }
 
+// The error queue is per thread and shared by every connection of this worker: a stale entry
+// would turn the next call's WANT_READ into a failure in SSL_get_error(). Peeking is much
+// cheaper than ERR_clear_error(), which walks all of its slots, and the queue is nearly
+// always empty (every failure drains it).
+void clearStaleErrors() {
+  if (ERR_peek_error() != 0) ERR_clear_error();
+}
+
 }  // namespace
 
 // ---- custom BIO ----
@@ -301,7 +309,7 @@ Result<size_t> TlsSession::writePlain(std::span<const uint8_t> data) {
   // growing it record by record re-copies what it holds at each doubling.
   compact(out_, out_offset_);
   out_.reserve(out_.size() + n + (n / kMaxRecordPlaintext + 1) * kRecordOverhead);
-  ERR_clear_error();
+  clearStaleErrors();
   size_t written = 0;
   const int rc = SSL_write_ex(ssl_.get(), data.data(), n, &written);
   if (rc != 1) {
@@ -317,7 +325,15 @@ Result<TlsSession::ReadResult> TlsSession::readPlain(std::span<uint8_t> out) {
   if (state_ != State::kEstablished) return Error{ENOTCONN, "TLS read before the handshake"};
   size_t total = 0;
   while (total < out.size() && !received_close_notify_) {
-    ERR_clear_error();
+    // Without input OpenSSL could only answer WANT_READ, and a failing SSL_read costs as much
+    // as a successful one (record layer, error queue): skip it unless plaintext or a record
+    // is still buffered inside the SSL. At EOF it must run, to tell close_notify from a
+    // truncation.
+    if (!in_eof_ && bufferedEncryptedInput() == 0 && lent_offset_ == lent_.size() &&
+        SSL_has_pending(ssl_.get()) == 0) {
+      break;
+    }
+    clearStaleErrors();
     size_t n = 0;
     const int rc = SSL_read_ex(ssl_.get(), out.data() + total, out.size() - total, &n);
     if (rc == 1) {
