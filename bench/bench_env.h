@@ -41,7 +41,8 @@ struct Options {
   bool pin = true;
   // Per-scenario lengths (see nodemesh_bench.cc for the full and --quick values).
   std::chrono::milliseconds throughput_time{5000};
-  std::chrono::milliseconds latency_time{5000};
+  std::chrono::milliseconds latency_time{2000};  // per sockperf run
+  int latency_runs = 3;                          // sockperf runs per size and repeat
   std::chrono::milliseconds conn_rate_time{5000};
   std::chrono::milliseconds http_warmup{1000};
   std::chrono::milliseconds http_window{8000};

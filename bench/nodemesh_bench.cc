@@ -218,6 +218,7 @@ int run(int argc, char** argv) {
     o.repeats = 1;
     o.throughput_time = milliseconds(1000);
     o.latency_time = milliseconds(1000);
+    o.latency_runs = 1;
     o.conn_rate_time = milliseconds(1000);
     o.http_warmup = milliseconds(300);
     o.http_window = milliseconds(1000);
@@ -401,6 +402,7 @@ int run(int argc, char** argv) {
       {"settings",
        {{"throughput_s", toSeconds(o.throughput_time)},
         {"latency_s", toSeconds(o.latency_time)},
+        {"latency_runs", o.latency_runs},
         {"conn_rate_s", toSeconds(o.conn_rate_time)},
         {"conn_rate_concurrency", o.conn_rate_concurrency},
         {"http_rate", o.http_rate},

@@ -63,6 +63,13 @@ std::string formatRatio(std::optional<double> r) {
   return r ? fmt::format("{:.2f}x", *r) : "-";
 }
 
+// Latency figures are themselves medians of several sockperf runs (scenarios.cc).
+std::string latencyRunsNote(const nlohmann::json& run) {
+  const int runs = run.contains("settings") ? run["settings"].value("latency_runs", 1) : 1;
+  if (runs <= 1) return "";
+  return fmt::format(" (a latency figure: median of {} sockperf runs in each)", runs);
+}
+
 }  // namespace
 
 nlohmann::json describeMachine(const std::string& source_dir) {
@@ -228,10 +235,11 @@ std::string Results::toMarkdown(const nlohmann::json& machine, const nlohmann::j
   std::ostringstream md;
   md << "# nodemesh benchmark results\n\n";
   md << fmt::format(
-      "{} UTC, `{}`, {} ({} s); median of {} run{} per figure.\n\n", run.value("date", ""),
+      "{} UTC, `{}`, {} ({} s); median of {} run{} per figure{}.\n\n", run.value("date", ""),
       run.value("command", ""),
       run.value("quick", false) ? "quick mode: short runs, not for comparison" : "full suite",
-      run.value("elapsed_s", 0), run.value("repeats", 0), run.value("repeats", 0) == 1 ? "" : "s");
+      run.value("elapsed_s", 0), run.value("repeats", 0), run.value("repeats", 0) == 1 ? "" : "s",
+      latencyRunsNote(run));
   md << fmt::format("Machine: {}, {} cores, {}, {:.1f} GiB. nodemesh {}; {}; {}; {}; {}; {}.\n\n",
                     machine.value("cpu", "?"), machine.value("cores", 0),
                     machine.value("kernel", "?"), machine.value("memory_gib", 0.0),
