@@ -1,6 +1,8 @@
 #include "ztunnel/tls/tls_session.h"
 
+#include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/sslerr.h>
 
 #include <algorithm>
 #include <array>
@@ -307,6 +309,60 @@ TEST_F(TlsSessionTest, LentInputIsReadInPlaceAndTheUnreadTailBuffered) {
   }
   EXPECT_TRUE(bounded);
   EXPECT_EQ(received, data);
+}
+
+// readPlain() skips OpenSSL when no ciphertext is waiting; plaintext of a record that did not
+// fit the caller's buffer is still inside the SSL and must come out without new input.
+TEST_F(TlsSessionTest, PlaintextLeftInsideTheSslComesOutWithoutNewInput) {
+  auto c = client();
+  auto s = server();
+  ASSERT_TRUE(c && s);
+  ASSERT_EQ(handshake(*c, *s).server, HandshakeState::kDone);
+  std::string data(10000, 'x');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>('a' + i % 26);
+  ASSERT_TRUE(c->writePlain(bytesOf(data)).ok());  // one record
+  transfer(*c, *s);
+
+  std::string got;
+  std::array<uint8_t, 100> small{};
+  for (int i = 0; i < 200 && got.size() < data.size(); ++i) {
+    auto r = s->readPlain(small);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    ASSERT_EQ(r->status, ReadStatus::kData) << "after " << got.size() << " bytes";
+    got.append(reinterpret_cast<const char*>(small.data()), r->bytes);
+    EXPECT_EQ(s->bufferedEncryptedInput(), 0U);
+  }
+  EXPECT_EQ(got, data);
+  auto r = s->readPlain(small);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, ReadStatus::kWouldBlock);
+}
+
+// A record cut in two: the first part gives would-block (not an error), the rest the data.
+// An error some other code left on this thread's OpenSSL error queue must not turn that
+// would-block into a failure.
+TEST_F(TlsSessionTest, PartialRecordWaitsForTheRestDespiteAStaleQueuedError) {
+  auto c = client();
+  auto s = server();
+  ASSERT_TRUE(c && s);
+  ASSERT_EQ(handshake(*c, *s).server, HandshakeState::kDone);
+  ASSERT_TRUE(c->writePlain(bytesOf("split record")).ok());
+  const std::vector<uint8_t> wire(c->pendingEncrypted().begin(), c->pendingEncrypted().end());
+  ASSERT_GT(wire.size(), 10U);
+
+  ERR_raise(ERR_LIB_SSL, SSL_R_BAD_PACKET);  // stale: not from this session
+  EXPECT_EQ(s->feedEncrypted(std::span(wire).first(10)), 10U);
+  ReadStatus last = ReadStatus::kData;
+  EXPECT_EQ(readAll(*s, &last), "");
+  EXPECT_EQ(last, ReadStatus::kWouldBlock);
+  EXPECT_FALSE(s->failed()) << s->error().message;
+
+  ERR_raise(ERR_LIB_SSL, SSL_R_BAD_PACKET);
+  EXPECT_EQ(s->feedEncrypted(std::span(wire).subspan(10)), wire.size() - 10);
+  EXPECT_EQ(readAll(*s, &last), "split record");
+  EXPECT_EQ(last, ReadStatus::kWouldBlock);
+  EXPECT_FALSE(s->failed()) << s->error().message;
+  ERR_clear_error();
 }
 
 TEST_F(TlsSessionTest, AcceptsAnyOfSeveralExpectedIdentities) {
