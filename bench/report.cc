@@ -40,12 +40,6 @@ std::string toolVersion(const std::vector<std::string>& argv, const std::string&
   return "unknown";
 }
 
-double medianOf(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 bool isLatency(const std::string& metric) {
   return metric.rfind("latency_", 0) == 0;
 }
@@ -71,6 +65,12 @@ std::string latencyRunsNote(const nlohmann::json& run) {
 }
 
 }  // namespace
+
+double medianOf(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
 
 nlohmann::json describeMachine(const std::string& source_dir) {
   utsname u{};

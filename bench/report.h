@@ -16,6 +16,9 @@
 
 namespace nodemesh::bench {
 
+// The median of `v` (the mean of the middle two for an even count); `v` must not be empty.
+double medianOf(std::vector<double> v);
+
 inline constexpr const char* kPeers[] = {"stunnel", "haproxy"};
 
 // CPU model, cores, kernel, memory, tool versions, the nodemesh commit.

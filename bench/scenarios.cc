@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/report.h"
 #include "tests/e2e/harness/process.h"
 #include "tests/e2e/harness/testapp_client.h"
 
@@ -158,9 +159,9 @@ Figures ScenarioRunner::http() {
 }
 
 // sockperf ping-pong over one TCP connection: full round trip percentiles. Each size runs
-// kLatencyRuns times on a new connection, the sizes taking turns, and each percentile is the
-// median of those runs: a run's p50 moves by 10-20% with the state it happens to start in
-// (the same for every mode, direct included), more than the differences being measured.
+// Options::latency_runs times, each on a new connection, the sizes taking turns, and each
+// percentile is the median of those runs: a run's p50 moves by 10-20% with the state it happens to
+// start in (the same for every mode, direct included), more than the differences being measured.
 Figures ScenarioRunner::latency() {
   const Options& o = env_.options();
   const SocketAddress ep = mode_.endpoint(Service::kSockperf);
@@ -186,10 +187,7 @@ Figures ScenarioRunner::latency() {
     }
   }
   Figures f;
-  for (auto& [key, values] : runs) {
-    std::sort(values.begin(), values.end());
-    f[key] = values[values.size() / 2];
-  }
+  for (const auto& [key, values] : runs) f[key] = medianOf(values);
   return f;
 }
 

@@ -118,15 +118,11 @@ long TlsSession::bioCtrl(BIO* bio, int cmd, long /*num*/, void* /*ptr*/) {
     case BIO_CTRL_FLUSH:
       return 1;
     case BIO_CTRL_PENDING:
-      return static_cast<long>(self->bufferedEncryptedInput() + self->lent_.size() -
-                               self->lent_offset_);
+      return static_cast<long>(self->unreadEncryptedInput());
     case BIO_CTRL_WPENDING:
       return static_cast<long>(self->out_.size() - self->out_offset_);
     case BIO_CTRL_EOF:
-      return self->in_eof_ && self->bufferedEncryptedInput() == 0 &&
-                     self->lent_offset_ == self->lent_.size()
-                 ? 1
-                 : 0;
+      return self->in_eof_ && self->unreadEncryptedInput() == 0 ? 1 : 0;
     default:
       return 0;
   }
@@ -329,8 +325,7 @@ Result<TlsSession::ReadResult> TlsSession::readPlain(std::span<uint8_t> out) {
     // as a successful one (record layer, error queue): skip it unless plaintext or a record
     // is still buffered inside the SSL. At EOF it must run, to tell close_notify from a
     // truncation.
-    if (!in_eof_ && bufferedEncryptedInput() == 0 && lent_offset_ == lent_.size() &&
-        SSL_has_pending(ssl_.get()) == 0) {
+    if (!in_eof_ && unreadEncryptedInput() == 0 && SSL_has_pending(ssl_.get()) == 0) {
       break;
     }
     clearStaleErrors();

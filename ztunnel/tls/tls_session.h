@@ -126,6 +126,10 @@ class TlsSession {
   void fail(std::string_view what, int ssl_error);
   void failWith(std::string message);
 
+  // Ciphertext OpenSSL has not read yet: buffered, then lent.
+  size_t unreadEncryptedInput() const {
+    return bufferedEncryptedInput() + (lent_.size() - lent_offset_);
+  }
   // Custom BIO plumbing: OpenSSL reads `in_` and appends to `out_`.
   static int bioWrite(BIO* bio, const char* data, size_t len, size_t* written);
   static int bioRead(BIO* bio, char* data, size_t len, size_t* read);
