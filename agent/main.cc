@@ -47,7 +47,7 @@ struct Flags {
   std::string trust_domain = "cluster.local";
   int cert_lifetime_s = 24 * 3600;
   unsigned workers = 0;
-  unsigned recv_buffers = 512;
+  unsigned recv_buffers = 128;
   uint16_t admin_port = admin::kDefaultAdminPort;
   uint16_t metrics_port = admin::kDefaultMetricsPort;
   uint16_t readiness_port = admin::kDefaultReadinessPort;

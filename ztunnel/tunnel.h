@@ -46,7 +46,7 @@ struct TunnelOptions {
   // Receive buffers, per worker, in an io_uring provided buffer ring shared by all its
   // sockets (multishot recv): an idle connection holds none, a busy socket at most 4. A full
   // consumer stops reading, so a slow reader slows the writer (TCP flow control).
-  unsigned recv_buffer_count = 512;  // a power of two
+  unsigned recv_buffer_count = 128;  // a power of two
   size_t recv_buffer_bytes = 16 * 1024;
   unsigned ring_entries = 1024;
 };
