@@ -63,8 +63,6 @@ Result<SslCtxPtr> TlsContextFactory::newContext(bool server,
   if (server && SSL_CTX_set_num_tickets(c, 0) != 1) {
     return opensslError(what + ": disabling session tickets");
   }
-  // Idle connections give their 2 x ~17 KiB record buffers back.
-  SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
 
   SSL_CTX_set1_cert_store(c, store_.get());  // shared, reference counted
   SSL_CTX_set_verify(c,
