@@ -94,11 +94,19 @@ Environment::Environment(const Options& options) : options_(options) {
 // let new connections reuse them (RFC 6191 timestamps make that safe) and widen the ephemeral
 // range, which starts above every port that anything listens on here (the mesh's 150xx, the
 // applications' and the peers' tunnel ports), so that a TIME_WAIT socket never holds a port a
-// listener needs. The same for every mode; these are the pods' own namespaces.
+// listener needs. The TCP congestion control is fixed too (Options::congestion_control). The
+// same for every mode; these are the pods' own namespaces.
 void Environment::tunePod(const std::string& pod) {
-  check(cluster_->runInPod(
-      pod, {"sysctl", "-q", "-w", "net.ipv4.tcp_tw_reuse=1",
-            "net.ipv4.ip_local_port_range=20000 65535", "net.core.somaxconn=8192"}));
+  std::vector<std::string> argv = {"sysctl",
+                                   "-q",
+                                   "-w",
+                                   "net.ipv4.tcp_tw_reuse=1",
+                                   "net.ipv4.ip_local_port_range=20000 65535",
+                                   "net.core.somaxconn=8192"};
+  if (options_.congestion_control != "host") {
+    argv.push_back("net.ipv4.tcp_congestion_control=" + options_.congestion_control);
+  }
+  check(cluster_->runInPod(pod, argv));
 }
 
 void Environment::makeCertificates() {

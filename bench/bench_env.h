@@ -39,6 +39,10 @@ struct Options {
   // Each node's processes (its tunnel, its pod's applications) on a CPU of its own: two
   // single-core nodes rather than six processes floating over the machine's cores.
   bool pin = true;
+  // TCP congestion control in the pods, where every TCP endpoint of every mode lives: Linux's
+  // default, whatever the host's default is (with BBR, one connection's ping-pong p50 lands 10-25%
+  // above the floor or not, by the state its pacing settles in). "host" keeps the host's.
+  std::string congestion_control = "cubic";
   // Per-scenario lengths (see nodemesh_bench.cc for the full and --quick values).
   std::chrono::milliseconds throughput_time{5000};
   std::chrono::milliseconds latency_time{2000};  // per sockperf run

@@ -16,6 +16,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <memory>
 #include <numeric>
 #include <optional>
 #include <sstream>
@@ -207,6 +209,9 @@ int run(int argc, char** argv) {
   app.add_flag("--no-pin", no_pin,
                "let every process float over the machine's CPUs (default: each simulated node "
                "on a CPU of its own)");
+  app.add_option("--congestion-control", o.congestion_control,
+                 "TCP congestion control in the pods, for every mode (host: the host's default)")
+      ->capture_default_str();
   app.add_flag("--keep-logs", o.keep_logs, "keep the cluster's work directory (process logs)");
   try {
     app.parse(argc, argv);
@@ -321,59 +326,120 @@ int run(int argc, char** argv) {
   try {
     Environment env(o);
     log("cluster " + env.cluster().prefix() + " ready");
-    for (int r = 1; r <= o.repeats; ++r) {
-      for (const auto& name : o.modes) {
-        std::unique_ptr<Mode> mode = makeMode(name, env);
-        if (!mode) {
-          results.addError("unknown mode " + name);
-          continue;
+    // Starts a mode; nullptr (the error recorded) when it could not start.
+    auto start_mode = [&](const std::string& name, int r) -> std::unique_ptr<Mode> {
+      std::unique_ptr<Mode> mode = makeMode(name, env);
+      if (!mode) {
+        results.addError("unknown mode " + name);
+        return nullptr;
+      }
+      const auto t0 = Clock::now();
+      try {
+        mode->start();
+        log(fmt::format("{}/{} {} started in {:.1f} s", r, o.repeats, name,
+                        std::chrono::duration<double>(Clock::now() - t0).count()));
+        return mode;
+      } catch (const std::exception& e) {
+        results.addError(fmt::format("{} (repeat {}): start: {}", name, r, e.what()));
+        log(results.errors().back());
+        try {
+          mode->stop();
+        } catch (const std::exception&) {
         }
+        return nullptr;
+      }
+    };
+    auto stop_mode = [&](Mode& mode, const std::string& name,
+                         int r) -> std::optional<std::map<std::string, std::string>> {
+      try {
+        const auto stop0 = Clock::now();
+        auto facts = mode.stop();
+        log(fmt::format("{}/{} {} stopped in {:.1f} s", r, o.repeats, name,
+                        std::chrono::duration<double>(Clock::now() - stop0).count()));
+        return facts;
+      } catch (const std::exception& e) {
+        results.addError(fmt::format("{} (repeat {}): stop: {}", name, r, e.what()));
+        log(results.errors().back());
+        return std::nullopt;
+      }
+    };
+    auto run_scenario = [&](ScenarioRunner& runner, Mode& mode, const std::string& name, int r,
+                            const std::string& scenario,
+                            const std::string& profile) -> std::optional<Figures> {
+      try {
+        std::optional<Profiler> profiler;
+        if (!o.perf_dir.empty() && name == "nodemesh") {
+          profiler.emplace(env.cluster(), mode.tunnelPids(),
+                           fmt::format("{}/{}.data", o.perf_dir, profile));
+        }
+        const auto s0 = Clock::now();
+        Figures f = runner.run(scenario);
+        log(fmt::format("{}/{} {} {} ({:.1f} s):{}", r, o.repeats, name, scenario,
+                        std::chrono::duration<double>(Clock::now() - s0).count(),
+                        describeFigures(f)));
+        return f;
+      } catch (const std::exception& e) {
+        results.addError(fmt::format("{} (repeat {}): {}: {}", name, r, scenario, e.what()));
+        log(results.errors().back());
+        return std::nullopt;
+      }
+    };
+    const bool latency = std::find(order.begin(), order.end(), "latency") != order.end();
+    std::vector<std::string> per_mode = order;
+    std::erase(per_mode, "latency");
+    for (int r = 1; r <= o.repeats; ++r) {
+      if (latency) {
+        // Latency first, the modes taking turns between sockperf runs (each on a freshly
+        // started tunnel), the order rotating from run to run: the machine's latency drifts
+        // over minutes by more than the differences measured, and this way every mode samples
+        // the same stretch of it. A mode's figure is the median of its runs.
         const auto t0 = Clock::now();
         const CpuUse cpu0 = readCpuUse(env.cluster().cgroupBase());
-        try {
-          mode->start();
-          log(fmt::format("{}/{} {} started in {:.1f} s", r, o.repeats, name,
-                          std::chrono::duration<double>(Clock::now() - t0).count()));
-        } catch (const std::exception& e) {
-          results.addError(fmt::format("{} (repeat {}): start: {}", name, r, e.what()));
-          log(results.errors().back());
-          try {
-            mode->stop();
-          } catch (const std::exception&) {
-          }
-          continue;
-        }
-        ScenarioRunner runner(env, *mode);
-        for (const auto& scenario : order) {
-          try {
-            std::optional<Profiler> profiler;
-            if (!o.perf_dir.empty() && name == "nodemesh") {
-              profiler.emplace(env.cluster(), mode->tunnelPids(),
-                               fmt::format("{}/{}-{}.data", o.perf_dir, scenario, r));
+        std::map<std::string, std::map<std::string, std::vector<double>>> runs;
+        for (int run = 0; run < o.latency_runs; ++run) {
+          for (size_t i = 0; i < o.modes.size(); ++i) {
+            const std::string& name = o.modes[(i + static_cast<size_t>(run)) % o.modes.size()];
+            std::unique_ptr<Mode> mode = start_mode(name, r);
+            if (!mode) continue;
+            ScenarioRunner runner(env, *mode);
+            if (auto f = run_scenario(runner, *mode, name, r, "latency",
+                                      fmt::format("latency-{}-{}", r, run + 1))) {
+              for (const auto& [key, value] : *f) runs[name][key].push_back(value);
             }
-            const auto s0 = Clock::now();
-            Figures f = runner.run(scenario);
-            results.add(name, f);
-            log(fmt::format("{}/{} {} {} ({:.1f} s):{}", r, o.repeats, name, scenario,
-                            std::chrono::duration<double>(Clock::now() - s0).count(),
-                            describeFigures(f)));
-          } catch (const std::exception& e) {
-            results.addError(fmt::format("{} (repeat {}): {}: {}", name, r, scenario, e.what()));
-            log(results.errors().back());
+            (void)stop_mode(*mode, name, r);
+          }
+        }
+        for (const auto& [name, keys] : runs) {
+          Figures f;
+          for (const auto& [key, values] : keys) f[key] = medianOf(values);
+          results.add(name, f);
+          log(fmt::format("{}/{} {} latency, median of {} runs:{}", r, o.repeats, name,
+                          keys.begin()->second.size(), describeFigures(f)));
+        }
+        const double background = backgroundVcpu(cpu0, readCpuUse(env.cluster().cgroupBase()));
+        background_vcpu.push_back(background);
+        log(fmt::format("{}/{} latency done in {:.1f} s (other processes: {:.2f} vCPU)", r,
+                        o.repeats, std::chrono::duration<double>(Clock::now() - t0).count(),
+                        background));
+      }
+      if (per_mode.empty()) continue;
+      for (const auto& name : o.modes) {
+        const auto t0 = Clock::now();
+        const CpuUse cpu0 = readCpuUse(env.cluster().cgroupBase());
+        std::unique_ptr<Mode> mode = start_mode(name, r);
+        if (!mode) continue;
+        ScenarioRunner runner(env, *mode);
+        for (const auto& scenario : per_mode) {
+          if (auto f = run_scenario(runner, *mode, name, r, scenario,
+                                    fmt::format("{}-{}", scenario, r))) {
+            results.add(name, *f);
           }
         }
         const double background = backgroundVcpu(cpu0, readCpuUse(env.cluster().cgroupBase()));
         background_vcpu.push_back(background);
-        try {
-          const auto stop0 = Clock::now();
-          auto facts = mode->stop();
-          log(fmt::format("{}/{} {} stopped in {:.1f} s", r, o.repeats, name,
-                          std::chrono::duration<double>(Clock::now() - stop0).count()));
-          facts["background_vcpu"] = fmt::format("{:.2f}", background);
-          results.addFacts(name, r, facts);
-        } catch (const std::exception& e) {
-          results.addError(fmt::format("{} (repeat {}): stop: {}", name, r, e.what()));
-          log(results.errors().back());
+        if (auto facts = stop_mode(*mode, name, r)) {
+          (*facts)["background_vcpu"] = fmt::format("{:.2f}", background);
+          results.addFacts(name, r, *facts);
         }
         log(fmt::format("{}/{} {} done in {:.1f} s (other processes: {:.2f} vCPU)", r, o.repeats,
                         name, std::chrono::duration<double>(Clock::now() - t0).count(),
@@ -412,6 +478,7 @@ int run(int argc, char** argv) {
         {"idle_note", o.idle_note},
         {"fd_limit", o.fd_limit},
         {"pinned", o.pin},
+        {"congestion_control", o.congestion_control},
         {"agent_flags", o.agent_flags},
         {"agent_variants", o.agent_variants}}},
       {"leftovers", leftovers},

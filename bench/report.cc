@@ -254,6 +254,13 @@ std::string Results::toMarkdown(const nlohmann::json& machine, const nlohmann::j
         "average while a mode ran, {:.2f} at most.\n\n",
         run["background_vcpu"].value("mean", 0.0), run["background_vcpu"].value("max", 0.0));
   }
+  if (run.contains("settings") && run["settings"].contains("congestion_control")) {
+    const std::string cc = run["settings"].value("congestion_control", "");
+    md << (cc == "host" ? std::string("TCP congestion control: the host's default.\n\n")
+                        : fmt::format("TCP congestion control in the pods: {} (the host's default "
+                                      "does not apply).\n\n",
+                                      cc));
+  }
   if (run.contains("settings") && !run["settings"].value("idle_note", "").empty()) {
     md << "Note: " << run["settings"].value("idle_note", "") << ".\n\n";
   }

@@ -158,36 +158,31 @@ Figures ScenarioRunner::http() {
   return f;
 }
 
-// sockperf ping-pong over one TCP connection: full round trip percentiles. Each size runs
-// Options::latency_runs times, each on a new connection, the sizes taking turns, and each
-// percentile is the median of those runs: a run's p50 moves by 10-20% with the state it happens to
-// start in (the same for every mode, direct included), more than the differences being measured.
+// sockperf ping-pong over one TCP connection per size: full round trip percentiles. One run
+// of each size; the driver runs Options::latency_runs of them per round, the modes taking turns
+// between runs (nodemesh_bench.cc), and takes the median.
 Figures ScenarioRunner::latency() {
   const Options& o = env_.options();
   const SocketAddress ep = mode_.endpoint(Service::kSockperf);
   const std::vector<std::pair<int, std::string>> sizes = {{64, "64"}, {1024, "1k"}};
-  std::map<std::string, std::vector<double>> runs;
-  for (int run = 0; run < o.latency_runs; ++run) {
-    for (const auto& [size, name] : sizes) {
-      CommandResult r = env_.runInClient(
-          {"sockperf", "ping-pong", "--tcp", "-i", ep.ip.toString(), "-p", std::to_string(ep.port),
-           "-m", std::to_string(size), "-t", wholeSeconds(o.latency_time), "--full-rtt"},
-          o.latency_time + seconds(30));
-      if (!r.ok()) throw HarnessError(r.describe());
-      const std::string text = r.out + r.err;
-      for (const auto& [pct, key] : {std::pair<std::string, std::string>{"50\\.000", "p50"},
-                                     {"99\\.000", "p99"},
-                                     {"99\\.900", "p999"}}) {
-        std::smatch m;
-        if (!std::regex_search(text, m, std::regex("percentile " + pct + " = +([0-9.]+)"))) {
-          throw HarnessError("sockperf printed no percentile " + pct + ":\n" + text);
-        }
-        runs["latency_" + name + "_" + key].push_back(std::stod(m[1].str()));
+  Figures f;
+  for (const auto& [size, name] : sizes) {
+    CommandResult r = env_.runInClient(
+        {"sockperf", "ping-pong", "--tcp", "-i", ep.ip.toString(), "-p", std::to_string(ep.port),
+         "-m", std::to_string(size), "-t", wholeSeconds(o.latency_time), "--full-rtt"},
+        o.latency_time + seconds(30));
+    if (!r.ok()) throw HarnessError(r.describe());
+    const std::string text = r.out + r.err;
+    for (const auto& [pct, key] : {std::pair<std::string, std::string>{"50\\.000", "p50"},
+                                   {"99\\.000", "p99"},
+                                   {"99\\.900", "p999"}}) {
+      std::smatch m;
+      if (!std::regex_search(text, m, std::regex("percentile " + pct + " = +([0-9.]+)"))) {
+        throw HarnessError("sockperf printed no percentile " + pct + ":\n" + text);
       }
+      f["latency_" + name + "_" + key] = std::stod(m[1].str());
     }
   }
-  Figures f;
-  for (const auto& [key, values] : runs) f[key] = medianOf(values);
   return f;
 }
 
