@@ -411,8 +411,15 @@ int run(int argc, char** argv) {
         }
         for (const auto& [name, keys] : runs) {
           Figures f;
-          for (const auto& [key, values] : keys) f[key] = medianOf(values);
+          std::map<std::string, std::string> each_run;  // kept in latest.json's facts
+          for (const auto& [key, values] : keys) {
+            f[key] = medianOf(values);
+            std::string list;
+            for (double v : values) list += fmt::format("{}{:.1f}", list.empty() ? "" : " ", v);
+            each_run["runs_" + key] = list;
+          }
           results.add(name, f);
+          results.addFacts(name, r, each_run);
           log(fmt::format("{}/{} {} latency, median of {} runs:{}", r, o.repeats, name,
                           keys.begin()->second.size(), describeFigures(f)));
         }
