@@ -326,6 +326,10 @@ int run(int argc, char** argv) {
   try {
     Environment env(o);
     log("cluster " + env.cluster().prefix() + " ready");
+    auto record_error = [&](const std::string& error) {
+      results.addError(error);
+      log(results.errors().back());
+    };
     // Starts a mode; nullptr (the error recorded) when it could not start.
     auto start_mode = [&](const std::string& name, int r) -> std::unique_ptr<Mode> {
       std::unique_ptr<Mode> mode = makeMode(name, env);
@@ -340,8 +344,7 @@ int run(int argc, char** argv) {
                         std::chrono::duration<double>(Clock::now() - t0).count()));
         return mode;
       } catch (const std::exception& e) {
-        results.addError(fmt::format("{} (repeat {}): start: {}", name, r, e.what()));
-        log(results.errors().back());
+        record_error(fmt::format("{} (repeat {}): start: {}", name, r, e.what()));
         try {
           mode->stop();
         } catch (const std::exception&) {
@@ -358,8 +361,7 @@ int run(int argc, char** argv) {
                         std::chrono::duration<double>(Clock::now() - stop0).count()));
         return facts;
       } catch (const std::exception& e) {
-        results.addError(fmt::format("{} (repeat {}): stop: {}", name, r, e.what()));
-        log(results.errors().back());
+        record_error(fmt::format("{} (repeat {}): stop: {}", name, r, e.what()));
         return std::nullopt;
       }
     };
@@ -379,8 +381,7 @@ int run(int argc, char** argv) {
                         describeFigures(f)));
         return f;
       } catch (const std::exception& e) {
-        results.addError(fmt::format("{} (repeat {}): {}: {}", name, r, scenario, e.what()));
-        log(results.errors().back());
+        record_error(fmt::format("{} (repeat {}): {}: {}", name, r, scenario, e.what()));
         return std::nullopt;
       }
     };

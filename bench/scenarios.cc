@@ -11,7 +11,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "bench/report.h"
 #include "tests/e2e/harness/process.h"
 #include "tests/e2e/harness/testapp_client.h"
 
@@ -164,9 +163,8 @@ Figures ScenarioRunner::http() {
 Figures ScenarioRunner::latency() {
   const Options& o = env_.options();
   const SocketAddress ep = mode_.endpoint(Service::kSockperf);
-  const std::vector<std::pair<int, std::string>> sizes = {{64, "64"}, {1024, "1k"}};
   Figures f;
-  for (const auto& [size, name] : sizes) {
+  for (const auto& [size, name] : {std::pair<int, std::string>{64, "64"}, {1024, "1k"}}) {
     CommandResult r = env_.runInClient(
         {"sockperf", "ping-pong", "--tcp", "-i", ep.ip.toString(), "-p", std::to_string(ep.port),
          "-m", std::to_string(size), "-t", wholeSeconds(o.latency_time), "--full-rtt"},
