@@ -48,6 +48,7 @@ struct Flags {
   int cert_lifetime_s = 24 * 3600;
   unsigned workers = 0;
   unsigned recv_buffers = 128;
+  unsigned busy_poll_us = 0;
   uint16_t admin_port = admin::kDefaultAdminPort;
   uint16_t metrics_port = admin::kDefaultMetricsPort;
   uint16_t readiness_port = admin::kDefaultReadinessPort;
@@ -99,12 +100,13 @@ void logTunnelStats(const ztunnel::Tunnel& tunnel) {
       "bytes_from_dst={} tls_handshakes_client={} tls_handshakes_server={} "
       "tls_handshake_failures={} hbone_streams_opened={} hbone_streams_accepted={} "
       "hbone_streams_rejected={} hbone_pool_size={} denied={} closed_by_policy={} "
-      "connect_retries={} connect_timeouts={}",
+      "connect_retries={} connect_timeouts={} busy_poll_hits={} busy_poll_misses={}",
       s.accepted_outbound, s.accepted_inbound, s.accepted_hbone, s.completed, s.active,
       s.failed_connect, s.failed_no_orig_dst, s.failed_io, s.bytes_to_dst, s.bytes_from_dst,
       s.tls_handshakes_client, s.tls_handshakes_server, s.tls_handshake_failures,
       s.hbone_streams_opened, s.hbone_streams_accepted, s.hbone_streams_rejected, s.hbone_pool_size,
-      s.denied, s.closed_by_policy, s.connect_retries, s.connect_timeouts);
+      s.denied, s.closed_by_policy, s.connect_retries, s.connect_timeouts, s.busy_poll_hits,
+      s.busy_poll_misses);
 }
 
 // What the admin API and /metrics read of the running agent.
@@ -271,6 +273,7 @@ int run(const Flags& flags) {
   ztunnel::TunnelOptions tunnel_options;
   tunnel_options.workers = flags.workers ? flags.workers : ztunnel::defaultWorkerCount();
   tunnel_options.recv_buffer_count = flags.recv_buffers;
+  tunnel_options.busy_poll = std::chrono::microseconds(flags.busy_poll_us);
   tunnel_options.node = flags.node;
   tunnel_options.connect_timeout = std::chrono::milliseconds(flags.connect_timeout_ms);
   tunnel_options.connect_attempts = flags.connect_attempts;
@@ -479,6 +482,11 @@ int agentMain(int argc, char** argv) {
         unsigned long n = std::strtoul(v.c_str(), nullptr, 10);
         return n >= 2 && n <= 32768 && (n & (n - 1)) == 0 ? "" : "must be a power of two, 2..32768";
       });
+  app.add_option("--busy-poll-us", flags.busy_poll_us,
+                 "microseconds each tunnel worker polls for work before it sleeps: lower "
+                 "round-trip latency for CPU kept busy (docs/tunnel.md); 0 disables it")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000));
   app.add_option("--admin-port", flags.admin_port,
                  "admin API port, on 127.0.0.1 only (/config_dump, /connections, /logging, "
                  "/explain, /quitquitquit); 0 disables it")

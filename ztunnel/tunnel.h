@@ -49,6 +49,11 @@ struct TunnelOptions {
   unsigned recv_buffer_count = 128;  // a power of two
   size_t recv_buffer_bytes = 16 * 1024;
   unsigned ring_entries = 1024;
+  // Opt-in busy polling: before a worker sleeps for completions it polls its ring this long
+  // (0: never). A worker that is still running when a socket turns ready needs no wake-up,
+  // which on a VM whose idle vCPUs halt costs 25-50 us each; the price is a CPU kept busy for
+  // up to this long after each burst of work (docs/tunnel.md, bench/README.md).
+  std::chrono::microseconds busy_poll{0};
 };
 
 // Where the tunnel learns the original destination of a captured outbound connection.
@@ -154,6 +159,8 @@ struct TunnelStats {
   uint64_t closed_by_policy = 0;        // open connections closed after a policy change
   uint64_t connect_retries = 0;         // service connections retried on another endpoint
   uint64_t connect_timeouts = 0;
+  uint64_t busy_poll_hits = 0;    // busy polls that found work (the worker did not sleep)
+  uint64_t busy_poll_misses = 0;  // busy polls that ran out and slept
 
   // Sums another worker's figures into these.
   TunnelStats& operator+=(const TunnelStats& o) {
@@ -178,6 +185,8 @@ struct TunnelStats {
     closed_by_policy += o.closed_by_policy;
     connect_retries += o.connect_retries;
     connect_timeouts += o.connect_timeouts;
+    busy_poll_hits += o.busy_poll_hits;
+    busy_poll_misses += o.busy_poll_misses;
     return *this;
   }
 };

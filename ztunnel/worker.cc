@@ -65,6 +65,10 @@ Status Worker::initRing() {
   // reject the flags, and the ring is then created without them.
   io_uring_params params{};
   params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+  // Busy polling watches IORING_SQ_TASKRUN: with DEFER_TASKRUN a socket that turns ready
+  // queues work for this thread (the receive itself) and, when the thread is not asleep in
+  // the ring, only raises that flag.
+  if (options_.busy_poll.count() > 0) params.flags |= IORING_SETUP_TASKRUN_FLAG;
   int err = io_uring_queue_init_params(options_.ring_entries, &ring_, &params);
   if (err == -EINVAL && params.flags != 0) {
     params = io_uring_params{};
@@ -236,6 +240,8 @@ TunnelStats Worker::stats() const {
   s.closed_by_policy = get(closed_by_policy_);
   s.connect_retries = get(connect_retries_);
   s.connect_timeouts = get(connect_timeouts_);
+  s.busy_poll_hits = get(busy_poll_hits_);
+  s.busy_poll_misses = get(busy_poll_misses_);
   return s;
 }
 
@@ -309,6 +315,10 @@ void Worker::run() {
   armWake();
   armTimer();
   while (true) {
+    if (options_.busy_poll.count() > 0) {
+      auto& counter = pollBeforeWait() ? busy_poll_hits_ : busy_poll_misses_;
+      counter.fetch_add(1, std::memory_order_relaxed);
+    }
     io_uring_submit_and_wait(&ring_, 1);
     io_uring_cqe* cqe;
     unsigned head;
@@ -321,6 +331,17 @@ void Worker::run() {
     flushDirty();
     if (stopping_.load() && shutdownDone()) break;
   }
+}
+
+bool Worker::pollBeforeWait() {
+  io_uring_submit(&ring_);
+  const auto until = std::chrono::steady_clock::now() + options_.busy_poll;
+  while (io_uring_cq_ready(&ring_) == 0 &&
+         (IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_TASKRUN) == 0) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    ::sched_yield();
+  }
+  return true;
 }
 
 void Worker::handle(OpTag* tag, int res, unsigned flags) {

@@ -264,6 +264,10 @@ class Worker final : public Tunnel {
   std::string connectFailure(int res);
   Status initRing();  // on the worker thread
   void run();
+  // Busy polling (options_.busy_poll > 0): submits, then polls until a completion or pending
+  // completion work shows up (true) or the time runs out (false), yielding the CPU between
+  // looks so that the pod's own processes pinned beside the agent still run.
+  bool pollBeforeWait();
   void handle(OpTag* tag, int res, unsigned flags);
   void onWake();
   void onTimer();
@@ -431,6 +435,8 @@ class Worker final : public Tunnel {
   std::atomic<uint64_t> closed_by_policy_{0};
   std::atomic<uint64_t> connect_retries_{0};
   std::atomic<uint64_t> connect_timeouts_{0};
+  std::atomic<uint64_t> busy_poll_hits_{0};
+  std::atomic<uint64_t> busy_poll_misses_{0};
 };
 
 }  // namespace nodemesh::ztunnel::internal

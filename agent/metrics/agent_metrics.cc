@@ -72,6 +72,10 @@ std::string renderAgentMetrics(const AgentMetricsInput& in) {
   out.sample("nodemesh_hbone_streams_total", {{"event", "rejected"}}, t.hbone_streams_rejected);
   single(out, "nodemesh_hbone_pool_connections", "gauge",
          "Pooled HBONE client connections open (one TLS connection each)", t.hbone_pool_size);
+  out.family("nodemesh_tunnel_busy_polls_total", "counter",
+             "Tunnel workers' busy polls (--busy-poll-us): found work (hit) or slept (miss)");
+  out.sample("nodemesh_tunnel_busy_polls_total", {{"result", "hit"}}, t.busy_poll_hits);
+  out.sample("nodemesh_tunnel_busy_polls_total", {{"result", "miss"}}, t.busy_poll_misses);
 
   out.family("nodemesh_certificate_expiration_timestamp_seconds", "gauge",
              "When each workload certificate of this node expires (Unix time)");

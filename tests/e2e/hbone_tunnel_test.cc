@@ -640,5 +640,36 @@ TEST_F(HboneTunnelTest, TinyReceiveBufferRingStillCarriesConcurrentPlainTcp) {
   }
 }
 
+// Busy polling (--busy-poll-us): a transfer through the tunnel with the workers polling before
+// they sleep arrives intact, and both agents count polls that found work, so polling did take
+// part; without the flag no worker polls.
+TEST_F(HboneTunnelTest, BusyPollingWorkersCarryATransferIntactAndCountTheirHits) {
+  startAgents({"--workers", "1", "--busy-poll-us", "200"});
+  if (HasFatalFailure()) return;
+  Process& server = serveParallel("cart-v1", 8080, 1, 1);
+  auto done = connectSeeded("frontend", std::string(kCartV1) + ":8080", 4 << 20, 11);
+  EXPECT_TRUE(done.value("ok", false)) << done.dump();
+  EXPECT_EQ(server.waitExit(seconds(10)), 0) << server.output();
+  for (Process* agent : {agent1_, agent2_}) {
+    auto stats = tunnelStats(*agent);
+    EXPECT_GT(stats["busy_poll_hits"], 0u) << agent->output();
+    EXPECT_EQ(stats["hbone_streams_rejected"], 0u);
+  }
+}
+
+TEST_F(HboneTunnelTest, WorkersDoNotBusyPollByDefault) {
+  startAgents({"--workers", "1"});
+  if (HasFatalFailure()) return;
+  Process& server = serveParallel("cart-v1", 8080, 1, 1);
+  auto done = connectSeeded("frontend", std::string(kCartV1) + ":8080", 1 << 20, 12);
+  EXPECT_TRUE(done.value("ok", false)) << done.dump();
+  EXPECT_EQ(server.waitExit(seconds(10)), 0) << server.output();
+  for (Process* agent : {agent1_, agent2_}) {
+    auto stats = tunnelStats(*agent);
+    ASSERT_TRUE(stats.count("busy_poll_hits")) << agent->output();
+    EXPECT_EQ(stats["busy_poll_hits"] + stats["busy_poll_misses"], 0u);
+  }
+}
+
 }  // namespace
 }  // namespace nodemesh::e2e

@@ -155,6 +155,8 @@ TEST(AgentMetricsTest, RendersNodemeshSeries) {
   in.capture_counters = std::map<std::string, uint64_t>{{"out_captured", 12}, {"in_steered", 3}};
   in.tunnel.tls_handshakes_client = 4;
   in.tunnel.hbone_pool_size = 2;
+  in.tunnel.busy_poll_hits = 7;
+  in.tunnel.busy_poll_misses = 5;
   in.enrolled_pods = 3;
   in.ready = true;
   in.certificates.push_back(
@@ -169,6 +171,8 @@ TEST(AgentMetricsTest, RendersNodemeshSeries) {
        {"nodemesh_enrolled_pods 3\n", "nodemesh_ready 1\n",
         "nodemesh_capture_decisions_total{reason=\"out_captured\"} 12\n",
         "nodemesh_tls_handshakes_total{role=\"client\"} 4\n", "nodemesh_hbone_pool_connections 2\n",
+        "nodemesh_tunnel_busy_polls_total{result=\"hit\"} 7\n",
+        "nodemesh_tunnel_busy_polls_total{result=\"miss\"} 5\n",
         "# TYPE istio_tcp_connections_opened_total counter\n"}) {
     EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
   }
