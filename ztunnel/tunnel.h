@@ -159,8 +159,8 @@ struct TunnelStats {
   uint64_t closed_by_policy = 0;        // open connections closed after a policy change
   uint64_t connect_retries = 0;         // service connections retried on another endpoint
   uint64_t connect_timeouts = 0;
-  uint64_t busy_poll_hits = 0;    // busy polls that found work (the worker did not sleep)
-  uint64_t busy_poll_misses = 0;  // busy polls that ran out and slept
+  uint64_t busy_poll_hits = 0;    // busy polls that found work arriving (no sleep, no wake-up)
+  uint64_t busy_poll_misses = 0;  // busy polls that ran out (the worker then slept)
 
   // Sums another worker's figures into these.
   TunnelStats& operator+=(const TunnelStats& o) {

@@ -316,8 +316,16 @@ void Worker::run() {
   armTimer();
   while (true) {
     if (options_.busy_poll.count() > 0) {
-      auto& counter = pollBeforeWait() ? busy_poll_hits_ : busy_poll_misses_;
-      counter.fetch_add(1, std::memory_order_relaxed);
+      switch (pollBeforeWait()) {
+        case PollResult::kReady:
+          break;
+        case PollResult::kFound:
+          busy_poll_hits_.fetch_add(1, std::memory_order_relaxed);
+          break;
+        case PollResult::kExpired:
+          busy_poll_misses_.fetch_add(1, std::memory_order_relaxed);
+          break;
+      }
     }
     io_uring_submit_and_wait(&ring_, 1);
     io_uring_cqe* cqe;
@@ -333,15 +341,19 @@ void Worker::run() {
   }
 }
 
-bool Worker::pollBeforeWait() {
+Worker::PollResult Worker::pollBeforeWait() {
   io_uring_submit(&ring_);
+  auto work_waiting = [this] {
+    return io_uring_cq_ready(&ring_) > 0 ||
+           (IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_TASKRUN) != 0;
+  };
+  if (work_waiting()) return PollResult::kReady;
   const auto until = std::chrono::steady_clock::now() + options_.busy_poll;
-  while (io_uring_cq_ready(&ring_) == 0 &&
-         (IO_URING_READ_ONCE(*ring_.sq.kflags) & IORING_SQ_TASKRUN) == 0) {
-    if (std::chrono::steady_clock::now() >= until) return false;
+  do {
+    if (std::chrono::steady_clock::now() >= until) return PollResult::kExpired;
     ::sched_yield();
-  }
-  return true;
+  } while (!work_waiting());
+  return PollResult::kFound;
 }
 
 void Worker::handle(OpTag* tag, int res, unsigned flags) {

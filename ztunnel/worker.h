@@ -265,9 +265,12 @@ class Worker final : public Tunnel {
   Status initRing();  // on the worker thread
   void run();
   // Busy polling (options_.busy_poll > 0): submits, then polls until a completion or pending
-  // completion work shows up (true) or the time runs out (false), yielding the CPU between
-  // looks so that the pod's own processes pinned beside the agent still run.
-  bool pollBeforeWait();
+  // completion work shows up or the time runs out, yielding the CPU between looks so that the
+  // pod's own processes on the agent's CPU still run. kReady: work was waiting already (no
+  // poll, not counted); kFound: the poll found work, a sleep and wake-up saved; kExpired: it
+  // found none, the worker sleeps.
+  enum class PollResult { kReady, kFound, kExpired };
+  PollResult pollBeforeWait();
   void handle(OpTag* tag, int res, unsigned flags);
   void onWake();
   void onTimer();
