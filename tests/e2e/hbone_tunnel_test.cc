@@ -230,6 +230,15 @@ class HboneTunnelTest : public MeshTest {
     return done.value_or(nlohmann::json::object());
   }
 
+  // A seeded `bytes`-each-way transfer from frontend (node1) to cart-v1 (node2) over HBONE,
+  // checked intact at both ends.
+  void transferToCartV1(uint64_t bytes, uint32_t seed) {
+    Process& server = serveParallel("cart-v1", 8080, 1, 1);
+    auto done = connectSeeded("frontend", std::string(kCartV1) + ":8080", bytes, seed);
+    EXPECT_TRUE(done.value("ok", false)) << done.dump();
+    EXPECT_EQ(server.waitExit(seconds(10)), 0) << server.output();
+  }
+
   struct CapturedTransfer {
     std::string pcap_path;
     std::string summary;  // tcpdump's, of the last attempt
@@ -646,10 +655,7 @@ TEST_F(HboneTunnelTest, TinyReceiveBufferRingStillCarriesConcurrentPlainTcp) {
 TEST_F(HboneTunnelTest, BusyPollingWorkersCarryATransferIntactAndCountTheirHits) {
   startAgents({"--workers", "1", "--busy-poll-us", "200"});
   if (HasFatalFailure()) return;
-  Process& server = serveParallel("cart-v1", 8080, 1, 1);
-  auto done = connectSeeded("frontend", std::string(kCartV1) + ":8080", 4 << 20, 11);
-  EXPECT_TRUE(done.value("ok", false)) << done.dump();
-  EXPECT_EQ(server.waitExit(seconds(10)), 0) << server.output();
+  transferToCartV1(4 << 20, 11);
   for (Process* agent : {agent1_, agent2_}) {
     auto stats = tunnelStats(*agent);
     EXPECT_GT(stats["busy_poll_hits"], 0u) << agent->output();
@@ -660,10 +666,7 @@ TEST_F(HboneTunnelTest, BusyPollingWorkersCarryATransferIntactAndCountTheirHits)
 TEST_F(HboneTunnelTest, WorkersDoNotBusyPollByDefault) {
   startAgents({"--workers", "1"});
   if (HasFatalFailure()) return;
-  Process& server = serveParallel("cart-v1", 8080, 1, 1);
-  auto done = connectSeeded("frontend", std::string(kCartV1) + ":8080", 1 << 20, 12);
-  EXPECT_TRUE(done.value("ok", false)) << done.dump();
-  EXPECT_EQ(server.waitExit(seconds(10)), 0) << server.output();
+  transferToCartV1(1 << 20, 12);
   for (Process* agent : {agent1_, agent2_}) {
     auto stats = tunnelStats(*agent);
     ASSERT_TRUE(stats.count("busy_poll_hits")) << agent->output();
