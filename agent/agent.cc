@@ -25,9 +25,18 @@ Agent::Agent(AgentOptions options, CapturePrograms& capture, ztunnel::Tunnel& tu
 void Agent::setSnapshot(model::SnapshotPtr snapshot) {
   std::lock_guard<std::mutex> lock(snapshot_mu_);
   snapshot_ = std::move(snapshot);
+  snapshot_changed_.store(true);
+}
+
+bool Agent::scanDue(std::chrono::steady_clock::time_point now, bool netns_changed) const {
+  return !reconciled_once_ || pending_ || netns_changed || snapshot_changed_.load() ||
+         now - last_pass_ >= options_.process_scan_interval;
 }
 
 void Agent::reconcile() {
+  passes_.fetch_add(1, std::memory_order_relaxed);
+  // Cleared before the snapshot is read: a change that lands during the pass calls for another.
+  snapshot_changed_.store(false);
   model::SnapshotPtr snapshot;
   {
     std::lock_guard<std::mutex> lock(snapshot_mu_);
@@ -74,6 +83,8 @@ void Agent::reconcile() {
     if (scan_processes) candidates = listNetns(options_.netns_dir, options_.proc_dir, true);
   }
   if (scan_processes) last_process_scan_ = now;
+  last_pass_ = now;
+  pending_ = pending;
 
   // Namespaces gone since the last pass.
   std::set<uint64_t> present;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -24,7 +25,8 @@ struct AgentOptions {
   // How often namespaces used only by processes (/proc/*/ns/net) are looked for while every
   // wanted workload is enrolled. Named namespaces are looked at on every pass; so are processes
   // while a workload still waits for its pod, or when a named namespace disappeared (it may
-  // live on in a process).
+  // live on in a process). While every wanted workload is enrolled and named namespaces are
+  // watched (NetnsDirWatch), this is also how often a pass runs at all (see scanDue()).
   std::chrono::milliseconds process_scan_interval{2000};
 };
 
@@ -46,7 +48,14 @@ class Agent {
 
   // Thread-safe: the config source calls it from its own thread.
   void setSnapshot(model::SnapshotPtr snapshot);
+  // Whether a pass is needed now: before the first one, after a config change, while a wanted
+  // workload has no pod yet (its namespace or addresses may appear at any time), when
+  // `netns_changed` (a named namespace came or went, or nobody watches them), and otherwise
+  // once every process_scan_interval.
+  bool scanDue(std::chrono::steady_clock::time_point now, bool netns_changed) const;
   void reconcile();
+  // Passes run since the start.
+  uint64_t passes() const { return passes_.load(std::memory_order_relaxed); }
   // Unenrolls every pod (before the programs are uninstalled).
   void unenrollAll();
 
@@ -78,6 +87,10 @@ class Agent {
   mutable std::mutex enrolled_mu_;
   std::map<uint64_t, EnrolledPod> enrolled_;  // by nsfs inode
   bool reconciled_once_ = false;
+  bool pending_ = false;  // the last pass left a wanted workload without a pod
+  std::atomic<bool> snapshot_changed_{false};
+  std::atomic<uint64_t> passes_{0};
+  std::chrono::steady_clock::time_point last_pass_{};
   std::chrono::steady_clock::time_point last_process_scan_{};
 };
 

@@ -2,10 +2,12 @@
 
 #include <ifaddrs.h>
 #include <netinet/in.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cctype>
+#include <cerrno>
 #include <filesystem>
 #include <set>
 
@@ -73,6 +75,46 @@ Result<std::vector<IpAddress>> netnsAddresses(int netns_fd) {
   }
   ::freeifaddrs(list);
   return out;
+}
+
+bool NetnsDirWatch::changed() {
+  if (!fd_.valid()) {
+    fd_.reset(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+    if (!fd_.valid()) return true;
+  }
+  if (wd_ < 0) {
+    wd_ = ::inotify_add_watch(fd_.get(), dir_.c_str(),
+                              IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF |
+                                  IN_MOVE_SELF | IN_ONLYDIR);
+    return true;
+  }
+  bool changed = false;
+  alignas(inotify_event) char buf[4096];
+  while (true) {
+    ssize_t n = ::read(fd_.get(), buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    if (n <= 0) {
+      drop();  // an error on an inotify descriptor: start over with a new one
+      return true;
+    }
+    for (ssize_t off = 0; off < n;) {
+      const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
+      off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+      changed = true;
+      // The directory itself went away or moved, or events were lost: watch it afresh.
+      if ((ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF | IN_Q_OVERFLOW)) != 0) {
+        drop();
+        return true;
+      }
+    }
+  }
+  return changed;
+}
+
+void NetnsDirWatch::drop() {
+  fd_.reset();
+  wd_ = -1;
 }
 
 }  // namespace nodemesh::agent

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "common/fd.h"
 #include "common/ip_address.h"
 #include "common/result.h"
 
@@ -23,6 +24,29 @@ struct NetnsCandidate {
 std::vector<NetnsCandidate> listNetns(const std::string& netns_dir = "/var/run/netns",
                                       const std::string& proc_dir = "/proc",
                                       bool include_processes = true);
+
+// Tells whether names under a directory (the named network namespaces) were created, removed
+// or renamed, through inotify, so that a node whose pods are all enrolled need not list them on
+// every pass. Not thread-safe; never blocks.
+class NetnsDirWatch {
+ public:
+  explicit NetnsDirWatch(std::string dir) : dir_(std::move(dir)) {}
+
+  // True when a name changed since the last call, and also whenever the watch is not in place
+  // (inotify unavailable, the directory missing, or it was removed, moved or overflowed the
+  // event queue): the caller cannot rely on it then and must look itself. The call that puts
+  // the watch in place returns true too: what happened before it is unknown.
+  bool changed();
+  // The watch is in place (after a changed() call).
+  bool active() const { return wd_ >= 0; }
+
+ private:
+  void drop();
+
+  std::string dir_;
+  UniqueFd fd_;
+  int wd_ = -1;
+};
 
 // The addresses configured on the interfaces of the namespace netns_fd names (the calling
 // thread enters it for the netlink dump and returns).

@@ -93,5 +93,47 @@ TEST_F(PodDiscoveryTest, MissingDirectoriesListNothing) {
       listNetns((root_ / "absent").string(), (root_ / "absent-proc").string(), true).empty());
 }
 
+// The watch reports a name created, renamed or removed once, and nothing in between; it reports
+// a change on every call while it cannot watch (the directory is missing), and the call that
+// puts it back in place reports one too.
+TEST_F(PodDiscoveryTest, NetnsDirWatchReportsNamesComingAndGoing) {
+  const fs::path dir = root_ / "netns";
+  NetnsDirWatch watch(dir.string());
+  EXPECT_TRUE(watch.changed()) << "the first call: before it, nothing is known";
+  EXPECT_TRUE(watch.active());
+  EXPECT_FALSE(watch.changed());
+
+  name("pod-a");
+  EXPECT_TRUE(watch.changed());
+  EXPECT_FALSE(watch.changed());
+
+  fs::rename(dir / "pod-a", dir / "pod-b");
+  EXPECT_TRUE(watch.changed());
+  EXPECT_FALSE(watch.changed());
+
+  fs::remove(dir / "pod-b");
+  EXPECT_TRUE(watch.changed());
+  EXPECT_FALSE(watch.changed());
+
+  // A file's contents changing is not a namespace coming or going.
+  name("pod-c");
+  EXPECT_TRUE(watch.changed());
+  std::ofstream(dir / "pod-c") << "x";
+  EXPECT_FALSE(watch.changed());
+
+  fs::remove_all(dir);
+  EXPECT_TRUE(watch.changed());
+  EXPECT_TRUE(watch.changed()) << "no directory: nothing to watch, the caller must look";
+  EXPECT_FALSE(watch.active());
+  EXPECT_TRUE(watch.changed());
+
+  fs::create_directories(dir);
+  EXPECT_TRUE(watch.changed()) << "watched again: what happened before is unknown";
+  EXPECT_TRUE(watch.active());
+  EXPECT_FALSE(watch.changed());
+  name("pod-d");
+  EXPECT_TRUE(watch.changed());
+}
+
 }  // namespace
 }  // namespace nodemesh::agent
