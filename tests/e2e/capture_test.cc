@@ -261,17 +261,6 @@ TEST_F(CaptureTest, PodsAppearingAndDisappearingAreFollowedWithinOneSecond) {
   EXPECT_NE(bpf_map_lookup_elem(pods.get(), &cookie, &info), 0) << "pod still enrolled";
 }
 
-// The agent's discovery passes so far, from the `discovery:` line SIGUSR1 makes it log (just
-// before its `tunnel stats:` line); nullopt without one.
-std::optional<uint64_t> discoveryPasses(Process& agent) {
-  tunnelStats(agent);
-  const std::string out = agent.output();
-  const std::string kKey = "discovery: passes=";
-  const size_t pos = out.rfind(kKey);
-  if (pos == std::string::npos) return std::nullopt;
-  return std::stoull(out.substr(pos + kKey.size()));
-}
-
 // Once every pod of its node is enrolled, an agent looks for namespaces when a named one comes
 // or goes (inotify on --netns-dir), not every --scan-interval-ms: node2's agent, whose only
 // mesh pod is enrolled, makes at most one pass in 2 s (a pass every 200 ms would be about 10;
@@ -280,13 +269,13 @@ TEST_F(CaptureTest, SteadyNodesLookForNamespacesOnlyWhenOneComesOrGoes) {
   startAgents({"--process-scan-interval-ms", "60000"});
   if (HasFatalFailure()) return;
   std::this_thread::sleep_for(milliseconds(500));  // the pass after the enrolling one
-  auto before = discoveryPasses(*agent2_);
-  ASSERT_TRUE(before.has_value()) << agent2_->output();
+  auto before = signalledCounters(*agent2_, "discovery: ");
+  ASSERT_TRUE(before.count("passes")) << agent2_->output();
   std::this_thread::sleep_for(seconds(2));
-  auto after = discoveryPasses(*agent2_);
-  ASSERT_TRUE(after.has_value());
-  EXPECT_LE(*after - *before, 1u);
-  EXPECT_NE(agent2_->output().find("netns_watched=1"), std::string::npos);
+  auto after = signalledCounters(*agent2_, "discovery: ");
+  ASSERT_TRUE(after.count("passes")) << agent2_->output();
+  EXPECT_LE(after["passes"] - before["passes"], 1u);
+  EXPECT_EQ(after["netns_watched"], 1u);
 
   auto removed = std::chrono::steady_clock::now();
   cluster_->removePod("cart-v1");

@@ -95,22 +95,22 @@ inline size_t countOf(const std::string& text, const std::string& needle) {
   return n;
 }
 
-// The agent's tunnel counters, from the `tunnel stats:` line SIGUSR1 makes it log; empty when
-// the line did not come within 5 s.
-inline std::map<std::string, uint64_t> tunnelStats(Process& agent) {
-  const std::string kLine = "tunnel stats: ";
-  const size_t before = countOf(agent.output(), kLine);
+// The `key=value` counters of the line starting with `prefix` that SIGUSR1 makes the agent log
+// (`tunnel stats: `, `discovery: `); empty when the line did not come within 5 s.
+inline std::map<std::string, uint64_t> signalledCounters(Process& agent,
+                                                         const std::string& prefix) {
+  const size_t before = countOf(agent.output(), prefix);
   if (!agent.signal(SIGUSR1)) return {};
   std::string out;
   if (!waitFor(
           [&] {
             out = agent.output();
-            return countOf(out, kLine) > before;
+            return countOf(out, prefix) > before;
           },
           seconds(5))) {
     return {};
   }
-  const size_t pos = out.rfind(kLine);
+  const size_t pos = out.rfind(prefix);
   const std::string line = out.substr(pos, out.find('\n', pos) - pos);
   std::map<std::string, uint64_t> stats;
   static const std::regex kPair(R"((\w+)=(\d+))");
@@ -118,6 +118,11 @@ inline std::map<std::string, uint64_t> tunnelStats(Process& agent) {
     stats[(*it)[1]] = std::stoull((*it)[2]);
   }
   return stats;
+}
+
+// The agent's tunnel counters (the `tunnel stats:` line).
+inline std::map<std::string, uint64_t> tunnelStats(Process& agent) {
+  return signalledCounters(agent, "tunnel stats: ");
 }
 
 inline uint64_t cookieOf(const std::string& netns_path) {
