@@ -13,7 +13,10 @@ namespace {
 
 std::string joinIps(const std::vector<IpAddress>& ips) {
   std::string out;
-  for (const auto& ip : ips) out += (out.empty() ? "" : ",") + ip.toString();
+  for (const auto& ip : ips) {
+    if (!out.empty()) out += ',';
+    out += ip.toString();
+  }
   return out;
 }
 

@@ -83,7 +83,7 @@ void Table::addRow(std::vector<std::string> cells) {
     // One line per row: newlines and tabs would break the columns.
     std::replace_if(
         c.begin(), c.end(), [](char ch) { return ch == '\n' || ch == '\t'; }, ' ');
-    if (c.empty()) c = "-";
+    if (c.empty()) c.assign(1, '-');  // not = "-": GCC 12's false -Wrestrict at -O3 (PR 105329)
   }
   rows_.push_back(std::move(cells));
 }

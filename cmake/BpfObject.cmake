@@ -12,6 +12,31 @@ if(NOT NODEMESH_MULTIARCH)
   set(NODEMESH_MULTIARCH x86_64-linux-gnu)
 endif()
 
+# libbpf's bpf_tracing.h reads the registers of the architecture named by __TARGET_ARCH_<arch>
+# (the names of the kernel's arch/ folders), so it follows the machine the build runs on.
+string(TOLOWER "${CMAKE_SYSTEM_PROCESSOR}" nodemesh_processor)
+if(nodemesh_processor MATCHES "^(x86_64|amd64|i.86)$")
+  set(NODEMESH_BPF_ARCH x86)
+elseif(nodemesh_processor MATCHES "^(aarch64|arm64)")
+  set(NODEMESH_BPF_ARCH arm64)
+elseif(nodemesh_processor MATCHES "^arm")
+  set(NODEMESH_BPF_ARCH arm)
+elseif(nodemesh_processor MATCHES "^(ppc64|powerpc64)")
+  set(NODEMESH_BPF_ARCH powerpc)
+elseif(nodemesh_processor MATCHES "^s390")
+  set(NODEMESH_BPF_ARCH s390)
+elseif(nodemesh_processor MATCHES "^riscv")
+  set(NODEMESH_BPF_ARCH riscv)
+elseif(nodemesh_processor MATCHES "^loongarch")
+  set(NODEMESH_BPF_ARCH loongarch)
+else()
+  message(FATAL_ERROR "BPF: no __TARGET_ARCH_ for processor '${CMAKE_SYSTEM_PROCESSOR}'")
+endif()
+set(NODEMESH_BPF_WERROR)
+if(NODEMESH_WERROR)
+  set(NODEMESH_BPF_WERROR -Werror)
+endif()
+
 function(nodemesh_bpf_object name)
   set(src ${CMAKE_CURRENT_SOURCE_DIR}/${name}.bpf.c)
   set(obj ${CMAKE_CURRENT_BINARY_DIR}/${name}.bpf.o)
@@ -21,8 +46,8 @@ function(nodemesh_bpf_object name)
        ${CMAKE_CURRENT_SOURCE_DIR}/include/*.h ${CMAKE_CURRENT_SOURCE_DIR}/lib/*.h)
   add_custom_command(
     OUTPUT ${obj}
-    COMMAND ${CLANG_BPF} -target bpf -O2 -g -Wall -Werror
-            -D__TARGET_ARCH_x86
+    COMMAND ${CLANG_BPF} -target bpf -O2 -g -Wall ${NODEMESH_BPF_WERROR}
+            -D__TARGET_ARCH_${NODEMESH_BPF_ARCH}
             -I${CMAKE_CURRENT_SOURCE_DIR}/include -I${CMAKE_CURRENT_SOURCE_DIR}
             -idirafter /usr/include/${NODEMESH_MULTIARCH}
             -c ${src} -o ${obj}

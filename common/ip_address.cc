@@ -6,6 +6,8 @@
 #include <charconv>
 #include <cstring>
 
+#include <fmt/format.h>
+
 namespace nodemesh {
 namespace {
 
@@ -89,9 +91,11 @@ std::string IpAddress::toString() const {
   return buf;
 }
 
+// fmt rather than std::string's operator+: at -O2/-O3 GCC 12 inlines the concatenation and
+// reports a false -Wrestrict inside libstdc++ (GCC PR 105329), which fails -Werror builds.
 std::string SocketAddress::toString() const {
-  if (ip.isV4()) return ip.toString() + ":" + std::to_string(port);
-  return "[" + ip.toString() + "]:" + std::to_string(port);
+  if (ip.isV4()) return fmt::format("{}:{}", ip.toString(), port);
+  return fmt::format("[{}]:{}", ip.toString(), port);
 }
 
 Result<SocketAddress> SocketAddress::parse(std::string_view text) {

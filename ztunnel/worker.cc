@@ -870,7 +870,8 @@ bool Worker::authorize(ConnectionRecord& r, const std::string& peer_identity) {
     r.reason = verdict.reason();
     r.policy = std::string(verdict.policy);
     for (std::string_view unmatched : verdict.unmatched_allow) {
-      r.policy += (r.policy.empty() ? "" : ",") + std::string(unmatched);
+      if (!r.policy.empty()) r.policy += ',';
+      r.policy += unmatched;
     }
     if (verdict.dry_run_allowed != verdict.allowed || !verdict.dry_run.empty()) {
       std::string matched;

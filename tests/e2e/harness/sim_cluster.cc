@@ -18,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -319,7 +320,7 @@ const NodeInfo& SimCluster::addNode(const std::string& name, const std::string& 
 
   createCgroup(name);
   ip({"netns", "add", n.netns_name});
-  std::string port = "n" + std::to_string(n.index);
+  std::string port = fmt::format("n{}", n.index);
   ip({"-n", underlay_netns_, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns",
       n.netns_name});
   ip({"-n", underlay_netns_, "link", "set", port, "master", "br0", "up"});
