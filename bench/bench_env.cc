@@ -5,6 +5,7 @@
 #include <sstream>
 #include <thread>
 
+#include <fmt/format.h>
 #include "tests/e2e/harness/process.h"
 #include "tests/e2e/harness/testapp_client.h"
 
@@ -59,7 +60,8 @@ void check(const CommandResult& r) {
 
 }  // namespace
 
-Environment::Environment(const Options& options) : options_(options) {
+Environment::Environment(const Options& options)
+    : options_(options), congestion_(chooseCongestionControl(options.congestion_control)) {
   e2e::SimClusterOptions cluster_options;
   cluster_options.keep_logs = options.keep_logs;
   cluster_ = std::make_unique<e2e::SimCluster>(cluster_options);
@@ -103,10 +105,15 @@ void Environment::tunePod(const std::string& pod) {
                                    "net.ipv4.tcp_tw_reuse=1",
                                    "net.ipv4.ip_local_port_range=20000 65535",
                                    "net.core.somaxconn=8192"};
-  if (options_.congestion_control != "host") {
-    argv.push_back("net.ipv4.tcp_congestion_control=" + options_.congestion_control);
+  if (!congestion_.set.empty()) {
+    argv.push_back("net.ipv4.tcp_congestion_control=" + congestion_.set);
   }
   check(cluster_->runInPod(pod, argv));
+  // What the pod really uses, for the report (the same in both pods: both start from the
+  // host's default and get the same setting).
+  const auto used = cluster_->runInPod(pod, {"sysctl", "-n", "net.ipv4.tcp_congestion_control"});
+  check(used);
+  congestion_used_ = used.out.substr(0, used.out.find_last_not_of(" \n") + 1);
 }
 
 void Environment::makeCertificates() {
@@ -154,7 +161,7 @@ void Environment::startServers() {
       [&] {
         CommandResult r = cluster_->runInPod(kServerPod, {"ss", "-Hltn"});
         for (Service s : kServices) {
-          if (r.out.find(":" + std::to_string(appPort(s)) + " ") == std::string::npos) return false;
+          if (r.out.find(fmt::format(":{} ", appPort(s))) == std::string::npos) return false;
         }
         return true;
       },

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench/congestion_control.h"
 #include "tests/e2e/harness/sim_cluster.h"
 
 namespace nodemesh::bench {
@@ -41,7 +42,9 @@ struct Options {
   bool pin = true;
   // TCP congestion control in the pods, where every TCP endpoint of every mode lives: Linux's
   // default, whatever the host's default is (with BBR, one connection's ping-pong p50 lands 10-25%
-  // above the floor or not, by the state its pacing settles in). "host" keeps the host's.
+  // above the floor or not, by the state its pacing settles in). "host" keeps the host's. A pod
+  // may only choose an algorithm the host allows (net.ipv4.tcp_allowed_congestion_control); when
+  // this one is not allowed, the pods keep the host's default and the report says so.
   std::string congestion_control = "cubic";
   // Per-scenario lengths (see nodemesh_bench.cc for the full and --quick values).
   std::chrono::milliseconds throughput_time{5000};
@@ -95,6 +98,11 @@ class Environment {
   // Waits until `echo` answers end to end at addr:port from the client pod.
   void probe(const std::string& addr, uint16_t port, std::chrono::milliseconds timeout);
 
+  // The TCP congestion control the pods use, and why it is not the one asked for (empty when it
+  // is): the benchmark falls back to the host's default rather than fail (congestion_control.h).
+  const std::string& congestionControlUsed() const { return congestion_used_; }
+  const std::string& congestionControlFallback() const { return congestion_.fallback_reason; }
+
   // Tears the cluster down now (also done by the destructor) and returns what was left behind
   // (namespaces, cgroups, pins, work directory): empty when the cleanup was complete.
   std::vector<std::string> teardown();
@@ -105,6 +113,8 @@ class Environment {
   void startServers();
 
   Options options_;
+  CongestionControlChoice congestion_;
+  std::string congestion_used_;
   std::unique_ptr<e2e::SimCluster> cluster_;
   std::string cert_dir_;
   std::string mesh_config_;

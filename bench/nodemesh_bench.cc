@@ -323,9 +323,18 @@ int run(int argc, char** argv) {
   Results results(o.modes);
   std::vector<std::string> leftovers;
   std::vector<double> background_vcpu;  // per mode run
+  std::string congestion_used;           // what the pods ran, after any fallback
+  std::string congestion_fallback;       // why it is not o.congestion_control
   try {
     Environment env(o);
     log("cluster " + env.cluster().prefix() + " ready");
+    congestion_used = env.congestionControlUsed();
+    congestion_fallback = env.congestionControlFallback();
+    if (!congestion_fallback.empty()) {
+      log(fmt::format("TCP congestion control in the pods: {} (the host's default) instead of {}: "
+                      "{}",
+                      congestion_used, o.congestion_control, congestion_fallback));
+    }
     auto record_error = [&](const std::string& error) {
       results.addError(error);
       log(results.errors().back());
@@ -486,7 +495,9 @@ int run(int argc, char** argv) {
         {"idle_note", o.idle_note},
         {"fd_limit", o.fd_limit},
         {"pinned", o.pin},
-        {"congestion_control", o.congestion_control},
+        {"congestion_control", congestion_used},
+        {"congestion_control_requested", o.congestion_control},
+        {"congestion_control_fallback", congestion_fallback},
         {"agent_flags", o.agent_flags},
         {"agent_variants", o.agent_variants}}},
       {"leftovers", leftovers},

@@ -72,6 +72,30 @@ double medianOf(std::vector<double> v) {
   return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+std::string congestionControlLine(const nlohmann::json& settings) {
+  const std::string used = settings.value("congestion_control", "");
+  if (!settings.contains("congestion_control_requested")) {  // results written before the fallback
+    return used == "host" ? "TCP congestion control: the host's default."
+                          : fmt::format("TCP congestion control in the pods: {} (the host's "
+                                        "default does not apply).",
+                                        used);
+  }
+  const std::string requested = settings.value("congestion_control_requested", "");
+  const std::string fallback = settings.value("congestion_control_fallback", "");
+  if (!fallback.empty()) {
+    return fmt::format("TCP congestion control in the pods: {}, the host's default, instead of "
+                       "the {} asked for: {}.",
+                       used, requested, fallback);
+  }
+  if (requested == "host") {
+    return fmt::format("TCP congestion control in the pods: {} (the host's default, as asked).",
+                       used);
+  }
+  return fmt::format("TCP congestion control in the pods: {} for every mode (the host's default "
+                     "does not apply).",
+                     used);
+}
+
 nlohmann::json describeMachine(const std::string& source_dir) {
   utsname u{};
   ::uname(&u);
@@ -255,11 +279,7 @@ std::string Results::toMarkdown(const nlohmann::json& machine, const nlohmann::j
         run["background_vcpu"].value("mean", 0.0), run["background_vcpu"].value("max", 0.0));
   }
   if (run.contains("settings") && run["settings"].contains("congestion_control")) {
-    const std::string cc = run["settings"].value("congestion_control", "");
-    md << (cc == "host" ? std::string("TCP congestion control: the host's default.\n\n")
-                        : fmt::format("TCP congestion control in the pods: {} (the host's default "
-                                      "does not apply).\n\n",
-                                      cc));
+    md << congestionControlLine(run["settings"]) << "\n\n";
   }
   if (run.contains("settings") && !run["settings"].value("idle_note", "").empty()) {
     md << "Note: " << run["settings"].value("idle_note", "") << ".\n\n";

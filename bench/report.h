@@ -21,6 +21,10 @@ double medianOf(std::vector<double> v);
 
 inline constexpr const char* kPeers[] = {"stunnel", "haproxy"};
 
+// The report's sentence on the pods' TCP congestion control, from the run's "settings": which
+// algorithm the figures used and, when it is not the one asked for, why.
+std::string congestionControlLine(const nlohmann::json& settings);
+
 // CPU model, cores, kernel, memory, tool versions, the nodemesh commit.
 nlohmann::json describeMachine(const std::string& source_dir);
 
