@@ -33,10 +33,12 @@ class LinkCapture {
     // --immediate-mode and -U: every packet is read and written as it arrives (otherwise the
     // last ones can still sit in the capture ring when tcpdump is stopped); -Z root: no
     // privilege drop, so the file in the work directory stays writable; -B: a large kernel
-    // buffer, so nothing is dropped (a dropped packet could hide plaintext); -s 0: whole
-    // packets.
+    // buffer, so nothing is dropped (a dropped packet could hide plaintext): in immediate mode
+    // libpcap uses fixed-size frames as large as a GRO packet (64 KiB), so 16 MiB held only
+    // ~256 of them and a busy machine dropped packets; 128 MiB holds the whole 4 MiB transfer
+    // each way; -s 0: whole packets.
     spec.argv = {"tcpdump", "-i", "eth0", "-n", "--immediate-mode",
-                 "-U",      "-Z", "root", "-B", "16384",
+                 "-U",      "-Z", "root", "-B", "131072",
                  "-s",      "0",  "-w",   path_};
     spec.stdout_path = cluster.workDir() + "/" + name + ".tcpdump.log";
     spec.stderr_path = spec.stdout_path;
