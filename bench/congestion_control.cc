@@ -44,9 +44,10 @@ CongestionControlChoice chooseCongestionControl(std::string_view requested,
   choice.expected = std::string(host_default);
   choice.fallback_reason =
       listed(available, requested)
-          ? fmt::format("{} is not in the host's net.ipv4.tcp_allowed_congestion_control ({}), "
-                        "the only algorithms a pod's network namespace may choose",
-                        requested, allowed)
+          ? fmt::format(
+                "{} is not in the host's net.ipv4.tcp_allowed_congestion_control ({}), "
+                "the only algorithms a pod's network namespace may choose",
+                requested, allowed)
           : fmt::format("this kernel has no TCP congestion control named {} (available: {})",
                         requested, available);
   return choice;

@@ -323,17 +323,17 @@ int run(int argc, char** argv) {
   Results results(o.modes);
   std::vector<std::string> leftovers;
   std::vector<double> background_vcpu;  // per mode run
-  std::string congestion_used;           // what the pods ran, after any fallback
-  std::string congestion_fallback;       // why it is not o.congestion_control
+  std::string congestion_used;          // what the pods ran, after any fallback
+  std::string congestion_fallback;      // why it is not o.congestion_control
   try {
     Environment env(o);
     log("cluster " + env.cluster().prefix() + " ready");
     congestion_used = env.congestionControlUsed();
     congestion_fallback = env.congestionControlFallback();
     if (!congestion_fallback.empty()) {
-      log(fmt::format("TCP congestion control in the pods: {} (the host's default) instead of {}: "
-                      "{}",
-                      congestion_used, o.congestion_control, congestion_fallback));
+      log(fmt::format(
+          "TCP congestion control in the pods: {}, the host's default, instead of {}: {}",
+          congestion_used, o.congestion_control, congestion_fallback));
     }
     auto record_error = [&](const std::string& error) {
       results.addError(error);

@@ -76,24 +76,27 @@ std::string congestionControlLine(const nlohmann::json& settings) {
   const std::string used = settings.value("congestion_control", "");
   if (!settings.contains("congestion_control_requested")) {  // results written before the fallback
     return used == "host" ? "TCP congestion control: the host's default."
-                          : fmt::format("TCP congestion control in the pods: {} (the host's "
-                                        "default does not apply).",
-                                        used);
+                          : fmt::format(
+                                "TCP congestion control in the pods: {} (the host's "
+                                "default does not apply).",
+                                used);
   }
   const std::string requested = settings.value("congestion_control_requested", "");
   const std::string fallback = settings.value("congestion_control_fallback", "");
   if (!fallback.empty()) {
-    return fmt::format("TCP congestion control in the pods: {}, the host's default, instead of "
-                       "the {} asked for: {}.",
-                       used, requested, fallback);
+    return fmt::format(
+        "TCP congestion control in the pods: {}, the host's default, instead of "
+        "the {} asked for: {}.",
+        used, requested, fallback);
   }
   if (requested == "host") {
     return fmt::format("TCP congestion control in the pods: {} (the host's default, as asked).",
                        used);
   }
-  return fmt::format("TCP congestion control in the pods: {} for every mode (the host's default "
-                     "does not apply).",
-                     used);
+  return fmt::format(
+      "TCP congestion control in the pods: {} for every mode (the host's default "
+      "does not apply).",
+      used);
 }
 
 nlohmann::json describeMachine(const std::string& source_dir) {

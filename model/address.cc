@@ -45,8 +45,7 @@ Result<std::variant<NetworkAddress, NamespacedHostname>> GatewayAddress::parseDe
   }
   auto host = NamespacedHostname::parse(text);
   if (!host) {
-    return Error::invalid(
-        fmt::format("'{}' is neither network/IP nor namespace/hostname", text));
+    return Error::invalid(fmt::format("'{}' is neither network/IP nor namespace/hostname", text));
   }
   return std::variant<NetworkAddress, NamespacedHostname>(std::move(host).value());
 }
