@@ -31,11 +31,11 @@ std::string textValue(const std::string& v) {
 
 }  // namespace
 
-std::string formatAccessLog(const ztunnel::ConnectionRecord& r,
+std::string formatAccessLog(const tunnel::ConnectionRecord& r,
                             const metrics::ConnectionPeers& peers, AccessLogFormat format,
                             std::chrono::system_clock::time_point now) {
-  const char* direction = r.direction == ztunnel::Direction::kOutbound ? "outbound" : "inbound";
-  const bool hbone = r.transport == ztunnel::Transport::kHbone;
+  const char* direction = r.direction == tunnel::Direction::kOutbound ? "outbound" : "inbound";
+  const bool hbone = r.transport == tunnel::Transport::kHbone;
   const std::string src_workload = metrics::workloadKey(peers.source);
   const std::string dst_workload = metrics::workloadKey(peers.destination);
   const metrics::Verdict verdict = metrics::verdictOf(r);
@@ -115,12 +115,12 @@ model::SnapshotPtr ConnectionTelemetry::snapshot() const {
   return snapshot_;
 }
 
-void ConnectionTelemetry::onOpen(const ztunnel::ConnectionRecord& r) {
+void ConnectionTelemetry::onOpen(const tunnel::ConnectionRecord& r) {
   auto snap = snapshot();
   tcp_.recordOpen(snap.get(), r);
 }
 
-void ConnectionTelemetry::onClose(const ztunnel::ConnectionRecord& r) {
+void ConnectionTelemetry::onClose(const tunnel::ConnectionRecord& r) {
   auto snap = snapshot();
   tcp_.recordClose(snap.get(), r);
   metrics::ConnectionPeers peers;

@@ -18,14 +18,14 @@
 #include "agent/metrics/connection_peers.h"
 #include "agent/metrics/tcp_metrics.h"
 #include "model/snapshot.h"
-#include "ztunnel/tunnel.h"
+#include "tunnel/tunnel.h"
 
 namespace nodemesh::agent {
 
 enum class AccessLogFormat { kText, kJson };
 
 // One access log line (without the trailing newline).
-std::string formatAccessLog(const ztunnel::ConnectionRecord& r,
+std::string formatAccessLog(const tunnel::ConnectionRecord& r,
                             const metrics::ConnectionPeers& peers, AccessLogFormat format,
                             std::chrono::system_clock::time_point now);
 
@@ -38,8 +38,8 @@ class ConnectionTelemetry {
   explicit ConnectionTelemetry(AccessLogFormat format, Sink sink = {});
 
   void setSnapshot(model::SnapshotPtr snapshot);
-  void onOpen(const ztunnel::ConnectionRecord& r);
-  void onClose(const ztunnel::ConnectionRecord& r);
+  void onOpen(const tunnel::ConnectionRecord& r);
+  void onClose(const tunnel::ConnectionRecord& r);
 
   const metrics::TcpMetrics& tcpMetrics() const { return tcp_; }
 

@@ -6,6 +6,7 @@
 
 #include "agent/pod_discovery.h"
 #include "common/netns.h"
+#include "model/mesh.h"
 
 namespace nodemesh::agent {
 
@@ -22,7 +23,7 @@ std::string joinIps(const std::vector<IpAddress>& ips) {
 
 }  // namespace
 
-Agent::Agent(AgentOptions options, CapturePrograms& capture, ztunnel::Tunnel& tunnel)
+Agent::Agent(AgentOptions options, CapturePrograms& capture, tunnel::Tunnel& tunnel)
     : options_(std::move(options)), capture_(capture), tunnel_(tunnel) {}
 
 void Agent::setSnapshot(model::SnapshotPtr snapshot) {
@@ -49,10 +50,7 @@ void Agent::reconcile() {
   std::map<IpAddress, const model::Workload*> wanted;
   if (snapshot) {
     for (const model::Workload* w : snapshot->workloadsOnNode(options_.node)) {
-      if (w->protocol != model::Protocol::Hbone ||
-          w->network_mode == model::NetworkMode::HostNetwork) {
-        continue;
-      }
+      if (!model::inMesh(*w)) continue;
       for (const IpAddress& ip : w->workload_ips) wanted[ip] = w;
     }
   }
@@ -190,14 +188,14 @@ void Agent::reconcile() {
 void Agent::enroll(uint64_t inode, Netns& ns, const model::Workload& workload,
                    const std::vector<IpAddress>& ips) {
   std::string name = workload.namespace_name + "/" + workload.name;
-  ztunnel::PodSpec spec;
+  tunnel::PodSpec spec;
   spec.netns_cookie = ns.cookie;
   spec.netns_fd = ns.fd.get();
   spec.name = name;
   spec.ipv6 = std::any_of(ips.begin(), ips.end(), [](const IpAddress& ip) { return !ip.isV4(); });
   spec.ips = ips;
-  auto id = ztunnel::identity::SpiffeId::create(workload.trust_domain, workload.namespace_name,
-                                                workload.service_account);
+  auto id = identity::SpiffeId::create(workload.trust_domain, workload.namespace_name,
+                                       workload.service_account);
   if (!id) {
     if (!ns.warned) spdlog::error("enroll {}: identity: {}", name, id.error().message);
     ns.warned = true;

@@ -14,7 +14,7 @@
 #include "common/fd.h"
 #include "common/ip_address.h"
 #include "model/snapshot.h"
-#include "ztunnel/tunnel.h"
+#include "tunnel/tunnel.h"
 
 namespace nodemesh::agent {
 
@@ -44,7 +44,7 @@ struct EnrolledPod {
 // config. reconcile() is one pass; the caller runs it periodically and after config changes.
 class Agent {
  public:
-  Agent(AgentOptions options, CapturePrograms& capture, ztunnel::Tunnel& tunnel);
+  Agent(AgentOptions options, CapturePrograms& capture, tunnel::Tunnel& tunnel);
 
   // Thread-safe: the config source calls it from its own thread.
   void setSnapshot(model::SnapshotPtr snapshot);
@@ -78,7 +78,7 @@ class Agent {
 
   AgentOptions options_;
   CapturePrograms& capture_;
-  ztunnel::Tunnel& tunnel_;
+  tunnel::Tunnel& tunnel_;
 
   mutable std::mutex snapshot_mu_;
   model::SnapshotPtr snapshot_;

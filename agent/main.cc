@@ -17,16 +17,16 @@
 #include "agent/admin/http_server.h"
 #include "agent/agent.h"
 #include "agent/bpf/capture_programs.h"
-#include "agent/config/local_config.h"
-#include "agent/config/local_file_source.h"
 #include "agent/pod_discovery.h"
 #include "common/cgroup.h"
-#include "ztunnel/identity/cert_manager.h"
-#include "ztunnel/identity/clock.h"
-#include "ztunnel/identity/local_ca.h"
-#include "ztunnel/tls/tls_context.h"
-#include "ztunnel/tls_provider.h"
-#include "ztunnel/tunnel.h"
+#include "config/local/local_config.h"
+#include "config/local/local_file_source.h"
+#include "hbone/tls/tls_context.h"
+#include "hbone/tls_provider.h"
+#include "identity/cert_manager.h"
+#include "identity/clock.h"
+#include "identity/local_ca.h"
+#include "tunnel/tunnel.h"
 
 namespace nodemesh::agent {
 namespace {
@@ -58,7 +58,7 @@ struct Flags {
   unsigned connect_attempts = 3;
 };
 
-class BpfOrigDst final : public ztunnel::OrigDstResolver {
+class BpfOrigDst final : public tunnel::OrigDstResolver {
  public:
   explicit BpfOrigDst(CapturePrograms& capture) : capture_(capture) {}
   std::optional<SocketAddress> takeOrigDst(uint64_t cookie, const SocketAddress& app) override {
@@ -93,29 +93,16 @@ void logCounters(const CapturePrograms& capture) {
   spdlog::info("capture counters:{}", line.empty() ? " none" : line);
 }
 
-void logTunnelStats(const ztunnel::Tunnel& tunnel) {
-  auto s = tunnel.stats();
-  spdlog::info(
-      "tunnel stats: accepted_outbound={} accepted_inbound={} accepted_hbone={} completed={} "
-      "active={} failed_connect={} failed_no_orig_dst={} failed_io={} bytes_to_dst={} "
-      "bytes_from_dst={} tls_handshakes_client={} tls_handshakes_server={} "
-      "tls_handshake_failures={} hbone_streams_opened={} hbone_streams_accepted={} "
-      "hbone_streams_rejected={} hbone_pool_size={} denied={} closed_by_policy={} "
-      "connect_retries={} connect_timeouts={} busy_poll_hits={} busy_poll_misses={}",
-      s.accepted_outbound, s.accepted_inbound, s.accepted_hbone, s.completed, s.active,
-      s.failed_connect, s.failed_no_orig_dst, s.failed_io, s.bytes_to_dst, s.bytes_from_dst,
-      s.tls_handshakes_client, s.tls_handshakes_server, s.tls_handshake_failures,
-      s.hbone_streams_opened, s.hbone_streams_accepted, s.hbone_streams_rejected, s.hbone_pool_size,
-      s.denied, s.closed_by_policy, s.connect_retries, s.connect_timeouts, s.busy_poll_hits,
-      s.busy_poll_misses);
+void logTunnelStats(const tunnel::Tunnel& tunnel) {
+  spdlog::info("tunnel stats: {}", tunnel::formatTunnelStats(tunnel.stats()));
 }
 
 // What the admin API and /metrics read of the running agent.
 class AgentAdminState final : public admin::AdminState {
  public:
   AgentAdminState(const Flags& flags, std::string cgroup, const Exclusions& exclusions,
-                  const Agent& agent, const ztunnel::Tunnel& tunnel,
-                  const ztunnel::identity::CertificateManager& certificates)
+                  const Agent& agent, const tunnel::Tunnel& tunnel,
+                  const identity::CertificateManager& certificates)
       : flags_(flags),
         cgroup_(std::move(cgroup)),
         exclusions_(exclusions),
@@ -140,9 +127,7 @@ class AgentAdminState final : public admin::AdminState {
     }
     return out;
   }
-  std::vector<ztunnel::ConnectionInfo> connections() const override {
-    return tunnel_.connections();
-  }
+  std::vector<tunnel::ConnectionInfo> connections() const override { return tunnel_.connections(); }
   std::vector<admin::CertificateView> certificates() const override {
     std::vector<admin::CertificateView> out;
     for (const auto& cert : certificates_.certificates()) {
@@ -168,8 +153,8 @@ class AgentAdminState final : public admin::AdminState {
   std::string cgroup_;
   Exclusions exclusions_;
   const Agent& agent_;
-  const ztunnel::Tunnel& tunnel_;
-  const ztunnel::identity::CertificateManager& certificates_;
+  const tunnel::Tunnel& tunnel_;
+  const identity::CertificateManager& certificates_;
   mutable std::mutex mu_;
   model::SnapshotPtr snapshot_;
 };
@@ -252,27 +237,27 @@ int run(const Flags& flags) {
 
   // The embedded CA: its root lives in the state directory (shared by the agents of one
   // cluster); workload certificates are issued in memory and never written anywhere.
-  ztunnel::identity::SystemClock clock;
-  auto ca = ztunnel::identity::LocalCa::loadOrCreate(flags.state_dir, flags.trust_domain, clock);
+  identity::SystemClock clock;
+  auto ca = identity::LocalCa::loadOrCreate(flags.state_dir, flags.trust_domain, clock);
   if (!ca) {
     spdlog::error("local CA in {}: {}", flags.state_dir, ca.error().message);
     (void)(*capture)->uninstall();
     return 1;
   }
-  auto factory = ztunnel::tls::TlsContextFactory::create((*ca)->rootCertificate());
+  auto factory = tls::TlsContextFactory::create((*ca)->rootCertificate());
   if (!factory) {
     spdlog::error("TLS: {}", factory.error().message);
     (void)(*capture)->uninstall();
     return 1;
   }
-  ztunnel::identity::CertificateManager certificates(**ca, clock,
-                                                     std::chrono::seconds(flags.cert_lifetime_s));
-  ztunnel::TlsProvider tls(certificates, std::move(*factory));
+  identity::CertificateManager certificates(**ca, clock,
+                                            std::chrono::seconds(flags.cert_lifetime_s));
+  hbone::TlsProvider tls(certificates, std::move(*factory));
   spdlog::info("local CA for trust domain {} in {}", flags.trust_domain, flags.state_dir);
 
   BpfOrigDst orig_dst(**capture);
-  ztunnel::TunnelOptions tunnel_options;
-  tunnel_options.workers = flags.workers ? flags.workers : ztunnel::defaultWorkerCount();
+  tunnel::TunnelOptions tunnel_options;
+  tunnel_options.workers = flags.workers ? flags.workers : tunnel::defaultWorkerCount();
   tunnel_options.recv_buffer_count = flags.recv_buffers;
   tunnel_options.busy_poll = std::chrono::microseconds(flags.busy_poll_us);
   tunnel_options.node = flags.node;
@@ -281,10 +266,10 @@ int run(const Flags& flags) {
   ConnectionTelemetry telemetry(flags.access_log_format == "json" ? AccessLogFormat::kJson
                                                                   : AccessLogFormat::kText);
   telemetry.setSnapshot(first.snapshot);
-  auto tunnel = ztunnel::startTunnel(
+  auto tunnel = tunnel::startTunnel(
       tunnel_options, orig_dst, &tls,
-      [&telemetry](const ztunnel::ConnectionRecord& r) { telemetry.onClose(r); },
-      [&telemetry](const ztunnel::ConnectionRecord& r) { telemetry.onOpen(r); });
+      [&telemetry](const tunnel::ConnectionRecord& r) { telemetry.onClose(r); },
+      [&telemetry](const tunnel::ConnectionRecord& r) { telemetry.onOpen(r); });
   if (!tunnel) {
     spdlog::error("starting the tunnel: {}", tunnel.error().message);
     (void)(*capture)->uninstall();
@@ -308,7 +293,7 @@ int run(const Flags& flags) {
   // Off the data path: each server has its own threads; /metrics reads atomics, the pinned
   // counter map and a copy of the TCP metrics (see agent/metrics/agent_metrics.h).
   const CapturePrograms& capture_ref = **capture;
-  const ztunnel::Tunnel& tunnel_ref = **tunnel;
+  const tunnel::Tunnel& tunnel_ref = **tunnel;
   auto gather = [&] {
     metrics::AgentMetricsInput in;
     in.tcp = &telemetry.tcpMetrics();

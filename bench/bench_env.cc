@@ -6,13 +6,14 @@
 #include <thread>
 
 #include <fmt/format.h>
-#include "tests/e2e/harness/process.h"
-#include "tests/e2e/harness/testapp_client.h"
+
+#include "sim/process.h"
+#include "sim/testapp_client.h"
 
 namespace nodemesh::bench {
 
-using e2e::CommandResult;
-using e2e::HarnessError;
+using sim::CommandResult;
+using sim::HarnessError;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
@@ -49,7 +50,7 @@ const char* serviceName(Service s) {
 }
 
 std::string loadgenPath() {
-  return e2e::binDir() + "/nm-loadgen";
+  return sim::binDir() + "/nm-loadgen";
 }
 
 namespace {
@@ -62,9 +63,9 @@ void check(const CommandResult& r) {
 
 Environment::Environment(const Options& options)
     : options_(options), congestion_(chooseCongestionControl(options.congestion_control)) {
-  e2e::SimClusterOptions cluster_options;
+  sim::SimClusterOptions cluster_options;
   cluster_options.keep_logs = options.keep_logs;
-  cluster_ = std::make_unique<e2e::SimCluster>(cluster_options);
+  cluster_ = std::make_unique<sim::SimCluster>(cluster_options);
   cluster_->addNode("node1");
   cluster_->addNode("node2");
   cluster_->addPod("node1", kClientPod, kClientIp);
@@ -126,7 +127,7 @@ void Environment::makeCertificates() {
   ca.insert(ca.end(), {"-keyout", d + "/ca.key", "-out", d + "/ca.pem", "-days", "2", "-subj",
                        "/CN=nodemesh-bench-ca", "-addext", "basicConstraints=critical,CA:TRUE",
                        "-addext", "keyUsage=critical,keyCertSign,cRLSign"});
-  check(e2e::runLocal(ca, seconds(20)));
+  check(sim::runLocal(ca, seconds(20)));
   int serial = 1;
   for (const auto& [name, ip] :
        {std::pair<std::string, std::string>{"server", kServerIp}, {"client", kClientIp}}) {
@@ -134,18 +135,18 @@ void Environment::makeCertificates() {
     req.insert(req.end(), p256.begin(), p256.end());
     req.insert(req.end(), {"-keyout", d + "/" + name + ".key", "-out", d + "/" + name + ".csr",
                            "-subj", "/CN=" + name});
-    check(e2e::runLocal(req, seconds(20)));
+    check(sim::runLocal(req, seconds(20)));
     std::string ext = cluster_->writeFile(
         name + ".ext", "subjectAltName=URI:spiffe://cluster.local/ns/bench/sa/" + name +
                            ",IP:" + ip + "\nextendedKeyUsage=serverAuth,clientAuth\n" +
                            "keyUsage=critical,digitalSignature\nbasicConstraints=CA:FALSE\n");
-    check(e2e::runLocal(
+    check(sim::runLocal(
         {"openssl", "x509", "-req", "-in", d + "/" + name + ".csr", "-CA", d + "/ca.pem", "-CAkey",
          d + "/ca.key", "-set_serial", std::to_string(++serial), "-days", "2", "-out",
          d + "/" + name + ".pem", "-extfile", ext},
         seconds(20)));
-    cluster_->writeFile(name + ".bundle.pem", e2e::readFile(d + "/" + name + ".pem") +
-                                                  e2e::readFile(d + "/" + name + ".key"));
+    cluster_->writeFile(name + ".bundle.pem", sim::readFile(d + "/" + name + ".pem") +
+                                                  sim::readFile(d + "/" + name + ".key"));
   }
 }
 
@@ -157,7 +158,7 @@ void Environment::startServers() {
              {loadgenPath(), "echo-server", "--port", std::to_string(appPort(Service::kEcho))});
   startInPod(kServerPod, {loadgenPath(), "http-server", "--port",
                           std::to_string(appPort(Service::kHttp)), "--body", "1024"});
-  bool listening = e2e::waitFor(
+  bool listening = sim::waitFor(
       [&] {
         CommandResult r = cluster_->runInPod(kServerPod, {"ss", "-Hltn"});
         for (Service s : kServices) {
@@ -184,7 +185,7 @@ CommandResult Environment::runInClient(const std::vector<std::string>& argv,
   return cluster_->runInPod(kClientPod, pinned(cluster_->pod(kClientPod).node, argv), timeout);
 }
 
-e2e::Process& Environment::startInPod(const std::string& pod,
+sim::Process& Environment::startInPod(const std::string& pod,
                                       const std::vector<std::string>& argv) {
   return cluster_->startInPod(pod, pinned(cluster_->pod(pod).node, argv));
 }
@@ -199,7 +200,7 @@ void Environment::probe(const std::string& addr, uint16_t port, std::chrono::mil
 std::vector<std::string> Environment::teardown() {
   std::string prefix = cluster_->prefix();
   cluster_->teardown();
-  return e2e::SimCluster::findLeftovers(prefix);
+  return sim::SimCluster::findLeftovers(prefix);
 }
 
 }  // namespace nodemesh::bench

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "bench/congestion_control.h"
-#include "tests/e2e/harness/sim_cluster.h"
+#include "sim/sim_cluster.h"
 
 namespace nodemesh::bench {
 
@@ -73,13 +73,13 @@ class Environment {
   static constexpr const char* kServerIp = "10.244.2.20";
 
   // Builds the cluster, the CA and certificates, and starts the server applications. Throws
-  // e2e::HarnessError.
+  // sim::HarnessError.
   explicit Environment(const Options& options);
   ~Environment() = default;
   Environment(const Environment&) = delete;
   Environment& operator=(const Environment&) = delete;
 
-  e2e::SimCluster& cluster() { return *cluster_; }
+  sim::SimCluster& cluster() { return *cluster_; }
   const Options& options() const { return options_; }
 
   // Certificates (PEM) in the work directory: ca.pem, <name>.pem, <name>.key, and
@@ -91,10 +91,10 @@ class Environment {
   // `argv` run on the CPU of `node` (taskset) when Options::pin, else unchanged.
   std::vector<std::string> pinned(const std::string& node, std::vector<std::string> argv) const;
   // A command in the client pod (its node's cgroup and CPU); throws when it cannot start.
-  e2e::CommandResult runInClient(const std::vector<std::string>& argv,
+  sim::CommandResult runInClient(const std::vector<std::string>& argv,
                                  std::chrono::milliseconds timeout);
   // A process in `pod` (its node's cgroup and CPU).
-  e2e::Process& startInPod(const std::string& pod, const std::vector<std::string>& argv);
+  sim::Process& startInPod(const std::string& pod, const std::vector<std::string>& argv);
   // Waits until `echo` answers end to end at addr:port from the client pod.
   void probe(const std::string& addr, uint16_t port, std::chrono::milliseconds timeout);
 
@@ -115,12 +115,12 @@ class Environment {
   Options options_;
   CongestionControlChoice congestion_;
   std::string congestion_used_;
-  std::unique_ptr<e2e::SimCluster> cluster_;
+  std::unique_ptr<sim::SimCluster> cluster_;
   std::string cert_dir_;
   std::string mesh_config_;
 };
 
-// The path of nm-loadgen (next to the other binaries, see e2e::binDir()).
+// The path of nm-loadgen (next to the other binaries, see sim::binDir()).
 std::string loadgenPath();
 
 }  // namespace nodemesh::bench

@@ -7,14 +7,14 @@
 #include <regex>
 #include <sstream>
 
-#include "tests/e2e/harness/process.h"
-#include "tests/e2e/harness/testapp_client.h"
+#include "sim/process.h"
+#include "sim/testapp_client.h"
 
 namespace nodemesh::bench {
 namespace {
 
-using e2e::HarnessError;
-using e2e::Process;
+using sim::HarnessError;
+using sim::Process;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
@@ -88,14 +88,14 @@ class Nodemesh final : public Mode {
     for (size_t i = 0; i < agents_.size(); ++i) {
       Process& agent = *agents_[i];
       const std::string side = i == 0 ? "client_agent" : "server_agent";
-      size_t before = countOf(e2e::readFile(agent.spec().stderr_path), "tunnel stats:");
+      size_t before = countOf(sim::readFile(agent.spec().stderr_path), "tunnel stats:");
       agent.signal(SIGUSR1);
-      e2e::waitFor(
+      sim::waitFor(
           [&] {
-            return countOf(e2e::readFile(agent.spec().stderr_path), "tunnel stats:") > before;
+            return countOf(sim::readFile(agent.spec().stderr_path), "tunnel stats:") > before;
           },
           seconds(5));
-      std::string log = e2e::readFile(agent.spec().stderr_path);
+      std::string log = sim::readFile(agent.spec().stderr_path);
       auto pos = log.rfind("tunnel stats:");
       if (pos != std::string::npos) {
         facts[side + "_stats"] = log.substr(pos, log.find('\n', pos) - pos);
@@ -135,21 +135,21 @@ class Nodemesh final : public Mode {
   }
 
   static void waitForLog(Process& p, const std::string& needle, milliseconds timeout) {
-    bool found = e2e::waitFor(
+    bool found = sim::waitFor(
         [&] {
-          return e2e::readFile(p.spec().stderr_path).find(needle) != std::string::npos ||
+          return sim::readFile(p.spec().stderr_path).find(needle) != std::string::npos ||
                  !p.isRunning();
         },
         timeout, milliseconds(50));
-    if (!found || e2e::readFile(p.spec().stderr_path).find(needle) == std::string::npos) {
+    if (!found || sim::readFile(p.spec().stderr_path).find(needle) == std::string::npos) {
       throw HarnessError("nodemesh-agent: no '" + needle + "' in its log:\n" +
-                         e2e::readFile(p.spec().stderr_path));
+                         sim::readFile(p.spec().stderr_path));
     }
   }
 
   Process& startAgent(const std::string& node) {
-    e2e::SimCluster& cluster = env_.cluster();
-    e2e::ProcessSpec spec;
+    sim::SimCluster& cluster = env_.cluster();
+    sim::ProcessSpec spec;
     spec.netns_path = cluster.nodeNetnsPath(node);
     spec.cgroup_path = cluster.nodeCgroupPath(node);
     // One worker per agent: the peers run one worker each too.
@@ -183,7 +183,7 @@ class PeerTunnel : public Mode {
   explicit PeerTunnel(Environment& env) : env_(env) {}
 
   void start() override {
-    e2e::SimCluster& cluster = env_.cluster();
+    sim::SimCluster& cluster = env_.cluster();
     const std::string stem = cluster.workDir() + "/" + name() + "-" + std::to_string(++runs_);
     server_ = &cluster.startProcess(podSpec(Environment::kServerPod, stem + "-server",
                                             /*client=*/false));
@@ -220,11 +220,11 @@ class PeerTunnel : public Mode {
   Environment& env_;
 
  private:
-  e2e::ProcessSpec podSpec(const std::string& pod, const std::string& stem, bool client) {
-    e2e::SimCluster& cluster = env_.cluster();
+  sim::ProcessSpec podSpec(const std::string& pod, const std::string& stem, bool client) {
+    sim::SimCluster& cluster = env_.cluster();
     std::string path = stem + ".conf";
     cluster.writeFile(path.substr(path.rfind('/') + 1), config(client));
-    e2e::ProcessSpec spec;
+    sim::ProcessSpec spec;
     spec.netns_path = cluster.podNetnsPath(pod);
     spec.cgroup_path = cluster.nodeCgroupPath(cluster.pod(pod).node);
     spec.argv = env_.pinned(cluster.pod(pod).node, command(path));
@@ -323,7 +323,7 @@ class Haproxy final : public PeerTunnel {
 
 std::unique_ptr<Mode> makeMode(const std::string& name, Environment& env) {
   if (name == "direct") return std::make_unique<Direct>(env);
-  if (name == "nodemesh") return std::make_unique<Nodemesh>(env, name, e2e::agentPath());
+  if (name == "nodemesh") return std::make_unique<Nodemesh>(env, name, sim::agentPath());
   for (const auto& [variant, path] : env.options().agent_variants) {
     if (name == "nodemesh-" + variant) return std::make_unique<Nodemesh>(env, name, path);
   }

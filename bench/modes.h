@@ -32,7 +32,7 @@ class Mode {
   virtual ~Mode() = default;
   virtual std::string name() const = 0;
   // Starts the tunnel and waits until the echo service answers through it. Throws
-  // e2e::HarnessError.
+  // sim::HarnessError.
   virtual void start() = 0;
   // Stops it (and checks it worked as configured); facts worth keeping go to the results.
   virtual std::map<std::string, std::string> stop() = 0;

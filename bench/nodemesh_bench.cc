@@ -30,9 +30,9 @@
 #include "bench/modes.h"
 #include "bench/report.h"
 #include "bench/scenarios.h"
-#include "tests/e2e/harness/privileged.h"
-#include "tests/e2e/harness/process.h"
-#include "tests/e2e/harness/testapp_client.h"
+#include "sim/privileged.h"
+#include "sim/process.h"
+#include "sim/testapp_client.h"
 
 #ifndef NODEMESH_SOURCE_DIR
 #error "NODEMESH_SOURCE_DIR must be defined by the build"
@@ -105,7 +105,7 @@ struct CpuUse {
 CpuUse readCpuUse(const std::string& cluster_cgroup) {
   CpuUse u;
   u.at = Clock::now();
-  std::istringstream stat(e2e::readFile("/proc/stat"));
+  std::istringstream stat(sim::readFile("/proc/stat"));
   std::string cpu;
   double user = 0;
   double nice = 0;
@@ -118,7 +118,7 @@ CpuUse readCpuUse(const std::string& cluster_cgroup) {
   stat >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
   u.machine_busy_s =
       (user + nice + system + irq + softirq + steal) / static_cast<double>(::sysconf(_SC_CLK_TCK));
-  std::istringstream cg(e2e::readFile(cluster_cgroup + "/cpu.stat"));
+  std::istringstream cg(sim::readFile(cluster_cgroup + "/cpu.stat"));
   for (std::string key; cg >> key;) {
     double v = 0;
     cg >> v;
@@ -138,10 +138,10 @@ double backgroundVcpu(const CpuUse& a, const CpuUse& b) {
 // hardware counters; DWARF call graphs: the build omits frame pointers).
 class Profiler {
  public:
-  Profiler(e2e::SimCluster& cluster, const std::vector<pid_t>& pids, const std::string& out) {
+  Profiler(sim::SimCluster& cluster, const std::vector<pid_t>& pids, const std::string& out) {
     std::string list;
     for (pid_t p : pids) list += (list.empty() ? "" : ",") + std::to_string(p);
-    e2e::ProcessSpec spec;
+    sim::ProcessSpec spec;
     spec.argv = {"perf",         "record",      "-e", "cpu-clock", "-F", "499",
                  "--call-graph", "dwarf,32768", "-p", list,        "-o", out};
     spec.stdout_path = out + ".log";
@@ -156,7 +156,7 @@ class Profiler {
   Profiler& operator=(const Profiler&) = delete;
 
  private:
-  e2e::Process* process_;
+  sim::Process* process_;
 };
 
 // The 10,000 idle connections need two descriptors each in every tunnel process (children
@@ -278,12 +278,12 @@ int run(int argc, char** argv) {
     return kExitFailed;
   }
   if (o.out_dir.empty()) {
-    o.out_dir = o.quick ? (fs::path(e2e::binDir()).parent_path() / "bench-quick").string()
+    o.out_dir = o.quick ? (fs::path(sim::binDir()).parent_path() / "bench-quick").string()
                         : o.source_dir + "/bench/results";
   }
 
-  if (auto problem = e2e::privilegedEnvironmentProblem()) {
-    if (e2e::privilegedTestsRequired()) {
+  if (auto problem = sim::privilegedEnvironmentProblem()) {
+    if (sim::privilegedTestsRequired()) {
       std::cerr << "nodemesh-bench: cannot run (NODEMESH_REQUIRE_PRIVILEGED=1): " << *problem
                 << "\n";
       return kExitFailed;
@@ -294,8 +294,8 @@ int run(int argc, char** argv) {
   for (const std::string& tool :
        {std::string("iperf3"), std::string("sockperf"), std::string("stunnel"),
         std::string("haproxy"), std::string("openssl"), std::string("ss"), std::string("sysctl"),
-        std::string("taskset"), e2e::agentPath(), loadgenPath()}) {
-    if (!e2e::findExecutable(tool)) {
+        std::string("taskset"), sim::agentPath(), loadgenPath()}) {
+    if (!sim::findExecutable(tool)) {
       std::cerr << "nodemesh-bench: " << tool
                 << " not found (scripts/install-deps.sh installs the tools; bench/run builds)\n";
       return kExitFailed;

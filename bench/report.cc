@@ -9,7 +9,7 @@
 
 #include <fmt/format.h>
 
-#include "tests/e2e/harness/process.h"
+#include "sim/process.h"
 
 namespace nodemesh::bench {
 namespace {
@@ -19,7 +19,7 @@ std::string firstLine(const std::string& text) {
 }
 
 std::string fieldOf(const std::string& file, const std::string& key) {
-  std::istringstream in(e2e::readFile(file));
+  std::istringstream in(sim::readFile(file));
   for (std::string line; std::getline(in, line);) {
     if (line.rfind(key, 0) == 0) {
       auto colon = line.find(':');
@@ -32,7 +32,7 @@ std::string fieldOf(const std::string& file, const std::string& key) {
 }
 
 std::string toolVersion(const std::vector<std::string>& argv, const std::string& needle) {
-  auto r = e2e::runLocal(argv);
+  auto r = sim::runLocal(argv);
   std::istringstream in(r.out + "\n" + r.err);
   for (std::string line; std::getline(in, line);) {
     if (line.find(needle) != std::string::npos) return line;
@@ -108,9 +108,9 @@ nlohmann::json describeMachine(const std::string& source_dir) {
   } catch (const std::exception&) {
   }
   std::string commit =
-      firstLine(e2e::runLocal({"git", "-C", source_dir, "rev-parse", "--short", "HEAD"}).out);
+      firstLine(sim::runLocal({"git", "-C", source_dir, "rev-parse", "--short", "HEAD"}).out);
   std::string dirty =
-      e2e::runLocal({"git", "-C", source_dir, "status", "--porcelain", "--untracked-files=no"}).out;
+      sim::runLocal({"git", "-C", source_dir, "status", "--porcelain", "--untracked-files=no"}).out;
   return {
       {"cpu", fieldOf("/proc/cpuinfo", "model name")},
       {"cores", ::sysconf(_SC_NPROCESSORS_ONLN)},

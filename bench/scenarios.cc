@@ -11,15 +11,15 @@
 
 #include <nlohmann/json.hpp>
 
-#include "tests/e2e/harness/process.h"
-#include "tests/e2e/harness/testapp_client.h"
+#include "sim/process.h"
+#include "sim/testapp_client.h"
 
 namespace nodemesh::bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using e2e::CommandResult;
-using e2e::HarnessError;
+using sim::CommandResult;
+using sim::HarnessError;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
@@ -34,7 +34,7 @@ std::string wholeSeconds(milliseconds ms) {
 
 nlohmann::json lastEvent(const std::string& out, const std::string& event,
                          const std::string& what) {
-  auto e = e2e::findLastEvent(out, event);
+  auto e = sim::findLastEvent(out, event);
   if (!e) throw HarnessError(what + ": no '" + event + "' result in its output:\n" + out);
   return *e;
 }
@@ -57,7 +57,7 @@ const MetricInfo* findMetric(const std::string& key) {
 
 std::optional<ProcSample> sampleProcess(pid_t pid) {
   const std::string dir = "/proc/" + std::to_string(pid);
-  std::string stat = e2e::readFile(dir + "/stat");
+  std::string stat = sim::readFile(dir + "/stat");
   auto close = stat.rfind(')');  // the command name may contain spaces and parentheses
   if (close == std::string::npos) return std::nullopt;
   std::istringstream fields(stat.substr(close + 2));
@@ -68,7 +68,7 @@ std::optional<ProcSample> sampleProcess(pid_t pid) {
   ProcSample sample;
   static const double kTicks = static_cast<double>(::sysconf(_SC_CLK_TCK));
   sample.cpu_seconds = (std::stod(f[11]) + std::stod(f[12])) / kTicks;
-  std::istringstream status(e2e::readFile(dir + "/status"));
+  std::istringstream status(sim::readFile(dir + "/status"));
   for (std::string line; std::getline(status, line);) {
     if (line.rfind("VmRSS:", 0) == 0) {
       sample.rss_mb = std::stod(line.substr(6)) / 1024.0;  // kB
@@ -116,7 +116,7 @@ Figures ScenarioRunner::http() {
   const auto idle_after = sampleTunnel();
   const double idle_wall = std::chrono::duration<double>(Clock::now() - idle_t0).count();
   const auto total = o.http_warmup + o.http_window + milliseconds(300);
-  e2e::Process& load = env_.startInPod(
+  sim::Process& load = env_.startInPod(
       Environment::kClientPod,
       {loadgenPath(), "http-load", "--to", target(mode_.endpoint(Service::kHttp)), "--rate",
        std::to_string(o.http_rate), "--duration-ms", std::to_string(total.count()), "--connections",
@@ -237,7 +237,7 @@ Figures ScenarioRunner::idle() {
   const Options& o = env_.options();
   if (mode_.tunnelPids().empty()) return {};  // direct: no tunnel to weigh
   auto before = sampleTunnel();
-  e2e::Process& hold =
+  sim::Process& hold =
       env_.startInPod(Environment::kClientPod,
                       {loadgenPath(), "hold", "--to", target(mode_.endpoint(Service::kEcho)),
                        "--count", std::to_string(o.idle_connections), "--concurrency", "128"});

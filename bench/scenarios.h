@@ -75,7 +75,7 @@ class ScenarioRunner {
  public:
   ScenarioRunner(Environment& env, Mode& mode) : env_(env), mode_(mode) {}
 
-  // Runs one scenario by name; throws e2e::HarnessError when it could not measure.
+  // Runs one scenario by name; throws sim::HarnessError when it could not measure.
   Figures run(const std::string& scenario);
 
  private:

@@ -112,7 +112,7 @@ explain::CaptureView captureView(const AdminState& state) {
   return view;
 }
 
-json connectionsJson(const std::vector<ztunnel::ConnectionInfo>& connections) {
+json connectionsJson(const std::vector<tunnel::ConnectionInfo>& connections) {
   auto sorted = connections;
   // Ordered by pod, direction, then addresses (as text: SocketAddress's <=> trips clang-tidy 14).
   std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
@@ -123,12 +123,12 @@ json connectionsJson(const std::vector<ztunnel::ConnectionInfo>& connections) {
   json list = json::array();
   for (const auto& c : sorted) {
     list.push_back({
-        {"direction", c.direction == ztunnel::Direction::kOutbound ? "outbound" : "inbound"},
+        {"direction", c.direction == tunnel::Direction::kOutbound ? "outbound" : "inbound"},
         {"pod", c.pod},
         {"src", c.src.toString()},
         {"dst", c.dst.toString()},
         {"dst_service", c.dst_service},
-        {"transport", c.transport == ztunnel::Transport::kHbone ? "hbone" : "tcp"},
+        {"transport", c.transport == tunnel::Transport::kHbone ? "hbone" : "tcp"},
         {"src_identity", c.src_identity},
         {"dst_identity", c.dst_identity},
         {"bytes_to_dst", c.bytes_to_dst},

@@ -21,7 +21,7 @@
 #include "agent/metrics/agent_metrics.h"
 #include "common/ip_address.h"
 #include "model/snapshot.h"
-#include "ztunnel/tunnel.h"
+#include "tunnel/tunnel.h"
 
 namespace nodemesh::agent::admin {
 
@@ -62,7 +62,7 @@ class AdminState {
   virtual ~AdminState() = default;
   virtual model::SnapshotPtr snapshot() const = 0;
   virtual std::vector<PodView> pods() const = 0;
-  virtual std::vector<ztunnel::ConnectionInfo> connections() const = 0;
+  virtual std::vector<tunnel::ConnectionInfo> connections() const = 0;
   virtual std::vector<CertificateView> certificates() const = 0;
   virtual AgentInfo info() const = 0;
   // /quitquitquit: start a clean stop (as SIGTERM does); returns at once.
@@ -88,7 +88,7 @@ class Readiness {
 };
 
 nlohmann::json configDump(const AdminState& state);
-nlohmann::json connectionsJson(const std::vector<ztunnel::ConnectionInfo>& connections);
+nlohmann::json connectionsJson(const std::vector<tunnel::ConnectionInfo>& connections);
 explain::CaptureView captureView(const AdminState& state);
 
 std::vector<Route> adminRoutes(AdminState& state);

@@ -14,7 +14,7 @@
 #include "common/fd.h"
 #include "common/ip_address.h"
 #include "common/result.h"
-#include "ztunnel/tunnel.h"
+#include "tunnel/tunnel.h"
 
 struct bpf_link;
 struct cgroup_sock_bpf;
@@ -66,7 +66,7 @@ class CapturePrograms {
   // Enrolls a pod: counters, listener sockets, addresses, its sk_lookup link, and last the
   // pods entry that turns outbound capture on.
   Status enrollPod(uint64_t netns_cookie, int netns_fd, const std::vector<IpAddress>& ips,
-                   const ztunnel::PodListenerFds& listeners);
+                   const tunnel::PodListenerFds& listeners);
   // Reverses enrollPod (outbound capture off first). Missing entries are not an error.
   Status unenrollPod(uint64_t netns_cookie, const std::vector<IpAddress>& ips);
   // Drops every pod entry, address, counter set and sk_lookup link whose netns cookie is not

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "capture_abi.h"
+#include "model/mesh.h"
 
 namespace nodemesh::agent::explain {
 
@@ -13,10 +14,6 @@ namespace {
 WorkloadRef refOf(const model::Workload& w) {
   return WorkloadRef{w.namespace_name + "/" + w.name, w.uid, w.node,
                      std::string(model::toString(w.protocol)), w.identity()};
-}
-
-bool inMesh(const model::Workload& w) {
-  return w.protocol == model::Protocol::Hbone && w.network_mode != model::NetworkMode::HostNetwork;
 }
 
 const EnrolledPodView* enrolledPod(const CaptureView& view, const model::Workload& w) {
@@ -111,7 +108,9 @@ Path pathTo(const CaptureView& view, const PolicyChecker& policies, const model:
   Path p;
   p.address = address;
   if (dst_w) p.endpoint = refOf(*dst_w);
-  const bool dst_mesh = dst_w && inMesh(*dst_w);
+  // The data path's rule (model/mesh.h): a captured source is in the mesh (it has an identity),
+  // so it reaches a destination in the mesh over HBONE.
+  const bool dst_mesh = dst_w && model::inMesh(*dst_w);
   const std::string dst_key = dst_w ? p.endpoint->key : address.ip.toString();
 
   // How it travels.
@@ -266,8 +265,9 @@ Explanation explainConnection(const model::Snapshot& snapshot, const CaptureView
   if (src_w) e.source = refOf(*src_w);
   e.capture = outboundCapture(view, src_w, src, dst, &e.source_netns);
 
-  const model::Workload* dst_w = snapshot.workloadByIp(dst.ip);
-  const model::Service* service = dst_w ? nullptr : snapshot.serviceByVip(dst.ip);
+  // As the data path routes it (model::routeOutbound): a service VIP before a workload address.
+  const model::Service* service = model::routeOutbound(snapshot, dst.ip, true).service;
+  const model::Workload* dst_w = service ? nullptr : snapshot.workloadByIp(dst.ip);
   if (service) {
     ServiceRef ref;
     ref.key = service->key();

@@ -1,6 +1,7 @@
 #include "agent/metrics/agent_metrics.h"
 
 #include <string>
+#include <string_view>
 
 namespace nodemesh::agent::metrics {
 
@@ -36,46 +37,19 @@ std::string renderAgentMetrics(const AgentMetricsInput& in) {
     }
   }
 
-  const auto& t = in.tunnel;
-  out.family("nodemesh_tunnel_connections_accepted_total", "counter",
-             "Connections accepted by the tunnel, by listener");
-  out.sample("nodemesh_tunnel_connections_accepted_total", {{"listener", "outbound"}},
-             t.accepted_outbound);
-  out.sample("nodemesh_tunnel_connections_accepted_total", {{"listener", "inbound"}},
-             t.accepted_inbound);
-  out.sample("nodemesh_tunnel_connections_accepted_total", {{"listener", "hbone"}},
-             t.accepted_hbone);
-  single(out, "nodemesh_tunnel_connections_completed_total", "counter",
-         "Relayed connections that finished cleanly in both directions", t.completed);
-  single(out, "nodemesh_tunnel_connections_active", "gauge", "Relayed connections open now",
-         t.active);
-  out.family("nodemesh_tunnel_connection_failures_total", "counter",
-             "Relayed connections that failed, by cause");
-  out.sample("nodemesh_tunnel_connection_failures_total", {{"reason", "connect"}},
-             t.failed_connect);
-  out.sample("nodemesh_tunnel_connection_failures_total", {{"reason", "no_orig_dst"}},
-             t.failed_no_orig_dst);
-  out.sample("nodemesh_tunnel_connection_failures_total", {{"reason", "io"}}, t.failed_io);
-  out.family("nodemesh_tunnel_bytes_total", "counter",
-             "Bytes relayed by the tunnel (live, unlike istio_tcp_*_bytes_total)");
-  out.sample("nodemesh_tunnel_bytes_total", {{"direction", "to_destination"}}, t.bytes_to_dst);
-  out.sample("nodemesh_tunnel_bytes_total", {{"direction", "from_destination"}}, t.bytes_from_dst);
-  out.family("nodemesh_tls_handshakes_total", "counter", "Completed TLS handshakes, by role");
-  out.sample("nodemesh_tls_handshakes_total", {{"role", "client"}}, t.tls_handshakes_client);
-  out.sample("nodemesh_tls_handshakes_total", {{"role", "server"}}, t.tls_handshakes_server);
-  single(out, "nodemesh_tls_handshake_failures_total", "counter",
-         "TLS handshakes that failed or timed out", t.tls_handshake_failures);
-  out.family("nodemesh_hbone_streams_total", "counter",
-             "HBONE CONNECT streams: opened as client, accepted (200) or rejected as server");
-  out.sample("nodemesh_hbone_streams_total", {{"event", "opened"}}, t.hbone_streams_opened);
-  out.sample("nodemesh_hbone_streams_total", {{"event", "accepted"}}, t.hbone_streams_accepted);
-  out.sample("nodemesh_hbone_streams_total", {{"event", "rejected"}}, t.hbone_streams_rejected);
-  single(out, "nodemesh_hbone_pool_connections", "gauge",
-         "Pooled HBONE client connections open (one TLS connection each)", t.hbone_pool_size);
-  out.family("nodemesh_tunnel_busy_polls_total", "counter",
-             "Tunnel workers' busy polls (--busy-poll-us): found work (hit) or slept (miss)");
-  out.sample("nodemesh_tunnel_busy_polls_total", {{"result", "hit"}}, t.busy_poll_hits);
-  out.sample("nodemesh_tunnel_busy_polls_total", {{"result", "miss"}}, t.busy_poll_misses);
+  // Every tunnel counter, as tunnel_stats.h lists it: a family per run of entries.
+  const char* family = "";
+  for (const tunnel::TunnelStatInfo& stat : tunnel::kTunnelStatInfo) {
+    if (std::string_view(stat.family) != family) {
+      family = stat.family;
+      out.family(family, stat.gauge ? "gauge" : "counter", stat.help);
+    }
+    if (*stat.label == '\0') {
+      out.sample(family, {}, in.tunnel.*stat.value);
+    } else {
+      out.sample(family, {{stat.label, stat.label_value}}, in.tunnel.*stat.value);
+    }
+  }
 
   out.family("nodemesh_certificate_expiration_timestamp_seconds", "gauge",
              "When each workload certificate of this node expires (Unix time)");

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "agent/metrics/tcp_metrics.h"
-#include "ztunnel/tunnel.h"
+#include "tunnel/tunnel.h"
 
 namespace nodemesh::agent::metrics {
 
@@ -26,7 +26,7 @@ struct AgentMetricsInput {
   const TcpMetrics* tcp = nullptr;
   // Node-wide capture counters by reason (nm_node_stats); nullopt when unreadable.
   std::optional<std::map<std::string, uint64_t>> capture_counters;
-  ztunnel::TunnelStats tunnel;
+  tunnel::TunnelStats tunnel;
   uint64_t enrolled_pods = 0;
   std::vector<CertificateExpiry> certificates;
   uint64_t certificate_rotation_failures = 0;

@@ -2,9 +2,9 @@
 
 namespace nodemesh::agent::metrics {
 
-ConnectionPeers resolvePeers(const model::Snapshot& snapshot, const ztunnel::ConnectionRecord& r) {
+ConnectionPeers resolvePeers(const model::Snapshot& snapshot, const tunnel::ConnectionRecord& r) {
   ConnectionPeers peers;
-  if (r.direction == ztunnel::Direction::kOutbound) {
+  if (r.direction == tunnel::Direction::kOutbound) {
     peers.source = snapshot.workloadByName(r.pod);
     peers.destination = snapshot.workloadByIp(r.dst.ip);
     // Through a service VIP the tunnel names the service; `dst` is the endpoint it picked.
@@ -18,9 +18,9 @@ ConnectionPeers resolvePeers(const model::Snapshot& snapshot, const ztunnel::Con
   return peers;
 }
 
-Verdict verdictOf(const ztunnel::ConnectionRecord& r) {
+Verdict verdictOf(const tunnel::ConnectionRecord& r) {
   if (r.denied) return {"deny", r.policy, r.reason};
-  if (r.direction == ztunnel::Direction::kInbound) return {"allow", r.policy, r.reason};
+  if (r.direction == tunnel::Direction::kInbound) return {"allow", r.policy, r.reason};
   // Outbound: the destination's tunnel decides and answers a denied CONNECT with 401.
   if (r.error.find("answered 401") != std::string::npos) {
     return {"deny", "", "denied by the destination (HBONE 401)"};

@@ -7,7 +7,7 @@
 #include "model/service.h"
 #include "model/snapshot.h"
 #include "model/workload.h"
-#include "ztunnel/tunnel.h"
+#include "tunnel/tunnel.h"
 
 namespace nodemesh::agent::metrics {
 
@@ -21,7 +21,7 @@ struct ConnectionPeers {
 // at record.dst. Inbound: the destination is the local pod, the source the workload at
 // record.src's address (the client pod for HBONE; whoever connected for plaintext).
 // Pointers are valid while `snapshot` lives.
-ConnectionPeers resolvePeers(const model::Snapshot& snapshot, const ztunnel::ConnectionRecord& r);
+ConnectionPeers resolvePeers(const model::Snapshot& snapshot, const tunnel::ConnectionRecord& r);
 
 // The authorization verdict of a finished connection as the access log and metrics report it.
 // Inbound: the tunnel's own decision. Outbound: "deny" when the destination refused the HBONE
@@ -31,7 +31,7 @@ struct Verdict {
   std::string policy;   // the deciding policy, "" when none
   std::string reason;
 };
-Verdict verdictOf(const ztunnel::ConnectionRecord& r);
+Verdict verdictOf(const tunnel::ConnectionRecord& r);
 
 // "namespace/name", or "-" for null.
 std::string workloadKey(const model::Workload* w);

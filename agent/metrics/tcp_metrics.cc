@@ -69,13 +69,13 @@ std::string seriesKey(const TcpLabels& labels) {
 
 }  // namespace
 
-TcpLabels tcpLabels(const model::Snapshot* snapshot, const ztunnel::ConnectionRecord& r,
+TcpLabels tcpLabels(const model::Snapshot* snapshot, const tunnel::ConnectionRecord& r,
                     bool closing) {
   TcpLabels l;
   ConnectionPeers peers;
   if (snapshot) peers = resolvePeers(*snapshot, r);
-  const bool outbound = r.direction == ztunnel::Direction::kOutbound;
-  const bool mtls = r.transport == ztunnel::Transport::kHbone;
+  const bool outbound = r.direction == tunnel::Direction::kOutbound;
+  const bool mtls = r.transport == tunnel::Transport::kHbone;
   l[kReporter] = outbound ? "source" : "destination";
   workloadLabels(peers.source, l, kSourceWorkload, kSourceCanonicalService,
                  kSourceCanonicalRevision, kSourceWorkloadNamespace, kSourceApp, kSourceVersion,
@@ -113,14 +113,14 @@ TcpMetrics::Series& TcpMetrics::slot(std::string key, TcpLabels labels) {
   return it->second;
 }
 
-void TcpMetrics::recordOpen(const model::Snapshot* snapshot, const ztunnel::ConnectionRecord& r) {
+void TcpMetrics::recordOpen(const model::Snapshot* snapshot, const tunnel::ConnectionRecord& r) {
   TcpLabels labels = tcpLabels(snapshot, r, false);
   std::string key = seriesKey(labels);
   std::lock_guard<std::mutex> lock(mu_);
   ++slot(std::move(key), std::move(labels)).opened;
 }
 
-void TcpMetrics::recordClose(const model::Snapshot* snapshot, const ztunnel::ConnectionRecord& r) {
+void TcpMetrics::recordClose(const model::Snapshot* snapshot, const tunnel::ConnectionRecord& r) {
   TcpLabels labels = tcpLabels(snapshot, r, true);
   std::string key = seriesKey(labels);
   std::lock_guard<std::mutex> lock(mu_);

@@ -26,7 +26,7 @@
 
 #include "agent/metrics/prometheus_text.h"
 #include "model/snapshot.h"
-#include "ztunnel/tunnel.h"
+#include "tunnel/tunnel.h"
 
 namespace nodemesh::agent::metrics {
 
@@ -61,13 +61,13 @@ using TcpLabels = std::array<std::string, kTcpLabelNames.size()>;
 
 // The labels of a connection. `closing` selects response_flags: "-" while open; when closed
 // "DENY" (denied by policy), "CONNECT" (failed before a byte was relayed), else "-".
-TcpLabels tcpLabels(const model::Snapshot* snapshot, const ztunnel::ConnectionRecord& r,
+TcpLabels tcpLabels(const model::Snapshot* snapshot, const tunnel::ConnectionRecord& r,
                     bool closing);
 
 class TcpMetrics {
  public:
-  void recordOpen(const model::Snapshot* snapshot, const ztunnel::ConnectionRecord& r);
-  void recordClose(const model::Snapshot* snapshot, const ztunnel::ConnectionRecord& r);
+  void recordOpen(const model::Snapshot* snapshot, const tunnel::ConnectionRecord& r);
+  void recordClose(const model::Snapshot* snapshot, const tunnel::ConnectionRecord& r);
 
   struct Series {
     // Immutable once made and shared with every copy: a scrape copies pointers and four

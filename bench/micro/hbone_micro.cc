@@ -30,20 +30,20 @@
 
 #include <nlohmann/json.hpp>
 
-#include "ztunnel/hbone/h2_session.h"
-#include "ztunnel/hbone_transport.h"
-#include "ztunnel/identity/clock.h"
-#include "ztunnel/identity/local_ca.h"
-#include "ztunnel/tls/tls_context.h"
-#include "ztunnel/tls/tls_session.h"
+#include "hbone/h2_session.h"
+#include "hbone/hbone_transport.h"
+#include "identity/clock.h"
+#include "identity/local_ca.h"
+#include "hbone/tls/tls_context.h"
+#include "hbone/tls/tls_session.h"
 
 namespace nodemesh::bench::micro {
 namespace {
 
-using ztunnel::HboneTransport;
-using ztunnel::hbone::H2Role;
-using ztunnel::hbone::StreamId;
-using ztunnel::identity::SpiffeId;
+using hbone::HboneTransport;
+using hbone::H2Role;
+using hbone::StreamId;
+using identity::SpiffeId;
 
 constexpr size_t kChunk = 16 * 1024;  // the worker's receive buffer size
 
@@ -65,8 +65,8 @@ double threadCpuSeconds() {
 }
 
 // One end: acknowledges received data at once (as the worker does once it wrote it on).
-struct Side final : ztunnel::hbone::H2Handler {
-  void onRequest(StreamId s, const ztunnel::hbone::ConnectRequest& /*request*/) override {
+struct Side final : hbone::H2Handler {
+  void onRequest(StreamId s, const hbone::ConnectRequest& /*request*/) override {
     (void)transport->h2().respond(s, 200);
     stream = s;
   }
@@ -120,14 +120,14 @@ double runOnce(SSL_CTX* client_ctx, SSL_CTX* server_ctx, const SpiffeId& server_
   server.echo = work.message > 0;
   client.transport =
       check(HboneTransport::create(
-                check(ztunnel::tls::TlsSession::client(client_ctx, {server_id}), "client session"),
+                check(tls::TlsSession::client(client_ctx, {server_id}), "client session"),
                 H2Role::kClient, client),
             "client transport");
   server.transport = check(
-      HboneTransport::create(check(ztunnel::tls::TlsSession::server(server_ctx), "server session"),
+      HboneTransport::create(check(tls::TlsSession::server(server_ctx), "server session"),
                              H2Role::kServer, server),
       "server transport");
-  ztunnel::hbone::ConnectHeaders headers;
+  hbone::ConnectHeaders headers;
   const StreamId id =
       check(client.transport->h2().openConnect("10.244.2.20:8080", headers), "CONNECT");
   for (int i = 0; i < 20 && !client.up; ++i) {
@@ -198,11 +198,11 @@ int run(int argc, char** argv) {
   char dir_template[] = "/tmp/nm-hbone-micro-XXXXXX";
   if (::mkdtemp(dir_template) == nullptr) die("mkdtemp failed");
   const std::string dir = dir_template;
-  ztunnel::identity::SystemClock clock;
-  auto ca = check(ztunnel::identity::LocalCa::loadOrCreate(dir, "cluster.local", clock), "CA");
+  identity::SystemClock clock;
+  auto ca = check(identity::LocalCa::loadOrCreate(dir, "cluster.local", clock), "CA");
   const SpiffeId client_id = check(SpiffeId::create("cluster.local", "bench", "client"), "id");
   const SpiffeId server_id = check(SpiffeId::create("cluster.local", "bench", "server"), "id");
-  auto factory = check(ztunnel::tls::TlsContextFactory::create(ca->rootCertificate()), "factory");
+  auto factory = check(tls::TlsContextFactory::create(ca->rootCertificate()), "factory");
   auto client_ctx = check(factory.clientContext(*check(ca->issue(client_id), "issue")), "ctx");
   auto server_ctx = check(factory.serverContext(*check(ca->issue(server_id), "issue")), "ctx");
   std::error_code ec;

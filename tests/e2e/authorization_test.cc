@@ -7,7 +7,7 @@
 
 #include "tests/e2e/mesh_fixture.h"
 
-namespace nodemesh::e2e {
+namespace nodemesh::sim {
 namespace {
 
 constexpr const char* kCartV1App = "10.244.2.20:8080";
@@ -175,4 +175,4 @@ TEST_F(AuthorizationTest, PolicyChangeClosesNowDeniedConnectionAndAdmitsNewlyAll
 }
 
 }  // namespace
-}  // namespace nodemesh::e2e
+}  // namespace nodemesh::sim

@@ -2,7 +2,7 @@
 // (tests/e2e/mesh_fixture.h): one agent per node, real TCP traffic between pods.
 #include "tests/e2e/mesh_fixture.h"
 
-namespace nodemesh::e2e {
+namespace nodemesh::sim {
 namespace {
 
 using CaptureTest = MeshTest;
@@ -416,9 +416,9 @@ TEST(AgentValidate, MalformedFileGivesFileLineReason) {
 }
 
 }  // namespace
-}  // namespace nodemesh::e2e
+}  // namespace nodemesh::sim
 
-namespace nodemesh::e2e {
+namespace nodemesh::sim {
 namespace {
 
 // HBONE requests carry the client's trace context and workload metadata, as ztunnel's do.
@@ -458,4 +458,4 @@ TEST_F(MeshTest, CertificatesAreIssuedAtEnrollment) {
 }
 
 }  // namespace
-}  // namespace nodemesh::e2e
+}  // namespace nodemesh::sim

@@ -12,7 +12,7 @@
 
 #include "tests/e2e/mesh_fixture.h"
 
-namespace nodemesh::e2e {
+namespace nodemesh::sim {
 namespace {
 
 constexpr const char* kFrontend = "10.244.1.10";
@@ -527,4 +527,4 @@ TEST_F(DebugTest, AccessLogTextLinesForAllowedAndDeniedConnections) {
 }
 
 }  // namespace
-}  // namespace nodemesh::e2e
+}  // namespace nodemesh::sim

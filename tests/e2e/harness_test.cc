@@ -22,13 +22,13 @@
 
 #include "common/cgroup.h"
 #include "common/fd.h"
-#include "tests/e2e/harness/privileged.h"
-#include "tests/e2e/harness/process.h"
-#include "tests/e2e/harness/sim_cluster.h"
-#include "tests/e2e/harness/testapp_client.h"
+#include "tests/e2e/privileged_gate.h"
+#include "sim/process.h"
+#include "sim/sim_cluster.h"
+#include "sim/testapp_client.h"
 #include "tests/e2e/testapp/stream.h"
 
-namespace nodemesh::e2e {
+namespace nodemesh::sim {
 namespace {
 
 using std::chrono::seconds;
@@ -432,4 +432,4 @@ TEST_F(SimClusterTest, SweepsLeftoversOfDeadRuns) {
 }
 
 }  // namespace
-}  // namespace nodemesh::e2e
+}  // namespace nodemesh::sim

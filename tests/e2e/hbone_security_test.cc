@@ -14,15 +14,14 @@
 #include <sys/stat.h>
 
 #include "tests/e2e/mesh_fixture.h"
-#include "ztunnel/identity/clock.h"
-#include "ztunnel/identity/local_ca.h"
-#include "ztunnel/identity/spiffe_id.h"
-#include "ztunnel/identity/workload_certificate.h"
+#include "identity/clock.h"
+#include "identity/local_ca.h"
+#include "identity/spiffe_id.h"
+#include "identity/workload_certificate.h"
 
-namespace nodemesh::e2e {
+namespace nodemesh::sim {
 namespace {
 
-namespace identity = ztunnel::identity;
 
 // Debian's interpreter: `python3` on PATH may be another one, without python3-h2.
 constexpr const char* kPython = "/usr/bin/python3";
@@ -493,4 +492,4 @@ TEST_F(HboneSecurityTest, FatalErrorsAreAnnouncedBeforeTheClose) {
 }
 
 }  // namespace
-}  // namespace nodemesh::e2e
+}  // namespace nodemesh::sim

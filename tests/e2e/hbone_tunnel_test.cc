@@ -10,7 +10,7 @@
 #include "tests/e2e/mesh_fixture.h"
 #include "tests/e2e/testapp/stream.h"
 
-namespace nodemesh::e2e {
+namespace nodemesh::sim {
 namespace {
 
 constexpr const char* kFrontend = "10.244.1.10";
@@ -677,4 +677,4 @@ TEST_F(HboneTunnelTest, WorkersDoNotBusyPollByDefault) {
 }
 
 }  // namespace
-}  // namespace nodemesh::e2e
+}  // namespace nodemesh::sim

@@ -9,7 +9,7 @@
 
 #include "tests/e2e/mesh_fixture.h"
 
-namespace nodemesh::e2e {
+namespace nodemesh::sim {
 namespace {
 
 constexpr const char* kCartVip = "10.96.0.20:80";
@@ -269,4 +269,4 @@ TEST_F(LoadBalancingTest, FailoverPrefersSameNodeAndStrictFailsClosed) {
 }
 
 }  // namespace
-}  // namespace nodemesh::e2e
+}  // namespace nodemesh::sim

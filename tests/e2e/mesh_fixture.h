@@ -27,11 +27,11 @@
 #include "capture_abi.h"
 #include "common/fd.h"
 #include "common/netns.h"
-#include "tests/e2e/harness/privileged.h"
-#include "tests/e2e/harness/sim_cluster.h"
-#include "tests/e2e/harness/testapp_client.h"
+#include "tests/e2e/privileged_gate.h"
+#include "sim/sim_cluster.h"
+#include "sim/testapp_client.h"
 
-namespace nodemesh::e2e {
+namespace nodemesh::sim {
 
 namespace fs = std::filesystem;
 using std::chrono::milliseconds;
@@ -238,4 +238,4 @@ class MeshTest : public ::testing::Test {
   int agent_runs_ = 0;
 };
 
-}  // namespace nodemesh::e2e
+}  // namespace nodemesh::sim

@@ -40,10 +40,10 @@
 #include "common/fd.h"
 #include "common/ip_address.h"
 #include "sk_lookup.skel.h"
-#include "tests/e2e/harness/privileged.h"
-#include "tests/e2e/harness/sim_cluster.h"
+#include "tests/e2e/privileged_gate.h"
+#include "sim/sim_cluster.h"
 
-namespace nodemesh::e2e {
+namespace nodemesh::sim {
 namespace {
 
 // Netns cookies of three simulated pods. The programs are never attached, so any value works.
@@ -486,9 +486,9 @@ TEST_F(SkLookupProg, ClosedListenerIsNoLongerSelected) {
 }
 
 }  // namespace
-}  // namespace nodemesh::e2e
+}  // namespace nodemesh::sim
 
-namespace nodemesh::e2e {
+namespace nodemesh::sim {
 namespace {
 
 // An IPv6 prefix shorter than /96 (here ::/0) spans the v4-mapped range in the trie, but it is
@@ -505,4 +505,4 @@ TEST_F(SkLookupProg, ShortIpv6PrefixExcludesOnlyIpv6) {
 }
 
 }  // namespace
-}  // namespace nodemesh::e2e
+}  // namespace nodemesh::sim

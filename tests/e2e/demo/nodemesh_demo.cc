@@ -24,17 +24,17 @@
 #include <fmt/format.h>
 
 #include "agent/bpf/pinned_counters.h"
-#include "agent/config/local_config.h"
+#include "config/local/local_config.h"
 #include "policy/authorizer.h"
-#include "tests/e2e/harness/privileged.h"
-#include "tests/e2e/harness/sim_cluster.h"
-#include "tests/e2e/harness/testapp_client.h"
+#include "sim/privileged.h"
+#include "sim/sim_cluster.h"
+#include "sim/testapp_client.h"
 
 namespace nodemesh::demo {
 namespace {
 
-using e2e::Process;
-using e2e::SimCluster;
+using sim::Process;
+using sim::SimCluster;
 using std::chrono::seconds;
 
 constexpr uint16_t kAppPort = 8080;
@@ -100,12 +100,12 @@ std::string humanBytes(uint64_t n) {
 }
 
 int runDemo(const std::string& config_path, uint64_t bytes) {
-  if (auto problem = e2e::privilegedEnvironmentProblem()) {
+  if (auto problem = sim::privilegedEnvironmentProblem()) {
     std::cerr << "nodemesh-demo needs root on a Linux host with network namespaces, cgroup2 "
                  "and bpffs: "
               << *problem << "\n";
     // 77: "skipped" for CTest, unless the privileged tests are required (CI).
-    return e2e::privilegedTestsRequired() ? 1 : 77;
+    return sim::privilegedTestsRequired() ? 1 : 77;
   }
   auto config = config::loadLocalConfigFile(config_path);
   if (!config.ok()) {
@@ -144,14 +144,14 @@ int runDemo(const std::string& config_path, uint64_t bytes) {
     cluster.addNode(node, "192.168.250." + std::to_string(index) + "/24", node_cidr[node]);
   }
   for (const auto& p : pods) cluster.addPod(p.node, p.short_name, p.ip);
-  std::string cfg = cluster.writeFile("mesh.yaml", e2e::readFile(config_path));
+  std::string cfg = cluster.writeFile("mesh.yaml", sim::readFile(config_path));
 
   std::map<std::string, Process*> agents;
   for (const auto& node : node_order) {
-    e2e::ProcessSpec spec;
+    sim::ProcessSpec spec;
     spec.netns_path = cluster.nodeNetnsPath(node);
     spec.cgroup_path = cluster.nodeCgroupPath(node);
-    spec.argv = {e2e::agentPath(),
+    spec.argv = {sim::agentPath(),
                  "--config",
                  cfg,
                  "--node",
@@ -182,9 +182,9 @@ int runDemo(const std::string& config_path, uint64_t bytes) {
 
   std::map<std::string, Process*> servers;
   for (const auto& p : pods) {
-    Process& s = cluster.startInPod(p.short_name, {e2e::testappPath(), "serve", "--port",
+    Process& s = cluster.startInPod(p.short_name, {sim::testappPath(), "serve", "--port",
                                                    std::to_string(kAppPort), "--count", "0"});
-    if (!e2e::waitForListening(s)) {
+    if (!sim::waitForListening(s)) {
       std::cerr << "server in " << p.name << " did not start: " << s.output();
       return 1;
     }
@@ -207,17 +207,17 @@ int runDemo(const std::string& config_path, uint64_t bytes) {
       for (auto& [node, agent] : agents) before[node] = agent->output().size();
       std::string target = to.ip + ":" + std::to_string(kAppPort);
       auto r = cluster.runInPod(from.short_name,
-                                {e2e::testappPath(), "connect", "--to", target, "--send",
+                                {sim::testappPath(), "connect", "--to", target, "--send",
                                  std::to_string(bytes), "--expect", std::to_string(bytes)},
                                 seconds(60));
-      auto done = e2e::findEvent(r.out, "done");
+      auto done = sim::findEvent(r.out, "done");
       bool ok = done && done->value("ok", false);
       const Expected expected = expectedVerdict(authorizer, from, to, kAppPort);
       // A connection the policies deny must fail (reset), one they allow must succeed.
       const bool as_expected = ok == expected.allowed;
       failures += as_expected ? 0 : 1;
       // Let the agents write their access lines for this connection.
-      e2e::waitFor(
+      sim::waitFor(
           [&] {
             bool want_out = from.enrolled, want_in = to.enrolled;
             std::string a = agents[from.node]->output().substr(before[from.node]);
@@ -251,8 +251,8 @@ int runDemo(const std::string& config_path, uint64_t bytes) {
           }
         }
       }
-      auto seen = e2e::findLastEvent(servers[to.short_name]->output(), "conn");
-      std::string server_saw = ok && seen ? e2e::hostOf(seen->value("peer", "")) : "-";
+      auto seen = sim::findLastEvent(servers[to.short_name]->output(), "conn");
+      std::string server_saw = ok && seen ? sim::hostOf(seen->value("peer", "")) : "-";
       std::cout << fmt::format(
           "{:<31} {:<17} {:<13} {:<12} {:<12} {:<14} {:<15} {}\n",
           from.short_name + " -> " + to.short_name, done ? done->value("peer", "?") : "?",
@@ -278,14 +278,14 @@ int runDemo(const std::string& config_path, uint64_t bytes) {
     for (int i = 0; i < kServiceConnections; ++i) {
       const size_t before = agents[client->node]->output().size();
       auto r = cluster.runInPod(client->short_name,
-                                {e2e::testappPath(), "connect", "--to", vip, "--send",
+                                {sim::testappPath(), "connect", "--to", vip, "--send",
                                  std::to_string(bytes), "--expect", std::to_string(bytes)},
                                 seconds(60));
-      auto done = e2e::findEvent(r.out, "done");
+      auto done = sim::findEvent(r.out, "done");
       const bool ok = done && done->value("ok", false);
       failures += ok ? 0 : 1;
       std::string endpoint = "?";
-      e2e::waitFor(
+      sim::waitFor(
           [&] {
             for (const auto& line : accessLines(agents[client->node]->output().substr(before))) {
               if (line.direction == "outbound") endpoint = line.dst;

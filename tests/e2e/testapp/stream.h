@@ -18,7 +18,7 @@
 #include <cstring>
 #include <optional>
 
-namespace nodemesh::e2e::testapp {
+namespace nodemesh::testapp {
 
 inline constexpr uint32_t kMagic = 0x4e4d5431;  // "NMT1"
 inline constexpr size_t kHeaderSize = 16;
@@ -99,4 +99,4 @@ class PrngStream {
   size_t pending_off_ = kWordBytes;  // bytes of pending_ already handed out
 };
 
-}  // namespace nodemesh::e2e::testapp
+}  // namespace nodemesh::testapp

@@ -55,7 +55,7 @@
 #include "common/ip_address.h"
 #include "tests/e2e/testapp/stream.h"
 
-namespace nodemesh::e2e::testapp {
+namespace nodemesh::testapp {
 namespace {
 
 constexpr size_t kBufferSize = 256 * 1024;
@@ -671,10 +671,10 @@ int connectMany(int argc, char** argv) {
 }
 
 }  // namespace
-}  // namespace nodemesh::e2e::testapp
+}  // namespace nodemesh::testapp
 
 int main(int argc, char** argv) {
-  using namespace nodemesh::e2e::testapp;  // NOLINT(google-build-using-namespace)
+  using namespace nodemesh::testapp;  // NOLINT(google-build-using-namespace)
   ::signal(SIGPIPE, SIG_IGN);
   try {
     if (argc < 2) usage("missing command");

@@ -7,7 +7,7 @@
 #include <atomic>
 
 #include "agent/admin/http_server.h"
-#include "agent/config/local_config.h"
+#include "config/local/local_config.h"
 
 namespace nodemesh::agent::admin {
 namespace {
@@ -27,12 +27,12 @@ class FakeState final : public AdminState {
              11,
              {"10.244.1.10"}}};
   }
-  std::vector<ztunnel::ConnectionInfo> connections() const override {
-    ztunnel::ConnectionInfo c;
+  std::vector<tunnel::ConnectionInfo> connections() const override {
+    tunnel::ConnectionInfo c;
     c.pod = "shop/frontend-7d9f";
     c.src = SocketAddress::parse("127.0.0.1:4000").value();
     c.dst = SocketAddress::parse("10.244.2.20:8080").value();
-    c.transport = ztunnel::Transport::kHbone;
+    c.transport = tunnel::Transport::kHbone;
     c.bytes_to_dst = 1234;
     c.age = std::chrono::milliseconds(5000);
     c.state = "open";

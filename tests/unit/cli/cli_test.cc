@@ -5,7 +5,7 @@
 #include <sstream>
 
 #include "agent/admin/admin_api.h"
-#include "agent/config/local_config.h"
+#include "config/local/local_config.h"
 #include "agent/explain/explain.h"
 #include "cli/completion.h"
 #include "cli/doctor.h"
@@ -84,7 +84,7 @@ class FakeState final : public agent::admin::AdminState {
              4242,
              {"10.244.1.10"}}};
   }
-  std::vector<ztunnel::ConnectionInfo> connections() const override { return {}; }
+  std::vector<tunnel::ConnectionInfo> connections() const override { return {}; }
   std::vector<agent::admin::CertificateView> certificates() const override {
     auto now = std::chrono::system_clock::now();
     return {{"spiffe://cluster.local/ns/shop/sa/frontend", "6F3A0A58EC18C98AEB12DB6CB999FF23", now,

@@ -1,4 +1,4 @@
-#include "agent/config/local_config.h"
+#include "config/local/local_config.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-#include "agent/config/local_file_source.h"
+#include "config/local/local_file_source.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "agent/config/local_config.h"
+#include "config/local/local_config.h"
 
 namespace nodemesh::agent::explain {
 namespace {

@@ -1,4 +1,4 @@
-#include "ztunnel/hbone/h2_session.h"
+#include "hbone/h2_session.h"
 
 #include <nghttp2/nghttp2.h>
 
@@ -18,7 +18,7 @@
 
 #include <gtest/gtest.h>
 
-namespace nodemesh::ztunnel::hbone {
+namespace nodemesh::hbone {
 namespace {
 
 constexpr size_t kMiB = 1024 * 1024;
@@ -843,4 +843,4 @@ TEST(H2SessionTest, RoleSpecificCallsAreRefused) {
 }
 
 }  // namespace
-}  // namespace nodemesh::ztunnel::hbone
+}  // namespace nodemesh::hbone

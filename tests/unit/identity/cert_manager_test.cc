@@ -1,4 +1,4 @@
-#include "ztunnel/identity/cert_manager.h"
+#include "identity/cert_manager.h"
 
 #include <atomic>
 #include <chrono>
@@ -8,11 +8,11 @@
 
 #include <gtest/gtest.h>
 
-#include "ztunnel/identity/local_ca.h"
-#include "ztunnel/identity/testing/fake_clock.h"
-#include "ztunnel/identity/testing/temp_dir.h"
+#include "identity/local_ca.h"
+#include "tests/support/fake_clock.h"
+#include "tests/support/temp_dir.h"
 
-namespace nodemesh::ztunnel::identity {
+namespace nodemesh::identity {
 namespace {
 
 using std::chrono::hours;
@@ -145,4 +145,4 @@ TEST_F(CertificateManagerTest, ConcurrentGetsShareOneCertificate) {
 }
 
 }  // namespace
-}  // namespace nodemesh::ztunnel::identity
+}  // namespace nodemesh::identity

@@ -1,4 +1,4 @@
-#include "ztunnel/identity/local_ca.h"
+#include "identity/local_ca.h"
 
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -16,12 +16,12 @@
 
 #include <gtest/gtest.h>
 
-#include "ztunnel/identity/openssl_ptr.h"
-#include "ztunnel/identity/testing/fake_clock.h"
-#include "ztunnel/identity/testing/temp_dir.h"
-#include "ztunnel/identity/workload_certificate.h"
+#include "identity/openssl_ptr.h"
+#include "tests/support/fake_clock.h"
+#include "tests/support/temp_dir.h"
+#include "identity/workload_certificate.h"
 
-namespace nodemesh::ztunnel::identity {
+namespace nodemesh::identity {
 namespace {
 
 using std::chrono::hours;
@@ -335,4 +335,4 @@ TEST(WorkloadCertificateTest, RefusesMismatchedKey) {
 }
 
 }  // namespace
-}  // namespace nodemesh::ztunnel::identity
+}  // namespace nodemesh::identity

@@ -1,11 +1,11 @@
-#include "ztunnel/identity/spiffe_id.h"
+#include "identity/spiffe_id.h"
 
 #include <string>
 #include <unordered_set>
 
 #include <gtest/gtest.h>
 
-namespace nodemesh::ztunnel::identity {
+namespace nodemesh::identity {
 namespace {
 
 TEST(SpiffeIdTest, ParsesIstioForm) {
@@ -77,4 +77,4 @@ TEST(SpiffeIdTest, HashesAndOrders) {
 }
 
 }  // namespace
-}  // namespace nodemesh::ztunnel::identity
+}  // namespace nodemesh::identity

@@ -4,10 +4,10 @@
 #include <regex>
 
 #include "agent/access_log.h"
-#include "agent/config/local_config.h"
 #include "agent/metrics/agent_metrics.h"
 #include "agent/metrics/prometheus_text.h"
 #include "agent/metrics/tcp_metrics.h"
+#include "config/local/local_config.h"
 
 namespace nodemesh::agent::metrics {
 namespace {
@@ -24,13 +24,13 @@ SocketAddress addr(const char* text) {
 }
 
 // frontend (node1) -> cart-v1 (node2), HBONE, as agent1 reports it.
-ztunnel::ConnectionRecord outboundHbone() {
-  ztunnel::ConnectionRecord r;
-  r.direction = ztunnel::Direction::kOutbound;
+tunnel::ConnectionRecord outboundHbone() {
+  tunnel::ConnectionRecord r;
+  r.direction = tunnel::Direction::kOutbound;
   r.pod = "shop/frontend-7d9f";
   r.src = addr("127.0.0.1:40290");
   r.dst = addr("10.244.2.20:8080");
-  r.transport = ztunnel::Transport::kHbone;
+  r.transport = tunnel::Transport::kHbone;
   r.src_identity = "spiffe://cluster.local/ns/shop/sa/frontend";
   r.dst_identity = "spiffe://cluster.local/ns/shop/sa/cart";
   r.bytes_to_dst = 100;
@@ -85,8 +85,8 @@ TEST(TcpMetricsTest, OutboundHboneLabelsAreIstios) {
 
 TEST(TcpMetricsTest, InboundPlaintextFromOutsideIsUnknownAndDeniedIsDeny) {
   auto snap = example();
-  ztunnel::ConnectionRecord r;
-  r.direction = ztunnel::Direction::kInbound;
+  tunnel::ConnectionRecord r;
+  r.direction = tunnel::Direction::kInbound;
   r.pod = "shop/cart-v1-5c2a";
   r.src = addr("10.244.1.40:5555");  // in no config
   r.dst = addr("10.244.2.20:8080");
@@ -102,7 +102,7 @@ TEST(TcpMetricsTest, InboundPlaintextFromOutsideIsUnknownAndDeniedIsDeny) {
   auto closed = asMap(tcpLabels(snap.get(), r, true));
   EXPECT_EQ(closed["response_flags"], "DENY");
   // A refused connect before any byte: CONNECT.
-  ztunnel::ConnectionRecord failed = outboundHbone();
+  tunnel::ConnectionRecord failed = outboundHbone();
   failed.bytes_to_dst = failed.bytes_from_dst = 0;
   failed.error = "connect 10.244.2.20:8080: Connection refused";
   EXPECT_EQ(asMap(tcpLabels(snap.get(), failed, true))["response_flags"], "CONNECT");
@@ -200,8 +200,8 @@ TEST(AccessLogTest, TextLineKeepsTheExistingFieldsAndAddsWorkloadsAndVerdict) {
             "dst_identity=spiffe://cluster.local/ns/shop/sa/cart "
             "src_workload=shop/frontend-7d9f dst_workload=shop/cart-v1-5c2a");
 
-  ztunnel::ConnectionRecord in;
-  in.direction = ztunnel::Direction::kInbound;
+  tunnel::ConnectionRecord in;
+  in.direction = tunnel::Direction::kInbound;
   in.pod = "shop/cart-v1-5c2a";
   in.src = addr("10.244.2.30:4000");
   in.dst = addr("10.244.2.20:8080");

@@ -1,0 +1,696 @@
+#include "sim/sim_cluster.h"
+
+#include <arpa/inet.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "common/cgroup.h"
+#include "common/ip_address.h"
+#include "common/netns.h"
+#include "sim/privileged.h"
+
+namespace nodemesh::sim {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+constexpr const char* kNetnsDir = "/var/run/netns";
+constexpr const char* kBpffsRoot = "/sys/fs/bpf";
+constexpr const char* kScratchCgroup = "_misc";
+constexpr milliseconds kCleanupTimeout = seconds(5);
+
+// Every object a cluster creates carries this: nmt<pid>x<counter>...
+const std::regex& staleNamePattern() {
+  static const std::regex kPattern("^nmt([0-9]+)x.*");
+  return kPattern;
+}
+
+std::optional<pid_t> embeddedPid(const std::string& name) {
+  std::smatch m;
+  if (!std::regex_match(name, m, staleNamePattern())) return std::nullopt;
+  try {
+    return static_cast<pid_t>(std::stol(m[1].str()));
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+// A zombie counts as dead: a killed test runner stays one until its parent reaps it, and
+// everything it created is just as orphaned as after the reap.
+bool pidAlive(pid_t pid) {
+  if (pid == ::getpid()) return true;
+  if (::kill(pid, 0) != 0 && errno == ESRCH) return false;
+  std::string stat = readFile("/proc/" + std::to_string(pid) + "/stat");
+  auto close = stat.rfind(')');  // comm may contain spaces and parentheses
+  if (close == std::string::npos || close + 2 >= stat.size()) return false;
+  char state = stat[close + 2];
+  return state != 'Z' && state != 'X';
+}
+
+bool validName(const std::string& name) {
+  if (name.empty() || name.size() > 32) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+  });
+}
+
+bool exists(const std::string& path) {
+  std::error_code ec;
+  return fs::exists(path, ec);
+}
+
+std::string errnoText(const std::string& what, int err = errno) {
+  return what + ": " + std::strerror(err);
+}
+
+bool writeString(const std::string& path, const std::string& value) {
+  std::ofstream out(path);
+  if (!out) return false;
+  out << value;
+  out.flush();
+  return static_cast<bool>(out);
+}
+
+void writeSysctl(const std::string& netns_path, const std::string& key, const std::string& value) {
+  auto fd = openNetns(netns_path);
+  if (!fd) throw HarnessError(fd.error().message);
+  // /proc/sys/net resolves against the calling thread's netns at open time.
+  auto scope = ScopedNetns::enter(fd->get());
+  if (!scope) throw HarnessError(scope.error().message);
+  if (!writeString("/proc/sys/" + key, value)) {
+    throw HarnessError(errnoText("sysctl " + key + "=" + value + " in " + netns_path));
+  }
+}
+
+// All cgroup directories at and below root, deepest first.
+std::vector<std::string> cgroupTreeBottomUp(const std::string& root) {
+  std::vector<std::string> dirs;
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) return dirs;
+  dirs.push_back(root);
+  for (auto it = fs::recursive_directory_iterator(root, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_directory(ec) && !it->is_symlink(ec)) dirs.push_back(it->path().string());
+  }
+  std::sort(dirs.begin(), dirs.end(), [](const std::string& a, const std::string& b) {
+    return std::count(a.begin(), a.end(), '/') > std::count(b.begin(), b.end(), '/');
+  });
+  return dirs;
+}
+
+bool cgroupPopulated(const std::string& cgroup) {
+  std::ifstream in(cgroup + "/cgroup.events");
+  std::string key;
+  std::string value;
+  while (in >> key >> value) {
+    if (key == "populated") return value != "0";
+  }
+  return false;
+}
+
+// Kills every process in the cgroup tree: cgroup.kill (Linux 5.14+) in one write, else SIGKILL
+// to each pid listed in cgroup.procs until the tree is empty.
+void killCgroupTree(const std::string& root, std::vector<std::string>& problems) {
+  if (!exists(root)) return;
+  bool have_kill = writeString(root + "/cgroup.kill", "1");
+  bool empty = waitFor(
+      [&] {
+        if (!cgroupPopulated(root)) return true;
+        if (!have_kill) {
+          for (const auto& dir : cgroupTreeBottomUp(root)) {
+            std::ifstream procs(dir + "/cgroup.procs");
+            pid_t pid;
+            while (procs >> pid) ::kill(pid, SIGKILL);
+          }
+        }
+        return false;
+      },
+      kCleanupTimeout);
+  if (!empty) problems.push_back("processes in " + root + " did not die");
+}
+
+void removeCgroupTree(const std::string& root, std::vector<std::string>& problems) {
+  for (const auto& dir : cgroupTreeBottomUp(root)) {
+    bool removed = waitFor([&] { return ::rmdir(dir.c_str()) == 0 || errno == ENOENT; },
+                           kCleanupTimeout, milliseconds(50));
+    if (!removed) problems.push_back(errnoText("rmdir " + dir));
+  }
+}
+
+void deleteNetns(const std::string& name, std::vector<std::string>& problems) {
+  std::string path = std::string(kNetnsDir) + "/" + name;
+  if (!exists(path)) return;
+  CommandSpec spec;
+  spec.argv = {"ip", "netns", "delete", name};
+  CommandResult r = runCommand(spec);
+  if (r.ok()) return;
+  // What `ip netns delete` does, done by hand.
+  ::umount2(path.c_str(), MNT_DETACH);
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    problems.push_back(r.describe() + "; " + errnoText("unlink " + path));
+  }
+}
+
+void removeTree(const std::string& path, std::vector<std::string>& problems) {
+  if (path.empty() || !exists(path)) return;
+  std::error_code ec;
+  fs::remove_all(path, ec);
+  if (ec) problems.push_back("remove " + path + ": " + ec.message());
+}
+
+// Entries of dir whose name starts with the stale-name pattern and whose pid is dead.
+std::vector<std::string> staleEntries(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    auto pid = embeddedPid(name);
+    if (pid && !pidAlive(*pid)) out.push_back(name);
+  }
+  return out;
+}
+
+std::string tempRoot() {
+  std::error_code ec;
+  fs::path p = fs::temp_directory_path(ec);
+  return ec ? "/tmp" : p.string();
+}
+
+void reportProblems(const std::string& what, const std::vector<std::string>& problems) {
+  for (const auto& p : problems)
+    std::fprintf(stderr, "[sim_cluster] %s: %s\n", what.c_str(), p.c_str());
+}
+
+std::string tail(const std::string& text, size_t max) {
+  if (text.size() <= max) return text;
+  return "...\n" + text.substr(text.size() - max);
+}
+
+}  // namespace
+
+namespace {
+
+std::function<bool()>& failureProbe() {
+  static std::function<bool()> probe = [] { return false; };
+  return probe;
+}
+
+}  // namespace
+
+void setFailureProbe(std::function<bool()> probe) {
+  failureProbe() = std::move(probe);
+}
+
+SimCluster::SimCluster() : SimCluster(SimClusterOptions{}) {}
+
+SimCluster::SimCluster(SimClusterOptions options) : options_(std::move(options)) {
+  static std::atomic<int> counter{0};
+  prefix_ = "nmt" + std::to_string(::getpid()) + "x" + std::to_string(counter++);
+  const char* keep = std::getenv("NODEMESH_E2E_KEEP_LOGS");
+  if (keep != nullptr && std::strcmp(keep, "1") == 0) options_.keep_logs = true;
+
+  sweepStale();
+  try {
+    auto root = findCgroup2Root();
+    if (!root) throw HarnessError(root.error().message);
+    cgroup_root_ = *root;
+    cgroup_base_ = cgroup_root_ + "/" + prefix_;
+    if (::mkdir(cgroup_base_.c_str(), 0755) != 0) {
+      std::string err = errnoText("mkdir " + cgroup_base_);
+      cgroup_base_.clear();  // not ours: never remove it
+      throw HarnessError(err);
+    }
+    scratch_cgroup_ = createCgroup(kScratchCgroup);
+
+    work_dir_ = tempRoot() + "/" + prefix_;
+    if (::mkdir(work_dir_.c_str(), 0700) != 0) {
+      std::string err = errnoText("mkdir " + work_dir_);
+      work_dir_.clear();
+      throw HarnessError(err);
+    }
+    createUnderlay();
+  } catch (...) {
+    teardown();
+    throw;
+  }
+}
+
+SimCluster::~SimCluster() {
+  teardown();
+}
+
+void SimCluster::ip(const std::vector<std::string>& args) {
+  CommandSpec spec;
+  spec.argv = {"ip"};
+  spec.argv.insert(spec.argv.end(), args.begin(), args.end());
+  CommandResult r = runCommand(spec);
+  if (!r.ok()) throw HarnessError(r.describe());
+}
+
+void SimCluster::createUnderlay() {
+  underlay_netns_ = prefix_ + "-ul";
+  underlay_created_ = true;
+  ip({"netns", "add", underlay_netns_});
+  ip({"-n", underlay_netns_, "link", "add", "br0", "type", "bridge"});
+  ip({"-n", underlay_netns_, "link", "set", "br0", "up"});
+}
+
+std::string SimCluster::underlayNetnsPath() const {
+  return std::string(kNetnsDir) + "/" + underlay_netns_;
+}
+
+const NodeInfo& SimCluster::addNode(const std::string& name) {
+  auto subnet = Cidr::parse(options_.underlay_cidr);
+  if (!subnet || !subnet->base().isV4()) {
+    throw HarnessError("invalid underlay_cidr " + options_.underlay_cidr);
+  }
+  uint32_t host = ntohl(subnet->base().v4().s_addr) + static_cast<uint32_t>(nodes_.size() + 1);
+  std::string underlay_ip = IpAddress::fromV4HostOrder(host).toString();
+  std::string pod_cidr = "10.244." + std::to_string(nodes_.size() + 1) + ".0/24";
+  return addNode(name, underlay_ip, pod_cidr);
+}
+
+const NodeInfo& SimCluster::addNode(const std::string& name, const std::string& underlay_ip,
+                                    const std::string& pod_cidr) {
+  if (!validName(name)) throw HarnessError("invalid node name '" + name + "' ([a-z0-9-]{1,32})");
+  if (nodes_.count(name)) throw HarnessError("node " + name + " exists");
+
+  NodeInfo node;
+  node.name = name;
+  node.index = static_cast<int>(nodes_.size()) + 1;
+  auto default_subnet = Cidr::parse(options_.underlay_cidr);
+  if (!default_subnet) throw HarnessError("invalid underlay_cidr " + options_.underlay_cidr);
+  auto underlay = Cidr::parse(underlay_ip);
+  if (!underlay || !underlay->base().isV4()) {
+    throw HarnessError("invalid underlay IP " + underlay_ip);
+  }
+  auto slash = underlay_ip.find('/');
+  node.underlay_ip = underlay_ip.substr(0, slash);
+  node.underlay_prefix =
+      slash == std::string::npos ? default_subnet->prefixLen() - 96 : underlay->prefixLen() - 96;
+  auto cidr = Cidr::parse(pod_cidr);
+  if (!cidr || !cidr->base().isV4() || cidr->prefixLen() - 96 > 30) {
+    throw HarnessError("invalid pod CIDR " + pod_cidr + " (IPv4, at most /30)");
+  }
+  node.pod_cidr = cidr->toString();
+  node.gateway_ip = IpAddress::fromV4HostOrder(ntohl(cidr->base().v4().s_addr) + 1).toString();
+  for (const auto& [other_name, other] : nodes_) {
+    if (other.underlay_ip == node.underlay_ip) {
+      throw HarnessError("underlay IP " + node.underlay_ip + " is used by " + other_name);
+    }
+    if (other.pod_cidr == node.pod_cidr) {
+      throw HarnessError("pod CIDR " + node.pod_cidr + " is used by " + other_name);
+    }
+  }
+  node.netns_name = prefix_ + "-n-" + name;
+  node.netns_path = std::string(kNetnsDir) + "/" + node.netns_name;
+  node.cgroup_path = cgroup_base_ + "/" + name;
+
+  // Registered before anything exists, so teardown removes whatever part got created.
+  NodeInfo& n = nodes_.emplace(name, node).first->second;
+  node_order_.push_back(name);
+
+  createCgroup(name);
+  ip({"netns", "add", n.netns_name});
+  std::string port = fmt::format("n{}", n.index);
+  ip({"-n", underlay_netns_, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns",
+      n.netns_name});
+  ip({"-n", underlay_netns_, "link", "set", port, "master", "br0", "up"});
+  ip({"-n", n.netns_name, "link", "set", "lo", "up"});
+  ip({"-n", n.netns_name, "addr", "add", n.underlay_ip + "/" + std::to_string(n.underlay_prefix),
+      "dev", "eth0"});
+  ip({"-n", n.netns_name, "link", "set", "eth0", "up"});
+  writeSysctl(n.netns_path, "net/ipv4/ip_forward", "1");
+
+  for (const auto& other_name : node_order_) {
+    if (other_name == name) continue;
+    const NodeInfo& other = nodes_.at(other_name);
+    ip({"-n", n.netns_name, "route", "add", other.pod_cidr, "via", other.underlay_ip});
+    ip({"-n", other.netns_name, "route", "add", n.pod_cidr, "via", n.underlay_ip});
+  }
+  return n;
+}
+
+const NodeInfo& SimCluster::node(const std::string& name) const {
+  auto it = nodes_.find(name);
+  if (it == nodes_.end()) throw HarnessError("no node " + name);
+  return it->second;
+}
+
+const PodInfo& SimCluster::pod(const std::string& name) const {
+  auto it = pods_.find(name);
+  if (it == pods_.end()) throw HarnessError("no pod " + name);
+  return it->second.info;
+}
+
+std::string SimCluster::nodeNetnsPath(const std::string& name) const {
+  return node(name).netns_path;
+}
+
+std::string SimCluster::podNetnsPath(const std::string& name) const {
+  return pod(name).netns_path;
+}
+
+std::string SimCluster::nodeCgroupPath(const std::string& name) const {
+  return node(name).cgroup_path;
+}
+
+const PodInfo& SimCluster::addPod(const std::string& node_name, const std::string& name,
+                                  const std::string& ip_text) {
+  const NodeInfo& n = node(node_name);
+  if (!validName(name)) throw HarnessError("invalid pod name '" + name + "' ([a-z0-9-]{1,32})");
+  if (pods_.count(name)) throw HarnessError("pod " + name + " exists");
+  auto addr = IpAddress::parse(ip_text);
+  auto cidr = Cidr::parse(n.pod_cidr);
+  if (!addr || !addr->isV4() || !cidr->contains(*addr)) {
+    throw HarnessError("pod IP " + ip_text + " is not in " + node_name + "'s CIDR " + n.pod_cidr);
+  }
+  if (addr->toString() == n.gateway_ip || *addr == cidr->base()) {
+    throw HarnessError("pod IP " + ip_text + " is the network or gateway address");
+  }
+  for (const auto& [other_name, other] : pods_) {
+    if (other.info.ip == addr->toString()) {
+      throw HarnessError("pod IP " + ip_text + " is used by " + other_name);
+    }
+  }
+
+  PodState state;
+  state.info.name = name;
+  state.info.node = node_name;
+  state.info.ip = addr->toString();
+  state.info.netns_name = prefix_ + "-p-" + name;
+  state.info.netns_path = std::string(kNetnsDir) + "/" + state.info.netns_name;
+  const std::string pod_prefix = std::to_string(cidr->prefixLen() - 96);
+  nlohmann::json config = {
+      {"cniVersion", "1.0.0"},
+      {"name", "nodemesh-e2e"},
+      {"type", "bridge"},
+      {"bridge", "cni0"},
+      {"isGateway", true},
+      {"ipMasq", false},  // no iptables: traffic stays inside our namespaces anyway
+      {"hairpinMode", true},
+      {"ipam",
+       {{"type", "static"},
+        {"addresses", {{{"address", state.info.ip + "/" + pod_prefix}, {"gateway", n.gateway_ip}}}},
+        {"routes", {{{"dst", "0.0.0.0/0"}, {"gw", n.gateway_ip}}}}}}};
+  state.cni_config = config.dump();
+
+  PodState& pod = pods_.emplace(name, std::move(state)).first->second;
+  pod_order_.push_back(name);
+  ip({"netns", "add", pod.info.netns_name});
+  pod.cni_added = true;  // DEL must run even after a partial ADD (CNI spec: DEL is tolerant)
+  for (bool loopback : {true, false}) {
+    CommandResult r = cni(pod, "ADD", loopback);
+    if (!r.ok()) throw HarnessError("CNI ADD for pod " + name + ": " + r.describe());
+  }
+  return pod.info;
+}
+
+// Runs a CNI plugin the way a container runtime does: in the host (here: node) network
+// namespace, with the CNI_* variables and the network config on stdin.
+CommandResult SimCluster::cni(const PodState& pod, const std::string& command, bool loopback) {
+  CommandSpec spec;
+  spec.netns_path = nodes_.at(pod.info.node).netns_path;
+  spec.argv = {std::string(kCniBinDir) + (loopback ? "/loopback" : "/bridge")};
+  spec.env = {"CNI_COMMAND=" + command, "CNI_CONTAINERID=" + pod.info.netns_name,
+              "CNI_NETNS=" + pod.info.netns_path,
+              std::string("CNI_IFNAME=") + (loopback ? "lo" : "eth0"),
+              std::string("CNI_PATH=") + kCniBinDir};
+  spec.stdin_data =
+      loopback ? R"({"cniVersion":"1.0.0","name":"lo","type":"loopback"})" : pod.cni_config;
+  spec.timeout = seconds(20);
+  return runCommand(spec);
+}
+
+void SimCluster::deletePod(PodState& pod, std::vector<std::string>& problems) {
+  if (pod.cni_added && exists(pod.info.netns_path) && nodes_.count(pod.info.node) &&
+      exists(nodes_.at(pod.info.node).netns_path)) {
+    for (bool loopback : {false, true}) {
+      try {
+        CommandResult r = cni(pod, "DEL", loopback);
+        if (!r.ok()) problems.push_back("CNI DEL for pod " + pod.info.name + ": " + r.describe());
+      } catch (const std::exception& e) {
+        problems.emplace_back(e.what());
+      }
+    }
+  }
+  pod.cni_added = false;
+  deleteNetns(pod.info.netns_name, problems);
+}
+
+void SimCluster::removePod(const std::string& name) {
+  auto it = pods_.find(name);
+  if (it == pods_.end()) throw HarnessError("no pod " + name);
+  for (auto& entry : processes_) {
+    if (entry.pod == name) entry.process->kill();
+  }
+  std::vector<std::string> problems;
+  deletePod(it->second, problems);
+  pods_.erase(it);
+  pod_order_.erase(std::remove(pod_order_.begin(), pod_order_.end(), name), pod_order_.end());
+  if (!problems.empty()) {
+    std::string all;
+    for (const auto& p : problems) all += (all.empty() ? "" : "; ") + p;
+    throw HarnessError("removePod " + name + ": " + all);
+  }
+}
+
+std::string SimCluster::createCgroup(const std::string& relative) {
+  if (cgroup_base_.empty()) throw HarnessError("the cluster has no cgroup base");
+  if (relative.empty() || relative.front() == '/' || relative.find("..") != std::string::npos) {
+    throw HarnessError("invalid relative cgroup path '" + relative + "'");
+  }
+  std::string path = cgroup_base_;
+  std::stringstream parts(relative);
+  std::string part;
+  while (std::getline(parts, part, '/')) {
+    if (part.empty()) continue;
+    path += "/" + part;
+    if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
+      throw HarnessError(errnoText("mkdir " + path));
+    }
+  }
+  return path;
+}
+
+const std::string& SimCluster::bpffsDir() {
+  if (!bpffs_dir_.empty()) return bpffs_dir_;
+  if (auto st = ensureBpffsMounted(); !st) throw HarnessError(st.error().message);
+  std::string dir = std::string(kBpffsRoot) + "/" + prefix_;
+  bpffs_dir_ = dir;
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    throw HarnessError(errnoText("mkdir " + dir));
+  }
+  return bpffs_dir_;
+}
+
+std::string SimCluster::writeFile(const std::string& name, const std::string& content) {
+  if (name.find('/') != std::string::npos) throw HarnessError("writeFile: no '/' in names");
+  std::string path = work_dir_ + "/" + name;
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << content;
+  out.flush();
+  if (!out) throw HarnessError(errnoText("write " + path));
+  return path;
+}
+
+Process& SimCluster::track(ProcessSpec spec, const std::string& pod) {
+  if (torn_down_) throw HarnessError("the cluster has been torn down");
+  if (spec.argv.empty()) throw HarnessError("empty argv");
+  if (spec.cgroup_path.empty()) spec.cgroup_path = scratch_cgroup_;
+  std::string base = spec.argv[0].substr(spec.argv[0].rfind('/') + 1);
+  char seq[16];
+  std::snprintf(seq, sizeof(seq), "%02d", ++process_seq_);
+  std::string stem = work_dir_ + "/" + seq + "-" + (pod.empty() ? "" : pod + "-") + base;
+  if (spec.stdout_path.empty()) spec.stdout_path = stem + ".out";
+  if (spec.stderr_path.empty()) spec.stderr_path = stem + ".err";
+  processes_.push_back({Process::spawn(spec), pod});
+  return *processes_.back().process;
+}
+
+Process& SimCluster::startProcess(ProcessSpec spec) {
+  return track(std::move(spec), "");
+}
+
+Process& SimCluster::startInNode(const std::string& node_name, std::vector<std::string> argv,
+                                 std::vector<std::string> env) {
+  const NodeInfo& n = node(node_name);
+  ProcessSpec spec;
+  spec.netns_path = n.netns_path;
+  spec.cgroup_path = n.cgroup_path;
+  spec.argv = std::move(argv);
+  spec.env = std::move(env);
+  return track(std::move(spec), "");
+}
+
+Process& SimCluster::startInPod(const std::string& pod_name, std::vector<std::string> argv,
+                                std::vector<std::string> env) {
+  const PodInfo& p = pod(pod_name);
+  ProcessSpec spec;
+  spec.netns_path = p.netns_path;
+  spec.cgroup_path = node(p.node).cgroup_path;
+  spec.argv = std::move(argv);
+  spec.env = std::move(env);
+  return track(std::move(spec), pod_name);
+}
+
+CommandResult SimCluster::runInNetns(const std::string& netns_path,
+                                     const std::vector<std::string>& argv,
+                                     std::chrono::milliseconds timeout) {
+  CommandSpec spec;
+  spec.netns_path = netns_path;
+  spec.cgroup_path = scratch_cgroup_;
+  spec.argv = argv;
+  spec.timeout = timeout;
+  return runCommand(spec);
+}
+
+CommandResult SimCluster::runInNode(const std::string& node_name,
+                                    const std::vector<std::string>& argv,
+                                    std::chrono::milliseconds timeout) {
+  const NodeInfo& n = node(node_name);
+  CommandSpec spec;
+  spec.netns_path = n.netns_path;
+  spec.cgroup_path = n.cgroup_path;
+  spec.argv = argv;
+  spec.timeout = timeout;
+  return runCommand(spec);
+}
+
+CommandResult SimCluster::runInPod(const std::string& pod_name,
+                                   const std::vector<std::string>& argv,
+                                   std::chrono::milliseconds timeout) {
+  const PodInfo& p = pod(pod_name);
+  CommandSpec spec;
+  spec.netns_path = p.netns_path;
+  spec.cgroup_path = node(p.node).cgroup_path;
+  spec.argv = argv;
+  spec.timeout = timeout;
+  return runCommand(spec);
+}
+
+void SimCluster::dumpProcessOutput() const {
+  for (const auto& entry : processes_) {
+    const Process& p = *entry.process;
+    auto code = p.exitCode();
+    std::string state = code ? "exit " + std::to_string(*code) : "running";
+    std::fprintf(stderr, "[sim_cluster] ---- %s (pid %d, %s) ----\n", p.name().c_str(), p.pid(),
+                 state.c_str());
+    std::string out = tail(p.output(), 4096);
+    std::string err =
+        p.spec().stderr_path == p.spec().stdout_path ? "" : tail(p.errorOutput(), 4096);
+    if (!out.empty()) std::fprintf(stderr, "[stdout]\n%s\n", out.c_str());
+    if (!err.empty()) std::fprintf(stderr, "[stderr]\n%s\n", err.c_str());
+  }
+}
+
+void SimCluster::teardown() {
+  if (torn_down_) return;
+  torn_down_ = true;
+  std::vector<std::string> problems;
+  try {
+    if (failureProbe()()) dumpProcessOutput();
+
+    // 1. Processes: the tracked ones first (reaped, so their pids are not left as zombies),
+    //    then anything they started, through the cgroups.
+    for (auto it = processes_.rbegin(); it != processes_.rend(); ++it) {
+      if (!it->process->kill()) {
+        problems.push_back(it->process->name() + " (pid " + std::to_string(it->process->pid()) +
+                           ") did not die");
+      }
+    }
+    if (!cgroup_base_.empty()) killCgroupTree(cgroup_base_, problems);
+
+    // 2. Pods (CNI DEL while the node still exists), nodes, the underlay.
+    for (auto it = pod_order_.rbegin(); it != pod_order_.rend(); ++it) {
+      deletePod(pods_.at(*it), problems);
+    }
+    pods_.clear();
+    pod_order_.clear();
+    for (auto it = node_order_.rbegin(); it != node_order_.rend(); ++it) {
+      deleteNetns(nodes_.at(*it).netns_name, problems);
+    }
+    if (underlay_created_) deleteNetns(underlay_netns_, problems);
+    underlay_created_ = false;
+
+    // 3. Pins (links pinned here would keep programs attached), cgroups, files.
+    removeTree(bpffs_dir_, problems);
+    if (!cgroup_base_.empty()) removeCgroupTree(cgroup_base_, problems);
+    if (!options_.keep_logs) {
+      removeTree(work_dir_, problems);
+    } else if (!work_dir_.empty()) {
+      std::fprintf(stderr, "[sim_cluster] logs kept in %s\n", work_dir_.c_str());
+    }
+  } catch (const std::exception& e) {
+    problems.push_back(std::string("teardown: ") + e.what());
+  }
+  reportProblems("teardown " + prefix_, problems);
+}
+
+void SimCluster::sweepStale() {
+  std::vector<std::string> problems;
+  try {
+    auto root = findCgroup2Root();
+    std::vector<std::string> cgroups = root ? staleEntries(*root) : std::vector<std::string>{};
+    for (const auto& name : cgroups) {
+      std::fprintf(stderr, "[sim_cluster] sweeping stale cgroup %s\n", name.c_str());
+      killCgroupTree(*root + "/" + name, problems);
+    }
+    for (const auto& name : staleEntries(kNetnsDir)) {
+      std::fprintf(stderr, "[sim_cluster] sweeping stale netns %s\n", name.c_str());
+      deleteNetns(name, problems);
+    }
+    for (const auto& name : staleEntries(kBpffsRoot)) {
+      std::fprintf(stderr, "[sim_cluster] sweeping stale bpffs dir %s\n", name.c_str());
+      removeTree(std::string(kBpffsRoot) + "/" + name, problems);
+    }
+    for (const auto& name : cgroups) removeCgroupTree(*root + "/" + name, problems);
+    for (const auto& name : staleEntries(tempRoot())) {
+      std::fprintf(stderr, "[sim_cluster] sweeping stale work dir %s\n", name.c_str());
+      removeTree(tempRoot() + "/" + name, problems);
+    }
+  } catch (const std::exception& e) {
+    problems.emplace_back(e.what());
+  }
+  reportProblems("sweep", problems);
+}
+
+std::vector<std::string> SimCluster::findLeftovers(const std::string& prefix) {
+  std::vector<std::string> left;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(kNetnsDir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (name.rfind(prefix + "-", 0) == 0) left.push_back("netns " + name);
+  }
+  if (auto root = findCgroup2Root(); root && exists(*root + "/" + prefix)) {
+    left.push_back("cgroup " + *root + "/" + prefix);
+  }
+  if (exists(std::string(kBpffsRoot) + "/" + prefix)) {
+    left.push_back("bpffs " + std::string(kBpffsRoot) + "/" + prefix);
+  }
+  if (exists(tempRoot() + "/" + prefix)) left.push_back("work dir " + tempRoot() + "/" + prefix);
+  return left;
+}
+
+}  // namespace nodemesh::sim

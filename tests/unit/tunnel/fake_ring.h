@@ -1,0 +1,185 @@
+#pragma once
+
+// A Ring that records what the code under test submits and completes operations when the test
+// says so, plus receive buffers in plain memory: the tunnel's connection state machines run
+// without io_uring or privileges.
+
+#include <gtest/gtest.h>
+#include <liburing.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "tunnel/recv_ring.h"
+#include "tunnel/relay_context.h"
+#include "tunnel/ring.h"
+
+namespace nodemesh::tunnel::testing {
+
+struct FakeOp {
+  enum Kind { kAccept, kRecv, kSend, kShutdown, kConnect, kTimeout, kRead };
+  Kind kind;
+  int fd = -1;
+  OpTag* tag = nullptr;
+  std::string data;  // a send's bytes
+};
+
+class FakeRing final : public Ring {
+ public:
+  void acceptMultishot(int fd, OpTag* tag) override { push(FakeOp::kAccept, fd, tag); }
+  void recvMultishot(int fd, uint16_t /*buffer_group*/, OpTag* tag) override {
+    push(FakeOp::kRecv, fd, tag);
+  }
+  void send(int fd, std::span<const uint8_t> data, OpTag* tag) override {
+    FakeOp op{FakeOp::kSend, fd, tag, std::string(data.begin(), data.end())};
+    pending.push_back(op);
+  }
+  void shutdownWrite(int fd, OpTag* tag) override { push(FakeOp::kShutdown, fd, tag); }
+  void connect(int fd, const sockaddr_storage& /*addr*/, socklen_t /*len*/, OpTag* tag) override {
+    push(FakeOp::kConnect, fd, tag);
+  }
+  void timeout(const __kernel_timespec& /*after*/, OpTag* tag) override {
+    push(FakeOp::kTimeout, -1, tag);
+  }
+  void removeTimeout(OpTag* tag) override { cancel(tag); }
+  void read(int fd, void* /*buf*/, size_t /*len*/, OpTag* tag) override {
+    push(FakeOp::kRead, fd, tag);
+  }
+  // Cancels are recorded; runCancels() then completes the cancelled operations with
+  // -ECANCELED, as the kernel does in a later batch of completions (never inside the call).
+  void cancel(OpTag* tag) override { cancels.push_back(tag); }
+  void cancelFd(int fd) override { cancelled_fds.push_back(fd); }
+  void runCancels() {
+    auto tags = std::move(cancels);
+    auto fds = std::move(cancelled_fds);
+    cancels.clear();
+    cancelled_fds.clear();
+    completeAll(
+        [&](const FakeOp& op) {
+          return std::find(tags.begin(), tags.end(), op.tag) != tags.end() ||
+                 std::find(fds.begin(), fds.end(), op.fd) != fds.end();
+        },
+        -ECANCELED);
+  }
+
+  // The pending operation of `kind` on `fd`; nullptr when none.
+  FakeOp* find(FakeOp::Kind kind, int fd) {
+    for (auto& op : pending) {
+      if (op.kind == kind && op.fd == fd) return &op;
+    }
+    return nullptr;
+  }
+  bool has(FakeOp::Kind kind, int fd) { return find(kind, fd) != nullptr; }
+
+  // Completes (and forgets) the pending operation of `kind` on `fd` with `res`.
+  void complete(FakeOp::Kind kind, int fd, int res, unsigned flags = 0) {
+    for (auto it = pending.begin(); it != pending.end(); ++it) {
+      if (it->kind == kind && it->fd == fd) {
+        OpTag* tag = it->tag;
+        pending.erase(it);
+        tag->handler->onCompletion(tag->op, res, flags);
+        return;
+      }
+    }
+    ADD_FAILURE_AT(__FILE__, __LINE__)
+        << "no pending operation of kind " << kind << " on fd " << fd;
+  }
+
+  std::deque<FakeOp> pending;
+  std::vector<OpTag*> cancels;
+  std::vector<int> cancelled_fds;
+
+ private:
+  void push(FakeOp::Kind kind, int fd, OpTag* tag) { pending.push_back(FakeOp{kind, fd, tag, {}}); }
+  template <typename Pred>
+  void completeAll(Pred pred, int res) {
+    std::vector<FakeOp> hit;
+    for (auto it = pending.begin(); it != pending.end();) {
+      if (pred(*it)) {
+        hit.push_back(*it);
+        it = pending.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (const auto& op : hit) op.tag->handler->onCompletion(op.tag->op, res, 0);
+  }
+};
+
+// Receive buffers in memory; deliver() plays the kernel filling one for a multishot receive.
+class FakeBuffers final : public ReceiveBuffers {
+ public:
+  explicit FakeBuffers(unsigned count = 16, size_t size = 4096)
+      : storage_(count * size), size_(size), free_(count) {
+    for (unsigned i = 0; i < count; ++i) free_[i] = static_cast<uint16_t>(i);
+  }
+  uint16_t group() const override { return 0; }
+  uint8_t* buffer(uint16_t bid) override { return storage_.data() + bid * size_; }
+  void recycle(uint16_t bid) override {
+    --in_use_;
+    free_.push_back(bid);
+  }
+  void taken() override { ++in_use_; }
+  unsigned available() const override { return static_cast<unsigned>(free_.size()); }
+  unsigned inUse() const { return in_use_; }
+
+  // Completes the receive armed on `fd` with `bytes` in a buffer (the receive stays armed).
+  void deliver(FakeRing& ring, int fd, const std::string& bytes) {
+    FakeOp* op = ring.find(FakeOp::kRecv, fd);
+    ASSERT_NE(op, nullptr) << "no receive armed on fd " << fd;
+    ASSERT_FALSE(free_.empty());
+    ASSERT_LE(bytes.size(), size_);
+    const uint16_t bid = free_.front();
+    free_.erase(free_.begin());
+    std::memcpy(buffer(bid), bytes.data(), bytes.size());
+    OpTag* tag = op->tag;
+    const unsigned flags = IORING_CQE_F_BUFFER | IORING_CQE_F_MORE |
+                           (static_cast<unsigned>(bid) << IORING_CQE_BUFFER_SHIFT);
+    tag->handler->onCompletion(tag->op, static_cast<int>(bytes.size()), flags);
+  }
+  // The peer's EOF on `fd`: the final completion of its receive.
+  void deliverEof(FakeRing& ring, int fd) { ring.complete(FakeOp::kRecv, fd, 0, 0); }
+
+ private:
+  std::vector<uint8_t> storage_;
+  size_t size_;
+  std::vector<uint16_t> free_;
+  unsigned in_use_ = 0;
+};
+
+// Records what the connections report.
+class RecordingEvents final : public ConnectionEvents {
+ public:
+  void opened(const ConnectionRecord& r) override { opened_records.push_back(r); }
+  void finished(const ConnectionRecord& r) override { finished_records.push_back(r); }
+  std::vector<ConnectionRecord> opened_records;
+  std::vector<ConnectionRecord> finished_records;
+};
+
+// A load balancer stand-in: retries when told to, recording each call.
+class RecordingServices final : public ServiceAttempts {
+ public:
+  bool retry(std::unique_ptr<ServiceTarget>& target, UniqueFd& app,
+             const SocketAddress& /*app_addr*/, const std::string& why) override {
+    retries.push_back(why);
+    if (!accept_retry) return false;
+    retried_targets.push_back(std::move(target));
+    retried_apps.push_back(std::move(app));
+    return true;
+  }
+  void established(ServiceTarget& /*target*/) override { ++established_count; }
+  void ended(ServiceTarget& /*target*/) override { ++ended_count; }
+
+  bool accept_retry = false;
+  std::vector<std::string> retries;
+  std::vector<std::unique_ptr<ServiceTarget>> retried_targets;
+  std::vector<UniqueFd> retried_apps;
+  int established_count = 0;
+  int ended_count = 0;
+};
+
+}  // namespace nodemesh::tunnel::testing

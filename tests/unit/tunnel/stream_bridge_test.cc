@@ -1,0 +1,243 @@
+// The stream bridge's state machine (tunnel/stream_bridge.h) on a fake ring and a fake HBONE
+// connection: flow control end to end, half-closes both ways, failures and retries.
+#include "tunnel/stream_bridge.h"
+
+#include <sys/socket.h>
+
+#include <map>
+
+#include <gtest/gtest.h>
+
+#include "tests/unit/tunnel/fake_ring.h"
+
+namespace nodemesh::tunnel {
+namespace {
+
+using testing::FakeBuffers;
+using testing::FakeOp;
+using testing::FakeRing;
+using testing::RecordingEvents;
+using testing::RecordingServices;
+
+UniqueFd socketFd() {
+  int sv[2];
+  EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  ::close(sv[1]);
+  return UniqueFd(sv[0]);
+}
+
+// An HTTP/2 connection as the bridge sees it: takes at most `window` bytes per stream until the
+// test reopens it, and records everything.
+class FakeCarrier final : public StreamCarrier {
+ public:
+  Result<size_t> send(hbone::StreamId /*stream*/, std::span<const uint8_t> data) override {
+    const size_t n = std::min(data.size(), window);
+    window -= n;
+    sent.append(data.begin(), data.begin() + static_cast<std::ptrdiff_t>(n));
+    return n;
+  }
+  Status endStream(hbone::StreamId /*stream*/) override {
+    ended = true;
+    return okStatus();
+  }
+  Status consumed(hbone::StreamId /*stream*/, size_t n) override {
+    consumed_bytes += n;
+    return okStatus();
+  }
+  Status respond(hbone::StreamId /*stream*/, int status) override {
+    responses.push_back(status);
+    return okStatus();
+  }
+  void addStream(hbone::StreamId stream, StreamBridge* bridge) override {
+    streams[stream] = bridge;
+  }
+  void removeStream(hbone::StreamId stream, bool closed) override {
+    streams.erase(stream);
+    if (!closed) ++resets;
+  }
+  void markDirty() override { ++dirty; }
+
+  size_t window = 1 << 20;
+  std::string sent;
+  bool ended = false;
+  size_t consumed_bytes = 0;
+  std::vector<int> responses;
+  std::map<hbone::StreamId, StreamBridge*> streams;
+  int resets = 0;
+  int dirty = 0;
+};
+
+class StreamBridgeTest : public ::testing::Test {
+ protected:
+  StreamBridgeTest()
+      : receivers_(ring_),
+        bridges_(RelayContext{ring_, receivers_, buffers_, counters_, events_, services_,
+                              std::chrono::milliseconds(10000)}) {}
+
+  // An outbound bridge whose CONNECT (stream 1) was answered 200.
+  StreamBridge* streaming(int* tcp) {
+    UniqueFd app = socketFd();
+    *tcp = app.get();
+    StreamBridge* b = bridges_.create(nullptr, std::move(app), Direction::kOutbound, "ns/pod");
+    b->record.dst = SocketAddress::parse("10.0.0.2:80").value();
+    b->attach(&carrier_, 1);
+    EXPECT_EQ(carrier_.streams.count(1), 1u);
+    EXPECT_EQ(b->state(), StreamBridge::State::kOpening);
+    EXPECT_FALSE(ring_.has(FakeOp::kRecv, *tcp)) << "read before the stream is up";
+    b->onConnectResponse(200);
+    EXPECT_EQ(b->state(), StreamBridge::State::kStreaming);
+    EXPECT_TRUE(ring_.has(FakeOp::kRecv, *tcp));
+    return b;
+  }
+
+  FakeRing ring_;
+  FakeBuffers buffers_;
+  Receivers receivers_;
+  TunnelCounters counters_;
+  RecordingEvents events_;
+  RecordingServices services_;
+  StreamBridges bridges_;
+  FakeCarrier carrier_;
+};
+
+TEST_F(StreamBridgeTest, CarriesBothWaysAndFinishesWhenBothSidesEnded) {
+  int tcp = -1;
+  StreamBridge* b = streaming(&tcp);
+
+  // TCP -> stream.
+  buffers_.deliver(ring_, tcp, "request");
+  EXPECT_EQ(carrier_.sent, "request");
+  EXPECT_EQ(buffers_.inUse(), 0u);
+  buffers_.deliverEof(ring_, tcp);
+  EXPECT_TRUE(carrier_.ended);
+  EXPECT_EQ(b->toStream(), StreamBridge::ToStream::kEnded);
+
+  // Stream -> TCP: the window reopens only for bytes written to the socket.
+  b->onStreamData(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>("response"), 8));
+  EXPECT_EQ(ring_.find(FakeOp::kSend, tcp)->data, "response");
+  EXPECT_EQ(carrier_.consumed_bytes, 0u);
+  ring_.complete(FakeOp::kSend, tcp, 3);
+  EXPECT_EQ(carrier_.consumed_bytes, 3u);
+  EXPECT_EQ(ring_.find(FakeOp::kSend, tcp)->data, "ponse");
+  b->onStreamEnd();
+  EXPECT_FALSE(ring_.has(FakeOp::kShutdown, tcp)) << "SHUT_WR before the queued bytes";
+  ring_.complete(FakeOp::kSend, tcp, 5);
+  EXPECT_EQ(carrier_.consumed_bytes, 8u);
+  ASSERT_TRUE(ring_.has(FakeOp::kShutdown, tcp));
+  ring_.complete(FakeOp::kShutdown, tcp, 0);
+  EXPECT_TRUE(events_.finished_records.empty()) << "finished before the stream closed";
+
+  // The stream closes cleanly (the connection forgot it first, as HboneConnection does).
+  carrier_.streams.erase(1);
+  b->onStreamClosed(hbone::kH2NoError);
+  ASSERT_EQ(events_.finished_records.size(), 1u);
+  const ConnectionRecord& r = events_.finished_records[0];
+  EXPECT_EQ(r.error, "");
+  EXPECT_EQ(r.bytes_to_dst, 7u);
+  EXPECT_EQ(r.bytes_from_dst, 8u);
+  EXPECT_EQ(r.transport, Transport::kHbone);
+  EXPECT_EQ(counters_.completed.load(), 1u);
+  EXPECT_EQ(counters_.active.load(), 0u);
+  EXPECT_TRUE(bridges_.empty());
+}
+
+TEST_F(StreamBridgeTest, AFullStreamStopsReadingUntilItIsWritable) {
+  int tcp = -1;
+  StreamBridge* b = streaming(&tcp);
+  carrier_.window = 4;
+  buffers_.deliver(ring_, tcp, "0123456789");
+  EXPECT_EQ(carrier_.sent, "0123");
+  EXPECT_EQ(buffers_.inUse(), 1u);  // the rest stays in its buffer
+  carrier_.window = 100;
+  b->onStreamWritable();
+  EXPECT_EQ(carrier_.sent, "0123456789");
+  EXPECT_EQ(buffers_.inUse(), 0u);
+}
+
+TEST_F(StreamBridgeTest, AStreamResetAbortsAndResetsTheSocket) {
+  int tcp = -1;
+  StreamBridge* b = streaming(&tcp);
+  carrier_.streams.erase(1);
+  b->onStreamClosed(hbone::kH2Cancel);
+  EXPECT_EQ(b->state(), StreamBridge::State::kAborting);
+  EXPECT_EQ(ring_.cancelled_fds, std::vector<int>{tcp});
+  EXPECT_TRUE(events_.finished_records.empty()) << "freed with its receive armed";
+  ring_.runCancels();
+  ASSERT_EQ(events_.finished_records.size(), 1u);
+  EXPECT_EQ(events_.finished_records[0].error, "HBONE stream reset: CANCEL");
+  EXPECT_EQ(carrier_.resets, 0) << "the stream was already closed";
+}
+
+TEST_F(StreamBridgeTest, AbortResetsTheStream) {
+  int tcp = -1;
+  StreamBridge* b = streaming(&tcp);
+  b->abort("closed by policy change: denied");
+  EXPECT_EQ(carrier_.resets, 1);
+  EXPECT_TRUE(carrier_.streams.empty());
+  ring_.runCancels();
+  ASSERT_EQ(events_.finished_records.size(), 1u);
+  EXPECT_EQ(events_.finished_records[0].error, "closed by policy change: denied");
+}
+
+TEST_F(StreamBridgeTest, RefusedServiceAttemptIsRetriedElsewhere) {
+  UniqueFd app = socketFd();
+  StreamBridge* b = bridges_.create(nullptr, std::move(app), Direction::kOutbound, "ns/pod");
+  b->service = std::make_unique<ServiceTarget>();
+  b->attach(&carrier_, 1);
+  services_.accept_retry = true;
+  b->onConnectResponse(503);
+  ASSERT_EQ(services_.retries.size(), 1u);
+  EXPECT_EQ(services_.retries[0], "HBONE CONNECT answered 503");
+  EXPECT_EQ(carrier_.resets, 1);  // the refused stream is reset
+  EXPECT_TRUE(services_.retried_apps.at(0).valid());
+  EXPECT_TRUE(events_.finished_records.empty()) << "a retried attempt has no log line";
+  EXPECT_EQ(counters_.hbone_streams_rejected.load(), 1u);
+  EXPECT_TRUE(bridges_.empty());
+}
+
+TEST_F(StreamBridgeTest, LostConnectionBeforeTheAnswerFailsWithoutRetries) {
+  UniqueFd app = socketFd();
+  StreamBridge* b = bridges_.create(nullptr, std::move(app), Direction::kOutbound, "ns/pod");
+  b->attach(&carrier_, 1);
+  carrier_.streams.clear();
+  b->onConnectionLost("TLS handshake timed out");
+  ring_.runCancels();
+  ASSERT_EQ(events_.finished_records.size(), 1u);
+  EXPECT_EQ(events_.finished_records[0].error, "TLS handshake timed out");
+  EXPECT_TRUE(services_.retries.empty());
+}
+
+TEST_F(StreamBridgeTest, InboundAnswers200OnceTheApplicationAccepted) {
+  UniqueFd delivery = socketFd();
+  const int tcp = delivery.get();
+  StreamBridge* b = bridges_.create(&carrier_, std::move(delivery), Direction::kInbound, "ns/pod");
+  b->record.dst = SocketAddress::parse("10.0.0.2:80").value();
+  b->attach(&carrier_, 3);
+  b->connectApplication();
+  EXPECT_TRUE(carrier_.responses.empty());
+  ring_.complete(FakeOp::kConnect, tcp, 0);
+  EXPECT_EQ(carrier_.responses, std::vector<int>{200});
+  EXPECT_EQ(b->state(), StreamBridge::State::kStreaming);
+  EXPECT_EQ(counters_.hbone_streams_accepted.load(), 1u);
+  EXPECT_TRUE(ring_.has(FakeOp::kRecv, tcp));
+}
+
+TEST_F(StreamBridgeTest, InboundAnswers503WhenTheApplicationRefuses) {
+  UniqueFd delivery = socketFd();
+  const int tcp = delivery.get();
+  StreamBridge* b = bridges_.create(&carrier_, std::move(delivery), Direction::kInbound, "ns/pod");
+  b->record.dst = SocketAddress::parse("10.0.0.2:80").value();
+  b->attach(&carrier_, 3);
+  b->connectApplication();
+  ring_.complete(FakeOp::kConnect, tcp, -ECONNREFUSED);
+  EXPECT_EQ(carrier_.responses, std::vector<int>{503});
+  EXPECT_EQ(carrier_.resets, 0) << "answered, not reset";
+  ring_.runCancels();
+  ASSERT_EQ(events_.finished_records.size(), 1u);
+  EXPECT_EQ(events_.finished_records[0].error, "connect 10.0.0.2:80: Connection refused");
+  EXPECT_EQ(counters_.failed_connect.load(), 1u);
+  EXPECT_EQ(counters_.hbone_streams_rejected.load(), 1u);
+}
+
+}  // namespace
+}  // namespace nodemesh::tunnel

@@ -1,0 +1,84 @@
+#pragma once
+
+// A worker's HBONE connections: the client pool (one TLS + HTTP/2 connection carries up to 100
+// streams; a new TCP connection through the mesh normally costs a stream, not a handshake),
+// the server connections accepted on pods' 15008, and their upkeep: handshake and drain
+// timeouts, idle release, keepalive PINGs, and the flush of dirty connections after each batch
+// of completions.
+
+#include <list>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/fd.h"
+#include "hbone/h2_session.h"
+#include "identity/spiffe_id.h"
+#include "tunnel/hbone_connection.h"
+#include "tunnel/relay_context.h"
+
+namespace nodemesh::hbone {
+class TlsProvider;
+}  // namespace nodemesh::hbone
+
+namespace nodemesh::tunnel {
+
+struct Pod;
+
+// Where CONNECT requests accepted on a pod's 15008 go (Inbound).
+class InboundStreams {
+ public:
+  virtual void onConnectRequest(HboneConnection& conn, hbone::StreamId stream,
+                                const hbone::ConnectRequest& request) = 0;
+
+ protected:
+  ~InboundStreams() = default;
+};
+
+class HbonePool {
+ public:
+  HbonePool(RelayContext ctx, ReceiveBuffers& buffers, hbone::TlsProvider& tls,
+            const TunnelOptions& options, InboundStreams& inbound)
+      : ctx_(ctx), buffers_(buffers), tls_(tls), options_(options), inbound_(inbound) {}
+  HbonePool(const HbonePool&) = delete;
+  HbonePool& operator=(const HbonePool&) = delete;
+
+  // A client connection from `pod` to `dst` (a pod's 15008) whose server must prove `dst_id`:
+  // a pooled one with a free stream, or a new one (its connect and handshake start now).
+  // Null with `error` set when none can be made.
+  HboneConnection* clientFor(const Pod& pod, const identity::SpiffeId& dst_id,
+                             const SocketAddress& dst, std::string* error);
+  // A connection accepted on `pod`'s 15008: TLS server side, then CONNECT requests.
+  void acceptServer(Pod& pod, UniqueFd fd);
+
+  void markDirty(HboneConnection* c);
+  // After each batch of completions: feeds input TLS could not take before, writes pending
+  // output, frees the connections that are done.
+  void flushDirty();
+  // Once a second: handshake and drain timeouts, idle release, keepalive.
+  void onTimer();
+  // Server connections of a pod being removed forget it (they answer 503 from now on).
+  void forgetPod(const Pod& pod);
+  void failAll(const std::string& why);
+  bool empty() const { return conns_.empty(); }
+
+ private:
+  friend class HboneConnection;
+  // The connection is unusable: no new stream will be put on it.
+  void removeFromPool(HboneConnection* c);
+  HboneConnection* add(std::unique_ptr<HboneConnection> conn);
+  void release(HboneConnection* c);
+
+  RelayContext ctx_;
+  ReceiveBuffers& buffers_;  // for HBONE sockets
+  hbone::TlsProvider& tls_;
+  const TunnelOptions& options_;
+  InboundStreams& inbound_;
+  std::list<std::unique_ptr<HboneConnection>> conns_;
+  std::multimap<std::string, HboneConnection*> pool_;
+  std::vector<HboneConnection*> dirty_;
+  std::vector<HboneConnection*> flushing_;  // flushDirty's batch
+};
+
+}  // namespace nodemesh::tunnel

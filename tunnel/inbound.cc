@@ -1,0 +1,126 @@
+#include "tunnel/inbound.h"
+
+#include <algorithm>
+#include <optional>
+
+#include <spdlog/spdlog.h>
+
+#include "tunnel/inpod_sockets.h"
+#include "tunnel/pod_listeners.h"
+
+namespace nodemesh::tunnel {
+namespace {
+
+// The address in a `forwarded: for="ip:port"` header (RFC 7239); nullopt when absent or
+// malformed. Untrusted: the caller checks it against the connection's peer.
+std::optional<SocketAddress> forwardedFor(const std::string& forwarded) {
+  auto pos = forwarded.find("for=");
+  if (pos == std::string::npos) return std::nullopt;
+  std::string value = forwarded.substr(pos + 4);
+  value = value.substr(0, value.find_first_of(";,"));
+  if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
+    value = value.substr(1, value.size() - 2);
+  }
+  auto addr = SocketAddress::parse(value);
+  if (!addr) return std::nullopt;
+  return *addr;
+}
+
+}  // namespace
+
+bool Inbound::tunnelPort(uint16_t port) const {
+  return port == options_.hbone_port || port == options_.inbound_port ||
+         port == options_.outbound_port;
+}
+
+void Inbound::acceptPlaintext(Pod& pod, UniqueFd fd) {
+  bump(ctx_.counters.accepted_inbound);
+  auto peer = peerAddress(fd.get());
+  auto local = localAddress(fd.get());
+  TcpConnection* c = relay_.create(Direction::kInbound, pod.name, std::move(fd));
+  if (!peer || !local) {
+    bump(ctx_.counters.failed_io);
+    return relay_.abort(c, "accepted socket has no address");
+  }
+  c->record.src = *peer;
+  // sk_lookup steered the connection without NAT: the local address is where the client
+  // wanted to go.
+  c->record.dst = *local;
+  ctx_.events.opened(c->record);
+  if (c->record.dst.port == options_.inbound_port ||
+      c->record.dst.port == options_.outbound_port || c->record.dst.ip.isLoopback()) {
+    // Delivering to the tunnel's own listener would accept the delivery again, forever.
+    bump(ctx_.counters.failed_connect);
+    return relay_.abort(c, "refusing to deliver to the tunnel's own listener " +
+                               local->toString());
+  }
+  // A plaintext client has no identity to show: only policies that need none can allow it.
+  // A denied connection is reset before the application is even connected to.
+  if (!authorizer_.authorize(c->record, "")) {
+    return relay_.abort(c, "denied: " + c->record.reason);
+  }
+  // Deliver from inside the pod with the delivery mark (so cgroup/connect4 lets sk_lookup
+  // pass it to the application), bound to the client's address (IP_TRANSPARENT) so that the
+  // application sees it. Our accepted socket holds (dst, src:port): the delivery must not
+  // reuse that source port, or the application's socket would have the very same 4-tuple.
+  const bool transparent = c->record.src.ip.isV4();  // IPv6 delivery routing: later (dual stack)
+  const IpAddress* bind_ip = transparent ? &c->record.src.ip : &c->record.dst.ip;
+  relay_.connectFromNetns(c, pod.netns.get(), options_.delivery_mark, bind_ip, transparent,
+                          c->record.src.port);
+}
+
+void Inbound::onConnectRequest(HboneConnection& conn, hbone::StreamId stream,
+                               const hbone::ConnectRequest& req) {
+  auto reject = [&](int status, const std::string& why) {
+    bump(ctx_.counters.hbone_streams_rejected);
+    spdlog::info("{}: HBONE CONNECT {} from {} refused with {}: {}", conn.podName(),
+                 req.authority, conn.peer().toString(), status, why);
+    (void)conn.h2().respond(stream, status);
+  };
+  const auto& peer_id = conn.peerIdentity();
+  spdlog::debug("{}: HBONE CONNECT {} from {} ({}) forwarded=[{}] baggage=[{}] traceparent=[{}]",
+                conn.podName(), req.authority, conn.peer().toString(),
+                peer_id ? peer_id->toString() : "-", req.forwarded, req.baggage, req.traceparent);
+  Pod* pod = conn.serverPod();
+  if (!pod) return reject(503, "pod is being removed");
+  const SocketAddress& target = req.target;
+  if (std::find(pod->ips.begin(), pod->ips.end(), target.ip) == pod->ips.end()) {
+    return reject(400, "target " + target.toString() + " is not an address of this pod");
+  }
+  if (tunnelPort(target.port)) {
+    return reject(400, "target port " + std::to_string(target.port) + " is the tunnel's own");
+  }
+  // The client's port comes from `forwarded` only when the header names the connection's own
+  // peer address: anything else is a claim the mesh cannot check.
+  const SocketAddress& peer = conn.peer();
+  auto forwarded = forwardedFor(req.forwarded);
+  ConnectionRecord record;
+  record.direction = Direction::kInbound;
+  record.pod = pod->name;
+  record.transport = Transport::kHbone;
+  record.src = forwarded && forwarded->ip == peer.ip ? *forwarded : SocketAddress{peer.ip, 0};
+  record.dst = target;
+  record.src_identity = peer_id ? peer_id->toString() : "";
+  record.dst_identity = pod->identity ? pod->identity->toString() : "";
+  ctx_.events.opened(record);
+  // Authorization, before anything is connected to the application: 401 when denied.
+  if (!authorizer_.authorize(record, record.src_identity)) {
+    reject(401, record.reason);
+    record.error = "denied: " + record.reason;
+    ctx_.events.finished(record);
+    return;
+  }
+  // Delivered from the client's address, like 15006: the TCP peer of the HBONE connection is
+  // the client pod.
+  const bool transparent = peer.ip.isV4() && target.ip.isV4();
+  const IpAddress* bind_ip = transparent ? &peer.ip : &target.ip;
+  auto fd = socketInNetns(pod->netns.get(), !target.ip.isV4(), options_.delivery_mark, bind_ip,
+                          transparent);
+  if (!fd) return reject(503, fd.error().message);
+  StreamBridge* b = bridges_.create(&conn, std::move(*fd), Direction::kInbound, pod->name);
+  b->record = std::move(record);
+  b->attach(&conn, stream);
+  b->connectApplication();
+}
+
+}  // namespace nodemesh::tunnel

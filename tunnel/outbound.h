@@ -1,0 +1,65 @@
+#pragma once
+
+// Outbound: a connection an enrolled pod's application made, captured to the pod's 15001, is
+// routed by its original destination (model::routeOutbound, the rule `nodemeshctl explain`
+// applies too): a service VIP goes to the load balancer (ServiceDialer), a workload in the mesh
+// gets an HBONE stream to its 15008, anything else plain TCP.
+
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+
+#include "common/fd.h"
+#include "tunnel/hbone_pool.h"
+#include "tunnel/mesh_state.h"
+#include "tunnel/relay_context.h"
+#include "tunnel/service_dialer.h"
+#include "tunnel/stream_bridge.h"
+#include "tunnel/tcp_relay.h"
+
+namespace nodemesh::tunnel {
+
+class Outbound final : public ServiceDialer::Connector {
+ public:
+  Outbound(RelayContext ctx, const TunnelOptions& options, OrigDstResolver& resolver,
+           const MeshState& mesh, TcpRelay& relay, StreamBridges& bridges, HbonePool* pool,
+           ServiceDialer& dialer)
+      : ctx_(ctx),
+        options_(options),
+        resolver_(resolver),
+        mesh_(mesh),
+        relay_(relay),
+        bridges_(bridges),
+        pool_(pool),
+        dialer_(dialer) {}
+
+  // A connection accepted on the pod's 15001.
+  void accept(Pod& pod, UniqueFd fd);
+
+  void relayTcp(Pod& pod, UniqueFd app, ConnectionRecord record,
+                std::unique_ptr<ServiceTarget> target, bool count_opened) override;
+  void relayHbone(Pod& pod, UniqueFd app, const SocketAddress& app_addr, const SocketAddress& dst,
+                  const model::Workload& dst_workload,
+                  std::unique_ptr<ServiceTarget> target) override;
+  void refuse(Pod& pod, UniqueFd app, ConnectionRecord record, bool count_opened,
+              const std::string& why) override;
+
+ private:
+  // W3C trace context for a new connection: a new trace, sampled.
+  std::string newTraceparent();
+  // Who the client is, as ztunnel's baggage says it (W3C baggage, OpenTelemetry k8s names).
+  std::string baggageFor(const Pod& pod) const;
+
+  RelayContext ctx_;
+  const TunnelOptions& options_;
+  OrigDstResolver& resolver_;
+  const MeshState& mesh_;
+  TcpRelay& relay_;
+  StreamBridges& bridges_;
+  HbonePool* pool_;  // null without TLS: no pod has an identity then
+  ServiceDialer& dialer_;
+  std::mt19937_64 rng_{std::random_device{}()};  // trace ids
+};
+
+}  // namespace nodemesh::tunnel

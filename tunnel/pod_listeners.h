@@ -1,0 +1,107 @@
+#pragma once
+
+// The enrolled pods of one worker and their listening sockets (15001, 15006, 15008, created in
+// each pod's network namespace). Pods are made on the caller's thread (createPod) and handed to
+// the worker's thread (add); accepted connections go to the PodHandler. A removed pod stops
+// accepting at once, and its listeners close once their accepts have completed.
+
+#include <linux/time_types.h>
+
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/fd.h"
+#include "common/ip_address.h"
+#include "common/result.h"
+#include "identity/spiffe_id.h"
+#include "tunnel/ring.h"
+#include "tunnel/tunnel.h"
+
+namespace nodemesh::hbone {
+class TlsProvider;
+}  // namespace nodemesh::hbone
+
+namespace nodemesh::tunnel {
+
+enum class ListenerKind { kOutbound, kInbound, kHbone };
+
+struct Pod;
+class PodListeners;
+
+struct Listener final : CompletionHandler {
+  enum Op : uint8_t { kAccept, kBackoff };
+  void onCompletion(uint8_t op, int res, unsigned flags) override;
+
+  PodListeners* owner = nullptr;
+  OpTag accept_tag{this, kAccept};
+  OpTag backoff_tag{this, kBackoff};
+  __kernel_timespec backoff{0, 100 * 1000 * 1000};  // after EMFILE/ENFILE/ENOMEM
+  UniqueFd fd;
+  Pod* pod = nullptr;
+  ListenerKind kind = ListenerKind::kOutbound;
+  bool in_flight = false;
+  bool closing = false;
+};
+
+struct Pod {
+  uint64_t cookie = 0;
+  std::string name;
+  UniqueFd netns;
+  std::vector<IpAddress> ips;
+  std::optional<identity::SpiffeId> identity;
+  std::vector<std::unique_ptr<Listener>> listeners;
+};
+
+// On the caller's thread: the pod's listeners, created inside its network namespace, and the
+// delivery routing there (inpod_routing.h). With `outbound` false the pod gets no 15001
+// listener (another worker owns it). Without `tls` the pod keeps no identity (plain TCP only).
+Result<std::unique_ptr<Pod>> createPod(const PodSpec& spec, bool outbound,
+                                       const TunnelOptions& options, hbone::TlsProvider* tls,
+                                       PodListenerFds* fds);
+
+class PodHandler {
+ public:
+  virtual void onAccepted(Listener& listener, UniqueFd fd) = 0;
+  // The pod is being retired: nothing may keep a pointer to it past its listeners.
+  virtual void onRetiring(Pod& pod) = 0;
+
+ protected:
+  ~PodHandler() = default;
+};
+
+class PodListeners {
+ public:
+  PodListeners(Ring& ring, const TunnelOptions& options, PodHandler& handler)
+      : ring_(ring), options_(options), handler_(handler) {}
+  PodListeners(const PodListeners&) = delete;
+  PodListeners& operator=(const PodListeners&) = delete;
+
+  // Starts accepting on the pod's listeners; a pod with the same cookie is retired first.
+  void add(std::unique_ptr<Pod> pod);
+  // Stops accepting for the pod and removes its delivery routing (after telling the handler).
+  // The pod lives on, retired, until its listeners' accepts have completed.
+  void retire(uint64_t cookie);
+  void retireAll();
+  Pod* find(uint64_t cookie);
+  // No pod, and no retired pod still waiting for its accepts.
+  bool empty() const { return pods_.empty() && retired_.empty(); }
+
+ private:
+  friend struct Listener;
+  void arm(Listener* l);
+  void onAccept(Listener* l, int res, unsigned flags);
+  void onBackoff(Listener* l);
+  void reap();
+
+  Ring& ring_;
+  const TunnelOptions& options_;
+  PodHandler& handler_;
+  std::unordered_map<uint64_t, std::unique_ptr<Pod>> pods_;
+  std::list<std::unique_ptr<Pod>> retired_;
+};
+
+}  // namespace nodemesh::tunnel

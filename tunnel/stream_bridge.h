@@ -1,0 +1,173 @@
+#pragma once
+
+// One HBONE stream joined to one TCP socket: outbound, the application's connection to 15001
+// carried as a CONNECT stream to the destination's 15008; inbound, a CONNECT stream accepted on
+// 15008 delivered to the application over a socket the tunnel connects inside the pod.
+//
+// TCP -> stream: the socket's multishot receive feeds the stream (nghttp2 queues at most the
+// stream's window); the socket's EOF becomes END_STREAM. Stream -> TCP: DATA is appended to
+// `out_` and written one send at a time; the HTTP/2 window reopens only as bytes reach the
+// socket (flow control end to end); END_STREAM becomes shutdown(SHUT_WR).
+//
+// State: State (the bridge's life), ToStream and ToTcp (each direction), and the operations in
+// flight. advance() is the one place that decides when the bridge is finished.
+
+#include <sys/socket.h>
+
+#include <list>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/fd.h"
+#include "hbone/h2_session.h"
+#include "tunnel/relay_context.h"
+
+namespace nodemesh::tunnel {
+
+class StreamBridges;
+class StreamBridge;
+
+// The HBONE connection that carries a bridge's stream, as the bridge sees it: the stream
+// operations it needs (HboneConnection implements it; unit tests substitute their own).
+class StreamCarrier {
+ public:
+  virtual Result<size_t> send(hbone::StreamId stream, std::span<const uint8_t> data) = 0;
+  virtual Status endStream(hbone::StreamId stream) = 0;
+  // Bytes of the stream's DATA written on: the HTTP/2 window may reopen by that much.
+  virtual Status consumed(hbone::StreamId stream, size_t n) = 0;
+  virtual Status respond(hbone::StreamId stream, int status) = 0;
+  virtual void addStream(hbone::StreamId stream, StreamBridge* bridge) = 0;
+  // The bridge is done with its stream: resets it unless `closed` (it closed already).
+  virtual void removeStream(hbone::StreamId stream, bool closed) = 0;
+  // Output may be pending: flushed after the completion batch.
+  virtual void markDirty() = 0;
+
+ protected:
+  ~StreamCarrier() = default;
+};
+
+class StreamBridge final : public CompletionHandler {
+ public:
+  enum class State {
+    kOpening,    // outbound: CONNECT sent, no answer yet; inbound: connecting to the application
+    kStreaming,  // 200 seen or sent: bytes flow
+    kAborting,   // failed: the socket and the stream are reset once nothing is in flight
+  };
+  enum class ToStream {
+    kOpen,
+    kEnded,  // the socket's EOF was passed on as END_STREAM
+  };
+  enum class ToTcp {
+    kOpen,
+    kPeerEnded,  // END_STREAM received; what is queued is still written, then SHUT_WR
+    kShut,       // shutdown(SHUT_WR) done
+  };
+
+  StreamBridge(StreamBridges& owner, StreamCarrier* conn, UniqueFd tcp, Direction direction,
+               const std::string& pod);
+  ~StreamBridge() = default;
+  StreamBridge(const StreamBridge&) = delete;
+  StreamBridge& operator=(const StreamBridge&) = delete;
+
+  ConnectionRecord record;
+  // Outbound to a service VIP: the attempt this bridge carries.
+  std::unique_ptr<ServiceTarget> service;
+
+  // The HBONE stream the bridge carries (outbound: once the CONNECT is sent).
+  void attach(StreamCarrier* conn, hbone::StreamId stream);
+  // Inbound: connects the delivery socket to the application at record.dst.
+  void connectApplication();
+
+  // Events of the stream, from its HBONE connection.
+  void onConnectResponse(int status);
+  void onStreamData(std::span<const uint8_t> data);
+  void onStreamEnd();
+  void onStreamWritable();
+  void onStreamClosed(uint32_t error_code);
+  // The HBONE connection failed: the stream is gone.
+  void onConnectionLost(const std::string& why);
+
+  // Ends the bridge with a reset on its socket and on its stream. An outbound connection to a
+  // service whose stream was never established is retried on another endpoint instead
+  // (nothing was read from the application yet, so nothing is lost).
+  void abort(const std::string& why);
+
+  State state() const { return state_; }
+  ToStream toStream() const { return to_stream_; }
+  ToTcp toTcp() const { return to_tcp_; }
+  bool attached() const { return conn_ != nullptr; }
+  ConnectionInfo describe(Clock::time_point now) const;
+
+ private:
+  friend class StreamBridges;
+  enum Op : uint8_t { kConnect, kRecv, kSend, kShutdown };
+  void onCompletion(uint8_t op, int res, unsigned flags) override;
+  void onApplicationConnect(int res);
+  void onRecv(int res, unsigned flags);
+  void onSend(int res);
+  void onShutdown();
+  // Arms the socket's receive while the stream can take data.
+  void receiveFromTcp();
+  // Moves received bytes into the stream, and the socket's EOF as END_STREAM.
+  void pushToStream();
+  // Writes what the stream delivered to the socket, then SHUT_WR after END_STREAM.
+  void sendToTcp();
+  // Forgets the stream (reset unless it is already closed) and marks its connection dirty.
+  void detach(bool reset);
+  // Finishes the bridge when nothing is in flight and it is aborting or both directions ended.
+  void advance();
+  RelayContext& ctx();
+
+  StreamBridges& owner_;
+  StreamCarrier* conn_ = nullptr;  // null once the stream is gone
+  hbone::StreamId stream_ = -1;
+  State state_ = State::kOpening;
+  ToStream to_stream_ = ToStream::kOpen;
+  ToTcp to_tcp_ = ToTcp::kOpen;
+  // Operations in flight (the receive's is rx_.armed).
+  bool connect_in_flight_ = false;
+  bool send_in_flight_ = false;
+  bool shutdown_in_flight_ = false;
+  OpTag connect_tag_{this, kConnect};
+  OpTag recv_tag_{this, kRecv};
+  OpTag send_tag_{this, kSend};
+  OpTag shutdown_tag_{this, kShutdown};
+  UniqueFd tcp_;
+  sockaddr_storage dst_addr_{};
+  Receiver rx_;                    // multishot receive on the socket
+  std::vector<uint8_t> out_;       // received from the stream, not yet handed to the socket
+  std::vector<uint8_t> inflight_;  // being written (a separate buffer: out_ may grow meanwhile)
+  size_t inflight_off_ = 0;
+  Clock::time_point start_;
+  std::list<std::unique_ptr<StreamBridge>>::iterator self_;
+};
+
+// The worker's bridges.
+class StreamBridges {
+ public:
+  explicit StreamBridges(RelayContext ctx) : ctx_(ctx) {}
+  StreamBridges(const StreamBridges&) = delete;
+  StreamBridges& operator=(const StreamBridges&) = delete;
+
+  // A bridge for `tcp`, on `conn`'s stream when given (inbound), counted as active.
+  StreamBridge* create(StreamCarrier* conn, UniqueFd tcp, Direction direction,
+                       const std::string& pod);
+  // Inbound bridges not already failing (re-authorized after a policy change).
+  std::vector<StreamBridge*> openInbound() const;
+  void describe(std::vector<ConnectionInfo>& out, Clock::time_point now) const;
+  bool empty() const { return bridges_.empty(); }
+
+ private:
+  friend class StreamBridge;
+  // Frees b without an access log line (its socket went to a retry).
+  void drop(StreamBridge* b);
+  // Frees b with its access log line.
+  void finish(StreamBridge* b);
+
+  RelayContext ctx_;
+  std::list<std::unique_ptr<StreamBridge>> bridges_;
+};
+
+}  // namespace nodemesh::tunnel

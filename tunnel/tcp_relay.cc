@@ -1,0 +1,235 @@
+#include "tunnel/tcp_relay.h"
+
+#include <cerrno>
+#include <cstring>
+
+#include "tunnel/inpod_sockets.h"
+
+namespace nodemesh::tunnel {
+
+TcpConnection::TcpConnection(TcpRelay& relay, Direction direction, const std::string& pod,
+                             UniqueFd down)
+    : relay_(relay), down_(std::move(down)), start_(Clock::now()) {
+  record.direction = direction;
+  record.pod = pod;
+  connect_tag_ = OpTag{this, kConnect};
+  for (int i = 0; i < 2; ++i) {
+    const auto half = static_cast<uint8_t>(i);
+    half_[i].recv_tag = OpTag{this, static_cast<uint8_t>(kRecv + half)};
+    half_[i].send_tag = OpTag{this, static_cast<uint8_t>(kSend + half)};
+    half_[i].shut_tag = OpTag{this, static_cast<uint8_t>(kShutdown + half)};
+  }
+}
+
+void TcpConnection::onCompletion(uint8_t op, int res, unsigned flags) {
+  const int i = op & 1;
+  switch (op & ~1) {
+    case kConnect:
+      return relay_.onConnect(this, res);
+    case kRecv:
+      return relay_.onRecv(this, i, res, flags);
+    case kSend:
+      return relay_.onSend(this, i, res);
+    case kShutdown:
+      return relay_.onShutdown(this, i, res);
+    default:
+      return;
+  }
+}
+
+ConnectionInfo TcpConnection::describe(Clock::time_point now) const {
+  ConnectionInfo info = describeRecord(
+      record, std::chrono::duration_cast<std::chrono::milliseconds>(now - start_));
+  info.bytes_to_dst = half_[0].bytes;
+  info.bytes_from_dst = half_[1].bytes;
+  const bool closing = state_ == State::kAborting || half_[0].state == HalfState::kDone ||
+                       half_[1].state == HalfState::kDone;
+  info.state = state_ == State::kConnecting ? "connecting" : closing ? "closing" : "open";
+  return info;
+}
+
+TcpConnection* TcpRelay::create(Direction direction, const std::string& pod, UniqueFd down) {
+  auto conn = std::make_unique<TcpConnection>(*this, direction, pod, std::move(down));
+  TcpConnection* c = conn.get();
+  conns_.push_back(std::move(conn));
+  c->self_ = std::prev(conns_.end());
+  bump(ctx_.counters.active);
+  return c;
+}
+
+void TcpRelay::drop(TcpConnection* c) {
+  subtract(ctx_.counters.active);
+  conns_.erase(c->self_);
+}
+
+void TcpRelay::connect(TcpConnection* c, UniqueFd up) {
+  c->up_ = std::move(up);
+  socklen_t len = toSockaddr(c->record.dst, &c->dst_addr_);
+  ctx_.ring.connect(c->up_.get(), c->dst_addr_, len, &c->connect_tag_);
+  c->state_ = TcpConnection::State::kConnecting;
+  c->connect_in_flight_ = true;
+}
+
+void TcpRelay::connectFromNetns(TcpConnection* c, int netns_fd, uint32_t mark,
+                                const IpAddress* bind_ip, bool transparent, uint16_t avoid_port) {
+  auto up =
+      socketInNetns(netns_fd, !c->record.dst.ip.isV4(), mark, bind_ip, transparent, avoid_port);
+  if (!up) {
+    bump(ctx_.counters.failed_connect);
+    return abort(c, up.error().message);
+  }
+  connect(c, std::move(*up));
+}
+
+void TcpRelay::onConnect(TcpConnection* c, int res) {
+  c->connect_in_flight_ = false;
+  if (c->state_ == TcpConnection::State::kAborting) return advance(c);
+  if (res < 0) {
+    c->state_ = TcpConnection::State::kNew;  // nothing in flight: a retry may take the client
+    std::string why = "connect " + c->record.dst.toString() + ": " + connectFailure(ctx_, res);
+    if (c->service && ctx_.services.retry(c->service, c->down_, c->record.src, why)) {
+      return drop(c);
+    }
+    bump(ctx_.counters.failed_connect);
+    return abort(c, why);
+  }
+  c->state_ = TcpConnection::State::kRelaying;
+  if (c->service) ctx_.services.established(*c->service);
+  for (int i = 0; i < 2; ++i) {
+    TcpConnection::Half& h = c->half_[i];
+    const int from = i == 0 ? c->down_.get() : c->up_.get();
+    h.to = i == 0 ? c->up_.get() : c->down_.get();
+    h.rx.fd = from;
+    h.rx.tag = &h.recv_tag;
+    h.rx.buffers = &ctx_.buffers;
+    ctx_.receivers.arm(h.rx);
+  }
+}
+
+bool TcpRelay::pump(TcpConnection* c, int i) {
+  TcpConnection::Half& h = c->half_[i];
+  if (c->state_ == TcpConnection::State::kAborting || h.state != TcpConnection::HalfState::kIdle) {
+    return true;
+  }
+  if (h.rx.error) {
+    bump(ctx_.counters.failed_io);
+    abort(c,
+          std::string(i == 0 ? "client" : "destination") + " recv: " + std::strerror(h.rx.error));
+    return false;
+  }
+  if (!h.rx.chunks.empty()) {
+    ctx_.ring.send(h.to, h.rx.front(), &h.send_tag);
+    h.state = TcpConnection::HalfState::kSending;
+    return true;
+  }
+  if (h.rx.eof) {
+    // EOF: pass the half-close on, keep the other direction open (RFC 9293 3.6).
+    ctx_.ring.shutdownWrite(h.to, &h.shut_tag);
+    h.state = TcpConnection::HalfState::kShuttingDown;
+  }
+  return true;
+}
+
+void TcpRelay::onRecv(TcpConnection* c, int i, int res, unsigned flags) {
+  ctx_.receivers.onCompletion(c->half_[i].rx, res, flags);
+  if (c->state_ == TcpConnection::State::kAborting) return advance(c);
+  if (pump(c, i)) advance(c);
+}
+
+void TcpRelay::onSend(TcpConnection* c, int i, int res) {
+  TcpConnection::Half& h = c->half_[i];
+  h.state = TcpConnection::HalfState::kIdle;
+  if (c->state_ == TcpConnection::State::kAborting) return advance(c);
+  if (res > 0) {
+    h.bytes += static_cast<uint64_t>(res);
+    bump(i == 0 ? ctx_.counters.bytes_to_dst : ctx_.counters.bytes_from_dst,
+         static_cast<uint64_t>(res));
+    ctx_.receivers.consume(h.rx, static_cast<size_t>(res));
+    (void)pump(c, i);
+    return;
+  }
+  if (res == -EINTR || res == -EAGAIN) {
+    (void)pump(c, i);
+    return;
+  }
+  bump(ctx_.counters.failed_io);
+  abort(c, std::string(i == 0 ? "destination" : "client") + " send: " + std::strerror(-res));
+}
+
+void TcpRelay::onShutdown(TcpConnection* c, int i, int res) {
+  c->half_[i].state = TcpConnection::HalfState::kDone;
+  if (res < 0 && res != -ENOTCONN && c->state_ != TcpConnection::State::kAborting) {
+    bump(ctx_.counters.failed_io);
+    return abort(c, std::string("shutdown: ") + std::strerror(-res));
+  }
+  advance(c);
+}
+
+void TcpRelay::abort(TcpConnection* c, const std::string& why) {
+  if (c->state_ == TcpConnection::State::kAborting) return;
+  c->state_ = TcpConnection::State::kAborting;
+  if (c->record.error.empty()) c->record.error = why;
+  for (auto& h : c->half_) h.rx.closed = true;
+  for (int fd : {c->down_.get(), c->up_.get()}) {
+    if (fd < 0) continue;
+    resetOnClose(fd);
+    ctx_.ring.cancelFd(fd);
+  }
+  advance(c);
+}
+
+void TcpRelay::advance(TcpConnection* c) {
+  using HalfState = TcpConnection::HalfState;
+  for (const auto& h : c->half_) {
+    if (h.rx.armed || h.state == HalfState::kSending || h.state == HalfState::kShuttingDown) {
+      return;
+    }
+  }
+  switch (c->state_) {
+    case TcpConnection::State::kNew:
+    case TcpConnection::State::kConnecting:
+      return;
+    case TcpConnection::State::kRelaying:
+      if (c->half_[0].state != HalfState::kDone || c->half_[1].state != HalfState::kDone) return;
+      bump(ctx_.counters.completed);
+      return finish(c);
+    case TcpConnection::State::kAborting:
+      if (c->connect_in_flight_) return;
+      return finish(c);
+  }
+}
+
+void TcpRelay::finish(TcpConnection* c) {
+  for (auto& h : c->half_) ctx_.receivers.release(h.rx);
+  if (c->service) ctx_.services.ended(*c->service);
+  c->record.bytes_to_dst = c->half_[0].bytes;
+  c->record.bytes_from_dst = c->half_[1].bytes;
+  c->record.duration =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - c->start_);
+  ctx_.events.finished(c->record);
+  subtract(ctx_.counters.active);
+  conns_.erase(c->self_);  // closes both sockets (RST when aborting: SO_LINGER 0)
+}
+
+void TcpRelay::abortAll(const std::string& why) {
+  std::vector<TcpConnection*> open;
+  for (auto& c : conns_) open.push_back(c.get());
+  for (TcpConnection* c : open) abort(c, why);  // may erase from conns_
+}
+
+std::vector<TcpConnection*> TcpRelay::openInbound() const {
+  std::vector<TcpConnection*> out;
+  for (const auto& c : conns_) {
+    if (c->record.direction == Direction::kInbound &&
+        c->state_ != TcpConnection::State::kAborting) {
+      out.push_back(c.get());
+    }
+  }
+  return out;
+}
+
+void TcpRelay::describe(std::vector<ConnectionInfo>& out, Clock::time_point now) const {
+  for (const auto& c : conns_) out.push_back(c->describe(now));
+}
+
+}  // namespace nodemesh::tunnel
