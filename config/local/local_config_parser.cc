@@ -1,0 +1,182 @@
+// LocalConfigParser's frame: the top level, the helpers every section uses, cross references.
+
+#include "config/local/local_config_parser.h"
+
+#include <algorithm>
+#include <exception>
+#include <utility>
+
+namespace nodemesh::config::local_internal {
+
+namespace {
+
+// Field names exactly as ztunnel's serde structs spell them (rename_all = "camelCase").
+constexpr std::string_view kTopFields[] = {"workloads", "services", "policies"};
+constexpr std::string_view kGatewayFields[] = {"destination", "hboneMtlsPort"};
+
+}  // namespace
+
+LoadResult LocalConfigParser::run() {
+  try {
+    parse();
+  } catch (const YAML::Exception& e) {
+    // Everything is read through const nodes and Scalar(), so this is not expected; still,
+    // no exception may escape.
+    r_.problemAtLine(e.mark.is_null() ? 0 : e.mark.line + 1, "", e.msg);
+  } catch (const std::exception& e) {
+    r_.problemAtLine(0, "", std::string("internal error reading config: ") + e.what());
+  }
+  LoadResult result;
+  result.problems = r_.takeProblems();
+  result.warnings = r_.takeWarnings();
+  auto by_line = [](const ConfigProblem& a, const ConfigProblem& b) { return a.line < b.line; };
+  std::stable_sort(result.problems.begin(), result.problems.end(), by_line);
+  std::stable_sort(result.warnings.begin(), result.warnings.end(), by_line);
+  if (result.problems.empty()) {
+    result.snapshot =
+        model::Snapshot::create(std::move(workloads_), std::move(services_), std::move(policies_));
+  }
+  return result;
+}
+
+void LocalConfigParser::parse() {
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(std::string(text_));
+  } catch (const YAML::ParserException& e) {
+    r_.problemAtLine(e.mark.is_null() ? 0 : e.mark.line + 1, "", "YAML syntax error: " + e.msg);
+    return;
+  }
+  if (docs.empty()) return;  // empty file or only comments: an empty snapshot
+  if (docs.size() > 1) {
+    r_.problem(docs[1], "",
+               "more than one YAML document ('---'); the local config is a single document");
+  }
+  const YAML::Node& root = docs[0];
+  r_.checkUnterminatedQuotes(root);
+  if (root.IsNull()) return;
+  if (root.IsSequence()) {
+    r_.problem(root, "",
+               "expected a map with workloads, services and policies at the top level, got a "
+               "list (list workloads under 'workloads:')");
+    return;
+  }
+  FieldMap top(r_, root, "", "the top level", kTopFields);
+  if (!top.valid()) return;
+
+  if (auto node = top.get("policies")) {
+    policies_ok_ = r_.forEachItem(
+        *node, "policies",
+        [&](const YAML::Node& item, const std::string& path) { parsePolicy(item, path); });
+  }
+  if (auto node = top.get("services")) {
+    r_.forEachItem(*node, "services", [&](const YAML::Node& item, const std::string& path) {
+      parseService(item, path);
+    });
+  }
+  if (auto node = top.get("workloads")) {
+    r_.forEachItem(*node, "workloads", [&](const YAML::Node& item, const std::string& path) {
+      parseWorkload(item, path);
+    });
+  }
+  checkReferences();
+}
+
+void LocalConfigParser::readString(const FieldMap& f, std::string_view key, std::string& out) {
+  if (auto node = f.get(key)) {
+    if (auto s = r_.readString(*node, f.pathOf(key))) out = std::move(*s);
+  }
+}
+
+void LocalConfigParser::readRequiredString(FieldMap& f, std::string_view key, std::string& out) {
+  if (auto node = f.require(key)) {
+    if (auto s = r_.readString(*node, f.pathOf(key))) out = std::move(*s);
+  }
+}
+
+void LocalConfigParser::readStringList(const YAML::Node& node, const std::string& path,
+                                       std::vector<std::string>& out) {
+  r_.forEachItem(node, path, [&](const YAML::Node& item, const std::string& item_path) {
+    if (auto s = r_.readString(item, item_path)) out.push_back(std::move(*s));
+  });
+}
+
+// service port -> target port. A service may map to target port 0 ("the endpoint says").
+void LocalConfigParser::readPortMap(const YAML::Node& node, const std::string& path,
+                                    bool allow_zero_target, model::PortMap& out) {
+  r_.forEachEntry(node, path,
+                  [&](const YAML::Node& key, const std::string&, const YAML::Node& value,
+                      const std::string& entry_path) {
+                    auto port = r_.readPort(key, entry_path);
+                    auto target = r_.readPort(value, entry_path, allow_zero_target);
+                    if (!port || !target) return;
+                    if (!out.emplace(*port, *target).second) {
+                      r_.problem(key, entry_path, "duplicate port " + std::to_string(*port));
+                    }
+                  });
+}
+
+std::optional<GatewayAddress> LocalConfigParser::readGateway(const YAML::Node& node,
+                                                             const std::string& path) {
+  if (node.IsNull()) return std::nullopt;  // Option<GatewayAddress>: null is "none"
+  FieldMap f(r_, node, path, "gateway address", kGatewayFields);
+  if (!f.valid()) return std::nullopt;
+  GatewayAddress gateway;
+  bool ok = true;
+  if (auto dest = f.require("destination")) {
+    auto text = r_.readString(*dest, f.pathOf("destination"));
+    if (text) {
+      auto parsed = GatewayAddress::parseDestination(*text);
+      if (parsed) {
+        gateway.destination = std::move(parsed).value();
+      } else {
+        r_.problem(*dest, f.pathOf("destination"),
+                   "invalid destination: " + parsed.error().message);
+        ok = false;
+      }
+    } else {
+      ok = false;
+    }
+  } else {
+    ok = false;
+  }
+  if (auto port = f.require("hboneMtlsPort")) {
+    if (auto p = r_.readPort(*port, f.pathOf("hboneMtlsPort"))) {
+      gateway.hbone_mtls_port = *p;
+    } else {
+      ok = false;
+    }
+  } else {
+    ok = false;
+  }
+  return ok ? std::optional<GatewayAddress>(std::move(gateway)) : std::nullopt;
+}
+
+std::optional<model::HealthStatus> LocalConfigParser::readStatus(const YAML::Node& node,
+                                                                 const std::string& path) {
+  return r_.readEnum<model::HealthStatus>(
+      node, path, "status",
+      {{"Healthy", model::HealthStatus::Healthy}, {"Unhealthy", model::HealthStatus::Unhealthy}});
+}
+
+void LocalConfigParser::checkReferences() {
+  if (policies_ok_) {
+    for (const Reference& ref : policy_refs_) {
+      if (policy_lines_.count(ref.key) == 0) {
+        r_.problem(ref.node, ref.path,
+                   "workload references policy '" + ref.key +
+                       "', which is not defined (policies are named namespace/name)");
+      }
+    }
+  }
+  // ztunnel keeps endpoints of services it has not seen yet (staged until the service
+  // arrives), so this is only a warning.
+  for (const Reference& ref : service_refs_) {
+    if (service_lines_.count(ref.key) == 0) {
+      r_.warning(ref.node, ref.path,
+                 "workload backs service '" + ref.key + "', which this file does not define");
+    }
+  }
+}
+
+}  // namespace nodemesh::config::local_internal
