@@ -1,77 +1,18 @@
-// End-to-end tests of the HBONE tunnel's security and pooling properties on the simulated
-// two-node cluster (tests/e2e/mesh_fixture.h): what an observer on the node-to-node link sees,
-// how many TLS handshakes concurrent connections cost, and certificate rotation under load.
+// End-to-end tests of the HBONE tunnel's security on the simulated two-node cluster
+// (tests/e2e/mesh_fixture.h): what an observer on the node-to-node link sees, and certificate
+// rotation under load. Pooling and the workers: hbone_tunnel_pool_test.cc.
 #include <time.h>
 
 #include <algorithm>
 #include <cstring>
 #include <ctime>
 
+#include "tests/e2e/hbone_tunnel_test_util.h"
 #include "tests/e2e/mesh_fixture.h"
 #include "tests/e2e/testapp/stream.h"
 
-namespace nodemesh::sim {
+namespace nodemesh::sim::hbone_tunnel_test {
 namespace {
-
-constexpr const char* kFrontend = "10.244.1.10";
-constexpr const char* kCartV2 = "10.244.1.21";
-constexpr const char* kCartV1 = "10.244.2.20";
-constexpr const char* kBatch = "10.244.2.30";
-constexpr uint16_t kHbonePort = 15008;
-
-using Stats = std::map<std::string, uint64_t>;
-
-// ---- packet capture -------------------------------------------------------------------------
-
-// tcpdump on an interface of a netns, writing a pcap file until stop().
-class LinkCapture {
- public:
-  LinkCapture(SimCluster& cluster, const std::string& netns_path, const std::string& name)
-      : path_(cluster.workDir() + "/" + name + ".pcap") {
-    ProcessSpec spec;
-    spec.netns_path = netns_path;
-    // --immediate-mode and -U: every packet is read and written as it arrives (otherwise the
-    // last ones can still sit in the capture ring when tcpdump is stopped); -Z root: no
-    // privilege drop, so the file in the work directory stays writable; -B: a large kernel
-    // buffer, so nothing is dropped (a dropped packet could hide plaintext): in immediate mode
-    // libpcap uses fixed-size frames as large as a GRO packet (64 KiB), so 16 MiB held only
-    // ~256 of them and a busy machine dropped packets; 128 MiB holds the whole 4 MiB transfer
-    // each way; -s 0: whole packets.
-    spec.argv = {"tcpdump", "-i", "eth0", "-n", "--immediate-mode",
-                 "-U",      "-Z", "root", "-B", "131072",
-                 "-s",      "0",  "-w",   path_};
-    spec.stdout_path = cluster.workDir() + "/" + name + ".tcpdump.log";
-    spec.stderr_path = spec.stdout_path;
-    process_ = &cluster.startProcess(spec);
-  }
-
-  bool waitReady() { return process_->waitForOutput("listening on eth0", seconds(10)); }
-
-  // SIGINT makes tcpdump flush and print its summary; returns that output.
-  std::string stop() {
-    std::this_thread::sleep_for(milliseconds(200));  // the last ACKs and FINs
-    process_->signal(SIGINT);
-    process_->waitExit(seconds(10));
-    return process_->output();
-  }
-
-  // From the summary: every packet the filter saw was written, and the kernel dropped none.
-  static bool complete(const std::string& summary) {
-    std::smatch captured;
-    std::smatch received;
-    return std::regex_search(summary, captured, std::regex(R"((\d+) packets captured)")) &&
-           std::regex_search(summary, received,
-                             std::regex(R"((\d+) packets received by filter)")) &&
-           captured[1] == received[1] &&
-           std::regex_search(summary, std::regex(R"((^|\n)0 packets dropped by kernel)"));
-  }
-
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-  Process* process_ = nullptr;
-};
 
 struct TcpPacket {
   std::string src;
@@ -208,71 +149,6 @@ std::optional<std::string> missingTool(const std::string& tool) {
     }                                                                   \
   } while (false)
 
-class HboneTunnelTest : public MeshTest {
- protected:
-  // nm-testapp serve that handles up to `parallel` connections at once.
-  Process& serveParallel(const std::string& pod, uint16_t port, int count, int parallel) {
-    Process& p = cluster_->startInPod(
-        pod, {testappPath(), "serve", "--port", std::to_string(port), "--count",
-              std::to_string(count), "--parallel", std::to_string(parallel)});
-    EXPECT_TRUE(waitForListening(p).has_value()) << p.output();
-    return p;
-  }
-
-  // One nm-testapp connect with an explicit seed; the "done" event.
-  nlohmann::json connectSeeded(const std::string& pod, const std::string& to, uint64_t bytes,
-                               uint32_t seed) {
-    auto r =
-        cluster_->runInPod(pod,
-                           {testappPath(), "connect", "--to", to, "--send", std::to_string(bytes),
-                            "--expect", std::to_string(bytes), "--seed", std::to_string(seed)},
-                           seconds(60));
-    auto done = findEvent(r.out, "done");
-    EXPECT_TRUE(done.has_value()) << r.describe() << "\n" << r.out;
-    return done.value_or(nlohmann::json::object());
-  }
-
-  // A seeded `bytes`-each-way transfer from frontend (node1) to cart-v1 (node2) over HBONE,
-  // checked intact at both ends.
-  void transferToCartV1(uint64_t bytes, uint32_t seed) {
-    Process& server = serveParallel("cart-v1", 8080, 1, 1);
-    auto done = connectSeeded("frontend", std::string(kCartV1) + ":8080", bytes, seed);
-    EXPECT_TRUE(done.value("ok", false)) << done.dump();
-    EXPECT_EQ(server.waitExit(seconds(10)), 0) << server.output();
-  }
-
-  struct CapturedTransfer {
-    std::string pcap_path;
-    std::string summary;  // tcpdump's, of the last attempt
-    bool complete = false;
-  };
-
-  // A seeded `bytes`-each-way transfer from frontend to `server_pod`:`port` (reached at
-  // `to`), captured on node1's eth0. Under load tcpdump can drop packets from its ring, and a
-  // capture with a gap proves nothing either way, so an incomplete one is repeated (up to
-  // three transfers) rather than searched.
-  CapturedTransfer captureTransfer(const std::string& name, const std::string& server_pod,
-                                   uint16_t port, const std::string& to, uint64_t bytes,
-                                   uint32_t seed) {
-    CapturedTransfer result;
-    for (int attempt = 1; attempt <= 3 && !result.complete; ++attempt) {
-      Process& server = serveParallel(server_pod, port, 1, 1);
-      LinkCapture capture(*cluster_, cluster_->nodeNetnsPath("node1"),
-                          name + std::to_string(attempt));
-      EXPECT_TRUE(capture.waitReady()) << capture.stop();
-      auto done = connectSeeded("frontend", to, bytes, seed);
-      EXPECT_TRUE(done.value("ok", false)) << done.dump();
-      EXPECT_TRUE(server.waitExit(seconds(10)).has_value());
-      result.summary = capture.stop();
-      result.pcap_path = capture.path();
-      result.complete = LinkCapture::complete(result.summary);
-      if (!result.complete)
-        std::printf("capture %d incomplete:\n%s\n", attempt, result.summary.c_str());
-    }
-    return result;
-  }
-};
-
 // HBONE, must show 2: an observer on node1's link to the other node sees the pod-to-pod
 // connection only as TLS to 15008, and none of the application's bytes. The same search over a
 // plain-TCP transfer (frontend -> batch, not in the mesh) does find them, which proves the
@@ -368,112 +244,6 @@ TEST_F(HboneTunnelTest, LinkCarriesOnlyTlsTo15008AndNoApplicationBytes) {
       windowsFound(mesh_pcap, client_windows) + windowsFound(mesh_pcap, server_windows),
       client_windows.size() + server_windows.size(), plain_client + plain_server,
       client_windows.size() + server_windows.size(), mesh_pcap.size(), plain_pcap.size());
-}
-
-// What `connections` concurrent connections frontend -> cart-v1:8080 cost, from the agents'
-// tunnel stats before and after. Fails the test when a transfer failed or the connections were
-// not all open at once.
-struct PoolCost {
-  uint64_t client_handshakes = 0;
-  uint64_t server_handshakes = 0;
-  uint64_t client_failures = 0;
-  uint64_t server_failures = 0;
-  uint64_t streams_opened = 0;
-  uint64_t streams_accepted = 0;
-  uint64_t streams_rejected = 0;
-  uint64_t pool_size = 0;
-  std::string elapsed_ms;
-};
-
-PoolCost concurrentConnections(SimCluster& cluster, Process& agent1, Process& agent2,
-                               int connections) {
-  PoolCost cost;
-  Process& server = cluster.startInPod(
-      "cart-v1", {testappPath(), "serve", "--port", "8080", "--count", std::to_string(connections),
-                  "--parallel", std::to_string(connections)});
-  EXPECT_TRUE(waitForListening(server).has_value()) << server.output();
-  Stats client_before = tunnelStats(agent1);
-  Stats server_before = tunnelStats(agent2);
-  EXPECT_FALSE(client_before.empty() || server_before.empty());
-
-  auto r = cluster.runInPod(
-      "frontend",
-      {testappPath(), "connect-many", "--to", std::string(kCartV1) + ":8080", "--count",
-       std::to_string(connections), "--parallel", std::to_string(connections), "--send", "64K",
-       "--expect", "64K", "--timeout-ms", "30000"},
-      seconds(60));
-  auto many = findEvent(r.out, "many");
-  EXPECT_TRUE(many.has_value()) << r.describe() << "\n" << r.out;
-  if (!many) return cost;
-  EXPECT_EQ(many->value("ok_count", 0), connections) << many->dump();
-  // Every connection was established before any transferred: truly concurrent.
-  EXPECT_EQ(many->value("connected_together", 0), connections) << many->dump();
-  cost.elapsed_ms = (*many)["elapsed_ms"].dump();
-
-  EXPECT_EQ(server.waitExit(seconds(30)), 0) << server.output();
-  auto conns = findEvents(server.output(), "conn");
-  EXPECT_EQ(conns.size(), static_cast<size_t>(connections));
-  for (const auto& conn : conns) {
-    EXPECT_TRUE(conn.value("received_ok", false)) << conn.dump();
-    EXPECT_EQ(hostOf(conn.value("peer", "")), kFrontend) << conn.dump();
-  }
-
-  Stats client_after = tunnelStats(agent1);
-  Stats server_after = tunnelStats(agent2);
-  EXPECT_FALSE(client_after.empty() || server_after.empty());
-  auto delta = [](Stats& after, Stats& before, const std::string& key) {
-    return after[key] - before[key];
-  };
-  cost.client_handshakes = delta(client_after, client_before, "tls_handshakes_client");
-  cost.server_handshakes = delta(server_after, server_before, "tls_handshakes_server");
-  cost.client_failures = delta(client_after, client_before, "tls_handshake_failures");
-  cost.server_failures = delta(server_after, server_before, "tls_handshake_failures");
-  cost.streams_opened = delta(client_after, client_before, "hbone_streams_opened");
-  cost.streams_accepted = delta(server_after, server_before, "hbone_streams_accepted");
-  cost.streams_rejected = delta(server_after, server_before, "hbone_streams_rejected");
-  cost.pool_size = client_after["hbone_pool_size"];
-  std::printf("%d concurrent connections: %llu client / %llu server TLS handshakes, %s ms\n",
-              connections, static_cast<unsigned long long>(cost.client_handshakes),
-              static_cast<unsigned long long>(cost.server_handshakes), cost.elapsed_ms.c_str());
-  return cost;
-}
-
-// HBONE, must show 4: N concurrent connections from one pod to another cost ceil(N / 100)
-// TLS handshakes: 200 of them share pooled connections of at most 100 streams each, so at most
-// 2 handshakes on each side and 200 CONNECT streams. One tunnel worker: see the DISABLED_
-// variant below for the agent's default of one worker per CPU.
-TEST_F(HboneTunnelTest, TwoHundredConcurrentConnectionsCostAtMostTwoHandshakes) {
-  constexpr int kConnections = 200;
-  startAgents({"--workers", "1"}, "");
-  if (HasFatalFailure()) return;
-  PoolCost cost = concurrentConnections(*cluster_, *agent1_, *agent2_, kConnections);
-  EXPECT_GE(cost.client_handshakes, 1u);
-  EXPECT_LE(cost.client_handshakes, 2u) << "ceil(200 / 100 streams per connection) = 2";
-  EXPECT_LE(cost.server_handshakes, 2u);
-  EXPECT_EQ(cost.client_failures, 0u);
-  EXPECT_EQ(cost.server_failures, 0u);
-  EXPECT_EQ(cost.streams_opened, static_cast<uint64_t>(kConnections));
-  EXPECT_EQ(cost.streams_accepted, static_cast<uint64_t>(kConnections));
-  EXPECT_EQ(cost.streams_rejected, 0u);
-  EXPECT_LE(cost.pool_size, 2u);
-}
-
-// BUG (disabled until fixed): with more than one tunnel worker (the default since a0732ae,
-// one per CPU) each worker keeps its own HBONE pool, and the kernel's SO_REUSEPORT group
-// spreads one pod's connections over the workers. N concurrent connections then cost up to
-// ceil(N / 100) + workers - 1 handshakes instead of ceil(N / 100): on 2 CPUs, 200 concurrent
-// connections take 3 (one worker gets more than 100 of them unless the split is exactly
-// 100/100), and 2..100 connections usually take 2 instead of 1. Same scenario as above with
-// the default number of workers.
-TEST_F(HboneTunnelTest, TwoHundredConcurrentConnectionsWithDefaultWorkers) {
-  constexpr int kConnections = 200;
-  startAgents();
-  if (HasFatalFailure()) return;
-  PoolCost cost = concurrentConnections(*cluster_, *agent1_, *agent2_, kConnections);
-  EXPECT_LE(cost.client_handshakes, 2u) << "ceil(200 / 100 streams per connection) = 2";
-  EXPECT_LE(cost.server_handshakes, 2u);
-  EXPECT_EQ(cost.streams_opened, static_cast<uint64_t>(kConnections));
-  EXPECT_LE(cost.pool_size, 2u);
 }
 
 // The serial and notAfter of the certificate cart-v1's 15008 presents to a new TLS client
@@ -622,59 +392,5 @@ TEST_F(HboneTunnelTest, CertificatesRotateDuringALongTransferAndNewConnectionsUs
   EXPECT_GT(new_cert->not_after, new_connection_at);
 }
 
-// Receives share a small provided buffer ring per worker. With a deliberately tiny ring (8
-// buffers) and 50 concurrent transfers, sockets keep finding the ring empty (ENOBUFS) and must
-// be re-armed as buffers come back: every transfer still completes intact, on both agents.
-TEST_F(HboneTunnelTest, TinyReceiveBufferRingStillCarriesConcurrentTransfers) {
-  startAgents({"--workers", "1", "--recv-buffers", "8"});
-  PoolCost cost = concurrentConnections(*cluster_, *agent1_, *agent2_, 50);
-  EXPECT_EQ(cost.streams_accepted, 50u);
-  EXPECT_EQ(cost.streams_rejected, 0u);
-}
-
-// The same for the plain TCP relay: 30 concurrent plaintext clients (batch, outside the mesh)
-// into cart-v1's 15006 through an 8-buffer ring, 256 KiB each way each.
-TEST_F(HboneTunnelTest, TinyReceiveBufferRingStillCarriesConcurrentPlainTcp) {
-  startAgents({"--workers", "1", "--recv-buffers", "8"});
-  Process& server = serveParallel("cart-v1", 8080, 30, 30);
-  auto r = cluster_->runInPod(
-      "batch",
-      {testappPath(), "connect-many", "--to", std::string(kCartV1) + ":8080", "--count", "30",
-       "--parallel", "30", "--send", "256K", "--expect", "256K", "--timeout-ms", "30000"},
-      seconds(60));
-  auto many = findEvent(r.out, "many");
-  ASSERT_TRUE(many.has_value()) << r.describe() << "\n" << r.out;
-  EXPECT_EQ(many->value("ok_count", 0), 30) << many->dump();
-  EXPECT_EQ(server.waitExit(seconds(30)), 0) << server.output();
-  for (const auto& conn : findEvents(server.output(), "conn")) {
-    EXPECT_TRUE(conn.value("received_ok", false)) << conn.dump();
-  }
-}
-
-// Busy polling (--busy-poll-us): a transfer through the tunnel with the workers polling before
-// they sleep arrives intact, and both agents count polls that found work, so polling did take
-// part; without the flag no worker polls.
-TEST_F(HboneTunnelTest, BusyPollingWorkersCarryATransferIntactAndCountTheirHits) {
-  startAgents({"--workers", "1", "--busy-poll-us", "200"});
-  if (HasFatalFailure()) return;
-  transferToCartV1(4 << 20, 11);
-  for (Process* agent : {agent1_, agent2_}) {
-    auto stats = tunnelStats(*agent);
-    EXPECT_GT(stats["busy_poll_hits"], 0u) << agent->output();
-    EXPECT_EQ(stats["hbone_streams_rejected"], 0u);
-  }
-}
-
-TEST_F(HboneTunnelTest, WorkersDoNotBusyPollByDefault) {
-  startAgents({"--workers", "1"});
-  if (HasFatalFailure()) return;
-  transferToCartV1(1 << 20, 12);
-  for (Process* agent : {agent1_, agent2_}) {
-    auto stats = tunnelStats(*agent);
-    ASSERT_TRUE(stats.count("busy_poll_hits")) << agent->output();
-    EXPECT_EQ(stats["busy_poll_hits"] + stats["busy_poll_misses"], 0u);
-  }
-}
-
 }  // namespace
-}  // namespace nodemesh::sim
+}  // namespace nodemesh::sim::hbone_tunnel_test
