@@ -17,7 +17,8 @@
 #include "agent/admin/http_server.h"
 #include "agent/agent.h"
 #include "agent/bpf/capture_programs.h"
-#include "agent/pod_discovery.h"
+#include "agent/netns_pod_source.h"
+#include "agent/steady_clock.h"
 #include "common/cgroup.h"
 #include "config/local/local_config.h"
 #include "config/local/local_file_source.h"
@@ -276,11 +277,15 @@ int run(const Flags& flags) {
     return 1;
   }
 
+  RealSteadyClock steady_clock;
+  NetnsPodSourceOptions pod_options;
+  pod_options.netns_dir = flags.netns_dir;
+  pod_options.process_scan_interval = std::chrono::milliseconds(flags.process_scan_interval_ms);
+  NetnsPodSource pods(pod_options, steady_clock);
   AgentOptions agent_options;
   agent_options.node = flags.node;
-  agent_options.netns_dir = flags.netns_dir;
-  agent_options.process_scan_interval = std::chrono::milliseconds(flags.process_scan_interval_ms);
-  Agent agent(agent_options, **capture, **tunnel);
+  agent_options.idle_pass_interval = std::chrono::milliseconds(flags.process_scan_interval_ms);
+  Agent agent(agent_options, pods, **capture, **tunnel, steady_clock);
   agent.setSnapshot(first.snapshot);
   (*tunnel)->setSnapshot(first.snapshot);
   AgentAdminState admin_state(flags, cgroup, exclusions, agent, **tunnel, certificates);
@@ -367,10 +372,9 @@ int run(const Flags& flags) {
   timespec interval{flags.scan_interval_ms / 1000, (flags.scan_interval_ms % 1000) * 1000000L};
   // Named namespaces are watched: once every pod is enrolled, a pass runs when one comes or
   // goes rather than every interval (a pass on the tunnel's CPU showed in its p99.9 latency).
-  NetnsDirWatch netns_watch(flags.netns_dir);
   while (true) {
-    const bool netns_changed = netns_watch.changed();
-    if (agent.scanDue(std::chrono::steady_clock::now(), netns_changed)) agent.reconcile();
+    const bool pods_changed = pods.changed();
+    if (agent.scanDue(pods_changed)) agent.reconcile();
     int sig = sigtimedwait(&signals, nullptr, &interval);
     if (sig == SIGTERM || sig == SIGINT) {
       spdlog::info("received {}: detaching and removing everything", strsignal(sig));
@@ -378,7 +382,7 @@ int run(const Flags& flags) {
     }
     if (sig == SIGUSR1) {
       spdlog::info("discovery: passes={} enrolled_pods={} netns_watched={}", agent.passes(),
-                   agent.enrolledPods().size(), netns_watch.active() ? 1 : 0);
+                   agent.enrolledPods().size(), pods.watching() ? 1 : 0);
       logCounters(**capture);
       logTunnelStats(**tunnel);
     }
