@@ -19,7 +19,7 @@ TEST(SnapshotFanoutTest, LateSubscriberGetsTheCurrentSnapshotAtOnce) {
   EXPECT_EQ(fanout.current(), first);
 
   std::vector<model::SnapshotPtr> seen;
-  auto subscription = fanout.subscribe([&](model::SnapshotPtr s) { seen.push_back(s); });
+  auto subscription = fanout.subscribe([&](const model::SnapshotPtr& s) { seen.push_back(s); });
   ASSERT_EQ(seen.size(), 1u);
   EXPECT_EQ(seen[0], first);
 
