@@ -4,8 +4,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include "agent/pod_discovery.h"
-#include "common/netns.h"
 #include "model/mesh.h"
 
 namespace nodemesh::agent {
@@ -21,10 +19,23 @@ std::string joinIps(const std::vector<IpAddress>& ips) {
   return out;
 }
 
+CaptureListenerFds captureFds(const tunnel::PodListenerFds& l) {
+  return {l.outbound_v4, l.outbound_v6, l.inbound_v4, l.inbound_v6, l.hbone_v4, l.hbone_v6};
+}
+
 }  // namespace
 
-Agent::Agent(AgentOptions options, CapturePrograms& capture, tunnel::Tunnel& tunnel)
-    : options_(std::move(options)), capture_(capture), tunnel_(tunnel) {}
+Agent::Agent(AgentOptions options, PodSource& pods, CaptureControl& capture, tunnel::Tunnel& tunnel,
+             const SteadyClock& clock)
+    : options_(std::move(options)),
+      pods_(pods),
+      capture_(capture),
+      tunnel_(tunnel),
+      clock_(clock) {}
+
+Agent::~Agent() {
+  unenrollAll();
+}
 
 void Agent::setSnapshot(model::SnapshotPtr snapshot) {
   std::lock_guard<std::mutex> lock(snapshot_mu_);
@@ -32,9 +43,9 @@ void Agent::setSnapshot(model::SnapshotPtr snapshot) {
   snapshot_changed_.store(true);
 }
 
-bool Agent::scanDue(std::chrono::steady_clock::time_point now, bool netns_changed) const {
-  return !reconciled_once_ || pending_ || netns_changed || snapshot_changed_.load() ||
-         now - last_pass_ >= options_.process_scan_interval;
+bool Agent::scanDue(bool pods_changed) const {
+  return !reconciled_once_ || pending_ || pods_changed || snapshot_changed_.load() ||
+         clock_.now() - last_pass_ >= options_.idle_pass_interval;
 }
 
 void Agent::reconcile() {
@@ -46,7 +57,7 @@ void Agent::reconcile() {
     std::lock_guard<std::mutex> lock(snapshot_mu_);
     snapshot = snapshot_;
   }
-  // The workloads this agent captures: HBONE, scheduled here, by address.
+  // The workloads this agent captures: in the mesh (model::inMesh), scheduled here, by address.
   std::map<IpAddress, const model::Workload*> wanted;
   if (snapshot) {
     for (const model::Workload* w : snapshot->workloadsOnNode(options_.node)) {
@@ -62,53 +73,29 @@ void Agent::reconcile() {
   {
     std::lock_guard<std::mutex> lock(enrolled_mu_);
     std::set<std::string> enrolled_uids;
-    for (const auto& [inode, pod] : enrolled_) enrolled_uids.insert(pod.workload_uid);
+    for (const auto& [id, pod] : enrolled_) enrolled_uids.insert(pod.workload_uid);
     for (const auto& [ip, w] : wanted) pending = pending || !enrolled_uids.count(w->uid);
   }
 
-  // The process pass reads a link per process on the machine (hundreds of microseconds on
-  // a node; run every 200 ms it showed up in the tunnel's p99.9 latency), so it runs every
-  // process_scan_interval, and at once while a workload waits for its pod.
-  const auto now = std::chrono::steady_clock::now();
-  bool scan_processes =
-      pending || !reconciled_once_ || now - last_process_scan_ >= options_.process_scan_interval;
-  auto candidates = listNetns(options_.netns_dir, options_.proc_dir, scan_processes);
-  if (!scan_processes) {
-    // A name that disappeared may leave a namespace some process still uses: look before
-    // unenrolling it.
-    std::set<uint64_t> named;
-    for (const auto& c : candidates) named.insert(c.inode);
-    for (const auto& [inode, ns] : netns_) {
-      scan_processes = scan_processes || (ns.named && !named.count(inode));
-    }
-    if (scan_processes) candidates = listNetns(options_.netns_dir, options_.proc_dir, true);
-  }
-  if (scan_processes) last_process_scan_ = now;
-  last_pass_ = now;
+  last_pass_ = clock_.now();
   pending_ = pending;
+  const std::vector<PodNetns> listed = pods_.list(pending);
 
-  // Namespaces gone since the last pass.
+  // Namespaces new and gone since the last pass.
   std::set<uint64_t> present;
-  for (const auto& c : candidates) {
-    present.insert(c.inode);
-    if (netns_.count(c.inode)) continue;
-    auto fd = openNetns(c.path);
-    if (!fd) continue;  // raced with its removal
-    auto cookie = netnsCookie(fd->get());
-    if (!cookie) {
-      spdlog::warn("netns {}: {}", c.path, cookie.error().message);
-      continue;
-    }
+  for (const PodNetns& p : listed) {
+    present.insert(p.id);
+    if (netns_.count(p.id)) continue;
+    auto opened = pods_.open(p);
+    if (!opened) continue;  // raced with its removal
     Netns ns;
-    ns.fd = std::move(*fd);
-    ns.path = c.path;
-    ns.cookie = *cookie;
-    ns.named = c.named;
-    netns_.emplace(c.inode, std::move(ns));
+    ns.source = p;
+    ns.fd = std::move(opened->fd);
+    ns.cookie = opened->cookie;
+    netns_.emplace(p.id, std::move(ns));
   }
   for (auto it = netns_.begin(); it != netns_.end();) {
-    // Without the process pass, namespaces found through a process were not looked for.
-    if (present.count(it->first) || (!scan_processes && !it->second.named)) {
+    if (present.count(it->first)) {
       ++it;
       continue;
     }
@@ -116,16 +103,16 @@ void Agent::reconcile() {
     it = netns_.erase(it);  // closes our fd: the kernel can free the namespace
   }
 
-  for (auto& [inode, ns] : netns_) {
+  for (auto& [id, ns] : netns_) {
     bool is_enrolled;
     {
       std::lock_guard<std::mutex> lock(enrolled_mu_);
-      is_enrolled = enrolled_.count(inode) > 0;
+      is_enrolled = enrolled_.count(id) > 0;
     }
     if (!is_enrolled && !pending) continue;
     if (!is_enrolled) {
       // Addresses appear after the namespace (the CNI plugin runs later): look again each pass.
-      auto addrs = netnsAddresses(ns.fd.get());
+      auto addrs = pods_.addresses(ns.source, ns.fd.get());
       if (!addrs) continue;
       ns.addresses = std::move(*addrs);
     }
@@ -137,7 +124,7 @@ void Agent::reconcile() {
       if (match && match != it->second) {
         if (!ns.warned_conflict) {
           spdlog::warn("netns {} holds addresses of two workloads ({} and {}); using the first",
-                       ns.path, match->uid, it->second->uid);
+                       ns.source.path, match->uid, it->second->uid);
         }
         ns.warned_conflict = true;
         continue;
@@ -148,10 +135,10 @@ void Agent::reconcile() {
     EnrolledPod current;
     {
       std::lock_guard<std::mutex> lock(enrolled_mu_);
-      if (is_enrolled) current = enrolled_.at(inode);
+      if (is_enrolled) current = enrolled_.at(id);
     }
     if (is_enrolled && (!match || match->uid != current.workload_uid || ips != current.ips)) {
-      unenroll(inode);
+      unenroll(id);
       is_enrolled = false;
     }
     if (match && !is_enrolled) {
@@ -165,12 +152,12 @@ void Agent::reconcile() {
       if (taken) {
         if (!ns.warned_conflict) {
           spdlog::warn("netns {} also holds addresses of {}, already enrolled elsewhere; ignored",
-                       ns.path, match->uid);
+                       ns.source.path, match->uid);
         }
         ns.warned_conflict = true;
         continue;
       }
-      enroll(inode, ns, *match, ips);
+      enroll(id, ns, *match, ips);
     }
   }
 
@@ -185,7 +172,7 @@ void Agent::reconcile() {
   }
 }
 
-void Agent::enroll(uint64_t inode, Netns& ns, const model::Workload& workload,
+void Agent::enroll(uint64_t key, Netns& ns, const model::Workload& workload,
                    const std::vector<IpAddress>& ips) {
   std::string name = workload.namespace_name + "/" + workload.name;
   tunnel::PodSpec spec;
@@ -208,7 +195,7 @@ void Agent::enroll(uint64_t inode, Netns& ns, const model::Workload& workload,
     ns.warned = true;
     return;
   }
-  if (auto st = capture_.enrollPod(ns.cookie, ns.fd.get(), ips, *listeners); !st) {
+  if (auto st = capture_.enrollPod(ns.cookie, ns.fd.get(), ips, captureFds(*listeners)); !st) {
     if (!ns.warned) spdlog::error("enroll {}: {}", name, st.error().message);
     ns.warned = true;
     (void)capture_.unenrollPod(ns.cookie, ips);
@@ -216,20 +203,20 @@ void Agent::enroll(uint64_t inode, Netns& ns, const model::Workload& workload,
     return;
   }
   ns.warned = false;
-  EnrolledPod pod{ns.cookie, ns.path, workload.uid, name, ips};
+  EnrolledPod pod{ns.cookie, ns.source.path, workload.uid, name, ips};
   {
     std::lock_guard<std::mutex> lock(enrolled_mu_);
-    enrolled_[inode] = pod;
+    enrolled_[key] = pod;
   }
-  spdlog::info("enrolled pod {} (netns {}, cookie {}, ips {})", name, ns.path, ns.cookie,
+  spdlog::info("enrolled pod {} (netns {}, cookie {}, ips {})", name, ns.source.path, ns.cookie,
                joinIps(ips));
 }
 
-void Agent::unenroll(uint64_t inode) {
+void Agent::unenroll(uint64_t id) {
   EnrolledPod pod;
   {
     std::lock_guard<std::mutex> lock(enrolled_mu_);
-    auto it = enrolled_.find(inode);
+    auto it = enrolled_.find(id);
     if (it == enrolled_.end()) return;
     pod = it->second;
     enrolled_.erase(it);
@@ -243,18 +230,18 @@ void Agent::unenroll(uint64_t inode) {
 }
 
 void Agent::unenrollAll() {
-  std::vector<uint64_t> inodes;
+  std::vector<uint64_t> ids;
   {
     std::lock_guard<std::mutex> lock(enrolled_mu_);
-    for (const auto& [inode, pod] : enrolled_) inodes.push_back(inode);
+    for (const auto& [id, pod] : enrolled_) ids.push_back(id);
   }
-  for (uint64_t inode : inodes) unenroll(inode);
+  for (uint64_t id : ids) unenroll(id);
 }
 
 std::vector<EnrolledPod> Agent::enrolledPods() const {
   std::lock_guard<std::mutex> lock(enrolled_mu_);
   std::vector<EnrolledPod> out;
-  for (const auto& [inode, pod] : enrolled_) out.push_back(pod);
+  for (const auto& [id, pod] : enrolled_) out.push_back(pod);
   return out;
 }
 

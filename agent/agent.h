@@ -10,7 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "agent/bpf/capture_programs.h"
+#include "agent/capture_control.h"
+#include "agent/pod_source.h"
+#include "agent/steady_clock.h"
 #include "common/fd.h"
 #include "common/ip_address.h"
 #include "model/snapshot.h"
@@ -20,14 +22,9 @@ namespace nodemesh::agent {
 
 struct AgentOptions {
   std::string node;  // this node's name, as workloads' `node` field spells it
-  std::string netns_dir = "/var/run/netns";
-  std::string proc_dir = "/proc";
-  // How often namespaces used only by processes (/proc/*/ns/net) are looked for while every
-  // wanted workload is enrolled. Named namespaces are looked at on every pass; so are processes
-  // while a workload still waits for its pod, or when a named namespace disappeared (it may
-  // live on in a process). While every wanted workload is enrolled and named namespaces are
-  // watched (NetnsDirWatch), this is also how often a pass runs at all (see scanDue()).
-  std::chrono::milliseconds process_scan_interval{2000};
+  // While every wanted workload is enrolled and the pod source reports no change, how often a
+  // pass runs anyway (see scanDue()); the agent passes --process-scan-interval-ms.
+  std::chrono::milliseconds idle_pass_interval{2000};
 };
 
 struct EnrolledPod {
@@ -38,21 +35,25 @@ struct EnrolledPod {
   std::vector<IpAddress> ips;
 };
 
-// Follows the node's pods: finds the network namespace of every HBONE workload scheduled on
-// this node (by matching its addresses against the interfaces of the namespaces it can see),
-// enrolls it (tunnel listeners, then capture), and unenrolls pods that disappear or leave the
-// config. reconcile() is one pass; the caller runs it periodically and after config changes.
+// Follows the node's pods: finds the network namespace of every in-mesh workload scheduled on
+// this node (model::inMesh; by matching its addresses against those of the namespaces the
+// PodSource lists), enrolls it (tunnel listeners, then capture), and unenrolls pods that
+// disappear or leave the config. reconcile() is one pass; the caller runs it periodically and
+// after config changes. Destroying the agent unenrolls every pod.
 class Agent {
  public:
-  Agent(AgentOptions options, CapturePrograms& capture, tunnel::Tunnel& tunnel);
+  Agent(AgentOptions options, PodSource& pods, CaptureControl& capture, tunnel::Tunnel& tunnel,
+        const SteadyClock& clock);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
 
   // Thread-safe: the config source calls it from its own thread.
   void setSnapshot(model::SnapshotPtr snapshot);
   // Whether a pass is needed now: before the first one, after a config change, while a wanted
   // workload has no pod yet (its namespace or addresses may appear at any time), when
-  // `netns_changed` (a named namespace came or went, or nobody watches them), and otherwise
-  // once every process_scan_interval.
-  bool scanDue(std::chrono::steady_clock::time_point now, bool netns_changed) const;
+  // `pods_changed` (PodSource::changed()), and otherwise once every idle_pass_interval.
+  bool scanDue(bool pods_changed) const;
   void reconcile();
   // Passes run since the start.
   uint64_t passes() const { return passes_.load(std::memory_order_relaxed); }
@@ -63,35 +64,35 @@ class Agent {
 
  private:
   struct Netns {
+    PodNetns source;  // as the PodSource listed it
     UniqueFd fd;
-    std::string path;
     uint64_t cookie = 0;
     std::vector<IpAddress> addresses;
     bool warned = false;           // enrollment failure already logged
     bool warned_conflict = false;  // "addresses of two workloads" already logged
-    bool named = false;            // found under netns_dir
   };
 
-  void enroll(uint64_t inode, Netns& ns, const model::Workload& workload,
+  void enroll(uint64_t key, Netns& ns, const model::Workload& workload,
               const std::vector<IpAddress>& ips);
-  void unenroll(uint64_t inode);
+  void unenroll(uint64_t id);
 
   AgentOptions options_;
-  CapturePrograms& capture_;
+  PodSource& pods_;
+  CaptureControl& capture_;
   tunnel::Tunnel& tunnel_;
+  const SteadyClock& clock_;
 
   mutable std::mutex snapshot_mu_;
   model::SnapshotPtr snapshot_;
 
-  std::map<uint64_t, Netns> netns_;  // by nsfs inode
+  std::map<uint64_t, Netns> netns_;  // by PodNetns::id
   mutable std::mutex enrolled_mu_;
-  std::map<uint64_t, EnrolledPod> enrolled_;  // by nsfs inode
+  std::map<uint64_t, EnrolledPod> enrolled_;  // by PodNetns::id
   bool reconciled_once_ = false;
   bool pending_ = false;  // the last pass left a wanted workload without a pod
   std::atomic<bool> snapshot_changed_{false};
   std::atomic<uint64_t> passes_{0};
-  std::chrono::steady_clock::time_point last_pass_{};
-  std::chrono::steady_clock::time_point last_process_scan_{};
+  SteadyClock::TimePoint last_pass_{};
 };
 
 }  // namespace nodemesh::agent

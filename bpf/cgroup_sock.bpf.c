@@ -83,7 +83,7 @@ int nm_connect4(struct bpf_sock_addr *ctx) {
     ctx->user_ip4 = bpf_htonl(0x7f000001); /* 127.0.0.1 */
     ctx->user_port = bpf_htons(nm_cfg.outbound_port);
   }
-  return 1;
+  return NM_CGROUP_ALLOW;
 }
 
 SEC("cgroup/connect6")
@@ -100,7 +100,7 @@ int nm_connect6(struct bpf_sock_addr *ctx) {
     ctx->user_ip6[3] = mapped ? bpf_htonl(0x7f000001) : bpf_htonl(1); /* 127.0.0.1 / ::1 */
     ctx->user_port = bpf_htons(nm_cfg.outbound_port);
   }
-  return 1;
+  return NM_CGROUP_ALLOW;
 }
 
 static __always_inline struct nm_orig_dst *nm_restored_peer(struct bpf_sock_addr *ctx) {
@@ -120,7 +120,7 @@ int nm_getpeername4(struct bpf_sock_addr *ctx) {
     ctx->user_ip4 = ((__u32 *)od->addr)[3];
     ctx->user_port = bpf_htons(od->port);
   }
-  return 1;
+  return NM_CGROUP_ALLOW;
 }
 
 SEC("cgroup/getpeername6")
@@ -134,15 +134,16 @@ int nm_getpeername6(struct bpf_sock_addr *ctx) {
     ctx->user_ip6[3] = w[3];
     ctx->user_port = bpf_htons(od->port);
   }
-  return 1;
+  return NM_CGROUP_ALLOW;
 }
 
 SEC("sockops")
 int nm_sockops(struct bpf_sock_ops *skops) {
   __u32 op = skops->op;
-  if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_TCP_CONNECT_CB) return 1;
+  if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_TCP_CONNECT_CB)
+    return NM_CGROUP_ALLOW;
   struct bpf_sock *sk = skops->sk;
-  if (!sk) return 1;
+  if (!sk) return NM_CGROUP_ALLOW;
 
   /* Every context field is read once, unconditionally: the verifier rejects the derived ctx
    * pointers clang produces when the v4 and v6 branches share loads. */
@@ -173,11 +174,11 @@ int nm_sockops(struct bpf_sock_ops *skops) {
 
   if (op == BPF_SOCK_OPS_TCP_CONNECT_CB) {
     /* The SYN is about to leave: the source port is assigned. */
-    if (sk->mark != nm_cfg.delivery_mark) return 1;
+    if (sk->mark != nm_cfg.delivery_mark) return NM_CGROUP_ALLOW;
     __u64 cookie = bpf_get_netns_cookie(skops);
     nm_register_delivery(local, (__u16)local_port, remote, (__u16)bpf_ntohl(remote_port),
                          bpf_map_lookup_elem(&nm_pod_stats, &cookie));
-    return 1;
+    return NM_CGROUP_ALLOW;
   }
 
   if (sk->mark == nm_cfg.delivery_mark) {
@@ -188,11 +189,11 @@ int nm_sockops(struct bpf_sock_ops *skops) {
     t.src_port = (__u16)local_port;
     t.dst_port = (__u16)bpf_ntohl(remote_port); /* sock_ops keeps it shifted by 16 */
     bpf_map_delete_elem(&nm_delivery, &t);
-    return 1;
+    return NM_CGROUP_ALLOW;
   }
 
   struct nm_orig_dst *od = bpf_sk_storage_get(&nm_sk_orig, sk, 0, 0);
-  if (!od) return 1;
+  if (!od) return NM_CGROUP_ALLOW;
   __u64 cookie = bpf_get_netns_cookie(skops);
   struct nm_counters *stats = bpf_map_lookup_elem(&nm_pod_stats, &cookie);
   struct nm_orig_dst_key key = {.netns_cookie = cookie, .port = (__u16)local_port};
@@ -201,5 +202,5 @@ int nm_sockops(struct bpf_sock_ops *skops) {
     nm_count(stats, NM_OUT_ESTABLISHED);
   else
     nm_count(stats, NM_OUT_ORIG_DST_FAILED);
-  return 1;
+  return NM_CGROUP_ALLOW;
 }

@@ -210,7 +210,7 @@ Status CapturePrograms::setExclusions(const Exclusions& exclusions) {
 
 Status CapturePrograms::enrollPod(uint64_t netns_cookie, int netns_fd,
                                   const std::vector<IpAddress>& ips,
-                                  const tunnel::PodListenerFds& listeners) {
+                                  const CaptureListenerFds& listeners) {
   // Counters first (kept across restarts: BPF_NOEXIST), so every later step is counted.
   std::vector<nm_counters> zero(ncpus_);
   std::memset(zero.data(), 0, zero.size() * sizeof(nm_counters));

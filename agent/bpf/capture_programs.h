@@ -10,11 +10,11 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/capture_control.h"
 #include "capture_abi.h"
 #include "common/fd.h"
 #include "common/ip_address.h"
 #include "common/result.h"
-#include "tunnel/tunnel.h"
 
 struct bpf_link;
 struct cgroup_sock_bpf;
@@ -52,10 +52,10 @@ struct InstallReport {
 // netns (<bpffs>/links/sk_lookup/<netns cookie>). Pins survive the process, so a restarted
 // agent picks up the same maps and updates the same links instead of attaching twice;
 // uninstall() is the only thing that removes them.
-class CapturePrograms {
+class CapturePrograms final : public CaptureControl {
  public:
   static Result<std::unique_ptr<CapturePrograms>> install(const CaptureOptions& options);
-  ~CapturePrograms();
+  ~CapturePrograms() override;
   CapturePrograms(const CapturePrograms&) = delete;
   CapturePrograms& operator=(const CapturePrograms&) = delete;
 
@@ -66,12 +66,12 @@ class CapturePrograms {
   // Enrolls a pod: counters, listener sockets, addresses, its sk_lookup link, and last the
   // pods entry that turns outbound capture on.
   Status enrollPod(uint64_t netns_cookie, int netns_fd, const std::vector<IpAddress>& ips,
-                   const tunnel::PodListenerFds& listeners);
+                   const CaptureListenerFds& listeners) override;
   // Reverses enrollPod (outbound capture off first). Missing entries are not an error.
-  Status unenrollPod(uint64_t netns_cookie, const std::vector<IpAddress>& ips);
+  Status unenrollPod(uint64_t netns_cookie, const std::vector<IpAddress>& ips) override;
   // Drops every pod entry, address, counter set and sk_lookup link whose netns cookie is not
   // in `keep`: what an earlier run enrolled and is gone now.
-  Status forgetPodsExcept(const std::set<uint64_t>& keep);
+  Status forgetPodsExcept(const std::set<uint64_t>& keep) override;
 
   // The original destination of a connection accepted on a pod's 15001 listener, keyed by
   // the pod's netns cookie and the application socket's address (the accepted peer).

@@ -15,6 +15,12 @@
 #define NM_AF_INET6 10
 #define NM_SOCK_STREAM 1
 
+/* Verdicts of the cgroup hooks (connect4/6, getpeername4/6, sockops): the kernel lets the
+ * operation proceed on 1 and fails it with EPERM on 0 (__cgroup_bpf_run_filter_*). nodemesh
+ * never refuses an operation there, it only rewrites addresses: every entry returns ALLOW.
+ * (sk_lookup programs return the kernel's SK_PASS / SK_DROP, from <linux/bpf.h>.) */
+#define NM_CGROUP_ALLOW 1
+
 /* Configuration, written by the agent through skel->rodata before load. */
 const volatile struct nm_capture_config nm_cfg = {
     .outbound_mark = NM_MARK_OUTBOUND,

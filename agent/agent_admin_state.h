@@ -1,0 +1,41 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "agent/admin/admin_api.h"
+#include "agent/agent.h"
+#include "agent/snapshot_fanout.h"
+#include "identity/cert_manager.h"
+#include "tunnel/tunnel.h"
+
+namespace nodemesh::agent {
+
+// What the admin API and /metrics read of the running agent.
+class AgentAdminState final : public admin::AdminState {
+ public:
+  AgentAdminState(admin::AgentInfo info, const SnapshotFanout& config, const Agent& agent,
+                  const tunnel::Tunnel& tunnel, const identity::CertificateManager& certificates)
+      : info_(std::move(info)),
+        config_(config),
+        agent_(agent),
+        tunnel_(tunnel),
+        certificates_(certificates) {}
+
+  model::SnapshotPtr snapshot() const override { return config_.current(); }
+  std::vector<admin::PodView> pods() const override;
+  std::vector<tunnel::ConnectionInfo> connections() const override { return tunnel_.connections(); }
+  std::vector<admin::CertificateView> certificates() const override;
+  admin::AgentInfo info() const override { return info_; }
+  // Stops the agent the way SIGTERM does.
+  void quit() override;
+
+ private:
+  const admin::AgentInfo info_;
+  const SnapshotFanout& config_;
+  const Agent& agent_;
+  const tunnel::Tunnel& tunnel_;
+  const identity::CertificateManager& certificates_;
+};
+
+}  // namespace nodemesh::agent

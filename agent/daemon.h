@@ -1,0 +1,111 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "agent/access_log.h"
+#include "agent/admin/admin_api.h"
+#include "agent/admin/http_server.h"
+#include "agent/agent.h"
+#include "agent/agent_admin_state.h"
+#include "agent/bpf/capture_programs.h"
+#include "agent/cleanup.h"
+#include "agent/netns_pod_source.h"
+#include "agent/snapshot_fanout.h"
+#include "agent/steady_clock.h"
+#include "config/local/local_file_source.h"
+#include "hbone/tls_provider.h"
+#include "identity/cert_manager.h"
+#include "identity/clock.h"
+#include "identity/local_ca.h"
+#include "tunnel/tunnel.h"
+
+namespace nodemesh::agent {
+
+// What the agent's flags say (agent/main.cc documents each).
+struct DaemonOptions {
+  std::string config;
+  std::string node;
+  std::string cgroup;  // empty: the cgroup2 root
+  std::string bpffs = "/sys/fs/bpf/nodemesh";
+  Exclusions exclusions;
+  int scan_interval_ms = 200;
+  int process_scan_interval_ms = 2000;
+  std::string netns_dir = "/var/run/netns";
+  std::string state_dir = "/var/lib/nodemesh";
+  std::string trust_domain = "cluster.local";
+  int cert_lifetime_s = 24 * 3600;
+  unsigned workers = 0;
+  unsigned recv_buffers = 128;
+  unsigned busy_poll_us = 0;
+  uint16_t admin_port = admin::kDefaultAdminPort;
+  uint16_t metrics_port = admin::kDefaultMetricsPort;
+  uint16_t readiness_port = admin::kDefaultReadinessPort;
+  AccessLogFormat access_log_format = AccessLogFormat::kText;
+  int connect_timeout_ms = 10000;
+  unsigned connect_attempts = 3;
+};
+
+// The node agent: config source, capture programs, identity, tunnel, pod discovery and the
+// admin/metrics/readiness servers. Its parts are members declared in start order, so a start
+// that fails half-way and a stop both undo exactly what was started, newest first, through the
+// members' destructors (and a Cleanup where a step is not an object of its own).
+class Daemon {
+ public:
+  // Starts every part; on failure logs why, undoes what was started and returns the error.
+  // The caller blocks SIGTERM, SIGINT and SIGUSR1 before (run() waits for them).
+  static Result<std::unique_ptr<Daemon>> start(DaemonOptions options);
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // The discovery loop, until SIGTERM or SIGINT; SIGUSR1 logs the counters.
+  void run();
+  // Stops everything (the destructors, newest first) and reports whether the capture programs
+  // were detached and every pin removed.
+  static Status stop(std::unique_ptr<Daemon> daemon);
+
+ private:
+  explicit Daemon(DaemonOptions options);
+
+  Status startConfig();
+  Status startCapture();
+  Status startIdentity();
+  Status startTunnel();
+  Status startServers();
+  void logCounters() const;
+  metrics::AgentMetricsInput metricsInput() const;
+
+  const DaemonOptions options_;
+  std::string cgroup_;
+  unsigned workers_ = 0;
+  bool running_ = false;           // the start completed: the stop reports what it does
+  Status* stop_status_ = nullptr;  // where the stop reports the uninstall (see stop())
+
+  // The parts, in start order.
+  SnapshotFanout config_;
+  config::LocalFileSource config_source_;  // publishes to config_
+  std::unique_ptr<CapturePrograms> capture_;
+  std::optional<Cleanup> uninstall_capture_;  // detaches and unpins everything
+  identity::SystemClock wall_clock_;
+  std::unique_ptr<identity::LocalCa> ca_;
+  std::unique_ptr<identity::CertificateManager> certificates_;
+  std::unique_ptr<hbone::TlsProvider> tls_;
+  std::unique_ptr<tunnel::OrigDstResolver> orig_dst_;
+  std::unique_ptr<ConnectionTelemetry> telemetry_;
+  std::unique_ptr<tunnel::Tunnel> tunnel_;
+  std::optional<Cleanup> stop_tunnel_;  // joins the workers, logs the final counters
+  RealSteadyClock steady_clock_;
+  std::unique_ptr<NetnsPodSource> pods_;
+  std::unique_ptr<Agent> agent_;  // unenrolls every pod when destroyed
+  std::unique_ptr<AgentAdminState> admin_state_;
+  std::unique_ptr<SnapshotFanout::Subscription> config_subscription_;
+  admin::Readiness readiness_;
+  std::unique_ptr<admin::HttpServer> admin_server_;  // 127.0.0.1 only
+  std::unique_ptr<admin::HttpServer> metrics_server_;
+  std::unique_ptr<admin::HttpServer> readiness_server_;
+};
+
+}  // namespace nodemesh::agent
