@@ -5,10 +5,10 @@
 #include <mutex>
 
 #include "common/result.h"
+#include "hbone/tls/tls_context.h"
 #include "identity/cert_manager.h"
 #include "identity/openssl_ptr.h"
 #include "identity/spiffe_id.h"
-#include "hbone/tls/tls_context.h"
 
 namespace nodemesh::hbone {
 

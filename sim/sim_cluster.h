@@ -19,8 +19,8 @@
 // Setup methods throw HarnessError (see process.h). Not thread-safe: use from the test thread.
 
 #include <chrono>
-#include <map>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>

@@ -43,8 +43,7 @@ bool HboneConnection::usable() const {
 }
 
 bool HboneConnection::releasable() const {
-  return state_ == State::kDead && !rx_.armed && !send_in_flight_ && !connect_in_flight_ &&
-         !dirty_;
+  return state_ == State::kDead && !rx_.armed && !send_in_flight_ && !connect_in_flight_ && !dirty_;
 }
 
 StreamBridge* HboneConnection::bridgeFor(hbone::StreamId stream) const {

@@ -47,12 +47,11 @@ void Inbound::acceptPlaintext(Pod& pod, UniqueFd fd) {
   // wanted to go.
   c->record.dst = *local;
   ctx_.events.opened(c->record);
-  if (c->record.dst.port == options_.inbound_port ||
-      c->record.dst.port == options_.outbound_port || c->record.dst.ip.isLoopback()) {
+  if (c->record.dst.port == options_.inbound_port || c->record.dst.port == options_.outbound_port ||
+      c->record.dst.ip.isLoopback()) {
     // Delivering to the tunnel's own listener would accept the delivery again, forever.
     bump(ctx_.counters.failed_connect);
-    return relay_.abort(c, "refusing to deliver to the tunnel's own listener " +
-                               local->toString());
+    return relay_.abort(c, "refusing to deliver to the tunnel's own listener " + local->toString());
   }
   // A plaintext client has no identity to show: only policies that need none can allow it.
   // A denied connection is reset before the application is even connected to.
@@ -73,8 +72,8 @@ void Inbound::onConnectRequest(HboneConnection& conn, hbone::StreamId stream,
                                const hbone::ConnectRequest& req) {
   auto reject = [&](int status, const std::string& why) {
     bump(ctx_.counters.hbone_streams_rejected);
-    spdlog::info("{}: HBONE CONNECT {} from {} refused with {}: {}", conn.podName(),
-                 req.authority, conn.peer().toString(), status, why);
+    spdlog::info("{}: HBONE CONNECT {} from {} refused with {}: {}", conn.podName(), req.authority,
+                 conn.peer().toString(), status, why);
     (void)conn.h2().respond(stream, status);
   };
   const auto& peer_id = conn.peerIdentity();

@@ -73,13 +73,13 @@ struct Receiver {
   static constexpr size_t kMaxChunks = 4;  // per socket, in flight to the consumer
 
   int fd = -1;
-  bool armed = false;          // a multishot recv is active (its final CQE has not come)
-  bool cancelling = false;     // ... and a cancel for it is on its way
-  bool eof = false;            // the peer half-closed (a 0-byte completion)
-  bool starved = false;        // stopped by ENOBUFS: re-armed when buffers come back
-  bool closed = false;         // the owner is going away: never armed again
-  int error = 0;                       // errno of a failed receive
-  OpTag* tag = nullptr;                // the owner's completion tag
+  bool armed = false;                 // a multishot recv is active (its final CQE has not come)
+  bool cancelling = false;            // ... and a cancel for it is on its way
+  bool eof = false;                   // the peer half-closed (a 0-byte completion)
+  bool starved = false;               // stopped by ENOBUFS: re-armed when buffers come back
+  bool closed = false;                // the owner is going away: never armed again
+  int error = 0;                      // errno of a failed receive
+  OpTag* tag = nullptr;               // the owner's completion tag
   ReceiveBuffers* buffers = nullptr;  // where its buffers come from
   std::deque<RecvChunk> chunks;
 

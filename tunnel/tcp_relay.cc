@@ -38,8 +38,8 @@ void TcpConnection::onCompletion(uint8_t op, int res, unsigned flags) {
 }
 
 ConnectionInfo TcpConnection::describe(Clock::time_point now) const {
-  ConnectionInfo info = describeRecord(
-      record, std::chrono::duration_cast<std::chrono::milliseconds>(now - start_));
+  ConnectionInfo info =
+      describeRecord(record, std::chrono::duration_cast<std::chrono::milliseconds>(now - start_));
   info.bytes_to_dst = half_[0].bytes;
   info.bytes_from_dst = half_[1].bytes;
   const bool closing = state_ == State::kAborting || half_[0].state == HalfState::kDone ||

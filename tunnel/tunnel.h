@@ -11,8 +11,8 @@
 #include "capture_abi.h"
 #include "common/ip_address.h"
 #include "common/result.h"
-#include "model/snapshot.h"
 #include "identity/spiffe_id.h"
+#include "model/snapshot.h"
 #include "tunnel/tunnel_stats.h"
 
 namespace nodemesh::hbone {

@@ -111,7 +111,13 @@ struct TunnelStatInfo {
 
 inline constexpr TunnelStatInfo kTunnelStatInfo[] = {
 #define NODEMESH_STATS_INFO(field, kind, family, label, label_value, help) \
-  {#field, std::string_view(#kind) == "Gauge", family, label, label_value, help, &TunnelStats::field},
+  {#field,                                                                 \
+   std::string_view(#kind) == "Gauge",                                     \
+   family,                                                                 \
+   label,                                                                  \
+   label_value,                                                            \
+   help,                                                                   \
+   &TunnelStats::field},
     NODEMESH_TUNNEL_STATS(NODEMESH_STATS_INFO)
 #undef NODEMESH_STATS_INFO
 };

@@ -29,7 +29,7 @@ Status Worker::init() {
   std::promise<Status> ready;
   auto started = ready.get_future();
   thread_ = std::thread([this, ready = std::move(ready)]() mutable {
-    const WorkerShared shared{options_,  resolver_,  tls_,        mesh_,
+    const WorkerShared shared{options_,  resolver_, tls_,        mesh_,
                               counters_, *mailbox_, access_log_, on_open_};
     auto loop = WorkerLoop::create(shared);
     if (!loop) {

@@ -78,7 +78,8 @@ unsigned defaultWorkerCount() {
 }
 
 Result<std::unique_ptr<Tunnel>> startTunnel(const TunnelOptions& options, OrigDstResolver& resolver,
-                                            hbone::TlsProvider* tls, const AccessLogFn& access_log) {
+                                            hbone::TlsProvider* tls,
+                                            const AccessLogFn& access_log) {
   return startTunnel(options, resolver, tls, access_log, {});
 }
 

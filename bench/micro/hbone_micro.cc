@@ -32,16 +32,16 @@
 
 #include "hbone/h2_session.h"
 #include "hbone/hbone_transport.h"
-#include "identity/clock.h"
-#include "identity/local_ca.h"
 #include "hbone/tls/tls_context.h"
 #include "hbone/tls/tls_session.h"
+#include "identity/clock.h"
+#include "identity/local_ca.h"
 
 namespace nodemesh::bench::micro {
 namespace {
 
-using hbone::HboneTransport;
 using hbone::H2Role;
+using hbone::HboneTransport;
 using hbone::StreamId;
 using identity::SpiffeId;
 
@@ -123,10 +123,10 @@ double runOnce(SSL_CTX* client_ctx, SSL_CTX* server_ctx, const SpiffeId& server_
                 check(tls::TlsSession::client(client_ctx, {server_id}), "client session"),
                 H2Role::kClient, client),
             "client transport");
-  server.transport = check(
-      HboneTransport::create(check(tls::TlsSession::server(server_ctx), "server session"),
-                             H2Role::kServer, server),
-      "server transport");
+  server.transport =
+      check(HboneTransport::create(check(tls::TlsSession::server(server_ctx), "server session"),
+                                   H2Role::kServer, server),
+            "server transport");
   hbone::ConnectHeaders headers;
   const StreamId id =
       check(client.transport->h2().openConnect("10.244.2.20:8080", headers), "CONNECT");

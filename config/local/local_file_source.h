@@ -11,9 +11,9 @@
 #include <string>
 #include <thread>
 
+#include "common/fd.h"
 #include "config/config_source.h"
 #include "config/local/local_config.h"
-#include "common/fd.h"
 
 namespace nodemesh::config {
 

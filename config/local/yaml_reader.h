@@ -17,8 +17,8 @@
 #include <utility>
 #include <vector>
 
-#include "config/local/local_config.h"
 #include "common/ip_address.h"
+#include "config/local/local_config.h"
 
 namespace nodemesh::config {
 

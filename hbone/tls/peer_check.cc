@@ -8,8 +8,8 @@
 #include <string>
 #include <string_view>
 
-#include "identity/workload_certificate.h"
 #include "hbone/tls/tls_context.h"
+#include "identity/workload_certificate.h"
 
 namespace nodemesh::tls::internal {
 namespace {

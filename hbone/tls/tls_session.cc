@@ -11,8 +11,8 @@
 #include <string>
 #include <utility>
 
-#include "identity/workload_certificate.h"
 #include "hbone/tls/tls_context.h"
+#include "identity/workload_certificate.h"
 
 namespace nodemesh::tls {
 namespace {

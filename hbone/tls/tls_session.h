@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "common/result.h"
+#include "hbone/tls/peer_check.h"
 #include "identity/openssl_ptr.h"
 #include "identity/spiffe_id.h"
-#include "hbone/tls/peer_check.h"
 
 namespace nodemesh::tls {
 

@@ -22,10 +22,10 @@
 
 #include "common/cgroup.h"
 #include "common/fd.h"
-#include "tests/e2e/privileged_gate.h"
 #include "sim/process.h"
 #include "sim/sim_cluster.h"
 #include "sim/testapp_client.h"
+#include "tests/e2e/privileged_gate.h"
 #include "tests/e2e/testapp/stream.h"
 
 namespace nodemesh::sim {

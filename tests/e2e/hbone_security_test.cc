@@ -13,15 +13,14 @@
 #include <openssl/pem.h>
 #include <sys/stat.h>
 
-#include "tests/e2e/mesh_fixture.h"
 #include "identity/clock.h"
 #include "identity/local_ca.h"
 #include "identity/spiffe_id.h"
 #include "identity/workload_certificate.h"
+#include "tests/e2e/mesh_fixture.h"
 
 namespace nodemesh::sim {
 namespace {
-
 
 // Debian's interpreter: `python3` on PATH may be another one, without python3-h2.
 constexpr const char* kPython = "/usr/bin/python3";

@@ -27,9 +27,9 @@
 #include "capture_abi.h"
 #include "common/fd.h"
 #include "common/netns.h"
-#include "tests/e2e/privileged_gate.h"
 #include "sim/sim_cluster.h"
 #include "sim/testapp_client.h"
+#include "tests/e2e/privileged_gate.h"
 
 namespace nodemesh::sim {
 

@@ -39,9 +39,9 @@
 #include "capture_abi.h"
 #include "common/fd.h"
 #include "common/ip_address.h"
+#include "sim/sim_cluster.h"
 #include "sk_lookup.skel.h"
 #include "tests/e2e/privileged_gate.h"
-#include "sim/sim_cluster.h"
 
 namespace nodemesh::sim {
 namespace {

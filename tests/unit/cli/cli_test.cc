@@ -5,12 +5,12 @@
 #include <sstream>
 
 #include "agent/admin/admin_api.h"
-#include "config/local/local_config.h"
 #include "agent/explain/explain.h"
 #include "cli/completion.h"
 #include "cli/doctor.h"
 #include "cli/output.h"
 #include "cli/views.h"
+#include "config/local/local_config.h"
 
 namespace nodemesh::cli {
 namespace {

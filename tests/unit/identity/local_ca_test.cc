@@ -17,9 +17,9 @@
 #include <gtest/gtest.h>
 
 #include "identity/openssl_ptr.h"
+#include "identity/workload_certificate.h"
 #include "tests/support/fake_clock.h"
 #include "tests/support/temp_dir.h"
-#include "identity/workload_certificate.h"
 
 namespace nodemesh::identity {
 namespace {
