@@ -32,8 +32,8 @@ class InboundStreams {
   virtual void onConnectRequest(HboneConnection& conn, hbone::StreamId stream,
                                 const hbone::ConnectRequest& request) = 0;
 
- protected:
-  ~InboundStreams() = default;
+ public:
+  virtual ~InboundStreams() = default;
 };
 
 class HbonePool {
@@ -41,6 +41,7 @@ class HbonePool {
   HbonePool(RelayContext ctx, ReceiveBuffers& buffers, hbone::TlsProvider& tls,
             const TunnelOptions& options, InboundStreams& inbound)
       : ctx_(ctx), buffers_(buffers), tls_(tls), options_(options), inbound_(inbound) {}
+  ~HbonePool() = default;
   HbonePool(const HbonePool&) = delete;
   HbonePool& operator=(const HbonePool&) = delete;
 

@@ -69,14 +69,15 @@ class PodHandler {
   // The pod is being retired: nothing may keep a pointer to it past its listeners.
   virtual void onRetiring(Pod& pod) = 0;
 
- protected:
-  ~PodHandler() = default;
+ public:
+  virtual ~PodHandler() = default;
 };
 
 class PodListeners {
  public:
   PodListeners(Ring& ring, const TunnelOptions& options, PodHandler& handler)
       : ring_(ring), options_(options), handler_(handler) {}
+  ~PodListeners() = default;
   PodListeners(const PodListeners&) = delete;
   PodListeners& operator=(const PodListeners&) = delete;
 

@@ -48,8 +48,8 @@ class ServiceAttempts {
   virtual void established(ServiceTarget& target) = 0;
   virtual void ended(ServiceTarget& target) = 0;
 
- protected:
-  ~ServiceAttempts() = default;
+ public:
+  virtual ~ServiceAttempts() = default;
 };
 
 // Where connections report their life: metrics and the access log.
@@ -60,8 +60,8 @@ class ConnectionEvents {
   // It finished; the record is final (the access log).
   virtual void finished(const ConnectionRecord& record) = 0;
 
- protected:
-  ~ConnectionEvents() = default;
+ public:
+  virtual ~ConnectionEvents() = default;
 };
 
 struct RelayContext {

@@ -23,8 +23,8 @@ class CompletionHandler {
   // `op` is the OpTag's; `res` and `flags` are the completion's (res < 0: -errno).
   virtual void onCompletion(uint8_t op, int res, unsigned flags) = 0;
 
- protected:
-  ~CompletionHandler() = default;
+ public:
+  virtual ~CompletionHandler() = default;
 };
 
 // What an operation in flight points at: its owner, and which of the owner's operations it is.

@@ -35,8 +35,8 @@ class ServiceDialer final : public ServiceAttempts {
     virtual void refuse(Pod& pod, UniqueFd app, ConnectionRecord record, bool count_opened,
                         const std::string& why) = 0;
 
-   protected:
-    ~Connector() = default;
+   public:
+    virtual ~Connector() = default;
   };
 
   ServiceDialer(const TunnelOptions& options, TunnelCounters& counters, PodListeners& pods,

@@ -44,8 +44,8 @@ class StreamCarrier {
   // Output may be pending: flushed after the completion batch.
   virtual void markDirty() = 0;
 
- protected:
-  ~StreamCarrier() = default;
+ public:
+  virtual ~StreamCarrier() = default;
 };
 
 class StreamBridge final : public CompletionHandler {
@@ -67,7 +67,7 @@ class StreamBridge final : public CompletionHandler {
 
   StreamBridge(StreamBridges& owner, StreamCarrier* conn, UniqueFd tcp, Direction direction,
                const std::string& pod);
-  ~StreamBridge() = default;
+  ~StreamBridge() override = default;
   StreamBridge(const StreamBridge&) = delete;
   StreamBridge& operator=(const StreamBridge&) = delete;
 
@@ -148,6 +148,7 @@ class StreamBridge final : public CompletionHandler {
 class StreamBridges {
  public:
   explicit StreamBridges(RelayContext ctx) : ctx_(ctx) {}
+  ~StreamBridges() = default;
   StreamBridges(const StreamBridges&) = delete;
   StreamBridges& operator=(const StreamBridges&) = delete;
 

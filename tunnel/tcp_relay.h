@@ -38,7 +38,7 @@ class TcpConnection final : public CompletionHandler {
   };
 
   TcpConnection(TcpRelay& relay, Direction direction, const std::string& pod, UniqueFd down);
-  ~TcpConnection() = default;
+  ~TcpConnection() override = default;
   TcpConnection(const TcpConnection&) = delete;
   TcpConnection& operator=(const TcpConnection&) = delete;
 
@@ -82,6 +82,7 @@ class TcpConnection final : public CompletionHandler {
 class TcpRelay {
  public:
   explicit TcpRelay(RelayContext ctx) : ctx_(ctx) {}
+  ~TcpRelay() = default;
   TcpRelay(const TcpRelay&) = delete;
   TcpRelay& operator=(const TcpRelay&) = delete;
 

@@ -41,7 +41,7 @@ class WorkerLoop final : public PodHandler, public ConnectionEvents, public Comp
  public:
   // On the worker's thread.
   static Result<std::unique_ptr<WorkerLoop>> create(const WorkerShared& shared);
-  ~WorkerLoop() = default;
+  ~WorkerLoop() override = default;
   WorkerLoop(const WorkerLoop&) = delete;
   WorkerLoop& operator=(const WorkerLoop&) = delete;
 
