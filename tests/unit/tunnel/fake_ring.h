@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 #include <liburing.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -19,6 +21,14 @@
 #include "tunnel/ring.h"
 
 namespace nodemesh::tunnel::testing {
+
+// A socket descriptor to own (one end of a socket pair whose other end is closed).
+inline UniqueFd socketFd() {
+  int sv[2];
+  EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  ::close(sv[1]);
+  return UniqueFd(sv[0]);
+}
 
 struct FakeOp {
   enum Kind { kAccept, kRecv, kSend, kShutdown, kConnect, kTimeout, kRead };

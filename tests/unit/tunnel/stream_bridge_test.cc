@@ -18,13 +18,7 @@ using testing::FakeOp;
 using testing::FakeRing;
 using testing::RecordingEvents;
 using testing::RecordingServices;
-
-UniqueFd socketFd() {
-  int sv[2];
-  EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-  ::close(sv[1]);
-  return UniqueFd(sv[0]);
-}
+using testing::socketFd;
 
 // An HTTP/2 connection as the bridge sees it: takes at most `window` bytes per stream until the
 // test reopens it, and records everything.

@@ -16,13 +16,7 @@ using testing::FakeOp;
 using testing::FakeRing;
 using testing::RecordingEvents;
 using testing::RecordingServices;
-
-UniqueFd socketFd() {
-  int sv[2];
-  EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-  ::close(sv[1]);
-  return UniqueFd(sv[0]);
-}
+using testing::socketFd;
 
 class TcpRelayTest : public ::testing::Test {
  protected:
