@@ -31,7 +31,7 @@ struct Pod;
 
 class HboneConnection final : public hbone::H2Handler,
                               public StreamCarrier,
-                              public CompletionHandler {
+                              public io::CompletionHandler {
  public:
   enum class State {
     kConnecting,  // client: the TCP connect is in flight
@@ -111,9 +111,9 @@ class HboneConnection final : public hbone::H2Handler,
   bool send_in_flight_ = false;
   bool dirty_ = false;
   bool handshake_counted_ = false;
-  OpTag connect_tag_{this, kConnect};
-  OpTag recv_tag_{this, kRecv};
-  OpTag send_tag_{this, kSend};
+  io::OpTag connect_tag_{this, kConnect};
+  io::OpTag recv_tag_{this, kRecv};
+  io::OpTag send_tag_{this, kSend};
   UniqueFd fd_;
   sockaddr_storage peer_addr_{};
   SocketAddress peer_;         // the other end of the TCP connection
@@ -121,7 +121,7 @@ class HboneConnection final : public hbone::H2Handler,
   Pod* server_pod_ = nullptr;  // server: the pod whose 15008 accepted it
   std::string pool_key_;       // client: where it sits in the pool
   std::unique_ptr<hbone::HboneTransport> transport_;
-  Receiver rx_;                   // multishot receive on the socket
+  io::Receiver rx_;               // multishot receive on the socket
   std::vector<uint8_t> sendbuf_;  // ciphertext being written (copied out of TLS: its buffer
   size_t send_off_ = 0;           // may grow while a write is in flight)
   Clock::time_point last_ping_;

@@ -38,7 +38,7 @@ class InboundStreams {
 
 class HbonePool {
  public:
-  HbonePool(RelayContext ctx, ReceiveBuffers& buffers, hbone::TlsProvider& tls,
+  HbonePool(RelayContext ctx, io::ReceiveBuffers& buffers, hbone::TlsProvider& tls,
             const TunnelOptions& options, InboundStreams& inbound)
       : ctx_(ctx), buffers_(buffers), tls_(tls), options_(options), inbound_(inbound) {}
   ~HbonePool() = default;
@@ -72,7 +72,7 @@ class HbonePool {
   void release(HboneConnection* c);
 
   RelayContext ctx_;
-  ReceiveBuffers& buffers_;  // for HBONE sockets
+  io::ReceiveBuffers& buffers_;  // for HBONE sockets
   hbone::TlsProvider& tls_;
   const TunnelOptions& options_;
   InboundStreams& inbound_;

@@ -18,7 +18,7 @@
 #include "common/ip_address.h"
 #include "common/result.h"
 #include "identity/spiffe_id.h"
-#include "tunnel/ring.h"
+#include "io/ring.h"
 #include "tunnel/tunnel.h"
 
 namespace nodemesh::hbone {
@@ -32,13 +32,13 @@ enum class ListenerKind { kOutbound, kInbound, kHbone };
 struct Pod;
 class PodListeners;
 
-struct Listener final : CompletionHandler {
+struct Listener final : io::CompletionHandler {
   enum Op : uint8_t { kAccept, kBackoff };
   void onCompletion(uint8_t op, int res, unsigned flags) override;
 
   PodListeners* owner = nullptr;
-  OpTag accept_tag{this, kAccept};
-  OpTag backoff_tag{this, kBackoff};
+  io::OpTag accept_tag{this, kAccept};
+  io::OpTag backoff_tag{this, kBackoff};
   __kernel_timespec backoff{0, 100 * 1000 * 1000};  // after EMFILE/ENFILE/ENOMEM
   UniqueFd fd;
   Pod* pod = nullptr;
@@ -75,7 +75,7 @@ class PodHandler {
 
 class PodListeners {
  public:
-  PodListeners(Ring& ring, const TunnelOptions& options, PodHandler& handler)
+  PodListeners(io::Ring& ring, const TunnelOptions& options, PodHandler& handler)
       : ring_(ring), options_(options), handler_(handler) {}
   ~PodListeners() = default;
   PodListeners(const PodListeners&) = delete;
@@ -98,7 +98,7 @@ class PodListeners {
   void onBackoff(Listener* l);
   void reap();
 
-  Ring& ring_;
+  io::Ring& ring_;
   const TunnelOptions& options_;
   PodHandler& handler_;
   std::unordered_map<uint64_t, std::unique_ptr<Pod>> pods_;

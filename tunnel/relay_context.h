@@ -10,10 +10,10 @@
 
 #include "common/fd.h"
 #include "common/ip_address.h"
+#include "io/recv_ring.h"
+#include "io/ring.h"
 #include "model/snapshot.h"
 #include "tunnel/lb/endpoint_picker.h"
-#include "tunnel/recv_ring.h"
-#include "tunnel/ring.h"
 #include "tunnel/tunnel.h"
 #include "tunnel/tunnel_stats.h"
 
@@ -65,9 +65,9 @@ class ConnectionEvents {
 };
 
 struct RelayContext {
-  Ring& ring;
-  Receivers& receivers;
-  ReceiveBuffers& buffers;  // for application-facing sockets
+  io::Ring& ring;
+  io::Receivers& receivers;
+  io::ReceiveBuffers& buffers;  // for application-facing sockets
   TunnelCounters& counters;
   ConnectionEvents& events;
   ServiceAttempts& services;

@@ -48,7 +48,7 @@ class StreamCarrier {
   virtual ~StreamCarrier() = default;
 };
 
-class StreamBridge final : public CompletionHandler {
+class StreamBridge final : public io::CompletionHandler {
  public:
   enum class State {
     kOpening,    // outbound: CONNECT sent, no answer yet; inbound: connecting to the application
@@ -130,13 +130,13 @@ class StreamBridge final : public CompletionHandler {
   bool connect_in_flight_ = false;
   bool send_in_flight_ = false;
   bool shutdown_in_flight_ = false;
-  OpTag connect_tag_{this, kConnect};
-  OpTag recv_tag_{this, kRecv};
-  OpTag send_tag_{this, kSend};
-  OpTag shutdown_tag_{this, kShutdown};
+  io::OpTag connect_tag_{this, kConnect};
+  io::OpTag recv_tag_{this, kRecv};
+  io::OpTag send_tag_{this, kSend};
+  io::OpTag shutdown_tag_{this, kShutdown};
   UniqueFd tcp_;
   sockaddr_storage dst_addr_{};
-  Receiver rx_;                    // multishot receive on the socket
+  io::Receiver rx_;                // multishot receive on the socket
   std::vector<uint8_t> out_;       // received from the stream, not yet handed to the socket
   std::vector<uint8_t> inflight_;  // being written (a separate buffer: out_ may grow meanwhile)
   size_t inflight_off_ = 0;

@@ -12,12 +12,12 @@ TcpConnection::TcpConnection(TcpRelay& relay, Direction direction, const std::st
     : relay_(relay), down_(std::move(down)), start_(Clock::now()) {
   record.direction = direction;
   record.pod = pod;
-  connect_tag_ = OpTag{this, kConnect};
+  connect_tag_ = io::OpTag{this, kConnect};
   for (int i = 0; i < 2; ++i) {
     const auto half = static_cast<uint8_t>(i);
-    half_[i].recv_tag = OpTag{this, static_cast<uint8_t>(kRecv + half)};
-    half_[i].send_tag = OpTag{this, static_cast<uint8_t>(kSend + half)};
-    half_[i].shut_tag = OpTag{this, static_cast<uint8_t>(kShutdown + half)};
+    half_[i].recv_tag = io::OpTag{this, static_cast<uint8_t>(kRecv + half)};
+    half_[i].send_tag = io::OpTag{this, static_cast<uint8_t>(kSend + half)};
+    half_[i].shut_tag = io::OpTag{this, static_cast<uint8_t>(kShutdown + half)};
   }
 }
 

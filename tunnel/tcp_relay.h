@@ -21,7 +21,7 @@ namespace nodemesh::tunnel {
 
 class TcpRelay;
 
-class TcpConnection final : public CompletionHandler {
+class TcpConnection final : public io::CompletionHandler {
  public:
   enum class State {
     kNew,         // accepted; nothing connected yet
@@ -54,11 +54,11 @@ class TcpConnection final : public CompletionHandler {
  private:
   friend class TcpRelay;
   struct Half {
-    OpTag recv_tag;
-    OpTag send_tag;
-    OpTag shut_tag;
+    io::OpTag recv_tag;
+    io::OpTag send_tag;
+    io::OpTag shut_tag;
     int to = -1;
-    Receiver rx;  // multishot receive on the source socket
+    io::Receiver rx;  // multishot receive on the source socket
     uint64_t bytes = 0;
     HalfState state = HalfState::kIdle;
   };
@@ -71,7 +71,7 @@ class TcpConnection final : public CompletionHandler {
   State state_ = State::kNew;
   bool connect_in_flight_ = false;  // outlives kConnecting when the connection aborts meanwhile
   Half half_[2];
-  OpTag connect_tag_;
+  io::OpTag connect_tag_;
   UniqueFd down_;  // accepted from the application or the remote client
   UniqueFd up_;    // to the original destination, or the delivery socket
   sockaddr_storage dst_addr_{};

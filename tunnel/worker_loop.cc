@@ -4,7 +4,7 @@ namespace nodemesh::tunnel {
 
 Result<std::unique_ptr<WorkerLoop>> WorkerLoop::create(const WorkerShared& shared) {
   const TunnelOptions& o = shared.options;
-  auto ring = UringRing::create(o.ring_entries, o.connect_timeout, o.busy_poll.count() > 0);
+  auto ring = io::UringRing::create(o.ring_entries, o.connect_timeout, o.busy_poll.count() > 0);
   if (!ring) return ring.error();
   // Two buffer rings: application sockets in one, HBONE sockets in the other. A shared ring
   // deadlocks: application sockets can hold every buffer while their streams wait for HTTP/2
@@ -17,9 +17,9 @@ Result<std::unique_ptr<WorkerLoop>> WorkerLoop::create(const WorkerShared& share
       new WorkerLoop(shared, std::move(*ring), std::move(*app), std::move(*hbone)));
 }
 
-WorkerLoop::WorkerLoop(const WorkerShared& shared, std::unique_ptr<UringRing> ring,
-                       std::unique_ptr<BufferRing> app_buffers,
-                       std::unique_ptr<BufferRing> hbone_buffers)
+WorkerLoop::WorkerLoop(const WorkerShared& shared, std::unique_ptr<io::UringRing> ring,
+                       std::unique_ptr<io::BufferRing> app_buffers,
+                       std::unique_ptr<io::BufferRing> hbone_buffers)
     : shared_(shared),
       ring_(std::move(ring)),
       app_buffers_(std::move(app_buffers)),
@@ -51,12 +51,12 @@ void WorkerLoop::run() {
   while (true) {
     if (busy_poll.count() > 0) {
       switch (ring_->pollBeforeWait(busy_poll)) {
-        case UringRing::PollResult::kReady:
+        case io::UringRing::PollResult::kReady:
           break;
-        case UringRing::PollResult::kFound:
+        case io::UringRing::PollResult::kFound:
           bump(shared_.counters.busy_poll_hits);
           break;
-        case UringRing::PollResult::kExpired:
+        case io::UringRing::PollResult::kExpired:
           bump(shared_.counters.busy_poll_misses);
           break;
       }

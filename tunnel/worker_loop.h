@@ -10,6 +10,8 @@
 #include <memory>
 
 #include "common/result.h"
+#include "io/recv_ring.h"
+#include "io/uring_ring.h"
 #include "tunnel/hbone_pool.h"
 #include "tunnel/inbound.h"
 #include "tunnel/inbound_authorizer.h"
@@ -17,11 +19,9 @@
 #include "tunnel/mesh_state.h"
 #include "tunnel/outbound.h"
 #include "tunnel/pod_listeners.h"
-#include "tunnel/recv_ring.h"
 #include "tunnel/service_dialer.h"
 #include "tunnel/stream_bridge.h"
 #include "tunnel/tcp_relay.h"
-#include "tunnel/uring_ring.h"
 
 namespace nodemesh::tunnel {
 
@@ -37,7 +37,7 @@ struct WorkerShared {
   const ConnectionOpenFn& on_open;
 };
 
-class WorkerLoop final : public PodHandler, public ConnectionEvents, public CompletionHandler {
+class WorkerLoop final : public PodHandler, public ConnectionEvents, public io::CompletionHandler {
  public:
   // On the worker's thread.
   static Result<std::unique_ptr<WorkerLoop>> create(const WorkerShared& shared);
@@ -56,8 +56,9 @@ class WorkerLoop final : public PodHandler, public ConnectionEvents, public Comp
   void finished(const ConnectionRecord& record) override;
 
  private:
-  WorkerLoop(const WorkerShared& shared, std::unique_ptr<UringRing> ring,
-             std::unique_ptr<BufferRing> app_buffers, std::unique_ptr<BufferRing> hbone_buffers);
+  WorkerLoop(const WorkerShared& shared, std::unique_ptr<io::UringRing> ring,
+             std::unique_ptr<io::BufferRing> app_buffers,
+             std::unique_ptr<io::BufferRing> hbone_buffers);
   enum Op : uint8_t { kWake, kTimer };
   void onCompletion(uint8_t op, int res, unsigned flags) override;
   void armWake();
@@ -69,10 +70,10 @@ class WorkerLoop final : public PodHandler, public ConnectionEvents, public Comp
 
   WorkerShared shared_;
   // Members in construction order: each may use the ones above it.
-  std::unique_ptr<UringRing> ring_;
-  std::unique_ptr<BufferRing> app_buffers_;    // application-facing sockets, the plain relay
-  std::unique_ptr<BufferRing> hbone_buffers_;  // HBONE sockets
-  Receivers receivers_;
+  std::unique_ptr<io::UringRing> ring_;
+  std::unique_ptr<io::BufferRing> app_buffers_;    // application-facing sockets, the plain relay
+  std::unique_ptr<io::BufferRing> hbone_buffers_;  // HBONE sockets
+  io::Receivers receivers_;
   PodListeners pods_;
   ServiceDialer dialer_;  // its Connector is outbound_, used only once the loop runs
   RelayContext ctx_;
@@ -83,8 +84,8 @@ class WorkerLoop final : public PodHandler, public ConnectionEvents, public Comp
   std::unique_ptr<HbonePool> pool_;  // with TLS only
   Outbound outbound_;
 
-  OpTag wake_tag_{this, kWake};
-  OpTag timer_tag_{this, kTimer};
+  io::OpTag wake_tag_{this, kWake};
+  io::OpTag timer_tag_{this, kTimer};
   uint64_t wake_buf_ = 0;
   __kernel_timespec timer_interval_{1, 0};
   bool timer_in_flight_ = false;

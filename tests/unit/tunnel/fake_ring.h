@@ -16,9 +16,9 @@
 #include <string>
 #include <vector>
 
-#include "tunnel/recv_ring.h"
+#include "io/recv_ring.h"
+#include "io/ring.h"
 #include "tunnel/relay_context.h"
-#include "tunnel/ring.h"
 
 namespace nodemesh::tunnel::testing {
 
@@ -34,34 +34,35 @@ struct FakeOp {
   enum Kind { kAccept, kRecv, kSend, kShutdown, kConnect, kTimeout, kRead };
   Kind kind;
   int fd = -1;
-  OpTag* tag = nullptr;
+  io::OpTag* tag = nullptr;
   std::string data;  // a send's bytes
 };
 
-class FakeRing final : public Ring {
+class FakeRing final : public io::Ring {
  public:
-  void acceptMultishot(int fd, OpTag* tag) override { push(FakeOp::kAccept, fd, tag); }
-  void recvMultishot(int fd, uint16_t /*buffer_group*/, OpTag* tag) override {
+  void acceptMultishot(int fd, io::OpTag* tag) override { push(FakeOp::kAccept, fd, tag); }
+  void recvMultishot(int fd, uint16_t /*buffer_group*/, io::OpTag* tag) override {
     push(FakeOp::kRecv, fd, tag);
   }
-  void send(int fd, std::span<const uint8_t> data, OpTag* tag) override {
+  void send(int fd, std::span<const uint8_t> data, io::OpTag* tag) override {
     FakeOp op{FakeOp::kSend, fd, tag, std::string(data.begin(), data.end())};
     pending.push_back(op);
   }
-  void shutdownWrite(int fd, OpTag* tag) override { push(FakeOp::kShutdown, fd, tag); }
-  void connect(int fd, const sockaddr_storage& /*addr*/, socklen_t /*len*/, OpTag* tag) override {
+  void shutdownWrite(int fd, io::OpTag* tag) override { push(FakeOp::kShutdown, fd, tag); }
+  void connect(int fd, const sockaddr_storage& /*addr*/, socklen_t /*len*/,
+               io::OpTag* tag) override {
     push(FakeOp::kConnect, fd, tag);
   }
-  void timeout(const __kernel_timespec& /*after*/, OpTag* tag) override {
+  void timeout(const __kernel_timespec& /*after*/, io::OpTag* tag) override {
     push(FakeOp::kTimeout, -1, tag);
   }
-  void removeTimeout(OpTag* tag) override { cancel(tag); }
-  void read(int fd, void* /*buf*/, size_t /*len*/, OpTag* tag) override {
+  void removeTimeout(io::OpTag* tag) override { cancel(tag); }
+  void read(int fd, void* /*buf*/, size_t /*len*/, io::OpTag* tag) override {
     push(FakeOp::kRead, fd, tag);
   }
   // Cancels are recorded; runCancels() then completes the cancelled operations with
   // -ECANCELED, as the kernel does in a later batch of completions (never inside the call).
-  void cancel(OpTag* tag) override { cancels.push_back(tag); }
+  void cancel(io::OpTag* tag) override { cancels.push_back(tag); }
   void cancelFd(int fd) override { cancelled_fds.push_back(fd); }
   void runCancels() {
     auto tags = std::move(cancels);
@@ -89,7 +90,7 @@ class FakeRing final : public Ring {
   void complete(FakeOp::Kind kind, int fd, int res, unsigned flags = 0) {
     for (auto it = pending.begin(); it != pending.end(); ++it) {
       if (it->kind == kind && it->fd == fd) {
-        OpTag* tag = it->tag;
+        io::OpTag* tag = it->tag;
         pending.erase(it);
         tag->handler->onCompletion(tag->op, res, flags);
         return;
@@ -100,11 +101,13 @@ class FakeRing final : public Ring {
   }
 
   std::deque<FakeOp> pending;
-  std::vector<OpTag*> cancels;
+  std::vector<io::OpTag*> cancels;
   std::vector<int> cancelled_fds;
 
  private:
-  void push(FakeOp::Kind kind, int fd, OpTag* tag) { pending.push_back(FakeOp{kind, fd, tag, {}}); }
+  void push(FakeOp::Kind kind, int fd, io::OpTag* tag) {
+    pending.push_back(FakeOp{kind, fd, tag, {}});
+  }
   template <typename Pred>
   void completeAll(Pred pred, int res) {
     std::vector<FakeOp> hit;
@@ -121,7 +124,7 @@ class FakeRing final : public Ring {
 };
 
 // Receive buffers in memory; deliver() plays the kernel filling one for a multishot receive.
-class FakeBuffers final : public ReceiveBuffers {
+class FakeBuffers final : public io::ReceiveBuffers {
  public:
   explicit FakeBuffers(unsigned count = 16, size_t size = 4096)
       : storage_(count * size), size_(size), free_(count) {
@@ -146,7 +149,7 @@ class FakeBuffers final : public ReceiveBuffers {
     const uint16_t bid = free_.front();
     free_.erase(free_.begin());
     std::memcpy(buffer(bid), bytes.data(), bytes.size());
-    OpTag* tag = op->tag;
+    io::OpTag* tag = op->tag;
     const unsigned flags = IORING_CQE_F_BUFFER | IORING_CQE_F_MORE |
                            (static_cast<unsigned>(bid) << IORING_CQE_BUFFER_SHIFT);
     tag->handler->onCompletion(tag->op, static_cast<int>(bytes.size()), flags);

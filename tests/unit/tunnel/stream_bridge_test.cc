@@ -86,7 +86,7 @@ class StreamBridgeTest : public ::testing::Test {
 
   FakeRing ring_;
   FakeBuffers buffers_;
-  Receivers receivers_;
+  io::Receivers receivers_;
   TunnelCounters counters_;
   RecordingEvents events_;
   RecordingServices services_;

@@ -43,7 +43,7 @@ class TcpRelayTest : public ::testing::Test {
 
   FakeRing ring_;
   FakeBuffers buffers_;
-  Receivers receivers_;
+  io::Receivers receivers_;
   TunnelCounters counters_;
   RecordingEvents events_;
   RecordingServices services_;

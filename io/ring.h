@@ -16,7 +16,7 @@
 #include <cstdint>
 #include <span>
 
-namespace nodemesh::tunnel {
+namespace nodemesh::io {
 
 class CompletionHandler {
  public:
@@ -60,4 +60,4 @@ class Ring {
   virtual void cancelFd(int fd) = 0;
 };
 
-}  // namespace nodemesh::tunnel
+}  // namespace nodemesh::io

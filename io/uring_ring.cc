@@ -1,8 +1,8 @@
-#include "tunnel/uring_ring.h"
+#include "io/uring_ring.h"
 
 #include <sched.h>
 
-namespace nodemesh::tunnel {
+namespace nodemesh::io {
 
 Result<std::unique_ptr<UringRing>> UringRing::create(unsigned entries,
                                                      std::chrono::milliseconds connect_timeout,
@@ -154,4 +154,4 @@ void UringRing::cancelFd(int fd) {
   io_uring_sqe_set_data(s, nullptr);
 }
 
-}  // namespace nodemesh::tunnel
+}  // namespace nodemesh::io

@@ -8,10 +8,10 @@
 #include <memory>
 
 #include "common/result.h"
-#include "tunnel/recv_ring.h"
-#include "tunnel/ring.h"
+#include "io/recv_ring.h"
+#include "io/ring.h"
 
-namespace nodemesh::tunnel {
+namespace nodemesh::io {
 
 class UringRing final : public Ring {
  public:
@@ -59,4 +59,4 @@ class UringRing final : public Ring {
   __kernel_timespec connect_timeout_{};
 };
 
-}  // namespace nodemesh::tunnel
+}  // namespace nodemesh::io

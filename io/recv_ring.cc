@@ -1,4 +1,4 @@
-#include "tunnel/recv_ring.h"
+#include "io/recv_ring.h"
 
 #include <sys/mman.h>
 
@@ -6,7 +6,7 @@
 #include <cerrno>
 #include <cstdlib>
 
-namespace nodemesh::tunnel {
+namespace nodemesh::io {
 
 Result<std::unique_ptr<BufferRing>> BufferRing::create(io_uring* ring, uint16_t group,
                                                        unsigned count, size_t buffer_size) {
@@ -136,4 +136,4 @@ void Receivers::release(Receiver& rx) {
   }
 }
 
-}  // namespace nodemesh::tunnel
+}  // namespace nodemesh::io

@@ -17,9 +17,9 @@
 #include <vector>
 
 #include "common/result.h"
-#include "tunnel/ring.h"
+#include "io/ring.h"
 
-namespace nodemesh::tunnel {
+namespace nodemesh::io {
 
 // Where a multishot receive's buffers come from: a group of equal buffers by id.
 class ReceiveBuffers {
@@ -112,4 +112,4 @@ class Receivers {
   std::vector<Receiver*> starved_;  // stopped by ENOBUFS, waiting for buffers
 };
 
-}  // namespace nodemesh::tunnel
+}  // namespace nodemesh::io
