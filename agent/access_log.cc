@@ -63,6 +63,7 @@ std::string formatAccessLog(const tunnel::ConnectionRecord& r,
         {"dst_service", r.dst_service},
         {"service_addr", r.service_addr ? r.service_addr->toString() : ""},
         {"attempts", r.attempts},
+        {"waypoint", r.waypoint},
     };
     // Replacement of invalid UTF-8: an error text can quote anything.
     return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
@@ -82,6 +83,7 @@ std::string formatAccessLog(const tunnel::ConnectionRecord& r,
     line += fmt::format(" service={} service_addr={} attempts={}", r.dst_service,
                         r.service_addr ? r.service_addr->toString() : "-", r.attempts);
   }
+  if (!r.waypoint.empty()) line += " waypoint=" + r.waypoint;
   line += fmt::format(" src_workload={} dst_workload={}", src_workload, dst_workload);
   if (!verdict.verdict.empty()) {
     line += fmt::format(" verdict={} policy={}", verdict.verdict, textValue(verdict.policy));

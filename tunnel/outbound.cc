@@ -15,7 +15,11 @@ void Outbound::accept(Pod& pod, UniqueFd fd) {
   std::optional<SocketAddress> dst;
   if (peer) dst = resolver_.takeOrigDst(pod.cookie, *peer);
   if (auto snap = peer && dst ? mesh_.snapshot() : nullptr) {
-    auto route = model::routeOutbound(*snap, dst->ip, pod.identity.has_value());
+    model::OutboundSource source;
+    source.has_identity = pod.identity.has_value();
+    if (pod.identity) source.identity = pod.identity->toString();
+    source.ip = peer->ip;
+    auto route = model::routeOutbound(*snap, dst->ip, source);
     switch (route.route) {
       case model::OutboundRoute::kService: {
         auto target = std::make_unique<ServiceTarget>();
@@ -27,6 +31,8 @@ void Outbound::accept(Pod& pod, UniqueFd fd) {
       }
       case model::OutboundRoute::kHbone:
         return relayHbone(pod, std::move(fd), *peer, *dst, *route.workload, nullptr);
+      case model::OutboundRoute::kWaypoint:
+        return relayToWaypoint(pod, std::move(fd), *peer, *dst, route);
       case model::OutboundRoute::kTcp:
         break;
     }
@@ -67,28 +73,73 @@ void Outbound::refuse(Pod& pod, UniqueFd app, ConnectionRecord record, bool coun
 void Outbound::relayHbone(Pod& pod, UniqueFd app, const SocketAddress& app_addr,
                           const SocketAddress& dst, const model::Workload& dst_workload,
                           std::unique_ptr<ServiceTarget> target) {
-  auto dst_id = identity::SpiffeId::create(dst_workload.trust_domain, dst_workload.namespace_name,
-                                           dst_workload.service_account);
+  HboneHop hop{dst, SocketAddress{dst.ip, options_.hbone_port}, &dst_workload, ""};
+  openStream(pod, std::move(app), app_addr, hop, std::move(target));
+}
+
+void Outbound::relayToWaypoint(Pod& pod, UniqueFd app, const SocketAddress& app_addr,
+                               const SocketAddress& dst, const model::OutboundDecision& route) {
+  const model::WaypointTarget& waypoint = *route.waypoint;
+  if (waypoint.workloads.empty()) {
+    ConnectionRecord record;
+    record.src = app_addr;
+    record.dst = dst;
+    if (route.service) record.dst_service = route.service->key();
+    bump(ctx_.counters.failed_no_waypoint);
+    return refuse(pod, std::move(app), std::move(record), true, waypoint.error);
+  }
+  // Requests are balanced by the waypoint; connections over its instances at random, as
+  // ztunnel picks among the waypoint service's endpoints.
+  const model::Workload& w = *waypoint.workloads[rng_() % waypoint.workloads.size()];
+  const IpAddress* ip = &w.workload_ips.front();
+  for (const IpAddress& candidate : w.workload_ips) {
+    if (candidate.isV4() == dst.ip.isV4()) {
+      ip = &candidate;  // the client's address family when the waypoint has it
+      break;
+    }
+  }
+  HboneHop hop{dst, SocketAddress{*ip, waypoint.address->hbone_mtls_port}, &w,
+               w.namespace_name + "/" + w.name};
+  std::unique_ptr<ServiceTarget> target;
+  if (route.service) {
+    // Only for the record: the waypoint, not this agent, picks the endpoint.
+    target = std::make_unique<ServiceTarget>();
+    target->service = route.service;
+    target->vip = dst;
+    target->tried.push_back(w.uid);
+  }
+  bump(ctx_.counters.waypoint_streams);
+  openStream(pod, std::move(app), app_addr, hop, std::move(target));
+}
+
+void Outbound::openStream(Pod& pod, UniqueFd app, const SocketAddress& app_addr,
+                          const HboneHop& hop, std::unique_ptr<ServiceTarget> target) {
+  const model::Workload& peer = *hop.peer;
+  auto peer_id =
+      identity::SpiffeId::create(peer.trust_domain, peer.namespace_name, peer.service_account);
   StreamBridge* b = bridges_.create(nullptr, std::move(app), Direction::kOutbound, pod.name);
   b->record.src = app_addr;
-  b->record.dst = dst;
+  b->record.dst = hop.authority;
   b->record.src_identity = pod.identity->toString();
+  b->record.waypoint = hop.waypoint;
+  const bool via_waypoint = !hop.waypoint.empty();
   if (target) {
     b->record.dst_service = target->service->key();
     b->record.service_addr = target->vip;
     b->record.attempts = static_cast<unsigned>(target->tried.size());
-    b->service = std::move(target);  // failures below are retried by abort()
+    // Failures below are retried by abort() over the service's endpoints; a waypoint's
+    // failure is not (its instances are not the service's endpoints).
+    if (!via_waypoint) b->service = std::move(target);
   }
-  if (dst_id) b->record.dst_identity = dst_id->toString();
+  if (peer_id) b->record.dst_identity = peer_id->toString();
   // Metrics count a service connection once, at its first attempt.
   if (!b->service || b->service->tried.size() == 1) ctx_.events.opened(b->record);
-  if (!dst_id) {
+  if (!peer_id) {
     bump(ctx_.counters.failed_connect);
-    return b->abort("destination identity: " + dst_id.error().message);
+    return b->abort("destination identity: " + peer_id.error().message);
   }
   std::string error;
-  HboneConnection* c =
-      pool_->clientFor(pod, *dst_id, SocketAddress{dst.ip, options_.hbone_port}, &error);
+  HboneConnection* c = pool_->clientFor(pod, *peer_id, hop.connect_to, &error);
   if (!c) {
     bump(ctx_.counters.failed_connect);
     return b->abort(error);
@@ -98,7 +149,7 @@ void Outbound::relayHbone(Pod& pod, UniqueFd app, const SocketAddress& app_addr,
   headers.forwarded_for = SocketAddress{pod.ips.empty() ? app_addr.ip : pod.ips[0], app_addr.port};
   headers.traceparent = newTraceparent();
   headers.baggage = baggageFor(pod);
-  auto stream = c->h2().openConnect(dst.toString(), headers);
+  auto stream = c->h2().openConnect(hop.authority.toString(), headers);
   if (!stream) {
     bump(ctx_.counters.failed_connect);
     return b->abort("open HBONE stream: " + stream.error().message);

@@ -3,7 +3,8 @@
 // Outbound: a connection an enrolled pod's application made, captured to the pod's 15001, is
 // routed by its original destination (model::routeOutbound, the rule `nodemeshctl explain`
 // applies too): a service VIP goes to the load balancer (ServiceDialer), a workload in the mesh
-// gets an HBONE stream to its 15008, anything else plain TCP.
+// gets an HBONE stream to its 15008, a destination with a waypoint an HBONE stream to the
+// waypoint's 15008 asking for the original destination, anything else plain TCP.
 
 #include <cstdint>
 #include <memory>
@@ -11,6 +12,7 @@
 #include <string>
 
 #include "common/fd.h"
+#include "model/mesh.h"
 #include "tunnel/hbone_pool.h"
 #include "tunnel/mesh_state.h"
 #include "tunnel/relay_context.h"
@@ -46,6 +48,18 @@ class Outbound final : public ServiceDialer::Connector {
               const std::string& why) override;
 
  private:
+  // One HBONE stream: CONNECT `authority` on a connection to `connect_to`, whose peer must
+  // prove `peer`'s identity. `waypoint` ("namespace/name") when the peer is a waypoint.
+  struct HboneHop {
+    SocketAddress authority;
+    SocketAddress connect_to;
+    const model::Workload* peer = nullptr;
+    std::string waypoint;
+  };
+  void relayToWaypoint(Pod& pod, UniqueFd app, const SocketAddress& app_addr,
+                       const SocketAddress& dst, const model::OutboundDecision& route);
+  void openStream(Pod& pod, UniqueFd app, const SocketAddress& app_addr, const HboneHop& hop,
+                  std::unique_ptr<ServiceTarget> target);
   // W3C trace context for a new connection: a new trace, sampled.
   std::string newTraceparent();
   // Who the client is, as ztunnel's baggage says it (W3C baggage, OpenTelemetry k8s names).

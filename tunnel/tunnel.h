@@ -117,6 +117,9 @@ struct ConnectionRecord {
   std::string dst_service;
   std::optional<SocketAddress> service_addr;
   unsigned attempts = 0;  // endpoints tried (service connections)
+  // Sent through a waypoint: its workload ("namespace/name"); `dst` stays the original
+  // destination and `dst_identity` is the waypoint's.
+  std::string waypoint;
   // Inbound authorization: a denied connection never reaches the application.
   bool denied = false;
   std::string policy;  // the policy that decided ("namespace/name"), empty when none did

@@ -31,6 +31,8 @@
   X(failed_no_orig_dst, Counter, "nodemesh_tunnel_connection_failures_total", "reason",            \
     "no_orig_dst", "")                                                                             \
   X(failed_io, Counter, "nodemesh_tunnel_connection_failures_total", "reason", "io", "")           \
+  X(failed_no_waypoint, Counter, "nodemesh_tunnel_connection_failures_total", "reason",            \
+    "no_waypoint", "")                                                                             \
   X(bytes_to_dst, Counter, "nodemesh_tunnel_bytes_total", "direction", "to_destination",           \
     "Bytes relayed by the tunnel (live, unlike istio_tcp_*_bytes_total)")                          \
   X(bytes_from_dst, Counter, "nodemesh_tunnel_bytes_total", "direction", "from_destination", "")  \
@@ -43,6 +45,8 @@
     "HBONE CONNECT streams: opened as client, accepted (200) or rejected as server")               \
   X(hbone_streams_accepted, Counter, "nodemesh_hbone_streams_total", "event", "accepted", "")      \
   X(hbone_streams_rejected, Counter, "nodemesh_hbone_streams_total", "event", "rejected", "")      \
+  X(waypoint_streams, Counter, "nodemesh_tunnel_waypoint_connections_total", "", "",               \
+    "Outbound connections sent to a waypoint (their destination has one)")                         \
   X(hbone_pool_size, Gauge, "nodemesh_hbone_pool_connections", "", "",                             \
     "Pooled HBONE client connections open (one TLS connection each)")                              \
   X(denied, Counter, "nodemesh_tunnel_policy_denials_total", "when", "connect",                    \

@@ -195,6 +195,35 @@ Path pathTo(const CaptureView& view, const PolicyChecker& policies, const model:
   return p;
 }
 
+// The connection goes to a waypoint: one path per waypoint instance. The waypoint terminates
+// HBONE itself (its pod is never captured) and picks the backend by its routes.
+void waypointPaths(const model::OutboundDecision& route, const model::Workload* src,
+                   const SocketAddress& dst, Explanation& e) {
+  const model::WaypointTarget& waypoint = *route.waypoint;
+  e.waypoint = waypoint.address->toString();
+  e.waypoint_error = waypoint.error;
+  for (const model::Workload* w : waypoint.workloads) {
+    Path p;
+    p.endpoint = refOf(*w);
+    p.address = SocketAddress{addressOf(*w, dst.ip), waypoint.address->hbone_mtls_port};
+    p.transport = "hbone";
+    p.transport_detail = fmt::format(
+        "to waypoint {}: mutual TLS to {}, HTTP/2 CONNECT {} (the original destination); the "
+        "client proves {}, the waypoint must prove {}",
+        p.endpoint->key, p.address.toString(), dst.toString(), src ? src->identity() : "-",
+        w->identity());
+    p.source_identity = src ? std::optional<std::string>(src->identity()) : std::nullopt;
+    p.inbound.reason = "waypoint";
+    p.inbound.detail =
+        "the waypoint terminates HBONE itself (its pod is not captured) and sends each request "
+        "on to the backend its routes pick, over HBONE with its own identity";
+    p.inbound.observed = w->node == e.node;
+    p.verdict.allowed = true;
+    p.verdict.reason = "decided at the waypoint and at the backend";
+    e.paths.push_back(std::move(p));
+  }
+}
+
 std::string verdictWord(const Path& p) {
   return p.verdict.allowed ? "allow" : "deny";
 }
@@ -209,7 +238,12 @@ void tell(Explanation& e) {
   }
   s.push_back(fmt::format("{}: {} ({})", e.capture.captured ? "captured" : "not captured",
                           e.capture.detail, e.capture.reason));
-  if (e.service) {
+  if (e.waypoint) {
+    s.push_back(fmt::format("{} has a waypoint ({}): the tunnel sends the connection there{}",
+                            e.service ? "service " + e.service->key : e.dst.ip.toString(),
+                            *e.waypoint,
+                            e.waypoint_error.empty() ? "" : "; but " + e.waypoint_error));
+  } else if (e.service) {
     if (e.service->target_port) {
       s.push_back(
           fmt::format("{} is the VIP of service {}: port {} -> target port {} on {} "
@@ -234,7 +268,10 @@ void tell(Explanation& e) {
       s.push_back("endpoint " + who + " skipped: " + p.skipped);
       continue;
     }
-    s.push_back((e.service ? "endpoint " : "destination ") + who + ": " + p.transport_detail);
+    s.push_back((e.waypoint  ? "waypoint "
+                 : e.service ? "endpoint "
+                             : "destination ") +
+                who + ": " + p.transport_detail);
     s.push_back(fmt::format("inbound: {} ({})", p.inbound.detail, p.inbound.reason));
     if (p.policy_enforced) {
       s.push_back(fmt::format("policy: {} -> {}", p.verdict.reason, verdictWord(p)));
@@ -265,8 +302,14 @@ Explanation explainConnection(const model::Snapshot& snapshot, const CaptureView
   if (src_w) e.source = refOf(*src_w);
   e.capture = outboundCapture(view, src_w, src, dst, &e.source_netns);
 
-  // As the data path routes it (model::routeOutbound): a service VIP before a workload address.
-  const model::Service* service = model::routeOutbound(snapshot, dst.ip, true).service;
+  // As the data path routes it (model::routeOutbound): a waypoint first, then a service VIP
+  // before a workload address.
+  model::OutboundSource source;
+  source.has_identity = e.capture.captured && src_w && model::inMesh(*src_w);
+  if (src_w) source.identity = src_w->identity();
+  source.ip = src;
+  const model::OutboundDecision route = model::routeOutbound(snapshot, dst.ip, source);
+  const model::Service* service = route.service;
   const model::Workload* dst_w = service ? nullptr : snapshot.workloadByIp(dst.ip);
   if (service) {
     ServiceRef ref;
@@ -278,6 +321,11 @@ Explanation explainConnection(const model::Snapshot& snapshot, const CaptureView
     auto port = service->ports.find(dst.port);
     if (port != service->ports.end()) ref.target_port = port->second;
     e.service = ref;
+  }
+  if (route.route == model::OutboundRoute::kWaypoint) {
+    waypointPaths(route, src_w, dst, e);
+  } else if (service) {
+    const ServiceRef& ref = *e.service;
     const bool only_healthy =
         !service->load_balancing ||
         service->load_balancing->health_policy == model::LoadBalancingHealthPolicy::OnlyHealthy;
@@ -351,6 +399,8 @@ nlohmann::json toJson(const Explanation& e) {
   } else {
     j["service"] = nullptr;
   }
+  j["waypoint"] = e.waypoint ? nlohmann::json(*e.waypoint) : nlohmann::json(nullptr);
+  if (!e.waypoint_error.empty()) j["waypoint_error"] = e.waypoint_error;
   j["paths"] = nlohmann::json::array();
   for (const Path& p : e.paths) {
     nlohmann::json path;

@@ -7,6 +7,7 @@
 //      not enrolled);
 //   2. the destination: a workload, a service VIP (port mapping and every endpoint), or an
 //      address outside the mesh;
+//   2b. a destination with a waypoint: the waypoint's instances instead of the endpoints;
 //   3. per destination (path): how the connection travels (HBONE, plain TCP from the tunnel,
 //      or passthrough when nothing captured it), inbound capture at the destination (15008,
 //      15006, or none), and the authorization verdict with the deciding policy and rule.
@@ -97,6 +98,10 @@ struct Explanation {
   std::optional<std::string> source_netns;  // enrolled on this node
   Capture capture;
   std::optional<ServiceRef> service;
+  // The destination's waypoint (its GatewayAddress), when the connection is sent to one: then
+  // `paths` are the waypoint's instances, and `waypoint_error` says why there are none.
+  std::optional<std::string> waypoint;
+  std::string waypoint_error;
   std::vector<Path> paths;
   // "allow" (every used path allowed), "deny" (every used path denied), "mixed", or
   // "no_endpoint" (a service with nothing to send to).

@@ -157,5 +157,58 @@ TEST_F(ExplainTest, PassesTheFactsTheDestinationSees) {
   EXPECT_EQ(toJson(e)["paths"][0]["policy"]["rule"], 3);
 }
 
+// A service behind a waypoint, as the demo has it: explain names the waypoint and its
+// instances instead of the service's endpoints, as the tunnel sends it there.
+TEST(ExplainWaypointTest, AServiceWithAWaypointIsExplainedAsGoingToTheWaypoint) {
+  constexpr std::string_view kYaml = R"(
+workloads:
+- {uid: c1//Pod/shop/client, name: client, namespace: shop, workloadIps: ["10.244.1.10"],
+   protocol: HBONE, node: node1}
+- {uid: c1//Pod/shop/reviews-v1, name: reviews-v1, namespace: shop, serviceAccount: reviews,
+   workloadIps: ["10.244.2.20"], protocol: HBONE, node: node2,
+   services: {"shop/reviews.shop.svc.cluster.local": {9080: 9080}}}
+- {uid: c1//Pod/shop/waypoint, name: waypoint, namespace: shop, serviceAccount: waypoint,
+   workloadIps: ["10.244.2.9"], protocol: TCP, node: node2,
+   services: {"shop/waypoint.shop.svc.cluster.local": {15008: 15008}}}
+services:
+- {name: reviews, namespace: shop, hostname: reviews.shop.svc.cluster.local,
+   vips: ["/10.96.0.30"], ports: {9080: 9080},
+   waypoint: {destination: "shop/waypoint.shop.svc.cluster.local", hboneMtlsPort: 15008}}
+- {name: waypoint, namespace: shop, hostname: waypoint.shop.svc.cluster.local,
+   vips: ["/10.96.0.9"], ports: {15008: 15008}}
+- {name: lost, namespace: shop, hostname: lost.shop.svc.cluster.local,
+   vips: ["/10.96.0.31"], ports: {9080: 9080},
+   waypoint: {destination: "shop/nowhere.shop.svc.cluster.local", hboneMtlsPort: 15008}}
+)";
+  auto r = config::parseLocalConfig(kYaml, "waypoint.yaml");
+  ASSERT_TRUE(r.ok()) << r.problemsText();
+  CaptureView view;
+  view.node = "node1";
+  view.enrolled = {{"c1//Pod/shop/client", "shop/client", "/var/run/netns/client", 1}};
+  AuthorizerChecker policies(r.snapshot);
+  auto explain = [&](const char* dst) {
+    return toJson(explainConnection(*r.snapshot, view, policies,
+                                    IpAddress::parse("10.244.1.10").value(),
+                                    SocketAddress::parse(dst).value()));
+  };
+
+  auto j = explain("10.96.0.30:9080");
+  EXPECT_EQ(j["waypoint"], "shop/waypoint.shop.svc.cluster.local:15008") << j.dump(2);
+  EXPECT_EQ(j["service"]["service"], "shop/reviews.shop.svc.cluster.local");
+  ASSERT_EQ(j["paths"].size(), 1U);
+  const auto& p = j["paths"][0];
+  EXPECT_EQ(p["endpoint"]["workload"], "shop/waypoint");
+  EXPECT_EQ(p["address"], "10.244.2.9:15008");
+  EXPECT_EQ(p["transport"], "hbone");
+  EXPECT_NE(p["transport_detail"].get<std::string>().find("CONNECT 10.96.0.30:9080"),
+            std::string::npos);
+  EXPECT_EQ(p["inbound"]["reason"], "waypoint");
+  EXPECT_EQ(j["verdict"], "allow");
+
+  auto lost = explain("10.96.0.31:9080");
+  EXPECT_EQ(lost["verdict"], "no_endpoint") << lost.dump(2);
+  EXPECT_EQ(lost["waypoint_error"], "waypoint shop/nowhere.shop.svc.cluster.local:15008 not found");
+}
+
 }  // namespace
 }  // namespace nodemesh::agent::explain
