@@ -177,7 +177,7 @@ Error H2Codec::sessionError() const {
   return Error{EPROTO, error_.empty() ? "HTTP/2 connection closed" : error_};
 }
 
-void H2Codec::terminate(uint32_t error_code, std::string message) {
+void H2Codec::terminate(uint32_t error_code, const std::string& message) {
   if (failed_ || dead_) {
     return;
   }

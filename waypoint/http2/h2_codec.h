@@ -209,12 +209,12 @@ class H2Codec {
   void resumeIfDeferred(Stream& stream);
   Status checkSendable(const Stream* stream, StreamId id) const;
   void finishHeaderBlock(Stream& stream, bool request, bool end_stream);
-  void finishRequest(Stream& stream, HeaderList fields, bool end_stream);
+  void finishRequest(Stream& stream, const HeaderList& fields, bool end_stream);
   void dropQueue(Stream& stream);
   size_t headerLimit() const;
   void rejectRequest(Stream& stream, int status, std::string_view reason);
   void countPrematureReset();
-  void terminate(uint32_t error_code, std::string message);
+  void terminate(uint32_t error_code, const std::string& message);
   void closeStream(StreamId id, uint32_t error_code);
   void fail(std::string message);
   Error sessionError() const;

@@ -128,7 +128,7 @@ void H2Codec::finishHeaderBlock(Stream& stream, bool request, bool end_stream) {
   stream.fields.clear();
   if (role_ == Role::kServer) {
     if (request) {
-      finishRequest(stream, std::move(fields), end_stream);
+      finishRequest(stream, fields, end_stream);
     } else if (stream.visible) {
       handler_.onTrailers(stream.id, fields);  // nghttp2 checked: no pseudo, END_STREAM
     }

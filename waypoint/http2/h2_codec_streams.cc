@@ -38,7 +38,7 @@ size_t H2Codec::headerLimit() const {
 
 // ---- server ----
 
-void H2Codec::finishRequest(Stream& stream, HeaderList fields, bool end_stream) {
+void H2Codec::finishRequest(Stream& stream, const HeaderList& fields, bool end_stream) {
   if (stream.headers_too_large) {
     rejectRequest(stream, kStatusHeaderFieldsTooLarge, "header list over the limit");
     return;

@@ -126,18 +126,23 @@ void stripConnectionSpecificHeaders(HeaderList& headers) {
       te_trailers = te_trailers || hasTrailersToken(field.value);
     }
   }
+  // A te that lists "trailers" stays, as exactly "trailers", where the first te was.
+  te_trailers =
+      te_trailers && std::find(nominated.begin(), nominated.end(), "te") == nominated.end();
   HeaderList kept;
   kept.reserve(headers.size());
   for (HeaderField& field : headers) {
     std::string name = toLower(field.name);
+    if (name == "te" && te_trailers) {
+      kept.push_back(HeaderField{"te", "trailers"});
+      te_trailers = false;
+      continue;
+    }
     if (name == "te" || name == "host" || isConnectionSpecificHeader(name, field.value) ||
         std::find(nominated.begin(), nominated.end(), name) != nominated.end()) {
       continue;
     }
     kept.push_back(HeaderField{std::move(name), std::move(field.value)});
-  }
-  if (te_trailers && std::find(nominated.begin(), nominated.end(), "te") == nominated.end()) {
-    kept.push_back(HeaderField{"te", "trailers"});
   }
   headers = std::move(kept);
 }
