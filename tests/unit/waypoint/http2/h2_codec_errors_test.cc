@@ -63,7 +63,7 @@ TEST(H2CodecErrorsTest, UppercaseNameIsResetWithProtocolError) {
   ASSERT_TRUE(
       server->receive(asBytes(std::string(kClientPreface) + frame(kSettings, 0, 0, ""))).ok());
   std::string block = getRequestBlock();
-  block += std::string("\x00\x07X-Upper\x01", 10) + "1";
+  block += hpackLiteral("X-Upper", "1");
   ASSERT_TRUE(server->receive(asBytes(frame(kHeaders, kEndHeaders | kEndStream, 1, block))).ok());
   std::string out = server.takeOutput();
   EXPECT_EQ(server.requests, 0);

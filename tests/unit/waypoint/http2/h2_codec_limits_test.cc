@@ -268,6 +268,40 @@ TEST(H2CodecLimitsTest, HeadersOverThePeersLimitAreNotSent) {
   EXPECT_TRUE(q.server->respond(*id, ResponseHead{200, {{"set-cookie", "s"}}}, false).ok());
 }
 
+TEST(H2CodecLimitsTest, OversizedResponseHeadersResetTheStream) {
+  H2CodecOptions options;
+  options.max_header_list_bytes = 4 * kKiB;
+  Recorder client(Role::kClient, options);
+  auto id = client->submitRequest(getRequest(), true);
+  ASSERT_TRUE(id.ok());
+  client.takeOutput();
+  // A server that ignores our SETTINGS_MAX_HEADER_LIST_SIZE: :status 200 (static index 8).
+  std::string block = "\x88" + hpackLiteral("x-big", std::string(8 * kKiB, 'b'));
+  ASSERT_TRUE(
+      client->receive(asBytes(frame(kSettings, 0, 0, "") + frame(kHeaders, kEndHeaders, 1, block)))
+          .ok());
+  EXPECT_FALSE(client.streams[*id].response.has_value());  // never reported
+  ASSERT_TRUE(client.streams[*id].closed.has_value());
+  EXPECT_EQ(client.streams[*id].closed->error_code, hbone::kH2InternalError);
+  EXPECT_NE(client.takeOutput().find(frame(kRstStream, 0, 1, rstPayload(hbone::kH2InternalError))),
+            std::string::npos);
+}
+
+TEST(H2CodecLimitsTest, OversizedRequestTrailersResetTheStream) {
+  H2CodecOptions options;
+  options.max_header_list_bytes = 4 * kKiB;
+  Recorder server(Role::kServer, options);
+  ASSERT_TRUE(server->receive(asBytes(prefaceAndSettings())).ok());
+  ASSERT_TRUE(server->receive(asBytes(frame(kHeaders, kEndHeaders, 1, getRequestBlock()))).ok());
+  ASSERT_EQ(server.requests, 1);
+  const std::string trailers = hpackLiteral("x-trailer", std::string(8 * kKiB, 't'));
+  ASSERT_TRUE(
+      server->receive(asBytes(frame(kHeaders, kEndHeaders | kEndStream, 1, trailers))).ok());
+  EXPECT_FALSE(server.streams[1].trailers.has_value());
+  ASSERT_TRUE(server.streams[1].closed.has_value());
+  EXPECT_EQ(server.streams[1].closed->error_code, hbone::kH2InternalError);
+}
+
 TEST(H2CodecLimitsTest, SendQueuesAreBoundedPerStreamAndPerConnection) {
   H2CodecOptions options;
   options.max_send_queue_bytes = 64 * kKiB;

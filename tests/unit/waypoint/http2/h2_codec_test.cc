@@ -144,6 +144,53 @@ TEST(H2CodecTest, UnconsumedBodyStopsTheSenderAtTheStreamWindow) {
   EXPECT_GE(p.client.streams[*id].writable, 1);  // the queue drained below half
 }
 
+TEST(H2CodecTest, ConsumedAfterCloseReopensTheConnectionWindow) {
+  H2CodecOptions server_options;
+  server_options.connection_window = 1 * kMiB;  // one stream can use all of it
+  Pair p({}, server_options);
+  p.server.auto_consume = false;
+  auto a = p.client->submitRequest(RequestHead{"POST", "http", "a", "/a", {}}, false);
+  auto b = p.client->submitRequest(RequestHead{"POST", "http", "a", "/b", {}}, false);
+  ASSERT_TRUE(a.ok() && b.ok());
+  const std::string chunk = pattern(128 * kKiB, 5);
+  for (int round = 0; round < 20; ++round) {
+    ASSERT_TRUE(p.client->sendData(*a, asBytes(chunk)).ok());
+    p.run();
+  }
+  ASSERT_EQ(p.server.streams[*a].data.size(), 1 * kMiB);
+  ASSERT_EQ(*p.client->sendData(*b, asBytes("stuck")), 5u);
+  p.run();
+  EXPECT_EQ(p.server.streams[*b].data, "");  // the connection window is used up by a
+
+  // a ends with its bytes still held; once they are written on, b moves.
+  ASSERT_TRUE(p.client->resetStream(*a, hbone::kH2Cancel).ok());
+  p.run();
+  EXPECT_EQ(p.server.streams[*a].closed->error_code, hbone::kH2Cancel);
+  EXPECT_EQ(p.server.streams[*b].data, "");
+  ASSERT_TRUE(p.server->consumed(*a, 1 * kMiB).ok());
+  p.run();
+  EXPECT_EQ(p.server.streams[*b].data, "stuck");
+}
+
+TEST(H2CodecTest, BodyOfARejectedRequestDoesNotHoldTheConnectionWindow) {
+  H2CodecOptions server_options;
+  server_options.connection_window = 256 * kKiB;
+  server_options.max_header_list_bytes = 4 * kKiB;
+  RawClient raw;
+  Recorder server(Role::kServer, server_options);
+  RawClient::Fields big = rawGet();
+  big[0].second = "POST";
+  big.emplace_back("cookie", std::string(8 * kKiB, 'c'));
+  const int32_t rejected = raw.request(big, pattern(1 * kMiB, 6));  // 4x the connection window
+  RawClient::Fields fine = rawGet();
+  fine[0].second = "POST";
+  const int32_t ok = raw.request(fine, "after");
+  pump(raw, server);
+  EXPECT_EQ(raw.status[rejected], 431);
+  EXPECT_EQ(server.streams[ok].data, "after");
+  EXPECT_TRUE(server.streams[ok].ended);
+}
+
 TEST(H2CodecTest, GrpcTrailersOnlyResponse) {
   Pair p;
   auto id = p.client->submitRequest(grpcRequest(), false);

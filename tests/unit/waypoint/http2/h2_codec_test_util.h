@@ -294,6 +294,34 @@ inline std::string getRequestBlock() {
   return block;
 }
 
+// RFC 7541 §5.1 integer with an n-bit prefix (first byte's high bits in `flags`).
+inline std::string hpackInt(uint8_t flags, int prefix_bits, size_t value) {
+  const size_t max_prefix = (size_t{1} << prefix_bits) - 1;
+  std::string out;
+  if (value < max_prefix) {
+    out += static_cast<char>(flags | value);
+    return out;
+  }
+  out += static_cast<char>(flags | max_prefix);
+  value -= max_prefix;
+  while (value >= 128) {
+    out += static_cast<char>((value & 0x7f) | 0x80);
+    value >>= 7;
+  }
+  out += static_cast<char>(value);
+  return out;
+}
+
+// RFC 7541 §6.2.2: literal field without indexing, new name (names are sent as given).
+inline std::string hpackLiteral(std::string_view name, std::string_view value) {
+  std::string out(1, '\0');
+  out += hpackInt(0, 7, name.size());
+  out += name;
+  out += hpackInt(0, 7, value.size());
+  out += value;
+  return out;
+}
+
 inline std::string rstPayload(uint32_t code) {
   return {static_cast<char>(code >> 24), static_cast<char>(code >> 16),
           static_cast<char>(code >> 8), static_cast<char>(code)};
