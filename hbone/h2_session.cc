@@ -29,10 +29,6 @@ struct OptionDeleter {
 
 }  // namespace
 
-std::string_view h2ErrorName(uint32_t code) {
-  return nghttp2_http2_strerror(code);
-}
-
 H2Session::H2Session(H2Role role, H2Handler& handler, const H2Options& options)
     : role_(role), handler_(handler), options_(options), out_(options.output_batch_bytes) {}
 

@@ -26,26 +26,13 @@
 #include "common/ip_address.h"
 #include "common/result.h"
 #include "hbone/byte_queue.h"
+#include "hbone/h2_errors.h"
 
 struct nghttp2_session;
 
 namespace nodemesh::hbone {
 
 using StreamId = int32_t;
-
-// HTTP/2 error codes (RFC 9113 §7) as carried by RST_STREAM and GOAWAY.
-inline constexpr uint32_t kH2NoError = 0x0;
-inline constexpr uint32_t kH2ProtocolError = 0x1;
-inline constexpr uint32_t kH2InternalError = 0x2;
-inline constexpr uint32_t kH2FlowControlError = 0x3;
-inline constexpr uint32_t kH2StreamClosed = 0x5;
-inline constexpr uint32_t kH2RefusedStream = 0x7;
-inline constexpr uint32_t kH2Cancel = 0x8;
-// The TCP connection a CONNECT stream stands for was reset or failed (RFC 9113 §8.5).
-inline constexpr uint32_t kH2ConnectError = 0xa;
-
-// "PROTOCOL_ERROR", "CANCEL", ... ("unknown" for codes RFC 9113 does not define).
-std::string_view h2ErrorName(uint32_t code);
 
 // The HBONE status codes (DESIGN.md "The tunnel").
 inline constexpr int kStatusOk = 200;

@@ -1,0 +1,387 @@
+#pragma once
+
+// Shared by the H2Codec tests: a recording handler around a codec, a raw nghttp2 client (a
+// peer that sends what our codec never would), hand-built frames for floods, and the pump loop
+// that moves bytes between two endpoints without sockets.
+
+#include <nghttp2/nghttp2.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "waypoint/http2/h2_codec.h"
+
+namespace nodemesh::waypoint::http2::test {
+
+inline constexpr size_t kKiB = 1024;
+inline constexpr size_t kMiB = 1024 * 1024;
+
+inline std::span<const uint8_t> asBytes(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+inline std::string pattern(size_t n, uint32_t seed) {
+  std::string out(n, '\0');
+  uint32_t x = seed;
+  for (char& c : out) {
+    x = x * 1103515245U + 12345U;
+    c = static_cast<char>(x >> 16);
+  }
+  return out;
+}
+
+inline RequestHead getRequest(std::string path = "/") {
+  return RequestHead{"GET", "http", "reviews.default.svc:9080", std::move(path), {}};
+}
+
+inline RequestHead grpcRequest() {
+  return RequestHead{"POST",
+                     "http",
+                     "reviews.default.svc:9080",
+                     "/reviews.Reviews/Get",
+                     {{"content-type", "application/grpc"}, {"te", "trailers"}}};
+}
+
+class Endpoint {
+ public:
+  virtual ~Endpoint() = default;
+  virtual std::string takeOutput() = 0;
+  virtual Status receive(std::span<const uint8_t> data) = 0;
+};
+
+// Records every event of a codec; consumes received bytes at once unless told not to.
+class Recorder : public H2CodecHandler, public Endpoint {
+ public:
+  struct StreamLog {
+    std::optional<RequestHead> request;
+    std::optional<ResponseHead> response;
+    bool headers_end_stream = false;
+    std::vector<int> informational;
+    std::string data;
+    std::optional<HeaderList> trailers;
+    bool ended = false;
+    std::optional<StreamClose> closed;
+    int writable = 0;
+    int rejected_status = -1;
+  };
+
+  explicit Recorder(Role role, const H2CodecOptions& options = {}) {
+    auto created = H2Codec::create(role, *this, options);
+    EXPECT_TRUE(created.ok()) << (created.ok() ? "" : created.error().message);
+    codec = std::move(created.value());
+  }
+
+  H2Codec* operator->() { return codec.get(); }
+
+  std::string takeOutput() override {
+    std::string out;
+    while (true) {
+      std::span<const uint8_t> chunk = codec->pendingOutput();
+      if (chunk.empty()) {
+        return out;
+      }
+      out.append(reinterpret_cast<const char*>(chunk.data()), chunk.size());
+      codec->consumeOutput(chunk.size());
+    }
+  }
+  Status receive(std::span<const uint8_t> data) override { return codec->receive(data); }
+
+  void onRequestHeaders(StreamId stream, const RequestHead& head, bool end_stream) override {
+    streams[stream].request = head;
+    streams[stream].headers_end_stream = end_stream;
+    ++requests;
+    if (on_request) {
+      on_request(stream, head);
+    }
+  }
+  void onRequestRejected(StreamId stream, int status, std::string_view reason) override {
+    streams[stream].rejected_status = status;
+    last_reject_reason = reason;
+  }
+  void onInformational(StreamId stream, const ResponseHead& head) override {
+    streams[stream].informational.push_back(head.status);
+  }
+  void onResponseHeaders(StreamId stream, const ResponseHead& head, bool end_stream) override {
+    streams[stream].response = head;
+    streams[stream].headers_end_stream = end_stream;
+  }
+  void onData(StreamId stream, std::span<const uint8_t> data) override {
+    streams[stream].data.append(reinterpret_cast<const char*>(data.data()), data.size());
+    if (auto_consume) {
+      EXPECT_TRUE(codec->consumed(stream, data.size()).ok());
+    }
+  }
+  void onTrailers(StreamId stream, const HeaderList& trailers) override {
+    streams[stream].trailers = trailers;
+  }
+  void onEndStream(StreamId stream) override { streams[stream].ended = true; }
+  void onStreamClosed(StreamId stream, const StreamClose& close) override {
+    EXPECT_FALSE(streams[stream].closed.has_value()) << "closed twice: " << stream;
+    streams[stream].closed = close;
+  }
+  void onWritable(StreamId stream) override { ++streams[stream].writable; }
+  void onGoaway(StreamId last_stream, uint32_t error_code) override {
+    goaway = std::make_pair(last_stream, error_code);
+  }
+  void onPingAck(uint64_t opaque) override { ping_acks.push_back(opaque); }
+
+  std::unique_ptr<H2Codec> codec;
+  std::map<StreamId, StreamLog> streams;
+  int requests = 0;
+  std::function<void(StreamId, const RequestHead&)> on_request;  // server: answer here
+  bool auto_consume = true;
+  std::string last_reject_reason;
+  std::optional<std::pair<StreamId, uint32_t>> goaway;
+  std::vector<uint64_t> ping_acks;
+};
+
+// A plain nghttp2 client that sends whatever header fields and bodies it is given.
+class RawClient : public Endpoint {
+ public:
+  using Fields = std::vector<std::pair<std::string, std::string>>;
+
+  explicit RawClient(uint32_t assumed_peer_max_streams = 100) {
+    nghttp2_session_callbacks* cbs = nullptr;
+    nghttp2_session_callbacks_new(&cbs);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, &RawClient::onHeader);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, &RawClient::onStreamClose);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, &RawClient::onFrameRecv);
+    nghttp2_option* option = nullptr;
+    nghttp2_option_new(&option);
+    nghttp2_option_set_peer_max_concurrent_streams(option, assumed_peer_max_streams);
+    nghttp2_option_set_no_http_messaging(option, 1);
+    nghttp2_session_client_new2(&session_, cbs, this, option);
+    nghttp2_option_del(option);
+    nghttp2_session_callbacks_del(cbs);
+    nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, nullptr, 0);
+  }
+  ~RawClient() override { nghttp2_session_del(session_); }
+  RawClient(const RawClient&) = delete;
+  RawClient& operator=(const RawClient&) = delete;
+
+  // Sends the fields and then `body` (if any) with END_STREAM.
+  int32_t request(const Fields& fields, std::optional<std::string> body = std::nullopt) {
+    std::vector<nghttp2_nv> nva;
+    nva.reserve(fields.size());
+    for (const auto& [name, value] : fields) {
+      nva.push_back(nghttp2_nv{const_cast<uint8_t*>(asBytes(name).data()),
+                               const_cast<uint8_t*>(asBytes(value).data()), name.size(),
+                               value.size(), NGHTTP2_NV_FLAG_NONE});
+    }
+    if (!body) {
+      return nghttp2_submit_request(session_, nullptr, nva.data(), nva.size(), nullptr, nullptr);
+    }
+    auto owned = std::make_unique<std::string>(std::move(*body));
+    nghttp2_data_provider provider{};
+    provider.source.ptr = owned.get();
+    provider.read_callback = [](nghttp2_session*, int32_t, uint8_t* buf, size_t length,
+                                uint32_t* flags, nghttp2_data_source* source, void*) -> ssize_t {
+      auto* rest = static_cast<std::string*>(source->ptr);
+      const size_t n = std::min(length, rest->size());
+      std::copy_n(rest->data(), n, buf);
+      rest->erase(0, n);
+      if (rest->empty()) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+      }
+      return static_cast<ssize_t>(n);
+    };
+    bodies_.push_back(std::move(owned));
+    return nghttp2_submit_request(session_, nullptr, nva.data(), nva.size(), &provider, nullptr);
+  }
+  void reset(int32_t stream, uint32_t code) {
+    nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream, code);
+  }
+
+  std::string takeOutput() override {
+    std::string out;
+    while (true) {
+      const uint8_t* data = nullptr;
+      const ssize_t n = nghttp2_session_mem_send(session_, &data);
+      if (n <= 0) {
+        return out;
+      }
+      out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+    }
+  }
+  Status receive(std::span<const uint8_t> data) override {
+    const ssize_t rv = nghttp2_session_mem_recv(session_, data.data(), data.size());
+    if (rv < 0) {
+      return Error{EPROTO, nghttp2_strerror(static_cast<int>(rv))};
+    }
+    return okStatus();
+  }
+
+  std::map<int32_t, int> status;
+  std::map<int32_t, uint32_t> closed;
+  std::optional<uint32_t> goaway_error;
+
+ private:
+  static int onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
+                      size_t namelen, const uint8_t* value, size_t valuelen, uint8_t,
+                      void* user_data) {
+    if (std::string_view(reinterpret_cast<const char*>(name), namelen) == ":status") {
+      static_cast<RawClient*>(user_data)->status[frame->hd.stream_id] =
+          std::stoi(std::string(reinterpret_cast<const char*>(value), valuelen));
+    }
+    return 0;
+  }
+  static int onStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code,
+                           void* user_data) {
+    static_cast<RawClient*>(user_data)->closed[stream_id] = error_code;
+    return 0;
+  }
+  static int onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
+    if (frame->hd.type == NGHTTP2_GOAWAY) {
+      static_cast<RawClient*>(user_data)->goaway_error = frame->goaway.error_code;
+    }
+    return 0;
+  }
+
+  nghttp2_session* session_ = nullptr;
+  std::vector<std::unique_ptr<std::string>> bodies_;
+};
+
+inline RawClient::Fields rawGet() {
+  return {{":method", "GET"}, {":scheme", "http"}, {":path", "/"}, {":authority", "a.test"}};
+}
+
+// ---- hand-built frames (RFC 9113 §4.1) ----
+
+inline constexpr std::string_view kClientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+inline std::string frame(uint8_t type, uint8_t flags, uint32_t stream, std::string_view payload) {
+  std::string out;
+  const auto len = static_cast<uint32_t>(payload.size());
+  for (const uint32_t b : {len >> 16, len >> 8, len}) {
+    out += static_cast<char>(b & 0xff);
+  }
+  out += static_cast<char>(type);
+  out += static_cast<char>(flags);
+  for (const uint32_t b : {stream >> 24, stream >> 16, stream >> 8, stream}) {
+    out += static_cast<char>(b & 0xff);
+  }
+  out.append(payload);
+  return out;
+}
+
+inline constexpr uint8_t kData = 0x0;
+inline constexpr uint8_t kHeaders = 0x1;
+inline constexpr uint8_t kRstStream = 0x3;
+inline constexpr uint8_t kSettings = 0x4;
+inline constexpr uint8_t kPing = 0x6;
+inline constexpr uint8_t kContinuation = 0x9;
+inline constexpr uint8_t kEndStream = 0x1;
+inline constexpr uint8_t kEndHeaders = 0x4;
+
+// HPACK (RFC 7541 Appendix A): GET, http, "/" from the static table; :authority as a literal
+// without indexing, so every block is the same bytes.
+inline std::string getRequestBlock() {
+  std::string block = "\x82\x86\x84";
+  block += '\x01';
+  block += static_cast<char>(std::string_view("example.test").size());
+  block += "example.test";
+  return block;
+}
+
+// RFC 7541 §5.1 integer with an n-bit prefix (first byte's high bits in `flags`).
+inline std::string hpackInt(uint8_t flags, int prefix_bits, size_t value) {
+  const size_t max_prefix = (size_t{1} << prefix_bits) - 1;
+  std::string out;
+  if (value < max_prefix) {
+    out += static_cast<char>(flags | value);
+    return out;
+  }
+  out += static_cast<char>(flags | max_prefix);
+  value -= max_prefix;
+  while (value >= 128) {
+    out += static_cast<char>((value & 0x7f) | 0x80);
+    value >>= 7;
+  }
+  out += static_cast<char>(value);
+  return out;
+}
+
+// RFC 7541 §6.2.2: literal field without indexing, new name (names are sent as given).
+inline std::string hpackLiteral(std::string_view name, std::string_view value) {
+  std::string out(1, '\0');
+  out += hpackInt(0, 7, name.size());
+  out += name;
+  out += hpackInt(0, 7, value.size());
+  out += value;
+  return out;
+}
+
+inline std::string rstPayload(uint32_t code) {
+  return {static_cast<char>(code >> 24), static_cast<char>(code >> 16),
+          static_cast<char>(code >> 8), static_cast<char>(code)};
+}
+
+// Our server, fed raw bytes; what it writes back is decoded by a RawClient-free scan for the
+// GOAWAY error code.
+inline std::optional<uint32_t> goawayCode(std::string_view bytes) {
+  std::optional<uint32_t> code;
+  while (bytes.size() >= 9) {
+    const size_t len = (static_cast<uint8_t>(bytes[0]) << 16) |
+                       (static_cast<uint8_t>(bytes[1]) << 8) | static_cast<uint8_t>(bytes[2]);
+    if (bytes.size() < 9 + len) {
+      break;
+    }
+    if (bytes[3] == 0x7 && len >= 8) {
+      uint32_t c = 0;
+      for (size_t i = 13; i < 17; ++i) {
+        c = (c << 8) | static_cast<uint8_t>(bytes[i]);
+      }
+      code = c;
+    }
+    bytes.remove_prefix(9 + len);
+  }
+  return code;
+}
+
+// ---- pumping ----
+
+inline bool transfer(Endpoint& from, Endpoint& to) {
+  const std::string bytes = from.takeOutput();
+  if (bytes.empty()) {
+    return false;
+  }
+  Status status = to.receive(asBytes(bytes));
+  EXPECT_TRUE(status.ok()) << status.error().message;
+  return true;
+}
+
+inline void pump(Endpoint& a, Endpoint& b) {
+  for (int round = 0; round < 100000; ++round) {
+    const bool moved_ab = transfer(a, b);
+    const bool moved_ba = transfer(b, a);
+    if (!moved_ab && !moved_ba) {
+      return;
+    }
+  }
+  ADD_FAILURE() << "pump did not settle";
+}
+
+// A client and a server codec wired together.
+struct Pair {
+  explicit Pair(const H2CodecOptions& client_options = {},
+                const H2CodecOptions& server_options = {})
+      : client(Role::kClient, client_options), server(Role::kServer, server_options) {}
+
+  void run() { pump(client, server); }
+
+  Recorder client;
+  Recorder server;
+};
+
+}  // namespace nodemesh::waypoint::http2::test
