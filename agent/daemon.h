@@ -7,7 +7,6 @@
 
 #include "agent/access_log.h"
 #include "agent/admin/admin_api.h"
-#include "agent/admin/http_server.h"
 #include "agent/agent.h"
 #include "agent/agent_admin_state.h"
 #include "agent/bpf/capture_programs.h"
@@ -15,6 +14,7 @@
 #include "agent/netns_pod_source.h"
 #include "agent/snapshot_fanout.h"
 #include "agent/steady_clock.h"
+#include "common/http_server.h"
 #include "config/local/local_file_source.h"
 #include "hbone/tls_provider.h"
 #include "identity/cert_manager.h"

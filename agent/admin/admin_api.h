@@ -16,14 +16,22 @@
 
 #include <nlohmann/json.hpp>
 
-#include "agent/admin/http_server.h"
 #include "agent/explain/explain.h"
 #include "agent/metrics/agent_metrics.h"
+#include "common/http_server.h"
 #include "common/ip_address.h"
 #include "model/snapshot.h"
 #include "tunnel/tunnel.h"
 
 namespace nodemesh::agent::admin {
+
+// The HTTP server is shared with the waypoint (common/http_server.h).
+using http::HttpHandler;
+using http::HttpRequest;
+using http::HttpResponse;
+using http::HttpServer;
+using http::HttpServerOptions;
+using http::Route;
 
 inline constexpr const char* kAdminAddress = "127.0.0.1";  // never any other address
 inline constexpr uint16_t kDefaultAdminPort = 15000;

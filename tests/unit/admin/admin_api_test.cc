@@ -6,7 +6,7 @@
 
 #include <atomic>
 
-#include "agent/admin/http_server.h"
+#include "common/http_server.h"
 #include "config/local/local_config.h"
 
 namespace nodemesh::agent::admin {

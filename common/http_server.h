@@ -1,10 +1,10 @@
 #pragma once
 
-// A small HTTP/1.1 server for the agent's endpoints that are not the data path: admin API
-// (15000), metrics (15020), readiness (15021). Each server has its own accept thread and a
-// small fixed pool of handler threads, so a slow client of one endpoint never delays another,
-// and none of them runs on a tunnel worker. Built on cpp-httplib, which only this wrapper's .cc
-// includes.
+// A small HTTP/1.1 server for the endpoints of the agent and the waypoint that are not the data
+// path: admin API (15000), metrics (15020), readiness (15021). Each server has its own accept
+// thread and a small fixed pool of handler threads, so a slow client of one endpoint never delays
+// another, and none of them runs on a tunnel worker. Built on cpp-httplib, which only this
+// wrapper's .cc includes.
 
 #include <cstdint>
 #include <functional>
@@ -15,7 +15,7 @@
 
 #include "common/result.h"
 
-namespace nodemesh::agent::admin {
+namespace nodemesh::http {
 
 struct HttpRequest {
   std::string method;  // "GET", "POST", ...
@@ -68,4 +68,4 @@ class HttpServer {
   uint16_t port_ = 0;
 };
 
-}  // namespace nodemesh::agent::admin
+}  // namespace nodemesh::http

@@ -1,4 +1,4 @@
-#include "agent/admin/http_server.h"
+#include "common/http_server.h"
 
 #include <sys/socket.h>
 
@@ -10,7 +10,7 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
-namespace nodemesh::agent::admin {
+namespace nodemesh::http {
 
 struct HttpServer::Impl {
   httplib::Server server;
@@ -137,4 +137,4 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const HttpServerOptions& o
   return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl), port));
 }
 
-}  // namespace nodemesh::agent::admin
+}  // namespace nodemesh::http
