@@ -26,6 +26,10 @@ std::string agentPath() {
   return binDir() + "/nodemesh-agent";
 }
 
+std::string waypointPath() {
+  return binDir() + "/nodemesh-waypoint";
+}
+
 std::vector<nlohmann::json> jsonLines(const std::string& text) {
   std::vector<nlohmann::json> out;
   std::istringstream in(text);

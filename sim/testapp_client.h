@@ -17,8 +17,9 @@ namespace nodemesh::sim {
 // The directory holding nm-testapp and nodemesh-agent: $NODEMESH_BIN_DIR when set, else the
 // build's bin directory compiled in as NODEMESH_BIN_DIR.
 std::string binDir();
-std::string testappPath();  // <binDir()>/nm-testapp
-std::string agentPath();    // <binDir()>/nodemesh-agent
+std::string testappPath();   // <binDir()>/nm-testapp
+std::string agentPath();     // <binDir()>/nodemesh-agent
+std::string waypointPath();  // <binDir()>/nodemesh-waypoint
 
 // Every line of text that parses as a JSON object, in order.
 std::vector<nlohmann::json> jsonLines(const std::string& text);

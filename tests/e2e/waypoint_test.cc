@@ -1,0 +1,124 @@
+// End-to-end tests of the waypoint on the two-node mesh: the cart service (VIP 10.96.0.20:80 ->
+// 8080, endpoints cart-v1 on node2 and cart-v2 on node1) names a waypoint, nodemesh-waypoint
+// running in its own pod (waypoint-0, node2, 10.244.2.9; not enrolled: the agents never
+// capture it). What each hop saw is read from the agents' access logs.
+#include <signal.h>
+
+#include "tests/e2e/mesh_fixture.h"
+
+namespace nodemesh::sim {
+namespace {
+
+constexpr const char* kCartVip = "10.96.0.20:80";
+constexpr const char* kWaypointIdentity = "spiffe://cluster.local/ns/shop/sa/waypoint";
+constexpr const char* kFrontendIdentity = "spiffe://cluster.local/ns/shop/sa/frontend";
+
+// The test mesh with the waypoint: its workload (protocol TCP: a waypoint terminates HBONE
+// itself, so no agent enrolls it), its service, and cart's `waypoint` naming that service.
+std::string withWaypoint(std::string text) {
+  const std::string workload =
+      "- uid: cluster1//v1/Pod/shop/waypoint-0\n"
+      "  name: waypoint-0\n"
+      "  namespace: shop\n"
+      "  serviceAccount: waypoint\n"
+      "  workloadIps: [\"10.244.2.9\"]\n"
+      "  protocol: TCP\n"
+      "  node: node2\n"
+      "  services: {\"shop/waypoint.shop.svc.cluster.local\": {15008: 15008}}\n";
+  text.insert(text.find("workloads:\n") + std::string("workloads:\n").size(), workload);
+  const std::string service =
+      "- name: waypoint\n"
+      "  namespace: shop\n"
+      "  hostname: waypoint.shop.svc.cluster.local\n"
+      "  vips: [\"/10.96.0.9\"]\n"
+      "  ports: {15008: 15008}\n";
+  text.insert(text.find("services:\n") + std::string("services:\n").size(), service);
+  const std::string cart_ports = "  ports: {80: 8080}\n";
+  text.insert(text.find(cart_ports) + cart_ports.size(),
+              "  waypoint: {destination: \"shop/waypoint.shop.svc.cluster.local\", "
+              "hboneMtlsPort: 15008}\n");
+  return text;
+}
+
+std::vector<std::string> accessLines(const std::string& log, const std::string& needle) {
+  std::vector<std::string> out;
+  std::istringstream in(log);
+  for (std::string line; std::getline(in, line);) {
+    if (line.find(" access ") != std::string::npos && line.find(needle) != std::string::npos) {
+      out.push_back(line);
+    }
+  }
+  return out;
+}
+
+class WaypointTest : public MeshTest {
+ protected:
+  void SetUp() override {
+    MeshTest::SetUp();
+    if (IsSkipped()) return;
+    cluster_->addPod("node2", "waypoint", "10.244.2.9");
+    config_path_ = cluster_->writeFile("mesh.yaml", withWaypoint(testConfig()));
+    startAgents();
+    waypoint_ = &cluster_->startInPod("waypoint", {waypointPath(), "--config", config_path_,
+                                                   "--workload", "cluster1//v1/Pod/shop/waypoint-0",
+                                                   "--state-dir", cluster_->workDir() + "/ca"});
+    ASSERT_TRUE(waypoint_->waitForOutput("serving HBONE on", seconds(10))) << waypoint_->output();
+  }
+
+  Process* waypoint_ = nullptr;
+};
+
+// Traffic to a service with a waypoint goes through it: the client's agent sends it to the
+// waypoint (CONNECT to the VIP), the waypoint picks an endpoint and connects with its own
+// identity, so the destination's agent sees the waypoint as the client.
+TEST_F(WaypointTest, ServiceTrafficGoesThroughTheWaypointWhichTheDestinationSees) {
+  Process& v1 = serve("cart-v1", 8080, 0);
+  Process& v2 = serve("cart-v2", 8080, 0);
+  for (int i = 0; i < 4; ++i) {
+    auto done = connect("frontend", kCartVip, 100000, 100000);
+    EXPECT_EQ(done.value("error", "?"), "") << done.dump() << "\n" << waypoint_->output();
+    EXPECT_EQ(done.value("received", 0), 100000) << done.dump();
+  }
+  // node1's agent: every connection to the VIP went to the waypoint.
+  ASSERT_TRUE(
+      waitFor([&] { return accessLines(agent1_->output(), kCartVip).size() >= 4; }, seconds(5)))
+      << agent1_->output();
+  for (const auto& line : accessLines(agent1_->output(), "service_addr=10.96.0.20:80")) {
+    EXPECT_NE(line.find("waypoint=shop/waypoint-0"), std::string::npos) << line;
+    EXPECT_NE(line.find(std::string("dst_identity=") + kWaypointIdentity), std::string::npos)
+        << line;
+  }
+  // The endpoints' agents: the connections arrived from the waypoint, with its identity.
+  std::string inbound = agent1_->output() + agent2_->output();
+  size_t from_waypoint = 0;
+  for (const auto& line : accessLines(inbound, "direction=inbound")) {
+    if (line.find(std::string("src_identity=") + kWaypointIdentity) != std::string::npos) {
+      ++from_waypoint;
+      EXPECT_NE(line.find("src=10.244.2.9:"), std::string::npos) << line;
+    }
+  }
+  EXPECT_GE(from_waypoint, 4u) << inbound;
+  // The servers saw the bytes (the waypoint passed them through).
+  EXPECT_GE(countOf(v1.output() + v2.output(), "\"event\":\"conn\""), 4u);
+}
+
+// A pod addressed directly (it has no waypoint of its own) never goes through the waypoint.
+TEST_F(WaypointTest, TrafficToAPodWithoutAWaypointDoesNotPassThroughIt) {
+  serve("cart-v1", 8080, 1);
+  auto done = connect("frontend", "10.244.2.20:8080", 1000, 1000);
+  EXPECT_EQ(done.value("error", "?"), "") << done.dump();
+  ASSERT_TRUE(waitFor(
+      [&] { return !accessLines(agent2_->output(), "dst=10.244.2.20:8080").empty(); }, seconds(5)));
+  for (const auto& line : accessLines(agent1_->output(), "10.244.2.20:8080")) {
+    EXPECT_EQ(line.find("waypoint="), std::string::npos) << line;
+  }
+  for (const auto& line : accessLines(agent2_->output(), "dst=10.244.2.20:8080")) {
+    EXPECT_NE(line.find(std::string("src_identity=") + kFrontendIdentity), std::string::npos)
+        << line;
+  }
+  // The waypoint's own pod is not enrolled by its node's agent.
+  EXPECT_EQ(agent2_->output().find("enrolled pod shop/waypoint-0"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace nodemesh::sim

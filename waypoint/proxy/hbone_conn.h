@@ -1,0 +1,212 @@
+#pragma once
+
+// The waypoint's HBONE connections: from node agents (server: CONNECT requests for the
+// destinations the waypoint serves) and to pods' 15008 (client: one CONNECT stream per
+// upstream exchange, connections pooled by peer identity and address). TLS and HTTP/2 come from
+// hbone/, I/O from io/; the tunnel has its own connection class because its streams end in
+// pods' sockets, these in other streams.
+//
+// Rule (as in the tunnel): HTTP/2 callbacks never write to a socket and never free anything;
+// they change stream state and mark the connection dirty. After each batch of completions
+// HboneConns::flush() writes every dirty connection and frees those that are done. A stream's
+// owner hears of its stream through StreamOwner until onStreamClosed, once.
+
+#include <sys/socket.h>
+
+#include <chrono>
+#include <list>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/fd.h"
+#include "common/ip_address.h"
+#include "hbone/hbone_transport.h"
+#include "hbone/tls_provider.h"
+#include "identity/spiffe_id.h"
+#include "io/recv_ring.h"
+#include "io/ring.h"
+
+namespace nodemesh::waypoint {
+
+using Clock = std::chrono::steady_clock;
+
+class StreamOwner {
+ public:
+  virtual ~StreamOwner() = default;
+  // Client streams: the CONNECT's answer (200: the tunnel is up).
+  virtual void onConnectResponse(int /*status*/) {}
+  // Bytes from the peer; acknowledge each with HboneConn::consumed() once passed on.
+  virtual void onStreamData(std::span<const uint8_t> data) = 0;
+  virtual void onStreamEnd() = 0;       // the peer half-closed
+  virtual void onStreamWritable() = 0;  // send() has room again
+  // The stream is over (both ends, a reset, or the connection was lost): no more calls.
+  virtual void onStreamClosed(uint32_t error_code, const std::string& why) = 0;
+};
+
+class HboneConn;
+
+// Where CONNECT requests arriving on server connections go.
+class ConnectAcceptor {
+ public:
+  virtual ~ConnectAcceptor() = default;
+  virtual void onConnectRequest(HboneConn& conn, hbone::StreamId stream,
+                                const hbone::ConnectRequest& request) = 0;
+};
+
+struct HboneConnOptions {
+  std::chrono::milliseconds handshake_timeout{10000};
+  std::chrono::milliseconds idle_timeout{60000};  // client connections without streams
+  std::chrono::milliseconds connect_timeout{10000};
+};
+
+struct HboneConnStats {
+  uint64_t accepted = 0;   // server connections
+  uint64_t connected = 0;  // client connections
+  uint64_t handshake_failures = 0;
+  uint64_t failures = 0;
+  uint64_t pooled = 0;  // client connections open now
+};
+
+class HboneConns;
+
+class HboneConn final : public hbone::H2Handler, public io::CompletionHandler {
+ public:
+  enum class State {
+    kConnecting,  // client: the TCP connect is in flight
+    kOpen,        // TLS handshake, then streams
+    kGoingAway,   // the peer sent GOAWAY: no new streams
+    kDraining,    // failed: the last output (an alert, a GOAWAY) leaves, then the close
+    kDead,        // closed; freed once nothing is in flight
+  };
+
+  HboneConn(HboneConns& conns, hbone::H2Role role);
+  ~HboneConn() override = default;
+  HboneConn(const HboneConn&) = delete;
+  HboneConn& operator=(const HboneConn&) = delete;
+
+  const SocketAddress& peer() const { return peer_; }
+  // The peer's identity from its certificate (the client's, on a server connection).
+  const std::optional<identity::SpiffeId>& peerIdentity() const;
+  State state() const { return state_; }
+
+  // ---- streams ----
+  // Client: a CONNECT to `authority`; the owner hears the answer.
+  Result<hbone::StreamId> openConnect(const std::string& authority,
+                                      const hbone::ConnectHeaders& headers, StreamOwner* owner);
+  // Server: the owner takes a stream onConnectRequest offered.
+  void attach(hbone::StreamId stream, StreamOwner* owner);
+  // The owner lets go of a stream it will not hear of again; with `reset`, RST_STREAM CANCEL
+  // (a stream answered with respond() ends by itself). Safe inside callbacks.
+  void detach(hbone::StreamId stream, bool reset = true);
+  Result<size_t> send(hbone::StreamId stream, std::span<const uint8_t> data);
+  Status endStream(hbone::StreamId stream);
+  Status consumed(hbone::StreamId stream, size_t n);
+  Status respond(hbone::StreamId stream, int status);
+  Status reset(hbone::StreamId stream, uint32_t error_code);
+
+  // H2Handler
+  void onRequest(hbone::StreamId stream, const hbone::ConnectRequest& request) override;
+  void onResponse(hbone::StreamId stream, int status) override;
+  void onData(hbone::StreamId stream, std::span<const uint8_t> data) override;
+  void onEndStream(hbone::StreamId stream) override;
+  void onStreamClosed(hbone::StreamId stream, uint32_t error_code) override;
+  void onWritable(hbone::StreamId stream) override;
+  void onGoaway(hbone::StreamId last_stream, uint32_t error_code) override;
+
+ private:
+  friend class HboneConns;
+  enum Op : uint8_t { kConnect, kRecv, kSend };
+  void onCompletion(uint8_t op, int res, unsigned flags) override;
+  void onConnect(int res);
+  void onRecv(int res, unsigned flags);
+  void onSend(int res);
+  StreamOwner* ownerOf(hbone::StreamId stream) const;
+  void receive();
+  void feed();
+  void flush();
+  void fail(const std::string& why, bool reset = true);
+  void drainAndFail(const std::string& why);
+  void loseStreams(const std::string& why);
+  bool releasable() const;
+  bool usable() const;
+  void markDirty();
+
+  HboneConns& conns_;
+  hbone::H2Role role_;
+  State state_;
+  bool connect_in_flight_ = false;
+  bool send_in_flight_ = false;
+  bool dirty_ = false;
+  io::OpTag connect_tag_{this, kConnect};
+  io::OpTag recv_tag_{this, kRecv};
+  io::OpTag send_tag_{this, kSend};
+  UniqueFd fd_;
+  sockaddr_storage peer_addr_{};
+  SocketAddress peer_;
+  std::string pool_key_;
+  std::unique_ptr<hbone::HboneTransport> transport_;
+  io::Receiver rx_;
+  std::vector<uint8_t> sendbuf_;
+  size_t send_off_ = 0;
+  std::string drain_reason_;
+  Clock::time_point since_;  // created, or last without streams
+  std::map<hbone::StreamId, StreamOwner*> streams_;
+  std::list<std::unique_ptr<HboneConn>>::iterator self_;
+};
+
+// Every HBONE connection of one event loop, and the client pool.
+class HboneConns {
+ public:
+  HboneConns(io::Ring& ring, io::Receivers& receivers, io::ReceiveBuffers& buffers,
+             hbone::TlsProvider& tls, identity::SpiffeId self, ConnectAcceptor& acceptor,
+             HboneConnOptions options)
+      : ring_(ring),
+        receivers_(receivers),
+        buffers_(buffers),
+        tls_(tls),
+        self_(std::move(self)),
+        acceptor_(acceptor),
+        options_(options) {}
+  ~HboneConns() = default;
+  HboneConns(const HboneConns&) = delete;
+  HboneConns& operator=(const HboneConns&) = delete;
+
+  // A connection accepted on 15008.
+  void acceptServer(UniqueFd fd);
+  // A pooled client connection to `addr` whose server proves `peer_id`, or a new one (its
+  // connect and handshake start now). Null with `error` when none can be made.
+  HboneConn* clientFor(const identity::SpiffeId& peer_id, const SocketAddress& addr,
+                       std::string* error);
+  // After each batch of completions.
+  void flush();
+  // Once a second: handshake and drain timeouts, idle client connections.
+  void onTimer();
+  void failAll(const std::string& why);
+  const HboneConnStats& stats() const { return stats_; }
+
+ private:
+  friend class HboneConn;
+  HboneConn* add(std::unique_ptr<HboneConn> conn);
+  void markDirty(HboneConn* c);
+  void removeFromPool(HboneConn* c);
+  void release(HboneConn* c);
+
+  io::Ring& ring_;
+  io::Receivers& receivers_;
+  io::ReceiveBuffers& buffers_;
+  hbone::TlsProvider& tls_;
+  identity::SpiffeId self_;
+  ConnectAcceptor& acceptor_;
+  HboneConnOptions options_;
+  HboneConnStats stats_;
+  std::list<std::unique_ptr<HboneConn>> conns_;
+  std::multimap<std::string, HboneConn*> pool_;
+  std::vector<HboneConn*> dirty_;
+  std::vector<HboneConn*> flushing_;
+};
+
+}  // namespace nodemesh::waypoint
