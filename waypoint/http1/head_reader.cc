@@ -27,14 +27,14 @@ std::string_view HeadReader::startLine() const {
   if (kind_ == HeadKind::kTrailers || lines_.empty()) {
     return {};
   }
-  return std::string_view(buf_).substr(lines_[0].offset, lines_[0].size);
+  return std::string_view{buf_}.substr(lines_[0].offset, lines_[0].size);
 }
 
 std::vector<std::string_view> HeadReader::fieldLines() const {
   std::vector<std::string_view> out;
   const size_t first = kind_ == HeadKind::kTrailers ? 0 : 1;
   for (size_t i = first; i < lines_.size(); ++i) {
-    out.push_back(std::string_view(buf_).substr(lines_[i].offset, lines_[i].size));
+    out.push_back(std::string_view{buf_}.substr(lines_[i].offset, lines_[i].size));
   }
   return out;
 }

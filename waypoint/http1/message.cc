@@ -61,7 +61,7 @@ void Headers::add(std::string_view name, std::string_view value) {
 std::optional<std::string_view> Headers::get(std::string_view name) const {
   for (const HeaderField& field : fields_) {
     if (equalsIgnoreCase(field.name, name)) {
-      return std::string_view(field.value);
+      return std::string_view{field.value};
     }
   }
   return std::nullopt;

@@ -8,7 +8,7 @@
 namespace nodemesh::waypoint::http1::test {
 namespace {
 
-RequestHead request(std::string_view method, std::string_view target, Headers extra = {}) {
+RequestHead request(std::string_view method, std::string_view target, const Headers& extra = {}) {
   RequestHead head;
   head.method = std::string(method);
   head.target = std::string(target);

@@ -74,7 +74,7 @@ class ServerRecorder : public ServerHandler {
     backlog += input;
     while (!backlog.empty()) {
       const size_t n = std::min(step, backlog.size());
-      auto consumed = codec_->receive(asBytes(std::string_view(backlog).substr(0, n)));
+      auto consumed = codec_->receive(asBytes(std::string_view{backlog}.substr(0, n)));
       if (!consumed.ok()) {
         return consumed.error();
       }
