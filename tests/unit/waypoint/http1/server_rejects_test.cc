@@ -12,6 +12,9 @@ struct BadCase {
   const char* name;
   std::string input;
   int status;
+  // Part of the reason, where a later check would also refuse the input: proves that the
+  // check meant for this shape is the one that fired.
+  const char* reason = "";
 };
 
 std::string get(std::string_view fields) {
@@ -40,6 +43,7 @@ TEST_P(Http1RejectTest, AnsweredWithStatusAndClose) {
     ASSERT_FALSE(status.ok()) << "accepted, fed in steps of " << step;
     ASSERT_EQ(s.errors.size(), 1u);
     EXPECT_EQ(s.errors[0].status, c.status) << s.errors[0].reason;
+    EXPECT_NE(s.errors[0].reason.find(c.reason), std::string::npos) << s.errors[0].reason;
     const std::string out = s.output();
     const std::string status_line = "HTTP/1.1 " + std::to_string(c.status) + " ";
     EXPECT_EQ(out.substr(0, status_line.size()), status_line) << out;
@@ -67,13 +71,17 @@ INSTANTIATE_TEST_SUITE_P(
     Smuggling, Http1RejectTest,
     testing::Values(
         BadCase{"ClThenTe",
-                post("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", "0\r\n\r\n"), 400},
+                post("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", "0\r\n\r\n"), 400,
+                "both Content-Length and Transfer-Encoding"},
         BadCase{"TeThenCl",
-                post("Transfer-Encoding: chunked\r\nContent-Length: 5\r\n", "0\r\n\r\n"), 400},
+                post("Transfer-Encoding: chunked\r\nContent-Length: 5\r\n", "0\r\n\r\n"), 400,
+                "both Content-Length and Transfer-Encoding"},
         BadCase{"DifferentContentLengths",
-                post("Content-Length: 5\r\nContent-Length: 6\r\n", "hello!"), 400},
+                post("Content-Length: 5\r\nContent-Length: 6\r\n", "hello!"), 400,
+                "repeated Content-Length"},
         BadCase{"RepeatedContentLength",
-                post("Content-Length: 5\r\nContent-Length: 5\r\n", "hello"), 400},
+                post("Content-Length: 5\r\nContent-Length: 5\r\n", "hello"), 400,
+                "repeated Content-Length"},
         BadCase{"ContentLengthList", post("Content-Length: 5, 5\r\n", "hello"), 400},
         BadCase{"ContentLengthNotDigits", post("Content-Length: 5a\r\n", "hello"), 400},
         BadCase{"ContentLengthNegative", post("Content-Length: -1\r\n"), 400},
@@ -98,33 +106,35 @@ INSTANTIATE_TEST_SUITE_P(
 
 INSTANTIATE_TEST_SUITE_P(
     FieldSyntax, Http1RejectTest,
-    testing::Values(BadCase{"ObsFoldSpace", get("X-A: 1\r\n 2\r\n"), 400},
-                    BadCase{"ObsFoldTab", get("X-A: 1\r\n\t2\r\n"), 400},
-                    BadCase{"ObsFoldIntoContentLength",
-                            post("Content-Length: 1\r\n 0\r\n", "0123456789"), 400},
-                    BadCase{"SpaceBeforeColon", "GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400},
-                    BadCase{"TabBeforeColon", get("Transfer-Encoding\t: chunked\r\n"), 400},
-                    BadCase{"SpaceBeforeFirstField", "GET / HTTP/1.1\r\n Host: a\r\n\r\n", 400},
-                    BadCase{"BareLfEverywhere", "GET / HTTP/1.1\nHost: a\n\n", 400},
-                    BadCase{"BareLfInAField", "GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n", 400},
-                    BadCase{"BareLfAtTheEnd", "GET / HTTP/1.1\r\nHost: a\r\n\n", 400},
-                    BadCase{"BareCrInAValue", get("X-A: a\rb\r\n"), 400},
-                    BadCase{"NulInAValue", get(std::string("X-A: a\0b\r\n", 10)), 400},
-                    BadCase{"NulInAName", get(std::string("X\0A: b\r\n", 8)), 400},
-                    BadCase{"ControlInAValue",
-                            get("X-A: a\x01"
-                                "b\r\n"),
-                            400},
-                    BadCase{"EscapeInAValue", get("X-A: a\x1b[31m\r\n"), 400},
-                    BadCase{"DelInAValue", get("X-A: a\x7f\r\n"), 400},
-                    BadCase{"ControlInAName",
-                            get("X\x01"
-                                "A: b\r\n"),
-                            400},
-                    BadCase{"SpaceInAName", get("X A: b\r\n"), 400},
-                    BadCase{"NonAsciiInAName", get("X-\xc3\xa9: b\r\n"), 400},
-                    BadCase{"NoColon", get("garbage\r\n"), 400},
-                    BadCase{"EmptyName", get(": v\r\n"), 400}));
+    testing::Values(
+        BadCase{"ObsFoldSpace", get("X-A: 1\r\n 2\r\n"), 400, "obs-fold"},
+        BadCase{"ObsFoldTab", get("X-A: 1\r\n\t2\r\n"), 400, "obs-fold"},
+        BadCase{"ObsFoldIntoContentLength", post("Content-Length: 1\r\n 0\r\n", "0123456789"), 400,
+                "obs-fold"},
+        BadCase{"SpaceBeforeColon", "GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400,
+                "whitespace between"},
+        BadCase{"TabBeforeColon", get("Transfer-Encoding\t: chunked\r\n"), 400,
+                "whitespace between"},
+        BadCase{"SpaceBeforeFirstField", "GET / HTTP/1.1\r\n Host: a\r\n\r\n", 400, "obs-fold"},
+        BadCase{"BareLfEverywhere", "GET / HTTP/1.1\nHost: a\n\n", 400, "bare LF"},
+        BadCase{"BareLfInAField", "GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n", 400, "bare LF"},
+        BadCase{"BareLfAtTheEnd", "GET / HTTP/1.1\r\nHost: a\r\n\n", 400, "bare LF"},
+        BadCase{"BareCrInAValue", get("X-A: a\rb\r\n"), 400, "CR not followed by LF"},
+        BadCase{"NulInAValue", get(std::string("X-A: a\0b\r\n", 10)), 400, "NUL"},
+        BadCase{"NulInAName", get(std::string("X\0A: b\r\n", 8)), 400, "NUL"},
+        BadCase{"ControlInAValue",
+                get("X-A: a\x01"
+                    "b\r\n"),
+                400, "control character"},
+        BadCase{"EscapeInAValue", get("X-A: a\x1b[31m\r\n"), 400, "control character"},
+        BadCase{"DelInAValue", get("X-A: a\x7f\r\n"), 400, "control character"},
+        BadCase{"ControlInAName",
+                get("X\x01"
+                    "A: b\r\n"),
+                400},
+        BadCase{"SpaceInAName", get("X A: b\r\n"), 400},
+        BadCase{"NonAsciiInAName", get("X-\xc3\xa9: b\r\n"), 400},
+        BadCase{"NoColon", get("garbage\r\n"), 400}, BadCase{"EmptyName", get(": v\r\n"), 400}));
 
 INSTANTIATE_TEST_SUITE_P(
     RequestLine, Http1RejectTest,
@@ -134,7 +144,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"EmptyHost", "GET / HTTP/1.1\r\nHost:\r\n\r\n", 400},
         BadCase{"HostWithUserinfo", "GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", 400},
         BadCase{"HostWithPath", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400},
-        BadCase{"Connect", "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 400},
+        BadCase{"Connect", "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 400, "CONNECT"},
         BadCase{"AuthorityFormWithGet", "GET a:80 HTTP/1.1\r\nHost: a\r\n\r\n", 400},
         BadCase{"AsteriskWithGet", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400},
         BadCase{"AbsoluteWithUserinfo", "GET http://u:p@a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400},
@@ -159,26 +169,30 @@ INSTANTIATE_TEST_SUITE_P(
 
 INSTANTIATE_TEST_SUITE_P(
     Chunked, Http1RejectTest,
-    testing::Values(BadCase{"NotHex", chunked("zz\r\nabc\r\n0\r\n\r\n"), 400},
-                    BadCase{"EmptySize", chunked("\r\nabc\r\n0\r\n\r\n"), 400},
-                    BadCase{"TooManyDigits", chunked("00000000000000001\r\na\r\n0\r\n\r\n"), 400},
-                    BadCase{"Negative", chunked("-5\r\nhello\r\n0\r\n\r\n"), 400},
-                    BadCase{"HexPrefix", chunked("0x5\r\nhello\r\n0\r\n\r\n"), 400},
-                    BadCase{"GarbageAfterSize", chunked("5 garbage\r\nhello\r\n0\r\n\r\n"), 400},
-                    BadCase{"TrailingSpaceAfterSize", chunked("5 \r\nhello\r\n0\r\n\r\n"), 400},
-                    BadCase{"ExtensionWithoutName", chunked("5;\r\nhello\r\n0\r\n\r\n"), 400},
-                    BadCase{"ExtensionControlChar", chunked("5;a=\x01\r\nhello\r\n0\r\n\r\n"), 400},
-                    BadCase{"ExtensionUnterminatedQuote", chunked("5;a=\"x\r\nhello\r\n0\r\n\r\n"),
-                            400},
-                    BadCase{"ExtensionTooLong",
-                            chunked("5" + repeat(";a", 2100) + "\r\nhello\r\n0\r\n\r\n"), 400},
-                    BadCase{"BareLfAfterSize", chunked("5\nhello\r\n0\r\n\r\n"), 400},
-                    BadCase{"BareCrAfterSize", chunked("5\rhello\r\n0\r\n\r\n"), 400},
-                    BadCase{"DataLongerThanSize", chunked("5\r\nhelloX\r\n0\r\n\r\n"), 400},
-                    BadCase{"DataBareLf", chunked("5\r\nhello\n0\r\n\r\n"), 400},
-                    BadCase{"TrailerObsFold", chunked("0\r\nX-T: 1\r\n 2\r\n\r\n"), 400},
-                    BadCase{"TrailerBareLf", chunked("0\r\nX-T: 1\n\r\n"), 400},
-                    BadCase{"TrailerSpaceBeforeColon", chunked("0\r\nX-T : 1\r\n\r\n"), 400}));
+    testing::Values(
+        BadCase{"NotHex", chunked("zz\r\nabc\r\n0\r\n\r\n"), 400},
+        BadCase{"EmptySize", chunked("\r\nabc\r\n0\r\n\r\n"), 400},
+        BadCase{"TooManyDigits", chunked("00000000000000001\r\na\r\n0\r\n\r\n"), 400},
+        BadCase{"Negative", chunked("-5\r\nhello\r\n0\r\n\r\n"), 400},
+        BadCase{"HexPrefix", chunked("0x5\r\nhello\r\n0\r\n\r\n"), 400},
+        BadCase{"GarbageAfterSize", chunked("5 garbage\r\nhello\r\n0\r\n\r\n"), 400,
+                "chunk extension"},
+        BadCase{"TrailingSpaceAfterSize", chunked("5 \r\nhello\r\n0\r\n\r\n"), 400,
+                "chunk extension"},
+        BadCase{"ExtensionWithoutName", chunked("5;\r\nhello\r\n0\r\n\r\n"), 400},
+        BadCase{"ExtensionControlChar", chunked("5;a=\x01\r\nhello\r\n0\r\n\r\n"), 400,
+                "chunk extension"},
+        BadCase{"ExtensionUnterminatedQuote", chunked("5;a=\"x\r\nhello\r\n0\r\n\r\n"), 400},
+        BadCase{"ExtensionTooLong", chunked("5" + repeat(";a", 2100) + "\r\nhello\r\n0\r\n\r\n"),
+                400, "longer than the limit"},
+        BadCase{"BareLfAfterSize", chunked("5\nhello\r\n0\r\n\r\n"), 400},
+        BadCase{"BareCrAfterSize", chunked("5\rhello\r\n0\r\n\r\n"), 400},
+        BadCase{"DataLongerThanSize", chunked("5\r\nhelloX\r\n0\r\n\r\n"), 400},
+        BadCase{"DataBareLf", chunked("5\r\nhello\n0\r\n\r\n"), 400},
+        BadCase{"TrailerObsFold", chunked("0\r\nX-T: 1\r\n 2\r\n\r\n"), 400, "obs-fold"},
+        BadCase{"TrailerBareLf", chunked("0\r\nX-T: 1\n\r\n"), 400, "bare LF"},
+        BadCase{"TrailerSpaceBeforeColon", chunked("0\r\nX-T : 1\r\n\r\n"), 400,
+                "whitespace between"}));
 
 INSTANTIATE_TEST_SUITE_P(
     Limits, Http1RejectTest,
