@@ -389,6 +389,23 @@ TEST(Http1ServerTest, ResponseOnlyAfterARequest) {
             "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
 }
 
+TEST(Http1ServerTest, ZeroContentLengthIsNoBody) {
+  ServerRecorder s;
+  ASSERT_TRUE(s.feed("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n").ok());
+  ASSERT_EQ(s.requests.size(), 1u);
+  EXPECT_EQ(s.requests[0].info.framing, BodyFraming::kNone);
+  EXPECT_TRUE(s.requests[0].complete);
+  EXPECT_EQ(s->bufferedBytes(), 0u);  // the parsed head is not kept
+}
+
+TEST(Http1ServerTest, NoInterimResponsesToHttp10) {
+  ServerRecorder s;
+  ASSERT_TRUE(s.feed("GET / HTTP/1.0\r\n\r\n").ok());
+  EXPECT_FALSE(s->sendInterim(103, {}).ok());  // RFC 9110 §15.2
+  s.respond(200, "");
+  EXPECT_EQ(s.output(), "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+}
+
 TEST(Http1ServerTest, LeadingEmptyLinesAreIgnored) {
   ServerRecorder s;
   ASSERT_TRUE(s.feed("\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n").ok());
