@@ -16,6 +16,8 @@ packages=(
   libbpf-dev bpftool linux-libc-dev libelf-dev zlib1g-dev
   # tunnel and agent libraries
   liburing-dev libssl-dev libnghttp2-dev
+  # waypoint: the HTTP/1.1 parser (nodejs http-parser 2.9.4; llhttp is not in Debian 12)
+  libhttp-parser-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libfmt-dev libspdlog-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
   # tests and benchmarks
