@@ -142,18 +142,18 @@ std::vector<TcpMetrics::Series> TcpMetrics::series() const {
   return out;
 }
 
-void TcpMetrics::write(PrometheusText& out) const {
+void TcpMetrics::write(telemetry::PrometheusText& out) const {
   const auto all = series();
   // Each series' label text once, for all four families.
   std::vector<std::string> label_text;
   label_text.reserve(all.size());
   for (const Series& s : all) {
-    Labels labels;
+    telemetry::Labels labels;
     labels.reserve(kTcpLabelNames.size());
     for (size_t i = 0; i < kTcpLabelNames.size(); ++i) {
       labels.emplace_back(kTcpLabelNames[i], (*s.labels)[i]);
     }
-    label_text.push_back(PrometheusText::formatLabels(labels));
+    label_text.push_back(telemetry::PrometheusText::formatLabels(labels));
   }
   struct Family {
     const char* name;

@@ -24,8 +24,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "agent/metrics/prometheus_text.h"
 #include "model/snapshot.h"
+#include "telemetry/prometheus_text.h"
 #include "tunnel/tunnel.h"
 
 namespace nodemesh::agent::metrics {
@@ -81,7 +81,7 @@ class TcpMetrics {
   // A copy, sorted by labels.
   std::vector<Series> series() const;
   // The four families.
-  void write(PrometheusText& out) const;
+  void write(telemetry::PrometheusText& out) const;
 
  private:
   Series& slot(std::string key, TcpLabels labels);  // mu_ held

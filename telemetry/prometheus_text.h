@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-namespace nodemesh::agent::metrics {
+namespace nodemesh::telemetry {
 
 inline constexpr const char* kPrometheusContentType = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -39,4 +39,4 @@ class PrometheusText {
   std::string out_;
 };
 
-}  // namespace nodemesh::agent::metrics
+}  // namespace nodemesh::telemetry

@@ -1,10 +1,10 @@
-#include "agent/metrics/prometheus_text.h"
+#include "telemetry/prometheus_text.h"
 
 #include <cmath>
 
 #include <fmt/format.h>
 
-namespace nodemesh::agent::metrics {
+namespace nodemesh::telemetry {
 
 std::string PrometheusText::escapeLabelValue(std::string_view value) {
   std::string out;
@@ -83,4 +83,4 @@ void PrometheusText::sample(std::string_view name, const Labels& labels, double 
   }
 }
 
-}  // namespace nodemesh::agent::metrics
+}  // namespace nodemesh::telemetry
