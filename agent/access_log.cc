@@ -117,12 +117,12 @@ model::SnapshotPtr ConnectionTelemetry::snapshot() const {
 
 void ConnectionTelemetry::onOpen(const tunnel::ConnectionRecord& r) {
   auto snap = snapshot();
-  tcp_.recordOpen(snap.get(), r);
+  tcp_.recordOpen(metrics::tcpLabels(snap.get(), r, false));
 }
 
 void ConnectionTelemetry::onClose(const tunnel::ConnectionRecord& r) {
   auto snap = snapshot();
-  tcp_.recordClose(snap.get(), r);
+  tcp_.recordClose(metrics::tcpLabels(snap.get(), r, true), r.bytes_to_dst, r.bytes_from_dst);
   metrics::ConnectionPeers peers;
   if (snap) peers = metrics::resolvePeers(*snap, r);
   sink_(formatAccessLog(r, peers, format_, std::chrono::system_clock::now()));

@@ -112,8 +112,10 @@ TEST(TcpMetricsTest, ServiceConnectionIsLabelledWithTheService) {
 TEST(TcpMetricsTest, CountsOpensClosesAndBytesPerLabelSet) {
   auto snap = example();
   TcpMetrics m;
-  for (int i = 0; i < 3; ++i) m.recordOpen(snap.get(), outboundHbone());
-  for (int i = 0; i < 2; ++i) m.recordClose(snap.get(), outboundHbone());
+  for (int i = 0; i < 3; ++i) m.recordOpen(tcpLabels(snap.get(), outboundHbone(), false));
+  const auto r = outboundHbone();
+  for (int i = 0; i < 2; ++i)
+    m.recordClose(tcpLabels(snap.get(), r, true), r.bytes_to_dst, r.bytes_from_dst);
   auto series = m.series();
   ASSERT_EQ(series.size(), 1u);
   EXPECT_EQ(series[0].opened, 3u);
