@@ -1,0 +1,24 @@
+#pragma once
+
+// What the node agent's and the waypoint's access logs share: the text/JSON switch
+// (--access-log-format), the timestamp and the quoting of text values, so that one parser
+// reads the lines of both.
+
+#include <chrono>
+#include <string>
+#include <string_view>
+
+namespace nodemesh::telemetry {
+
+enum class AccessLogFormat { kText, kJson };
+
+// RFC 3339 in UTC with milliseconds: "2026-11-18T11:06:40.123Z".
+std::string logTimestamp(std::chrono::system_clock::time_point t);
+
+// A `key=value` value of a text line: "-" when empty; as is when it has no space, quote,
+// backslash, '=' or control character; else double-quoted with `"` and `\` escaped and control
+// characters as \n, \r, \t or \xHH, so that no value (a request path, a user agent) can break a
+// line in two or forge a field.
+std::string logTextValue(std::string_view value);
+
+}  // namespace nodemesh::telemetry
