@@ -6,30 +6,9 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "telemetry/access_log_format.h"
+
 namespace nodemesh::agent {
-
-namespace {
-
-std::string timestamp(std::chrono::system_clock::time_point now) {
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch());
-  auto secs = std::chrono::duration_cast<std::chrono::seconds>(ms);
-  std::chrono::sys_seconds whole{secs};
-  return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03d}Z", whole, static_cast<int>((ms - secs).count()));
-}
-
-// A text value: as is when it has no space or quote, else quoted with \" and \\ escaped.
-std::string textValue(const std::string& v) {
-  if (v.empty()) return "-";
-  if (v.find_first_of(" \"\\=") == std::string::npos) return v;
-  std::string out = "\"";
-  for (char c : v) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
-}
-
-}  // namespace
 
 std::string formatAccessLog(const tunnel::ConnectionRecord& r,
                             const metrics::ConnectionPeers& peers, AccessLogFormat format,
@@ -41,7 +20,7 @@ std::string formatAccessLog(const tunnel::ConnectionRecord& r,
   const metrics::Verdict verdict = metrics::verdictOf(r);
   if (format == AccessLogFormat::kJson) {
     nlohmann::ordered_json j = {
-        {"time", timestamp(now)},
+        {"time", telemetry::logTimestamp(now)},
         {"direction", direction},
         {"pod", r.pod},
         {"src", r.src.toString()},
@@ -71,12 +50,12 @@ std::string formatAccessLog(const tunnel::ConnectionRecord& r,
   std::string line = fmt::format(
       "{} access direction={} pod={} src={} dst={} bytes_to_dst={} bytes_from_dst={} "
       "duration_ms={} result={} transport={}",
-      timestamp(now), direction, r.pod, r.src.toString(), r.dst.toString(), r.bytes_to_dst,
-      r.bytes_from_dst, r.duration.count(), r.error.empty() ? "ok" : "\"" + r.error + "\"",
-      hbone ? "hbone" : "tcp");
+      telemetry::logTimestamp(now), direction, r.pod, r.src.toString(), r.dst.toString(),
+      r.bytes_to_dst, r.bytes_from_dst, r.duration.count(),
+      r.error.empty() ? "ok" : "\"" + r.error + "\"", hbone ? "hbone" : "tcp");
   if (hbone) {
-    line += fmt::format(" src_identity={} dst_identity={}", textValue(r.src_identity),
-                        textValue(r.dst_identity));
+    line += fmt::format(" src_identity={} dst_identity={}", telemetry::logTextValue(r.src_identity),
+                        telemetry::logTextValue(r.dst_identity));
   }
   // A service connection, as the tunnel reports it (docs/agent.md).
   if (!r.dst_service.empty()) {
@@ -86,9 +65,10 @@ std::string formatAccessLog(const tunnel::ConnectionRecord& r,
   if (!r.waypoint.empty()) line += " waypoint=" + r.waypoint;
   line += fmt::format(" src_workload={} dst_workload={}", src_workload, dst_workload);
   if (!verdict.verdict.empty()) {
-    line += fmt::format(" verdict={} policy={}", verdict.verdict, textValue(verdict.policy));
+    line += fmt::format(" verdict={} policy={}", verdict.verdict,
+                        telemetry::logTextValue(verdict.policy));
     if (verdict.verdict == "deny" && !verdict.reason.empty()) {
-      line += " reason=" + textValue(verdict.reason);
+      line += " reason=" + telemetry::logTextValue(verdict.reason);
     }
   }
   return line;
@@ -119,12 +99,12 @@ model::SnapshotPtr ConnectionTelemetry::snapshot() const {
 
 void ConnectionTelemetry::onOpen(const tunnel::ConnectionRecord& r) {
   auto snap = snapshot();
-  tcp_.recordOpen(snap.get(), r);
+  tcp_.recordOpen(metrics::tcpLabels(snap.get(), r, false));
 }
 
 void ConnectionTelemetry::onClose(const tunnel::ConnectionRecord& r) {
   auto snap = snapshot();
-  tcp_.recordClose(snap.get(), r);
+  tcp_.recordClose(metrics::tcpLabels(snap.get(), r, true), r.bytes_to_dst, r.bytes_from_dst);
   metrics::ConnectionPeers peers;
   if (snap) peers = metrics::resolvePeers(*snap, r);
   sink_(formatAccessLog(r, peers, format_, std::chrono::system_clock::now()));

@@ -18,11 +18,12 @@
 #include "agent/metrics/connection_peers.h"
 #include "agent/metrics/tcp_metrics.h"
 #include "model/snapshot.h"
+#include "telemetry/access_log_format.h"
 #include "tunnel/tunnel.h"
 
 namespace nodemesh::agent {
 
-enum class AccessLogFormat { kText, kJson };
+using telemetry::AccessLogFormat;
 
 // One access log line (without the trailing newline).
 std::string formatAccessLog(const tunnel::ConnectionRecord& r,

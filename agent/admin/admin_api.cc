@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/admin/config_dump.h"
+#include "telemetry/prometheus_text.h"
 
 namespace nodemesh::agent::admin {
 
@@ -237,7 +238,7 @@ std::vector<Route> readinessRoutes(const Readiness& readiness) {
 std::vector<Route> metricsRoutes(std::function<metrics::AgentMetricsInput()> gather) {
   auto handler = [gather = std::move(gather)](const HttpRequest&) {
     HttpResponse r;
-    r.content_type = metrics::kPrometheusContentType;
+    r.content_type = telemetry::kPrometheusContentType;
     r.body = metrics::renderAgentMetrics(gather());
     return r;
   };

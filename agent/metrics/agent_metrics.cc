@@ -7,7 +7,7 @@ namespace nodemesh::agent::metrics {
 
 namespace {
 
-void single(PrometheusText& out, const char* name, const char* type, const char* help,
+void single(telemetry::PrometheusText& out, const char* name, const char* type, const char* help,
             uint64_t value) {
   out.family(name, type, help);
   out.sample(name, {}, value);
@@ -16,7 +16,7 @@ void single(PrometheusText& out, const char* name, const char* type, const char*
 }  // namespace
 
 std::string renderAgentMetrics(const AgentMetricsInput& in) {
-  PrometheusText out;
+  telemetry::PrometheusText out;
   if (in.tcp) in.tcp->write(out);
 
   single(out, "nodemesh_ready", "gauge",

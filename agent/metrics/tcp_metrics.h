@@ -1,93 +1,22 @@
 #pragma once
 
-// Istio's TCP metrics, with Istio's names and labels, so that existing dashboards (Kiali, the
-// Istio Grafana dashboards) read nodemesh as they read ztunnel:
-//   istio_tcp_connections_opened_total   when a connection's addresses are known
-//   istio_tcp_connections_closed_total   when it finished (response_flags="DENY" when a policy
-//                                        denied it)
-//   istio_tcp_received_bytes_total       bytes from the client to the destination (request)
-//   istio_tcp_sent_bytes_total           bytes from the destination to the client (response)
-// Bytes are added when the connection closes, as ztunnel does; /connections shows the live
-// counts of open ones.
-//
-// Recording runs on the tunnel's worker threads: labels and key are built before the mutex is
-// taken, which then covers one hash-map update (no I/O, no formatting). A scrape copies
-// (shared label pointer, four counters) per series under the same mutex and sorts and formats
-// outside it, so a slow scraper never holds a worker for more than that copy.
+// The node agent's Istio TCP metrics: the labels of a tunnel connection as ztunnel reports them
+// (reporter="source" for outbound, "destination" for inbound). The series themselves, their
+// storage and rendering live in telemetry/tcp_metrics.h, shared with the waypoint.
 
-#include <array>
-#include <cstdint>
-#include <memory>
-#include <mutex>
-#include <string>
-#include <string_view>
-#include <unordered_map>
-#include <vector>
-
-#include "agent/metrics/prometheus_text.h"
 #include "model/snapshot.h"
+#include "telemetry/tcp_metrics.h"
 #include "tunnel/tunnel.h"
 
 namespace nodemesh::agent::metrics {
 
-// Label names in ztunnel's order.
-inline constexpr std::array<std::string_view, 23> kTcpLabelNames = {
-    "reporter",
-    "source_workload",
-    "source_canonical_service",
-    "source_canonical_revision",
-    "source_workload_namespace",
-    "source_principal",
-    "source_app",
-    "source_version",
-    "source_cluster",
-    "destination_service",
-    "destination_service_namespace",
-    "destination_service_name",
-    "destination_workload",
-    "destination_canonical_service",
-    "destination_canonical_revision",
-    "destination_workload_namespace",
-    "destination_principal",
-    "destination_app",
-    "destination_version",
-    "destination_cluster",
-    "request_protocol",
-    "response_flags",
-    "connection_security_policy",
-};
-
-using TcpLabels = std::array<std::string, kTcpLabelNames.size()>;
+using telemetry::kTcpLabelNames;
+using telemetry::TcpLabels;
+using telemetry::TcpMetrics;
 
 // The labels of a connection. `closing` selects response_flags: "-" while open; when closed
 // "DENY" (denied by policy), "CONNECT" (failed before a byte was relayed), else "-".
 TcpLabels tcpLabels(const model::Snapshot* snapshot, const tunnel::ConnectionRecord& r,
                     bool closing);
-
-class TcpMetrics {
- public:
-  void recordOpen(const model::Snapshot* snapshot, const tunnel::ConnectionRecord& r);
-  void recordClose(const model::Snapshot* snapshot, const tunnel::ConnectionRecord& r);
-
-  struct Series {
-    // Immutable once made and shared with every copy: a scrape copies pointers and four
-    // counters per series under the mutex, never the 23 label strings.
-    std::shared_ptr<const TcpLabels> labels;
-    uint64_t opened = 0;
-    uint64_t closed = 0;
-    uint64_t received_bytes = 0;  // to the destination
-    uint64_t sent_bytes = 0;      // from the destination
-  };
-  // A copy, sorted by labels.
-  std::vector<Series> series() const;
-  // The four families.
-  void write(PrometheusText& out) const;
-
- private:
-  Series& slot(std::string key, TcpLabels labels);  // mu_ held
-
-  mutable std::mutex mu_;
-  std::unordered_map<std::string, Series> series_;
-};
 
 }  // namespace nodemesh::agent::metrics

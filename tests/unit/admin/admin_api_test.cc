@@ -194,7 +194,7 @@ TEST(MetricsRouteTest, ServesPrometheusText) {
   httplib::Client c("127.0.0.1", (*s)->port());
   auto r = c.Get("/metrics");
   ASSERT_TRUE(r);
-  EXPECT_EQ(r->get_header_value("Content-Type"), metrics::kPrometheusContentType);
+  EXPECT_EQ(r->get_header_value("Content-Type"), telemetry::kPrometheusContentType);
   EXPECT_NE(r->body.find("nodemesh_enrolled_pods 2\n"), std::string::npos);
   EXPECT_EQ(c.Get("/stats/prometheus")->status, 200);
 }

@@ -5,9 +5,9 @@
 
 #include "agent/access_log.h"
 #include "agent/metrics/agent_metrics.h"
-#include "agent/metrics/prometheus_text.h"
 #include "agent/metrics/tcp_metrics.h"
 #include "config/local/local_config.h"
+#include "telemetry/prometheus_text.h"
 
 namespace nodemesh::agent::metrics {
 namespace {
@@ -42,21 +42,6 @@ std::map<std::string, std::string> asMap(const TcpLabels& labels) {
   std::map<std::string, std::string> out;
   for (size_t i = 0; i < labels.size(); ++i) out[std::string(kTcpLabelNames[i])] = labels[i];
   return out;
-}
-
-TEST(PrometheusTextTest, EscapesLabelValuesAndHelp) {
-  EXPECT_EQ(PrometheusText::escapeLabelValue("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
-  EXPECT_EQ(PrometheusText::escapeHelp("x\\y\nz \"q\""), "x\\\\y\\nz \"q\"");
-  PrometheusText out;
-  out.family("m_total", "counter", "Help text");
-  out.sample("m_total", {{"a", "1"}, {"b", "x\"y"}}, uint64_t{42});
-  out.sample("m_total", {}, uint64_t{7});
-  out.family("g", "gauge", "A gauge");
-  out.sample("g", {}, 1.5);
-  EXPECT_EQ(out.text(),
-            "# HELP m_total Help text\n# TYPE m_total counter\n"
-            "m_total{a=\"1\",b=\"x\\\"y\"} 42\nm_total 7\n"
-            "# HELP g A gauge\n# TYPE g gauge\ng 1.5\n");
 }
 
 TEST(TcpMetricsTest, OutboundHboneLabelsAreIstios) {
@@ -127,15 +112,17 @@ TEST(TcpMetricsTest, ServiceConnectionIsLabelledWithTheService) {
 TEST(TcpMetricsTest, CountsOpensClosesAndBytesPerLabelSet) {
   auto snap = example();
   TcpMetrics m;
-  for (int i = 0; i < 3; ++i) m.recordOpen(snap.get(), outboundHbone());
-  for (int i = 0; i < 2; ++i) m.recordClose(snap.get(), outboundHbone());
+  for (int i = 0; i < 3; ++i) m.recordOpen(tcpLabels(snap.get(), outboundHbone(), false));
+  const auto r = outboundHbone();
+  for (int i = 0; i < 2; ++i)
+    m.recordClose(tcpLabels(snap.get(), r, true), r.bytes_to_dst, r.bytes_from_dst);
   auto series = m.series();
   ASSERT_EQ(series.size(), 1u);
   EXPECT_EQ(series[0].opened, 3u);
   EXPECT_EQ(series[0].closed, 2u);
   EXPECT_EQ(series[0].received_bytes, 200u);
   EXPECT_EQ(series[0].sent_bytes, 500u);
-  PrometheusText out;
+  telemetry::PrometheusText out;
   m.write(out);
   const std::string& text = out.text();
   EXPECT_NE(text.find("# TYPE istio_tcp_connections_opened_total counter"), std::string::npos);

@@ -1,10 +1,10 @@
-#include "agent/metrics/prometheus_text.h"
+#include "telemetry/prometheus_text.h"
 
 #include <cmath>
 
 #include <fmt/format.h>
 
-namespace nodemesh::agent::metrics {
+namespace nodemesh::telemetry {
 
 std::string PrometheusText::escapeLabelValue(std::string_view value) {
   std::string out;
@@ -67,6 +67,29 @@ void PrometheusText::sampleFormatted(std::string_view name, std::string_view for
   fmt::format_to(std::back_inserter(out_), " {}\n", value);
 }
 
+void PrometheusText::histogram(std::string_view name, std::string_view formatted_labels,
+                               std::span<const double> bounds, std::span<const uint64_t> counts,
+                               double sum) {
+  // `{a="1"` without its closing brace, to append le; `{` alone without labels.
+  std::string_view open = formatted_labels.empty()
+                              ? std::string_view("{")
+                              : formatted_labels.substr(0, formatted_labels.size() - 1);
+  const char* separator = formatted_labels.empty() ? "" : ",";
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    cumulative += counts[i];
+    if (i < bounds.size()) {
+      fmt::format_to(std::back_inserter(out_), "{}_bucket{}{}le=\"{}\"}} {}\n", name, open,
+                     separator, bounds[i], cumulative);
+    } else {
+      fmt::format_to(std::back_inserter(out_), "{}_bucket{}{}le=\"+Inf\"}} {}\n", name, open,
+                     separator, cumulative);
+    }
+  }
+  fmt::format_to(std::back_inserter(out_), "{}_sum{} {}\n{}_count{} {}\n", name, formatted_labels,
+                 sum, name, formatted_labels, cumulative);
+}
+
 void PrometheusText::sample(std::string_view name, const Labels& labels, uint64_t value) {
   sampleFormatted(name, formatLabels(labels), value);
 }
@@ -83,4 +106,4 @@ void PrometheusText::sample(std::string_view name, const Labels& labels, double 
   }
 }
 
-}  // namespace nodemesh::agent::metrics
+}  // namespace nodemesh::telemetry
