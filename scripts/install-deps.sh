@@ -26,6 +26,8 @@ packages=(
   iproute2 containernetworking-plugins util-linux procps
   # HBONE security/interop tests: an independent HTTP/2 client (python3-h2) and TLS tool
   python3-h2 openssl
+  # waypoint e2e tests: real HTTP clients (curl; h2load from nghttp2-client)
+  curl nghttp2-client
   # e2e: packet captures that prove the tunnel carries no plaintext
   tcpdump
   # admin API / metrics HTTP server (header-only) and the Prometheus server the metrics e2e

@@ -4,6 +4,9 @@
 // capture it). What each hop saw is read from the agents' access logs.
 #include <signal.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "tests/e2e/mesh_fixture.h"
 
 namespace nodemesh::sim {
@@ -118,6 +121,52 @@ TEST_F(WaypointTest, TrafficToAPodWithoutAWaypointDoesNotPassThroughIt) {
   }
   // The waypoint's own pod is not enrolled by its node's agent.
   EXPECT_EQ(agent2_->output().find("enrolled pod shop/waypoint-0"), std::string::npos);
+}
+
+// An HTTP server in `pod` on 8080 whose /who answers the pod's name (Python's http.server,
+// HTTP/1.0 with Content-Length).
+Process& httpServer(SimCluster& cluster, const std::string& pod) {
+  const std::string dir = cluster.workDir() + "/www-" + pod;
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/who") << pod << "\n";
+  Process& p = cluster.startInPod(pod, {"/usr/bin/python3", "-m", "http.server", "8080", "--bind",
+                                        "0.0.0.0", "--directory", dir});
+  return p;
+}
+
+// HTTP/1.1 through the waypoint: curl in frontend asks the cart VIP; the waypoint parses each
+// request and sends it to an endpoint, so requests on one kept-alive client connection are
+// balanced over both endpoints.
+TEST_F(WaypointTest, HttpRequestsAreParsedAndBalancedPerRequest) {
+  httpServer(*cluster_, "cart-v1");
+  httpServer(*cluster_, "cart-v2");
+  ASSERT_TRUE(waitFor(
+      [&] {
+        auto r = cluster_->runInPod("cart-v1", {"curl", "-s", "http://127.0.0.1:8080/who"});
+        auto r2 = cluster_->runInPod("cart-v2", {"curl", "-s", "http://127.0.0.1:8080/who"});
+        return r.out == "cart-v1\n" && r2.out == "cart-v2\n";
+      },
+      seconds(10)));
+  // 40 requests on one connection (curl reuses it for the URLs of one invocation).
+  std::vector<std::string> argv = {"curl", "-sS", "--fail"};
+  for (int i = 0; i < 40; ++i) argv.push_back("http://10.96.0.20:80/who");
+  auto r = cluster_->runInPod("frontend", argv, seconds(30));
+  ASSERT_EQ(r.exit_code, 0) << r.describe() << "\n" << r.out << "\n" << waypoint_->output();
+  const size_t v1 = countOf(r.out, "cart-v1\n");
+  const size_t v2 = countOf(r.out, "cart-v2\n");
+  EXPECT_EQ(v1 + v2, 40u) << r.out;
+  EXPECT_GE(v1, 5u) << r.out;  // per request, not per connection
+  EXPECT_GE(v2, 5u) << r.out;
+  // One client connection reached the waypoint: the node agent saw one, the waypoint 40
+  // requests on it.
+  EXPECT_EQ(accessLines(agent1_->output(), "service_addr=10.96.0.20:80").size(), 1u)
+      << agent1_->output();
+  // A path the servers do not have: the endpoint's 404 comes back as it is.
+  auto missing = cluster_->runInPod(
+      "frontend",
+      {"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://10.96.0.20:80/nope"},
+      seconds(10));
+  EXPECT_EQ(missing.out, "404");
 }
 
 }  // namespace

@@ -125,6 +125,7 @@ void Loop::onCompletion(uint8_t op, int res, unsigned flags) {
     case kTimer:
       receivers_->rearmStarved();
       conns_->onTimer();
+      proxy_.onTimer();
       publishStats();
       if (!stopping_) ring_->timeout(timer_interval_, &timer_tag_);
       return;

@@ -1,9 +1,12 @@
 #include "waypoint/proxy/proxy.h"
 
 #include <algorithm>
+#include <chrono>
 #include <vector>
 
 #include <spdlog/spdlog.h>
+
+#include "waypoint/http1/detect.h"
 
 namespace nodemesh::waypoint {
 
@@ -92,34 +95,98 @@ UpstreamChoice Proxy::choose(const SocketAddress& dst) {
 void Proxy::onConnectRequest(HboneConn& conn, hbone::StreamId stream,
                              const hbone::ConnectRequest& request) {
   ++stats_.streams;
-  joins_.push_back(Join{});
-  Join& j = joins_.back();
-  Join* jp = &j;
-  j.join = std::make_unique<StreamJoin>(conn, stream, [jp] { jp->done = true; });
-  if (!conn.peerIdentity()) {
+  auto refuse = [&](int status, const std::string& why) {
     ++stats_.refused;
-    return j.join->refuse(hbone::kStatusUnauthorized, "the client showed no certificate");
+    spdlog::info("waypoint: CONNECT {} from {} refused with {}: {}", request.authority,
+                 conn.peer().toString(), status, why);
+    (void)conn.respond(stream, status);
+  };
+  if (!conn.peerIdentity()) return refuse(hbone::kStatusUnauthorized, "no client certificate");
+  if (!snapshot_) return refuse(hbone::kStatusServiceUnavailable, "no config yet");
+  if (!servedBy(*snapshot_, request.target, self_uid_)) {
+    return refuse(hbone::kStatusBadRequest,
+                  request.target.toString() + " does not use this waypoint");
   }
-  UpstreamChoice choice = choose(request.target);
-  if (choice.status != hbone::kStatusOk) {
-    ++stats_.refused;
-    spdlog::info("waypoint: CONNECT {} from {} ({}) refused with {}: {}", request.authority,
-                 conn.peer().toString(), conn.peerIdentity()->toString(), choice.status,
-                 choice.error);
-    return j.join->refuse(choice.status, choice.error);
+  // Answered now, as Envoy's waypoint does: the protocol is only known from the client's first
+  // bytes, and an HTTP client gets its errors as HTTP responses.
+  (void)conn.respond(stream, hbone::kStatusOk);
+  inbound_.emplace_back();
+  Inbound& in = inbound_.back();
+  in.conn = &conn;
+  in.stream = stream;
+  in.request = request;
+  in.since = Clock::now();
+  in.router.proxy = this;
+  in.router.dst = request.target;
+  in.sniffer = std::make_unique<Sniffer>();
+  in.sniffer->proxy = this;
+  in.sniffer->inbound = &in;
+  conn.attach(stream, in.sniffer.get());
+}
+
+void Proxy::Sniffer::onStreamData(std::span<const uint8_t> data) {
+  bytes.insert(bytes.end(), data.begin(), data.end());
+  if (http1::detectProtocol(bytes) != http1::DetectedProtocol::kNeedMore) {
+    proxy->detected(*inbound);
   }
+}
+
+void Proxy::Sniffer::onStreamEnd() {
+  ended = true;
+  proxy->startPassthrough(*inbound);
+}
+
+void Proxy::Sniffer::onStreamClosed(uint32_t /*error_code*/, const std::string& /*why*/) {
+  inbound->done = true;  // the client went away before saying anything
+}
+
+void Proxy::detected(Inbound& in) {
+  if (http1::detectProtocol(in.sniffer->bytes) != http1::DetectedProtocol::kHttp1) {
+    // HTTP/2 is passed through as TCP until the waypoint routes it.
+    return startPassthrough(in);
+  }
+  ++stats_.http1;
+  Inbound* p = &in;
+  in.http1 =
+      std::make_unique<Http1Session>(*in.conn, in.stream, in.router, [p] { p->done = true; });
+  std::vector<uint8_t> first = std::move(in.sniffer->bytes);
+  if (auto st = in.http1->start(std::move(first)); !st) {
+    spdlog::warn("waypoint: HTTP/1.1 session: {}", st.error().message);
+    (void)in.conn->reset(in.stream, hbone::kH2InternalError);
+    in.conn->detach(in.stream, /*reset=*/false);
+    in.done = true;
+  }
+}
+
+void Proxy::startPassthrough(Inbound& in) {
+  if (in.join || in.http1) return;
+  ++stats_.passthrough;
+  Inbound* p = &in;
+  in.join = std::make_unique<StreamJoin>(
+      *in.conn, in.stream, [p] { p->done = true; }, /*answered=*/true);
+  in.join->prefill(std::move(in.sniffer->bytes), in.sniffer->ended);
+  UpstreamChoice choice = choose(in.request.target);
+  if (choice.status != hbone::kStatusOk) return in.join->refuse(choice.status, choice.error);
+  std::string error;
+  HboneConn* up = connectionFor(choice, &error);
+  if (!up) return in.join->refuse(hbone::kStatusServiceUnavailable, error);
+  in.endpoint_uid = choice.workload->uid;
+  ++in_flight_[in.endpoint_uid];
+  ++stats_.active;
+  in.join->connect(*up, choice.address.toString(), connectHeaders(in.request));
+}
+
+HboneConn* Proxy::connectionFor(const UpstreamChoice& choice, std::string* error) {
   const model::Workload& w = *choice.workload;
   auto peer_id = identity::SpiffeId::create(w.trust_domain, w.namespace_name, w.service_account);
   if (!peer_id) {
-    ++stats_.refused;
-    return j.join->refuse(hbone::kStatusServiceUnavailable, peer_id.error().message);
+    *error = peer_id.error().message;
+    return nullptr;
   }
-  std::string error;
-  HboneConn* up = conns_->clientFor(*peer_id, SocketAddress{choice.address.ip, 15008}, &error);
-  if (!up) {
-    ++stats_.refused;
-    return j.join->refuse(hbone::kStatusServiceUnavailable, error);
-  }
+  return conns_->clientFor(*peer_id, SocketAddress{choice.address.ip, 15008}, error);
+}
+
+hbone::ConnectHeaders Proxy::connectHeaders(const hbone::ConnectRequest& request) const {
   hbone::ConnectHeaders headers;
   // The original client, as the node agent told us (forwarded: for="ip:port").
   const std::string& fwd = request.forwarded;
@@ -133,26 +200,66 @@ void Proxy::onConnectRequest(HboneConn& conn, hbone::StreamId stream,
   }
   headers.baggage = request.baggage;
   headers.traceparent = request.traceparent;
-  j.endpoint_uid = w.uid;
-  ++in_flight_[w.uid];
-  ++stats_.active;
-  j.join->connect(*up, choice.address.toString(), headers);
+  return headers;
+}
+
+RouteResult Proxy::InboundRouter::route(const http1::RequestHead& /*head*/,
+                                        const http1::RequestInfo& /*info*/) {
+  RouteResult r;
+  UpstreamChoice choice = proxy->choose(dst);
+  if (choice.status != hbone::kStatusOk) {
+    r.status = choice.status == hbone::kStatusBadRequest ? 404 : 503;
+    r.error = choice.error;
+    return r;
+  }
+  std::string error;
+  r.conn = proxy->connectionFor(choice, &error);
+  if (!r.conn) {
+    r.status = 503;
+    r.error = error;
+    return r;
+  }
+  r.authority = choice.address.toString();
+  r.endpoint_uid = choice.workload->uid;
+  ++proxy->in_flight_[r.endpoint_uid];
+  return r;
+}
+
+void Proxy::InboundRouter::finished(const std::string& endpoint_uid) {
+  proxy->endpointDone(endpoint_uid);
+}
+
+void Proxy::endpointDone(const std::string& uid) {
+  auto f = in_flight_.find(uid);
+  if (f != in_flight_.end() && --f->second == 0) in_flight_.erase(f);
+}
+
+void Proxy::onTimer() {
+  const auto now = Clock::now();
+  for (Inbound& in : inbound_) {
+    if (!in.done && !in.join && !in.http1 && now - in.since >= std::chrono::seconds(1)) {
+      startPassthrough(in);  // a protocol where the server speaks first
+    }
+  }
 }
 
 void Proxy::reap() {
-  for (auto it = joins_.begin(); it != joins_.end();) {
+  for (auto it = inbound_.begin(); it != inbound_.end();) {
+    if (it->http1) it->http1->reap();
     if (!it->done) {
       ++it;
       continue;
     }
     if (!it->endpoint_uid.empty()) {
-      auto f = in_flight_.find(it->endpoint_uid);
-      if (f != in_flight_.end() && --f->second == 0) in_flight_.erase(f);
+      endpointDone(it->endpoint_uid);
       --stats_.active;
+    }
+    if (it->join) {
       stats_.bytes_in += it->join->totals().to_upstream;
       stats_.bytes_out += it->join->totals().to_downstream;
     }
-    it = joins_.erase(it);
+    if (it->http1) stats_.requests += it->http1->requests();
+    it = inbound_.erase(it);
   }
 }
 

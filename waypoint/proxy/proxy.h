@@ -1,11 +1,13 @@
 #pragma once
 
 // What the waypoint does with each CONNECT a node agent sends it: the destination (the
-// original service VIP:port or pod IP:port in `:authority`) must name this waypoint; an
-// endpoint is chosen (power of two choices on the requests in flight); the stream is joined to
-// a new CONNECT to that endpoint's 15008 with `:authority` podIP:targetPort, on a pooled
-// connection that presents the waypoint's own identity (so the destination sees the waypoint,
-// as in Istio).
+// original service VIP:port or pod IP:port in `:authority`) must name this waypoint (400
+// otherwise). The CONNECT is answered 200 and the first bytes tell the protocol
+// (http1::detectProtocol): HTTP/1.1 is parsed and each request routed (Http1Session); anything
+// else, or a client that sends nothing within a second, is passed through as TCP (StreamJoin).
+// Either way an endpoint is chosen (power of two choices on the requests in flight) and reached
+// by a new CONNECT to its 15008 with `:authority` podIP:targetPort, on a pooled connection that
+// presents the waypoint's own identity (so the destination sees the waypoint, as in Istio).
 
 #include <list>
 #include <map>
@@ -16,6 +18,7 @@
 #include "model/mesh.h"
 #include "model/snapshot.h"
 #include "waypoint/proxy/hbone_conn.h"
+#include "waypoint/proxy/http1_session.h"
 #include "waypoint/proxy/stream_join.h"
 
 namespace nodemesh::waypoint {
@@ -35,10 +38,13 @@ bool servedBy(const model::Snapshot& snapshot, const SocketAddress& dst,
               const std::string& self_uid);
 
 struct ProxyStats {
-  uint64_t streams = 0;   // CONNECT requests
-  uint64_t refused = 0;   // answered with something other than 200 by the waypoint itself
-  uint64_t active = 0;    // joins open now
-  uint64_t bytes_in = 0;  // client to upstream, of finished joins
+  uint64_t streams = 0;      // CONNECT requests
+  uint64_t refused = 0;      // answered with something other than 200 by the waypoint itself
+  uint64_t http1 = 0;        // streams parsed as HTTP/1.1
+  uint64_t passthrough = 0;  // streams passed through as TCP
+  uint64_t requests = 0;     // HTTP requests, of finished streams
+  uint64_t active = 0;       // joins open now
+  uint64_t bytes_in = 0;     // client to upstream, of finished joins
   uint64_t bytes_out = 0;
 };
 
@@ -56,22 +62,57 @@ class Proxy final : public ConnectAcceptor {
                         const hbone::ConnectRequest& request) override;
   // After each batch of completions: frees what finished.
   void reap();
+  // Once a second: streams whose client said nothing go on as TCP.
+  void onTimer();
   const ProxyStats& stats() const { return stats_; }
 
   // The endpoint a CONNECT to `dst` would be sent to now.
   UpstreamChoice choose(const SocketAddress& dst);
 
  private:
-  struct Join {
+  struct Inbound;
+  // The first bytes of an answered CONNECT, until the protocol is known.
+  struct Sniffer final : StreamOwner {
+    Proxy* proxy = nullptr;
+    Inbound* inbound = nullptr;
+    std::vector<uint8_t> bytes;
+    bool ended = false;
+    void onStreamData(std::span<const uint8_t> data) override;
+    void onStreamEnd() override;
+    void onStreamWritable() override {}
+    void onStreamClosed(uint32_t error_code, const std::string& why) override;
+  };
+  // Routes the requests of one client connection (its CONNECT's destination).
+  struct InboundRouter final : Router {
+    Proxy* proxy = nullptr;
+    SocketAddress dst;
+    RouteResult route(const http1::RequestHead& head, const http1::RequestInfo& info) override;
+    void finished(const std::string& endpoint_uid) override;
+  };
+  struct Inbound {
+    HboneConn* conn = nullptr;
+    hbone::StreamId stream = 0;
+    hbone::ConnectRequest request;
+    Clock::time_point since;
+    std::unique_ptr<Sniffer> sniffer;
+    InboundRouter router;
+    std::unique_ptr<Http1Session> http1;
     std::unique_ptr<StreamJoin> join;
-    std::string endpoint_uid;
+    std::string endpoint_uid;  // the passthrough's endpoint
     bool done = false;
   };
+
+  void detected(Inbound& in);
+  void startPassthrough(Inbound& in);
+  // The pooled connection for a chosen endpoint, or why there is none (status, error).
+  HboneConn* connectionFor(const UpstreamChoice& choice, std::string* error);
+  hbone::ConnectHeaders connectHeaders(const hbone::ConnectRequest& request) const;
+  void endpointDone(const std::string& uid);
 
   std::string self_uid_;
   HboneConns* conns_ = nullptr;
   model::SnapshotPtr snapshot_;
-  std::list<Join> joins_;
+  std::list<Inbound> inbound_;
   std::map<std::string, unsigned> in_flight_;  // by endpoint uid
   std::mt19937_64 rng_{std::random_device{}()};
   ProxyStats stats_;

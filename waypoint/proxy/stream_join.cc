@@ -4,8 +4,9 @@
 
 namespace nodemesh::waypoint {
 
-StreamJoin::StreamJoin(HboneConn& down, hbone::StreamId down_stream, std::function<void()> on_done)
-    : on_done_(std::move(on_done)) {
+StreamJoin::StreamJoin(HboneConn& down, hbone::StreamId down_stream,
+                       std::function<void()> on_done, bool answered)
+    : answered_(answered), on_done_(std::move(on_done)) {
   down_.join = this;
   down_.conn = &down;
   down_.stream = down_stream;
@@ -28,7 +29,13 @@ void StreamJoin::connect(HboneConn& up, const std::string& authority,
   up_.open = true;
 }
 
+void StreamJoin::prefill(std::vector<uint8_t> bytes, bool ended) {
+  if (!bytes.empty()) down_.pending.push_back(std::move(bytes));
+  down_.ended = ended;
+}
+
 void StreamJoin::refuse(int status, const std::string& why) {
+  if (answered_) return closeBoth(hbone::kH2ConnectError, why);
   error_ = why;
   if (down_.open) {
     // The answer ends the stream (the codec resets it if the client keeps sending).
@@ -50,7 +57,7 @@ void StreamJoin::Side::onConnectResponse(int status) {
     return join->refuse(status, "upstream answered " + std::to_string(status));
   }
   join->state_ = State::kOpen;
-  (void)join->down_.conn->respond(join->down_.stream, hbone::kStatusOk);
+  if (!join->answered_) (void)join->down_.conn->respond(join->down_.stream, hbone::kStatusOk);
   join->pump(join->down_);  // bytes the client sent early
 }
 

@@ -33,7 +33,10 @@ class StreamJoin {
   };
 
   // `on_done` runs once, when the join reaches kDone (the owner frees it after the batch).
-  StreamJoin(HboneConn& down, hbone::StreamId down_stream, std::function<void()> on_done);
+  // `answered`: the downstream CONNECT was already answered 200 (the waypoint read the first
+  // bytes to detect the protocol); an upstream failure then resets it instead.
+  StreamJoin(HboneConn& down, hbone::StreamId down_stream, std::function<void()> on_done,
+             bool answered = false);
   ~StreamJoin();
   StreamJoin(const StreamJoin&) = delete;
   StreamJoin& operator=(const StreamJoin&) = delete;
@@ -43,6 +46,9 @@ class StreamJoin {
   void connect(HboneConn& up, const std::string& authority, const hbone::ConnectHeaders& headers);
   // Answers the downstream CONNECT with `status` without an upstream (and is done).
   void refuse(int status, const std::string& why);
+  // Bytes already read from the downstream stream (not yet acknowledged), and whether the
+  // client already half-closed; before connect().
+  void prefill(std::vector<uint8_t> bytes, bool ended);
 
   State state() const { return state_; }
   const Totals& totals() const { return totals_; }
@@ -74,6 +80,7 @@ class StreamJoin {
   void maybeDone();
 
   State state_ = State::kConnecting;
+  bool answered_ = false;
   Side down_;
   Side up_;
   Totals totals_;

@@ -1,0 +1,132 @@
+#pragma once
+
+// One client's HTTP/1.1 connection inside a CONNECT stream the waypoint answered 200: requests
+// are parsed (http1::ServerCodec), each is routed to an endpoint (Router), and sent on its own
+// CONNECT stream to that endpoint's 15008 (http1::ClientCodec), on the pooled HBONE connection
+// to it; the response comes back the same way. One request at a time per client connection
+// (pipelined requests wait, as the codec rules say).
+//
+// Back-pressure: bytes read from a stream are acknowledged (consumed()) only once a codec took
+// them, and a codec takes no more while its output to the other stream holds more than
+// kMaxPendingOutput: a slow reader on either side slows the writer on the other, and a session
+// holds at most two HTTP/2 windows plus that bound.
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "waypoint/http1/client_codec.h"
+#include "waypoint/http1/server_codec.h"
+#include "waypoint/proxy/hbone_conn.h"
+
+namespace nodemesh::waypoint {
+
+// Where one request goes.
+struct RouteResult {
+  int status = 200;  // not 200: the waypoint answers the request itself with this status
+  std::string error;
+  HboneConn* conn = nullptr;  // the pooled connection to the endpoint's 15008
+  std::string authority;      // CONNECT authority: the endpoint's podIP:targetPort
+  std::string endpoint_uid;
+};
+
+class Router {
+ public:
+  virtual ~Router() = default;
+  virtual RouteResult route(const http1::RequestHead& head, const http1::RequestInfo& info) = 0;
+  virtual void finished(const std::string& endpoint_uid) = 0;  // the request is over
+};
+
+class Http1Session final : public http1::ServerHandler {
+ public:
+  static constexpr size_t kMaxPendingOutput = 256 * 1024;
+
+  Http1Session(HboneConn& down, hbone::StreamId stream, Router& router,
+               std::function<void()> on_done);
+  ~Http1Session() override;
+  Http1Session(const Http1Session&) = delete;
+  Http1Session& operator=(const Http1Session&) = delete;
+
+  // Starts with the bytes the protocol detection read (not yet acknowledged on the stream).
+  Status start(std::vector<uint8_t> first_bytes);
+  bool done() const { return done_; }
+  // After each batch of completions: frees the upstreams of finished requests (never inside
+  // their own callbacks).
+  void reap() { retired_.clear(); }
+  uint64_t requests() const { return requests_; }
+
+ private:
+  // The client's side: the downstream CONNECT stream.
+  struct Down final : StreamOwner {
+    Http1Session* s = nullptr;
+    void onStreamData(std::span<const uint8_t> data) override;
+    void onStreamEnd() override;
+    void onStreamWritable() override;
+    void onStreamClosed(uint32_t error_code, const std::string& why) override;
+  };
+  // One request's upstream CONNECT stream and HTTP/1.1 client.
+  struct Up final : StreamOwner, http1::ClientHandler {
+    Http1Session* s = nullptr;
+    HboneConn* conn = nullptr;
+    hbone::StreamId stream = 0;
+    bool open = false;
+    std::string endpoint_uid;
+    std::unique_ptr<http1::ClientCodec> codec;
+    std::deque<std::vector<uint8_t>> in;  // received, not yet given to the codec
+    bool response_started = false;
+    bool response_done = false;
+
+    void onConnectResponse(int status) override;
+    void onStreamData(std::span<const uint8_t> data) override;
+    void onStreamEnd() override;
+    void onStreamWritable() override;
+    void onStreamClosed(uint32_t error_code, const std::string& why) override;
+    void onResponseHead(const http1::ResponseHead& head, const http1::ResponseInfo& info) override;
+    void onResponseBody(std::span<const uint8_t> data) override;
+    void onResponseComplete() override;
+    void onResponseError(const http1::Rejection& rejection) override;
+  };
+
+  // ServerHandler
+  void onRequestHead(const http1::RequestHead& head, const http1::RequestInfo& info) override;
+  void onRequestBody(std::span<const uint8_t> data) override;
+  void onRequestComplete() override;
+  void onUpgrade(const http1::RequestHead& head, const http1::RequestInfo& info) override;
+  void onRequestError(const http1::Rejection& rejection) override;
+
+  // Gives the client's bytes to the server codec while it wants them.
+  void feedDown();
+  // Gives the endpoint's bytes to the client codec while the client keeps up.
+  void feedUp();
+  void flushDown();
+  void flushUp();
+  // Answers the current request from the waypoint itself (no response has started).
+  void respondLocally(int status, const std::string& why);
+  // The request's upstream is finished with (response complete or failed).
+  void releaseUp(bool reset);
+  void upstreamFailed(const std::string& why);
+  void finish(bool reset_down);
+
+  HboneConn* down_conn_;
+  hbone::StreamId down_stream_;
+  Router& router_;
+  std::function<void()> on_done_;
+  Down down_;
+  bool down_open_ = true;
+  std::unique_ptr<http1::ServerCodec> server_;
+  std::deque<std::vector<uint8_t>> in_;  // from the client, not yet taken by the server codec
+  size_t in_front_off_ = 0;
+  bool client_eof_ = false;
+  bool request_done_ = false;
+  std::unique_ptr<Up> up_;
+  std::vector<std::unique_ptr<Up>> retired_;
+  uint64_t requests_ = 0;
+  bool done_ = false;
+};
+
+}  // namespace nodemesh::waypoint
