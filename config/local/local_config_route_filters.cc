@@ -80,6 +80,12 @@ std::optional<model::RouteFilter> LocalConfigParser::readFilter(
   auto type_node = f.require("type");
   if (!type_node) return std::nullopt;
   using model::FilterType;
+  if (type_node->IsScalar() && type_node->Scalar() == "ExtensionRef") {
+    r_.problem(*type_node, f.pathOf("type"),
+               "ExtensionRef filters are not supported (the spec forbids skipping a filter that "
+               "cannot be applied)");
+    return std::nullopt;
+  }
   std::optional<FilterType> type;
   if (kind == RouteKind::Http) {
     type = r_.readEnum<FilterType>(*type_node, f.pathOf("type"), "HTTPRoute filter type",
@@ -94,14 +100,7 @@ std::optional<model::RouteFilter> LocalConfigParser::readFilter(
                                     {"ResponseHeaderModifier", FilterType::ResponseHeaderModifier},
                                     {"RequestMirror", FilterType::RequestMirror}});
   }
-  if (!type) {
-    if (type_node->IsScalar() && type_node->Scalar() == "ExtensionRef") {
-      r_.problem(*type_node, f.pathOf("type"),
-                 "ExtensionRef filters are not supported (the spec forbids skipping a filter "
-                 "that cannot be applied)");
-    }
-    return std::nullopt;
-  }
+  if (!type) return std::nullopt;
   // The CEL rule: exactly the field named after the type is set.
   constexpr std::pair<std::string_view, FilterType> kFieldOf[] = {
       {"requestHeaderModifier", FilterType::RequestHeaderModifier},
