@@ -249,7 +249,7 @@ Result<std::chrono::sys_seconds> parseTimestamp(std::string_view text) {
                                   std::chrono::month(static_cast<unsigned>(month)),
                                   std::chrono::day(static_cast<unsigned>(day))};
   if (!ymd.ok()) return bad();
-  return std::chrono::sys_seconds(std::chrono::sys_days(ymd)) + std::chrono::hours(hour) +
+  return std::chrono::sys_seconds{std::chrono::sys_days{ymd}} + std::chrono::hours(hour) +
          std::chrono::minutes(minute - offset_minutes) + std::chrono::seconds(second);
 }
 

@@ -69,7 +69,7 @@ RouteExplanation explainRoute(const RouteTable& table, const RouteTarget& target
   const std::string& ns = m.route->namespace_name;
   uint64_t total = 0;
   for (const model::RouteBackendRef& b : *m.backend_refs) total += b.weight;
-  auto describeMirror = [&](const model::RouteFilter& f) {
+  auto describe_mirror = [&](const model::RouteFilter& f) {
     if (const auto* mirror = std::get_if<model::RequestMirror>(&f.config)) {
       std::string name = mirror->backend.namespace_name.value_or(ns) + "/" + mirror->backend.name;
       e.mirrors.push_back(
@@ -88,13 +88,13 @@ RouteExplanation explainRoute(const RouteTable& table, const RouteTarget& target
     out.exists = svc != nullptr && svc->ports.count(out.port) > 0;
     for (const model::RouteFilter& f : b.filters) {
       out.filters.push_back(describeFilter(f));
-      describeMirror(f);
+      describe_mirror(f);
     }
     e.backends.push_back(std::move(out));
   }
   for (const model::RouteFilter& f : *m.rule_filters) {
     e.filters.push_back(describeFilter(f));
-    describeMirror(f);
+    describe_mirror(f);
   }
   return e;
 }

@@ -156,7 +156,7 @@ std::optional<HostnameScore> matchHostnames(const std::vector<std::string>& host
   for (const std::string& h : hostnames) {
     if (!hostnameMatches(h, host)) continue;
     HostnameScore score{h.starts_with("*.") ? 0 : h.size(), h.size()};
-    if (!best || score > *best) best = score;
+    if (!best || *best < score) best = score;
   }
   return best;
 }

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "model/route.h"
@@ -73,7 +74,7 @@ class CompiledGrpcMatch {
   explicit CompiledGrpcMatch(const model::GrpcRouteMatch& match);
 
   const model::GrpcRouteMatch& match() const { return *match_; }
-  bool matches(const RequestHead& request, const GrpcMethodName& method) const;
+  bool matches(const RequestHead& request, const GrpcMethodName& name) const;
   bool valid() const { return valid_; }
 
  private:
@@ -91,7 +92,11 @@ struct HostnameScore {
   size_t exact_chars = 0;
   size_t any_chars = 0;
 
-  auto operator<=>(const HostnameScore&) const = default;
+  bool operator==(const HostnameScore&) const = default;
+  // Written out: clang-tidy 14 flags the literal 0 inside a defaulted operator<=>.
+  friend bool operator<(const HostnameScore& a, const HostnameScore& b) {
+    return std::tie(a.exact_chars, a.any_chars) < std::tie(b.exact_chars, b.any_chars);
+  }
 };
 std::optional<HostnameScore> matchHostnames(const std::vector<std::string>& hostnames,
                                             std::string_view host);
