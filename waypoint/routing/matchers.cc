@@ -41,9 +41,19 @@ std::vector<CompiledHeaderMatch> compileHeaderMatches(const std::vector<model::H
   return out;
 }
 
-bool headersMatch(const std::vector<CompiledHeaderMatch>& matches, const Headers& headers) {
+// A match on "host" sees the authority: HTTP/2 carries it as :authority, which a Gateway API
+// header name cannot spell, and GEP-1294 tells mesh users to match the host this way.
+std::optional<std::string> requestHeader(const RequestHead& request, std::string_view name) {
+  auto value = headerValue(request.headers, name);
+  if (!value && equalsIgnoreCase(name, "host") && !request.authority.empty()) {
+    return request.authority;
+  }
+  return value;
+}
+
+bool headersMatch(const std::vector<CompiledHeaderMatch>& matches, const RequestHead& request) {
   for (const CompiledHeaderMatch& m : matches) {
-    auto value = headerValue(headers, m.match->name);
+    auto value = requestHeader(request, m.match->name);
     if (!value || !m.matchesValue(*value)) return false;
   }
   return true;
@@ -97,7 +107,7 @@ bool CompiledHttpMatch::matches(const RequestHead& request) const {
       break;
   }
   if (match_->method && *match_->method != request.method) return false;
-  if (!headersMatch(headers_, request.headers)) return false;
+  if (!headersMatch(headers_, request)) return false;
   std::string_view query = queryString(request.path);
   for (const CompiledHeaderMatch& m : query_params_) {
     auto value = queryParam(query, m.match->name);
@@ -146,7 +156,7 @@ bool CompiledGrpcMatch::matches(const RequestHead& request, const GrpcMethodName
       return false;
     }
   }
-  return headersMatch(headers_, request.headers);
+  return headersMatch(headers_, request);
 }
 
 std::optional<HostnameScore> matchHostnames(const std::vector<std::string>& hostnames,

@@ -243,6 +243,14 @@ TEST(RouteTableTest, HostnamesAreIgnoredByDefault) {
   EXPECT_EQ(backendName(route(snap, request("GET", "/", {}, "cart"))), "shop/cart-v1");
 }
 
+TEST(RouteTableTest, AHostHeaderMatchSeesTheAuthority) {
+  // What GEP-1294 recommends instead of spec.hostnames.
+  auto snap = mesh(httpRoute(
+      "r", spec(rule("{headers: [{name: Host, value: 'cart.example.com'}]}", "cart-v1"))));
+  EXPECT_EQ(backendName(route(snap, request("GET", "/", {}, "cart.example.com"))), "shop/cart-v1");
+  EXPECT_EQ(route(snap, request("GET", "/", {}, "cart")).status, 404);
+}
+
 TEST(RouteTableTest, HostnamesMatchWhenEnabledAndExactBeatsWildcard) {
   auto with_hosts = [](const std::string& hosts, const std::string& backend) {
     return "{" + std::string(kToCart) + ", hostnames: [" + hosts + "], rules: [" +
