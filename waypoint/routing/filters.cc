@@ -84,20 +84,25 @@ bool mirrorFires(const model::RequestMirror& mirror, RandomSource& random) {
   return random.below(mirror.denominator) < mirror.numerator;
 }
 
+// By variant, not by the type tag (see findRedirect in route_decision.cc): nothing here may
+// throw on the data path. A RequestHeaderModifier and a ResponseHeaderModifier share the
+// HeaderModifier payload, so the tag picks between them.
 void applyRequestFilters(const RouteDecision& decision, RequestHead& request) {
   for (const model::RouteFilter* f : decision.filters) {
-    if (f->type == model::FilterType::RequestHeaderModifier) {
-      applyHeaderModifier(std::get<model::HeaderModifier>(f->config), request.headers);
-    } else if (f->type == model::FilterType::UrlRewrite) {
-      applyUrlRewrite(std::get<model::UrlRewrite>(f->config), request, decision.matched_prefix);
+    const auto* headers = std::get_if<model::HeaderModifier>(&f->config);
+    if (headers != nullptr && f->type == model::FilterType::RequestHeaderModifier) {
+      applyHeaderModifier(*headers, request.headers);
+    } else if (const auto* rewrite = std::get_if<model::UrlRewrite>(&f->config)) {
+      applyUrlRewrite(*rewrite, request, decision.matched_prefix);
     }
   }
 }
 
 void applyResponseFilters(const RouteDecision& decision, ResponseHead& response) {
   for (const model::RouteFilter* f : decision.filters) {
-    if (f->type == model::FilterType::ResponseHeaderModifier) {
-      applyHeaderModifier(std::get<model::HeaderModifier>(f->config), response.headers);
+    const auto* headers = std::get_if<model::HeaderModifier>(&f->config);
+    if (headers != nullptr && f->type == model::FilterType::ResponseHeaderModifier) {
+      applyHeaderModifier(*headers, response.headers);
     }
   }
 }

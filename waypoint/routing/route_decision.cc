@@ -11,11 +11,13 @@
 namespace nodemesh::waypoint {
 namespace {
 
-const model::RouteFilter* findRedirect(const std::vector<const model::RouteFilter*>& filters) {
-  auto it = std::find_if(filters.begin(), filters.end(), [](const model::RouteFilter* f) {
-    return f->type == model::FilterType::RequestRedirect;
-  });
-  return it == filters.end() ? nullptr : *it;
+// The first redirect among the filters. By variant, not by the type tag: a snapshot from a
+// source that got them out of step must not make std::get throw on the data path.
+const model::RequestRedirect* findRedirect(const std::vector<const model::RouteFilter*>& filters) {
+  for (const model::RouteFilter* f : filters) {
+    if (const auto* redirect = std::get_if<model::RequestRedirect>(&f->config)) return redirect;
+  }
+  return nullptr;
 }
 
 void fail(RouteDecision& d, std::string reason) {
@@ -68,15 +70,14 @@ RouteDecision RouteTable::decide(const Candidate& winner, const RouteTarget& tar
   }
   for (const model::RouteFilter& f : *d.matched->rule_filters) d.filters.push_back(&f);
 
-  auto redirect = [&](const model::RouteFilter* f) {
-    const auto& config = std::get<model::RequestRedirect>(f->config);
+  auto redirect = [&](const model::RequestRedirect* config) {
     d.action = RouteAction::Respond;
-    d.response = buildRedirect(config, request, target.port, d.matched_prefix);
+    d.response = buildRedirect(*config, request, target.port, d.matched_prefix);
     d.status = d.response->status;
     d.reason = d.matched->describe() + ": redirect";
   };
-  if (const model::RouteFilter* f = findRedirect(d.filters)) {
-    redirect(f);
+  if (const model::RequestRedirect* config = findRedirect(d.filters)) {
+    redirect(config);
     return d;
   }
 
@@ -118,18 +119,18 @@ RouteDecision RouteTable::decide(const Candidate& winner, const RouteTarget& tar
   d.status = 0;
   d.backend = ChosenBackend{service, port, chosen};
   for (const model::RouteFilter& f : chosen->filters) d.filters.push_back(&f);
-  if (const model::RouteFilter* f = findRedirect(d.filters)) {
-    redirect(f);  // a backend's own filters may redirect (implementation-specific in the API)
+  if (const model::RequestRedirect* config = findRedirect(d.filters)) {
+    redirect(config);  // a backend's own filters may redirect (implementation-specific in the API)
     return d;
   }
   d.reason = d.matched->describe() + " -> " + name + ":" + std::to_string(port);
   for (const model::RouteFilter* f : d.filters) {
-    if (f->type != model::FilterType::RequestMirror) continue;
-    const auto& mirror = std::get<model::RequestMirror>(f->config);
-    const model::Service* to = snapshot_->serviceByName(refName(mirror.backend, route_namespace));
+    const auto* mirror = std::get_if<model::RequestMirror>(&f->config);
+    if (mirror == nullptr) continue;
+    const model::Service* to = snapshot_->serviceByName(refName(mirror->backend, route_namespace));
     // A mirror whose service is missing is dropped (the spec: "must be dropped").
-    if (to == nullptr || !mirrorFires(mirror, random)) continue;
-    d.mirrors.push_back(MirrorTarget{to, mirror.backend.port.value_or(port), &mirror});
+    if (to == nullptr || !mirrorFires(*mirror, random)) continue;
+    d.mirrors.push_back(MirrorTarget{to, mirror->backend.port.value_or(port), mirror});
   }
   return d;
 }

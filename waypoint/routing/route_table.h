@@ -2,7 +2,8 @@
 
 // The waypoint's routing decision: which Gateway API route and rule serve a request to a
 // Service, and where it goes. Built once per config snapshot, then called per request (const,
-// safe from any number of threads as long as each passes its own RandomSource).
+// safe from any number of threads as long as each passes its own RandomSource). A decision
+// points into the table's snapshot: keep the table (or the snapshot) while using it.
 //
 // Rules, from the Gateway API (apis/v1/httproute_types.go, grpcroute_types.go) and GAMMA:
 // - A route attaches to a Service through a parentRef with group "" and kind Service; the
