@@ -17,13 +17,31 @@ std::string plural(size_t n, std::string_view one, std::string_view many) {
   return std::to_string(n) + " " + std::string(n == 1 ? one : many);
 }
 
+// Adds route `index` under the key of every Service its parentRefs name (once per service).
+void indexRoute(const std::vector<ParentRef>& parents, const std::string& route_namespace,
+                size_t index, const std::map<std::string, size_t, std::less<>>& service_by_name,
+                const std::vector<Service>& services,
+                std::map<std::string, std::vector<size_t>, std::less<>>& out) {
+  for (const ParentRef& parent : parents) {
+    if (!parent.isService()) continue;
+    auto it =
+        service_by_name.find(parent.namespace_name.value_or(route_namespace) + "/" + parent.name);
+    if (it == service_by_name.end()) continue;
+    std::vector<size_t>& routes = out[services[it->second].key()];
+    if (routes.empty() || routes.back() != index) routes.push_back(index);
+  }
+}
+
 }  // namespace
 
 Snapshot::Snapshot(std::vector<Workload> workloads, std::vector<Service> services,
-                   std::vector<Authorization> policies)
+                   std::vector<Authorization> policies, std::vector<HttpRoute> http_routes,
+                   std::vector<GrpcRoute> grpc_routes)
     : workloads_(std::move(workloads)),
       services_(std::move(services)),
-      policies_(std::move(policies)) {
+      policies_(std::move(policies)),
+      http_routes_(std::move(http_routes)),
+      grpc_routes_(std::move(grpc_routes)) {
   for (size_t i = 0; i < workloads_.size(); ++i) {
     const Workload& w = workloads_[i];
     workload_by_uid_.emplace(w.uid, i);
@@ -36,16 +54,28 @@ Snapshot::Snapshot(std::vector<Workload> workloads, std::vector<Service> service
   }
   for (size_t i = 0; i < services_.size(); ++i) {
     service_by_key_.emplace(services_[i].key(), i);
+    service_by_name_.emplace(services_[i].namespace_name + "/" + services_[i].name, i);
     for (const NetworkAddress& vip : services_[i].vips) service_by_vip_[vip.address] = i;
   }
   for (size_t i = 0; i < policies_.size(); ++i) policy_by_key_.emplace(policies_[i].key(), i);
+  for (size_t i = 0; i < http_routes_.size(); ++i) {
+    indexRoute(http_routes_[i].parent_refs, http_routes_[i].metadata.namespace_name, i,
+               service_by_name_, services_, http_routes_by_service_);
+  }
+  for (size_t i = 0; i < grpc_routes_.size(); ++i) {
+    indexRoute(grpc_routes_[i].parent_refs, grpc_routes_[i].metadata.namespace_name, i,
+               service_by_name_, services_, grpc_routes_by_service_);
+  }
 }
 
 std::shared_ptr<const Snapshot> Snapshot::create(std::vector<Workload> workloads,
                                                  std::vector<Service> services,
-                                                 std::vector<Authorization> policies) {
+                                                 std::vector<Authorization> policies,
+                                                 std::vector<HttpRoute> http_routes,
+                                                 std::vector<GrpcRoute> grpc_routes) {
   return std::make_shared<const Snapshot>(std::move(workloads), std::move(services),
-                                          std::move(policies));
+                                          std::move(policies), std::move(http_routes),
+                                          std::move(grpc_routes));
 }
 
 const Workload* Snapshot::workloadByUid(std::string_view uid) const {
@@ -81,6 +111,22 @@ const Service* Snapshot::serviceByKey(std::string_view key) const {
   return it == service_by_key_.end() ? nullptr : &services_[it->second];
 }
 
+const Service* Snapshot::serviceByName(std::string_view namespaced_name) const {
+  auto it = service_by_name_.find(namespaced_name);
+  return it == service_by_name_.end() ? nullptr : &services_[it->second];
+}
+
+AttachedRoutes Snapshot::routesForService(std::string_view service_key) const {
+  AttachedRoutes out;
+  if (auto it = http_routes_by_service_.find(service_key); it != http_routes_by_service_.end()) {
+    for (size_t i : it->second) out.http.push_back(&http_routes_[i]);
+  }
+  if (auto it = grpc_routes_by_service_.find(service_key); it != grpc_routes_by_service_.end()) {
+    for (size_t i : it->second) out.grpc.push_back(&grpc_routes_[i]);
+  }
+  return out;
+}
+
 std::vector<Endpoint> Snapshot::endpoints(const Service& service) const {
   std::map<std::string, Endpoint> by_uid;
   for (const Endpoint& ep : service.endpoints) by_uid[ep.workload_uid] = ep;
@@ -102,9 +148,12 @@ const Authorization* Snapshot::policy(std::string_view key) const {
 }
 
 std::string Snapshot::summary() const {
-  return plural(workloads_.size(), "workload", "workloads") + ", " +
-         plural(services_.size(), "service", "services") + ", " +
-         plural(policies_.size(), "policy", "policies");
+  std::string out = plural(workloads_.size(), "workload", "workloads") + ", " +
+                    plural(services_.size(), "service", "services") + ", " +
+                    plural(policies_.size(), "policy", "policies");
+  size_t routes = http_routes_.size() + grpc_routes_.size();
+  if (routes > 0) out += ", " + plural(routes, "route", "routes");
+  return out;
 }
 
 }  // namespace nodemesh::model

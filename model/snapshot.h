@@ -1,9 +1,10 @@
 #pragma once
 
-// An immutable view of the mesh as this node knows it: workloads, services and policies with
-// lookup indexes. Config sources build one per accepted config version and publish it as
-// std::shared_ptr<const Snapshot>; readers keep their pointer as long as they need a consistent
-// view. Pointers returned by the lookups stay valid while the snapshot lives.
+// An immutable view of the mesh as this node knows it: workloads, services, policies and the
+// Gateway API routes the waypoint applies, with lookup indexes. Config sources build one per
+// accepted config version and publish it as std::shared_ptr<const Snapshot>; readers keep their
+// pointer as long as they need a consistent view. Pointers returned by the lookups stay valid while
+// the snapshot lives.
 
 #include <functional>
 #include <map>
@@ -14,26 +15,41 @@
 
 #include "common/ip_address.h"
 #include "model/authorization.h"
+#include "model/route.h"
 #include "model/service.h"
 #include "model/workload.h"
 
 namespace nodemesh::model {
+
+// The routes whose parentRefs name one Service (any port; the routing engine checks ports).
+struct AttachedRoutes {
+  std::vector<const HttpRoute*> http;
+  std::vector<const GrpcRoute*> grpc;
+
+  bool empty() const { return http.empty() && grpc.empty(); }
+};
 
 class Snapshot {
  public:
   Snapshot() = default;
   // Builds the indexes. Keys are expected to be unique (the loaders reject duplicates); if they
   // are not, lookups by uid / key return the first.
+  // Routes are optional so that sources and tests without them keep their calls.
   Snapshot(std::vector<Workload> workloads, std::vector<Service> services,
-           std::vector<Authorization> policies);
+           std::vector<Authorization> policies, std::vector<HttpRoute> http_routes = {},
+           std::vector<GrpcRoute> grpc_routes = {});
 
   static std::shared_ptr<const Snapshot> create(std::vector<Workload> workloads,
                                                 std::vector<Service> services,
-                                                std::vector<Authorization> policies);
+                                                std::vector<Authorization> policies,
+                                                std::vector<HttpRoute> http_routes = {},
+                                                std::vector<GrpcRoute> grpc_routes = {});
 
   const std::vector<Workload>& workloads() const { return workloads_; }
   const std::vector<Service>& services() const { return services_; }
   const std::vector<Authorization>& policies() const { return policies_; }
+  const std::vector<HttpRoute>& httpRoutes() const { return http_routes_; }
+  const std::vector<GrpcRoute>& grpcRoutes() const { return grpc_routes_; }
 
   const Workload* workloadByUid(std::string_view uid) const;
   // Network-agnostic. When several workloads share the address, prefers (like ztunnel) a pod
@@ -48,6 +64,8 @@ class Snapshot {
   const Service* serviceByVip(const IpAddress& ip) const;
   // By "namespace/hostname".
   const Service* serviceByKey(std::string_view key) const;
+  // By "namespace/name", the way Kubernetes objects (route parentRefs, backendRefs) name it.
+  const Service* serviceByName(std::string_view namespaced_name) const;
   // The service's own endpoints plus one per workload that lists the service (a workload's own
   // entry replaces an explicit endpoint with the same uid). Ordered by workload uid.
   std::vector<Endpoint> endpoints(const Service& service) const;
@@ -55,20 +73,33 @@ class Snapshot {
   // By "namespace/name".
   const Authorization* policy(std::string_view key) const;
 
-  bool empty() const { return workloads_.empty() && services_.empty() && policies_.empty(); }
-  // "4 workloads, 1 service, 2 policies".
+  // The routes with a parentRef to the service (by its "namespace/hostname" key): producer
+  // routes from the service's namespace and consumer routes from others. Routes keep file order.
+  AttachedRoutes routesForService(std::string_view service_key) const;
+
+  bool empty() const {
+    return workloads_.empty() && services_.empty() && policies_.empty() && http_routes_.empty() &&
+           grpc_routes_.empty();
+  }
+  // "4 workloads, 1 service, 2 policies", plus ", 3 routes" when there are routes.
   std::string summary() const;
 
  private:
   std::vector<Workload> workloads_;
   std::vector<Service> services_;
   std::vector<Authorization> policies_;
+  std::vector<HttpRoute> http_routes_;
+  std::vector<GrpcRoute> grpc_routes_;
 
   std::map<std::string, size_t, std::less<>> workload_by_uid_;
   std::map<IpAddress, size_t> workload_by_ip_;
   std::map<std::string, size_t, std::less<>> workload_by_name_;
   std::map<IpAddress, size_t> service_by_vip_;
   std::map<std::string, size_t, std::less<>> service_by_key_;
+  std::map<std::string, size_t, std::less<>> service_by_name_;
+  // Service key -> indexes into http_routes_ / grpc_routes_.
+  std::map<std::string, std::vector<size_t>, std::less<>> http_routes_by_service_;
+  std::map<std::string, std::vector<size_t>, std::less<>> grpc_routes_by_service_;
   std::map<std::string, size_t, std::less<>> policy_by_key_;
 };
 

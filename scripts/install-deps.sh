@@ -20,6 +20,8 @@ packages=(
   libhttp-parser-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libfmt-dev libspdlog-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
+  # waypoint route regexes (also pulled in by libgrpc++-dev; listed because we link it)
+  libre2-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   # simulated nodes: namespaces, veth, bridges, CNI plugins

@@ -1,7 +1,8 @@
 #pragma once
 
 // Loader for ztunnel's local config format (the file ztunnel reads from LOCAL_XDS_PATH):
-// camelCase YAML with optional top-level `workloads`, `services` and `policies`. Every file
+// camelCase YAML with optional top-level `workloads`, `services` and `policies`, plus the
+// waypoint's Gateway API routes under `httpRoutes` and `grpcRoutes` (docs/waypoint.md). Every file
 // ztunnel accepts loads here, with three deliberate differences: a workload must have a
 // non-empty `uid`, a workload may not name a policy that the file does not define, and unknown
 // keys are rejected at every level (ztunnel ignores them inside a policy match, where a typo

@@ -10,8 +10,10 @@ namespace nodemesh::config::local_internal {
 
 namespace {
 
-// Field names exactly as ztunnel's serde structs spell them (rename_all = "camelCase").
-constexpr std::string_view kTopFields[] = {"workloads", "services", "policies"};
+// Field names exactly as ztunnel's serde structs spell them (rename_all = "camelCase"), plus the
+// Gateway API route lists for the waypoint.
+constexpr std::string_view kTopFields[] = {"workloads", "services", "policies", "httpRoutes",
+                                           "grpcRoutes"};
 constexpr std::string_view kGatewayFields[] = {"destination", "hboneMtlsPort"};
 
 }  // namespace
@@ -34,7 +36,8 @@ LoadResult LocalConfigParser::run() {
   std::stable_sort(result.warnings.begin(), result.warnings.end(), by_line);
   if (result.problems.empty()) {
     result.snapshot =
-        model::Snapshot::create(std::move(workloads_), std::move(services_), std::move(policies_));
+        model::Snapshot::create(std::move(workloads_), std::move(services_), std::move(policies_),
+                                std::move(http_routes_), std::move(grpc_routes_));
   }
   return result;
 }
@@ -77,6 +80,16 @@ void LocalConfigParser::parse() {
   if (auto node = top.get("workloads")) {
     r_.forEachItem(*node, "workloads", [&](const YAML::Node& item, const std::string& path) {
       parseWorkload(item, path);
+    });
+  }
+  if (auto node = top.get("httpRoutes")) {
+    r_.forEachItem(*node, "httpRoutes", [&](const YAML::Node& item, const std::string& path) {
+      parseHttpRoute(item, path);
+    });
+  }
+  if (auto node = top.get("grpcRoutes")) {
+    r_.forEachItem(*node, "grpcRoutes", [&](const YAML::Node& item, const std::string& path) {
+      parseGrpcRoute(item, path);
     });
   }
   checkReferences();
@@ -175,6 +188,16 @@ void LocalConfigParser::checkReferences() {
     if (service_lines_.count(ref.key) == 0) {
       r_.warning(ref.node, ref.path,
                  "workload backs service '" + ref.key + "', which this file does not define");
+    }
+  }
+  // Routes name services by namespace/name. A missing backend is not an error for the API
+  // either: requests routed to it get a 500 (or, for a parentRef, the route attaches to nothing).
+  std::set<std::string, std::less<>> service_names;
+  for (const Service& s : services_) service_names.insert(s.namespace_name + "/" + s.name);
+  for (const Reference& ref : route_service_refs_) {
+    if (service_names.count(ref.key) == 0) {
+      r_.warning(ref.node, ref.path,
+                 "route references service '" + ref.key + "', which this file does not define");
     }
   }
 }

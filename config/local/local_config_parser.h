@@ -1,13 +1,15 @@
 #pragma once
 
 // Internal to config/local/: the parser behind parseLocalConfig(), one YAML document in, a
-// LoadResult out. Its methods live in local_config_{parser,workloads,services,policies}.cc.
+// LoadResult out. Its methods live in local_config_{parser,workloads,services,policies}.cc and,
+// for Gateway API routes, local_config_routes.cc and local_config_route_rules.cc.
 
 #include <yaml-cpp/yaml.h>
 
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,6 +24,9 @@ using model::Authorization;
 using model::GatewayAddress;
 using model::Service;
 using model::Workload;
+
+// Which Gateway API route kind a section holds.
+enum class RouteKind { Http, Grpc };
 
 class LocalConfigParser {
  public:
@@ -87,6 +92,68 @@ class LocalConfigParser {
                                                          const YAML::Node& value,
                                                          const std::string& path);
 
+  // ---- routes: Gateway API HTTPRoute / GRPCRoute objects (local_config_routes.cc) ----
+
+  void parseHttpRoute(const YAML::Node& node, const std::string& path);
+  void parseGrpcRoute(const YAML::Node& node, const std::string& path);
+
+  // apiVersion, kind, metadata (name unique per namespace and kind) and status; returns the
+  // FieldMap of `spec`, or nullopt when the object is unusable.
+  std::optional<FieldMap> readRouteObject(const YAML::Node& node, const std::string& path,
+                                          RouteKind kind, model::RouteMetadata& metadata);
+  void readParentRefs(const FieldMap& spec, const model::RouteMetadata& metadata,
+                      std::vector<model::ParentRef>& out);
+  void readHostnames(const FieldMap& spec, std::vector<std::string>& out);
+  // group/kind (a Service only), name, namespace, port (required) of a backendRef.
+  std::optional<model::BackendObjectRef> readBackendObjectRef(FieldMap& f,
+                                                              const std::string& route_namespace);
+  void readBackendRefs(const YAML::Node& node, const std::string& path, RouteKind kind,
+                       const std::string& route_namespace,
+                       std::vector<model::RouteBackendRef>& out);
+  // A filter list: types allowed for `kind`, at most one of each non-mirror type, never both
+  // RequestRedirect and URLRewrite.
+  void readFilters(const YAML::Node& node, const std::string& path, RouteKind kind,
+                   const std::string& route_namespace, std::vector<model::RouteFilter>& out);
+  std::optional<model::RouteFilter> readFilter(const YAML::Node& node, const std::string& path,
+                                               RouteKind kind, const std::string& route_namespace);
+  std::optional<model::HeaderModifier> readHeaderModifier(const YAML::Node& node,
+                                                          const std::string& path);
+  std::optional<model::RequestRedirect> readRedirect(const YAML::Node& node,
+                                                     const std::string& path);
+  std::optional<model::UrlRewrite> readRewrite(const YAML::Node& node, const std::string& path);
+  std::optional<model::RequestMirror> readMirror(const YAML::Node& node, const std::string& path,
+                                                 const std::string& route_namespace);
+  std::optional<model::PathModifier> readPathModifier(const YAML::Node& node,
+                                                      const std::string& path);
+  // Header matches (HTTP and gRPC) or query parameter matches: names unique (header names
+  // case-insensitively), RegularExpression values compiled.
+  void readHeaderMatches(const YAML::Node& node, const std::string& path, bool query_params,
+                         std::vector<model::HeaderMatch>& out);
+  std::optional<std::string> readHostnameField(const FieldMap& f, std::string_view key);
+  std::optional<uint32_t> readBounded(const YAML::Node& node, const std::string& path, uint32_t min,
+                                      uint32_t max);
+  // Warns about references to services this file does not define.
+  void noteServiceRef(const std::string& key, const YAML::Node& node, const std::string& path,
+                      std::string_view what);
+
+  // ---- route rules (local_config_route_rules.cc) ----
+
+  void readHttpRules(const FieldMap& spec, const std::string& route_namespace,
+                     std::vector<model::HttpRouteRule>& out);
+  std::optional<model::HttpRouteMatch> readHttpMatch(const YAML::Node& node,
+                                                     const std::string& path);
+  void readGrpcRules(const FieldMap& spec, const std::string& route_namespace,
+                     std::vector<model::GrpcRouteRule>& out);
+  std::optional<model::GrpcRouteMatch> readGrpcMatch(const YAML::Node& node,
+                                                     const std::string& path);
+  std::optional<model::RouteTimeouts> readTimeouts(const YAML::Node& node, const std::string& path);
+  // Rule names unique within a route; at most 128 matches over all rules.
+  void checkRuleLimits(const YAML::Node& rules, const std::string& path,
+                       const std::vector<std::optional<std::string>>& names, size_t matches);
+  // ReplacePrefixMatch needs exactly one PathPrefix match; RequestRedirect excludes backendRefs.
+  void checkHttpRule(const YAML::Node& node, const std::string& path,
+                     const model::HttpRouteRule& rule);
+
   // ---- cross references ----
 
   void checkReferences();
@@ -96,11 +163,17 @@ class LocalConfigParser {
   std::vector<Workload> workloads_;
   std::vector<Service> services_;
   std::vector<Authorization> policies_;
+  std::vector<model::HttpRoute> http_routes_;
+  std::vector<model::GrpcRoute> grpc_routes_;
   std::map<std::string, int, std::less<>> workload_lines_;
   std::map<std::string, int, std::less<>> service_lines_;
   std::map<std::string, int, std::less<>> policy_lines_;
   std::vector<Reference> policy_refs_;
   std::vector<Reference> service_refs_;
+  // "Kind namespace/name" -> line, for duplicate routes.
+  std::map<std::string, int, std::less<>> route_lines_;
+  // Services named by route parentRefs / backendRefs, by "namespace/name".
+  std::vector<Reference> route_service_refs_;
   bool policies_ok_ = true;
 };
 

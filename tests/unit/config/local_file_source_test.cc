@@ -208,6 +208,35 @@ TEST_F(LocalFileSourceTest, RejectedVersionKeepsTheLastGoodSnapshot) {
   EXPECT_EQ(source.rejectedReloads(), 2u);
 }
 
+// Routes reload like the rest of the file: a good change is delivered, a bad route keeps the
+// snapshot (and its routes) that was in force.
+TEST_F(LocalFileSourceTest, RoutesReloadAndABadRouteKeepsThePreviousSnapshot) {
+  auto with_route = [](const std::string& path_value) {
+    return config(1) +
+           "httpRoutes:\n- apiVersion: gateway.networking.k8s.io/v1\n  kind: HTTPRoute\n"
+           "  metadata: {name: r, namespace: shop}\n  spec:\n    rules:\n"
+           "    - matches: [{path: {value: " +
+           path_value + "}}]\n";
+  };
+  writeFile(path_, with_route("/v1"));
+  LocalFileSource source(path_);
+  ASSERT_TRUE(source.start(recorder_.callback()).ok());
+  ASSERT_EQ(source.current()->httpRoutes().size(), 1u);
+
+  replaceFile(with_route("/v2"));
+  ASSERT_TRUE(waitFor([&] { return recorder_.count() == 2; }));
+  auto good = source.current();
+  EXPECT_EQ(good->httpRoutes()[0].rules[0].matches[0].path.value, "/v2");
+
+  replaceFile(with_route("v3-without-slash"));
+  ASSERT_TRUE(waitFor([&] { return source.rejectedReloads() == 1; }));
+  EXPECT_EQ(recorder_.count(), 2u);
+  EXPECT_EQ(source.current(), good);
+  EXPECT_THAT(source.lastError(),
+              HasSubstr(path_ + ":11: httpRoutes[0].spec.rules[0].matches[0].path.value: invalid "
+                                "path: must start with '/'"));
+}
+
 TEST_F(LocalFileSourceTest, UnchangedContentIsNotDeliveredAgain) {
   writeFile(path_, config(1));
   LocalFileSource source(path_);
