@@ -4,6 +4,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include "waypoint/proxy/heads.h"
+#include "waypoint/routing/filters.h"
+
 namespace nodemesh::waypoint {
 
 namespace {
@@ -117,13 +120,15 @@ void Http1Session::onRequestHead(const http1::RequestHead& head, const http1::Re
   ++requests_;
   request_done_ = false;
   RouteResult r = router_.route(head, info);
-  if (r.status != 200) return respondLocally(r.status, r.error);
+  if (r.status != 200) return respondLocally(r.status, r.error, r.response_headers);
   auto up = std::make_unique<Up>();
   up->s = this;
   auto codec = http1::ClientCodec::create(*up);
   if (!codec) return respondLocally(500, codec.error().message);
   up->codec = std::move(*codec);
-  http1::RequestHead out = head;
+  up->table = std::move(r.table);
+  up->decision = std::move(r.decision);
+  http1::RequestHead out = r.forward ? std::move(*r.forward) : head;
   http1::stripHopByHop(out.headers);
   if (auto st = up->codec->sendRequestHead(out, bodyLength(info.framing, info.content_length));
       !st) {
@@ -165,9 +170,11 @@ void Http1Session::onRequestError(const http1::Rejection& rejection) {
   spdlog::info("waypoint: request refused with {}: {}", rejection.status, rejection.reason);
 }
 
-void Http1Session::respondLocally(int status, const std::string& why) {
+void Http1Session::respondLocally(int status, const std::string& why,
+                                  const http1::Headers& headers) {
   http1::ResponseHead head;
   head.status = status;
+  head.headers = headers;
   head.headers.add("content-type", "text/plain");
   std::string body = why + "\n";
   if (server_->sendResponseHead(head, body.size())) {
@@ -247,6 +254,12 @@ void Http1Session::Up::onResponseHead(const http1::ResponseHead& head,
     return;
   }
   response_started = true;
+  if (decision) {
+    // ResponseHeaderModifier filters of the route that served it.
+    ResponseHead routed = toRoutingHead(out);
+    applyResponseFilters(*decision, routed);
+    applyToHttp1(routed, out);
+  }
   (void)s->server_->sendResponseHead(out, bodyLength(info.framing, info.content_length));
 }
 

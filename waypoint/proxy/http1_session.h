@@ -23,6 +23,7 @@
 #include "waypoint/http1/client_codec.h"
 #include "waypoint/http1/server_codec.h"
 #include "waypoint/proxy/hbone_conn.h"
+#include "waypoint/routing/route_table.h"
 
 namespace nodemesh::waypoint {
 
@@ -30,6 +31,12 @@ namespace nodemesh::waypoint {
 struct RouteResult {
   int status = 200;  // not 200: the waypoint answers the request itself with this status
   std::string error;
+  http1::Headers response_headers;  // of that answer (a redirect's location)
+  // The request to send when filters changed it (else the received one).
+  std::optional<http1::RequestHead> forward;
+  // The routing decision, for the response filters; `table` keeps what it points into.
+  std::shared_ptr<const RouteTable> table;
+  std::optional<RouteDecision> decision;
   HboneConn* conn = nullptr;  // the pooled connection to the endpoint's 15008
   std::string authority;      // CONNECT authority: the endpoint's podIP:targetPort
   std::string endpoint_uid;
@@ -80,6 +87,8 @@ class Http1Session final : public http1::ServerHandler {
     std::deque<std::vector<uint8_t>> in;  // received, not yet given to the codec
     bool response_started = false;
     bool response_done = false;
+    std::shared_ptr<const RouteTable> table;  // keeps `decision` valid
+    std::optional<RouteDecision> decision;
 
     void onConnectResponse(int status) override;
     void onStreamData(std::span<const uint8_t> data) override;
@@ -106,7 +115,7 @@ class Http1Session final : public http1::ServerHandler {
   void flushDown();
   void flushUp();
   // Answers the current request from the waypoint itself (no response has started).
-  void respondLocally(int status, const std::string& why);
+  void respondLocally(int status, const std::string& why, const http1::Headers& headers = {});
   // The request's upstream is finished with (response complete or failed).
   void releaseUp(bool reset);
   void upstreamFailed(const std::string& why);

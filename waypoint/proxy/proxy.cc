@@ -7,6 +7,8 @@
 #include <spdlog/spdlog.h>
 
 #include "waypoint/http1/detect.h"
+#include "waypoint/proxy/heads.h"
+#include "waypoint/routing/filters.h"
 
 namespace nodemesh::waypoint {
 
@@ -31,55 +33,72 @@ bool servedBy(const model::Snapshot& snapshot, const SocketAddress& dst,
                      [&](const model::Workload* w) { return w->uid == self_uid; });
 }
 
+void Proxy::setSnapshot(model::SnapshotPtr snapshot) {
+  table_ = snapshot ? std::make_shared<const RouteTable>(snapshot) : nullptr;
+  snapshot_ = std::move(snapshot);
+}
+
 UpstreamChoice Proxy::choose(const SocketAddress& dst) {
   UpstreamChoice c;
+  if (!snapshot_) {
+    c.status = hbone::kStatusServiceUnavailable;
+    c.error = "no config yet";
+    return c;
+  }
+  const model::Snapshot& snap = *snapshot_;
+  if (!servedBy(snap, dst, self_uid_)) {
+    c.status = hbone::kStatusBadRequest;
+    c.error = dst.toString() + " does not use this waypoint";
+    return c;
+  }
+  if (const model::Service* service = snap.serviceByVip(dst.ip)) {
+    return chooseEndpoint(*service, dst.port);
+  }
+  // A pod addressed directly: it is the endpoint.
+  c.workload = snap.workloadByIp(dst.ip);
+  c.address = dst;
+  if (!model::inMesh(*c.workload)) {
+    c.status = hbone::kStatusServiceUnavailable;
+    c.error = "workload " + c.workload->namespace_name + "/" + c.workload->name +
+              " is not in the mesh (the waypoint sends over HBONE only)";
+  }
+  return c;
+}
+
+UpstreamChoice Proxy::chooseEndpoint(const model::Service& service, uint16_t port) {
+  UpstreamChoice c;
+  c.service = &service;
   auto fail = [&c](int status, std::string why) {
     c.status = status;
     c.error = std::move(why);
     return c;
   };
-  if (!snapshot_) return fail(hbone::kStatusServiceUnavailable, "no config yet");
-  const model::Snapshot& snap = *snapshot_;
-  if (!servedBy(snap, dst, self_uid_)) {
-    return fail(hbone::kStatusBadRequest, dst.toString() + " does not use this waypoint");
-  }
-  c.service = snap.serviceByVip(dst.ip);
-  if (!c.service) {
-    // A pod addressed directly: it is the endpoint.
-    c.workload = snap.workloadByIp(dst.ip);
-    c.address = dst;
-    if (!model::inMesh(*c.workload)) {
-      return fail(hbone::kStatusServiceUnavailable,
-                  "workload " + c.workload->namespace_name + "/" + c.workload->name +
-                      " is not in the mesh (the waypoint sends over HBONE only)");
-    }
-    return c;
-  }
-  auto port = c.service->ports.find(dst.port);
-  if (port == c.service->ports.end()) {
+  auto service_port = service.ports.find(port);
+  if (service_port == service.ports.end()) {
     return fail(hbone::kStatusBadRequest,
-                "port " + std::to_string(dst.port) + " is not a port of " + c.service->key());
+                "port " + std::to_string(port) + " is not a port of " + service.key());
   }
   struct Candidate {
     const model::Workload* w;
     uint16_t target;
   };
   std::vector<Candidate> candidates;
-  for (const model::Endpoint& ep : snap.endpoints(*c.service)) {
+  const model::Snapshot& snap = *snapshot_;
+  for (const model::Endpoint& ep : snap.endpoints(service)) {
     const model::Workload* w = snap.workloadByUid(ep.workload_uid);
     if (!w || w->workload_ips.empty() || !model::inMesh(*w)) continue;
     if (w->status != model::HealthStatus::Healthy || ep.status != model::HealthStatus::Healthy) {
       continue;
     }
-    uint16_t target = port->second;
-    auto own = ep.ports.find(dst.port);
+    uint16_t target = service_port->second;
+    auto own = ep.ports.find(port);
     if (own != ep.ports.end() && own->second != 0) target = own->second;
     if (target == 0) continue;
     candidates.push_back({w, target});
   }
   if (candidates.empty()) {
     return fail(hbone::kStatusServiceUnavailable,
-                "no healthy endpoint in the mesh for " + c.service->key());
+                "no healthy endpoint in the mesh for " + service.key());
   }
   // Power of two choices on the requests in flight (Envoy's LEAST_REQUEST default).
   const Candidate* pick = &candidates[rng_() % candidates.size()];
@@ -118,6 +137,7 @@ void Proxy::onConnectRequest(HboneConn& conn, hbone::StreamId stream,
   in.since = Clock::now();
   in.router.proxy = this;
   in.router.dst = request.target;
+  in.router.source_namespace = conn.peerIdentity()->ns();
   in.sniffer = std::make_unique<Sniffer>();
   in.sniffer->proxy = this;
   in.sniffer->inbound = &in;
@@ -203,22 +223,47 @@ hbone::ConnectHeaders Proxy::connectHeaders(const hbone::ConnectRequest& request
   return headers;
 }
 
-RouteResult Proxy::InboundRouter::route(const http1::RequestHead& /*head*/,
-                                        const http1::RequestInfo& /*info*/) {
+RouteResult Proxy::InboundRouter::route(const http1::RequestHead& head,
+                                        const http1::RequestInfo& info) {
   RouteResult r;
-  UpstreamChoice choice = proxy->choose(dst);
-  if (choice.status != hbone::kStatusOk) {
-    r.status = choice.status == hbone::kStatusBadRequest ? 404 : 503;
-    r.error = choice.error;
+  auto fail = [&r](int status, std::string why) {
+    r.status = status;
+    r.error = std::move(why);
     return r;
+  };
+  std::shared_ptr<const RouteTable> table = proxy->table_;
+  const model::Service* service = table ? table->snapshot().serviceByVip(dst.ip) : nullptr;
+  UpstreamChoice choice;
+  if (!service) {
+    choice = proxy->choose(dst);  // a pod addressed directly: no routes
+  } else {
+    RouteTarget target;
+    target.service_key = service->key();
+    target.port = dst.port;
+    target.source_namespace = source_namespace;
+    RequestHead routed = toRoutingHead(head, info);
+    RouteDecision decision = table->route(target, routed, proxy->route_random_);
+    if (decision.action == RouteAction::Respond) {
+      if (decision.response) {
+        for (const auto& h : decision.response->headers) r.response_headers.add(h.name, h.value);
+      }
+      return fail(decision.status, decision.reason);
+    }
+    const ChosenBackend& backend = *decision.backend;
+    choice = proxy->chooseEndpoint(*backend.service, backend.port);
+    if (choice.status == hbone::kStatusOk && !decision.default_route) {
+      applyRequestFilters(decision, routed);
+      r.forward = toHttp1Head(routed, head.version);
+    }
+    r.table = table;
+    r.decision = std::move(decision);
+  }
+  if (choice.status != hbone::kStatusOk) {
+    return fail(choice.status == hbone::kStatusBadRequest ? 404 : 503, choice.error);
   }
   std::string error;
   r.conn = proxy->connectionFor(choice, &error);
-  if (!r.conn) {
-    r.status = 503;
-    r.error = error;
-    return r;
-  }
+  if (!r.conn) return fail(503, error);
   r.authority = choice.address.toString();
   r.endpoint_uid = choice.workload->uid;
   ++proxy->in_flight_[r.endpoint_uid];

@@ -20,6 +20,8 @@
 #include "waypoint/proxy/hbone_conn.h"
 #include "waypoint/proxy/http1_session.h"
 #include "waypoint/proxy/stream_join.h"
+#include "waypoint/routing/random_source.h"
+#include "waypoint/routing/route_table.h"
 
 namespace nodemesh::waypoint {
 
@@ -56,7 +58,8 @@ class Proxy final : public ConnectAcceptor {
   Proxy& operator=(const Proxy&) = delete;
 
   void setConnections(HboneConns* conns) { conns_ = conns; }
-  void setSnapshot(model::SnapshotPtr snapshot) { snapshot_ = std::move(snapshot); }
+  // The routes are compiled once per snapshot.
+  void setSnapshot(model::SnapshotPtr snapshot);
 
   void onConnectRequest(HboneConn& conn, hbone::StreamId stream,
                         const hbone::ConnectRequest& request) override;
@@ -66,8 +69,11 @@ class Proxy final : public ConnectAcceptor {
   void onTimer();
   const ProxyStats& stats() const { return stats_; }
 
-  // The endpoint a CONNECT to `dst` would be sent to now.
+  // The endpoint a CONNECT to `dst` would be sent to now (no routes: the destination service's
+  // own endpoints).
   UpstreamChoice choose(const SocketAddress& dst);
+  // An endpoint of `service` for service port `port`.
+  UpstreamChoice chooseEndpoint(const model::Service& service, uint16_t port);
 
  private:
   struct Inbound;
@@ -86,6 +92,7 @@ class Proxy final : public ConnectAcceptor {
   struct InboundRouter final : Router {
     Proxy* proxy = nullptr;
     SocketAddress dst;
+    std::string source_namespace;  // the client's, from its certificate
     RouteResult route(const http1::RequestHead& head, const http1::RequestInfo& info) override;
     void finished(const std::string& endpoint_uid) override;
   };
@@ -112,6 +119,8 @@ class Proxy final : public ConnectAcceptor {
   std::string self_uid_;
   HboneConns* conns_ = nullptr;
   model::SnapshotPtr snapshot_;
+  std::shared_ptr<const RouteTable> table_;
+  SeededRandom route_random_{std::random_device{}()};
   std::list<Inbound> inbound_;
   std::map<std::string, unsigned> in_flight_;  // by endpoint uid
   std::mt19937_64 rng_{std::random_device{}()};

@@ -4,8 +4,8 @@
 
 namespace nodemesh::waypoint {
 
-StreamJoin::StreamJoin(HboneConn& down, hbone::StreamId down_stream,
-                       std::function<void()> on_done, bool answered)
+StreamJoin::StreamJoin(HboneConn& down, hbone::StreamId down_stream, std::function<void()> on_done,
+                       bool answered)
     : answered_(answered), on_done_(std::move(on_done)) {
   down_.join = this;
   down_.conn = &down;

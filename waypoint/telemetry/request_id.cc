@@ -14,7 +14,7 @@ bool isSaneRequestId(std::string_view id) {
   });
 }
 
-std::string newRequestId(RandomSource& random) {
+std::string newRequestId(RandomBytes& random) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::array<uint8_t, 16> b{};
   random.fill(b);
@@ -30,7 +30,7 @@ std::string newRequestId(RandomSource& random) {
   return out;
 }
 
-std::string requestIdFor(std::optional<std::string_view> inbound, RandomSource& random) {
+std::string requestIdFor(std::optional<std::string_view> inbound, RandomBytes& random) {
   if (inbound && isSaneRequestId(*inbound)) return std::string(*inbound);
   return newRequestId(random);
 }

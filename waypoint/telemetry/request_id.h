@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-#include "waypoint/telemetry/random_source.h"
+#include "waypoint/telemetry/random_bytes.h"
 
 namespace nodemesh::waypoint {
 
@@ -21,9 +21,9 @@ inline constexpr size_t kMaxRequestIdLength = 128;
 bool isSaneRequestId(std::string_view id);
 
 // "xxxxxxxx-xxxx-4xxx-Nxxx-xxxxxxxxxxxx" in lowercase hex (RFC 9562 version 4, variant 10).
-std::string newRequestId(RandomSource& random);
+std::string newRequestId(RandomBytes& random);
 
 // The x-request-id to log and forward: the inbound one when sane, else a new one.
-std::string requestIdFor(std::optional<std::string_view> inbound, RandomSource& random);
+std::string requestIdFor(std::optional<std::string_view> inbound, RandomBytes& random);
 
 }  // namespace nodemesh::waypoint

@@ -35,7 +35,7 @@ std::string_view trimOws(std::string_view v) {
 }
 
 template <size_t N>
-void randomHex(std::array<char, N>& out, RandomSource& random) {
+void randomHex(std::array<char, N>& out, RandomBytes& random) {
   std::array<uint8_t, N / 2> bytes{};
   // An all-zero id is invalid [3.2.2.3/4]: draw again (a 2^-64 event at worst).
   do {
@@ -131,7 +131,7 @@ std::string boundTracestate(std::string_view tracestate) {
   return out;
 }
 
-HopTrace continueTrace(const InboundTrace& in, RandomSource& random) {
+HopTrace continueTrace(const InboundTrace& in, RandomBytes& random) {
   HopTrace hop;
   std::optional<TraceContext> inbound;
   if (in.traceparent && !in.traceparent_repeated) {

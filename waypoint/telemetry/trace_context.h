@@ -3,7 +3,7 @@
 // W3C Trace Context (https://www.w3.org/TR/trace-context/) at the waypoint: read the client's
 // `traceparent` strictly, continue its trace with a span of our own, pass `tracestate` on, and
 // start a new sampled trace when the client sent none or a broken one. Pure functions; the
-// randomness comes from a RandomSource.
+// randomness comes from a RandomBytes.
 //
 // Rules enforced (spec section in brackets):
 //   [3.2.2.1] version: 2 lowercase hex digits, "ff" invalid. Version 00 is exactly
@@ -25,7 +25,7 @@
 #include <string_view>
 
 #include "common/result.h"
-#include "waypoint/telemetry/random_source.h"
+#include "waypoint/telemetry/random_bytes.h"
 
 namespace nodemesh::waypoint {
 
@@ -75,7 +75,7 @@ struct HopTrace {
   bool restarted = false;
 };
 
-HopTrace continueTrace(const InboundTrace& in, RandomSource& random);
+HopTrace continueTrace(const InboundTrace& in, RandomBytes& random);
 
 // tracestate bounded as [3.3.1.5] says a vendor may cut it; unchanged when within the bounds.
 std::string boundTracestate(std::string_view tracestate);

@@ -12,7 +12,7 @@
 #include "common/ip_address.h"
 #include "model/service.h"
 #include "model/workload.h"
-#include "waypoint/telemetry/random_source.h"
+#include "waypoint/telemetry/random_bytes.h"
 #include "waypoint/telemetry/request_record.h"
 
 namespace nodemesh::waypoint::testing {
@@ -77,7 +77,7 @@ inline RequestRecord cartRequest(const Mesh& mesh) {
 }
 
 // Hands out the given bytes in order, then zeros: exact ids in tests.
-class FixedRandom final : public RandomSource {
+class FixedRandom final : public RandomBytes {
  public:
   explicit FixedRandom(std::vector<uint8_t> bytes) : bytes_(std::move(bytes)) {}
   void fill(std::span<uint8_t> out) override {

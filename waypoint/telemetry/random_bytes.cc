@@ -1,4 +1,4 @@
-#include "waypoint/telemetry/random_source.h"
+#include "waypoint/telemetry/random_bytes.h"
 
 #include <cstring>
 #include <random>

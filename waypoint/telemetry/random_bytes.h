@@ -8,9 +8,9 @@
 
 namespace nodemesh::waypoint {
 
-class RandomSource {
+class RandomBytes {
  public:
-  virtual ~RandomSource() = default;
+  virtual ~RandomBytes() = default;
   // Fills `out` with uniformly random bytes. Called from any worker thread.
   virtual void fill(std::span<uint8_t> out) = 0;
 };
@@ -18,7 +18,7 @@ class RandomSource {
 // The real one: a per-thread 64-bit Mersenne Twister seeded from std::random_device, so that
 // workers draw without a lock or a syscall. Ids need to be unique, not secret (the W3C Trace
 // Context spec asks for randomness, not unpredictability; x-request-id is a correlation key).
-class SystemRandom final : public RandomSource {
+class SystemRandom final : public RandomBytes {
  public:
   void fill(std::span<uint8_t> out) override;
 };
