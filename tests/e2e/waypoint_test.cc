@@ -4,6 +4,7 @@
 // capture it). What each hop saw is read from the agents' access logs.
 #include <signal.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -167,6 +168,130 @@ TEST_F(WaypointTest, HttpRequestsAreParsedAndBalancedPerRequest) {
       {"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://10.96.0.20:80/nope"},
       seconds(10));
   EXPECT_EQ(missing.out, "404");
+}
+
+// The routed mesh: services cart-v1 and cart-v2 (one endpoint each) and an HTTPRoute on cart
+// that sends `x-user-group: beta` to v2 and splits the rest by `weights`.
+std::string withRoutes(std::string text, int v1_weight, int v2_weight) {
+  for (const char* version : {"cart-v1", "cart-v2"}) {
+    const std::string uid = std::string("- uid: cluster1//v1/Pod/shop/") + version;
+    const std::string line = "  services: {\"shop/cart.shop.svc.cluster.local\": {80: 8080}}\n";
+    auto at = text.find(line, text.find(uid));
+    text.replace(at, line.size(),
+                 "  services: {\"shop/cart.shop.svc.cluster.local\": {80: 8080}, \"shop/" +
+                     std::string(version) + ".shop.svc.cluster.local\": {80: 8080}}\n");
+  }
+  const std::string services =
+      "- {name: cart-v1, namespace: shop, hostname: cart-v1.shop.svc.cluster.local,\n"
+      "   vips: [\"/10.96.0.21\"], ports: {80: 8080}}\n"
+      "- {name: cart-v2, namespace: shop, hostname: cart-v2.shop.svc.cluster.local,\n"
+      "   vips: [\"/10.96.0.22\"], ports: {80: 8080}}\n";
+  text.insert(text.find("services:\n") + std::string("services:\n").size(), services);
+  text +=
+      "httpRoutes:\n"
+      "- apiVersion: gateway.networking.k8s.io/v1\n"
+      "  kind: HTTPRoute\n"
+      "  metadata: {name: cart-split, namespace: shop}\n"
+      "  spec:\n"
+      "    parentRefs: [{group: \"\", kind: Service, name: cart, port: 80}]\n"
+      "    rules:\n"
+      "    - matches: [{headers: [{name: x-user-group, value: beta}]}]\n"
+      "      backendRefs: [{name: cart-v2, port: 80}]\n"
+      "    - backendRefs:\n"
+      "      - {name: cart-v1, port: 80, weight: " +
+      std::to_string(v1_weight) +
+      "}\n"
+      "      - {name: cart-v2, port: 80, weight: " +
+      std::to_string(v2_weight) + "}\n";
+  return text;
+}
+
+class WaypointRoutingTest : public WaypointTest {
+ protected:
+  void SetUp() override {
+    WaypointTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    rewrite(withRoutes(withWaypoint(testConfig()), 90, 10));
+    httpServer(*cluster_, "cart-v1");
+    httpServer(*cluster_, "cart-v2");
+    ASSERT_TRUE(waitFor(
+        [&] {
+          auto r = cluster_->runInPod("cart-v1", {"curl", "-s", "http://127.0.0.1:8080/who"});
+          auto r2 = cluster_->runInPod("cart-v2", {"curl", "-s", "http://127.0.0.1:8080/who"});
+          return r.out == "cart-v1\n" && r2.out == "cart-v2\n";
+        },
+        seconds(10)));
+  }
+
+  // Replaces the config file the agents and the waypoint watch (atomically, as kubelet does)
+  // and waits until the waypoint loaded it.
+  void rewrite(const std::string& text) {
+    const size_t before = countOf(waypoint_->output(), ": reloaded ");
+    const std::string tmp = cluster_->writeFile("mesh.yaml.tmp", text);
+    std::filesystem::rename(tmp, config_path_);
+    ASSERT_TRUE(
+        waitFor([&] { return countOf(waypoint_->output(), ": reloaded ") > before; }, seconds(10)))
+        << waypoint_->output();
+  }
+
+  // `count` requests on one curl connection; the bodies, in order.
+  std::vector<std::string> requests(int count, const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv = {"curl", "-sS", "--fail"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    for (int i = 0; i < count; ++i) argv.push_back("http://10.96.0.20:80/who");
+    auto r = cluster_->runInPod("frontend", argv, seconds(120));
+    EXPECT_EQ(r.exit_code, 0) << r.describe() << "\n" << waypoint_->output();
+    std::vector<std::string> who;
+    std::istringstream in(r.out);
+    for (std::string line; std::getline(in, line);) who.push_back(line);
+    return who;
+  }
+};
+
+// Must show 1: 1,000 requests over a 90/10 route land 900+-50 / 100+-50; a header match sends
+// every beta request to v2.
+TEST_F(WaypointRoutingTest, WeightedSplitAndHeaderMatch) {
+  auto who = requests(1000);
+  ASSERT_EQ(who.size(), 1000u);
+  const auto v1 = std::count(who.begin(), who.end(), "cart-v1");
+  const auto v2 = std::count(who.begin(), who.end(), "cart-v2");
+  std::printf("90/10 route: cart-v1 %ld, cart-v2 %ld of 1000\n", v1, v2);
+  EXPECT_EQ(v1 + v2, 1000);
+  EXPECT_NEAR(v1, 900, 50);
+  EXPECT_NEAR(v2, 100, 50);
+
+  auto beta = requests(100, {"-H", "x-user-group: beta"});
+  ASSERT_EQ(beta.size(), 100u);
+  EXPECT_EQ(std::count(beta.begin(), beta.end(), "cart-v2"), 100);
+}
+
+// Must show 1: changing the weights in the file shifts the split without failing a request in
+// flight (curl exits non-zero on the first failure).
+TEST_F(WaypointRoutingTest, ChangingTheWeightsShiftsTheSplitWithoutDroppingARequest) {
+  std::vector<std::string> argv = {"curl", "-sS", "--fail"};
+  for (int i = 0; i < 3000; ++i) argv.push_back("http://10.96.0.20:80/who");
+  Process& client = cluster_->startInPod("frontend", argv);
+  ASSERT_TRUE(waitFor([&] { return countOf(client.output(), "cart-") >= 300; }, seconds(60)));
+  rewrite(withRoutes(withWaypoint(testConfig()), 50, 50));
+  const size_t switched_at = countOf(client.output(), "cart-");
+  auto status = client.waitExit(seconds(180));
+  ASSERT_TRUE(status.has_value()) << client.output();
+  EXPECT_EQ(*status, 0) << waypoint_->output();
+  std::vector<std::string> who;
+  std::istringstream in(client.output());
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("cart-", 0) == 0) who.push_back(line);
+  }
+  ASSERT_EQ(who.size(), 3000u);
+  // After the reload (a margin of 50 requests for the ones in flight), about half go to v2.
+  ASSERT_LT(switched_at + 50, who.size());
+  const auto after = std::count(who.begin() + static_cast<long>(switched_at) + 50, who.end(),
+                                std::string("cart-v2"));
+  const double share =
+      static_cast<double>(after) / static_cast<double>(who.size() - switched_at - 50);
+  std::printf("after the change to 50/50: %.1f%% to cart-v2 (reload after %zu requests)\n",
+              share * 100, switched_at);
+  EXPECT_NEAR(share, 0.5, 0.1);
 }
 
 }  // namespace
