@@ -6,7 +6,7 @@
 
 namespace nodemesh::waypoint {
 
-std::string renderWaypointMetrics(const LoopStats& s) {
+std::string renderWaypointMetrics(const LoopStats& s, const RequestTelemetry* telemetry) {
   std::string out;
   auto counter = [&out](const char* name, const char* help, uint64_t value) {
     out += fmt::format("# HELP {0} {1}\n# TYPE {0} counter\n{0} {2}\n", name, help, value);
@@ -31,12 +31,18 @@ std::string renderWaypointMetrics(const LoopStats& s) {
           "Bytes from clients to endpoints, of finished streams", s.proxy.bytes_in);
   counter("nodemesh_waypoint_bytes_from_upstream_total",
           "Bytes from endpoints to clients, of finished streams", s.proxy.bytes_out);
+  if (telemetry) {
+    telemetry::PrometheusText text;
+    telemetry->writeMetrics(text);
+    out += text.take();
+  }
   return out;
 }
 
 Result<std::unique_ptr<AdminServers>> AdminServers::start(const AdminInfo& info, AdminPorts ports,
                                                           const StatsFn& stats,
-                                                          const SnapshotFn& snapshot) {
+                                                          const SnapshotFn& snapshot,
+                                                          const RequestTelemetry* telemetry) {
   std::unique_ptr<AdminServers> s(new AdminServers());
   AdminServers* self = s.get();
   std::vector<http::Route> readiness{{"GET", "/healthz/ready", [self](const http::HttpRequest&) {
@@ -49,12 +55,13 @@ Result<std::unique_ptr<AdminServers>> AdminServers::start(const AdminInfo& info,
                                         }
                                         return r;
                                       }}};
-  std::vector<http::Route> metrics{{"GET", "/metrics", [stats](const http::HttpRequest&) {
-                                      http::HttpResponse r;
-                                      r.content_type = "text/plain; version=0.0.4";
-                                      r.body = renderWaypointMetrics(stats());
-                                      return r;
-                                    }}};
+  std::vector<http::Route> metrics{
+      {"GET", "/metrics", [stats, telemetry](const http::HttpRequest&) {
+         http::HttpResponse r;
+         r.content_type = "text/plain; version=0.0.4";
+         r.body = renderWaypointMetrics(stats(), telemetry);
+         return r;
+       }}};
   std::vector<http::Route> admin{{"GET", "/stats",
                                   [stats, info](const http::HttpRequest&) {
                                     LoopStats st = stats();

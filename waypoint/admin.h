@@ -14,6 +14,7 @@
 #include "common/result.h"
 #include "model/snapshot.h"
 #include "waypoint/proxy/loop.h"
+#include "waypoint/telemetry/request_telemetry.h"
 
 namespace nodemesh::waypoint {
 
@@ -29,8 +30,9 @@ struct AdminPorts {
   uint16_t readiness = 15021;
 };
 
-// The Prometheus text of the waypoint's own counters.
-std::string renderWaypointMetrics(const LoopStats& stats);
+// The Prometheus text of the waypoint's own counters, then Istio's request and TCP metrics
+// (reporter="waypoint") when `telemetry` is given.
+std::string renderWaypointMetrics(const LoopStats& stats, const RequestTelemetry* telemetry);
 
 class AdminServers {
  public:
@@ -39,7 +41,8 @@ class AdminServers {
 
   static Result<std::unique_ptr<AdminServers>> start(const AdminInfo& info, AdminPorts ports,
                                                      const StatsFn& stats,
-                                                     const SnapshotFn& snapshot);
+                                                     const SnapshotFn& snapshot,
+                                                     const RequestTelemetry* telemetry);
   // Readiness answers 503 from now on (the pod is being stopped).
   void setStopping() { stopping_ = true; }
 

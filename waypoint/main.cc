@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 
+#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
@@ -40,6 +41,7 @@ struct Flags {
   uint16_t readiness_port = 15021;
   unsigned cert_lifetime_s = 24 * 3600;
   std::string log_level = "info";
+  std::string access_log_format = "text";
 };
 
 int run(const Flags& flags) {
@@ -92,10 +94,20 @@ int run(const Flags& flags) {
     return 1;
   }
 
+  // One access log line per request on stdout, without the log prefix (the line has its own
+  // timestamp).
+  auto access = spdlog::stdout_logger_mt("access");
+  access->set_pattern("%v");
+  waypoint::RequestTelemetry telemetry(flags.access_log_format == "json"
+                                           ? telemetry::AccessLogFormat::kJson
+                                           : telemetry::AccessLogFormat::kText,
+                                       [access](const std::string& line) { access->info(line); });
+
   waypoint::LoopOptions options;
   options.listen.port = flags.port;
   {
-    auto started = waypoint::Loop::start(options, tls, *self_id, flags.workload, snapshot);
+    auto started =
+        waypoint::Loop::start(options, tls, *self_id, flags.workload, snapshot, &telemetry);
     if (!started) {
       spdlog::error("{}", started.error().message);
       return 1;
@@ -110,7 +122,7 @@ int run(const Flags& flags) {
   waypoint::AdminInfo info{flags.workload, self_id->toString(), flags.config};
   auto servers = waypoint::AdminServers::start(
       info, {flags.admin_port, flags.metrics_port, flags.readiness_port},
-      [&] { return loop->stats(); }, [&] { return source.current(); });
+      [&] { return loop->stats(); }, [&] { return source.current(); }, &telemetry);
   if (!servers) {
     spdlog::error("{}", servers.error().message);
     return 1;
@@ -150,6 +162,10 @@ int waypointMain(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--cert-lifetime-s", flags.cert_lifetime_s, "workload certificate lifetime")
       ->check(CLI::Range(60U, 30U * 24 * 3600))
+      ->capture_default_str();
+  app.add_option("--access-log-format", flags.access_log_format,
+                 "one line per request: text or json")
+      ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
   app.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 
 #include "tests/e2e/mesh_fixture.h"
 
@@ -168,6 +169,79 @@ TEST_F(WaypointTest, HttpRequestsAreParsedAndBalancedPerRequest) {
       {"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://10.96.0.20:80/nope"},
       seconds(10));
   EXPECT_EQ(missing.out, "404");
+}
+
+// An HTTP/1.1 server in `pod` on 8080 that answers every GET with the request's header fields,
+// one "name: value" per line (what arrived at the backend).
+Process& echoServer(SimCluster& cluster, const std::string& pod) {
+  const std::string script =
+      "import http.server\n"
+      "class H(http.server.BaseHTTPRequestHandler):\n"
+      "    protocol_version = 'HTTP/1.1'\n"
+      "    def do_GET(self):\n"
+      "        body = ''.join(f'{k.lower()}: {v}\\n' for k, v in self.headers.items()).encode()\n"
+      "        self.send_response(200)\n"
+      "        self.send_header('content-length', str(len(body)))\n"
+      "        self.end_headers()\n"
+      "        self.wfile.write(body)\n"
+      "    def log_message(self, *a): pass\n"
+      "http.server.ThreadingHTTPServer(('0.0.0.0', 8080), H).serve_forever()\n";
+  return cluster.startInPod(pod, {"/usr/bin/python3", "-c", script});
+}
+
+// Must show 3: the backend gets the client's trace id with a new span id and an x-request-id;
+// the waypoint's access log and Istio metrics name the original client's identity.
+TEST_F(WaypointTest, TraceContextAccessLogAndMetricsNameTheClient) {
+  echoServer(*cluster_, "cart-v1");
+  echoServer(*cluster_, "cart-v2");
+  const std::string trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+  const std::string parent = "00f067aa0ba902b7";
+  std::string out;
+  ASSERT_TRUE(waitFor(
+      [&] {
+        auto r = cluster_->runInPod("frontend", {"curl", "-sS", "--fail", "-H",
+                                                 "traceparent: 00-" + trace + "-" + parent + "-01",
+                                                 "http://10.96.0.20:80/hello"});
+        out = r.out;
+        return r.exit_code == 0;
+      },
+      seconds(10)))
+      << out << waypoint_->output();
+  std::smatch m;
+  ASSERT_TRUE(
+      std::regex_search(out, m, std::regex("traceparent: 00-([0-9a-f]{32})-([0-9a-f]{16})-01")))
+      << out;
+  EXPECT_EQ(m[1].str(), trace);
+  EXPECT_NE(m[2].str(), parent);  // the waypoint's own span
+  EXPECT_TRUE(std::regex_search(out, std::regex("x-request-id: [0-9a-f-]{36}"))) << out;
+
+  // The access log line of that request, with the client's identity and the trace.
+  ASSERT_TRUE(waitFor([&] { return waypoint_->output().find("path=/hello") != std::string::npos; },
+                      seconds(5)));
+  std::string line;
+  for (const auto& l : accessLines(waypoint_->output(), "path=/hello")) line = l;
+  EXPECT_NE(line.find(std::string("src_identity=") + kFrontendIdentity), std::string::npos) << line;
+  EXPECT_NE(line.find("trace_id=" + trace), std::string::npos) << line;
+  EXPECT_NE(line.find("response_code=200"), std::string::npos) << line;
+
+  // Istio's request metrics, reporter="waypoint", from the waypoint's /metrics.
+  auto metrics = cluster_->runInPod("waypoint", {"curl", "-s", "http://127.0.0.1:15020/metrics"});
+  std::string series;
+  std::istringstream in(metrics.out);
+  for (std::string l; std::getline(in, l);) {
+    if (l.rfind("istio_requests_total{", 0) == 0 &&
+        l.find("response_code=\"200\"") != std::string::npos) {
+      series = l;
+    }
+  }
+  ASSERT_FALSE(series.empty()) << metrics.out;
+  EXPECT_NE(series.find("reporter=\"waypoint\""), std::string::npos) << series;
+  EXPECT_NE(series.find(std::string("source_principal=\"") + kFrontendIdentity + "\""),
+            std::string::npos)
+      << series;
+  EXPECT_NE(series.find("source_workload=\"frontend-7d9f\""), std::string::npos) << series;
+  EXPECT_NE(series.find("response_code=\"200\""), std::string::npos) << series;
+  EXPECT_NE(series.find("destination_service_name=\"cart\""), std::string::npos) << series;
 }
 
 // The routed mesh: services cart-v1 and cart-v2 (one endpoint each) and an HTTPRoute on cart

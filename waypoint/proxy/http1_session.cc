@@ -6,6 +6,8 @@
 
 #include "waypoint/proxy/heads.h"
 #include "waypoint/routing/filters.h"
+#include "waypoint/telemetry/request_id.h"
+#include "waypoint/telemetry/trace_context.h"
 
 namespace nodemesh::waypoint {
 
@@ -119,8 +121,45 @@ void Http1Session::flushDown() {
 void Http1Session::onRequestHead(const http1::RequestHead& head, const http1::RequestInfo& info) {
   ++requests_;
   request_done_ = false;
+  ExchangeRecord& x = exchange_.emplace();
+  x.method = head.method;
+  x.authority = info.authority;
+  x.path = info.path;
+  x.version = head.version;
+  x.start = std::chrono::system_clock::now();
+  x.start_steady = std::chrono::steady_clock::now();
+  if (auto ua = head.headers.get("user-agent")) x.user_agent = *ua;
+  // W3C trace context: the client's trace continues with a span of the waypoint's (a new
+  // trace when it sent none); x-request-id is kept when sane, else made.
+  SystemRandom random;
+  InboundTrace inbound;
+  auto traceparents = head.headers.getAll("traceparent");
+  if (!traceparents.empty()) inbound.traceparent = traceparents.front();
+  inbound.traceparent_repeated = traceparents.size() > 1;
+  std::string tracestate;
+  for (auto v : head.headers.getAll("tracestate")) {
+    if (!tracestate.empty()) tracestate += ",";
+    tracestate += v;
+  }
+  if (!tracestate.empty()) inbound.tracestate = tracestate;
+  HopTrace trace = continueTrace(inbound, random);
+  x.trace_id = std::string(trace.context.traceId());
+  x.span_id = std::string(trace.context.spanId());
+  x.request_id = requestIdFor(head.headers.get("x-request-id"), random);
+
   RouteResult r = router_.route(head, info);
-  if (r.status != 200) return respondLocally(r.status, r.error, r.response_headers);
+  if (r.decision && r.decision->matched) x.route_name = r.decision->matched->describe();
+  if (r.status != 200) {
+    if (r.decision && !r.decision->response_flag.empty()) {
+      x.flags.set(r.decision->response_flag == "NR" ? ResponseFlag::kNoRouteFound
+                                                    : ResponseFlag::kNoClusterFound);
+    } else if (r.status == 503) {
+      x.flags.set(ResponseFlag::kNoHealthyUpstream);
+    }
+    return respondLocally(r.status, r.error, r.response_headers);
+  }
+  x.endpoint_uid = r.endpoint_uid;
+  x.upstream_host = SocketAddress::parse(r.authority).valueOr(SocketAddress{});
   auto up = std::make_unique<Up>();
   up->s = this;
   auto codec = http1::ClientCodec::create(*up);
@@ -128,8 +167,15 @@ void Http1Session::onRequestHead(const http1::RequestHead& head, const http1::Re
   up->codec = std::move(*codec);
   up->table = std::move(r.table);
   up->decision = std::move(r.decision);
-  http1::RequestHead out = r.forward ? std::move(*r.forward) : head;
+  http1::RequestHead out = head;
+  if (r.forward) out = std::move(*r.forward);
   http1::stripHopByHop(out.headers);
+  out.headers.remove("traceparent");
+  out.headers.remove("tracestate");
+  out.headers.remove("x-request-id");
+  out.headers.add("traceparent", trace.context.traceparent());
+  if (!trace.tracestate.empty()) out.headers.add("tracestate", trace.tracestate);
+  out.headers.add("x-request-id", x.request_id);
   if (auto st = up->codec->sendRequestHead(out, bodyLength(info.framing, info.content_length));
       !st) {
     return respondLocally(400, st.error().message);
@@ -150,6 +196,7 @@ void Http1Session::onRequestHead(const http1::RequestHead& head, const http1::Re
 }
 
 void Http1Session::onRequestBody(std::span<const uint8_t> data) {
+  if (exchange_) exchange_->request_bytes += data.size();
   if (!up_ || !up_->codec) return;  // answered locally: the body is dropped
   if (auto st = up_->codec->sendBody(data); !st) upstreamFailed(st.error().message);
 }
@@ -180,8 +227,19 @@ void Http1Session::respondLocally(int status, const std::string& why,
   if (server_->sendResponseHead(head, body.size())) {
     (void)server_->sendBody({reinterpret_cast<const uint8_t*>(body.data()), body.size()});
     (void)server_->sendEnd();
+    if (exchange_) {
+      exchange_->response_code = static_cast<uint32_t>(status);
+      exchange_->response_bytes += body.size();
+    }
   }
+  requestDone();
   flushDown();
+}
+
+void Http1Session::requestDone() {
+  if (!exchange_) return;
+  router_.requestDone(*exchange_);
+  exchange_.reset();
 }
 
 // ---- the endpoint's stream ----
@@ -254,6 +312,7 @@ void Http1Session::Up::onResponseHead(const http1::ResponseHead& head,
     return;
   }
   response_started = true;
+  if (s->exchange_) s->exchange_->response_code = static_cast<uint32_t>(head.status);
   if (decision) {
     // ResponseHeaderModifier filters of the route that served it.
     ResponseHead routed = toRoutingHead(out);
@@ -264,14 +323,17 @@ void Http1Session::Up::onResponseHead(const http1::ResponseHead& head,
 }
 
 void Http1Session::Up::onResponseBody(std::span<const uint8_t> data) {
+  if (s->exchange_) s->exchange_->response_bytes += data.size();
   (void)s->server_->sendBody(data);
 }
 
 void Http1Session::Up::onResponseComplete() {
   response_done = true;
   (void)s->server_->sendEnd();
-  // The endpoint's connection is not reused: the stream (the pod's TCP connection) ends.
-  s->releaseUp(/*reset=*/true);
+  s->requestDone();
+  // The endpoint's connection is not reused: the stream (the pod's TCP connection) ends, with
+  // a FIN when the whole request went out, else a reset.
+  s->releaseUp(/*reset=*/!s->request_done_);
   s->flushDown();
   s->feedDown();  // the next request
 }
@@ -285,13 +347,18 @@ void Http1Session::upstreamFailed(const std::string& why) {
   const bool started = up_->response_started;
   spdlog::info("waypoint: upstream {} failed: {}", up_->endpoint_uid, why);
   releaseUp(/*reset=*/true);
+  if (exchange_) exchange_->flags.set(ResponseFlag::kUpstreamConnectionTermination);
   if (!started) return respondLocally(503, "upstream failed: " + why);
+  requestDone();
   finish(/*reset_down=*/true);  // a response cut short: the client must not take it as whole
 }
 
 void Http1Session::releaseUp(bool reset) {
   if (!up_) return;
-  if (up_->open) up_->conn->detach(up_->stream, reset);
+  if (up_->open) {
+    if (!reset) (void)up_->conn->endStream(up_->stream);
+    up_->conn->detach(up_->stream, reset);
+  }
   up_->open = false;
   router_.finished(up_->endpoint_uid);
   retired_.push_back(std::move(up_));
@@ -300,6 +367,10 @@ void Http1Session::releaseUp(bool reset) {
 void Http1Session::finish(bool reset_down) {
   if (done_) return;
   done_ = true;
+  if (exchange_) {
+    exchange_->flags.set(ResponseFlag::kDownstreamConnectionTermination);
+    requestDone();
+  }
   if (up_) releaseUp(/*reset=*/true);
   if (down_open_) {
     if (reset_down) {

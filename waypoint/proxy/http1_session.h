@@ -11,6 +11,7 @@
 // kMaxPendingOutput: a slow reader on either side slows the writer on the other, and a session
 // holds at most two HTTP/2 windows plus that bound.
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -24,6 +25,7 @@
 #include "waypoint/http1/server_codec.h"
 #include "waypoint/proxy/hbone_conn.h"
 #include "waypoint/routing/route_table.h"
+#include "waypoint/telemetry/response_flags.h"
 
 namespace nodemesh::waypoint {
 
@@ -42,11 +44,33 @@ struct RouteResult {
   std::string endpoint_uid;
 };
 
+// One finished request as the session saw it, for the metrics and the access log.
+struct ExchangeRecord {
+  std::string method;
+  std::string authority;
+  std::string path;
+  std::string user_agent;
+  std::string request_id;
+  std::string trace_id;
+  std::string span_id;
+  http1::Version version = http1::Version::kHttp11;
+  std::string endpoint_uid;  // empty: answered by the waypoint itself
+  std::optional<SocketAddress> upstream_host;
+  std::string route_name;
+  uint32_t response_code = 0;  // 0: no response reached the client
+  ResponseFlags flags;
+  uint64_t request_bytes = 0;
+  uint64_t response_bytes = 0;
+  std::chrono::system_clock::time_point start;
+  std::chrono::steady_clock::time_point start_steady;
+};
+
 class Router {
  public:
   virtual ~Router() = default;
   virtual RouteResult route(const http1::RequestHead& head, const http1::RequestInfo& info) = 0;
-  virtual void finished(const std::string& endpoint_uid) = 0;  // the request is over
+  virtual void finished(const std::string& endpoint_uid) = 0;  // the upstream is released
+  virtual void requestDone(const ExchangeRecord& /*record*/) {}
 };
 
 class Http1Session final : public http1::ServerHandler {
@@ -120,6 +144,8 @@ class Http1Session final : public http1::ServerHandler {
   void releaseUp(bool reset);
   void upstreamFailed(const std::string& why);
   void finish(bool reset_down);
+  // The current request is over (its response went out, or it never will): report it once.
+  void requestDone();
 
   HboneConn* down_conn_;
   hbone::StreamId down_stream_;
@@ -135,6 +161,7 @@ class Http1Session final : public http1::ServerHandler {
   std::unique_ptr<Up> up_;
   std::vector<std::unique_ptr<Up>> retired_;
   uint64_t requests_ = 0;
+  std::optional<ExchangeRecord> exchange_;  // the request being served
   bool done_ = false;
 };
 

@@ -19,7 +19,8 @@ Loop::Loop(const LoopOptions& options, hbone::TlsProvider& tls, identity::Spiffe
 
 Result<std::unique_ptr<Loop>> Loop::start(const LoopOptions& options, hbone::TlsProvider& tls,
                                           identity::SpiffeId self, std::string self_uid,
-                                          model::SnapshotPtr snapshot) {
+                                          model::SnapshotPtr snapshot,
+                                          RequestTelemetry* telemetry) {
   std::unique_ptr<Loop> loop(new Loop(options, tls, std::move(self), std::move(self_uid)));
   auto fd = listenTcp(options.listen, /*mark=*/0);
   if (!fd)
@@ -29,6 +30,7 @@ Result<std::unique_ptr<Loop>> Loop::start(const LoopOptions& options, hbone::Tls
   loop->wake_fd_.reset(::eventfd(0, EFD_CLOEXEC));
   if (!loop->wake_fd_.valid()) return Error::fromErrno("eventfd");
   loop->proxy_.setSnapshot(std::move(snapshot));
+  loop->proxy_.setTelemetry(telemetry);
   std::promise<Status> started;
   auto result = started.get_future();
   Loop* l = loop.get();

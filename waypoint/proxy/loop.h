@@ -37,9 +37,11 @@ struct LoopStats {
 class Loop final : public io::CompletionHandler {
  public:
   // Binds the listener (so a busy port fails the start) and starts the thread.
+  // `telemetry` (may be null) must outlive the loop.
   static Result<std::unique_ptr<Loop>> start(const LoopOptions& options, hbone::TlsProvider& tls,
                                              identity::SpiffeId self, std::string self_uid,
-                                             model::SnapshotPtr snapshot);
+                                             model::SnapshotPtr snapshot,
+                                             RequestTelemetry* telemetry);
   ~Loop() override;  // stops and joins
   Loop(const Loop&) = delete;
   Loop& operator=(const Loop&) = delete;

@@ -138,6 +138,9 @@ void Proxy::onConnectRequest(HboneConn& conn, hbone::StreamId stream,
   in.router.proxy = this;
   in.router.dst = request.target;
   in.router.source_namespace = conn.peerIdentity()->ns();
+  in.router.source_principal = conn.peerIdentity()->toString();
+  in.router.source_address = connectHeaders(request).forwarded_for;
+  if (!in.router.source_address) in.router.source_address = conn.peer();
   in.sniffer = std::make_unique<Sniffer>();
   in.sniffer->proxy = this;
   in.sniffer->inbound = &in;
@@ -193,6 +196,7 @@ void Proxy::startPassthrough(Inbound& in) {
   in.endpoint_uid = choice.workload->uid;
   ++in_flight_[in.endpoint_uid];
   ++stats_.active;
+  reportPassthrough(in, /*closing=*/false);
   in.join->connect(*up, choice.address.toString(), connectHeaders(in.request));
 }
 
@@ -274,6 +278,63 @@ void Proxy::InboundRouter::finished(const std::string& endpoint_uid) {
   proxy->endpointDone(endpoint_uid);
 }
 
+void Proxy::InboundRouter::requestDone(const ExchangeRecord& x) {
+  if (!proxy->telemetry_ || !proxy->snapshot_) return;
+  const model::Snapshot& snap = *proxy->snapshot_;
+  RequestRecord r;
+  r.source_workload = source_address ? snap.workloadByIp(source_address->ip) : nullptr;
+  r.source_principal = source_principal;
+  r.source_address = source_address;
+  r.destination_service = snap.serviceByVip(dst.ip);
+  r.destination_workload = x.endpoint_uid.empty() ? nullptr : snap.workloadByUid(x.endpoint_uid);
+  std::string destination_principal =
+      r.destination_workload ? r.destination_workload->identity() : "";
+  r.destination_principal = destination_principal;
+  r.upstream_host = x.upstream_host;
+  r.route_name = x.route_name;
+  r.method = x.method;
+  r.authority = x.authority;
+  r.path = x.path;
+  r.http_version =
+      x.version == http1::Version::kHttp10 ? HttpVersion::kHttp10 : HttpVersion::kHttp11;
+  r.user_agent = x.user_agent;
+  r.request_id = x.request_id;
+  r.trace_id = x.trace_id;
+  r.span_id = x.span_id;
+  r.response_code = x.response_code;
+  r.response_flags = x.flags;
+  r.request_bytes = x.request_bytes;
+  r.response_bytes = x.response_bytes;
+  r.start_time = x.start;
+  r.duration = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::steady_clock::now() - x.start_steady);
+  proxy->telemetry_->onRequest(r);
+}
+
+void Proxy::reportPassthrough(const Inbound& in, bool closing) {
+  if (!telemetry_ || !snapshot_) return;
+  const model::Snapshot& snap = *snapshot_;
+  PassthroughRecord r;
+  r.source_workload =
+      in.router.source_address ? snap.workloadByIp(in.router.source_address->ip) : nullptr;
+  r.source_principal = in.router.source_principal;
+  r.destination_service = snap.serviceByVip(in.router.dst.ip);
+  r.destination_workload = snap.workloadByUid(in.endpoint_uid);
+  std::string destination_principal =
+      r.destination_workload ? r.destination_workload->identity() : "";
+  r.destination_principal = destination_principal;
+  if (closing && in.join) {
+    r.bytes_from_client = in.join->totals().to_upstream;
+    r.bytes_to_client = in.join->totals().to_downstream;
+    if (!in.join->error().empty()) r.response_flags.set(ResponseFlag::kUpstreamConnectionFailure);
+  }
+  if (closing) {
+    telemetry_->onPassthroughClose(r);
+  } else {
+    telemetry_->onPassthroughOpen(r);
+  }
+}
+
 void Proxy::endpointDone(const std::string& uid) {
   auto f = in_flight_.find(uid);
   if (f != in_flight_.end() && --f->second == 0) in_flight_.erase(f);
@@ -298,6 +359,7 @@ void Proxy::reap() {
     if (!it->endpoint_uid.empty()) {
       endpointDone(it->endpoint_uid);
       --stats_.active;
+      reportPassthrough(*it, /*closing=*/true);
     }
     if (it->join) {
       stats_.bytes_in += it->join->totals().to_upstream;

@@ -22,6 +22,7 @@
 #include "waypoint/proxy/stream_join.h"
 #include "waypoint/routing/random_source.h"
 #include "waypoint/routing/route_table.h"
+#include "waypoint/telemetry/request_telemetry.h"
 
 namespace nodemesh::waypoint {
 
@@ -58,6 +59,8 @@ class Proxy final : public ConnectAcceptor {
   Proxy& operator=(const Proxy&) = delete;
 
   void setConnections(HboneConns* conns) { conns_ = conns; }
+  // Where finished requests and passthrough connections are reported (metrics, access log).
+  void setTelemetry(RequestTelemetry* telemetry) { telemetry_ = telemetry; }
   // The routes are compiled once per snapshot.
   void setSnapshot(model::SnapshotPtr snapshot);
 
@@ -92,9 +95,12 @@ class Proxy final : public ConnectAcceptor {
   struct InboundRouter final : Router {
     Proxy* proxy = nullptr;
     SocketAddress dst;
-    std::string source_namespace;  // the client's, from its certificate
+    std::string source_namespace;                 // the client's, from its certificate
+    std::string source_principal;                 // its SPIFFE ID
+    std::optional<SocketAddress> source_address;  // forwarded: for=, else the agent's address
     RouteResult route(const http1::RequestHead& head, const http1::RequestInfo& info) override;
     void finished(const std::string& endpoint_uid) override;
+    void requestDone(const ExchangeRecord& x) override;
   };
   struct Inbound {
     HboneConn* conn = nullptr;
@@ -116,8 +122,12 @@ class Proxy final : public ConnectAcceptor {
   hbone::ConnectHeaders connectHeaders(const hbone::ConnectRequest& request) const;
   void endpointDone(const std::string& uid);
 
+  // The passthrough connection's telemetry record (open, or closed with its totals).
+  void reportPassthrough(const Inbound& in, bool closing);
+
   std::string self_uid_;
   HboneConns* conns_ = nullptr;
+  RequestTelemetry* telemetry_ = nullptr;
   model::SnapshotPtr snapshot_;
   std::shared_ptr<const RouteTable> table_;
   SeededRandom route_random_{std::random_device{}()};
