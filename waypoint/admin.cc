@@ -28,9 +28,16 @@ std::string renderWaypointMetrics(const LoopStats& s, const RequestTelemetry* te
           "CONNECT requests the waypoint answered with an error itself", s.proxy.refused);
   gauge("nodemesh_waypoint_streams_active", "Streams being proxied now", s.proxy.active);
   counter("nodemesh_waypoint_bytes_to_upstream_total",
-          "Bytes from clients to endpoints, of finished streams", s.proxy.bytes_in);
+          "Bytes from clients to endpoints (TCP payload, HTTP bodies), of finished streams",
+          s.proxy.bytes_in);
   counter("nodemesh_waypoint_bytes_from_upstream_total",
-          "Bytes from endpoints to clients, of finished streams", s.proxy.bytes_out);
+          "Bytes from endpoints to clients (TCP payload, HTTP bodies), of finished streams",
+          s.proxy.bytes_out);
+  counter("nodemesh_waypoint_http1_streams_total", "Streams parsed as HTTP/1.1", s.proxy.http1);
+  counter("nodemesh_waypoint_passthrough_streams_total", "Streams passed through as TCP",
+          s.proxy.passthrough);
+  counter("nodemesh_waypoint_http_requests_total", "HTTP requests, of finished streams",
+          s.proxy.requests);
   if (telemetry) {
     telemetry::PrometheusText text;
     telemetry->writeMetrics(text);

@@ -42,6 +42,7 @@ struct Flags {
   unsigned cert_lifetime_s = 24 * 3600;
   std::string log_level = "info";
   std::string access_log_format = "text";
+  unsigned request_timeout_ms = 30000;
 };
 
 int run(const Flags& flags) {
@@ -105,6 +106,7 @@ int run(const Flags& flags) {
 
   waypoint::LoopOptions options;
   options.listen.port = flags.port;
+  options.request_timeout = std::chrono::milliseconds(flags.request_timeout_ms);
   {
     auto started =
         waypoint::Loop::start(options, tls, *self_id, flags.workload, snapshot, &telemetry);
@@ -162,6 +164,10 @@ int waypointMain(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--cert-lifetime-s", flags.cert_lifetime_s, "workload certificate lifetime")
       ->check(CLI::Range(60U, 30U * 24 * 3600))
+      ->capture_default_str();
+  app.add_option("--request-timeout-ms", flags.request_timeout_ms,
+                 "a request still arriving after this long is answered 408 (checked each second)")
+      ->check(CLI::Range(1000U, 3600U * 1000))
       ->capture_default_str();
   app.add_option("--access-log-format", flags.access_log_format,
                  "one line per request: text or json")

@@ -244,6 +244,81 @@ TEST_F(WaypointTest, TraceContextAccessLogAndMetricsNameTheClient) {
   EXPECT_NE(series.find("destination_service_name=\"cart\""), std::string::npos) << series;
 }
 
+// Sends `request` (Python escapes allowed) to the cart VIP from frontend, optionally waits,
+// and returns the first line of what came back ("" when nothing did).
+std::string rawExchange(SimCluster& cluster, const std::string& request, int pause_s = 0) {
+  const std::string script =
+      "import socket, sys, time\n"
+      "s = socket.create_connection(('10.96.0.20', 80), timeout=20)\n"
+      "s.sendall(" +
+      request +
+      ")\n"
+      "time.sleep(" +
+      std::to_string(pause_s) +
+      ")\n"
+      "data = b''\n"
+      "try:\n"
+      "    while b'\\r\\n' not in data:\n"
+      "        chunk = s.recv(4096)\n"
+      "        if not chunk: break\n"
+      "        data += chunk\n"
+      "except OSError as e:\n"
+      "    print('error', e)\n"
+      "print(data.split(b'\\r\\n')[0].decode(errors='replace'))\n";
+  auto r = cluster.runInPod("frontend", {"/usr/bin/python3", "-c", script}, seconds(30));
+  std::string out = r.out;
+  while (!out.empty() && (out.back() == '\n')) out.pop_back();
+  return out;
+}
+
+// Must show 5: malformed HTTP never reaches an application: request smuggling shapes get 400,
+// oversized headers 431, a request that does not finish in time 408.
+TEST_F(WaypointTest, MalformedRequestsAreAnsweredByTheWaypointAndNeverForwarded) {
+  // A waypoint with a short request timeout (the default is 30 s).
+  waypoint_->kill();
+  waypoint_ = &cluster_->startInPod(
+      "waypoint",
+      {waypointPath(), "--config", config_path_, "--workload", "cluster1//v1/Pod/shop/waypoint-0",
+       "--state-dir", cluster_->workDir() + "/ca", "--request-timeout-ms", "1000"});
+  ASSERT_TRUE(waypoint_->waitForOutput("serving HBONE on", seconds(10))) << waypoint_->output();
+  echoServer(*cluster_, "cart-v1");
+  echoServer(*cluster_, "cart-v2");
+
+  // Content-Length and Transfer-Encoding together (RFC 9112 6.3, the classic smuggling shape).
+  EXPECT_EQ(rawExchange(*cluster_,
+                        "b'POST / HTTP/1.1\\r\\nHost: cart\\r\\nContent-Length: 5\\r\\n"
+                        "Transfer-Encoding: chunked\\r\\n\\r\\n0\\r\\n\\r\\nGET /x HTTP/1.1\\r\\n"
+                        "Host: cart\\r\\n\\r\\n'"),
+            "HTTP/1.1 400 Bad Request");
+  // Two different Content-Lengths.
+  EXPECT_EQ(rawExchange(*cluster_,
+                        "b'POST / HTTP/1.1\\r\\nHost: cart\\r\\nContent-Length: 5\\r\\n"
+                        "Content-Length: 6\\r\\n\\r\\nhello!'"),
+            "HTTP/1.1 400 Bad Request");
+  // Obsolete line folding.
+  EXPECT_EQ(
+      rawExchange(*cluster_, "b'GET / HTTP/1.1\\r\\nHost: cart\\r\\nX-A: 1\\r\\n 2\\r\\n\\r\\n'"),
+      "HTTP/1.1 400 Bad Request");
+  // A 70 KiB header section.
+  EXPECT_EQ(rawExchange(*cluster_,
+                        "b'GET / HTTP/1.1\\r\\nHost: cart\\r\\nX-Big: ' + b'a' * 70000 + "
+                        "b'\\r\\n\\r\\n'"),
+            "HTTP/1.1 431 Request Header Fields Too Large");
+  // A head that never completes (slowloris): 408 once the request timeout passed. (A body
+  // that stalls reaches the endpoint as it streams, as in Envoy; its endpoint may answer.)
+  EXPECT_EQ(rawExchange(*cluster_, "b'GET / HTTP/1.1\\r\\nHost: cart\\r\\nX-Slow: 1\\r\\n'", 3),
+            "HTTP/1.1 408 Request Timeout");
+
+  // None of them reached an endpoint: no connection from the waypoint arrived anywhere.
+  std::string inbound = agent1_->output() + agent2_->output();
+  EXPECT_EQ(accessLines(inbound, std::string("src_identity=") + kWaypointIdentity).size(), 0u)
+      << inbound;
+  // And the waypoint still serves.
+  auto ok = cluster_->runInPod("frontend", {"curl", "-sS", "--fail", "http://10.96.0.20:80/"},
+                               seconds(10));
+  EXPECT_EQ(ok.exit_code, 0) << ok.describe() << waypoint_->output();
+}
+
 // The routed mesh: services cart-v1 and cart-v2 (one endpoint each) and an HTTPRoute on cart
 // that sends `x-user-group: beta` to v2 and splits the rest by `weights`.
 std::string withRoutes(std::string text, int v1_weight, int v2_weight) {

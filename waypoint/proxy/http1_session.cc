@@ -196,6 +196,7 @@ void Http1Session::onRequestHead(const http1::RequestHead& head, const http1::Re
 }
 
 void Http1Session::onRequestBody(std::span<const uint8_t> data) {
+  bytes_from_client_ += data.size();
   if (exchange_) exchange_->request_bytes += data.size();
   if (!up_ || !up_->codec) return;  // answered locally: the body is dropped
   if (auto st = up_->codec->sendBody(data); !st) upstreamFailed(st.error().message);
@@ -233,6 +234,32 @@ void Http1Session::respondLocally(int status, const std::string& why,
     }
   }
   requestDone();
+  flushDown();
+}
+
+void Http1Session::onTimer(std::chrono::steady_clock::time_point now,
+                           std::chrono::milliseconds timeout) {
+  if (done_ || !server_) return;
+  if (!server_->messageInProgress()) {
+    in_progress_since_.reset();
+    return;
+  }
+  if (!in_progress_since_) {
+    in_progress_since_ = now;
+    return;
+  }
+  if (now - *in_progress_since_ < timeout) return;
+  spdlog::info("waypoint: request from {} timed out after {} ms", down_conn_->peer().toString(),
+               timeout.count());
+  server_->timeout();
+  if (exchange_) {
+    exchange_->flags.set(ResponseFlag::kStreamIdleTimeout);
+    if (!up_ || !up_->response_started) exchange_->response_code = 408;
+  }
+  if (up_ && !up_->response_started) {
+    releaseUp(/*reset=*/true);
+    requestDone();
+  }
   flushDown();
 }
 
@@ -323,6 +350,7 @@ void Http1Session::Up::onResponseHead(const http1::ResponseHead& head,
 }
 
 void Http1Session::Up::onResponseBody(std::span<const uint8_t> data) {
+  s->bytes_to_client_ += data.size();
   if (s->exchange_) s->exchange_->response_bytes += data.size();
   (void)s->server_->sendBody(data);
 }

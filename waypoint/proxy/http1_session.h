@@ -86,10 +86,15 @@ class Http1Session final : public http1::ServerHandler {
   // Starts with the bytes the protocol detection read (not yet acknowledged on the stream).
   Status start(std::vector<uint8_t> first_bytes);
   bool done() const { return done_; }
+  // Once a second: a request that started arriving `timeout` ago and is still incomplete is
+  // answered 408 and the connection closes (the codec decides what is half-received).
+  void onTimer(std::chrono::steady_clock::time_point now, std::chrono::milliseconds timeout);
   // After each batch of completions: frees the upstreams of finished requests (never inside
   // their own callbacks).
   void reap() { retired_.clear(); }
   uint64_t requests() const { return requests_; }
+  uint64_t bytesFromClient() const { return bytes_from_client_; }  // request bodies
+  uint64_t bytesToClient() const { return bytes_to_client_; }      // response bodies
 
  private:
   // The client's side: the downstream CONNECT stream.
@@ -161,7 +166,10 @@ class Http1Session final : public http1::ServerHandler {
   std::unique_ptr<Up> up_;
   std::vector<std::unique_ptr<Up>> retired_;
   uint64_t requests_ = 0;
+  uint64_t bytes_from_client_ = 0;
+  uint64_t bytes_to_client_ = 0;
   std::optional<ExchangeRecord> exchange_;  // the request being served
+  std::optional<std::chrono::steady_clock::time_point> in_progress_since_;
   bool done_ = false;
 };
 

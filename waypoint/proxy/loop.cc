@@ -31,6 +31,7 @@ Result<std::unique_ptr<Loop>> Loop::start(const LoopOptions& options, hbone::Tls
   if (!loop->wake_fd_.valid()) return Error::fromErrno("eventfd");
   loop->proxy_.setSnapshot(std::move(snapshot));
   loop->proxy_.setTelemetry(telemetry);
+  loop->proxy_.setRequestTimeout(options.request_timeout);
   std::promise<Status> started;
   auto result = started.get_future();
   Loop* l = loop.get();
@@ -143,7 +144,10 @@ void Loop::onWake() {
     snapshot = std::move(pending_snapshot_);
     stopping_ = stop_requested_;
   }
-  if (snapshot) proxy_.setSnapshot(std::move(snapshot));
+  if (snapshot) {
+    spdlog::info("waypoint: config in force: {}", snapshot->summary());
+    proxy_.setSnapshot(std::move(snapshot));
+  }
   if (!stopping_) ring_->read(wake_fd_.get(), &wake_buf_, sizeof(wake_buf_), &wake_tag_);
 }
 

@@ -27,6 +27,7 @@ struct LoopOptions {
   unsigned recv_buffers = 1024;
   size_t recv_buffer_bytes = 16 * 1024;
   HboneConnOptions hbone;
+  std::chrono::milliseconds request_timeout{30000};  // see Proxy::setRequestTimeout
 };
 
 struct LoopStats {

@@ -343,6 +343,7 @@ void Proxy::endpointDone(const std::string& uid) {
 void Proxy::onTimer() {
   const auto now = Clock::now();
   for (Inbound& in : inbound_) {
+    if (in.http1) in.http1->onTimer(now, request_timeout_);
     if (!in.done && !in.join && !in.http1 && now - in.since >= std::chrono::seconds(1)) {
       startPassthrough(in);  // a protocol where the server speaks first
     }
@@ -365,7 +366,11 @@ void Proxy::reap() {
       stats_.bytes_in += it->join->totals().to_upstream;
       stats_.bytes_out += it->join->totals().to_downstream;
     }
-    if (it->http1) stats_.requests += it->http1->requests();
+    if (it->http1) {
+      stats_.requests += it->http1->requests();
+      stats_.bytes_in += it->http1->bytesFromClient();
+      stats_.bytes_out += it->http1->bytesToClient();
+    }
     it = inbound_.erase(it);
   }
 }

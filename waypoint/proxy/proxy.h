@@ -61,6 +61,8 @@ class Proxy final : public ConnectAcceptor {
   void setConnections(HboneConns* conns) { conns_ = conns; }
   // Where finished requests and passthrough connections are reported (metrics, access log).
   void setTelemetry(RequestTelemetry* telemetry) { telemetry_ = telemetry; }
+  // How long a request may take to arrive whole before it is answered 408.
+  void setRequestTimeout(std::chrono::milliseconds timeout) { request_timeout_ = timeout; }
   // The routes are compiled once per snapshot.
   void setSnapshot(model::SnapshotPtr snapshot);
 
@@ -128,6 +130,7 @@ class Proxy final : public ConnectAcceptor {
   std::string self_uid_;
   HboneConns* conns_ = nullptr;
   RequestTelemetry* telemetry_ = nullptr;
+  std::chrono::milliseconds request_timeout_{30000};
   model::SnapshotPtr snapshot_;
   std::shared_ptr<const RouteTable> table_;
   SeededRandom route_random_{std::random_device{}()};
