@@ -271,6 +271,8 @@ std::map<std::string, std::string> labelsOf(const std::string& line) {
 int reportMetrics(SimCluster& cluster, const std::map<std::string, int>& answered) {
   std::cout << "\n  The waypoint's metrics (curl http://127.0.0.1:15020/metrics in its pod; "
                "istio_requests_total\n  with some of its labels):\n";
+  // The waypoint publishes its own counters once a second (waypoint/proxy/loop.h).
+  std::this_thread::sleep_for(milliseconds(1100));
   sim::CommandResult r;
   std::map<std::string, int> recorded;
   // Requests are recorded when they finish, which may be just after curl has its answer.
@@ -372,7 +374,7 @@ bool WaypointDemo::applyRoute(const RouteSpec& route) {
   }
   const auto ms =
       std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - start);
-  std::cout << fmt::format("\n  Config rewritten: {}. The waypoint reloaded it after {} ms.\n",
+  std::cout << fmt::format("\n  Config rewritten: {}.\n  The waypoint reloaded it after {} ms.\n",
                            route.describe(), ms.count());
   // The waypoint logs the reload, then hands the snapshot to its event loop thread.
   std::this_thread::sleep_for(milliseconds(250));
@@ -422,8 +424,8 @@ int WaypointDemo::run() {
                serviceYaml(kWaypoint, vips[kWaypoint], 15008, false);
 
   std::cout << fmt::format(
-      "\nWaypoint (L7 routing). Service bookinfo/reviews ({}:{}) names a waypoint; its two "
-      "versions are\nthe Services reviews-v1 and reviews-v2:\n",
+      "\nWaypoint (L7 routing). Service bookinfo/reviews ({}:{}) names a waypoint; its two\n"
+      "versions are the Services reviews-v1 and reviews-v2:\n",
       vips["reviews"], kReviewsPort);
   for (const auto& [p, what] : std::vector<std::pair<Pod, std::string>>{
            {client, "the client (curl), enrolled"},
@@ -476,9 +478,7 @@ int WaypointDemo::run() {
   failures += reportSplit(send(kSplitRequests), kSplitRequests,
                           {{kVersions[0], 90}, {kVersions[1], 10}}, kTolerance9010);
   std::cout << fmt::format(
-      "    ({}'s agent sent the client's connection to the reviews VIP to waypoint {} over "
-      "HBONE)\n",
-      node_a,
+      "    ({}'s agent sent the connection to reviews over HBONE to waypoint {})\n", node_a,
       accessField(c_.agents.at(node_a)->output(), "service_addr=" + vips["reviews"], "waypoint"));
 
   if (!applyRoute({50, 50, false})) return failures + 1;
