@@ -2,7 +2,8 @@
 // (one network namespace per node and per pod, joined by bridges, as in the e2e tests), runs
 // one nodemesh-agent per node, sends real TCP traffic between every pair of pods and to each
 // service VIP, and prints what happened to each connection (captured where, carried how, which
-// identity, allowed or denied by which policy, which endpoint served a service); then removes
+// identity, allowed or denied by which policy, which endpoint served a service), then routes HTTP
+// through a waypoint by an HTTPRoute it changes on the fly (waypoint_demo.cc); then removes
 // everything it created.
 //
 // It reuses the e2e harness (tests/e2e/harness) on purpose: the demo and the tests build the
@@ -29,6 +30,7 @@
 #include "sim/privileged.h"
 #include "sim/sim_cluster.h"
 #include "sim/testapp_client.h"
+#include "tests/e2e/demo/waypoint_demo.h"
 
 namespace nodemesh::demo {
 namespace {
@@ -99,7 +101,7 @@ std::string humanBytes(uint64_t n) {
   return fmt::format("{} B", n);
 }
 
-int runDemo(const std::string& config_path, uint64_t bytes) {
+int runDemo(const std::string& config_path, uint64_t bytes, bool with_waypoint) {
   if (auto problem = sim::privilegedEnvironmentProblem()) {
     std::cerr << "nodemesh-demo needs root on a Linux host with network namespaces, cgroup2 "
                  "and bpffs: "
@@ -325,6 +327,11 @@ int runDemo(const std::string& config_path, uint64_t bytes) {
                "SAW -).\nA connection to a service VIP goes to one of its endpoints (power of two "
                "choices, retried\nelsewhere if an endpoint refuses).\n";
 
+  // The waypoint part adds its pods and services to the running cluster, after the matrix
+  // above, which therefore shows the config's own pods only.
+  const int waypoint_failures =
+      with_waypoint ? runWaypointDemo({&cluster, cfg, node_order, agents}) : 0;
+
   std::cout << "\nStopping the agents (SIGTERM): ";
   bool clean = true;
   for (auto& [node, agent] : agents) {
@@ -340,7 +347,8 @@ int runDemo(const std::string& config_path, uint64_t bytes) {
   cluster.teardown();
   std::cout << "Simulated cluster removed.\n";
   if (failures) std::cout << failures << " connection(s) did not end as the policies say.\n";
-  return failures == 0 && clean ? 0 : 1;
+  if (waypoint_failures) std::cout << waypoint_failures << " waypoint check(s) failed.\n";
+  return failures == 0 && waypoint_failures == 0 && clean ? 0 : 1;
 }
 
 }  // namespace
@@ -350,7 +358,7 @@ int main(int argc, char** argv) {
   try {
     CLI::App app{
         "nodemesh-demo: a simulated two-node cluster with nodemesh agents and real "
-        "traffic between pods"};
+        "traffic between pods, then HTTP routed by a waypoint"};
     std::string config = std::string(NODEMESH_EXAMPLES_DIR) + "/two-nodes.yaml";
     uint64_t bytes = 1 << 20;
     app.add_option("--config", config, "mesh config (ztunnel's local config format)")
@@ -359,8 +367,11 @@ int main(int argc, char** argv) {
     app.add_option("--bytes", bytes, "bytes each connection sends each way")
         ->capture_default_str()
         ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 30));
+    bool no_waypoint = false;
+    app.add_flag("--no-waypoint", no_waypoint,
+                 "skip the waypoint part (L7 routing of an HTTP service by its HTTPRoute)");
     CLI11_PARSE(app, argc, argv);
-    return nodemesh::demo::runDemo(config, bytes);
+    return nodemesh::demo::runDemo(config, bytes, !no_waypoint);
   } catch (const std::exception& e) {
     // Harness setup errors (a command that failed while building the cluster), and anything
     // else that would otherwise end in std::terminate() without running the cleanup.
