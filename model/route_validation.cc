@@ -1,5 +1,6 @@
 #include "model/route_validation.h"
 
+#include <fmt/format.h>
 #include <re2/re2.h>
 
 #include <array>
@@ -114,9 +115,9 @@ Status checkHostname(std::string_view hostname, bool allow_wildcard) {
   std::string_view rest = hostname;
   if (allow_wildcard && rest.starts_with("*.")) rest.remove_prefix(2);
   if (!isDnsSubdomain(rest)) {
-    return Error::invalid(std::string("'") + std::string(hostname) +
-                          "' is not a lowercase RFC 1123 hostname" +
-                          (allow_wildcard ? " (a wildcard is only allowed as '*.' first)" : ""));
+    return Error::invalid(
+        fmt::format("'{}' is not a lowercase RFC 1123 hostname{}", hostname,
+                    allow_wildcard ? " (a wildcard is only allowed as '*.' first)" : ""));
   }
   return okStatus();
 }
@@ -128,7 +129,7 @@ Status checkHeaderName(std::string_view name) {
   for (char c : name) {
     if (std::isalnum(static_cast<unsigned char>(c)) == 0 &&
         kTokenChars.find(c) == std::string_view::npos) {
-      return Error::invalid("'" + std::string(name) + "' is not an HTTP header name (RFC 7230)");
+      return Error::invalid(fmt::format("'{}' is not an HTTP header name (RFC 7230)", name));
     }
   }
   return okStatus();
@@ -136,8 +137,8 @@ Status checkHeaderName(std::string_view name) {
 
 Status checkSectionName(std::string_view name) {
   if (name.size() > kMaxHostnameLength || !isDnsSubdomain(name)) {
-    return Error::invalid("'" + std::string(name) +
-                          "' is not a lowercase DNS name (letters, digits, '-' and '.')");
+    return Error::invalid(
+        fmt::format("'{}' is not a lowercase DNS name (letters, digits, '-' and '.')", name));
   }
   return okStatus();
 }
@@ -151,8 +152,8 @@ Status checkGrpcService(std::string_view service) {
     std::string_view part =
         rest.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
     if (!isIdentifier(part)) {
-      return Error::invalid("'" + std::string(service) +
-                            "' is not a gRPC service name such as 'pkg.Service'");
+      return Error::invalid(
+          fmt::format("'{}' is not a gRPC service name such as 'pkg.Service'", service));
     }
     if (dot == std::string_view::npos) return okStatus();
     start = dot + 1;
@@ -161,15 +162,15 @@ Status checkGrpcService(std::string_view service) {
 
 Status checkGrpcMethod(std::string_view method) {
   if (!isIdentifier(method)) {
-    return Error::invalid("'" + std::string(method) + "' is not a gRPC method name");
+    return Error::invalid(fmt::format("'{}' is not a gRPC method name", method));
   }
   return okStatus();
 }
 
 Result<std::chrono::milliseconds> parseGatewayDuration(std::string_view text) {
   auto bad = [&] {
-    return Error::invalid("'" + std::string(text) +
-                          "' is not a duration such as 1h, 30s or 500ms (GEP-2257)");
+    return Error::invalid(
+        fmt::format("'{}' is not a duration such as 1h, 30s or 500ms (GEP-2257)", text));
   };
   std::chrono::milliseconds total{0};
   size_t pos = 0;
@@ -204,8 +205,8 @@ Result<std::chrono::milliseconds> parseGatewayDuration(std::string_view text) {
 
 Result<std::chrono::sys_seconds> parseTimestamp(std::string_view text) {
   auto bad = [&] {
-    return Error::invalid("'" + std::string(text) +
-                          "' is not an RFC 3339 time such as 2024-05-01T10:00:00Z");
+    return Error::invalid(
+        fmt::format("'{}' is not an RFC 3339 time such as 2024-05-01T10:00:00Z", text));
   };
   size_t pos = 0;
   int year = 0;

@@ -375,11 +375,13 @@ class WaypointRoutingTest : public WaypointTest {
   // Replaces the config file the agents and the waypoint watch (atomically, as kubelet does)
   // and waits until the waypoint loaded it.
   void rewrite(const std::string& text) {
-    const size_t before = countOf(waypoint_->output(), ": reloaded ");
+    // The config the waypoint started with is in force first (its loop logs it too).
+    ASSERT_TRUE(waypoint_->waitForOutput("waypoint: config in force", seconds(10)));
+    const size_t before = countOf(waypoint_->output(), "waypoint: config in force");
     const std::string tmp = cluster_->writeFile("mesh.yaml.tmp", text);
     std::filesystem::rename(tmp, config_path_);
     ASSERT_TRUE(
-        waitFor([&] { return countOf(waypoint_->output(), ": reloaded ") > before; }, seconds(10)))
+        waitFor([&] { return countOf(waypoint_->output(), "waypoint: config in force") > before; }, seconds(10)))
         << waypoint_->output();
   }
 

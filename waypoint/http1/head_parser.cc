@@ -205,7 +205,7 @@ std::optional<Rejection> checkTarget(const RequestHead& head, RequestInfo& info)
       return reject(400, "asterisk-form target outside OPTIONS");  // §3.2.4
     }
     info.target_form = TargetForm::kAsterisk;
-    info.path = "*";
+    info.path.assign(1, '*');
     return std::nullopt;
   }
   if (target.front() == '/') {
@@ -234,7 +234,10 @@ std::optional<Rejection> checkTarget(const RequestHead& head, RequestInfo& info)
   info.authority = std::string(authority);
   const std::string_view path =
       path_start == std::string_view::npos ? std::string_view() : rest.substr(path_start);
-  info.path = path.empty() || path.front() == '?' ? "/" + std::string(path) : std::string(path);
+  // (Appends rather than "/" + string: GCC 12 -O3 warns falsely on that, PR 105329.)
+  info.path.clear();
+  if (path.empty() || path.front() == '?') info.path = "/";
+  info.path.append(path);
   return std::nullopt;
 }
 

@@ -42,7 +42,10 @@ std::string modifyPath(const model::PathModifier& modifier, std::string_view req
   } else {
     out = std::string(path);
   }
-  if (!query.empty()) out += "?" + std::string(query);
+  if (!query.empty()) {
+    out += '?';
+    out.append(query);
+  }
   return out;
 }
 
@@ -60,7 +63,10 @@ ResponseHead buildRedirect(const model::RequestRedirect& redirect, const Request
   std::string location = scheme + "://";
   location += host.find(':') != std::string::npos ? "[" + host + "]" : host;
   bool default_port = (scheme == "http" && port == 80) || (scheme == "https" && port == 443);
-  if (!default_port && port != 0) location += ":" + std::to_string(port);
+  if (!default_port && port != 0) {
+    location += ':';
+    location += std::to_string(port);
+  }
   if (redirect.path) {
     location += modifyPath(*redirect.path, request.path, matched_prefix);
   } else {

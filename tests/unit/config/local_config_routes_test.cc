@@ -1,6 +1,7 @@
 // parseLocalConfig on Gateway API routes: every field reaches the model with the API's defaults,
 // kubectl output loads, and the warnings for references that cannot work.
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -290,13 +291,14 @@ httpRoutes:
 }
 
 TEST(LocalConfigRoutesTest, SameNameInAnotherNamespaceOrKindIsNoDuplicate) {
-  std::string route =
-      "{apiVersion: gateway.networking.k8s.io/v1, kind: HTTPRoute, metadata: "
-      "{name: r, namespace: NS}, spec: {}}";
-  std::string a = route;
-  std::string b = route;
-  a.replace(a.find("NS"), 2, "a");
-  b.replace(b.find("NS"), 2, "b");
+  auto route = [](const char* ns) {
+    return fmt::format(
+        "{{apiVersion: gateway.networking.k8s.io/v1, kind: HTTPRoute, metadata: "
+        "{{name: r, namespace: {}}}, spec: {{}}}}",
+        ns);
+  };
+  std::string a = route("a");
+  std::string b = route("b");
   LoadResult r =
       parseLocalConfig("httpRoutes: [" + a + ", " + b +
                            "]\ngrpcRoutes: [{apiVersion: gateway.networking.k8s.io/v1, "
