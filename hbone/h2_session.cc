@@ -8,24 +8,18 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
-#include <limits>
 #include <utility>
 
 #include "hbone/h2_session_internal.h"
+#include "hbone/nghttp2_output.h"
+#include "hbone/nghttp2_util.h"
 
 namespace nodemesh::hbone {
 
 namespace {
 
-constexpr uint32_t kMaxWindow = std::numeric_limits<int32_t>::max();  // RFC 9113 §6.9.1
-constexpr uint32_t kDefaultWindow = 65535;
-
-struct CallbacksDeleter {
-  void operator()(nghttp2_session_callbacks* cbs) const { nghttp2_session_callbacks_del(cbs); }
-};
-struct OptionDeleter {
-  void operator()(nghttp2_option* option) const { nghttp2_option_del(option); }
-};
+using h2_common::kDefaultWindow;
+using h2_common::kMaxWindow;
 
 }  // namespace
 
@@ -54,60 +48,22 @@ Result<std::unique_ptr<H2Session>> H2Session::create(H2Role role, H2Handler& han
 }
 
 Status H2Session::init() {
-  nghttp2_session_callbacks* raw_cbs = nullptr;
-  if (nghttp2_session_callbacks_new(&raw_cbs) != 0) {
-    return Error{ENOMEM, "nghttp2_session_callbacks_new"};
+  Result<h2_common::CallbacksPtr> cbs = h2_common::newCallbacks<Callbacks>();
+  if (!cbs.ok()) {
+    return cbs.error();
   }
-  std::unique_ptr<nghttp2_session_callbacks, CallbacksDeleter> cbs(raw_cbs);
-  nghttp2_session_callbacks_set_on_begin_headers_callback(cbs.get(), &Callbacks::onBeginHeaders);
-  nghttp2_session_callbacks_set_on_header_callback(cbs.get(), &Callbacks::onHeader);
-  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs.get(), &Callbacks::onFrameRecv);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs.get(), &Callbacks::onDataChunkRecv);
-  nghttp2_session_callbacks_set_on_stream_close_callback(cbs.get(), &Callbacks::onStreamClose);
-  nghttp2_session_callbacks_set_on_frame_send_callback(cbs.get(), &Callbacks::onFrameSend);
-  nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs.get(), &Callbacks::onFrameNotSend);
-  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs.get(),
-                                                               &Callbacks::onInvalidFrameRecv);
-  nghttp2_session_callbacks_set_error_callback2(cbs.get(), &Callbacks::onError);
-
-  nghttp2_option* raw_option = nullptr;
-  if (nghttp2_option_new(&raw_option) != 0) {
-    return Error{ENOMEM, "nghttp2_option_new"};
-  }
-  std::unique_ptr<nghttp2_option, OptionDeleter> option(raw_option);
-  // Windows reopen only through consumed(), i.e. once the bytes were written on.
-  nghttp2_option_set_no_auto_window_update(option.get(), 1);
-  // Until the peer's SETTINGS arrive, assume our own limit rather than nghttp2's default.
-  nghttp2_option_set_peer_max_concurrent_streams(option.get(), options_.max_concurrent_streams);
-  nghttp2_option_set_max_send_header_block_length(option.get(), options_.max_header_list_bytes);
-
-  const int rv = role_ == H2Role::kClient
-                     ? nghttp2_session_client_new2(&session_, cbs.get(), this, option.get())
-                     : nghttp2_session_server_new2(&session_, cbs.get(), this, option.get());
-  if (rv != 0) {
-    return Error{ENOMEM, std::string("nghttp2 session: ") + nghttp2_strerror(rv)};
-  }
-
-  std::vector<nghttp2_settings_entry> settings = {
-      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, options_.initial_stream_window},
-      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, options_.max_header_list_bytes},
+  const h2_common::SessionLimits limits{
+      .server = role_ == H2Role::kServer,
+      .initial_stream_window = options_.initial_stream_window,
+      .connection_window = options_.connection_window,
+      .max_header_list_bytes = options_.max_header_list_bytes,
+      .max_concurrent_streams = options_.max_concurrent_streams,
   };
-  if (role_ == H2Role::kServer) {
-    settings.push_back({NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, options_.max_concurrent_streams});
+  Result<h2_common::OptionPtr> option = h2_common::newOptions(limits);
+  if (!option.ok()) {
+    return option.error();
   }
-  if (int err =
-          nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings.data(), settings.size());
-      err != 0) {
-    return Error::invalid(std::string("nghttp2_submit_settings: ") + nghttp2_strerror(err));
-  }
-  // SETTINGS cannot change the connection window; a WINDOW_UPDATE on stream 0 does.
-  if (int err = nghttp2_session_set_local_window_size(
-          session_, NGHTTP2_FLAG_NONE, 0, static_cast<int32_t>(options_.connection_window));
-      err != 0) {
-    return Error::invalid(std::string("connection window: ") + nghttp2_strerror(err));
-  }
-  return okStatus();
+  return h2_common::newSession(&session_, limits, cbs->get(), option->get(), this);
 }
 
 H2Session::Stream* H2Session::findStream(StreamId id) {
@@ -167,21 +123,11 @@ void H2Session::fillOutput(bool for_receive) {
   }
   ++depth_;
   last_frame_was_data_ = false;
-  while (true) {
-    if (out_.size() >= options_.output_batch_bytes && (!for_receive || last_frame_was_data_)) {
-      break;
-    }
-    const uint8_t* data = nullptr;
-    const ssize_t n = nghttp2_session_mem_send(session_, &data);
-    if (n < 0) {
-      fail(std::string("HTTP/2 send: ") + nghttp2_strerror(static_cast<int>(n)));
-      dead_ = true;
-      break;
-    }
-    if (n == 0) {
-      break;
-    }
-    out_.append({data, static_cast<size_t>(n)});
+  if (int err = h2_common::pullFrames(session_, out_, {.batch_bytes = options_.output_batch_bytes},
+                                      for_receive, last_frame_was_data_);
+      err != 0) {
+    fail(std::string("HTTP/2 send: ") + nghttp2_strerror(err));
+    dead_ = true;
   }
   --depth_;
   // Outside nghttp2 now, so the owner may send() from onWritable.
@@ -229,10 +175,7 @@ Result<uint64_t> H2Session::ping() {
     return sessionError();
   }
   const uint64_t opaque = ++next_ping_;
-  std::array<uint8_t, 8> payload{};
-  for (size_t i = 0; i < payload.size(); ++i) {
-    payload[i] = static_cast<uint8_t>(opaque >> (8 * (payload.size() - 1 - i)));
-  }
+  const std::array<uint8_t, 8> payload = h2_common::pingPayload(opaque);
   if (int rv = nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, payload.data()); rv != 0) {
     return Error{EPROTO, std::string("nghttp2_submit_ping: ") + nghttp2_strerror(rv)};
   }

@@ -8,16 +8,15 @@
 
 #include "hbone/h2_session.h"
 #include "hbone/h2_session_internal.h"
+#include "hbone/nghttp2_output.h"
+#include "hbone/nghttp2_util.h"
 
 namespace nodemesh::hbone {
 
 namespace {
 
+using h2_common::view;
 using h2_internal::kHeaderFieldOverhead;
-
-std::string_view view(const uint8_t* data, size_t len) {
-  return {reinterpret_cast<const char*>(data), len};
-}
 
 size_t fieldSize(std::string_view name, std::string_view value) {
   return name.size() + value.size() + kHeaderFieldOverhead;
@@ -145,12 +144,8 @@ int H2Session::Callbacks::onFrameRecv(nghttp2_session* /*session*/, const nghttp
       return 0;
     case NGHTTP2_PING:
       if ((frame->hd.flags & NGHTTP2_FLAG_ACK) != 0) {
-        uint64_t opaque = 0;
-        for (uint8_t b : frame->ping.opaque_data) {
-          opaque = (opaque << 8) | b;
-        }
         ++s.stats_.pings_acked;
-        s.handler_.onPingAck(opaque);
+        s.handler_.onPingAck(h2_common::pingOpaque(frame->ping));
       }
       return 0;
     default:
@@ -206,12 +201,7 @@ int H2Session::Callbacks::onFrameSend(nghttp2_session* /*session*/, const nghttp
       if (frame->goaway.error_code != kH2NoError &&
           frame->goaway.error_code != s.owner_goaway_code_) {
         // nghttp2 found a connection error in what the peer sent.
-        std::string message = "HTTP/2 connection error, sent GOAWAY " +
-                              std::string(h2ErrorName(frame->goaway.error_code));
-        if (!s.last_invalid_.empty()) {
-          message += ": " + s.last_invalid_;
-        }
-        s.fail(std::move(message));
+        s.fail(h2_common::sentGoawayMessage(frame->goaway.error_code, s.last_invalid_));
       }
       return 0;
     default:
@@ -240,9 +230,7 @@ int H2Session::Callbacks::onFrameNotSend(nghttp2_session* session, const nghttp2
 int H2Session::Callbacks::onInvalidFrameRecv(nghttp2_session* /*session*/,
                                              const nghttp2_frame* frame, int lib_error_code,
                                              void* user_data) {
-  self(user_data).last_invalid_ = "invalid frame (type " + std::to_string(frame->hd.type) +
-                                  ", stream " + std::to_string(frame->hd.stream_id) +
-                                  "): " + nghttp2_strerror(lib_error_code);
+  self(user_data).last_invalid_ = h2_common::invalidFrameMessage(*frame, lib_error_code);
   return 0;
 }
 
@@ -262,15 +250,8 @@ ssize_t H2Session::Callbacks::readData(nghttp2_session* /*session*/, int32_t /*s
     stream->deferred = true;
     return NGHTTP2_ERR_DEFERRED;
   }
-  const size_t n = stream->queue.read({buf, length});
-  if (stream->queue.empty() && stream->end_requested) {
-    *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-  }
-  if (stream->write_blocked && stream->queue.size() <= s.options_.max_send_queue_bytes / 2) {
-    stream->write_blocked = false;
-    s.writable_.push_back(stream->id);
-  }
-  return static_cast<ssize_t>(n);
+  return static_cast<ssize_t>(h2_common::readSendQueue(
+      *stream, {buf, length}, data_flags, s.options_.max_send_queue_bytes, s.writable_));
 }
 
 }  // namespace nodemesh::hbone

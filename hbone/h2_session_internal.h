@@ -9,6 +9,7 @@
 #include <string>
 
 #include "hbone/h2_session.h"
+#include "hbone/nghttp2_util.h"
 
 namespace nodemesh::hbone {
 
@@ -18,26 +19,16 @@ inline constexpr size_t kHeaderFieldOverhead = 32;  // RFC 9113 §6.5.2 / RFC 75
 
 }  // namespace h2_internal
 
-struct H2Session::Stream {
-  explicit Stream(StreamId stream_id) : id(stream_id) {}
+// The shared part (hbone/nghttp2_util.h) plus what a CONNECT tunnel needs. `visible`: client,
+// opened; server, given to onRequest. `rejected`: answered with a non-200, no tunnel, no more
+// bytes either way.
+struct H2Session::Stream : h2_common::StreamBase {
+  explicit Stream(StreamId stream_id) : StreamBase(stream_id) {}
 
-  StreamId id;
-  bool visible = false;   // the owner knows it (client: opened; server: given to onRequest)
-  bool rejected = false;  // answered with a non-200: no tunnel, no more bytes either way
   bool responded = false;
   bool can_send = false;  // tunnel up: the data provider may produce DATA
-  bool deferred = false;  // the data provider returned NGHTTP2_ERR_DEFERRED
-  bool end_requested = false;
-  bool remote_ended = false;
-  bool reset_requested = false;
-  bool write_blocked = false;  // send() came up short: onWritable owed
-  uint32_t reset_code = kH2NoError;
-  uint64_t unconsumed = 0;
-  ByteQueue queue;
 
   // The header block being received (request on the server, response on the client).
-  size_t header_bytes = 0;
-  bool headers_too_large = false;
   int status = 0;
   std::string method;
   bool has_protocol = false;

@@ -11,6 +11,7 @@
 
 #include "hbone/h2_session.h"
 #include "hbone/h2_session_internal.h"
+#include "hbone/nghttp2_util.h"
 
 namespace nodemesh::hbone {
 
@@ -119,10 +120,7 @@ uint32_t H2Session::availableStreams() const {
       nghttp2_session_check_request_allowed(session_) == 0) {
     return 0;
   }
-  const uint32_t limit = std::min(
-      options_.max_concurrent_streams,
-      nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS));
-  return limit > streams_.size() ? limit - static_cast<uint32_t>(streams_.size()) : 0;
+  return h2_common::streamsAvailable(session_, options_.max_concurrent_streams, streams_.size());
 }
 
 void H2Session::finishRequestHeaders(Stream& stream) {
@@ -239,33 +237,10 @@ Status H2Session::endStream(StreamId stream_id) {
 }
 
 Status H2Session::consumed(StreamId stream_id, size_t n) {
-  if (n == 0) {
-    return okStatus();
-  }
-  // Never give back more than was delivered: an oversized WINDOW_UPDATE would let the peer
-  // overrun the bound (or be a FLOW_CONTROL_ERROR).
-  uint64_t* unconsumed = nullptr;
-  auto closed = closed_unconsumed_.find(stream_id);
-  if (Stream* stream = findStream(stream_id)) {
-    unconsumed = &stream->unconsumed;
-  } else if (closed != closed_unconsumed_.end()) {
-    unconsumed = &closed->second;
-  }
-  if (unconsumed == nullptr || n > *unconsumed) {
-    return Error::invalid(streamMessage(stream_id, "consumed() more than was delivered"));
-  }
-  *unconsumed -= n;
-  if (closed != closed_unconsumed_.end() && closed->second == 0) {
-    closed_unconsumed_.erase(closed);
-  }
-  if (dead_) {
-    return okStatus();
-  }
-  // Also valid for closed streams: nghttp2 then reopens only the connection window.
-  if (int rv = nghttp2_session_consume(session_, stream_id, n); rv != 0) {
-    return Error{EPROTO, std::string("nghttp2_session_consume: ") + nghttp2_strerror(rv)};
-  }
-  return okStatus();
+  Stream* stream = findStream(stream_id);
+  return h2_common::giveBackWindow(session_, dead_, stream_id, n,
+                                   stream != nullptr ? &stream->unconsumed : nullptr,
+                                   closed_unconsumed_);
 }
 
 Status H2Session::resetStream(StreamId stream_id, uint32_t error_code) {

@@ -7,9 +7,10 @@
 
 #include <array>
 #include <cerrno>
-#include <limits>
 #include <utility>
 
+#include "hbone/nghttp2_output.h"
+#include "hbone/nghttp2_util.h"
 #include "waypoint/http2/h2_codec_internal.h"
 
 namespace nodemesh::waypoint::http2 {
@@ -22,16 +23,10 @@ using hbone::kH2InternalError;
 using hbone::kH2NoError;
 using hbone::kH2ProtocolError;
 
-constexpr uint32_t kMaxWindow = std::numeric_limits<int32_t>::max();  // RFC 9113 §6.9.1
-constexpr uint32_t kDefaultWindow = 65535;
-constexpr uint8_t kGoawayFrameType = 0x7;
+using hbone::h2_common::kDefaultWindow;
+using hbone::h2_common::kMaxWindow;
 
-struct CallbacksDeleter {
-  void operator()(nghttp2_session_callbacks* cbs) const { nghttp2_session_callbacks_del(cbs); }
-};
-struct OptionDeleter {
-  void operator()(nghttp2_option* option) const { nghttp2_option_del(option); }
-};
+constexpr uint8_t kGoawayFrameType = 0x7;
 
 // RFC 9113 §6.8, written by hand: after a fatal error nghttp2 can no longer produce frames, but
 // the peer should still learn why the connection ends and which streams were processed.
@@ -85,66 +80,35 @@ Result<std::unique_ptr<H2Codec>> H2Codec::create(Role role, H2CodecHandler& hand
 }
 
 Status H2Codec::init() {
-  nghttp2_session_callbacks* raw_cbs = nullptr;
-  if (nghttp2_session_callbacks_new(&raw_cbs) != 0) {
-    return Error{ENOMEM, "nghttp2_session_callbacks_new"};
+  Result<hbone::h2_common::CallbacksPtr> cbs = hbone::h2_common::newCallbacks<Callbacks>();
+  if (!cbs.ok()) {
+    return cbs.error();
   }
-  std::unique_ptr<nghttp2_session_callbacks, CallbacksDeleter> cbs(raw_cbs);
-  nghttp2_session_callbacks_set_on_begin_headers_callback(cbs.get(), &Callbacks::onBeginHeaders);
-  nghttp2_session_callbacks_set_on_header_callback(cbs.get(), &Callbacks::onHeader);
-  // No on_invalid_header callback: without one nghttp2 resets a stream whose header block has
-  // an invalid field with PROTOCOL_ERROR (RFC 9113 §8.2.1, §8.1.1) instead of dropping it.
-  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs.get(), &Callbacks::onFrameRecv);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs.get(), &Callbacks::onDataChunkRecv);
-  nghttp2_session_callbacks_set_on_stream_close_callback(cbs.get(), &Callbacks::onStreamClose);
-  nghttp2_session_callbacks_set_on_frame_send_callback(cbs.get(), &Callbacks::onFrameSend);
-  nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs.get(), &Callbacks::onFrameNotSend);
-  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs.get(),
-                                                               &Callbacks::onInvalidFrameRecv);
-  nghttp2_session_callbacks_set_error_callback2(cbs.get(), &Callbacks::onError);
-
-  nghttp2_option* raw_option = nullptr;
-  if (nghttp2_option_new(&raw_option) != 0) {
-    return Error{ENOMEM, "nghttp2_option_new"};
+  const hbone::h2_common::SessionLimits limits{
+      .server = role_ == Role::kServer,
+      .initial_stream_window = options_.initial_stream_window,
+      .connection_window = options_.connection_window,
+      .max_header_list_bytes = options_.max_header_list_bytes,
+      .max_concurrent_streams = options_.max_concurrent_streams,
+  };
+  Result<hbone::h2_common::OptionPtr> option = hbone::h2_common::newOptions(limits);
+  if (!option.ok()) {
+    return option.error();
   }
-  std::unique_ptr<nghttp2_option, OptionDeleter> option(raw_option);
-  // Windows reopen only through consumed(), once the bytes were written on.
-  nghttp2_option_set_no_auto_window_update(option.get(), 1);
-  nghttp2_option_set_peer_max_concurrent_streams(option.get(), options_.max_concurrent_streams);
-  nghttp2_option_set_max_send_header_block_length(option.get(), options_.max_header_list_bytes);
   // Flood bounds nghttp2 enforces itself (Debian's 1.52.0-1+deb12u3 carries the backported
   // CVE-2023-44487 and CVE-2024-28182 options).
-  nghttp2_option_set_max_continuations(option.get(), options_.max_continuations);
-  nghttp2_option_set_max_outbound_ack(option.get(), options_.max_outbound_ack);
-  nghttp2_option_set_max_settings(option.get(), options_.max_settings_entries);
-  nghttp2_option_set_stream_reset_rate_limit(option.get(), options_.reset_rate_burst,
+  nghttp2_option_set_max_continuations(option->get(), options_.max_continuations);
+  nghttp2_option_set_max_outbound_ack(option->get(), options_.max_outbound_ack);
+  nghttp2_option_set_max_settings(option->get(), options_.max_settings_entries);
+  nghttp2_option_set_stream_reset_rate_limit(option->get(), options_.reset_rate_burst,
                                              options_.reset_rate_per_second);
   // No RFC 7540 priority tree: closed streams need not be kept for it.
-  nghttp2_option_set_no_closed_streams(option.get(), 1);
+  nghttp2_option_set_no_closed_streams(option->get(), 1);
 
-  const int rv = role_ == Role::kClient
-                     ? nghttp2_session_client_new2(&session_, cbs.get(), this, option.get())
-                     : nghttp2_session_server_new2(&session_, cbs.get(), this, option.get());
-  if (rv != 0) {
-    return Error{ENOMEM, std::string("nghttp2 session: ") + nghttp2_strerror(rv)};
-  }
-  std::vector<nghttp2_settings_entry> settings = {
-      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, options_.initial_stream_window},
-      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, options_.max_header_list_bytes},
-  };
-  if (role_ == Role::kServer) {
-    settings.push_back({NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, options_.max_concurrent_streams});
-  }
-  if (int err =
-          nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings.data(), settings.size());
-      err != 0) {
-    return Error::invalid(std::string("nghttp2_submit_settings: ") + nghttp2_strerror(err));
-  }
-  if (int err = nghttp2_session_set_local_window_size(
-          session_, NGHTTP2_FLAG_NONE, 0, static_cast<int32_t>(options_.connection_window));
-      err != 0) {
-    return Error::invalid(std::string("connection window: ") + nghttp2_strerror(err));
+  if (Status status =
+          hbone::h2_common::newSession(&session_, limits, cbs->get(), option->get(), this);
+      !status.ok()) {
+    return status;
   }
   // The preface goes into out_ at once, so that a GOAWAY written by hand after a fatal error
   // never precedes our SETTINGS (RFC 9113 §3.4).
@@ -247,26 +211,18 @@ void H2Codec::fillOutput(bool for_receive) {
   }
   ++depth_;
   last_frame_was_data_ = false;
-  while (true) {
-    // After receive(), keep pulling control frames (ACKs, resets, a GOAWAY) past one batch so
-    // that a connection error is seen at once, but not without bound: what the owner has not
-    // written stays inside nghttp2, where max_outbound_ack catches a PING/SETTINGS flood.
-    if (out_.size() >= options_.output_batch_bytes &&
-        (!for_receive || last_frame_was_data_ ||
-         out_.size() >= options_.max_pending_output_bytes)) {
-      break;
-    }
-    const uint8_t* data = nullptr;
-    const ssize_t n = nghttp2_session_mem_send(session_, &data);
-    if (n < 0) {
-      fail(std::string("HTTP/2 send: ") + nghttp2_strerror(static_cast<int>(n)));
-      dead_ = true;
-      break;
-    }
-    if (n == 0) {
-      break;
-    }
-    out_.append({data, static_cast<size_t>(n)});
+  // After receive(), control frames (ACKs, resets, a GOAWAY) are pulled past one batch, but not
+  // without bound: what the owner has not written stays inside nghttp2, where max_outbound_ack
+  // catches a PING/SETTINGS flood.
+  const hbone::h2_common::OutputBatching batching{
+      .batch_bytes = options_.output_batch_bytes,
+      .max_pending_bytes = options_.max_pending_output_bytes,
+  };
+  if (int err =
+          hbone::h2_common::pullFrames(session_, out_, batching, for_receive, last_frame_was_data_);
+      err != 0) {
+    fail(std::string("HTTP/2 send: ") + nghttp2_strerror(err));
+    dead_ = true;
   }
   --depth_;
   if (!total_blocked_.empty() && total_queued_ <= options_.max_send_queue_total_bytes / 2) {
@@ -323,10 +279,7 @@ Result<uint64_t> H2Codec::ping() {
     return sessionError();
   }
   const uint64_t opaque = ++next_ping_;
-  std::array<uint8_t, 8> payload{};
-  for (size_t i = 0; i < payload.size(); ++i) {
-    payload[i] = static_cast<uint8_t>(opaque >> (8 * (payload.size() - 1 - i)));
-  }
+  const std::array<uint8_t, 8> payload = hbone::h2_common::pingPayload(opaque);
   if (int rv = nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, payload.data()); rv != 0) {
     return Error{EPROTO, std::string("nghttp2_submit_ping: ") + nghttp2_strerror(rv)};
   }

@@ -7,6 +7,8 @@
 #include <string>
 #include <utility>
 
+#include "hbone/nghttp2_output.h"
+#include "hbone/nghttp2_util.h"
 #include "waypoint/http2/h2_codec.h"
 #include "waypoint/http2/h2_codec_internal.h"
 
@@ -110,12 +112,8 @@ int H2Codec::Callbacks::onFrameRecv(nghttp2_session* /*session*/, const nghttp2_
       return 0;
     case NGHTTP2_PING:
       if ((frame->hd.flags & NGHTTP2_FLAG_ACK) != 0) {
-        uint64_t opaque = 0;
-        for (uint8_t b : frame->ping.opaque_data) {
-          opaque = (opaque << 8) | b;
-        }
         ++c.stats_.pings_acked;
-        c.handler_.onPingAck(opaque);
+        c.handler_.onPingAck(hbone::h2_common::pingOpaque(frame->ping));
       }
       return 0;
     default:
@@ -218,12 +216,7 @@ int H2Codec::Callbacks::onFrameSend(nghttp2_session* session, const nghttp2_fram
       if (frame->goaway.error_code != kH2NoError &&
           frame->goaway.error_code != c.owner_goaway_code_) {
         // nghttp2 found a connection error in what the peer sent.
-        std::string message = "HTTP/2 connection error, sent GOAWAY " +
-                              std::string(h2ErrorName(frame->goaway.error_code));
-        if (!c.last_invalid_.empty()) {
-          message += ": " + c.last_invalid_;
-        }
-        c.fail(std::move(message));
+        c.fail(hbone::h2_common::sentGoawayMessage(frame->goaway.error_code, c.last_invalid_));
       }
       return 0;
     default:
@@ -251,9 +244,7 @@ int H2Codec::Callbacks::onFrameNotSend(nghttp2_session* session, const nghttp2_f
 
 int H2Codec::Callbacks::onInvalidFrameRecv(nghttp2_session* /*session*/, const nghttp2_frame* frame,
                                            int lib_error_code, void* user_data) {
-  self(user_data).last_invalid_ = "invalid frame (type " + std::to_string(frame->hd.type) +
-                                  ", stream " + std::to_string(frame->hd.stream_id) +
-                                  "): " + nghttp2_strerror(lib_error_code);
+  self(user_data).last_invalid_ = hbone::h2_common::invalidFrameMessage(*frame, lib_error_code);
   return 0;
 }
 
@@ -273,10 +264,10 @@ ssize_t H2Codec::Callbacks::readData(nghttp2_session* session, int32_t stream_id
     stream->deferred = true;
     return NGHTTP2_ERR_DEFERRED;
   }
-  const size_t n = stream->queue.read({buf, length});
+  const size_t n = hbone::h2_common::readSendQueue(*stream, {buf, length}, data_flags,
+                                                   c.options_.max_send_queue_bytes, c.writable_);
   c.total_queued_ -= n;
   if (stream->queue.empty() && stream->end_requested) {
-    *data_flags |= NGHTTP2_DATA_FLAG_EOF;
     if (stream->trailers_pending) {
       stream->trailers_pending = false;
       // The trailers carry END_STREAM instead of this DATA frame (RFC 9113 §8.1).
@@ -286,10 +277,6 @@ ssize_t H2Codec::Callbacks::readData(nghttp2_session* session, int32_t stream_id
       }
       stream->trailers.clear();
     }
-  }
-  if (stream->write_blocked && stream->queue.size() <= c.options_.max_send_queue_bytes / 2) {
-    stream->write_blocked = false;
-    c.writable_.push_back(stream->id);
   }
   return static_cast<ssize_t>(n);
 }

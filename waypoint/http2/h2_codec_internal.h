@@ -9,38 +9,29 @@
 #include <string_view>
 #include <vector>
 
+#include "hbone/nghttp2_util.h"
 #include "waypoint/http2/h2_codec.h"
 
 namespace nodemesh::waypoint::http2 {
 
-struct H2Codec::Stream {
-  explicit Stream(StreamId stream_id) : id(stream_id) {}
+// The shared part (hbone/nghttp2_util.h) plus requests, responses and trailers. `visible`:
+// client, submitted; server, given to onRequestHeaders. `rejected`: server, the codec answered
+// or reset it, nothing reaches the owner.
+struct H2Codec::Stream : hbone::h2_common::StreamBase {
+  explicit Stream(StreamId stream_id) : StreamBase(stream_id) {}
 
-  StreamId id;
-  bool visible = false;   // the owner knows it (client: submitted; server: onRequestHeaders)
-  bool rejected = false;  // server: the codec answered or reset it; nothing reaches the owner
   bool final_submitted = false;  // server: respond() with a final status
   bool response_sent = false;    // server: response HEADERS went out (rapid-reset accounting)
   bool final_received = false;   // client: the final response arrived; later blocks: trailers
   bool has_provider = false;     // a data provider is attached: DATA / trailers may follow
-  bool deferred = false;         // the data provider returned NGHTTP2_ERR_DEFERRED
-  bool end_requested = false;    // endStream() or sendTrailers()
   bool trailers_pending = false;
-  bool remote_ended = false;
-  bool reset_requested = false;
   bool peer_reset = false;     // an RST_STREAM arrived for it
-  bool write_blocked = false;  // sendData() came up short on the stream queue
-  bool total_blocked = false;  // ... or on the connection-wide queue
+  bool total_blocked = false;  // sendData() came up short on the connection-wide queue
   bool request_sent = false;   // client: the request HEADERS went out
-  uint32_t reset_code = hbone::kH2NoError;
-  uint64_t unconsumed = 0;
-  hbone::ByteQueue queue;
   HeaderList trailers;
 
   // The header block being received (request, response or trailers).
   HeaderList fields;
-  size_t header_bytes = 0;
-  bool headers_too_large = false;
 };
 
 struct H2Codec::Callbacks {
@@ -68,13 +59,8 @@ struct H2Codec::Callbacks {
 
 namespace h2_internal {
 
-inline std::string_view view(const uint8_t* data, size_t len) {
-  return {reinterpret_cast<const char*>(data), len};
-}
-
-inline const uint8_t* bytes(std::string_view s) {
-  return reinterpret_cast<const uint8_t*>(s.data());
-}
+using hbone::h2_common::bytes;
+using hbone::h2_common::view;
 
 // nghttp2 copies names and values on submit, so the fields only need to outlive the call.
 inline std::vector<nghttp2_nv> toNv(const HeaderList& fields) {

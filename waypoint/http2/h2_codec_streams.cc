@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "hbone/nghttp2_util.h"
 #include "waypoint/http2/h2_codec.h"
 #include "waypoint/http2/h2_codec_internal.h"
 
@@ -171,10 +172,8 @@ uint32_t H2Codec::availableStreams() const {
       nghttp2_session_check_request_allowed(session_) == 0) {
     return 0;
   }
-  const uint32_t limit = std::min(
-      options_.max_concurrent_streams,
-      nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS));
-  return limit > streams_.size() ? limit - static_cast<uint32_t>(streams_.size()) : 0;
+  return hbone::h2_common::streamsAvailable(session_, options_.max_concurrent_streams,
+                                            streams_.size());
 }
 
 // ---- both ----
@@ -258,33 +257,10 @@ Status H2Codec::endStream(StreamId stream_id) {
 }
 
 Status H2Codec::consumed(StreamId stream_id, size_t n) {
-  if (n == 0) {
-    return okStatus();
-  }
-  // Never give back more than was delivered: an oversized WINDOW_UPDATE would let the peer
-  // overrun the bound (or be a FLOW_CONTROL_ERROR, RFC 9113 §6.9.1).
-  uint64_t* unconsumed = nullptr;
-  auto closed = closed_unconsumed_.find(stream_id);
-  if (Stream* stream = findStream(stream_id)) {
-    unconsumed = &stream->unconsumed;
-  } else if (closed != closed_unconsumed_.end()) {
-    unconsumed = &closed->second;
-  }
-  if (unconsumed == nullptr || n > *unconsumed) {
-    return Error::invalid(streamMessage(stream_id, "consumed() more than was delivered"));
-  }
-  *unconsumed -= n;
-  if (closed != closed_unconsumed_.end() && closed->second == 0) {
-    closed_unconsumed_.erase(closed);
-  }
-  if (dead_) {
-    return okStatus();
-  }
-  // Also valid for closed streams: nghttp2 then reopens only the connection window.
-  if (int rv = nghttp2_session_consume(session_, stream_id, n); rv != 0) {
-    return Error{EPROTO, std::string("nghttp2_session_consume: ") + nghttp2_strerror(rv)};
-  }
-  return okStatus();
+  Stream* stream = findStream(stream_id);
+  return hbone::h2_common::giveBackWindow(session_, dead_, stream_id, n,
+                                          stream != nullptr ? &stream->unconsumed : nullptr,
+                                          closed_unconsumed_);
 }
 
 void H2Codec::dropQueue(Stream& stream) {

@@ -22,6 +22,7 @@
 #include <gtest/gtest.h>
 
 #include "hbone/h2_session.h"
+#include "tests/support/nghttp2_raw_client.h"
 
 namespace nodemesh::hbone::h2_session_test {
 
@@ -121,35 +122,14 @@ class Recorder : public H2Handler, public Endpoint {
 
 // A plain nghttp2 client, for requests our client never builds (GET, oversized headers, more
 // streams than the server allows).
-class RawClient : public Endpoint {
+class RawClient : public Endpoint, public testing::Nghttp2RawClient {
  public:
-  explicit RawClient(uint32_t assumed_peer_max_streams = 100) {
-    nghttp2_session_callbacks* cbs = nullptr;
-    nghttp2_session_callbacks_new(&cbs);
-    nghttp2_session_callbacks_set_on_header_callback(cbs, &RawClient::onHeader);
-    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, &RawClient::onStreamClose);
-    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, &RawClient::onFrameRecv);
-    nghttp2_option* option = nullptr;
-    nghttp2_option_new(&option);
-    nghttp2_option_set_peer_max_concurrent_streams(option, assumed_peer_max_streams);
-    nghttp2_session_client_new2(&session_, cbs, this, option);
-    nghttp2_option_del(option);
-    nghttp2_session_callbacks_del(cbs);
-    nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, nullptr, 0);
-  }
-  ~RawClient() override { nghttp2_session_del(session_); }
-  RawClient(const RawClient&) = delete;
-  RawClient& operator=(const RawClient&) = delete;
+  explicit RawClient(uint32_t assumed_peer_max_streams = 100)
+      : Nghttp2RawClient(assumed_peer_max_streams) {}
 
   int32_t request(const std::vector<std::pair<std::string, std::string>>& headers,
                   bool end_stream) {
-    std::vector<nghttp2_nv> nva;
-    nva.reserve(headers.size());
-    for (const auto& [name, value] : headers) {
-      nva.push_back(nghttp2_nv{const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(name.data())),
-                               const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(value.data())),
-                               name.size(), value.size(), NGHTTP2_NV_FLAG_NONE});
-    }
+    const std::vector<nghttp2_nv> nva = testing::toNv(headers);
     if (end_stream) {
       return nghttp2_submit_request(session_, nullptr, nva.data(), nva.size(), nullptr, nullptr);
     }
@@ -162,51 +142,11 @@ class RawClient : public Endpoint {
   }
 
   std::vector<uint8_t> takeOutput() override {
-    std::vector<uint8_t> out;
-    while (true) {
-      const uint8_t* data = nullptr;
-      const ssize_t n = nghttp2_session_mem_send(session_, &data);
-      if (n <= 0) {
-        return out;
-      }
-      out.insert(out.end(), data, data + n);
-    }
+    return testing::drainNghttp2<std::vector<uint8_t>>(session_);
   }
   Status receive(std::span<const uint8_t> data) override {
-    const ssize_t rv = nghttp2_session_mem_recv(session_, data.data(), data.size());
-    if (rv < 0) {
-      return Error{EPROTO, nghttp2_strerror(static_cast<int>(rv))};
-    }
-    return okStatus();
+    return testing::feedNghttp2(session_, data);
   }
-
-  std::map<int32_t, int> status;
-  std::map<int32_t, uint32_t> closed;
-  std::optional<uint32_t> goaway_error;
-
- private:
-  static int onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
-                      size_t namelen, const uint8_t* value, size_t valuelen, uint8_t,
-                      void* user_data) {
-    if (std::string_view(reinterpret_cast<const char*>(name), namelen) == ":status") {
-      static_cast<RawClient*>(user_data)->status[frame->hd.stream_id] =
-          std::stoi(std::string(reinterpret_cast<const char*>(value), valuelen));
-    }
-    return 0;
-  }
-  static int onStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code,
-                           void* user_data) {
-    static_cast<RawClient*>(user_data)->closed[stream_id] = error_code;
-    return 0;
-  }
-  static int onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
-    if (frame->hd.type == NGHTTP2_GOAWAY) {
-      static_cast<RawClient*>(user_data)->goaway_error = frame->goaway.error_code;
-    }
-    return 0;
-  }
-
-  nghttp2_session* session_ = nullptr;
 };
 
 // A plain nghttp2 server that answers every request with 200 and one extra header.
@@ -225,22 +165,10 @@ class RawServer : public Endpoint {
   RawServer& operator=(const RawServer&) = delete;
 
   std::vector<uint8_t> takeOutput() override {
-    std::vector<uint8_t> out;
-    while (true) {
-      const uint8_t* data = nullptr;
-      const ssize_t n = nghttp2_session_mem_send(session_, &data);
-      if (n <= 0) {
-        return out;
-      }
-      out.insert(out.end(), data, data + n);
-    }
+    return testing::drainNghttp2<std::vector<uint8_t>>(session_);
   }
   Status receive(std::span<const uint8_t> data) override {
-    const ssize_t rv = nghttp2_session_mem_recv(session_, data.data(), data.size());
-    if (rv < 0) {
-      return Error{EPROTO, nghttp2_strerror(static_cast<int>(rv))};
-    }
-    return okStatus();
+    return testing::feedNghttp2(session_, data);
   }
 
  private:
@@ -269,25 +197,12 @@ class RawServer : public Endpoint {
 
 // Moves what `from` has to write into `to`; false when there was nothing.
 inline bool transfer(Endpoint& from, Endpoint& to) {
-  std::vector<uint8_t> bytes = from.takeOutput();
-  if (bytes.empty()) {
-    return false;
-  }
-  Status status = to.receive(bytes);
-  EXPECT_TRUE(status.ok()) << status.error().message;
-  return true;
+  return testing::transferOutput(from, to);
 }
 
 // Runs both directions until neither side has anything left to write.
 inline void pump(Endpoint& a, Endpoint& b) {
-  for (int round = 0; round < 100000; ++round) {
-    const bool moved_ab = transfer(a, b);
-    const bool moved_ba = transfer(b, a);
-    if (!moved_ab && !moved_ba) {
-      return;
-    }
-  }
-  ADD_FAILURE() << "pump did not settle";
+  testing::pumpUntilIdle(a, b);
 }
 
 inline ConnectHeaders meshHeaders() {

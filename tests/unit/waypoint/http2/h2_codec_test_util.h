@@ -20,6 +20,7 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/nghttp2_raw_client.h"
 #include "waypoint/http2/h2_codec.h"
 
 namespace nodemesh::waypoint::http2::test {
@@ -147,38 +148,17 @@ class Recorder : public H2CodecHandler, public Endpoint {
 };
 
 // A plain nghttp2 client that sends whatever header fields and bodies it is given.
-class RawClient : public Endpoint {
+class RawClient : public Endpoint, public testing::Nghttp2RawClient {
  public:
   using Fields = std::vector<std::pair<std::string, std::string>>;
 
-  explicit RawClient(uint32_t assumed_peer_max_streams = 100) {
-    nghttp2_session_callbacks* cbs = nullptr;
-    nghttp2_session_callbacks_new(&cbs);
-    nghttp2_session_callbacks_set_on_header_callback(cbs, &RawClient::onHeader);
-    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, &RawClient::onStreamClose);
-    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, &RawClient::onFrameRecv);
-    nghttp2_option* option = nullptr;
-    nghttp2_option_new(&option);
-    nghttp2_option_set_peer_max_concurrent_streams(option, assumed_peer_max_streams);
-    nghttp2_option_set_no_http_messaging(option, 1);
-    nghttp2_session_client_new2(&session_, cbs, this, option);
-    nghttp2_option_del(option);
-    nghttp2_session_callbacks_del(cbs);
-    nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, nullptr, 0);
-  }
-  ~RawClient() override { nghttp2_session_del(session_); }
-  RawClient(const RawClient&) = delete;
-  RawClient& operator=(const RawClient&) = delete;
+  // No HTTP messaging checks: the tests send malformed requests on purpose.
+  explicit RawClient(uint32_t assumed_peer_max_streams = 100)
+      : Nghttp2RawClient(assumed_peer_max_streams, /*no_http_messaging=*/true) {}
 
   // Sends the fields and then `body` (if any) with END_STREAM.
   int32_t request(const Fields& fields, std::optional<std::string> body = std::nullopt) {
-    std::vector<nghttp2_nv> nva;
-    nva.reserve(fields.size());
-    for (const auto& [name, value] : fields) {
-      nva.push_back(nghttp2_nv{const_cast<uint8_t*>(asBytes(name).data()),
-                               const_cast<uint8_t*>(asBytes(value).data()), name.size(),
-                               value.size(), NGHTTP2_NV_FLAG_NONE});
-    }
+    const std::vector<nghttp2_nv> nva = testing::toNv(fields);
     if (!body) {
       return nghttp2_submit_request(session_, nullptr, nva.data(), nva.size(), nullptr, nullptr);
     }
@@ -203,52 +183,12 @@ class RawClient : public Endpoint {
     nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream, code);
   }
 
-  std::string takeOutput() override {
-    std::string out;
-    while (true) {
-      const uint8_t* data = nullptr;
-      const ssize_t n = nghttp2_session_mem_send(session_, &data);
-      if (n <= 0) {
-        return out;
-      }
-      out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
-    }
-  }
+  std::string takeOutput() override { return testing::drainNghttp2<std::string>(session_); }
   Status receive(std::span<const uint8_t> data) override {
-    const ssize_t rv = nghttp2_session_mem_recv(session_, data.data(), data.size());
-    if (rv < 0) {
-      return Error{EPROTO, nghttp2_strerror(static_cast<int>(rv))};
-    }
-    return okStatus();
+    return testing::feedNghttp2(session_, data);
   }
-
-  std::map<int32_t, int> status;
-  std::map<int32_t, uint32_t> closed;
-  std::optional<uint32_t> goaway_error;
 
  private:
-  static int onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
-                      size_t namelen, const uint8_t* value, size_t valuelen, uint8_t,
-                      void* user_data) {
-    if (std::string_view(reinterpret_cast<const char*>(name), namelen) == ":status") {
-      static_cast<RawClient*>(user_data)->status[frame->hd.stream_id] =
-          std::stoi(std::string(reinterpret_cast<const char*>(value), valuelen));
-    }
-    return 0;
-  }
-  static int onStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code,
-                           void* user_data) {
-    static_cast<RawClient*>(user_data)->closed[stream_id] = error_code;
-    return 0;
-  }
-  static int onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
-    if (frame->hd.type == NGHTTP2_GOAWAY) {
-      static_cast<RawClient*>(user_data)->goaway_error = frame->goaway.error_code;
-    }
-    return 0;
-  }
-
-  nghttp2_session* session_ = nullptr;
   std::vector<std::unique_ptr<std::string>> bodies_;
 };
 
@@ -352,24 +292,11 @@ inline std::optional<uint32_t> goawayCode(std::string_view bytes) {
 // ---- pumping ----
 
 inline bool transfer(Endpoint& from, Endpoint& to) {
-  const std::string bytes = from.takeOutput();
-  if (bytes.empty()) {
-    return false;
-  }
-  Status status = to.receive(asBytes(bytes));
-  EXPECT_TRUE(status.ok()) << status.error().message;
-  return true;
+  return testing::transferOutput(from, to);
 }
 
 inline void pump(Endpoint& a, Endpoint& b) {
-  for (int round = 0; round < 100000; ++round) {
-    const bool moved_ab = transfer(a, b);
-    const bool moved_ba = transfer(b, a);
-    if (!moved_ab && !moved_ba) {
-      return;
-    }
-  }
-  ADD_FAILURE() << "pump did not settle";
+  testing::pumpUntilIdle(a, b);
 }
 
 // A client and a server codec wired together.
