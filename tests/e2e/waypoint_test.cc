@@ -159,8 +159,11 @@ TEST_F(WaypointTest, HttpRequestsAreParsedAndBalancedPerRequest) {
   EXPECT_EQ(v1 + v2, 40u) << r.out;
   EXPECT_GE(v1, 5u) << r.out;  // per request, not per connection
   EXPECT_GE(v2, 5u) << r.out;
-  // One client connection reached the waypoint: the node agent saw one, the waypoint 40
-  // requests on it.
+  // One client connection reached the waypoint: the node agent saw one (its access line comes
+  // when the connection has closed, just after curl exits), the waypoint 40 requests on it.
+  EXPECT_TRUE(
+      waitFor([&] { return !accessLines(agent1_->output(), "service_addr=10.96.0.20:80").empty(); },
+              seconds(5)));
   EXPECT_EQ(accessLines(agent1_->output(), "service_addr=10.96.0.20:80").size(), 1u)
       << agent1_->output();
   // A path the servers do not have: the endpoint's 404 comes back as it is.
@@ -381,7 +384,8 @@ class WaypointRoutingTest : public WaypointTest {
     const std::string tmp = cluster_->writeFile("mesh.yaml.tmp", text);
     std::filesystem::rename(tmp, config_path_);
     ASSERT_TRUE(
-        waitFor([&] { return countOf(waypoint_->output(), "waypoint: config in force") > before; }, seconds(10)))
+        waitFor([&] { return countOf(waypoint_->output(), "waypoint: config in force") > before; },
+                seconds(10)))
         << waypoint_->output();
   }
 

@@ -234,9 +234,9 @@ std::optional<Rejection> checkTarget(const RequestHead& head, RequestInfo& info)
   info.authority = std::string(authority);
   const std::string_view path =
       path_start == std::string_view::npos ? std::string_view() : rest.substr(path_start);
-  // (Appends rather than "/" + string: GCC 12 -O3 warns falsely on that, PR 105329.)
+  // (Appends rather than "/" + string or = "/": GCC 12 -O3 warns falsely on those, PR 105329.)
   info.path.clear();
-  if (path.empty() || path.front() == '?') info.path = "/";
+  if (path.empty() || path.front() == '?') info.path.push_back('/');
   info.path.append(path);
   return std::nullopt;
 }

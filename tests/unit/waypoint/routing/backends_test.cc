@@ -16,7 +16,7 @@ namespace {
 model::SnapshotPtr withBackends(const std::string& backends, const std::string& filters = "") {
   std::string rule = "{backendRefs: [" + backends + "]" +
                      (filters.empty() ? "" : ", filters: [" + filters + "]") + "}";
-  return mesh(httpRoute("r", "{" + std::string(kToCart) + ", rules: [" + rule + "]}"));
+  return mesh(httpRoute("r", std::string("{").append(kToCart) + ", rules: [" + rule + "]}"));
 }
 
 // How many of `n` requests each outcome got: a backend's "namespace/name", or "500".
@@ -81,7 +81,7 @@ TEST(BackendsTest, AllWeightsZeroIs500) {
 }
 
 TEST(BackendsTest, RuleWithoutBackendRefsIs500) {
-  auto snap = mesh(httpRoute("r", "{" + std::string(kToCart) + "}"));  // the default rule
+  auto snap = mesh(httpRoute("r", std::string("{").append(kToCart) + "}"));  // the default rule
   RouteTable table(snap);
   SeededRandom random(1);
   RouteDecision d = table.route(toCart(), request("GET", "/anything"), random);

@@ -18,7 +18,7 @@ using ::testing::HasSubstr;
 model::SnapshotPtr canaryMesh() {
   return mesh(
       httpRoute("canary",
-                "{" + std::string(kToCart) +
+                std::string("{").append(kToCart) +
                     ", rules: [{name: api, matches: [{path: {value: /api}, headers: [{name: "
                     "x-canary, value: 'yes'}]}], filters: [{type: RequestHeaderModifier, "
                     "requestHeaderModifier: {set: [{name: x-route, value: canary}]}}, {type: "
@@ -28,7 +28,7 @@ model::SnapshotPtr canaryMesh() {
                     "{hostname: v2.internal}}]}, {name: gone, port: 80, weight: 0}]}]}",
                 created("2024-01-01T00:00:00Z")) +
       httpRoute("fallback",
-                "{" + std::string(kToCart) +
+                std::string("{").append(kToCart) +
                     ", rules: [{matches: [{path: {value: /}}], backendRefs: [{name: cart, port: "
                     "80}]}]}") +
       httpRoute("elsewhere",
@@ -103,7 +103,7 @@ TEST(RouteExplainTest, NoRouteAndDefaultRoute) {
 }
 
 TEST(RouteExplainTest, RedirectShowsTheLocation) {
-  auto snap = mesh(httpRoute("r", "{" + std::string(kToCart) +
+  auto snap = mesh(httpRoute("r", std::string("{").append(kToCart) +
                                       ", rules: [{filters: [{type: RequestRedirect, "
                                       "requestRedirect: {scheme: https, statusCode: 301}}]}]}"));
   RouteTable table(snap);

@@ -15,7 +15,7 @@ std::string grpcRule(const std::string& matches, const std::string& backend) {
   return "{matches: [" + matches + "], backendRefs: [{name: " + backend + ", port: 9090}]}";
 }
 std::string grpcSpec(const std::string& rules) {
-  return "{" + std::string(kToGreeter) + ", rules: [" + rules + "]}";
+  return std::string("{").append(kToGreeter) + ", rules: [" + rules + "]}";
 }
 
 RouteTarget toGreeter(bool grpc = true) {
@@ -112,7 +112,7 @@ TEST(GrpcRouteTest, TiesGoToTheOldestRouteThenTheFirstRule) {
 }
 
 TEST(GrpcRouteTest, RuleWithoutMatchesTakesEveryGrpcRequest) {
-  auto snap = mesh("", grpcRoute("g", "{" + std::string(kToGreeter) +
+  auto snap = mesh("", grpcRoute("g", std::string("{").append(kToGreeter) +
                                           ", rules: [{backendRefs: [{name: greeter-v2, port: "
                                           "9090}]}]}"));
   EXPECT_EQ(routeGrpc(snap, "/x.Y/Z"), "shop/greeter-v2");
@@ -120,7 +120,7 @@ TEST(GrpcRouteTest, RuleWithoutMatchesTakesEveryGrpcRequest) {
 }
 
 TEST(GrpcRouteTest, WeightsSplitGrpcTraffic) {
-  auto snap = mesh("", grpcRoute("g", "{" + std::string(kToGreeter) +
+  auto snap = mesh("", grpcRoute("g", std::string("{").append(kToGreeter) +
                                           ", rules: [{backendRefs: [{name: greeter, port: 9090, "
                                           "weight: 1}, {name: greeter-v2, port: 9090, weight: "
                                           "3}]}]}"));
@@ -141,7 +141,7 @@ TEST(GrpcRouteTest, GrpcRoutesDoNotServePlainHttpRequests) {
 }
 
 TEST(GrpcRouteTest, GrpcRequestsUseHttpRoutesWhenNoGrpcRouteIsAttached) {
-  auto snap = mesh(httpRoute("h", "{" + std::string(kToGreeter) +
+  auto snap = mesh(httpRoute("h", std::string("{").append(kToGreeter) +
                                       ", rules: [{matches: [{path: {value: /a.S}}], backendRefs: "
                                       "[{name: greeter-v2, port: 9090}]}]}"));
   EXPECT_EQ(routeGrpc(snap, "/a.S/M"), "shop/greeter-v2");

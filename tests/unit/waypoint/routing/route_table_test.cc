@@ -237,9 +237,9 @@ TEST(RouteTableTest, QueryParamsUseTheFirstDecodedValueAndExactNames) {
 }
 
 TEST(RouteTableTest, HostnamesAreIgnoredByDefault) {
-  auto snap =
-      mesh(httpRoute("r", "{" + std::string(kToCart) + ", hostnames: [cart.example.com], rules: [" +
-                              rule("{path: {value: /}}", "cart-v1") + "]}"));
+  auto snap = mesh(httpRoute("r", std::string("{").append(kToCart) +
+                                      ", hostnames: [cart.example.com], rules: [" +
+                                      rule("{path: {value: /}}", "cart-v1") + "]}"));
   EXPECT_EQ(backendName(route(snap, request("GET", "/", {}, "cart"))), "shop/cart-v1");
 }
 
@@ -253,7 +253,7 @@ TEST(RouteTableTest, AHostHeaderMatchSeesTheAuthority) {
 
 TEST(RouteTableTest, HostnamesMatchWhenEnabledAndExactBeatsWildcard) {
   auto with_hosts = [](const std::string& hosts, const std::string& backend) {
-    return "{" + std::string(kToCart) + ", hostnames: [" + hosts + "], rules: [" +
+    return std::string("{").append(kToCart) + ", hostnames: [" + hosts + "], rules: [" +
            rule("{path: {value: /}}", backend) + "]}";
   };
   // The wildcard route has the longer path but a hostname match comes first.
@@ -269,7 +269,7 @@ TEST(RouteTableTest, HostnamesMatchWhenEnabledAndExactBeatsWildcard) {
 
 TEST(RouteTableTest, TimeoutsAndPrefixReachTheDecision) {
   auto snap = mesh(
-      httpRoute("r", "{" + std::string(kToCart) +
+      httpRoute("r", std::string("{").append(kToCart) +
                          ", rules: [{matches: [{path: {value: /api}}], timeouts: {request: 2s, "
                          "backendRequest: 1s}, backendRefs: [{name: cart-v1, port: 80}]}]}"));
   auto d = route(snap, request("GET", "/api/x"));
@@ -282,7 +282,7 @@ TEST(RouteTableTest, OlderGrpcRouteWinsOverAnHttpRouteOnTheSameService) {
   auto snap = mesh(httpRoute("web", spec(rule("{path: {value: /}}", "cart-v1")),
                              created("2024-02-01T00:00:00Z")),
                    grpcRoute("rpc",
-                             "{" + std::string(kToCart) +
+                             std::string("{").append(kToCart) +
                                  ", rules: [{backendRefs: [{name: cart-v2, port: 80}]}]}",
                              created("2024-01-01T00:00:00Z")));
   RouteTarget grpc = toCart();

@@ -1,5 +1,6 @@
 #include "waypoint/telemetry/trace_context.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <string>
@@ -169,7 +170,7 @@ TEST(TracestateTest, LongListsAreCutTheSpecsWay) {
   // Then from the end until it fits.
   std::string longer;
   for (int i = 0; i < 30; ++i) {
-    longer += (i ? "," : "") + ("m" + std::to_string(i) + "=" + std::string(40, 'v'));
+    longer += fmt::format("{}m{}={}", i ? "," : "", i, std::string(40, 'v'));
   }
   cut = boundTracestate(longer);
   EXPECT_LE(cut.size(), kMaxTracestateLength);
@@ -177,7 +178,7 @@ TEST(TracestateTest, LongListsAreCutTheSpecsWay) {
   EXPECT_EQ(cut.find("m29="), std::string::npos);
   // More than 32 members: the first 32 stay.
   std::string many;
-  for (int i = 0; i < 40; ++i) many += (i ? "," : "") + ("k" + std::to_string(i) + "=1");
+  for (int i = 0; i < 40; ++i) many += fmt::format("{}k{}=1", i ? "," : "", i);
   cut = boundTracestate(many);
   EXPECT_EQ(std::count(cut.begin(), cut.end(), ','), 31);
   EXPECT_NE(cut.find(",k31=1"), std::string::npos);
