@@ -88,4 +88,9 @@ Result<SocketAddress> peerAddress(int fd) {
   return fromSockaddr(ss);
 }
 
+void resetOnClose(int fd) {
+  linger lin{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lin, sizeof(lin));
+}
+
 }  // namespace nodemesh

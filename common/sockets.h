@@ -30,4 +30,8 @@ socklen_t toSockaddr(const SocketAddress& addr, sockaddr_storage* out);
 
 Result<SocketAddress> fromSockaddr(const sockaddr_storage& ss);
 
+// Ends a socket with a reset instead of a FIN when it is closed (SO_LINGER 0): a peer whose
+// connection broke must not take the close for a clean end.
+void resetOnClose(int fd);
+
 }  // namespace nodemesh

@@ -2,8 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include "hbone/tls/tls_session.h"
-#include "hbone/tls_provider.h"
+#include "common/sockets.h"
+#include "hbone_io/hbone_socket.h"
 #include "tunnel/inpod_sockets.h"
 #include "tunnel/pod_listeners.h"
 
@@ -11,9 +11,6 @@ namespace nodemesh::tunnel {
 
 HboneConnection* HbonePool::add(std::unique_ptr<HboneConnection> conn) {
   HboneConnection* c = conn.get();
-  c->rx_.fd = c->fd_.get();
-  c->rx_.tag = &c->recv_tag_;
-  c->rx_.buffers = &buffers_;
   c->idle_since_ = c->last_ping_ = Clock::now();
   conns_.push_back(std::move(conn));
   c->self_ = std::prev(conns_.end());
@@ -28,21 +25,10 @@ HboneConnection* HbonePool::clientFor(const Pod& pod, const identity::SpiffeId& 
                     "|" + std::to_string(pod.cookie);
   auto range = pool_.equal_range(key);
   for (auto it = range.first; it != range.second; ++it) {
-    if (it->second->usable()) return it->second;
-  }
-  auto ctx = tls_.clientContext(*pod.identity);
-  if (!ctx) {
-    *error = "client certificate for " + pod.identity->toString() + ": " + ctx.error().message;
-    return nullptr;
-  }
-  auto session = tls::TlsSession::client(*ctx, {dst_id});
-  if (!session) {
-    *error = session.error().message;
-    return nullptr;
+    if (it->second->socket_.usable()) return it->second;
   }
   auto conn = std::make_unique<HboneConnection>(*this, hbone::H2Role::kClient);
-  auto transport =
-      hbone::HboneTransport::create(std::move(*session), hbone::H2Role::kClient, *conn);
+  auto transport = hbone_io::clientTransport(tls_, *pod.identity, dst_id, *conn);
   if (!transport) {
     *error = transport.error().message;
     return nullptr;
@@ -52,18 +38,12 @@ HboneConnection* HbonePool::clientFor(const Pod& pod, const identity::SpiffeId& 
     *error = fd.error().message;
     return nullptr;
   }
-  conn->transport_ = std::move(*transport);
-  conn->fd_ = std::move(*fd);
-  conn->peer_ = dst;
-  conn->pod_ = pod.name;
+  conn->socket_.attach(std::move(*fd), std::move(*transport), dst, buffers_, pod.name);
   conn->pool_key_ = key;
   HboneConnection* c = add(std::move(conn));
   pool_.emplace(key, c);
   bump(ctx_.counters.hbone_pool_size);
-
-  socklen_t len = toSockaddr(dst, &c->peer_addr_);
-  ctx_.ring.connect(c->fd_.get(), c->peer_addr_, len, &c->connect_tag_);
-  c->connect_in_flight_ = true;
+  c->socket_.connect();
   return c;
 }
 
@@ -73,22 +53,14 @@ void HbonePool::acceptServer(Pod& pod, UniqueFd fd) {
     spdlog::warn("{}: HBONE connection refused: {}", pod.name, why);
     resetOnClose(fd.get());
   };
-  auto ctx = tls_.serverContext(*pod.identity);
-  if (!ctx) return refuse("server certificate: " + ctx.error().message);
-  auto session = tls::TlsSession::server(*ctx);
-  if (!session) return refuse(session.error().message);
   auto conn = std::make_unique<HboneConnection>(*this, hbone::H2Role::kServer);
-  auto transport =
-      hbone::HboneTransport::create(std::move(*session), hbone::H2Role::kServer, *conn);
+  auto transport = hbone_io::serverTransport(tls_, *pod.identity, *conn);
   if (!transport) return refuse(transport.error().message);
   auto peer = peerAddress(fd.get());
   if (!peer) return refuse(peer.error().message);
-  conn->transport_ = std::move(*transport);
-  conn->fd_ = std::move(fd);
-  conn->peer_ = *peer;
-  conn->pod_ = pod.name;
+  conn->socket_.attach(std::move(fd), std::move(*transport), *peer, buffers_, pod.name);
   conn->server_pod_ = &pod;
-  add(std::move(conn))->receive();
+  add(std::move(conn))->socket_.receive();
 }
 
 void HbonePool::markDirty(HboneConnection* c) {
@@ -105,8 +77,8 @@ void HbonePool::flushDirty() {
     flushing_.swap(dirty_);
     for (HboneConnection* c : flushing_) c->dirty_ = false;
     for (HboneConnection* c : flushing_) {
-      if (!c->rx_.chunks.empty()) c->feed();  // input TLS could not take before
-      c->flush();
+      if (c->socket_.hasInput()) c->socket_.feed();  // input TLS could not take before
+      c->socket_.flush();
     }
     for (HboneConnection* c : flushing_) {
       if (c->releasable()) release(c);
@@ -115,8 +87,8 @@ void HbonePool::flushDirty() {
 }
 
 void HbonePool::release(HboneConnection* c) {
-  ctx_.receivers.release(c->rx_);
-  if (c->role_ == hbone::H2Role::kClient) subtract(ctx_.counters.hbone_pool_size);
+  c->socket_.releaseReceiver();
+  if (c->socket_.role() == hbone::H2Role::kClient) subtract(ctx_.counters.hbone_pool_size);
   conns_.erase(c->self_);  // closes the socket
 }
 
@@ -135,31 +107,34 @@ void HbonePool::onTimer() {
   const auto now = Clock::now();
   std::vector<HboneConnection*> stalled;
   for (auto& c : conns_) {
-    if (c->state_ != State::kDead && !c->transport_->established() &&
+    if (c->state() != State::kDead && !c->socket_.transport().established() &&
         now - c->idle_since_ >= options_.handshake_timeout) {
       stalled.push_back(c.get());
     }
   }
   for (auto& c : conns_) {
     // A peer that does not read our last words must not keep the connection either.
-    if (c->state_ == State::kDraining && now - c->drain_since_ >= std::chrono::seconds(5)) {
-      c->fail(c->drain_reason_);
+    if (c->state() == State::kDraining &&
+        now - c->socket_.drainingSince() >= std::chrono::seconds(5)) {
+      c->socket_.fail(c->socket_.drainReason());
     }
   }
   for (HboneConnection* c : stalled) {
     bump(ctx_.counters.tls_handshake_failures);
-    spdlog::warn("{}: HBONE connection with {}: TLS handshake timed out", c->pod_,
-                 c->peer_.toString());
-    c->fail("TLS handshake timed out");
+    spdlog::warn("{}: HBONE connection with {}: TLS handshake timed out", c->podName(),
+                 c->peer().toString());
+    c->socket_.fail("TLS handshake timed out");
   }
   std::vector<HboneConnection*> idle;
   for (auto& c : conns_) {
-    if (c->state_ == State::kDead || c->role_ != hbone::H2Role::kClient || !c->streams_.empty()) {
+    if (c->state() == State::kDead || c->socket_.role() != hbone::H2Role::kClient ||
+        !c->streams_.empty()) {
       continue;
     }
     if (now - c->idle_since_ >= options_.pool_idle_timeout) {
       idle.push_back(c.get());
-    } else if (c->transport_->established() && now - c->last_ping_ >= options_.keepalive_interval) {
+    } else if (c->socket_.transport().established() &&
+               now - c->last_ping_ >= options_.keepalive_interval) {
       c->last_ping_ = now;
       (void)c->h2().ping();
       c->markDirty();
@@ -167,7 +142,7 @@ void HbonePool::onTimer() {
   }
   for (HboneConnection* c : idle) {
     (void)c->h2().goaway();
-    c->fail("");
+    c->socket_.fail("");
   }
 }
 
@@ -180,7 +155,7 @@ void HbonePool::forgetPod(const Pod& pod) {
 void HbonePool::failAll(const std::string& why) {
   std::vector<HboneConnection*> all;
   for (auto& c : conns_) all.push_back(c.get());
-  for (HboneConnection* c : all) c->fail(why);
+  for (HboneConnection* c : all) c->socket_.fail(why);
 }
 
 }  // namespace nodemesh::tunnel

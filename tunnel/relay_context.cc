@@ -21,11 +21,6 @@ ConnectionInfo describeRecord(const ConnectionRecord& r, std::chrono::millisecon
   return info;
 }
 
-void resetOnClose(int fd) {
-  linger lin{1, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lin, sizeof(lin));
-}
-
 std::string connectFailure(const RelayContext& ctx, int res) {
   if (res != -ECANCELED) return std::strerror(-res);
   bump(ctx.counters.connect_timeouts);

@@ -77,9 +77,6 @@ struct RelayContext {
 // What a connection's access log record already says about it, for /connections.
 ConnectionInfo describeRecord(const ConnectionRecord& r, std::chrono::milliseconds age);
 
-// Ends a socket with a reset instead of a FIN when it is closed (SO_LINGER 0).
-void resetOnClose(int fd);
-
 // The words for a failed connect's result ("timed out after 10000 ms" for the ring's connect
 // timeout, which also counts it).
 std::string connectFailure(const RelayContext& ctx, int res);

@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/sockets.h"
 #include "tunnel/inpod_sockets.h"
 
 namespace nodemesh::tunnel {

@@ -2,9 +2,9 @@
 
 // The waypoint's HBONE connections: from node agents (server: CONNECT requests for the
 // destinations the waypoint serves) and to pods' 15008 (client: one CONNECT stream per
-// upstream exchange, connections pooled by peer identity and address). TLS and HTTP/2 come from
-// hbone/, I/O from io/; the tunnel has its own connection class because its streams end in
-// pods' sockets, these in other streams.
+// upstream exchange, connections pooled by peer identity and address). The socket side (TLS,
+// HTTP/2 and I/O) is hbone_io::HboneSocket, shared with the tunnel; what stays here differs from
+// the tunnel's connections, whose streams end in pods' sockets: these end in other streams.
 //
 // Rule (as in the tunnel): HTTP/2 callbacks never write to a socket and never free anything;
 // they change stream state and mark the connection dirty. After each batch of completions
@@ -26,6 +26,7 @@
 #include "common/ip_address.h"
 #include "hbone/hbone_transport.h"
 #include "hbone/tls_provider.h"
+#include "hbone_io/hbone_socket.h"
 #include "identity/spiffe_id.h"
 #include "io/recv_ring.h"
 #include "io/ring.h"
@@ -73,25 +74,19 @@ struct HboneConnStats {
 
 class HboneConns;
 
-class HboneConn final : public hbone::H2Handler, public io::CompletionHandler {
+class HboneConn final : public hbone::H2Handler, public hbone_io::HboneSocketOwner {
  public:
-  enum class State {
-    kConnecting,  // client: the TCP connect is in flight
-    kOpen,        // TLS handshake, then streams
-    kGoingAway,   // the peer sent GOAWAY: no new streams
-    kDraining,    // failed: the last output (an alert, a GOAWAY) leaves, then the close
-    kDead,        // closed; freed once nothing is in flight
-  };
+  using State = hbone_io::HboneSocket::State;
 
   HboneConn(HboneConns& conns, hbone::H2Role role);
   ~HboneConn() override = default;
   HboneConn(const HboneConn&) = delete;
   HboneConn& operator=(const HboneConn&) = delete;
 
-  const SocketAddress& peer() const { return peer_; }
+  const SocketAddress& peer() const { return socket_.peer(); }
   // The peer's identity from its certificate (the client's, on a server connection).
   const std::optional<identity::SpiffeId>& peerIdentity() const;
-  State state() const { return state_; }
+  State state() const { return socket_.state(); }
 
   // ---- streams ----
   // Client: a CONNECT to `authority`; the owner hears the answer.
@@ -119,41 +114,25 @@ class HboneConn final : public hbone::H2Handler, public io::CompletionHandler {
 
  private:
   friend class HboneConns;
-  enum Op : uint8_t { kConnect, kRecv, kSend };
-  void onCompletion(uint8_t op, int res, unsigned flags) override;
-  void onConnect(int res);
-  void onRecv(int res, unsigned flags);
-  void onSend(int res);
+  // hbone_io::HboneSocketOwner
+  void markDirty() override;
+  void onConnected() override;
+  std::string onConnectFailed(int res) override;
+  void onHandshakeFailure() override;
+  bool hasStreams() const override { return !streams_.empty(); }
+  void onDraining() override;
+  void onClosing(const std::string& why) override;
+  void loseStreams(const std::string& why) override;
+
   StreamOwner* ownerOf(hbone::StreamId stream) const;
-  void receive();
-  void feed();
-  void flush();
-  void fail(const std::string& why, bool reset = true);
-  void drainAndFail(const std::string& why);
-  void loseStreams(const std::string& why);
-  bool releasable() const;
-  bool usable() const;
-  void markDirty();
+  // Nothing in flight, dead and not waiting for a flush: may be freed.
+  bool releasable() const { return socket_.finished() && !dirty_; }
 
   HboneConns& conns_;
-  hbone::H2Role role_;
-  State state_;
-  bool connect_in_flight_ = false;
-  bool send_in_flight_ = false;
   bool dirty_ = false;
-  io::OpTag connect_tag_{this, kConnect};
-  io::OpTag recv_tag_{this, kRecv};
-  io::OpTag send_tag_{this, kSend};
-  UniqueFd fd_;
-  sockaddr_storage peer_addr_{};
-  SocketAddress peer_;
   std::string pool_key_;
-  std::unique_ptr<hbone::HboneTransport> transport_;
-  io::Receiver rx_;
-  std::vector<uint8_t> sendbuf_;
-  size_t send_off_ = 0;
-  std::string drain_reason_;
-  Clock::time_point since_;  // created, or last without streams
+  hbone_io::HboneSocket socket_;
+  Clock::time_point since_;  // created, or last without streams, or draining since
   std::map<hbone::StreamId, StreamOwner*> streams_;
   std::list<std::unique_ptr<HboneConn>>::iterator self_;
 };
