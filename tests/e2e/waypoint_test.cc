@@ -151,7 +151,7 @@ TEST_F(WaypointTest, HttpRequestsAreParsedAndBalancedPerRequest) {
       seconds(10)));
   // 40 requests on one connection (curl reuses it for the URLs of one invocation).
   std::vector<std::string> argv = {"curl", "-sS", "--fail"};
-  for (int i = 0; i < 40; ++i) argv.push_back("http://10.96.0.20:80/who");
+  for (int i = 0; i < 40; ++i) argv.emplace_back("http://10.96.0.20:80/who");
   auto r = cluster_->runInPod("frontend", argv, seconds(30));
   ASSERT_EQ(r.exit_code, 0) << r.describe() << "\n" << r.out << "\n" << waypoint_->output();
   const size_t v1 = countOf(r.out, "cart-v1\n");
@@ -393,7 +393,7 @@ class WaypointRoutingTest : public WaypointTest {
   std::vector<std::string> requests(int count, const std::vector<std::string>& extra = {}) {
     std::vector<std::string> argv = {"curl", "-sS", "--fail"};
     argv.insert(argv.end(), extra.begin(), extra.end());
-    for (int i = 0; i < count; ++i) argv.push_back("http://10.96.0.20:80/who");
+    for (int i = 0; i < count; ++i) argv.emplace_back("http://10.96.0.20:80/who");
     auto r = cluster_->runInPod("frontend", argv, seconds(120));
     EXPECT_EQ(r.exit_code, 0) << r.describe() << "\n" << waypoint_->output();
     std::vector<std::string> who;
@@ -424,7 +424,7 @@ TEST_F(WaypointRoutingTest, WeightedSplitAndHeaderMatch) {
 // flight (curl exits non-zero on the first failure).
 TEST_F(WaypointRoutingTest, ChangingTheWeightsShiftsTheSplitWithoutDroppingARequest) {
   std::vector<std::string> argv = {"curl", "-sS", "--fail"};
-  for (int i = 0; i < 3000; ++i) argv.push_back("http://10.96.0.20:80/who");
+  for (int i = 0; i < 3000; ++i) argv.emplace_back("http://10.96.0.20:80/who");
   Process& client = cluster_->startInPod("frontend", argv);
   ASSERT_TRUE(waitFor([&] { return countOf(client.output(), "cart-") >= 300; }, seconds(60)));
   rewrite(withRoutes(withWaypoint(testConfig()), 50, 50));
