@@ -28,6 +28,8 @@ packages=(
   iproute2 containernetworking-plugins util-linux procps
   # HBONE security/interop tests: an independent HTTP/2 client (python3-h2) and TLS tool
   python3-h2 openssl
+  # waypoint e2e tests: gRPC routing with a real gRPC client and server (generic handlers)
+  python3-grpcio
   # waypoint e2e tests: real HTTP clients (curl; h2load from nghttp2-client)
   curl nghttp2-client
   # e2e: packet captures that prove the tunnel carries no plaintext

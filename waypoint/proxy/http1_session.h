@@ -54,6 +54,9 @@ struct ExchangeRecord {
   std::string trace_id;
   std::string span_id;
   http1::Version version = http1::Version::kHttp11;
+  bool http2 = false;  // the client spoke HTTP/2 (Http2Session); `version` does not apply
+  bool grpc = false;   // content-type application/grpc
+  std::optional<uint32_t> grpc_status;  // grpc-status of the response (trailers or head)
   std::string endpoint_uid;  // empty: answered by the waypoint itself
   std::optional<SocketAddress> upstream_host;
   std::string route_name;

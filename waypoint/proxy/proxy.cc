@@ -164,10 +164,9 @@ void Proxy::Sniffer::onStreamClosed(uint32_t /*error_code*/, const std::string& 
 }
 
 void Proxy::detected(Inbound& in) {
-  if (http1::detectProtocol(in.sniffer->bytes) != http1::DetectedProtocol::kHttp1) {
-    // HTTP/2 is passed through as TCP until the waypoint routes it.
-    return startPassthrough(in);
-  }
+  const http1::DetectedProtocol protocol = http1::detectProtocol(in.sniffer->bytes);
+  if (protocol == http1::DetectedProtocol::kHttp2) return startHttp2(in);
+  if (protocol != http1::DetectedProtocol::kHttp1) return startPassthrough(in);
   ++stats_.http1;
   Inbound* p = &in;
   in.http1 =
@@ -181,8 +180,22 @@ void Proxy::detected(Inbound& in) {
   }
 }
 
+void Proxy::startHttp2(Inbound& in) {
+  ++stats_.http2;
+  Inbound* p = &in;
+  in.http2 = std::make_unique<Http2Session>(*in.conn, in.stream, in.router, h2_upstreams_,
+                                            [p] { p->done = true; });
+  std::vector<uint8_t> first = std::move(in.sniffer->bytes);
+  if (auto st = in.http2->start(std::move(first)); !st) {
+    spdlog::warn("waypoint: HTTP/2 session: {}", st.error().message);
+    (void)in.conn->reset(in.stream, hbone::kH2InternalError);
+    in.conn->detach(in.stream, /*reset=*/false);
+    in.done = true;
+  }
+}
+
 void Proxy::startPassthrough(Inbound& in) {
-  if (in.join || in.http1) return;
+  if (in.join || in.http1 || in.http2) return;
   ++stats_.passthrough;
   Inbound* p = &in;
   in.join = std::make_unique<StreamJoin>(
@@ -227,6 +240,43 @@ hbone::ConnectHeaders Proxy::connectHeaders(const hbone::ConnectRequest& request
   return headers;
 }
 
+Proxy::Routed Proxy::InboundRouter::routeToEndpoint(RequestHead& head, bool grpc) {
+  Routed d;
+  auto fail = [&d](int status, std::string why) {
+    d.status = status;
+    d.error = std::move(why);
+    return d;
+  };
+  std::shared_ptr<const RouteTable> table = proxy->table_;
+  const model::Service* service = table ? table->snapshot().serviceByVip(dst.ip) : nullptr;
+  if (!service) {
+    d.choice = proxy->choose(dst);  // a pod addressed directly: no routes
+  } else {
+    RouteTarget target;
+    target.service_key = service->key();
+    target.port = dst.port;
+    target.source_namespace = source_namespace;
+    target.grpc = grpc;
+    d.table = table;
+    d.decision = table->route(target, head, proxy->route_random_);
+    const RouteDecision& decision = *d.decision;
+    if (decision.action == RouteAction::Respond) {
+      if (decision.response) d.response_headers = decision.response->headers;
+      return fail(decision.status, decision.reason);
+    }
+    const ChosenBackend& backend = *decision.backend;
+    d.choice = proxy->chooseEndpoint(*backend.service, backend.port);
+    if (d.choice.status == hbone::kStatusOk && !decision.default_route) {
+      applyRequestFilters(decision, head);
+      d.filtered = true;
+    }
+  }
+  if (d.choice.status != hbone::kStatusOk) {
+    return fail(d.choice.status == hbone::kStatusBadRequest ? 404 : 503, d.choice.error);
+  }
+  return d;
+}
+
 RouteResult Proxy::InboundRouter::route(const http1::RequestHead& head,
                                         const http1::RequestInfo& info) {
   RouteResult r;
@@ -235,41 +285,54 @@ RouteResult Proxy::InboundRouter::route(const http1::RequestHead& head,
     r.error = std::move(why);
     return r;
   };
-  std::shared_ptr<const RouteTable> table = proxy->table_;
-  const model::Service* service = table ? table->snapshot().serviceByVip(dst.ip) : nullptr;
-  UpstreamChoice choice;
-  if (!service) {
-    choice = proxy->choose(dst);  // a pod addressed directly: no routes
-  } else {
-    RouteTarget target;
-    target.service_key = service->key();
-    target.port = dst.port;
-    target.source_namespace = source_namespace;
-    RequestHead routed = toRoutingHead(head, info);
-    RouteDecision decision = table->route(target, routed, proxy->route_random_);
-    if (decision.action == RouteAction::Respond) {
-      if (decision.response) {
-        for (const auto& h : decision.response->headers) r.response_headers.add(h.name, h.value);
-      }
-      return fail(decision.status, decision.reason);
-    }
-    const ChosenBackend& backend = *decision.backend;
-    choice = proxy->chooseEndpoint(*backend.service, backend.port);
-    if (choice.status == hbone::kStatusOk && !decision.default_route) {
-      applyRequestFilters(decision, routed);
-      r.forward = toHttp1Head(routed, head.version);
-    }
-    r.table = table;
-    r.decision = std::move(decision);
+  RequestHead routed = toRoutingHead(head, info);
+  Routed d = routeToEndpoint(routed, /*grpc=*/false);
+  const bool forwarded = d.decision && d.decision->action == RouteAction::Forward;
+  if (forwarded) {
+    r.table = d.table;
+    r.decision = std::move(d.decision);
   }
-  if (choice.status != hbone::kStatusOk) {
-    return fail(choice.status == hbone::kStatusBadRequest ? 404 : 503, choice.error);
+  if (d.status != hbone::kStatusOk) {
+    for (const auto& h : d.response_headers) r.response_headers.add(h.name, h.value);
+    return fail(d.status, d.error);
   }
+  if (d.filtered) r.forward = toHttp1Head(routed, head.version);
+  const UpstreamChoice& choice = d.choice;
   std::string error;
   r.conn = proxy->connectionFor(choice, &error);
   if (!r.conn) return fail(503, error);
   r.authority = choice.address.toString();
   r.endpoint_uid = choice.workload->uid;
+  ++proxy->in_flight_[r.endpoint_uid];
+  return r;
+}
+
+H2RouteResult Proxy::InboundRouter::routeH2(const RequestHead& head, bool grpc) {
+  H2RouteResult r;
+  r.forward = head;
+  Routed d = routeToEndpoint(r.forward, grpc);
+  r.table = std::move(d.table);
+  r.decision = std::move(d.decision);
+  if (d.status != hbone::kStatusOk) {
+    r.status = d.status;
+    r.error = std::move(d.error);
+    r.response_headers = std::move(d.response_headers);
+    return r;
+  }
+  const model::Workload& w = *d.choice.workload;
+  // Kept by value: a retry may connect after the snapshot changed.
+  auto peer_id = identity::SpiffeId::create(w.trust_domain, w.namespace_name, w.service_account);
+  if (!peer_id) {
+    r.status = 503;
+    r.error = peer_id.error().message;
+    return r;
+  }
+  r.authority = d.choice.address.toString();
+  r.endpoint_uid = w.uid;
+  r.connect = [conns = proxy->conns_, id = std::move(*peer_id),
+               hbone = SocketAddress{d.choice.address.ip, 15008}](std::string* error) {
+    return conns->clientFor(id, hbone, error);
+  };
   ++proxy->in_flight_[r.endpoint_uid];
   return r;
 }
@@ -295,8 +358,11 @@ void Proxy::InboundRouter::requestDone(const ExchangeRecord& x) {
   r.method = x.method;
   r.authority = x.authority;
   r.path = x.path;
-  r.http_version =
-      x.version == http1::Version::kHttp10 ? HttpVersion::kHttp10 : HttpVersion::kHttp11;
+  r.http_version = x.http2                               ? HttpVersion::kHttp2
+                   : x.version == http1::Version::kHttp10 ? HttpVersion::kHttp10
+                                                          : HttpVersion::kHttp11;
+  r.grpc = x.grpc;
+  r.grpc_status = x.grpc_status;
   r.user_agent = x.user_agent;
   r.request_id = x.request_id;
   r.trace_id = x.trace_id;
@@ -342,9 +408,10 @@ void Proxy::endpointDone(const std::string& uid) {
 
 void Proxy::onTimer() {
   const auto now = Clock::now();
+  h2_upstreams_.onTimer(now);
   for (Inbound& in : inbound_) {
     if (in.http1) in.http1->onTimer(now, request_timeout_);
-    if (!in.done && !in.join && !in.http1 && now - in.since >= std::chrono::seconds(1)) {
+    if (!in.done && !in.join && !in.http1 && !in.http2 && now - in.since >= std::chrono::seconds(1)) {
       startPassthrough(in);  // a protocol where the server speaks first
     }
   }
@@ -353,6 +420,7 @@ void Proxy::onTimer() {
 void Proxy::reap() {
   for (auto it = inbound_.begin(); it != inbound_.end();) {
     if (it->http1) it->http1->reap();
+    if (it->http2) it->http2->reap();
     if (!it->done) {
       ++it;
       continue;
@@ -371,8 +439,15 @@ void Proxy::reap() {
       stats_.bytes_in += it->http1->bytesFromClient();
       stats_.bytes_out += it->http1->bytesToClient();
     }
+    if (it->http2) {
+      stats_.requests += it->http2->requests();
+      stats_.bytes_in += it->http2->bytesFromClient();
+      stats_.bytes_out += it->http2->bytesToClient();
+    }
     it = inbound_.erase(it);
   }
+  h2_upstreams_.reap();
+  stats_.h2_upstreams = h2_upstreams_.stats();
 }
 
 }  // namespace nodemesh::waypoint

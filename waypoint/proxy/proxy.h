@@ -3,7 +3,8 @@
 // What the waypoint does with each CONNECT a node agent sends it: the destination (the
 // original service VIP:port or pod IP:port in `:authority`) must name this waypoint (400
 // otherwise). The CONNECT is answered 200 and the first bytes tell the protocol
-// (http1::detectProtocol): HTTP/1.1 is parsed and each request routed (Http1Session); anything
+// (http1::detectProtocol): HTTP/1.1 is parsed and each request routed (Http1Session), HTTP/2
+// (prior knowledge) too, with multiplexed HTTP/2 upstreams (Http2Session, H2Upstreams); anything
 // else, or a client that sends nothing within a second, is passed through as TCP (StreamJoin).
 // Either way an endpoint is chosen (power of two choices on the requests in flight) and reached
 // by a new CONNECT to its 15008 with `:authority` podIP:targetPort, on a pooled connection that
@@ -17,8 +18,10 @@
 
 #include "model/mesh.h"
 #include "model/snapshot.h"
+#include "waypoint/proxy/h2_upstream.h"
 #include "waypoint/proxy/hbone_conn.h"
 #include "waypoint/proxy/http1_session.h"
+#include "waypoint/proxy/http2_session.h"
 #include "waypoint/proxy/stream_join.h"
 #include "waypoint/routing/random_source.h"
 #include "waypoint/routing/route_table.h"
@@ -44,11 +47,13 @@ struct ProxyStats {
   uint64_t streams = 0;      // CONNECT requests
   uint64_t refused = 0;      // answered with something other than 200 by the waypoint itself
   uint64_t http1 = 0;        // streams parsed as HTTP/1.1
+  uint64_t http2 = 0;        // streams parsed as HTTP/2 (prior knowledge)
   uint64_t passthrough = 0;  // streams passed through as TCP
   uint64_t requests = 0;     // HTTP requests, of finished streams
   uint64_t active = 0;       // joins open now
   uint64_t bytes_in = 0;     // client to upstream, of finished joins
   uint64_t bytes_out = 0;
+  H2UpstreamStats h2_upstreams;  // the multiplexed HTTP/2 upstream connections
 };
 
 class Proxy final : public ConnectAcceptor {
@@ -93,14 +98,28 @@ class Proxy final : public ConnectAcceptor {
     void onStreamWritable() override {}
     void onStreamClosed(uint32_t error_code, const std::string& why) override;
   };
+  // What routing decided for one request of either protocol: the endpoint, or the answer.
+  struct Routed {
+    int status = 200;  // not 200: the waypoint answers with it (error, response_headers)
+    std::string error;
+    Headers response_headers;
+    std::shared_ptr<const RouteTable> table;  // keeps `decision` valid
+    std::optional<RouteDecision> decision;    // none for a pod addressed directly
+    bool filtered = false;                    // request filters changed the head
+    UpstreamChoice choice;
+  };
   // Routes the requests of one client connection (its CONNECT's destination).
-  struct InboundRouter final : Router {
+  struct InboundRouter final : Router, H2Router {
     Proxy* proxy = nullptr;
     SocketAddress dst;
     std::string source_namespace;                 // the client's, from its certificate
     std::string source_principal;                 // its SPIFFE ID
     std::optional<SocketAddress> source_address;  // forwarded: for=, else the agent's address
     RouteResult route(const http1::RequestHead& head, const http1::RequestInfo& info) override;
+    H2RouteResult routeH2(const RequestHead& head, bool grpc) override;
+    // The part both protocols share: route `head` (request filters applied to it in place) and
+    // pick an endpoint of the chosen backend.
+    Routed routeToEndpoint(RequestHead& head, bool grpc);
     void finished(const std::string& endpoint_uid) override;
     void requestDone(const ExchangeRecord& x) override;
   };
@@ -112,6 +131,7 @@ class Proxy final : public ConnectAcceptor {
     std::unique_ptr<Sniffer> sniffer;
     InboundRouter router;
     std::unique_ptr<Http1Session> http1;
+    std::unique_ptr<Http2Session> http2;
     std::unique_ptr<StreamJoin> join;
     std::string endpoint_uid;  // the passthrough's endpoint
     bool done = false;
@@ -119,6 +139,7 @@ class Proxy final : public ConnectAcceptor {
 
   void detected(Inbound& in);
   void startPassthrough(Inbound& in);
+  void startHttp2(Inbound& in);
   // The pooled connection for a chosen endpoint, or why there is none (status, error).
   HboneConn* connectionFor(const UpstreamChoice& choice, std::string* error);
   hbone::ConnectHeaders connectHeaders(const hbone::ConnectRequest& request) const;
@@ -134,6 +155,7 @@ class Proxy final : public ConnectAcceptor {
   model::SnapshotPtr snapshot_;
   std::shared_ptr<const RouteTable> table_;
   SeededRandom route_random_{std::random_device{}()};
+  H2Upstreams h2_upstreams_;  // before inbound_: the sessions' calls go first
   std::list<Inbound> inbound_;
   std::map<std::string, unsigned> in_flight_;  // by endpoint uid
   std::mt19937_64 rng_{std::random_device{}()};

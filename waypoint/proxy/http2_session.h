@@ -1,0 +1,165 @@
+#pragma once
+
+// One client's HTTP/2 connection (prior knowledge) inside a CONNECT stream the waypoint
+// answered 200: an http2::H2Codec server over the stream; each request is routed (H2Router:
+// GRPCRoutes for gRPC requests, HTTPRoutes otherwise), its request filters applied, and sent
+// on over a multiplexed HTTP/2 upstream (H2Upstreams); the response, body and trailers come
+// back with the route's response filters applied.
+//
+// Rules:
+// - Failures the waypoint answers itself: a plain HTTP status for HTTP, a gRPC trailers-only
+//   response (grpc-status from the HTTP status, grpc.h) for gRPC.
+// - A client reset cancels the upstream stream (CANCEL) and an upstream reset resets the
+//   client's stream once its response started (before that the client gets a 503 answer).
+// - Back-pressure: body bytes are given back to the codec they came from (consumed()) only
+//   when the other side's codec took them, so each direction of a request holds at most one
+//   HTTP/2 stream window plus the send queue.
+// - Codec events never free anything: finished requests wait for reap().
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "waypoint/http2/h2_codec.h"
+#include "waypoint/proxy/h2_upstream.h"
+#include "waypoint/proxy/hbone_conn.h"
+#include "waypoint/proxy/http1_session.h"
+#include "waypoint/routing/route_table.h"
+
+namespace nodemesh::waypoint {
+
+// Where one HTTP/2 request goes.
+struct H2RouteResult {
+  int status = 200;  // not 200: the waypoint answers the request itself with this status
+  std::string error;
+  Headers response_headers;  // of that answer (a redirect's location)
+  // The request to send, after the route's request filters.
+  RequestHead forward;
+  // The routing decision, for the response filters; `table` keeps what it points into.
+  std::shared_ptr<const RouteTable> table;
+  std::optional<RouteDecision> decision;
+  std::string authority;  // the endpoint's podIP:targetPort
+  std::string endpoint_uid;
+  // The pooled HBONE connection to the endpoint's 15008, when a new upstream is needed.
+  std::function<HboneConn*(std::string*)> connect;
+};
+
+class H2Router {
+ public:
+  virtual ~H2Router() = default;
+  // `head` as received (lowercase names, no pseudo-header fields, no Host).
+  virtual H2RouteResult routeH2(const RequestHead& head, bool grpc) = 0;
+  virtual void finished(const std::string& endpoint_uid) = 0;  // the upstream is released
+  virtual void requestDone(const ExchangeRecord& /*record*/) {}
+};
+
+class Http2Session final : public http2::H2CodecHandler {
+ public:
+  Http2Session(HboneConn& down, hbone::StreamId stream, H2Router& router,
+               H2Upstreams& upstreams, std::function<void()> on_done,
+               const http2::H2CodecOptions& options = {});
+  ~Http2Session() override;
+  Http2Session(const Http2Session&) = delete;
+  Http2Session& operator=(const Http2Session&) = delete;
+
+  // Starts with the bytes the protocol detection read (the connection preface, not yet
+  // acknowledged on the stream).
+  Status start(std::vector<uint8_t> first_bytes);
+  bool done() const { return done_; }
+  // After each batch of completions: frees finished requests.
+  void reap() { retired_.clear(); }
+  uint64_t requests() const { return requests_; }
+  uint64_t bytesFromClient() const { return bytes_from_client_; }  // request bodies
+  uint64_t bytesToClient() const { return bytes_to_client_; }      // response bodies
+
+ private:
+  // The client's side: the downstream CONNECT stream.
+  struct Down final : StreamOwner {
+    Http2Session* s = nullptr;
+    void onStreamData(std::span<const uint8_t> data) override;
+    void onStreamEnd() override;
+    void onStreamWritable() override;
+    void onStreamClosed(uint32_t error_code, const std::string& why) override;
+  };
+  // One request, from its HEADERS to the close of the client's stream.
+  struct Exchange final : H2UpstreamHandler {
+    Http2Session* s = nullptr;
+    http2::StreamId id = 0;
+    bool grpc = false;
+    ExchangeRecord record;
+    std::unique_ptr<H2UpstreamCall> up;
+    bool up_released = false;  // router_.finished() was called
+    std::shared_ptr<const RouteTable> table;  // keeps `decision` valid
+    std::optional<RouteDecision> decision;
+    // Client -> upstream: body not yet taken by the upstream codec, then the end.
+    std::deque<std::vector<uint8_t>> to_up;
+    bool client_ended = false;
+    http2::HeaderList client_trailers;
+    bool up_end_sent = false;
+    // Upstream -> client.
+    std::deque<std::vector<uint8_t>> to_down;
+    size_t to_down_front_off = 0;
+    bool response_started = false;  // a final response went to the client
+    bool upstream_ended = false;
+    std::optional<http2::HeaderList> upstream_trailers;
+    bool down_end_sent = false;
+    bool local = false;  // answered by the waypoint itself
+
+    void onUpstreamInformational(const http2::ResponseHead& head) override;
+    void onUpstreamResponse(const http2::ResponseHead& head, bool end_stream) override;
+    void onUpstreamData(std::span<const uint8_t> data) override;
+    void onUpstreamTrailers(const http2::HeaderList& trailers) override;
+    void onUpstreamEnd() override;
+    void onUpstreamWritable() override;
+    void onUpstreamClosed(uint32_t error_code, const std::string& why) override;
+  };
+
+  // H2CodecHandler (the client's connection)
+  void onRequestHeaders(http2::StreamId stream, const http2::RequestHead& head,
+                        bool end_stream) override;
+  void onRequestRejected(http2::StreamId stream, int status, std::string_view reason) override;
+  void onData(http2::StreamId stream, std::span<const uint8_t> data) override;
+  void onTrailers(http2::StreamId stream, const http2::HeaderList& trailers) override;
+  void onEndStream(http2::StreamId stream) override;
+  void onStreamClosed(http2::StreamId stream, const http2::StreamClose& close) override;
+  void onWritable(http2::StreamId stream) override;
+
+  Exchange* find(http2::StreamId stream);
+  // Moves the client's body to the upstream while it takes it; then the end.
+  void pumpUp(Exchange& x);
+  // Moves the upstream's body to the client while the codec takes it; then the end.
+  void pumpDown(Exchange& x);
+  // Answers from the waypoint itself (no response started yet).
+  void respondLocally(Exchange& x, int status, const std::string& why,
+                      const Headers& headers = {});
+  void releaseUp(Exchange& x, uint32_t reset_code);
+  // Writes what the codec has for the client (later when inside a codec callback).
+  void flushDown();
+  void finish();
+
+  HboneConn* down_conn_;
+  hbone::StreamId down_stream_;
+  H2Router& router_;
+  H2Upstreams& upstreams_;
+  std::function<void()> on_done_;
+  http2::H2CodecOptions options_;
+  Down down_;
+  bool down_open_ = true;
+  std::unique_ptr<http2::H2Codec> codec_;
+  int depth_ = 0;  // > 0 inside the codec
+  bool flush_wanted_ = false;
+  std::map<http2::StreamId, std::unique_ptr<Exchange>> exchanges_;
+  std::vector<std::unique_ptr<Exchange>> retired_;
+  uint64_t requests_ = 0;
+  uint64_t bytes_from_client_ = 0;
+  uint64_t bytes_to_client_ = 0;
+  bool done_ = false;
+};
+
+}  // namespace nodemesh::waypoint
