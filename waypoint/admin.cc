@@ -34,6 +34,16 @@ std::string renderWaypointMetrics(const LoopStats& s, const RequestTelemetry* te
           "Bytes from endpoints to clients (TCP payload, HTTP bodies), of finished streams",
           s.proxy.bytes_out);
   counter("nodemesh_waypoint_http1_streams_total", "Streams parsed as HTTP/1.1", s.proxy.http1);
+  counter("nodemesh_waypoint_http2_streams_total", "Streams parsed as HTTP/2 (prior knowledge)",
+          s.proxy.http2);
+  counter("nodemesh_waypoint_h2_upstream_connections_total",
+          "HTTP/2 connections opened to endpoints (one CONNECT stream each)",
+          s.proxy.h2_upstreams.connections_opened);
+  gauge("nodemesh_waypoint_h2_upstream_connections", "HTTP/2 connections to endpoints open now",
+        s.proxy.h2_upstreams.connections_active);
+  counter("nodemesh_waypoint_h2_upstream_retries_total",
+          "HTTP/2 requests the endpoint did not process, sent again on a new connection",
+          s.proxy.h2_upstreams.retries);
   counter("nodemesh_waypoint_passthrough_streams_total", "Streams passed through as TCP",
           s.proxy.passthrough);
   counter("nodemesh_waypoint_http_requests_total", "HTTP requests, of finished streams",

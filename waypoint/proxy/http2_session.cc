@@ -160,17 +160,19 @@ void Http2Session::flushDown() {
 void Http2Session::finish() {
   if (done_) return;
   done_ = true;
-  for (auto& [id, x] : exchanges_) {
-    releaseUp(*x, hbone::kH2Cancel);
-    if (!x->down_end_sent) x->record.flags.set(ResponseFlag::kDownstreamConnectionTermination);
-    router_.requestDone(x->record);
-    retired_.push_back(std::move(x));
-  }
-  exchanges_.clear();
   if (down_open_) {
     (void)down_conn_->endStream(down_stream_);
     down_conn_->detach(down_stream_, /*reset=*/false);
     down_open_ = false;
+  }
+  // Taken out first: cancelling an upstream may run events of other requests of this session.
+  std::map<http2::StreamId, std::unique_ptr<Exchange>> open;
+  open.swap(exchanges_);
+  for (auto& [id, x] : open) {
+    releaseUp(*x, hbone::kH2Cancel);
+    if (!x->down_end_sent) x->record.flags.set(ResponseFlag::kDownstreamConnectionTermination);
+    router_.requestDone(x->record);
+    retired_.push_back(std::move(x));
   }
   if (on_done_) on_done_();
 }

@@ -1,0 +1,72 @@
+#!/usr/bin/python3
+"""A prior-knowledge HTTP/2 server (python3-h2) for the waypoint's e2e tests.
+
+h2_server.py NAME PORT: answers every request with "NAME\n" (and x-served-by: NAME); prints
+"conn" for each accepted connection and "req PATH" for each request, so a test can tell how
+requests were spread over endpoints and how many upstream connections carried them.
+"""
+import socket
+import sys
+import threading
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+
+
+def serve(sock, name):
+    config = h2.config.H2Configuration(client_side=False)
+    conn = h2.connection.H2Connection(config=config)
+    conn.initiate_connection()
+    sock.sendall(conn.data_to_send())
+    body = (name + "\n").encode()
+    paths = {}
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.RequestReceived):
+                    paths[event.stream_id] = dict(event.headers).get(b":path", b"").decode()
+                elif isinstance(event, h2.events.DataReceived):
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.StreamEnded):
+                    print("req", paths.pop(event.stream_id, ""), flush=True)
+                    try:
+                        conn.send_headers(event.stream_id, [
+                            (":status", "200"), ("content-type", "text/plain"),
+                            ("content-length", str(len(body))), ("x-served-by", name)])
+                        conn.send_data(event.stream_id, body, end_stream=True)
+                    except h2.exceptions.StreamClosedError:
+                        pass
+                elif isinstance(event, h2.events.StreamReset):
+                    paths.pop(event.stream_id, None)
+                elif isinstance(event, h2.events.ConnectionTerminated):
+                    sock.sendall(conn.data_to_send())
+                    return
+            out = conn.data_to_send()
+            if out:
+                sock.sendall(out)
+    except (OSError, h2.exceptions.ProtocolError):
+        return
+    finally:
+        sock.close()
+
+
+def main():
+    name, port = sys.argv[1], int(sys.argv[2])
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("0.0.0.0", port))
+    listener.listen(128)
+    print("listening", flush=True)
+    while True:
+        sock, _ = listener.accept()
+        print("conn", flush=True)
+        threading.Thread(target=serve, args=(sock, name), daemon=True).start()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+// End-to-end tests of HTTP/2 and gRPC through the waypoint (waypoint_fixture.h): real clients
+// (curl --http2-prior-knowledge, h2load, Python grpcio) in frontend ask the cart VIP; the
+// waypoint parses HTTP/2, routes each request and sends it on over multiplexed HTTP/2 upstreams
+// to Python servers (python3-h2, grpcio) in the cart pods.
+#include <algorithm>
+#include <regex>
+
+#include "tests/e2e/waypoint_fixture.h"
+
+namespace nodemesh::sim {
+namespace {
+
+// Lines of `text` that start with `prefix`.
+std::vector<std::string> linesStartingWith(const std::string& text, const std::string& prefix) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(prefix, 0) == 0) out.push_back(line);
+  }
+  return out;
+}
+
+class WaypointH2Test : public WaypointTest {
+ protected:
+  // tests/e2e/scripts/h2_server.py in `pod` on 8080; waits until it answers HTTP/2.
+  Process& h2Server(const std::string& pod) {
+    Process& p = cluster_->startInPod(
+        pod, {"/usr/bin/python3", e2eScript("h2_server.py"), pod, "8080"});
+    EXPECT_TRUE(p.waitForOutput("listening", seconds(10))) << p.output();
+    return p;
+  }
+
+  // curl --http2-prior-knowledge in frontend: `count` requests on one connection.
+  CommandResult curlH2(int count, const std::string& path = "/who") {
+    std::vector<std::string> argv = {"curl", "-sS", "--fail", "--http2-prior-knowledge"};
+    for (int i = 0; i < count; ++i) argv.push_back(std::string("http://") + kCartVip + path);
+    return cluster_->runInPod("frontend", argv, seconds(60));
+  }
+};
+
+// (i) curl and h2load over HTTP/2 get 200s; requests (not connections) are balanced over both
+// endpoints, and the upstreams are multiplexed: far fewer upstream connections than requests.
+TEST_F(WaypointH2Test, Http2RequestsAreRoutedBalancedPerRequestAndMultiplexed) {
+  Process& v1 = h2Server("cart-v1");
+  Process& v2 = h2Server("cart-v2");
+
+  auto r = curlH2(40);
+  ASSERT_EQ(r.exit_code, 0) << r.describe() << "\n" << r.out << "\n" << waypoint_->output();
+  const size_t curl_v1 = countOf(r.out, "cart-v1\n");
+  const size_t curl_v2 = countOf(r.out, "cart-v2\n");
+  EXPECT_EQ(curl_v1 + curl_v2, 40u) << r.out;
+  EXPECT_GE(curl_v1, 5u) << r.out;  // per request, not per connection
+  EXPECT_GE(curl_v2, 5u) << r.out;
+
+  // h2load: 2 clients, 10 concurrent streams each.
+  auto load = cluster_->runInPod(
+      "frontend", {"h2load", "-n", "600", "-c", "2", "-m", "10", "http://10.96.0.20:80/load"},
+      seconds(120));
+  ASSERT_EQ(load.exit_code, 0) << load.describe() << "\n" << load.out;
+  EXPECT_NE(load.out.find("600 succeeded"), std::string::npos) << load.out << waypoint_->output();
+  EXPECT_NE(load.out.find("status codes: 600 2xx"), std::string::npos) << load.out;
+
+  const size_t load_v1 = linesStartingWith(v1.output(), "req /load").size();
+  const size_t load_v2 = linesStartingWith(v2.output(), "req /load").size();
+  EXPECT_EQ(load_v1 + load_v2, 600u);
+  EXPECT_GE(load_v1, 150u) << load_v1 << "/" << load_v2;
+  EXPECT_GE(load_v2, 150u) << load_v1 << "/" << load_v2;
+  // Multiplexed: 640 requests, up to 20 at once, reached each endpoint on a few connections.
+  const size_t conns = linesStartingWith(v1.output(), "conn").size() +
+                       linesStartingWith(v2.output(), "conn").size();
+  EXPECT_GE(conns, 2u);
+  EXPECT_LE(conns, 8u) << v1.output() << v2.output();
+
+  // The waypoint's access log: one line per request, as HTTP/2.
+  ASSERT_TRUE(waitFor(
+      [&] { return accessLines(waypoint_->output(), "path=/load").size() >= 600; }, seconds(5)));
+  const auto lines = accessLines(waypoint_->output(), "path=/who");
+  ASSERT_EQ(lines.size(), 40u);
+  EXPECT_NE(lines.front().find("protocol=HTTP/2"), std::string::npos) << lines.front();
+  EXPECT_NE(lines.front().find("response_code=200"), std::string::npos) << lines.front();
+  EXPECT_NE(lines.front().find(std::string("src_identity=") + kFrontendIdentity),
+            std::string::npos)
+      << lines.front();
+}
+
+// A GRPCRoute on cart: shop.Cart/Get goes to cart-v1, shop.Cart/Put to cart-v2; nothing else
+// matches.
+std::string withGrpcRoutes(std::string text) {
+  text = withVersionServices(std::move(text));
+  text +=
+      "grpcRoutes:\n"
+      "- apiVersion: gateway.networking.k8s.io/v1\n"
+      "  kind: GRPCRoute\n"
+      "  metadata: {name: cart-grpc, namespace: shop}\n"
+      "  spec:\n"
+      "    parentRefs: [{group: \"\", kind: Service, name: cart, port: 80}]\n"
+      "    rules:\n"
+      "    - matches: [{method: {service: shop.Cart, method: Get}}]\n"
+      "      backendRefs: [{name: cart-v1, port: 80}]\n"
+      "    - matches: [{method: {service: shop.Cart, method: Put}}]\n"
+      "      backendRefs: [{name: cart-v2, port: 80}]\n";
+  return text;
+}
+
+class WaypointGrpcTest : public WaypointH2Test {
+ protected:
+  std::string meshConfig() override { return withGrpcRoutes(withWaypoint(testConfig())); }
+
+  // Runs grpc_app.py client in frontend: `count` calls of `method` to the cart VIP.
+  std::vector<std::string> calls(const std::string& method, int count) {
+    auto r = cluster_->runInPod("frontend",
+                                {"/usr/bin/python3", e2eScript("grpc_app.py"), "client", kCartVip,
+                                 method, std::to_string(count)},
+                                seconds(60));
+    EXPECT_EQ(r.exit_code, 0) << r.describe() << "\n" << r.out;
+    std::vector<std::string> out;
+    std::istringstream in(r.out);
+    for (std::string line; std::getline(in, line);) out.push_back(line);
+    return out;
+  }
+};
+
+// (ii) gRPC is routed by method with a real grpcio client and server; a call no route matches
+// gets UNIMPLEMENTED from the waypoint itself (its 404, mapped to gRPC).
+TEST_F(WaypointGrpcTest, GrpcCallsAreRoutedByMethodAndAnUnroutedMethodIsUnimplemented) {
+  Process& v1 = cluster_->startInPod(
+      "cart-v1", {"/usr/bin/python3", e2eScript("grpc_app.py"), "server", "cart-v1", "8080"});
+  Process& v2 = cluster_->startInPod(
+      "cart-v2", {"/usr/bin/python3", e2eScript("grpc_app.py"), "server", "cart-v2", "8080"});
+  ASSERT_TRUE(v1.waitForOutput("listening", seconds(10))) << v1.output();
+  ASSERT_TRUE(v2.waitForOutput("listening", seconds(10))) << v2.output();
+
+  auto get = calls("/shop.Cart/Get", 20);
+  ASSERT_EQ(get.size(), 20u) << waypoint_->output();
+  EXPECT_EQ(std::count(get.begin(), get.end(), "ok cart-v1 Get"), 20) << get.front();
+  auto put = calls("/shop.Cart/Put", 20);
+  ASSERT_EQ(put.size(), 20u);
+  EXPECT_EQ(std::count(put.begin(), put.end(), "ok cart-v2 Put"), 20) << put.front();
+  // Both servers have Missing: only the route decides, and none matches it.
+  auto missing = calls("/shop.Cart/Missing", 3);
+  ASSERT_EQ(missing.size(), 3u);
+  for (const auto& line : missing) EXPECT_EQ(line.rfind("error UNIMPLEMENTED", 0), 0u) << line;
+
+  // Telemetry: gRPC status per call, HTTP/2, the GRPCRoute that served it.
+  ASSERT_TRUE(waitFor(
+      [&] { return accessLines(waypoint_->output(), "path=/shop.Cart/Missing").size() >= 3; },
+      seconds(5)));
+  const auto ok_lines = accessLines(waypoint_->output(), "path=/shop.Cart/Get");
+  ASSERT_EQ(ok_lines.size(), 20u);
+  EXPECT_NE(ok_lines.front().find("protocol=HTTP/2"), std::string::npos) << ok_lines.front();
+  EXPECT_NE(ok_lines.front().find("grpc_status=0"), std::string::npos) << ok_lines.front();
+  const auto nr = accessLines(waypoint_->output(), "path=/shop.Cart/Missing").front();
+  EXPECT_NE(nr.find("grpc_status=12"), std::string::npos) << nr;
+  EXPECT_NE(nr.find("response_flags=NR"), std::string::npos) << nr;
+  auto metrics = cluster_->runInPod("waypoint", {"curl", "-s", "http://127.0.0.1:15020/metrics"});
+  bool grpc_series = false;
+  for (const auto& l : linesStartingWith(metrics.out, "istio_requests_total{")) {
+    if (l.find("request_protocol=\"grpc\"") != std::string::npos &&
+        l.find("grpc_response_status=\"12\"") != std::string::npos) {
+      grpc_series = true;
+    }
+  }
+  EXPECT_TRUE(grpc_series) << metrics.out;
+}
+
+// (iii) HTTP/2 abuse through the waypoint: rapid reset and a CONTINUATION flood end the
+// client's connection with GOAWAY ENHANCE_YOUR_CALM, and the waypoint keeps serving.
+TEST_F(WaypointH2Test, FloodsEndWithGoawayAndTheWaypointKeepsServing) {
+  h2Server("cart-v1");
+  h2Server("cart-v2");
+  auto abuse = [&](const std::string& mode, int count) {
+    auto r = cluster_->runInPod("frontend",
+                                {"/usr/bin/python3", e2eScript("h2_abuse.py"), "10.96.0.20", "80",
+                                 mode, std::to_string(count)},
+                                seconds(60));
+    std::string out = r.out;
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    return out;
+  };
+  EXPECT_EQ(abuse("rapid_reset", 500), "goaway 11") << waypoint_->output();
+  EXPECT_EQ(abuse("continuation", 40), "goaway 11") << waypoint_->output();
+  auto r = curlH2(4);
+  EXPECT_EQ(r.exit_code, 0) << r.describe() << "\n" << waypoint_->output();
+  EXPECT_EQ(countOf(r.out, "cart-v1\n") + countOf(r.out, "cart-v2\n"), 4u) << r.out;
+}
+
+}  // namespace
+}  // namespace nodemesh::sim
