@@ -30,32 +30,56 @@ class WaypointH2Test : public WaypointTest {
     return p;
   }
 
-  // curl --http2-prior-knowledge in frontend: `count` requests on one connection.
-  CommandResult curlH2(int count, const std::string& path = "/who") {
-    std::vector<std::string> argv = {"curl", "-sS", "--fail", "--http2-prior-knowledge"};
-    for (int i = 0; i < count; ++i) argv.push_back(std::string("http://") + kCartVip + path);
-    return cluster_->runInPod("frontend", argv, seconds(60));
+  // One request with curl --http2-prior-knowledge from frontend (one per invocation: curl
+  // 7.88's reuse of a prior-knowledge connection is broken, curl/curl#10634); prints the body
+  // and then the HTTP version.
+  CommandResult curlH2(const std::string& path = "/who") {
+    return cluster_->runInPod("frontend",
+                              {"curl", "-sS", "--fail", "--http2-prior-knowledge", "-w",
+                               "%{http_version}", std::string("http://") + kCartVip + path},
+                              seconds(30));
+  }
+
+  // h2load from frontend: `n` requests to `path` over `clients` connections, `streams` at once
+  // on each.
+  CommandResult h2load(int n, int clients, int streams, const std::string& path) {
+    return cluster_->runInPod("frontend",
+                              {"h2load", "-n", std::to_string(n), "-c", std::to_string(clients),
+                               "-m", std::to_string(streams),
+                               std::string("http://") + kCartVip + path},
+                              seconds(120));
   }
 };
 
-// (i) curl and h2load over HTTP/2 get 200s; requests (not connections) are balanced over both
-// endpoints, and the upstreams are multiplexed: far fewer upstream connections than requests.
+// (i) curl and h2load over HTTP/2 get 200s; requests on one client connection are balanced over
+// both endpoints, and the upstreams are multiplexed: far fewer upstream connections than requests.
 TEST_F(WaypointH2Test, Http2RequestsAreRoutedBalancedPerRequestAndMultiplexed) {
   Process& v1 = h2Server("cart-v1");
   Process& v2 = h2Server("cart-v2");
 
-  auto r = curlH2(40);
-  ASSERT_EQ(r.exit_code, 0) << r.describe() << "\n" << r.out << "\n" << waypoint_->output();
-  const size_t curl_v1 = countOf(r.out, "cart-v1\n");
-  const size_t curl_v2 = countOf(r.out, "cart-v2\n");
-  EXPECT_EQ(curl_v1 + curl_v2, 40u) << r.out;
-  EXPECT_GE(curl_v1, 5u) << r.out;  // per request, not per connection
-  EXPECT_GE(curl_v2, 5u) << r.out;
+  // The first request may race the agents' and the waypoint's start (as in waypoint_test.cc).
+  CommandResult r;
+  ASSERT_TRUE(waitFor(
+      [&] {
+        r = curlH2();
+        return r.exit_code == 0;
+      },
+      seconds(10)))
+      << r.describe() << "\n" << r.out << "\n" << waypoint_->output();
+  EXPECT_TRUE(r.out == "cart-v1\n2" || r.out == "cart-v2\n2") << r.out;
+
+  // 40 requests one after the other on one client connection.
+  auto seq = h2load(40, 1, 1, "/seq");
+  ASSERT_EQ(seq.exit_code, 0) << seq.describe() << "\n" << seq.out;
+  EXPECT_NE(seq.out.find("status codes: 40 2xx"), std::string::npos) << seq.out;
+  const size_t seq_v1 = linesStartingWith(v1.output(), "req /seq").size();
+  const size_t seq_v2 = linesStartingWith(v2.output(), "req /seq").size();
+  EXPECT_EQ(seq_v1 + seq_v2, 40u);
+  EXPECT_GE(seq_v1, 5u) << seq_v1 << "/" << seq_v2;  // per request, not per connection
+  EXPECT_GE(seq_v2, 5u) << seq_v1 << "/" << seq_v2;
 
   // h2load: 2 clients, 10 concurrent streams each.
-  auto load = cluster_->runInPod(
-      "frontend", {"h2load", "-n", "600", "-c", "2", "-m", "10", "http://10.96.0.20:80/load"},
-      seconds(120));
+  auto load = h2load(600, 2, 10, "/load");
   ASSERT_EQ(load.exit_code, 0) << load.describe() << "\n" << load.out;
   EXPECT_NE(load.out.find("600 succeeded"), std::string::npos) << load.out << waypoint_->output();
   EXPECT_NE(load.out.find("status codes: 600 2xx"), std::string::npos) << load.out;
@@ -65,7 +89,7 @@ TEST_F(WaypointH2Test, Http2RequestsAreRoutedBalancedPerRequestAndMultiplexed) {
   EXPECT_EQ(load_v1 + load_v2, 600u);
   EXPECT_GE(load_v1, 150u) << load_v1 << "/" << load_v2;
   EXPECT_GE(load_v2, 150u) << load_v1 << "/" << load_v2;
-  // Multiplexed: 640 requests, up to 20 at once, reached each endpoint on a few connections.
+  // Multiplexed: 641 requests, up to 20 at once, reached the endpoints on a few connections.
   const size_t conns = linesStartingWith(v1.output(), "conn").size() +
                        linesStartingWith(v2.output(), "conn").size();
   EXPECT_GE(conns, 2u);
@@ -75,7 +99,7 @@ TEST_F(WaypointH2Test, Http2RequestsAreRoutedBalancedPerRequestAndMultiplexed) {
   ASSERT_TRUE(waitFor(
       [&] { return accessLines(waypoint_->output(), "path=/load").size() >= 600; }, seconds(5)));
   const auto lines = accessLines(waypoint_->output(), "path=/who");
-  ASSERT_EQ(lines.size(), 40u);
+  ASSERT_FALSE(lines.empty());
   EXPECT_NE(lines.front().find("protocol=HTTP/2"), std::string::npos) << lines.front();
   EXPECT_NE(lines.front().find("response_code=200"), std::string::npos) << lines.front();
   EXPECT_NE(lines.front().find(std::string("src_identity=") + kFrontendIdentity),
@@ -179,9 +203,11 @@ TEST_F(WaypointH2Test, FloodsEndWithGoawayAndTheWaypointKeepsServing) {
   };
   EXPECT_EQ(abuse("rapid_reset", 500), "goaway 11") << waypoint_->output();
   EXPECT_EQ(abuse("continuation", 40), "goaway 11") << waypoint_->output();
-  auto r = curlH2(4);
+  auto r = curlH2();
   EXPECT_EQ(r.exit_code, 0) << r.describe() << "\n" << waypoint_->output();
-  EXPECT_EQ(countOf(r.out, "cart-v1\n") + countOf(r.out, "cart-v2\n"), 4u) << r.out;
+  EXPECT_TRUE(r.out == "cart-v1\n2" || r.out == "cart-v2\n2") << r.out;
+  auto load = h2load(100, 1, 10, "/after");
+  EXPECT_NE(load.out.find("status codes: 100 2xx"), std::string::npos) << load.out;
 }
 
 }  // namespace
