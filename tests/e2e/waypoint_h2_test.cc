@@ -22,10 +22,11 @@ std::vector<std::string> linesStartingWith(const std::string& text, const std::s
 
 class WaypointH2Test : public WaypointTest {
  protected:
-  // tests/e2e/scripts/h2_server.py in `pod` on 8080; waits until it answers HTTP/2.
-  Process& h2Server(const std::string& pod) {
-    Process& p = cluster_->startInPod(
-        pod, {"/usr/bin/python3", e2eScript("h2_server.py"), pod, "8080"});
+  // tests/e2e/scripts/h2_server.py in `pod` on 8080 (a GOAWAY after `goaway_every` requests
+  // on a connection when not 0); waits until it listens.
+  Process& h2Server(const std::string& pod, int goaway_every = 0) {
+    Process& p = cluster_->startInPod(pod, {"/usr/bin/python3", e2eScript("h2_server.py"), pod,
+                                            "8080", std::to_string(goaway_every)});
     EXPECT_TRUE(p.waitForOutput("listening", seconds(10))) << p.output();
     return p;
   }
@@ -43,11 +44,11 @@ class WaypointH2Test : public WaypointTest {
   // h2load from frontend: `n` requests to `path` over `clients` connections, `streams` at once
   // on each.
   CommandResult h2load(int n, int clients, int streams, const std::string& path) {
-    return cluster_->runInPod("frontend",
-                              {"h2load", "-n", std::to_string(n), "-c", std::to_string(clients),
-                               "-m", std::to_string(streams),
-                               std::string("http://") + kCartVip + path},
-                              seconds(120));
+    return cluster_->runInPod(
+        "frontend",
+        {"h2load", "-n", std::to_string(n), "-c", std::to_string(clients), "-m",
+         std::to_string(streams), std::string("http://") + kCartVip + path},
+        seconds(120));
   }
 };
 
@@ -65,7 +66,9 @@ TEST_F(WaypointH2Test, Http2RequestsAreRoutedBalancedPerRequestAndMultiplexed) {
         return r.exit_code == 0;
       },
       seconds(10)))
-      << r.describe() << "\n" << r.out << "\n" << waypoint_->output();
+      << r.describe() << "\n"
+      << r.out << "\n"
+      << waypoint_->output();
   EXPECT_TRUE(r.out == "cart-v1\n2" || r.out == "cart-v2\n2") << r.out;
 
   // 40 requests one after the other on one client connection.
@@ -90,21 +93,51 @@ TEST_F(WaypointH2Test, Http2RequestsAreRoutedBalancedPerRequestAndMultiplexed) {
   EXPECT_GE(load_v1, 150u) << load_v1 << "/" << load_v2;
   EXPECT_GE(load_v2, 150u) << load_v1 << "/" << load_v2;
   // Multiplexed: 641 requests, up to 20 at once, reached the endpoints on a few connections.
-  const size_t conns = linesStartingWith(v1.output(), "conn").size() +
-                       linesStartingWith(v2.output(), "conn").size();
+  const size_t conns =
+      linesStartingWith(v1.output(), "conn").size() + linesStartingWith(v2.output(), "conn").size();
   EXPECT_GE(conns, 2u);
   EXPECT_LE(conns, 8u) << v1.output() << v2.output();
 
   // The waypoint's access log: one line per request, as HTTP/2.
-  ASSERT_TRUE(waitFor(
-      [&] { return accessLines(waypoint_->output(), "path=/load").size() >= 600; }, seconds(5)));
+  ASSERT_TRUE(waitFor([&] { return accessLines(waypoint_->output(), "path=/load").size() >= 600; },
+                      seconds(5)));
   const auto lines = accessLines(waypoint_->output(), "path=/who");
   ASSERT_FALSE(lines.empty());
   EXPECT_NE(lines.front().find("protocol=HTTP/2"), std::string::npos) << lines.front();
   EXPECT_NE(lines.front().find("response_code=200"), std::string::npos) << lines.front();
-  EXPECT_NE(lines.front().find(std::string("src_identity=") + kFrontendIdentity),
-            std::string::npos)
+  EXPECT_NE(lines.front().find(std::string("src_identity=") + kFrontendIdentity), std::string::npos)
       << lines.front();
+}
+
+// Endpoints that end their connections with GOAWAY every 25 requests: the requests they did not
+// process (above the GOAWAY's last stream id) are sent again on a new connection, so the client
+// sees no failure.
+TEST_F(WaypointH2Test, RequestsAnUpstreamDidNotProcessAreRetriedOnANewConnection) {
+  Process& v1 = h2Server("cart-v1", 25);
+  Process& v2 = h2Server("cart-v2", 25);
+  CommandResult load;
+  ASSERT_TRUE(waitFor(
+      [&] {
+        load = h2load(1, 1, 1, "/warmup");
+        return load.out.find("status codes: 1 2xx") != std::string::npos;
+      },
+      seconds(10)))
+      << load.out;
+  load = h2load(500, 2, 10, "/load");
+  EXPECT_NE(load.out.find("status codes: 500 2xx"), std::string::npos)
+      << load.out << waypoint_->output();
+  const size_t goaways = countOf(v1.output(), "goaway\n") + countOf(v2.output(), "goaway\n");
+  EXPECT_GE(goaways, 15u);
+  // The waypoint counted them (its stats reach /metrics once a second).
+  std::string metrics;
+  auto retries = [&] {
+    metrics = cluster_->runInPod("waypoint", {"curl", "-s", "http://127.0.0.1:15020/metrics"}).out;
+    std::smatch m;
+    std::regex re("nodemesh_waypoint_h2_upstream_retries_total (\\d+)");
+    return std::regex_search(metrics, m, re) ? std::stoul(m[1].str()) : 0;
+  };
+  EXPECT_TRUE(waitFor([&] { return retries() > 0; }, seconds(5))) << metrics;
+  std::printf("upstream GOAWAYs: %zu, requests retried: %lu\n", goaways, retries());
 }
 
 // A GRPCRoute on cart: shop.Cart/Get goes to cart-v1, shop.Cart/Put to cart-v2; nothing else

@@ -108,8 +108,8 @@ Status H2UpstreamConn::submit(H2UpstreamCall& call) {
     }
   }
   if (call.ended_ && !end_now) {
-    Status st = call.trailers_.empty() ? codec_->endStream(*id)
-                                       : codec_->sendTrailers(*id, call.trailers_);
+    Status st =
+        call.trailers_.empty() ? codec_->endStream(*id) : codec_->sendTrailers(*id, call.trailers_);
     if (!st) {
       call.reset(hbone::kH2Cancel);
       return st;

@@ -57,7 +57,7 @@ struct ExchangeRecord {
   bool http2 = false;  // the client spoke HTTP/2 (Http2Session); `version` does not apply
   bool grpc = false;   // content-type application/grpc
   std::optional<uint32_t> grpc_status;  // grpc-status of the response (trailers or head)
-  std::string endpoint_uid;  // empty: answered by the waypoint itself
+  std::string endpoint_uid;             // empty: answered by the waypoint itself
   std::optional<SocketAddress> upstream_host;
   std::string route_name;
   uint32_t response_code = 0;  // 0: no response reached the client

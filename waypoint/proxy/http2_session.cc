@@ -392,8 +392,8 @@ void Http2Session::respondLocally(Exchange& x, int status, const std::string& wh
     head.headers.push_back({"content-length", std::to_string(body.size())});
     x.record.response_code = static_cast<uint32_t>(status);
     if (codec_->respond(x.id, head, /*end_stream=*/false)) {
-      auto taken = codec_->sendData(
-          x.id, {reinterpret_cast<const uint8_t*>(body.data()), body.size()});
+      auto taken =
+          codec_->sendData(x.id, {reinterpret_cast<const uint8_t*>(body.data()), body.size()});
       if (taken) {
         x.record.response_bytes += *taken;
         bytes_to_client_ += *taken;
@@ -420,8 +420,7 @@ void Http2Session::Exchange::onUpstreamInformational(const http2::ResponseHead& 
   s->flushDown();
 }
 
-void Http2Session::Exchange::onUpstreamResponse(const http2::ResponseHead& head,
-                                                bool end_stream) {
+void Http2Session::Exchange::onUpstreamResponse(const http2::ResponseHead& head, bool end_stream) {
   if (response_started) return;
   response_started = true;
   http2::ResponseHead out = head;
@@ -470,8 +469,9 @@ void Http2Session::Exchange::onUpstreamClosed(uint32_t error_code, const std::st
   if (error_code == hbone::kH2NoError) return;
   if (local) return;
   spdlog::info("waypoint: HTTP/2 upstream {} failed: {}", record.endpoint_uid, why);
-  record.flags.set(error_code == hbone::kH2ConnectError ? ResponseFlag::kUpstreamConnectionTermination
-                                                        : ResponseFlag::kUpstreamRemoteReset);
+  record.flags.set(error_code == hbone::kH2ConnectError
+                       ? ResponseFlag::kUpstreamConnectionTermination
+                       : ResponseFlag::kUpstreamRemoteReset);
   if (!response_started) return s->respondLocally(*this, 503, "upstream failed: " + why);
   if (!down_end_sent) {
     // A response cut short: the client must not take it as whole.

@@ -61,9 +61,8 @@ class H2Router {
 
 class Http2Session final : public http2::H2CodecHandler {
  public:
-  Http2Session(HboneConn& down, hbone::StreamId stream, H2Router& router,
-               H2Upstreams& upstreams, std::function<void()> on_done,
-               const http2::H2CodecOptions& options = {});
+  Http2Session(HboneConn& down, hbone::StreamId stream, H2Router& router, H2Upstreams& upstreams,
+               std::function<void()> on_done, const http2::H2CodecOptions& options = {});
   ~Http2Session() override;
   Http2Session(const Http2Session&) = delete;
   Http2Session& operator=(const Http2Session&) = delete;
@@ -94,7 +93,7 @@ class Http2Session final : public http2::H2CodecHandler {
     bool grpc = false;
     ExchangeRecord record;
     std::unique_ptr<H2UpstreamCall> up;
-    bool up_released = false;  // router_.finished() was called
+    bool up_released = false;                 // router_.finished() was called
     std::shared_ptr<const RouteTable> table;  // keeps `decision` valid
     std::optional<RouteDecision> decision;
     // Client -> upstream: body not yet taken by the upstream codec, then the end.
@@ -136,8 +135,7 @@ class Http2Session final : public http2::H2CodecHandler {
   // Moves the upstream's body to the client while the codec takes it; then the end.
   void pumpDown(Exchange& x);
   // Answers from the waypoint itself (no response started yet).
-  void respondLocally(Exchange& x, int status, const std::string& why,
-                      const Headers& headers = {});
+  void respondLocally(Exchange& x, int status, const std::string& why, const Headers& headers = {});
   void releaseUp(Exchange& x, uint32_t reset_code);
   // Writes what the codec has for the client (later when inside a codec callback).
   void flushDown();

@@ -358,7 +358,7 @@ void Proxy::InboundRouter::requestDone(const ExchangeRecord& x) {
   r.method = x.method;
   r.authority = x.authority;
   r.path = x.path;
-  r.http_version = x.http2                               ? HttpVersion::kHttp2
+  r.http_version = x.http2                                ? HttpVersion::kHttp2
                    : x.version == http1::Version::kHttp10 ? HttpVersion::kHttp10
                                                           : HttpVersion::kHttp11;
   r.grpc = x.grpc;
@@ -411,7 +411,8 @@ void Proxy::onTimer() {
   h2_upstreams_.onTimer(now);
   for (Inbound& in : inbound_) {
     if (in.http1) in.http1->onTimer(now, request_timeout_);
-    if (!in.done && !in.join && !in.http1 && !in.http2 && now - in.since >= std::chrono::seconds(1)) {
+    if (!in.done && !in.join && !in.http1 && !in.http2 &&
+        now - in.since >= std::chrono::seconds(1)) {
       startPassthrough(in);  // a protocol where the server speaks first
     }
   }

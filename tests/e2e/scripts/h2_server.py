@@ -1,9 +1,12 @@
 #!/usr/bin/python3
 """A prior-knowledge HTTP/2 server (python3-h2) for the waypoint's e2e tests.
 
-h2_server.py NAME PORT: answers every request with "NAME\n" (and x-served-by: NAME); prints
-"conn" for each accepted connection and "req PATH" for each request, so a test can tell how
-requests were spread over endpoints and how many upstream connections carried them.
+h2_server.py NAME PORT [GOAWAY_EVERY]: answers every request with "NAME\n" (and x-served-by:
+NAME); prints "conn" for each accepted connection and "req PATH" for each request, so a test can
+tell how requests were spread over endpoints and how many upstream connections carried them.
+With GOAWAY_EVERY, a connection ends after that many requests: GOAWAY with the last answered
+stream, then FIN; requests the client sent after it are not processed (RFC 9113 section 6.8) and
+may be retried elsewhere.
 """
 import socket
 import sys
@@ -15,13 +18,14 @@ import h2.events
 import h2.exceptions
 
 
-def serve(sock, name):
+def serve(sock, name, goaway_every):
     config = h2.config.H2Configuration(client_side=False)
     conn = h2.connection.H2Connection(config=config)
     conn.initiate_connection()
     sock.sendall(conn.data_to_send())
     body = (name + "\n").encode()
     paths = {}
+    answered = 0
     try:
         while True:
             data = sock.recv(65536)
@@ -41,6 +45,16 @@ def serve(sock, name):
                         conn.send_data(event.stream_id, body, end_stream=True)
                     except h2.exceptions.StreamClosedError:
                         pass
+                    answered += 1
+                    if goaway_every and answered == goaway_every:
+                        print("goaway", flush=True)
+                        conn.close_connection(last_stream_id=event.stream_id)
+                        sock.sendall(conn.data_to_send())
+                        sock.shutdown(socket.SHUT_WR)
+                        sock.settimeout(5)
+                        while sock.recv(65536):  # until the client closes too
+                            pass
+                        return
                 elif isinstance(event, h2.events.StreamReset):
                     paths.pop(event.stream_id, None)
                 elif isinstance(event, h2.events.ConnectionTerminated):
@@ -57,6 +71,7 @@ def serve(sock, name):
 
 def main():
     name, port = sys.argv[1], int(sys.argv[2])
+    goaway_every = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("0.0.0.0", port))
@@ -65,7 +80,7 @@ def main():
     while True:
         sock, _ = listener.accept()
         print("conn", flush=True)
-        threading.Thread(target=serve, args=(sock, name), daemon=True).start()
+        threading.Thread(target=serve, args=(sock, name, goaway_every), daemon=True).start()
 
 
 if __name__ == "__main__":
