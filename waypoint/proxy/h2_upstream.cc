@@ -11,7 +11,13 @@ namespace nodemesh::waypoint {
 // ---- one request ----
 
 H2UpstreamCall::~H2UpstreamCall() {
-  reset(hbone::kH2Cancel);
+  // Owners reset or finish their calls first; this only unhooks one they did not (its
+  // RST_STREAM goes out with the connection's next write).
+  if (conn_) {
+    (void)conn_->codec_->resetStream(stream_, hbone::kH2Cancel);
+    conn_->calls_.erase(stream_);
+    if (conn_->calls_.empty()) conn_->since_ = Clock::now();
+  }
 }
 
 Result<size_t> H2UpstreamCall::sendData(std::span<const uint8_t> data) {
@@ -285,8 +291,8 @@ H2Upstreams::~H2Upstreams() = default;
 Result<std::unique_ptr<H2UpstreamCall>> H2Upstreams::open(
     http2::RequestHead head, bool end_stream, const std::string& authority,
     std::function<HboneConn*(std::string*)> connect, H2UpstreamHandler& handler) {
-  auto call = std::make_unique<H2UpstreamCall>(*this, handler, std::move(head), authority,
-                                               std::move(connect));
+  auto call =
+      std::make_unique<H2UpstreamCall>(handler, std::move(head), authority, std::move(connect));
   call->ended_ = end_stream;
   if (Status st = place(*call, nullptr); !st) return st.error();
   return call;

@@ -71,10 +71,9 @@ class H2UpstreamCall {
   static constexpr size_t kMaxReplayBytes = 64 * 1024;
 
   // Made by H2Upstreams::open().
-  H2UpstreamCall(H2Upstreams& pool, H2UpstreamHandler& handler, http2::RequestHead head,
-                 std::string authority, std::function<HboneConn*(std::string*)> connect)
-      : pool_(pool),
-        handler_(handler),
+  H2UpstreamCall(H2UpstreamHandler& handler, http2::RequestHead head, std::string authority,
+                 std::function<HboneConn*(std::string*)> connect)
+      : handler_(handler),
         head_(std::move(head)),
         authority_(std::move(authority)),
         connect_(std::move(connect)) {}
@@ -96,7 +95,6 @@ class H2UpstreamCall {
   friend class H2Upstreams;
   friend class H2UpstreamConn;
 
-  H2Upstreams& pool_;
   H2UpstreamHandler& handler_;
   http2::RequestHead head_;
   std::string authority_;
