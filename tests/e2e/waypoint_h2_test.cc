@@ -140,6 +140,34 @@ TEST_F(WaypointH2Test, RequestsAnUpstreamDidNotProcessAreRetriedOnANewConnection
   std::printf("upstream GOAWAYs: %zu, requests retried: %lu\n", goaways, retries());
 }
 
+// Bodies larger than every window on the way (the client's, the waypoint's 1 MiB stream window,
+// the Python server's 64 KiB) arrive whole both ways: back-pressure, not loss or a stall.
+TEST_F(WaypointH2Test, LargeBodiesFlowBothWaysUnderFlowControl) {
+  h2Server("cart-v1");
+  h2Server("cart-v2");
+  CommandResult down;
+  ASSERT_TRUE(waitFor(
+      [&] {
+        down = cluster_->runInPod("frontend",
+                                  {"curl", "-sS", "--fail", "--http2-prior-knowledge", "-o",
+                                   "/dev/null", "-w", "%{size_download} %{http_version}",
+                                   std::string("http://") + kCartVip + "/big/8000000"},
+                                  seconds(60));
+        return down.exit_code == 0;
+      },
+      seconds(10)))
+      << down.describe() << "\n"
+      << waypoint_->output();
+  EXPECT_EQ(down.out, "8000000 2");
+  const std::string upload = cluster_->writeFile("upload.bin", std::string(6 * 1024 * 1024, 'u'));
+  auto up = cluster_->runInPod("frontend",
+                               {"curl", "-sS", "--fail", "--http2-prior-knowledge", "--data-binary",
+                                "@" + upload, std::string("http://") + kCartVip + "/size"},
+                               seconds(60));
+  EXPECT_EQ(up.exit_code, 0) << up.describe() << "\n" << waypoint_->output();
+  EXPECT_EQ(up.out, std::to_string(6 * 1024 * 1024) + "\n");
+}
+
 // A GRPCRoute on cart: shop.Cart/Get goes to cart-v1, shop.Cart/Put to cart-v2; nothing else
 // matches.
 std::string withGrpcRoutes(std::string text) {

@@ -4,6 +4,8 @@
 h2_server.py NAME PORT [GOAWAY_EVERY]: answers every request with "NAME\n" (and x-served-by:
 NAME); prints "conn" for each accepted connection and "req PATH" for each request, so a test can
 tell how requests were spread over endpoints and how many upstream connections carried them.
+GET /big/N answers N bytes instead; any request to /size answers the byte count of its body
+(both under HTTP/2 flow control, to test back-pressure through the waypoint).
 With GOAWAY_EVERY, a connection ends after that many requests: GOAWAY with the last answered
 stream, then FIN; requests the client sent after it are not processed (RFC 9113 section 6.8) and
 may be retried elsewhere.
@@ -25,7 +27,28 @@ def serve(sock, name, goaway_every):
     sock.sendall(conn.data_to_send())
     body = (name + "\n").encode()
     paths = {}
+    sizes = {}
+    pending = {}  # stream -> response bytes not yet sent (waiting for window)
     answered = 0
+
+    def pump():
+        for stream in list(pending):
+            data = pending[stream]
+            try:
+                while data:
+                    room = min(conn.local_flow_control_window(stream), conn.max_outbound_frame_size)
+                    if room <= 0:
+                        break
+                    conn.send_data(stream, data[:room])
+                    data = data[room:]
+                if data:
+                    pending[stream] = data
+                else:
+                    conn.end_stream(stream)
+                    del pending[stream]
+            except h2.exceptions.StreamClosedError:
+                del pending[stream]
+
     try:
         while True:
             data = sock.recv(65536)
@@ -34,17 +57,29 @@ def serve(sock, name, goaway_every):
             for event in conn.receive_data(data):
                 if isinstance(event, h2.events.RequestReceived):
                     paths[event.stream_id] = dict(event.headers).get(b":path", b"").decode()
+                    sizes[event.stream_id] = 0
                 elif isinstance(event, h2.events.DataReceived):
+                    sizes[event.stream_id] = sizes.get(event.stream_id, 0) + len(event.data)
                     conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
+                    pump()
                 elif isinstance(event, h2.events.StreamEnded):
-                    print("req", paths.pop(event.stream_id, ""), flush=True)
+                    path = paths.pop(event.stream_id, "")
+                    size = sizes.pop(event.stream_id, 0)
+                    print("req", path, flush=True)
+                    reply = body
+                    if path.startswith("/big/"):
+                        reply = b"x" * int(path[len("/big/"):])
+                    elif path == "/size":
+                        reply = f"{size}\n".encode()
                     try:
                         conn.send_headers(event.stream_id, [
                             (":status", "200"), ("content-type", "text/plain"),
-                            ("content-length", str(len(body))), ("x-served-by", name)])
-                        conn.send_data(event.stream_id, body, end_stream=True)
+                            ("content-length", str(len(reply))), ("x-served-by", name)])
                     except h2.exceptions.StreamClosedError:
-                        pass
+                        continue
+                    pending[event.stream_id] = reply
+                    pump()
                     answered += 1
                     if goaway_every and answered == goaway_every:
                         print("goaway", flush=True)
@@ -57,6 +92,7 @@ def serve(sock, name, goaway_every):
                         return
                 elif isinstance(event, h2.events.StreamReset):
                     paths.pop(event.stream_id, None)
+                    pending.pop(event.stream_id, None)
                 elif isinstance(event, h2.events.ConnectionTerminated):
                     sock.sendall(conn.data_to_send())
                     return
