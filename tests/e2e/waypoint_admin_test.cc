@@ -121,6 +121,16 @@ class WaypointAdminTest : public MeshTest {
     return cluster_->runInPod("waypoint", {"curl", "-s", "http://127.0.0.1:15020/metrics"}).out;
   }
 
+  // Whether the metrics come to hold `line` (the waypoint publishes its counters once a second).
+  bool metricsHave(const std::string& line, std::string* last) {
+    return waitFor(
+        [&] {
+          *last = metrics();
+          return last->find(line) != std::string::npos;
+        },
+        seconds(5));
+  }
+
   CommandResult ctl(std::vector<std::string> args) {
     args.insert(args.begin(), binDir() + "/nodemeshctl");
     return cluster_->runInPod("waypoint", args, seconds(20));
@@ -169,9 +179,8 @@ TEST_F(WaypointAdminTest, DenyPolicyOnTheClientsPrincipalBlocksHttpAtTheWaypoint
   EXPECT_TRUE(allowed.out == "cart-v1\n" || allowed.out == "cart-v2\n") << allowed.out;
   EXPECT_TRUE(waitFor([&] { return fromWaypoint(*agent1_, *agent2_) >= 1; }, seconds(5)));
 
-  const std::string m = metrics();
-  EXPECT_NE(m.find("nodemesh_waypoint_policy_denials_total{subject=\"request\"} 2\n"),
-            std::string::npos)
+  std::string m;
+  EXPECT_TRUE(metricsHave("nodemesh_waypoint_policy_denials_total{subject=\"request\"} 2\n", &m))
       << m;
   // Istio's request metric counts the 403 under the original client.
   EXPECT_NE(m.find("response_code=\"403\""), std::string::npos) << m;
@@ -194,10 +203,9 @@ TEST_F(WaypointAdminTest, DenyPolicyOnTheClientsPrincipalResetsTcpPassthrough) {
   EXPECT_EQ(allowed.value("error", "?"), "") << allowed.dump() << waypoint_->output();
   EXPECT_EQ(allowed.value("received", 0), 10000) << allowed.dump();
 
-  const std::string m = metrics();
-  EXPECT_NE(m.find("nodemesh_waypoint_policy_denials_total{subject=\"connection\"} 1\n"),
-            std::string::npos)
-      << m;
+  std::string m;
+  EXPECT_TRUE(metricsHave("nodemesh_waypoint_policy_denials_total{subject=\"connection\"} 1\n", &m))
+      << m << cluster_->runInPod("waypoint", {"curl", "-s", "http://127.0.0.1:15000/stats"}).out;
 }
 
 // (b) nodemeshctl reads the waypoint's admin API: the route it holds, and which rule and backend
