@@ -25,7 +25,7 @@ const json& list(const json& j, const char* key) {
 
 std::string port(const json& j) {
   return j.is_object() && j.contains("port") && j["port"].is_number()
-             ? ":" + std::to_string(j["port"].get<uint64_t>())
+             ? fmt::format(":{}", j["port"].get<uint64_t>())
              : "";
 }
 
@@ -33,8 +33,9 @@ std::string port(const json& j) {
 std::string headerMatches(const json& matches, const char* prefix) {
   std::string out;
   for (const auto& h : matches) {
-    out += (out.empty() ? "" : " ") + std::string(prefix) + text(h, "name") +
-           (text(h, "type") == "RegularExpression" ? "~" : "=") + text(h, "value");
+    if (!out.empty()) out += ' ';
+    out += fmt::format("{}{}{}{}", prefix, text(h, "name"),
+                       text(h, "type") == "RegularExpression" ? "~" : "=", text(h, "value"));
   }
   return out;
 }
@@ -44,21 +45,27 @@ std::string headerMatches(const json& matches, const char* prefix) {
 std::string describeMatch(const json& m) {
   std::string out;
   auto part = [&out](const std::string& s) {
-    if (!s.empty()) out += (out.empty() ? "" : " ") + s;
+    if (s.empty()) return;
+    if (!out.empty()) out += ' ';
+    out += s;
   };
   if (m.contains("path") && m["path"].is_object()) {
     const std::string type = text(m["path"], "type");
     const std::string value = text(m["path"], "value");
     if (!(type == "PathPrefix" && value == "/")) {
-      part((type == "Exact" ? "exact " : type == "PathPrefix" ? "prefix " : "regex ") + value);
+      part(fmt::format("{} {}",
+                       type == "Exact"        ? "exact"
+                       : type == "PathPrefix" ? "prefix"
+                                              : "regex",
+                       value));
     }
     if (m.contains("method") && m["method"].is_string()) part(m["method"].get<std::string>());
   } else if (m.contains("method") && m["method"].is_object()) {
     const json& g = m["method"];
     const std::string svc = text(g, "service");
     const std::string method = text(g, "method");
-    part((text(g, "type") == "RegularExpression" ? "regex " : "") + (svc.empty() ? "*" : svc) +
-         "/" + (method.empty() ? "*" : method));
+    part(fmt::format("{}{}/{}", text(g, "type") == "RegularExpression" ? "regex " : "",
+                     svc.empty() ? "*" : svc, method.empty() ? "*" : method));
   }
   part(headerMatches(list(m, "headers"), ""));
   part(headerMatches(list(m, "queryParams"), "?"));
@@ -74,16 +81,19 @@ View waypointRoutesView(const json& routes, size_t width) {
   for (const auto& r : list(routes, "routes")) {
     std::string parents;
     for (const auto& p : list(r, "parents")) {
-      parents += (parents.empty() ? "" : ",") + text(p, "service") + port(p);
+      if (!parents.empty()) parents += ',';
+      parents += text(p, "service");
+      parents += port(p);
     }
-    const std::string name = text(r, "kind") + " " + text(r, "name");
+    const std::string name = fmt::format("{} {}", text(r, "kind"), text(r, "name"));
     bool first = true;
     for (const auto& rule : list(r, "rules")) {
       std::string matches;
       for (const auto& m : list(rule, "matches")) {
-        matches += (matches.empty() ? "" : " | ") + describeMatch(m);
+        if (!matches.empty()) matches += " | ";
+        matches += describeMatch(m);
       }
-      if (matches.empty()) matches = "*";
+      if (matches.empty()) matches.push_back('*');
       std::string backends;
       for (const auto& b : list(rule, "backends")) {
         const double percent = b.value("percent", 0.0);
@@ -92,7 +102,7 @@ View waypointRoutesView(const json& routes, size_t width) {
                         port(b), percent, b.value("exists", false) ? "" : " (missing)");
       }
       std::string rule_name = std::to_string(rule.value("index", 0));
-      if (!text(rule, "name").empty()) rule_name += " " + text(rule, "name");
+      if (!text(rule, "name").empty()) rule_name += fmt::format(" {}", text(rule, "name"));
       t.addRow({first ? name : "", first ? parents : "", rule_name, matches,
                 std::to_string(list(rule, "filters").size()), backends});
       first = false;
@@ -100,9 +110,11 @@ View waypointRoutesView(const json& routes, size_t width) {
   }
   std::string services;
   for (const auto& s : list(routes, "services")) {
-    services += (services.empty() ? "" : ", ") + text(s, "service");
+    if (!services.empty()) services += ", ";
+    services += text(s, "service");
   }
-  v.table = "services through this waypoint: " + (services.empty() ? "none" : services) + "\n";
+  v.table =
+      fmt::format("services through this waypoint: {}\n", services.empty() ? "none" : services);
   if (t.rows() > 0) v.table += t.render(width);
   return v;
 }

@@ -232,8 +232,10 @@ http::HttpResponse explainRequest(const model::SnapshotPtr& snapshot, const std:
   }
   if (!service->ports.count(static_cast<uint16_t>(port))) {
     std::string ports;
-    for (const auto& [p, target] : service->ports)
-      ports += (ports.empty() ? "" : ", ") + std::to_string(p);
+    for (const auto& [p, target] : service->ports) {
+      if (!ports.empty()) ports += ", ";
+      ports += std::to_string(p);
+    }
     return badRequest(fmt::format("port {} is not a port of {} (ports: {})", port, *service_name,
                                   ports.empty() ? "none" : ports));
   }
