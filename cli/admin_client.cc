@@ -12,17 +12,22 @@ AdminClient::AdminClient(std::string base_url, std::chrono::milliseconds timeout
 
 Result<nlohmann::json> AdminClient::get(const std::string& path,
                                         const std::map<std::string, std::string>& params) const {
-  return request("GET", path, params);
+  return request("GET", path, {params.begin(), params.end()});
+}
+
+Result<nlohmann::json> AdminClient::getQuery(
+    const std::string& path, const std::vector<std::pair<std::string, std::string>>& query) const {
+  return request("GET", path, query);
 }
 
 Result<nlohmann::json> AdminClient::post(const std::string& path,
                                          const std::map<std::string, std::string>& params) const {
-  return request("POST", path, params);
+  return request("POST", path, {params.begin(), params.end()});
 }
 
 Result<nlohmann::json> AdminClient::request(
     const std::string& method, const std::string& path,
-    const std::map<std::string, std::string>& params) const {
+    const std::vector<std::pair<std::string, std::string>>& params) const {
   httplib::Client client(base_url_);
   if (!client.is_valid()) return Error::invalid("--admin " + base_url_ + ": not a valid URL");
   client.set_connection_timeout(timeout_);
@@ -32,12 +37,14 @@ Result<nlohmann::json> AdminClient::request(
   httplib::Result res = method == "GET" ? client.Get(path, query, httplib::Headers{})
                                         : client.Post(httplib::append_query_params(path, query));
   if (!res) {
-    return Error{ECONNREFUSED,
-                 "cannot reach the agent's admin API at " + base_url_ + path + ": " +
-                     (res.error() == httplib::Error::Connection ? std::string("connection failed")
-                                                                : httplib::to_string(res.error())) +
-                     " (is nodemesh-agent running, and is this shell in the node's network "
-                     "namespace? the admin API listens on 127.0.0.1 only)"};
+    return Error{
+        ECONNREFUSED,
+        "cannot reach the agent's admin API at " + base_url_ + path + ": " +
+            (res.error() == httplib::Error::Connection ? std::string("connection failed")
+                                                       : httplib::to_string(res.error())) +
+            " (is nodemesh-agent running, or nodemesh-waypoint for `waypoint` commands, and is "
+            "this shell in its network namespace? the admin API listens on 127.0.0.1 "
+            "only)"};
   }
   nlohmann::json body = nlohmann::json::parse(res->body, nullptr, /*allow_exceptions=*/false);
   if (res->status != 200) {
@@ -45,7 +52,7 @@ Result<nlohmann::json> AdminClient::request(
                               ? body["error"].get<std::string>()
                               : res->body;
     while (!message.empty() && message.back() == '\n') message.pop_back();
-    return Error{EINVAL,
+    return Error{res->status >= 400 && res->status < 500 ? EINVAL : EIO,
                  method + " " + path + ": HTTP " + std::to_string(res->status) + ": " + message};
   }
   if (body.is_discarded()) {

@@ -7,6 +7,8 @@
 #include <chrono>
 #include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -21,14 +23,20 @@ class AdminClient {
 
   Result<nlohmann::json> get(const std::string& path,
                              const std::map<std::string, std::string>& params = {}) const;
+  // GET with parameters that may repeat (header=...&header=...), in order.
+  Result<nlohmann::json> getQuery(
+      const std::string& path, const std::vector<std::pair<std::string, std::string>>& query) const;
   Result<nlohmann::json> post(const std::string& path,
                               const std::map<std::string, std::string>& params = {}) const;
 
   const std::string& baseUrl() const { return base_url_; }
 
  private:
-  Result<nlohmann::json> request(const std::string& method, const std::string& path,
-                                 const std::map<std::string, std::string>& params) const;
+  // Errors: ECONNREFUSED unreachable, EINVAL an HTTP 4xx (the request was wrong), EIO another
+  // status, EBADMSG not JSON.
+  Result<nlohmann::json> request(
+      const std::string& method, const std::string& path,
+      const std::vector<std::pair<std::string, std::string>>& params) const;
   std::string base_url_;
   std::chrono::milliseconds timeout_;
 };

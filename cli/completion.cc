@@ -30,14 +30,32 @@ std::string bashCompletion(const CLI::App& app) {
   std::set<std::string> with_value;
   optionNames(app, &global, &with_value);
   std::string cases;
-  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+  auto all = [](const CLI::App*) { return true; };
+  for (const CLI::App* sub : app.get_subcommands(all)) {
     commands += " " + sub->get_name();
     std::string words;
     optionNames(*sub, &words, &with_value);
     if (sub->get_name() == "log-level") words += " trace debug info warn error off";
     if (sub->get_name() == "completion") words += " bash";
-    cases += fmt::format("    {}) COMPREPLY=($(compgen -W \"{}${{global}}\" -- \"$cur\")) ;;\n",
-                         sub->get_name(), words);
+    // A command with commands of its own (`waypoint routes`): the second word picks one.
+    std::string nested;
+    for (const CLI::App* leaf : sub->get_subcommands(all)) {
+      std::string leaf_words;
+      optionNames(*leaf, &leaf_words, &with_value);
+      nested +=
+          fmt::format("        {}) COMPREPLY=($(compgen -W \"{}${{global}}\" -- \"$cur\")) ;;\n",
+                      leaf->get_name(), leaf_words);
+      words += " " + leaf->get_name();
+    }
+    if (nested.empty()) {
+      cases += fmt::format("    {}) COMPREPLY=($(compgen -W \"{}${{global}}\" -- \"$cur\")) ;;\n",
+                           sub->get_name(), words);
+    } else {
+      cases += fmt::format(
+          "    {})\n      case \"$sub\" in\n{}        *) COMPREPLY=($(compgen -W "
+          "\"{}${{global}}\" -- \"$cur\")) ;;\n      esac ;;\n",
+          sub->get_name(), nested, words);
+    }
   }
   std::string value_opts;
   for (const auto& o : with_value) value_opts += (value_opts.empty() ? "" : "|") + o;
@@ -54,7 +72,7 @@ _{0}() {{
     --bpffs) COMPREPLY=($(compgen -d -- "$cur")); return ;;
     {3}) return ;;
   esac
-  local cmd="" i
+  local cmd="" sub="" i
   for ((i = 1; i < COMP_CWORD; i++)); do
     case "${{COMP_WORDS[i]}}" in
       -*) continue ;;
@@ -62,8 +80,12 @@ _{0}() {{
     case "${{COMP_WORDS[i-1]}}" in
       {3}) continue ;;
     esac
-    cmd="${{COMP_WORDS[i]}}"
-    break
+    if [[ -z "$cmd" ]]; then
+      cmd="${{COMP_WORDS[i]}}"
+    else
+      sub="${{COMP_WORDS[i]}}"
+      break
+    fi
   done
   case "$cmd" in
     "") COMPREPLY=($(compgen -W "$commands$global" -- "$cur")) ;;

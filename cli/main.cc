@@ -9,12 +9,15 @@
 #include <iostream>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "cli/admin_client.h"
 #include "cli/completion.h"
 #include "cli/doctor.h"
 #include "cli/output.h"
 #include "cli/views.h"
+#include "cli/waypoint_views.h"
 #include "common/bpf_pins.h"
 #include "common/ip_address.h"
 
@@ -40,6 +43,15 @@ struct Options {
   std::string dst;
   std::string level;
   std::string shell;
+  // waypoint explain
+  std::string service;
+  int port = 0;
+  std::string method;
+  std::string path;
+  std::string host;
+  std::vector<std::string> headers;
+  bool grpc = false;
+  std::string source_namespace;
 };
 
 size_t terminalWidth(const Options& o) {
@@ -167,6 +179,46 @@ int logLevelCommand(const Options& o) {
   return kExitOk;
 }
 
+// An admin API error: HTTP 4xx means the request was wrong (usage), anything else that the
+// admin API could not be read.
+int failRequest(const Error& e) {
+  return fail(e, e.code == EINVAL ? kExitUsage : kExitUnavailable);
+}
+
+int waypointRoutesCommand(const Options& o) {
+  auto routes = client(o).get("/routes");
+  if (!routes) return failRequest(routes.error());
+  print(waypointRoutesView(*routes, terminalWidth(o)), o);
+  return kExitOk;
+}
+
+int waypointExplainCommand(const Options& o) {
+  const size_t slash = o.service.find('/');
+  if (slash == std::string::npos || slash == 0 || slash + 1 == o.service.size() ||
+      o.service.find('/', slash + 1) != std::string::npos) {
+    return fail(Error::invalid("--service: want namespace/name, got '" + o.service + "'"),
+                kExitUsage);
+  }
+  std::vector<std::pair<std::string, std::string>> query = {{"service", o.service},
+                                                            {"port", std::to_string(o.port)}};
+  if (!o.method.empty()) query.emplace_back("method", o.method);
+  if (!o.path.empty()) query.emplace_back("path", o.path);
+  if (!o.host.empty()) query.emplace_back("host", o.host);
+  for (const std::string& h : o.headers) {
+    if (h.find(':') == std::string::npos || h.front() == ':') {
+      return fail(Error::invalid("-H: want 'name: value', got '" + h + "'"), kExitUsage);
+    }
+    query.emplace_back("header", h);
+  }
+  if (o.grpc) query.emplace_back("grpc", "1");
+  if (!o.source_namespace.empty()) query.emplace_back("source_namespace", o.source_namespace);
+  auto e = client(o).getQuery("/explain/request", query);
+  if (!e) return failRequest(e.error());
+  print(waypointExplainView(*e), o);
+  // Like `explain`: 1 when the answer is no (the waypoint itself would answer 4xx/5xx).
+  return e->value("status", 0) >= 400 ? kExitNo : kExitOk;
+}
+
 int ctlMain(int argc, char** argv) {
   Options o;
   CLI::App app{
@@ -193,6 +245,7 @@ int ctlMain(int argc, char** argv) {
       "  nodemeshctl explain 10.244.1.10 10.96.0.20:80\n"
       "  nodemeshctl connections -o json\n"
       "  nodemeshctl doctor\n"
+      "  nodemeshctl waypoint explain --service shop/cart --port 80 --path /api\n"
       "  source <(nodemeshctl completion bash)\n"
       "Exit codes: 0 ok; 1 explain: not allowed, doctor: a check failed; 2 usage error;\n"
       "3 the agent's admin API or the pins cannot be read.\n"
@@ -242,6 +295,38 @@ int ctlMain(int argc, char** argv) {
   log_level->add_option("LEVEL", o.level, "trace, debug, info, warn, error, off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
   log_level->footer("Examples:\n  nodemeshctl log-level\n  nodemeshctl log-level debug");
+  auto* waypoint = app.add_subcommand(
+      "waypoint", "a waypoint's routes, and which rule and backend would serve a request");
+  waypoint->require_subcommand(1);
+  waypoint->footer(
+      "Talks to the waypoint's admin API: run it in the waypoint pod's network namespace, or\n"
+      "point --admin at it.");
+  auto* waypoint_routes = waypoint->add_subcommand(
+      "routes", "the HTTPRoutes and GRPCRoutes of the services that use this waypoint");
+  waypoint_routes->footer(
+      "Examples:\n  nodemeshctl waypoint routes\n  nodemeshctl waypoint routes -o json");
+  auto* waypoint_explain = waypoint->add_subcommand(
+      "explain", "the route, rule and backend that would serve a request, and why");
+  waypoint_explain->add_option("--service", o.service, "the destination service, namespace/name")
+      ->required();
+  waypoint_explain->add_option("--port", o.port, "the service port the client connects to")
+      ->required()
+      ->check(CLI::Range(1, 65535));
+  waypoint_explain->add_option("--method", o.method, "HTTP method (default GET, POST with --grpc)");
+  waypoint_explain->add_option("--path", o.path, "path and query (default /)");
+  waypoint_explain->add_option("--host", o.host,
+                               "Host / :authority (default the service's hostname)");
+  waypoint_explain->add_option("-H,--header", o.headers, "a request header 'name: value' (repeat)");
+  waypoint_explain->add_flag("--grpc", o.grpc, "a gRPC request (GRPCRoutes apply)");
+  waypoint_explain->add_option("--source-namespace", o.source_namespace,
+                               "the client's namespace (consumer routes)");
+  waypoint_explain->footer(
+      "Examples:\n  nodemeshctl waypoint explain --service shop/cart --port 80 --path /api\n"
+      "  nodemeshctl waypoint explain --service shop/cart --port 80 -H 'x-user-group: beta'\n"
+      "  nodemeshctl waypoint explain --service shop/greeter --port 9090 --grpc \\\n"
+      "      --path /helloworld.Greeter/SayHello\n"
+      "Exit code 0 when the request would be forwarded or redirected, 1 when the waypoint\n"
+      "would answer it with an error itself (no route, no backend).");
   auto* completion = app.add_subcommand("completion", "print a shell completion script");
   completion->add_option("SHELL", o.shell, "bash")->required()->check(CLI::IsMember({"bash"}));
   completion->footer("Example: source <(nodemeshctl completion bash)");
@@ -263,6 +348,8 @@ int ctlMain(int argc, char** argv) {
   if (*explain) return explainCommand(o);
   if (*doctor) return doctorCommand(o);
   if (*log_level) return logLevelCommand(o);
+  if (*waypoint_routes) return waypointRoutesCommand(o);
+  if (*waypoint_explain) return waypointExplainCommand(o);
   if (*completion) {
     std::cout << bashCompletion(app);
     return kExitOk;

@@ -57,7 +57,10 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(const HttpServerOptions& o
       HttpRequest r;
       r.method = req.method;
       r.path = req.path;
-      for (const auto& [key, value] : req.params) r.params[key] = value;
+      for (const auto& [key, value] : req.params) {
+        r.params[key] = value;
+        r.query.emplace_back(key, value);
+      }
       r.body = req.body;
       r.remote_addr = req.remote_addr;
       HttpResponse out = h(r);

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/result.h"
@@ -21,6 +22,8 @@ struct HttpRequest {
   std::string method;  // "GET", "POST", ...
   std::string path;
   std::map<std::string, std::string> params;  // query string (and form body)
+  // The same parameters in order, repeated names kept (`params` holds one value per name).
+  std::vector<std::pair<std::string, std::string>> query;
   std::string body;
   std::string remote_addr;
 };

@@ -1,10 +1,319 @@
 #include "waypoint/admin.h"
 
+#include <fmt/chrono.h>
 #include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
+#include "model/mesh.h"
+#include "waypoint/routing/explain.h"
+
 namespace nodemesh::waypoint {
+
+namespace {
+
+using nlohmann::json;
+
+// Whether `service` sends its traffic to the waypoint workload `self_uid`.
+bool usesWaypoint(const model::Snapshot& snapshot, const model::Service& service,
+                  const std::string& self_uid) {
+  if (!service.waypoint) return false;
+  model::WaypointTarget target = model::resolveWaypoint(snapshot, *service.waypoint);
+  return std::any_of(target.workloads.begin(), target.workloads.end(),
+                     [&](const model::Workload* w) { return w->uid == self_uid; });
+}
+
+json headerMatchesJson(const std::vector<model::HeaderMatch>& matches) {
+  json out = json::array();
+  for (const auto& m : matches) {
+    out.push_back(
+        {{"type", std::string(model::toString(m.type))}, {"name", m.name}, {"value", m.value}});
+  }
+  return out;
+}
+
+json matchJson(const model::HttpRouteMatch& m) {
+  json j{{"path", {{"type", std::string(model::toString(m.path.type))}, {"value", m.path.value}}},
+         {"headers", headerMatchesJson(m.headers)},
+         {"queryParams", headerMatchesJson(m.query_params)}};
+  if (m.method) j["method"] = *m.method;
+  return j;
+}
+
+json matchJson(const model::GrpcRouteMatch& m) {
+  json j{{"headers", headerMatchesJson(m.headers)}};
+  if (m.method) {
+    j["method"] = {{"type", std::string(model::toString(m.method->type))},
+                   {"service", m.method->service},
+                   {"method", m.method->method}};
+  }
+  return j;
+}
+
+json filtersJson(const std::vector<model::RouteFilter>& filters) {
+  json out = json::array();
+  for (const auto& f : filters) out.push_back(describeFilter(f));
+  return out;
+}
+
+// A rule's backends as the engine resolves them: "namespace/name" (the route's namespace by
+// default), the port (the parent's port when absent), the weight and its share, and whether
+// the Service and port exist (a missing one gets its share of requests answered 500).
+json backendsJson(const model::Snapshot& snapshot, const std::vector<model::RouteBackendRef>& refs,
+                  const std::string& route_namespace) {
+  uint64_t total = 0;
+  for (const auto& b : refs) total += b.weight;
+  json out = json::array();
+  for (const auto& b : refs) {
+    const std::string name = b.ref.namespace_name.value_or(route_namespace) + "/" + b.ref.name;
+    const model::Service* svc = snapshot.serviceByName(name);
+    json j{{"service", name},
+           {"weight", b.weight},
+           {"percent", total == 0 ? 0.0 : 100.0 * b.weight / static_cast<double>(total)},
+           {"filters", filtersJson(b.filters)}};
+    j["port"] = b.ref.port ? json(*b.ref.port) : json(nullptr);
+    j["exists"] = svc != nullptr && (!b.ref.port || svc->ports.count(*b.ref.port) > 0);
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+json parentsJson(const model::Snapshot& snapshot, const std::vector<model::ParentRef>& parents,
+                 const std::string& route_namespace, const std::string& self_uid) {
+  json out = json::array();
+  for (const auto& p : parents) {
+    if (!p.isService()) continue;  // Gateway parents are ignored by a mesh waypoint
+    const std::string name = p.namespace_name.value_or(route_namespace) + "/" + p.name;
+    const model::Service* svc = snapshot.serviceByName(name);
+    json j{{"service", name}, {"exists", svc != nullptr}};
+    j["port"] = p.port ? json(*p.port) : json(nullptr);
+    if (p.section_name) j["sectionName"] = *p.section_name;
+    j["servedHere"] = svc != nullptr && usesWaypoint(snapshot, *svc, self_uid);
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+template <typename Route>
+json routeJson(const model::Snapshot& snapshot, const Route& route, RouteKind kind,
+               const std::string& self_uid) {
+  const std::string& ns = route.metadata.namespace_name;
+  json j{{"kind", std::string(toString(kind))},
+         {"name", route.key()},
+         {"parents", parentsJson(snapshot, route.parent_refs, ns, self_uid)},
+         {"hostnames", route.hostnames}};
+  if (route.metadata.creation_timestamp) {
+    j["creationTimestamp"] = fmt::format(
+        "{:%Y-%m-%dT%H:%M:%SZ}",
+        fmt::gmtime(std::chrono::system_clock::to_time_t(std::chrono::system_clock::time_point(
+            route.metadata.creation_timestamp->time_since_epoch()))));
+  }
+  json rules = json::array();
+  for (size_t i = 0; i < route.rules.size(); ++i) {
+    const auto& rule = route.rules[i];
+    json r{{"index", i},
+           {"name", rule.name.value_or("")},
+           {"matches", json::array()},
+           {"filters", filtersJson(rule.filters)},
+           {"backends", backendsJson(snapshot, rule.backend_refs, ns)}};
+    for (const auto& m : rule.matches) r["matches"].push_back(matchJson(m));
+    if constexpr (std::is_same_v<Route, model::HttpRoute>) {
+      if (rule.timeouts.request) r["timeouts"]["requestMs"] = rule.timeouts.request->count();
+      if (rule.timeouts.backend_request) {
+        r["timeouts"]["backendRequestMs"] = rule.timeouts.backend_request->count();
+      }
+    }
+    rules.push_back(std::move(r));
+  }
+  j["rules"] = std::move(rules);
+  return j;
+}
+
+http::HttpResponse jsonResponse(int status, const json& body) {
+  http::HttpResponse r;
+  r.status = status;
+  r.content_type = "application/json";
+  r.body = body.dump(2) + "\n";
+  return r;
+}
+
+http::HttpResponse badRequest(const std::string& message) {
+  return jsonResponse(400, json{{"error", message}});
+}
+
+bool isToken(std::string_view s) {
+  // RFC 9110 section 5.6.2 tchar.
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) ||
+           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+  });
+}
+
+bool hasControl(std::string_view s) {
+  return std::any_of(s.begin(), s.end(),
+                     [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+}
+
+}  // namespace
+
+json routesJson(const model::Snapshot& snapshot, const std::string& self_uid) {
+  json services = json::array();
+  std::set<const model::HttpRoute*> http;
+  std::set<const model::GrpcRoute*> grpc;
+  for (const model::Service& s : snapshot.services()) {
+    if (!usesWaypoint(snapshot, s, self_uid)) continue;
+    json ports = json::array();
+    for (const auto& [port, target] : s.ports) ports.push_back(port);
+    services.push_back({{"service", s.namespace_name + "/" + s.name},
+                        {"hostname", s.hostname},
+                        {"ports", std::move(ports)}});
+    model::AttachedRoutes attached = snapshot.routesForService(s.key());
+    http.insert(attached.http.begin(), attached.http.end());
+    grpc.insert(attached.grpc.begin(), attached.grpc.end());
+  }
+  // In file order, HTTPRoutes first.
+  json routes = json::array();
+  for (const model::HttpRoute& r : snapshot.httpRoutes()) {
+    if (http.count(&r)) routes.push_back(routeJson(snapshot, r, RouteKind::Http, self_uid));
+  }
+  for (const model::GrpcRoute& r : snapshot.grpcRoutes()) {
+    if (grpc.count(&r)) routes.push_back(routeJson(snapshot, r, RouteKind::Grpc, self_uid));
+  }
+  return json{
+      {"waypoint", self_uid}, {"services", std::move(services)}, {"routes", std::move(routes)}};
+}
+
+http::HttpResponse explainRequest(const model::SnapshotPtr& snapshot, const std::string& self_uid,
+                                  const QueryParams& query) {
+  if (!snapshot) return jsonResponse(503, json{{"error", "no config yet"}});
+  static const std::set<std::string, std::less<>> kSingle = {
+      "service", "port", "method", "path", "host", "grpc", "source_namespace"};
+  std::map<std::string, std::string, std::less<>> single;
+  std::vector<std::string> headers;
+  for (const auto& [key, value] : query) {
+    if (key == "header") {
+      headers.push_back(value);
+    } else if (!kSingle.count(key)) {
+      return badRequest("unknown parameter '" + key +
+                        "' (known: service, port, method, path, host, header, grpc, "
+                        "source_namespace)");
+    } else if (!single.emplace(key, value).second) {
+      return badRequest("parameter '" + key + "' given more than once");
+    }
+  }
+  auto get = [&single](std::string_view key) -> const std::string* {
+    auto it = single.find(key);
+    return it == single.end() ? nullptr : &it->second;
+  };
+
+  const std::string* service_name = get("service");
+  if (!service_name || service_name->empty()) {
+    return badRequest("missing parameter 'service' (namespace/name, e.g. shop/cart)");
+  }
+  if (std::count(service_name->begin(), service_name->end(), '/') != 1 ||
+      service_name->front() == '/' || service_name->back() == '/') {
+    return badRequest("service: want namespace/name, got '" + *service_name + "'");
+  }
+  const model::Service* service = snapshot->serviceByName(*service_name);
+  if (!service) service = snapshot->serviceByKey(*service_name);  // namespace/hostname
+  if (!service) return badRequest("service " + *service_name + " is not in the config");
+
+  const std::string* port_text = get("port");
+  if (!port_text) return badRequest("missing parameter 'port' (a port of the service)");
+  unsigned port = 0;
+  auto [end, ec] = std::from_chars(port_text->data(), port_text->data() + port_text->size(), port);
+  if (ec != std::errc() || end != port_text->data() + port_text->size() || port == 0 ||
+      port > 65535) {
+    return badRequest("port: want 1-65535, got '" + *port_text + "'");
+  }
+  if (!service->ports.count(static_cast<uint16_t>(port))) {
+    std::string ports;
+    for (const auto& [p, target] : service->ports) {
+      if (!ports.empty()) ports += ", ";
+      ports += std::to_string(p);
+    }
+    return badRequest(fmt::format("port {} is not a port of {} (ports: {})", port, *service_name,
+                                  ports.empty() ? "none" : ports));
+  }
+
+  RouteTarget target;
+  target.service_key = service->key();
+  target.port = static_cast<uint16_t>(port);
+  if (const std::string* g = get("grpc")) {
+    if (*g == "1" || *g == "true" || g->empty()) {
+      target.grpc = true;
+    } else if (*g != "0" && *g != "false") {
+      return badRequest("grpc: want 1, true, 0 or false, got '" + *g + "'");
+    }
+  }
+  if (const std::string* ns = get("source_namespace")) {
+    if (!ns->empty() && !isToken(*ns)) return badRequest("source_namespace: invalid '" + *ns + "'");
+    target.source_namespace = *ns;
+  }
+
+  RequestHead request;
+  request.method = target.grpc ? "POST" : "GET";
+  if (const std::string* m = get("method")) {
+    if (!isToken(*m))
+      return badRequest("method: want an HTTP method (GET, POST, ...), got '" + *m + "'");
+    request.method = *m;
+  }
+  request.path = "/";
+  if (const std::string* p = get("path")) {
+    if (p->empty() || p->front() != '/' || hasControl(*p) || p->find(' ') != std::string::npos) {
+      return badRequest("path: want an absolute path such as /api?x=1, got '" + *p + "'");
+    }
+    request.path = *p;
+  }
+  request.authority = service->hostname;
+  if (const std::string* h = get("host")) {
+    if (h->empty() || hasControl(*h) || h->find_first_of(" /@") != std::string::npos) {
+      return badRequest("host: want a host[:port], got '" + *h + "'");
+    }
+    request.authority = *h;
+  }
+  for (const std::string& h : headers) {
+    auto colon = h.find(':');
+    std::string name = colon == std::string::npos ? h : h.substr(0, colon);
+    if (colon == std::string::npos || !isToken(name)) {
+      return badRequest("header: want name:value, got '" + h + "'");
+    }
+    std::string value = h.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.erase(0, 1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.pop_back();
+    if (hasControl(value))
+      return badRequest("header " + name + ": control characters in the value");
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (name == "host") {
+      request.authority = value;  // as the codecs do: Host is the authority
+    } else {
+      request.headers.push_back({name, value});
+    }
+  }
+  if (target.grpc && !headerValue(request.headers, "content-type")) {
+    request.headers.push_back({"content-type", "application/grpc"});
+  }
+
+  RouteTable table(snapshot);
+  RouteExplanation e = explainRoute(table, target, request);
+  json j = e.toJson();
+  std::string text = e.toText();
+  const bool served = usesWaypoint(*snapshot, *service, self_uid);
+  j["servedByThisWaypoint"] = served;
+  if (!served) {
+    const std::string note =
+        *service_name + " does not use this waypoint: its traffic never reaches it";
+    j["notes"].push_back(note);
+    text += "  note: " + note + "\n";
+  }
+  j["text"] = text;
+  return jsonResponse(200, j);
+}
 
 std::string renderWaypointMetrics(const LoopStats& s, const RequestTelemetry* telemetry) {
   std::string out;
@@ -48,6 +357,13 @@ std::string renderWaypointMetrics(const LoopStats& s, const RequestTelemetry* te
           s.proxy.passthrough);
   counter("nodemesh_waypoint_http_requests_total", "HTTP requests, of finished streams",
           s.proxy.requests);
+  out += fmt::format(
+      "# HELP nodemesh_waypoint_policy_denials_total Connections reset and HTTP requests answered "
+      "403 by authorization policy, with the original client's identity\n"
+      "# TYPE nodemesh_waypoint_policy_denials_total counter\n"
+      "nodemesh_waypoint_policy_denials_total{{subject=\"connection\"}} {}\n"
+      "nodemesh_waypoint_policy_denials_total{{subject=\"request\"}} {}\n",
+      s.proxy.policy.denied_connections, s.proxy.policy.denied_requests);
   if (telemetry) {
     telemetry::PrometheusText text;
     telemetry->writeMetrics(text);
@@ -79,33 +395,46 @@ Result<std::unique_ptr<AdminServers>> AdminServers::start(const AdminInfo& info,
          r.body = renderWaypointMetrics(stats(), telemetry);
          return r;
        }}};
-  std::vector<http::Route> admin{{"GET", "/stats",
-                                  [stats, info](const http::HttpRequest&) {
-                                    LoopStats st = stats();
-                                    nlohmann::json j{
-                                        {"workload", info.workload},
-                                        {"identity", info.identity},
-                                        {"config", info.config},
-                                        {"hbone",
-                                         {{"accepted", st.connections.accepted},
-                                          {"connected", st.connections.connected},
-                                          {"handshake_failures", st.connections.handshake_failures},
-                                          {"pooled", st.connections.pooled}}},
-                                        {"streams",
-                                         {{"total", st.proxy.streams},
-                                          {"refused", st.proxy.refused},
-                                          {"active", st.proxy.active}}}};
-                                    http::HttpResponse r;
-                                    r.content_type = "application/json";
-                                    r.body = j.dump(2) + "\n";
-                                    return r;
-                                  }},
-                                 {"GET", "/config_dump", [snapshot](const http::HttpRequest&) {
-                                    http::HttpResponse r;
-                                    model::SnapshotPtr snap = snapshot();
-                                    r.body = snap ? snap->summary() + "\n" : "no config\n";
-                                    return r;
-                                  }}};
+  std::vector<http::Route> admin{
+      {"GET", "/stats",
+       [stats, info](const http::HttpRequest&) {
+         LoopStats st = stats();
+         nlohmann::json j{{"workload", info.workload},
+                          {"identity", info.identity},
+                          {"config", info.config},
+                          {"hbone",
+                           {{"accepted", st.connections.accepted},
+                            {"connected", st.connections.connected},
+                            {"handshake_failures", st.connections.handshake_failures},
+                            {"pooled", st.connections.pooled}}},
+                          {"streams",
+                           {{"total", st.proxy.streams},
+                            {"refused", st.proxy.refused},
+                            {"active", st.proxy.active}}},
+                          {"policyDenials",
+                           {{"connections", st.proxy.policy.denied_connections},
+                            {"requests", st.proxy.policy.denied_requests}}}};
+         http::HttpResponse r;
+         r.content_type = "application/json";
+         r.body = j.dump(2) + "\n";
+         return r;
+       }},
+      {"GET", "/config_dump",
+       [snapshot](const http::HttpRequest&) {
+         http::HttpResponse r;
+         model::SnapshotPtr snap = snapshot();
+         r.body = snap ? snap->summary() + "\n" : "no config\n";
+         return r;
+       }},
+      {"GET", "/routes",
+       [snapshot, uid = info.workload](const http::HttpRequest&) {
+         model::SnapshotPtr snap = snapshot();
+         if (!snap) return jsonResponse(503, json{{"error", "no config yet"}});
+         return jsonResponse(200, routesJson(*snap, uid));
+       }},
+      {"GET", "/explain/request", [snapshot, uid = info.workload](const http::HttpRequest& req) {
+         return explainRequest(snapshot(), uid, req.query);
+       }}};
   auto serve = [](const char* name, const char* address, uint16_t port, size_t threads,
                   std::vector<http::Route> routes) {
     http::HttpServerOptions o;

@@ -35,6 +35,7 @@ bool servedBy(const model::Snapshot& snapshot, const SocketAddress& dst,
 
 void Proxy::setSnapshot(model::SnapshotPtr snapshot) {
   table_ = snapshot ? std::make_shared<const RouteTable>(snapshot) : nullptr;
+  policy_.setSnapshot(snapshot);
   snapshot_ = std::move(snapshot);
 }
 
@@ -203,6 +204,11 @@ void Proxy::startPassthrough(Inbound& in) {
   in.join->prefill(std::move(in.sniffer->bytes), in.sniffer->ended);
   UpstreamChoice choice = choose(in.request.target);
   if (choice.status != hbone::kStatusOk) return in.join->refuse(choice.status, choice.error);
+  const PolicyFacts facts{in.router.source_principal, in.router.source_address, choice.workload,
+                          choice.address};
+  if (auto d = policy_.authorize(PolicySubject::kConnection, facts); !d.allowed) {
+    return in.join->refuse(hbone::kStatusUnauthorized, d.reason);  // answered 200: a reset
+  }
   std::string error;
   HboneConn* up = connectionFor(choice, &error);
   if (!up) return in.join->refuse(hbone::kStatusServiceUnavailable, error);
@@ -273,6 +279,10 @@ Proxy::Routed Proxy::InboundRouter::routeToEndpoint(RequestHead& head, bool grpc
   }
   if (d.choice.status != hbone::kStatusOk) {
     return fail(d.choice.status == hbone::kStatusBadRequest ? 404 : 503, d.choice.error);
+  }
+  const PolicyFacts facts{source_principal, source_address, d.choice.workload, d.choice.address};
+  if (!proxy->policy_.authorize(PolicySubject::kRequest, facts).allowed) {
+    return fail(403, "RBAC: access denied");  // Envoy's RBAC filter's answer
   }
   return d;
 }

@@ -22,6 +22,7 @@
 #include "waypoint/proxy/hbone_conn.h"
 #include "waypoint/proxy/http1_session.h"
 #include "waypoint/proxy/http2_session.h"
+#include "waypoint/proxy/policy.h"
 #include "waypoint/proxy/stream_join.h"
 #include "waypoint/routing/random_source.h"
 #include "waypoint/routing/route_table.h"
@@ -54,6 +55,7 @@ struct ProxyStats {
   uint64_t bytes_in = 0;     // client to upstream, of finished joins
   uint64_t bytes_out = 0;
   H2UpstreamStats h2_upstreams;  // the multiplexed HTTP/2 upstream connections
+  PolicyStats policy;            // denials by authorization policy
 };
 
 class Proxy final : public ConnectAcceptor {
@@ -77,7 +79,11 @@ class Proxy final : public ConnectAcceptor {
   void reap();
   // Once a second: streams whose client said nothing go on as TCP.
   void onTimer();
-  const ProxyStats& stats() const { return stats_; }
+  ProxyStats stats() const {
+    ProxyStats s = stats_;
+    s.policy = policy_.stats();
+    return s;
+  }
 
   // The endpoint a CONNECT to `dst` would be sent to now (no routes: the destination service's
   // own endpoints).
@@ -160,6 +166,7 @@ class Proxy final : public ConnectAcceptor {
   std::map<std::string, unsigned> in_flight_;  // by endpoint uid
   std::mt19937_64 rng_{std::random_device{}()};
   ProxyStats stats_;
+  WaypointPolicy policy_;  // L4 authorization with the original client (policy.h)
 };
 
 }  // namespace nodemesh::waypoint

@@ -1,0 +1,55 @@
+#include "waypoint/proxy/policy.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+namespace nodemesh::waypoint {
+
+void WaypointPolicy::setSnapshot(const model::SnapshotPtr& snapshot) {
+  authorizer_ = snapshot ? std::make_shared<const policy::Authorizer>(snapshot) : nullptr;
+}
+
+PolicyDecision WaypointPolicy::check(const PolicyFacts& facts) const {
+  PolicyDecision d;
+  if (!authorizer_ || !facts.destination) return d;
+  policy::ConnectionAttributes attrs;
+  // Without a forwarded address the source IP is unknown: the unspecified address matches no
+  // sourceIps rule (and every notSourceIps rule), as for a client the agent could not see.
+  if (facts.source_address) attrs.source_ip = facts.source_address->ip;
+  attrs.destination_ip = facts.destination_address.ip;
+  attrs.destination_port = facts.destination_address.port;
+  if (!facts.source_principal.empty()) attrs.source_identity = facts.source_principal;
+  policy::Verdict verdict = authorizer_->check(*facts.destination, attrs);
+  d.allowed = verdict.allowed;
+  d.reason = verdict.reason();
+  d.policy = std::string(verdict.policy);
+  for (std::string_view unmatched : verdict.unmatched_allow) {
+    if (!d.policy.empty()) d.policy += ',';
+    d.policy += unmatched;
+  }
+  if (verdict.dry_run_allowed != verdict.allowed || !verdict.dry_run.empty()) {
+    std::string matched;
+    for (const auto& m : verdict.dry_run) matched += fmt::format(" {}#{}", m.policy, m.rule);
+    spdlog::info("waypoint: dry-run policies for {} -> {}: would be {}; matched:{}",
+                 facts.source_principal, facts.destination_address.toString(),
+                 verdict.dry_run_allowed ? "allowed" : "denied",
+                 matched.empty() ? " none" : matched);
+  }
+  return d;
+}
+
+PolicyDecision WaypointPolicy::authorize(PolicySubject subject, const PolicyFacts& facts) {
+  PolicyDecision d = check(facts);
+  if (d.allowed) return d;
+  const bool request = subject == PolicySubject::kRequest;
+  ++(request ? stats_.denied_requests : stats_.denied_connections);
+  spdlog::info("waypoint: {} from {} ({}) to {} ({}/{}) denied: {}",
+               request ? "request" : "connection",
+               facts.source_address ? facts.source_address->toString() : "?",
+               facts.source_principal.empty() ? "no identity" : facts.source_principal,
+               facts.destination_address.toString(), facts.destination->namespace_name,
+               facts.destination->name, d.reason);
+  return d;
+}
+
+}  // namespace nodemesh::waypoint

@@ -1,0 +1,67 @@
+#pragma once
+
+// L4 authorization at the waypoint. Behind a waypoint the destination's node agent sees the
+// waypoint's identity, not the client's, so its inbound check cannot tell clients apart: the
+// waypoint applies the mesh's AuthorizationPolicies itself (policy::Authorizer, the evaluator
+// the agent uses on inbound) to the endpoint it picked, with the ORIGINAL client's facts: the
+// identity of the HBONE peer certificate of the incoming CONNECT, its address (forwarded for=),
+// and the endpoint's address and target port as the destination.
+//
+// A denied TCP passthrough is reset (its CONNECT was already answered 200); a denied HTTP
+// request is answered 403 "RBAC: access denied" without reaching the endpoint, as Envoy's RBAC
+// filter does (which sets no response flag: its denials show as 403 and "-").
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/ip_address.h"
+#include "model/snapshot.h"
+#include "policy/authorizer.h"
+
+namespace nodemesh::waypoint {
+
+// What a policy decision at the waypoint is about: a passthrough connection or one request.
+enum class PolicySubject { kConnection, kRequest };
+
+// The facts of one connection or request through the waypoint. Non-owning.
+struct PolicyFacts {
+  std::string_view source_principal;             // SPIFFE ID; empty: no identity
+  std::optional<SocketAddress> source_address;   // the original client (forwarded for=)
+  const model::Workload* destination = nullptr;  // the endpoint picked
+  SocketAddress destination_address;             // its ip:targetPort
+};
+
+struct PolicyDecision {
+  bool allowed = true;
+  std::string policy;  // the deciding policy ("ns/name"), or the unmatched ALLOW policies
+  std::string reason;  // policy::Verdict::reason(), for logs
+};
+
+struct PolicyStats {
+  uint64_t denied_connections = 0;  // TCP passthrough connections reset
+  uint64_t denied_requests = 0;     // HTTP requests answered 403
+};
+
+// Lives on the waypoint's loop thread (not thread-safe); rebuilt per config snapshot.
+class WaypointPolicy {
+ public:
+  void setSnapshot(const model::SnapshotPtr& snapshot);
+
+  // The decision, without counting or logging (for tests and explain). No snapshot yet, or no
+  // destination: allowed (no policy is known to apply).
+  PolicyDecision check(const PolicyFacts& facts) const;
+  // check(), then a denial is counted and logged with the policy that decided (and what
+  // dry-run policies would have done, as the agent logs them).
+  PolicyDecision authorize(PolicySubject subject, const PolicyFacts& facts);
+
+  const PolicyStats& stats() const { return stats_; }
+
+ private:
+  std::shared_ptr<const policy::Authorizer> authorizer_;
+  PolicyStats stats_;
+};
+
+}  // namespace nodemesh::waypoint
