@@ -259,6 +259,16 @@ RouteResult Proxy::InboundRouter::route(const http1::RequestHead& head,
       applyRequestFilters(decision, routed);
       r.forward = toHttp1Head(routed, head.version);
     }
+    // RequestMirror: an endpoint of each mirror service; one that has none is skipped.
+    for (const MirrorTarget& m : decision.mirrors) {
+      UpstreamChoice mc = proxy->chooseEndpoint(*m.service, m.port);
+      std::string mirror_error;
+      HboneConn* mirror_conn =
+          mc.status == hbone::kStatusOk ? proxy->connectionFor(mc, &mirror_error) : nullptr;
+      if (mirror_conn) {
+        r.mirrors.push_back({mirror_conn, mc.address.toString(), mc.workload->uid});
+      }
+    }
     r.table = table;
     r.decision = std::move(decision);
   }
@@ -342,6 +352,8 @@ void Proxy::endpointDone(const std::string& uid) {
 
 void Proxy::onTimer() {
   const auto now = Clock::now();
+  upstreams_.onTimer(now);
+  stats_.upstream = upstreams_.stats();
   for (Inbound& in : inbound_) {
     if (in.http1) in.http1->onTimer(now, request_timeout_);
     if (!in.done && !in.join && !in.http1 && now - in.since >= std::chrono::seconds(1)) {
@@ -351,6 +363,8 @@ void Proxy::onTimer() {
 }
 
 void Proxy::reap() {
+  upstreams_.reap();
+  stats_.upstream = upstreams_.stats();
   for (auto it = inbound_.begin(); it != inbound_.end();) {
     if (it->http1) it->http1->reap();
     if (!it->done) {

@@ -49,6 +49,7 @@ struct ProxyStats {
   uint64_t active = 0;       // joins open now
   uint64_t bytes_in = 0;     // client to upstream, of finished joins
   uint64_t bytes_out = 0;
+  Http1UpstreamStats upstream;  // HTTP/1.1 upstream connections, mirrors, route timeouts
 };
 
 class Proxy final : public ConnectAcceptor {
@@ -70,7 +71,8 @@ class Proxy final : public ConnectAcceptor {
                         const hbone::ConnectRequest& request) override;
   // After each batch of completions: frees what finished.
   void reap();
-  // Once a second: streams whose client said nothing go on as TCP.
+  // On the loop's tick (100 ms): streams whose client said nothing for a second go on as TCP;
+  // route timeouts, idle upstream connections.
   void onTimer();
   const ProxyStats& stats() const { return stats_; }
 
@@ -103,6 +105,7 @@ class Proxy final : public ConnectAcceptor {
     RouteResult route(const http1::RequestHead& head, const http1::RequestInfo& info) override;
     void finished(const std::string& endpoint_uid) override;
     void requestDone(const ExchangeRecord& x) override;
+    Http1UpstreamPool& upstreams() override { return proxy->upstreams_; }
   };
   struct Inbound {
     HboneConn* conn = nullptr;
@@ -134,6 +137,7 @@ class Proxy final : public ConnectAcceptor {
   model::SnapshotPtr snapshot_;
   std::shared_ptr<const RouteTable> table_;
   SeededRandom route_random_{std::random_device{}()};
+  Http1UpstreamPool upstreams_;  // before inbound_: sessions release into it when they go
   std::list<Inbound> inbound_;
   std::map<std::string, unsigned> in_flight_;  // by endpoint uid
   std::mt19937_64 rng_{std::random_device{}()};
