@@ -162,6 +162,7 @@ class Http1UpstreamPool {
   void reap();
 
   const Http1UpstreamPoolOptions& options() const { return options_; }
+  void setOptions(const Http1UpstreamPoolOptions& options) { options_ = options; }
   Http1UpstreamStats& stats() { return stats_; }
   const Http1UpstreamStats& stats() const { return stats_; }
 

@@ -28,6 +28,7 @@ struct LoopOptions {
   size_t recv_buffer_bytes = 16 * 1024;
   HboneConnOptions hbone;
   std::chrono::milliseconds request_timeout{30000};  // see Proxy::setRequestTimeout
+  Http1UpstreamPoolOptions upstream;                 // see Proxy::setUpstreamOptions
 };
 
 struct LoopStats {

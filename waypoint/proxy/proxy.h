@@ -64,6 +64,10 @@ class Proxy final : public ConnectAcceptor {
   void setTelemetry(RequestTelemetry* telemetry) { telemetry_ = telemetry; }
   // How long a request may take to arrive whole before it is answered 408.
   void setRequestTimeout(std::chrono::milliseconds timeout) { request_timeout_ = timeout; }
+  // The HTTP/1.1 upstream pool's bounds (before traffic).
+  void setUpstreamOptions(const Http1UpstreamPoolOptions& options) {
+    upstreams_.setOptions(options);
+  }
   // The routes are compiled once per snapshot.
   void setSnapshot(model::SnapshotPtr snapshot);
 
