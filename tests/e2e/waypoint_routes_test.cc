@@ -95,12 +95,15 @@ constexpr const char* kRoutes = R"(httpRoutes:
 
 // Answers every request with what arrived ("pod=", "method=", "path=", "body=" lines, then the
 // header fields as "name: value"), HTTP/1.1 keep-alive; paths under /slow answer after 3 s and
-// /drop-header responses carry x-drop-me. Logs "REQ <pod> <method> <path> host=<host>" first.
+// responses carry x-drop-me. Logs "REQ <pod> <method> <path> host=<host>" first.
 Process& echoServer(SimCluster& cluster, const std::string& pod) {
   const std::string script = R"(import http.server, sys, time
 POD = sys.argv[1]
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
+    # Head and body are two writes: without TCP_NODELAY the body waits for the delayed ACK of
+    # the head (40 ms) on every kept-alive connection, as no real server lets it.
+    disable_nagle_algorithm = True
     def answer(self):
         n = int(self.headers.get('content-length') or 0)
         data = self.rfile.read(n) if n else b''
@@ -256,9 +259,9 @@ TEST_F(WaypointRoutesTest, RequestMirrorCopiesTheRequestWithoutAffectingTheClien
   EXPECT_TRUE(hasLine(r.out, "pod=cart-v1")) << r.out;  // the client's answer: the backend's
   EXPECT_TRUE(hasLine(r.out, "body=12")) << r.out;
   // The mirror backend got the copy, with "-shadow" on its host, and the body.
-  ASSERT_TRUE(waitFor(
-      [&] { return v2_->output().find("REQ cart-v2 POST /mirror/a") != std::string::npos; },
-      seconds(5)))
+  ASSERT_TRUE(
+      waitFor([&] { return v2_->output().find("REQ cart-v2 POST /mirror/a") != std::string::npos; },
+              seconds(5)))
       << v2_->output() << waypoint_->output();
   EXPECT_NE(v2_->output().find("REQ cart-v2 POST /mirror/a host=10.96.0.20-shadow"),
             std::string::npos)

@@ -200,8 +200,8 @@ void Http1Session::onRequestHead(const http1::RequestHead& head, const http1::Re
   const auto mirror_timeout =
       timeouts.request && timeouts.request->count() > 0 ? *timeouts.request : kMirrorTimeout;
   for (const UpstreamTarget& target : r.mirrors) {
-    mirrors_.push_back(router_.upstreams().startMirror(target, up_->request, up_->body_length,
-                                                       mirror_timeout));
+    mirrors_.push_back(
+        router_.upstreams().startMirror(target, up_->request, up_->body_length, mirror_timeout));
   }
 }
 
@@ -315,14 +315,15 @@ void Http1Session::checkRouteTimeouts(Clock::time_point now) {
   if (!exchange_ || !up_ || up_->response_done || !up_->decision) return;
   const model::RouteTimeouts& t = up_->decision->timeouts;
   // GEP-1742: a zero duration disables a timeout.
-  const bool request_expired = t.request && t.request->count() > 0 &&
-                               now - exchange_->start_steady >= *t.request;
+  const bool request_expired =
+      t.request && t.request->count() > 0 && now - exchange_->start_steady >= *t.request;
   const bool attempt_expired = t.backend_request && t.backend_request->count() > 0 &&
                                now - up_->attempt_start >= *t.backend_request;
   if (!request_expired && !attempt_expired) return;
   ++router_.upstreams().stats().request_timeouts;
-  spdlog::info("waypoint: {} timeout of {} {} to {}", request_expired ? "request" : "backendRequest",
-               exchange_->method, exchange_->path, up_->target.authority);
+  spdlog::info("waypoint: {} timeout of {} {} to {}",
+               request_expired ? "request" : "backendRequest", exchange_->method, exchange_->path,
+               up_->target.authority);
   exchange_->flags.set(ResponseFlag::kUpstreamRequestTimeout);
   const bool started = up_->response_started;
   releaseUp(/*clean=*/false);
@@ -345,14 +346,18 @@ void Http1Session::flushUp() {
   if (Status st = up_->conn->flush(); !st.ok()) upstreamFailed(st.error().message);
 }
 
-void Http1Session::Up::onUpstreamData() { s->feedUp(); }
+void Http1Session::Up::onUpstreamData() {
+  s->feedUp();
+}
 
 void Http1Session::Up::onUpstreamWritable() {
   s->flushUp();
   s->feedDown();
 }
 
-void Http1Session::Up::onUpstreamFailed(const std::string& why) { s->upstreamFailed(why); }
+void Http1Session::Up::onUpstreamFailed(const std::string& why) {
+  s->upstreamFailed(why);
+}
 
 void Http1Session::feedUp() {
   if (!up_ || !up_->conn || done_) return;

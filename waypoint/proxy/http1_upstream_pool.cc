@@ -213,8 +213,7 @@ Http1Mirror* Http1UpstreamPool::startMirror(const UpstreamTarget& target,
                                             std::optional<uint64_t> body_length,
                                             std::chrono::milliseconds timeout) {
   ++stats_.mirrors;
-  mirrors_.push_back(
-      std::make_unique<Http1Mirror>(*this, Clock::now() + timeout));
+  mirrors_.push_back(std::make_unique<Http1Mirror>(*this, Clock::now() + timeout));
   Http1Mirror* m = mirrors_.back().get();
   (void)m->start(target, head, body_length);
   return m;

@@ -51,13 +51,13 @@ struct Http1UpstreamPoolOptions {
 };
 
 struct Http1UpstreamStats {
-  uint64_t connects = 0;  // new upstream HTTP/1.1 connections (CONNECT streams opened)
-  uint64_t reuses = 0;    // requests sent on an idle connection taken from the pool
-  uint64_t retries = 0;   // requests sent again on a new connection after a reused one failed
-  uint64_t idle = 0;      // idle connections now
-  uint64_t idle_closed = 0;      // idle connections closed (timeout, or the endpoint closed)
-  uint64_t mirrors = 0;          // mirror requests started
-  uint64_t mirrors_failed = 0;   // mirror requests that got no complete response
+  uint64_t connects = 0;        // new upstream HTTP/1.1 connections (CONNECT streams opened)
+  uint64_t reuses = 0;          // requests sent on an idle connection taken from the pool
+  uint64_t retries = 0;         // requests sent again on a new connection after a reused one failed
+  uint64_t idle = 0;            // idle connections now
+  uint64_t idle_closed = 0;     // idle connections closed (timeout, or the endpoint closed)
+  uint64_t mirrors = 0;         // mirror requests started
+  uint64_t mirrors_failed = 0;  // mirror requests that got no complete response
   uint64_t mirrors_cancelled = 0;  // body over the limit, timed out, or the client went away
   uint64_t request_timeouts = 0;   // route timeouts (request or backendRequest) that fired
 };
@@ -176,7 +176,7 @@ class Http1UpstreamPool {
   Http1UpstreamPoolOptions options_;
   Http1UpstreamStats stats_;
   std::list<std::unique_ptr<Http1Upstream>> all_;
-  std::vector<std::unique_ptr<Http1Upstream>> closed_;  // freed in reap()
+  std::vector<std::unique_ptr<Http1Upstream>> closed_;       // freed in reap()
   std::map<std::string, std::vector<Http1Upstream*>> idle_;  // by authority, most recent last
   std::list<std::unique_ptr<Http1Mirror>> mirrors_;
 };
