@@ -418,6 +418,8 @@ void Http1Session::upstreamFailed(const std::string& why) {
     // The pod closed the idle connection as we sent on it: once more on a new connection.
     spdlog::debug("waypoint: reused upstream {} failed before responding ({}), retrying",
                   up_->target.authority, why);
+    // On the same HBONE connection: the one route() returned may have gone meanwhile.
+    up_->target.conn = up_->conn->hboneConnection();
     router_.upstreams().release(up_->conn, /*clean=*/false);
     up_->conn = nullptr;
     up_->retried = true;

@@ -86,6 +86,9 @@ class Http1Upstream final : public StreamOwner, private http1::ClientHandler {
   http1::ClientCodec& codec() { return *codec_; }
   const std::string& authority() const { return target_.authority; }
   const std::string& endpointUid() const { return target_.endpoint_uid; }
+  // The HBONE connection its stream is on: alive while the stream is (its loss closes the
+  // stream first), so a retry can open its new stream there.
+  HboneConn* hboneConnection() const { return target_.conn; }
   // Taken from the pool: it served an exchange before this lease.
   bool reused() const { return reused_; }
   // Whether the endpoint sent any byte during this lease (its end of stream is not a byte).
