@@ -6,8 +6,9 @@
 // (http1::detectProtocol): HTTP/1.1 is parsed and each request routed (Http1Session); anything
 // else, or a client that sends nothing within a second, is passed through as TCP (StreamJoin).
 // Either way an endpoint is chosen (power of two choices on the requests in flight) and reached
-// by a new CONNECT to its 15008 with `:authority` podIP:targetPort, on a pooled connection that
-// presents the waypoint's own identity (so the destination sees the waypoint, as in Istio).
+// by a CONNECT to its 15008 with `:authority` podIP:targetPort (for HTTP/1.1 a kept-alive one
+// from the Http1UpstreamPool when there is one), on a pooled connection that presents the
+// waypoint's own identity (so the destination sees the waypoint, as in Istio).
 
 #include <list>
 #include <map>
