@@ -364,6 +364,24 @@ std::string renderWaypointMetrics(const LoopStats& s, const RequestTelemetry* te
       "nodemesh_waypoint_policy_denials_total{{subject=\"connection\"}} {}\n"
       "nodemesh_waypoint_policy_denials_total{{subject=\"request\"}} {}\n",
       s.proxy.policy.denied_connections, s.proxy.policy.denied_requests);
+  const Http1UpstreamStats& up = s.proxy.upstream;
+  counter("nodemesh_waypoint_upstream_http1_connects_total",
+          "HTTP/1.1 connections opened to endpoints (CONNECT streams)", up.connects);
+  counter("nodemesh_waypoint_upstream_http1_reuses_total",
+          "Requests sent on a kept-alive HTTP/1.1 connection from the pool", up.reuses);
+  counter("nodemesh_waypoint_upstream_http1_retries_total",
+          "Requests sent again after a reused connection failed before responding", up.retries);
+  gauge("nodemesh_waypoint_upstream_http1_idle", "Idle HTTP/1.1 connections in the pool now",
+        up.idle);
+  counter("nodemesh_waypoint_mirrors_total", "Requests mirrored (RequestMirror copies started)",
+          up.mirrors);
+  counter("nodemesh_waypoint_mirrors_failed_total", "Mirror copies that got no whole response",
+          up.mirrors_failed);
+  counter("nodemesh_waypoint_mirrors_cancelled_total",
+          "Mirror copies cancelled (body over the limit, timeout, client gone)",
+          up.mirrors_cancelled);
+  counter("nodemesh_waypoint_route_timeouts_total",
+          "Requests ended by a route timeout (request or backendRequest)", up.request_timeouts);
   if (telemetry) {
     telemetry::PrometheusText text;
     telemetry->writeMetrics(text);
@@ -413,7 +431,18 @@ Result<std::unique_ptr<AdminServers>> AdminServers::start(const AdminInfo& info,
                             {"active", st.proxy.active}}},
                           {"policyDenials",
                            {{"connections", st.proxy.policy.denied_connections},
-                            {"requests", st.proxy.policy.denied_requests}}}};
+                            {"requests", st.proxy.policy.denied_requests}}},
+                          {"http1_upstream",
+                           {{"connects", st.proxy.upstream.connects},
+                            {"reuses", st.proxy.upstream.reuses},
+                            {"retries", st.proxy.upstream.retries},
+                            {"idle", st.proxy.upstream.idle},
+                            {"idle_closed", st.proxy.upstream.idle_closed}}},
+                          {"mirrors",
+                           {{"started", st.proxy.upstream.mirrors},
+                            {"failed", st.proxy.upstream.mirrors_failed},
+                            {"cancelled", st.proxy.upstream.mirrors_cancelled}}},
+                          {"route_timeouts", st.proxy.upstream.request_timeouts}};
          http::HttpResponse r;
          r.content_type = "application/json";
          r.body = j.dump(2) + "\n";

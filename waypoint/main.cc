@@ -43,6 +43,8 @@ struct Flags {
   std::string log_level = "info";
   std::string access_log_format = "text";
   unsigned request_timeout_ms = 30000;
+  unsigned upstream_max_idle = 32;
+  unsigned upstream_idle_timeout_ms = 15000;
 };
 
 int run(const Flags& flags) {
@@ -107,6 +109,8 @@ int run(const Flags& flags) {
   waypoint::LoopOptions options;
   options.listen.port = flags.port;
   options.request_timeout = std::chrono::milliseconds(flags.request_timeout_ms);
+  options.upstream.max_idle_per_endpoint = flags.upstream_max_idle;
+  options.upstream.idle_timeout = std::chrono::milliseconds(flags.upstream_idle_timeout_ms);
   {
     auto started =
         waypoint::Loop::start(options, tls, *self_id, flags.workload, snapshot, &telemetry);
@@ -166,8 +170,16 @@ int waypointMain(int argc, char** argv) {
       ->check(CLI::Range(60U, 30U * 24 * 3600))
       ->capture_default_str();
   app.add_option("--request-timeout-ms", flags.request_timeout_ms,
-                 "a request still arriving after this long is answered 408 (checked each second)")
+                 "a request still arriving after this long is answered 408")
       ->check(CLI::Range(1000U, 3600U * 1000))
+      ->capture_default_str();
+  app.add_option("--upstream-max-idle", flags.upstream_max_idle,
+                 "idle HTTP/1.1 connections kept per endpoint for reuse (0: none)")
+      ->check(CLI::Range(0U, 10000U))
+      ->capture_default_str();
+  app.add_option("--upstream-idle-timeout-ms", flags.upstream_idle_timeout_ms,
+                 "an idle HTTP/1.1 upstream connection is closed after this long")
+      ->check(CLI::Range(100U, 3600U * 1000))
       ->capture_default_str();
   app.add_option("--access-log-format", flags.access_log_format,
                  "one line per request: text or json")

@@ -1,7 +1,7 @@
 #pragma once
 
-// The waypoint e2e fixture (waypoint_test.cc, waypoint_h2_test.cc): the two-node mesh of
-// mesh_fixture.h where the cart service (VIP 10.96.0.20:80 -> 8080, endpoints cart-v1 on node2
+// The two-node mesh with a waypoint (tests/e2e/waypoint_test.cc, waypoint_routes_test.cc,
+// waypoint_h2_test.cc): the cart service (VIP 10.96.0.20:80 -> 8080, endpoints cart-v1 on node2
 // and cart-v2 on node1) names a waypoint, nodemesh-waypoint running in its own pod (waypoint-0,
 // node2, 10.244.2.9; not enrolled: the agents never capture it).
 
@@ -56,35 +56,9 @@ inline std::vector<std::string> accessLines(const std::string& log, const std::s
   return out;
 }
 
-class WaypointTest : public MeshTest {
- protected:
-  void SetUp() override {
-    MeshTest::SetUp();
-    if (IsSkipped()) return;
-    cluster_->addPod("node2", "waypoint", "10.244.2.9");
-    config_path_ = cluster_->writeFile("mesh.yaml", meshConfig());
-    startAgents();
-    waypoint_ = &cluster_->startInPod("waypoint", {waypointPath(), "--config", config_path_,
-                                                   "--workload", "cluster1//v1/Pod/shop/waypoint-0",
-                                                   "--state-dir", cluster_->workDir() + "/ca"});
-    ASSERT_TRUE(waypoint_->waitForOutput("serving HBONE on", seconds(10))) << waypoint_->output();
-  }
-
-  // The config the agents and the waypoint start with.
-  virtual std::string meshConfig() { return withWaypoint(testConfig()); }
-
-  Process* waypoint_ = nullptr;
-};
-
-// A helper script of tests/e2e/scripts (run with /usr/bin/python3).
-inline std::string e2eScript(const std::string& name) {
-  return (std::filesystem::path(NODEMESH_EXAMPLES_DIR).parent_path() / "tests/e2e/scripts" / name)
-      .string();
-}
-
-// Services cart-v1 (VIP 10.96.0.21) and cart-v2 (10.96.0.22), one endpoint each (the cart
-// pods), for routes to split between.
-inline std::string withVersionServices(std::string text) {
+// Services cart-v1 and cart-v2 (VIPs 10.96.0.21 and .22, port 80 -> 8080), one endpoint each
+// (the pods of the same names), for routes to name as backends.
+inline std::string withCartVersions(std::string text) {
   for (const char* version : {"cart-v1", "cart-v2"}) {
     const std::string uid = std::string("- uid: cluster1//v1/Pod/shop/") + version;
     const std::string line = "  services: {\"shop/cart.shop.svc.cluster.local\": {80: 8080}}\n";
@@ -100,6 +74,44 @@ inline std::string withVersionServices(std::string text) {
       "   vips: [\"/10.96.0.22\"], ports: {80: 8080}}\n";
   text.insert(text.find("services:\n") + std::string("services:\n").size(), services);
   return text;
+}
+
+class WaypointTest : public MeshTest {
+ protected:
+  void SetUp() override {
+    MeshTest::SetUp();
+    if (IsSkipped()) return;
+    cluster_->addPod("node2", "waypoint", "10.244.2.9");
+    config_path_ = cluster_->writeFile("mesh.yaml", meshConfig());
+    startAgents();
+    startWaypoint();
+  }
+
+  // The config the agents and the waypoint start with.
+  virtual std::string meshConfig() { return withWaypoint(testConfig()); }
+
+  // (Re)starts the waypoint in its pod with `extra` flags.
+  void startWaypoint(const std::vector<std::string>& extra = {}) {
+    if (waypoint_) waypoint_->kill();
+    std::vector<std::string> argv = {waypointPath(),
+                                     "--config",
+                                     config_path_,
+                                     "--workload",
+                                     "cluster1//v1/Pod/shop/waypoint-0",
+                                     "--state-dir",
+                                     cluster_->workDir() + "/ca"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    waypoint_ = &cluster_->startInPod("waypoint", argv);
+    ASSERT_TRUE(waypoint_->waitForOutput("serving HBONE on", seconds(10))) << waypoint_->output();
+  }
+
+  Process* waypoint_ = nullptr;
+};
+
+// A helper script of tests/e2e/scripts (run with /usr/bin/python3).
+inline std::string e2eScript(const std::string& name) {
+  return (std::filesystem::path(NODEMESH_EXAMPLES_DIR).parent_path() / "tests/e2e/scripts" / name)
+      .string();
 }
 
 }  // namespace nodemesh::sim

@@ -171,7 +171,7 @@ TEST_F(WaypointH2Test, LargeBodiesFlowBothWaysUnderFlowControl) {
 // A GRPCRoute on cart: shop.Cart/Get goes to cart-v1, shop.Cart/Put to cart-v2; nothing else
 // matches.
 std::string withGrpcRoutes(std::string text) {
-  text = withVersionServices(std::move(text));
+  text = withCartVersions(std::move(text));
   text +=
       "grpcRoutes:\n"
       "- apiVersion: gateway.networking.k8s.io/v1\n"

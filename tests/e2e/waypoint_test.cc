@@ -266,7 +266,7 @@ TEST_F(WaypointTest, MalformedRequestsAreAnsweredByTheWaypointAndNeverForwarded)
 // The routed mesh: services cart-v1 and cart-v2 (one endpoint each) and an HTTPRoute on cart
 // that sends `x-user-group: beta` to v2 and splits the rest by `weights`.
 std::string withRoutes(std::string text, int v1_weight, int v2_weight) {
-  text = withVersionServices(std::move(text));
+  text = withCartVersions(std::move(text));
   text +=
       "httpRoutes:\n"
       "- apiVersion: gateway.networking.k8s.io/v1\n"

@@ -162,7 +162,7 @@ class HboneConns {
                        std::string* error);
   // After each batch of completions.
   void flush();
-  // Once a second: handshake and drain timeouts, idle client connections.
+  // On the loop's tick: handshake and drain timeouts, idle client connections.
   void onTimer();
   void failAll(const std::string& why);
   const HboneConnStats& stats() const { return stats_; }

@@ -24,6 +24,12 @@ std::optional<uint64_t> bodyLength(http1::BodyFraming framing, uint64_t content_
   }
 }
 
+// RFC 9110 §9.2.2: a request with one of these may be sent again with the same effect.
+bool idempotent(std::string_view method) {
+  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "TRACE" ||
+         method == "PUT" || method == "DELETE";
+}
+
 }  // namespace
 
 Http1Session::Http1Session(HboneConn& down, hbone::StreamId stream, Router& router,
@@ -34,7 +40,8 @@ Http1Session::Http1Session(HboneConn& down, hbone::StreamId stream, Router& rout
 }
 
 Http1Session::~Http1Session() {
-  if (up_) releaseUp(/*reset=*/true);
+  dropMirrors();
+  if (up_) releaseUp(/*clean=*/false);
   if (down_open_) down_conn_->detach(down_stream_);
 }
 
@@ -76,7 +83,7 @@ void Http1Session::feedDown() {
   if (done_ || !server_) return;
   while (!in_.empty() && server_->wantsRead()) {
     // The upstream must keep up with the request body before more is read.
-    if (up_ && up_->codec && up_->codec->pendingBytes() > kMaxPendingOutput) break;
+    if (up_ && up_->conn && up_->conn->codec().pendingBytes() > kMaxPendingOutput) break;
     auto& chunk = in_.front();
     std::span<const uint8_t> rest(chunk.data() + in_front_off_, chunk.size() - in_front_off_);
     auto taken = server_->receive(rest);
@@ -119,6 +126,7 @@ void Http1Session::flushDown() {
 // ---- requests ----
 
 void Http1Session::onRequestHead(const http1::RequestHead& head, const http1::RequestInfo& info) {
+  dropMirrors();  // the previous request's, all ended
   ++requests_;
   request_done_ = false;
   ExchangeRecord& x = exchange_.emplace();
@@ -162,11 +170,9 @@ void Http1Session::onRequestHead(const http1::RequestHead& head, const http1::Re
   x.upstream_host = SocketAddress::parse(r.authority).valueOr(SocketAddress{});
   auto up = std::make_unique<Up>();
   up->s = this;
-  auto codec = http1::ClientCodec::create(*up);
-  if (!codec) return respondLocally(500, codec.error().message);
-  up->codec = std::move(*codec);
   up->table = std::move(r.table);
   up->decision = std::move(r.decision);
+  up->target = UpstreamTarget{r.conn, r.authority, r.endpoint_uid};
   http1::RequestHead out = head;
   if (r.forward) out = std::move(*r.forward);
   http1::stripHopByHop(out.headers);
@@ -176,36 +182,76 @@ void Http1Session::onRequestHead(const http1::RequestHead& head, const http1::Re
   out.headers.add("traceparent", trace.context.traceparent());
   if (!trace.tracestate.empty()) out.headers.add("tracestate", trace.tracestate);
   out.headers.add("x-request-id", x.request_id);
-  if (auto st = up->codec->sendRequestHead(out, bodyLength(info.framing, info.content_length));
-      !st) {
-    return respondLocally(400, st.error().message);
-  }
-  hbone::ConnectHeaders connect_headers;
-  auto stream = r.conn->openConnect(r.authority, connect_headers, up.get());
-  if (!stream) {
-    router_.finished(r.endpoint_uid);
-    return respondLocally(503, "open upstream stream: " + stream.error().message);
-  }
-  up->conn = r.conn;
-  up->stream = *stream;
-  up->open = true;
-  up->endpoint_uid = r.endpoint_uid;
+  up->body_length = bodyLength(info.framing, info.content_length);
+  // A retry needs the body again: kept only when the request may be retried at all.
+  up->body_kept = up->body_length == 0 || idempotent(out.method);
+  up->request = std::move(out);
   up_ = std::move(up);
+  if (Status st = startAttempt(/*fresh=*/false); !st.ok()) {
+    const bool bad_head = st.error().code == EINVAL;
+    releaseUp(/*clean=*/false);
+    if (exchange_ && !bad_head) exchange_->flags.set(ResponseFlag::kUpstreamConnectionFailure);
+    return respondLocally(bad_head ? 400 : 503, "open upstream stream: " + st.error().message);
+  }
+  // Mirrors: copies of the request as it goes out, each to its own backend, their responses
+  // discarded. Route timeouts bound them too.
+  model::RouteTimeouts timeouts;
+  if (up_->decision) timeouts = up_->decision->timeouts;
+  const auto mirror_timeout =
+      timeouts.request && timeouts.request->count() > 0 ? *timeouts.request : kMirrorTimeout;
+  for (const UpstreamTarget& target : r.mirrors) {
+    mirrors_.push_back(
+        router_.upstreams().startMirror(target, up_->request, up_->body_length, mirror_timeout));
+  }
+}
+
+Status Http1Session::startAttempt(bool fresh) {
+  Up& up = *up_;
+  auto leased = router_.upstreams().acquire(up.target, up, fresh);
+  if (!leased) return leased.error();
+  up.conn = *leased;
+  up.attempt_start = Clock::now();
+  http1::ClientCodec& codec = up.conn->codec();
+  if (Status st = codec.sendRequestHead(up.request, up.body_length); !st.ok()) return st;
+  if (!up.body.empty()) {
+    if (Status st = codec.sendBody(up.body); !st.ok()) return st;
+  }
+  if (request_done_) {
+    if (Status st = codec.sendEnd(); !st.ok()) return st;
+  }
   // 100-continue: the endpoint answers it (its 100 is relayed), the body is read either way.
-  flushUp();
+  return up.conn->flush();
+}
+
+bool Http1Session::mayRetry() const {
+  if (!up_ || !up_->conn || up_->retried || up_->response_started) return false;
+  if (!up_->conn->reused() || up_->conn->receivedAny()) return false;
+  return up_->body_kept;  // kept only for bodyless requests and idempotent methods
 }
 
 void Http1Session::onRequestBody(std::span<const uint8_t> data) {
   bytes_from_client_ += data.size();
   if (exchange_) exchange_->request_bytes += data.size();
-  if (!up_ || !up_->codec) return;  // answered locally: the body is dropped
-  if (auto st = up_->codec->sendBody(data); !st) upstreamFailed(st.error().message);
+  for (Http1Mirror* m : mirrors_) m->body(data);
+  if (!up_ || !up_->conn) return;  // answered locally: the body is dropped
+  if (up_->body_kept) {
+    if (up_->body.size() + data.size() <= kMaxRetryBody) {
+      up_->body.insert(up_->body.end(), data.begin(), data.end());
+    } else {
+      up_->body_kept = false;
+      std::vector<uint8_t>().swap(up_->body);
+    }
+  }
+  if (auto st = up_->conn->codec().sendBody(data); !st) return upstreamFailed(st.error().message);
+  flushUp();
 }
 
 void Http1Session::onRequestComplete() {
   request_done_ = true;
-  if (!up_ || !up_->codec) return;
-  if (auto st = up_->codec->sendEnd(); !st) upstreamFailed(st.error().message);
+  for (Http1Mirror* m : mirrors_) m->end();
+  if (!up_ || !up_->conn) return;
+  if (auto st = up_->conn->codec().sendEnd(); !st) return upstreamFailed(st.error().message);
+  flushUp();
 }
 
 void Http1Session::onUpgrade(const http1::RequestHead& /*head*/,
@@ -240,6 +286,8 @@ void Http1Session::respondLocally(int status, const std::string& why,
 void Http1Session::onTimer(std::chrono::steady_clock::time_point now,
                            std::chrono::milliseconds timeout) {
   if (done_ || !server_) return;
+  checkRouteTimeouts(now);
+  if (done_) return;
   if (!server_->messageInProgress()) {
     in_progress_since_.reset();
     return;
@@ -257,10 +305,32 @@ void Http1Session::onTimer(std::chrono::steady_clock::time_point now,
     if (!up_ || !up_->response_started) exchange_->response_code = 408;
   }
   if (up_ && !up_->response_started) {
-    releaseUp(/*reset=*/true);
+    releaseUp(/*clean=*/false);
     requestDone();
   }
   flushDown();
+}
+
+void Http1Session::checkRouteTimeouts(Clock::time_point now) {
+  if (!exchange_ || !up_ || up_->response_done || !up_->decision) return;
+  const model::RouteTimeouts& t = up_->decision->timeouts;
+  // GEP-1742: a zero duration disables a timeout.
+  const bool request_expired =
+      t.request && t.request->count() > 0 && now - exchange_->start_steady >= *t.request;
+  const bool attempt_expired = t.backend_request && t.backend_request->count() > 0 &&
+                               now - up_->attempt_start >= *t.backend_request;
+  if (!request_expired && !attempt_expired) return;
+  ++router_.upstreams().stats().request_timeouts;
+  spdlog::info("waypoint: {} timeout of {} {} to {}",
+               request_expired ? "request" : "backendRequest", exchange_->method, exchange_->path,
+               up_->target.authority);
+  exchange_->flags.set(ResponseFlag::kUpstreamRequestTimeout);
+  const bool started = up_->response_started;
+  releaseUp(/*clean=*/false);
+  if (!started) return respondLocally(504, "upstream request timeout");
+  // Part of the response went out: the client must not take it as whole.
+  requestDone();
+  finish(/*reset_down=*/true);
 }
 
 void Http1Session::requestDone() {
@@ -272,57 +342,29 @@ void Http1Session::requestDone() {
 // ---- the endpoint's stream ----
 
 void Http1Session::flushUp() {
-  if (!up_ || !up_->open || !up_->codec) return;
-  while (up_->codec->pendingBytes() > 0) {
-    auto taken = up_->conn->send(up_->stream, up_->codec->pendingOutput());
-    if (!taken) return upstreamFailed(taken.error().message);
-    if (*taken == 0) return;
-    up_->codec->consumeOutput(*taken);
-  }
+  if (!up_ || !up_->conn) return;
+  if (Status st = up_->conn->flush(); !st.ok()) upstreamFailed(st.error().message);
 }
 
-void Http1Session::Up::onConnectResponse(int status) {
-  if (status == hbone::kStatusOk) return;
-  s->upstreamFailed("the endpoint's agent answered " + std::to_string(status));
-}
-
-void Http1Session::Up::onStreamData(std::span<const uint8_t> data) {
-  in.emplace_back(data.begin(), data.end());
+void Http1Session::Up::onUpstreamData() {
   s->feedUp();
 }
 
-void Http1Session::Up::onStreamEnd() {
-  if (!response_done) {
-    if (auto st = codec->receiveEof(); !st) return s->upstreamFailed(st.error().message);
-  }
-  s->feedUp();
-}
-
-void Http1Session::Up::onStreamWritable() {
+void Http1Session::Up::onUpstreamWritable() {
   s->flushUp();
   s->feedDown();
 }
 
-void Http1Session::Up::onStreamClosed(uint32_t error_code, const std::string& why) {
-  open = false;
-  if (!response_done) {
-    s->upstreamFailed(why.empty() ? "upstream closed before the response was complete (" +
-                                        std::string(hbone::h2ErrorName(error_code)) + ")"
-                                  : why);
-  }
+void Http1Session::Up::onUpstreamFailed(const std::string& why) {
+  s->upstreamFailed(why);
 }
 
 void Http1Session::feedUp() {
-  if (!up_ || done_) return;
-  Up& up = *up_;
-  while (!up.in.empty() && server_->pendingBytes() <= kMaxPendingOutput) {
-    std::vector<uint8_t> chunk = std::move(up.in.front());
-    up.in.pop_front();
-    auto taken = up.codec->receive(chunk);
-    if (up.open) (void)up.conn->consumed(up.stream, chunk.size());
-    if (!taken) return upstreamFailed(taken.error().message);
-    if (!up_) return;  // released by the response's end
-  }
+  if (!up_ || !up_->conn || done_) return;
+  Http1Upstream* conn = up_->conn;
+  Status st = conn->pump([this] { return server_->pendingBytes() <= kMaxPendingOutput; });
+  // (A malformed response already failed the upstream through onResponseError.)
+  if (!st.ok() && up_ && up_->conn == conn) return upstreamFailed(st.error().message);
   flushDown();
 }
 
@@ -359,9 +401,9 @@ void Http1Session::Up::onResponseComplete() {
   response_done = true;
   (void)s->server_->sendEnd();
   s->requestDone();
-  // The endpoint's connection is not reused: the stream (the pod's TCP connection) ends, with
-  // a FIN when the whole request went out, else a reset.
-  s->releaseUp(/*reset=*/!s->request_done_);
+  // The connection goes back to the pool when the exchange was whole and kept alive; else it
+  // ends, with a FIN when the whole request went out, a reset otherwise.
+  s->releaseUp(/*clean=*/s->request_done_);
   s->flushDown();
   s->feedDown();  // the next request
 }
@@ -371,25 +413,44 @@ void Http1Session::Up::onResponseError(const http1::Rejection& rejection) {
 }
 
 void Http1Session::upstreamFailed(const std::string& why) {
-  if (!up_) return;
+  if (!up_ || !up_->conn) return;
+  if (mayRetry()) {
+    // The pod closed the idle connection as we sent on it: once more on a new connection.
+    spdlog::debug("waypoint: reused upstream {} failed before responding ({}), retrying",
+                  up_->target.authority, why);
+    // On the same HBONE connection: the one route() returned may have gone meanwhile.
+    up_->target.conn = up_->conn->hboneConnection();
+    router_.upstreams().release(up_->conn, /*clean=*/false);
+    up_->conn = nullptr;
+    up_->retried = true;
+    ++router_.upstreams().stats().retries;
+    Status st = startAttempt(/*fresh=*/true);
+    if (st.ok()) return;
+    spdlog::info("waypoint: retry to {} failed: {}", up_->target.authority, st.error().message);
+  }
   const bool started = up_->response_started;
-  spdlog::info("waypoint: upstream {} failed: {}", up_->endpoint_uid, why);
-  releaseUp(/*reset=*/true);
+  spdlog::info("waypoint: upstream {} failed: {}", up_->target.endpoint_uid, why);
+  releaseUp(/*clean=*/false);
   if (exchange_) exchange_->flags.set(ResponseFlag::kUpstreamConnectionTermination);
   if (!started) return respondLocally(503, "upstream failed: " + why);
   requestDone();
   finish(/*reset_down=*/true);  // a response cut short: the client must not take it as whole
 }
 
-void Http1Session::releaseUp(bool reset) {
+void Http1Session::releaseUp(bool clean) {
   if (!up_) return;
-  if (up_->open) {
-    if (!reset) (void)up_->conn->endStream(up_->stream);
-    up_->conn->detach(up_->stream, reset);
-  }
-  up_->open = false;
-  router_.finished(up_->endpoint_uid);
+  if (up_->conn) router_.upstreams().release(up_->conn, clean);
+  up_->conn = nullptr;
+  router_.finished(up_->target.endpoint_uid);
   retired_.push_back(std::move(up_));
+}
+
+void Http1Session::dropMirrors() {
+  for (Http1Mirror* m : mirrors_) {
+    if (!request_done_) m->cancel();
+    m->detach();
+  }
+  mirrors_.clear();
 }
 
 void Http1Session::finish(bool reset_down) {
@@ -399,7 +460,8 @@ void Http1Session::finish(bool reset_down) {
     exchange_->flags.set(ResponseFlag::kDownstreamConnectionTermination);
     requestDone();
   }
-  if (up_) releaseUp(/*reset=*/true);
+  dropMirrors();
+  if (up_) releaseUp(/*clean=*/false);
   if (down_open_) {
     if (reset_down) {
       (void)down_conn_->reset(down_stream_, hbone::kH2ConnectError);

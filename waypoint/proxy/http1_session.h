@@ -1,10 +1,20 @@
 #pragma once
 
 // One client's HTTP/1.1 connection inside a CONNECT stream the waypoint answered 200: requests
-// are parsed (http1::ServerCodec), each is routed to an endpoint (Router), and sent on its own
-// CONNECT stream to that endpoint's 15008 (http1::ClientCodec), on the pooled HBONE connection
-// to it; the response comes back the same way. One request at a time per client connection
-// (pipelined requests wait, as the codec rules say).
+// are parsed (http1::ServerCodec), each is routed to an endpoint (Router), and sent on an
+// upstream HTTP/1.1 connection to that endpoint (a CONNECT stream to its 15008 carrying an
+// http1::ClientCodec) leased from the Http1UpstreamPool: a kept-alive one when the pool has one,
+// else a new one; the response comes back the same way and the connection goes back to the
+// pool. One request at a time per client connection (pipelined requests wait, as the codec
+// rules say).
+//
+// Route features on the way: RequestMirror copies go out through the pool (Http1Mirror) and
+// never hold up the request; the route's timeouts (GEP-1742) run on the loop's timer: `request`
+// from the request's head to the response's end, `backendRequest` per upstream attempt; when
+// one fires before the response started the client gets 504 (flag UT), after it the streams are
+// reset. A request sent on a reused connection that fails before any response byte (the pod
+// closed its idle connection meanwhile) is sent once more on a new connection, if it has no
+// body or an idempotent method and its body (up to kMaxRetryBody) was kept.
 //
 // Back-pressure: bytes read from a stream are acknowledged (consumed()) only once a codec took
 // them, and a codec takes no more while its output to the other stream holds more than
@@ -24,6 +34,8 @@
 #include "waypoint/http1/client_codec.h"
 #include "waypoint/http1/server_codec.h"
 #include "waypoint/proxy/hbone_conn.h"
+#include "waypoint/proxy/http1_mirror.h"
+#include "waypoint/proxy/http1_upstream_pool.h"
 #include "waypoint/routing/route_table.h"
 #include "waypoint/telemetry/response_flags.h"
 
@@ -42,6 +54,8 @@ struct RouteResult {
   HboneConn* conn = nullptr;  // the pooled connection to the endpoint's 15008
   std::string authority;      // CONNECT authority: the endpoint's podIP:targetPort
   std::string endpoint_uid;
+  // Endpoints of the decision's mirrors (their services' endpoints, already chosen).
+  std::vector<UpstreamTarget> mirrors;
 };
 
 // One finished request as the session saw it, for the metrics and the access log.
@@ -74,11 +88,17 @@ class Router {
   virtual RouteResult route(const http1::RequestHead& head, const http1::RequestInfo& info) = 0;
   virtual void finished(const std::string& endpoint_uid) = 0;  // the upstream is released
   virtual void requestDone(const ExchangeRecord& /*record*/) {}
+  // Where upstream HTTP/1.1 connections are leased (shared by every session of the loop).
+  virtual Http1UpstreamPool& upstreams() = 0;
 };
 
 class Http1Session final : public http1::ServerHandler {
  public:
   static constexpr size_t kMaxPendingOutput = 256 * 1024;
+  // Request body bytes kept for a retry on a new connection; a longer body is not retried.
+  static constexpr size_t kMaxRetryBody = 64 * 1024;
+  // How long a mirror may take when its route sets no request timeout.
+  static constexpr std::chrono::milliseconds kMirrorTimeout{30000};
 
   Http1Session(HboneConn& down, hbone::StreamId stream, Router& router,
                std::function<void()> on_done);
@@ -89,8 +109,9 @@ class Http1Session final : public http1::ServerHandler {
   // Starts with the bytes the protocol detection read (not yet acknowledged on the stream).
   Status start(std::vector<uint8_t> first_bytes);
   bool done() const { return done_; }
-  // Once a second: a request that started arriving `timeout` ago and is still incomplete is
-  // answered 408 and the connection closes (the codec decides what is half-received).
+  // On the loop's timer: a request that started arriving `timeout` ago and is still incomplete
+  // is answered 408 and the connection closes (the codec decides what is half-received); the
+  // route's request and backendRequest timeouts are checked.
   void onTimer(std::chrono::steady_clock::time_point now, std::chrono::milliseconds timeout);
   // After each batch of completions: frees the upstreams of finished requests (never inside
   // their own callbacks).
@@ -108,25 +129,25 @@ class Http1Session final : public http1::ServerHandler {
     void onStreamWritable() override;
     void onStreamClosed(uint32_t error_code, const std::string& why) override;
   };
-  // One request's upstream CONNECT stream and HTTP/1.1 client.
-  struct Up final : StreamOwner, http1::ClientHandler {
+  // One request's upstream side: the leased connection and what a retry needs.
+  struct Up final : Http1UpstreamUser {
     Http1Session* s = nullptr;
-    HboneConn* conn = nullptr;
-    hbone::StreamId stream = 0;
-    bool open = false;
-    std::string endpoint_uid;
-    std::unique_ptr<http1::ClientCodec> codec;
-    std::deque<std::vector<uint8_t>> in;  // received, not yet given to the codec
+    Http1Upstream* conn = nullptr;  // leased from the pool; null once released
+    UpstreamTarget target;
     bool response_started = false;
     bool response_done = false;
+    bool retried = false;
     std::shared_ptr<const RouteTable> table;  // keeps `decision` valid
     std::optional<RouteDecision> decision;
+    http1::RequestHead request;  // as sent upstream
+    std::optional<uint64_t> body_length;
+    std::vector<uint8_t> body;  // sent so far, for a retry, while `body_kept`
+    bool body_kept = false;
+    Clock::time_point attempt_start;
 
-    void onConnectResponse(int status) override;
-    void onStreamData(std::span<const uint8_t> data) override;
-    void onStreamEnd() override;
-    void onStreamWritable() override;
-    void onStreamClosed(uint32_t error_code, const std::string& why) override;
+    void onUpstreamData() override;
+    void onUpstreamWritable() override;
+    void onUpstreamFailed(const std::string& why) override;
     void onResponseHead(const http1::ResponseHead& head, const http1::ResponseInfo& info) override;
     void onResponseBody(std::span<const uint8_t> data) override;
     void onResponseComplete() override;
@@ -148,9 +169,19 @@ class Http1Session final : public http1::ServerHandler {
   void flushUp();
   // Answers the current request from the waypoint itself (no response has started).
   void respondLocally(int status, const std::string& why, const http1::Headers& headers = {});
-  // The request's upstream is finished with (response complete or failed).
-  void releaseUp(bool reset);
+  // Leases a connection for the current request (a new one when `fresh`) and sends what the
+  // request has so far (head, kept body, end).
+  Status startAttempt(bool fresh);
+  // A reused connection failed before any response byte, and the request may be sent again.
+  bool mayRetry() const;
+  // The request's upstream is finished with: `clean` after a whole exchange (the connection
+  // may serve the next request), else it is reset.
+  void releaseUp(bool clean);
   void upstreamFailed(const std::string& why);
+  // The route's request / backendRequest timeout expired.
+  void checkRouteTimeouts(Clock::time_point now);
+  // Mirrors of a request that will not complete are cancelled; all are let go.
+  void dropMirrors();
   void finish(bool reset_down);
   // The current request is over (its response went out, or it never will): report it once.
   void requestDone();
@@ -167,6 +198,7 @@ class Http1Session final : public http1::ServerHandler {
   bool client_eof_ = false;
   bool request_done_ = false;
   std::unique_ptr<Up> up_;
+  std::vector<Http1Mirror*> mirrors_;  // of the current request, owned by the pool
   std::vector<std::unique_ptr<Up>> retired_;
   uint64_t requests_ = 0;
   uint64_t bytes_from_client_ = 0;

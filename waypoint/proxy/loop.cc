@@ -32,6 +32,7 @@ Result<std::unique_ptr<Loop>> Loop::start(const LoopOptions& options, hbone::Tls
   loop->proxy_.setSnapshot(std::move(snapshot));
   loop->proxy_.setTelemetry(telemetry);
   loop->proxy_.setRequestTimeout(options.request_timeout);
+  loop->proxy_.setUpstreamOptions(options.upstream);
   std::promise<Status> started;
   auto result = started.get_future();
   Loop* l = loop.get();

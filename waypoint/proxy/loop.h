@@ -3,7 +3,7 @@
 // The waypoint's event loop: one thread, one io_uring ring (io/), the 15008 listener, the
 // HBONE connections both ways and the proxy between them. Other threads talk to it through
 // setSnapshot() and stop(), which wake it with an eventfd; stats() is a copy taken once a
-// second and at the end.
+// tick (100 ms) and at the end.
 
 #include <atomic>
 #include <memory>
@@ -28,6 +28,7 @@ struct LoopOptions {
   size_t recv_buffer_bytes = 16 * 1024;
   HboneConnOptions hbone;
   std::chrono::milliseconds request_timeout{30000};  // see Proxy::setRequestTimeout
+  Http1UpstreamPoolOptions upstream;                 // see Proxy::setUpstreamOptions
 };
 
 struct LoopStats {
@@ -74,7 +75,8 @@ class Loop final : public io::CompletionHandler {
   io::OpTag wake_tag_{this, kWake};
   io::OpTag timer_tag_{this, kTimer};
   uint64_t wake_buf_ = 0;
-  __kernel_timespec timer_interval_{1, 0};
+  // Route timeouts are checked on this tick, so it is their resolution.
+  __kernel_timespec timer_interval_{0, 100'000'000};
   bool stopping_ = false;
 
   mutable std::mutex mu_;  // guards the three below

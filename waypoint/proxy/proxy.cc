@@ -307,6 +307,16 @@ RouteResult Proxy::InboundRouter::route(const http1::RequestHead& head,
     return fail(d.status, d.error);
   }
   if (d.filtered) r.forward = toHttp1Head(routed, head.version);
+  // RequestMirror: an endpoint of each mirror service; one that has none is skipped.
+  if (r.decision) {
+    for (const MirrorTarget& m : r.decision->mirrors) {
+      UpstreamChoice mc = proxy->chooseEndpoint(*m.service, m.port);
+      std::string mirror_error;
+      HboneConn* mirror_conn =
+          mc.status == hbone::kStatusOk ? proxy->connectionFor(mc, &mirror_error) : nullptr;
+      if (mirror_conn) r.mirrors.push_back({mirror_conn, mc.address.toString(), mc.workload->uid});
+    }
+  }
   const UpstreamChoice& choice = d.choice;
   std::string error;
   r.conn = proxy->connectionFor(choice, &error);
@@ -419,6 +429,8 @@ void Proxy::endpointDone(const std::string& uid) {
 void Proxy::onTimer() {
   const auto now = Clock::now();
   h2_upstreams_.onTimer(now);
+  upstreams_.onTimer(now);
+  stats_.upstream = upstreams_.stats();
   for (Inbound& in : inbound_) {
     if (in.http1) in.http1->onTimer(now, request_timeout_);
     if (!in.done && !in.join && !in.http1 && !in.http2 &&
@@ -429,6 +441,8 @@ void Proxy::onTimer() {
 }
 
 void Proxy::reap() {
+  upstreams_.reap();
+  stats_.upstream = upstreams_.stats();
   for (auto it = inbound_.begin(); it != inbound_.end();) {
     if (it->http1) it->http1->reap();
     if (it->http2) it->http2->reap();

@@ -7,8 +7,9 @@
 // (prior knowledge) too, with multiplexed HTTP/2 upstreams (Http2Session, H2Upstreams); anything
 // else, or a client that sends nothing within a second, is passed through as TCP (StreamJoin).
 // Either way an endpoint is chosen (power of two choices on the requests in flight) and reached
-// by a new CONNECT to its 15008 with `:authority` podIP:targetPort, on a pooled connection that
-// presents the waypoint's own identity (so the destination sees the waypoint, as in Istio).
+// by a CONNECT to its 15008 with `:authority` podIP:targetPort (for HTTP/1.1 a kept-alive one
+// from the Http1UpstreamPool when there is one), on a pooled connection that presents the
+// waypoint's own identity (so the destination sees the waypoint, as in Istio).
 
 #include <list>
 #include <map>
@@ -56,6 +57,7 @@ struct ProxyStats {
   uint64_t bytes_out = 0;
   H2UpstreamStats h2_upstreams;  // the multiplexed HTTP/2 upstream connections
   PolicyStats policy;            // denials by authorization policy
+  Http1UpstreamStats upstream;  // HTTP/1.1 upstream connections, mirrors, route timeouts
 };
 
 class Proxy final : public ConnectAcceptor {
@@ -70,6 +72,10 @@ class Proxy final : public ConnectAcceptor {
   void setTelemetry(RequestTelemetry* telemetry) { telemetry_ = telemetry; }
   // How long a request may take to arrive whole before it is answered 408.
   void setRequestTimeout(std::chrono::milliseconds timeout) { request_timeout_ = timeout; }
+  // The HTTP/1.1 upstream pool's bounds (before traffic).
+  void setUpstreamOptions(const Http1UpstreamPoolOptions& options) {
+    upstreams_.setOptions(options);
+  }
   // The routes are compiled once per snapshot.
   void setSnapshot(model::SnapshotPtr snapshot);
 
@@ -77,7 +83,8 @@ class Proxy final : public ConnectAcceptor {
                         const hbone::ConnectRequest& request) override;
   // After each batch of completions: frees what finished.
   void reap();
-  // Once a second: streams whose client said nothing go on as TCP.
+  // On the loop's tick (100 ms): streams whose client said nothing for a second go on as TCP;
+  // route timeouts, idle upstream connections.
   void onTimer();
   ProxyStats stats() const {
     ProxyStats s = stats_;
@@ -128,6 +135,7 @@ class Proxy final : public ConnectAcceptor {
     Routed routeToEndpoint(RequestHead& head, bool grpc);
     void finished(const std::string& endpoint_uid) override;
     void requestDone(const ExchangeRecord& x) override;
+    Http1UpstreamPool& upstreams() override { return proxy->upstreams_; }
   };
   struct Inbound {
     HboneConn* conn = nullptr;
@@ -162,6 +170,7 @@ class Proxy final : public ConnectAcceptor {
   std::shared_ptr<const RouteTable> table_;
   SeededRandom route_random_{std::random_device{}()};
   H2Upstreams h2_upstreams_;  // before inbound_: the sessions' calls go first
+  Http1UpstreamPool upstreams_;     // before inbound_: sessions release into it when they go
   std::list<Inbound> inbound_;
   std::map<std::string, unsigned> in_flight_;  // by endpoint uid
   std::mt19937_64 rng_{std::random_device{}()};
