@@ -357,15 +357,9 @@ Figures ScenarioRunner::l7(HttpVersion version) {
   const std::string v = version == HttpVersion::kHttp1 ? "h1" : "h2";
   const std::vector<pid_t> proxy = mode_.proxyPids();
   Figures f;
-  const auto [max_rps, max_proxy_vcpu] = h2loadMax(version, proxy);
-  f["l7_" + v + "_max_rps"] = max_rps;
-  if (!proxy.empty()) {
-    f["l7_" + v + "_max_proxy_vcpu"] = max_proxy_vcpu;
-    if (max_proxy_vcpu > 0) f["l7_" + v + "_rps_per_core"] = max_rps / max_proxy_vcpu;
-  }
-
-  // Fixed rate: HTTP/1.1 with nm-loadgen http-load (open loop, as the http scenario), HTTP/2
-  // with h2load --rps.
+  // Fixed rate first, on the freshly started mode (as the http scenario): HTTP/1.1 with
+  // nm-loadgen http-load (open loop), HTTP/2 with h2load --rps. Then the maximum, whose end
+  // (h2load closing its connections with requests in flight) leaves the proxy as it leaves it.
   const auto total = o.http_warmup + o.http_window + milliseconds(300);
   const std::string h2_log =
       fmt::format("{}/h2load-{}-{}.log", env_.cluster().workDir(), mode_.name(), ::getpid());
@@ -441,6 +435,13 @@ Figures ScenarioRunner::l7(HttpVersion version) {
     double rss = 0;
     for (const ProcSample& p : after) rss += p.rss_mb;
     f["l7_" + v + "_proxy_rss"] = rss;
+  }
+
+  const auto [max_rps, max_proxy_vcpu] = h2loadMax(version, proxy);
+  f["l7_" + v + "_max_rps"] = max_rps;
+  if (!proxy.empty()) {
+    f["l7_" + v + "_max_proxy_vcpu"] = max_proxy_vcpu;
+    if (max_proxy_vcpu > 0) f["l7_" + v + "_rps_per_core"] = max_rps / max_proxy_vcpu;
   }
   return f;
 }

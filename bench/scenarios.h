@@ -111,8 +111,8 @@ class ScenarioRunner {
   Figures connRate();
   Figures throughput();
   Figures idle();
-  // l7-h1 / l7-h2: the most requests/s h2load gets through (closed loop) and the L7 proxy's
-  // CPU meanwhile; then latency, CPU and memory at a fixed 1,000 requests/s.
+  // l7-h1 / l7-h2: latency, CPU and memory at a fixed 1,000 requests/s; then the most
+  // requests/s h2load gets through (closed loop) and the L7 proxy's CPU meanwhile.
   Figures l7(HttpVersion version);
   // h2load closed loop for Options::l7_max_window after a warm-up: req/s and the CPU of
   // `pids` (summed) over the window.
