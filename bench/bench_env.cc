@@ -54,7 +54,7 @@ uint16_t l7PeerPort(HttpVersion v) {
 }
 
 bool isL7Scenario(const std::string& scenario) {
-  return scenario == "l7-h1" || scenario == "l7-h2";
+  return scenario.rfind("l7-", 0) == 0;
 }
 
 std::string loadgenPath() {

@@ -40,7 +40,8 @@ inline constexpr uint16_t kBackendServicePort = 80;
 // The L7 peers: the client pod's local port (and the proxy pod's TLS port) per HTTP version,
 // and the TLS port in front of the HTTP server in each backend pod.
 uint16_t l7PeerPort(HttpVersion v);
-// The scenarios through an L7 hop ("l7-h1", "l7-h2"); the L7 modes run only these.
+// The scenarios through an L7 hop ("l7-h1", "l7-h1-max", "l7-h2", "l7-h2-max"); the L7 modes
+// run only these.
 bool isL7Scenario(const std::string& scenario);
 inline constexpr uint16_t kBackendTlsPort = 18080;
 

@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <regex>
 #include <sstream>
@@ -41,8 +42,10 @@ void terminate(Process& p) {
 // pod (curl).
 void waitForHttp(Environment& env, const SocketAddress& to, const std::string& who,
                  std::optional<SocketAddress> h2_to = std::nullopt) {
-  for (const auto& [flag, target] : {std::pair<std::string, SocketAddress>{"--http1.1", to},
-                                     {"--http2-prior-knowledge", h2_to.value_or(to)}}) {
+  for (const auto& check : {std::pair<std::string, SocketAddress>{"--http1.1", to},
+                            {"--http2-prior-knowledge", h2_to.value_or(to)}}) {
+    const std::string& flag = check.first;  // named, not bound: lambdas capture them (C++20)
+    const SocketAddress& target = check.second;
     sim::CommandResult last;
     const bool ok = sim::waitFor(
         [&] {
@@ -84,18 +87,23 @@ std::map<std::string, std::string> checkSplit(const std::string& who, const std:
                                               const std::string& v2_marker, bool none_ok) {
   size_t v1 = 0;
   size_t v2 = 0;
+  std::string odd;  // a few lines that name both backends (a retry) or neither
   std::istringstream in(log);
   for (std::string line; std::getline(in, line);) {
     if (line.find(line_marker) == std::string::npos) continue;
-    if (line.find(v1_marker) != std::string::npos) ++v1;
-    if (line.find(v2_marker) != std::string::npos) ++v2;
+    const bool to_v1 = line.find(v1_marker) != std::string::npos;
+    const bool to_v2 = line.find(v2_marker) != std::string::npos;
+    v1 += to_v1 ? 1 : 0;
+    v2 += to_v2 ? 1 : 0;
+    if (to_v1 == to_v2 && std::count(odd.begin(), odd.end(), '\n') < 5) odd += line + "\n";
   }
   const double n = static_cast<double>(v1 + v2);
   const double share = kV2Weight / 100.0;
   if ((n == 0 && !none_ok) ||
       std::abs(static_cast<double>(v2) - share * n) > 5 * std::sqrt(n * share * (1 - share)) + 5) {
-    throw HarnessError(fmt::format("{}: {} requests to v1 and {} to v2, not a {}/{} split", who, v1,
-                                   v2, kV1Weight, kV2Weight));
+    throw HarnessError(fmt::format("{}: {} requests to v1 and {} to v2, not a {}/{} split{}{}", who,
+                                   v1, v2, kV1Weight, kV2Weight,
+                                   odd.empty() ? "" : "; lines like:\n", odd));
   }
   return {{"requests_logged_v1", std::to_string(v1)}, {"requests_logged_v2", std::to_string(v2)}};
 }
@@ -605,6 +613,7 @@ class NginxL7 final : public L7Peer {
   std::vector<std::string> proxyCommand(const std::string& stem) override {
     const std::string d = env_.certDir();
     access_log_ = stem + ".access.log";
+    error_log_ = stem + ".log";
     const std::string tmp = stem + ".tmp";
     std::filesystem::create_directories(tmp);
     const std::string c = fmt::format(
@@ -664,10 +673,19 @@ http {{
     return {"nginx", "-e", stem + ".log", "-c", env_.cluster().writeFile(name() + ".conf", c)};
   }
 
-  std::string proxyLog() override { return sim::readFile(access_log_); }
+  std::string proxyLog() override {
+    // Its error log's warnings, for a failed split check (they stay in the work directory).
+    const std::string errors = sim::readFile(error_log_);
+    if (!errors.empty()) {
+      std::fprintf(stderr, "[bench] nginx-l7 error log (last 2 KiB):\n%s\n",
+                   errors.substr(errors.size() > 2048 ? errors.size() - 2048 : 0).c_str());
+    }
+    return sim::readFile(access_log_);
+  }
 
  private:
   std::string access_log_;
+  std::string error_log_;
 };
 
 }  // namespace

@@ -189,7 +189,7 @@ int run(int argc, char** argv) {
                  "haproxy-l7,nginx-l7: the L7 modes, which run only the L7 scenarios)");
   app.add_option("--scenarios", scenarios,
                  "comma-separated subset of http,latency,conn-rate,throughput,idle (and of "
-                 "l7-h1,l7-h2: HTTP/1.1 and HTTP/2 through an L7 hop)");
+                 "l7-h1,l7-h1-max,l7-h2,l7-h2-max: HTTP/1.1 and HTTP/2 through an L7 hop)");
   app.add_option("--idle-connections", idle, "idle connections (default 10000; --quick: 1000)");
   int conn_rate_seconds = 0;
   app.add_option("--conn-rate-seconds", conn_rate_seconds,
@@ -219,7 +219,8 @@ int run(int argc, char** argv) {
   bool waypoint_suite = false;
   app.add_flag("--waypoint", waypoint_suite,
                "the waypoint benchmark instead: modes direct,nodemesh,waypoint,haproxy-l7,"
-               "nginx-l7, scenarios l7-h1,l7-h2, results in waypoint-l7.md and .json");
+               "nginx-l7, scenarios l7-h1,l7-h1-max,l7-h2,l7-h2-max, results in waypoint-l7.md and "
+               ".json");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -229,7 +230,7 @@ int run(int argc, char** argv) {
   if (waypoint_suite) {
     if (modes == "direct,nodemesh,stunnel,haproxy")
       modes = "direct,nodemesh,waypoint,haproxy-l7,nginx-l7";
-    if (scenarios.empty()) scenarios = "l7-h1,l7-h2";
+    if (scenarios.empty()) scenarios = "l7-h1,l7-h1-max,l7-h2,l7-h2-max";
   }
   if (o.quick) {
     o.repeats = 1;
@@ -467,8 +468,9 @@ int run(int argc, char** argv) {
       if (per_mode.empty()) continue;
       for (const auto& name : o.modes) {
         // The scenarios this mode runs, in groups that share one start of the mode: all of them,
-        // except that an L7 mode starts afresh for each (a closed-loop run ends with h2load
-        // dropping its connections mid-request, which the next scenario should not inherit).
+        // except that an L7 mode starts afresh for each, so that what one run leaves in the L7
+        // proxy (a closed-loop run ends with h2load dropping its connections mid-request) does
+        // not weigh on the next.
         std::vector<std::vector<std::string>> groups;
         for (const auto& scenario : per_mode) {
           if (!modeRuns(name, scenario)) continue;

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cstring>
 
 namespace nodemesh::bench::loadgen {
 
@@ -82,7 +81,7 @@ ssize_t H2Server::readBody(nghttp2_session* /*session*/, int32_t stream_id, uint
   auto* server = static_cast<H2Server*>(self);
   size_t& sent = server->sent_[stream_id];
   const size_t n = std::min(length, server->body_.size() - sent);
-  std::memcpy(buf, server->body_.data() + sent, n);
+  std::copy_n(server->body_.data() + sent, n, buf);
   sent += n;
   if (sent == server->body_.size()) *flags |= NGHTTP2_DATA_FLAG_EOF;
   return static_cast<ssize_t>(n);
