@@ -139,7 +139,17 @@ class Nodemesh final : public Mode {
       throw HarnessError(e.what() + sockets);
     }
     // Through capture and HBONE: the client is enrolled, so this cannot go around the mesh.
-    env_.probe(Environment::kServerIp, appPort(Service::kEcho), kReadyTimeout);
+    // An enrolled pod whose capture is not in force yet would reach the server directly, and
+    // the probe would pass all the same: probe until the client's agent has accepted it.
+    const bool captured = sim::waitFor(
+        [&] {
+          env_.probe(Environment::kServerIp, appPort(Service::kEcho), kReadyTimeout);
+          return statOf(*agents_[0], "accepted_outbound") > 0;
+        },
+        kReadyTimeout, milliseconds(200));
+    if (!captured) {
+      throw HarnessError("the client pod's connections are not captured by its agent");
+    }
     if (with_waypoint_) startWaypoint();
   }
 
@@ -239,6 +249,25 @@ class Nodemesh final : public Mode {
       throw HarnessError("nodemesh-waypoint did not start:\n" + waypoint_->output());
     }
     waitForHttp(env_, address(kBackendVip, kBackendServicePort), "nodemesh-waypoint");
+  }
+
+  // A counter of the agent's `tunnel stats:` line (SIGUSR1 makes it log one); 0 if none came.
+  static uint64_t statOf(Process& agent, const std::string& key) {
+    const size_t before = countOf(sim::readFile(agent.spec().stderr_path), "tunnel stats:");
+    agent.signal(SIGUSR1);
+    std::string log;
+    sim::waitFor(
+        [&] {
+          log = sim::readFile(agent.spec().stderr_path);
+          return countOf(log, "tunnel stats:") > before;
+        },
+        seconds(5), milliseconds(20));
+    const auto pos = log.rfind("tunnel stats:");
+    if (pos == std::string::npos) return 0;
+    std::smatch m;
+    const std::string line = log.substr(pos, log.find('\n', pos) - pos);
+    if (!std::regex_search(line, m, std::regex(" " + key + "=([0-9]+)"))) return 0;
+    return std::stoull(m[1].str());
   }
 
   static size_t countOf(const std::string& text, const std::string& needle) {

@@ -234,7 +234,7 @@ int run(int argc, char** argv) {
   }
   if (o.quick) {
     o.repeats = 1;
-    o.l7_max_window = milliseconds(1500);
+    o.l7_max_window = milliseconds(1000);
     o.throughput_time = milliseconds(1000);
     o.latency_time = milliseconds(1000);
     o.latency_runs = 1;

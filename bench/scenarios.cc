@@ -334,9 +334,23 @@ std::pair<double, double> ScenarioRunner::h2loadMax(HttpVersion version,
   std::this_thread::sleep_for(o.http_warmup + milliseconds(100));
   const auto before = samplePids(pids);
   const auto t0 = Clock::now();
-  std::this_thread::sleep_for(o.l7_max_window - milliseconds(200));
+  std::this_thread::sleep_for((o.l7_max_window - milliseconds(200)) / 2);
+  const auto middle = samplePids(pids);
+  const auto t1 = Clock::now();
+  std::this_thread::sleep_for((o.l7_max_window - milliseconds(200)) / 2);
   const auto after = samplePids(pids);
   const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
+  // A proxy that works through the first half and idles through the second has stalled.
+  const double first = tunnelVcpu(before, middle, std::chrono::duration<double>(t1 - t0).count());
+  const double second =
+      tunnelVcpu(middle, after, std::chrono::duration<double>(Clock::now() - t1).count());
+  if (!pids.empty() && first > 0.05 && second < first / 4) {
+    load.waitExit(o.l7_max_window + seconds(30));
+    throw HarnessError(fmt::format(
+        "the L7 proxy stalled under h2load: {:.3f} vCPU in the first half of the window, {:.3f} "
+        "in the second",
+        first, second));
+  }
   const auto code = load.waitExit(o.l7_max_window + seconds(30));
   const std::string out = load.output() + load.errorOutput();
   if (code != 0) throw HarnessError("h2load failed:\n" + out);
