@@ -297,7 +297,7 @@ std::string Results::toMarkdown(const nlohmann::json& machine, const nlohmann::j
       run.value("command", ""),
       run.value("quick", false) ? "quick mode: short runs, not for comparison" : "full suite",
       run.value("elapsed_s", 0), run.value("repeats", 0), run.value("repeats", 0) == 1 ? "" : "s",
-      latencyRunsNote(run));
+      subject_ == "waypoint" ? "" : latencyRunsNote(run));
   md << fmt::format("Machine: {}, {} cores, {}, {:.1f} GiB. nodemesh {}; {}; {}; {}; {}; {}",
                     machine.value("cpu", "?"), machine.value("cores", 0),
                     machine.value("kernel", "?"), machine.value("memory_gib", 0.0),
@@ -320,7 +320,8 @@ std::string Results::toMarkdown(const nlohmann::json& machine, const nlohmann::j
   if (run.contains("settings") && run["settings"].contains("congestion_control")) {
     md << congestionControlLine(run["settings"]) << "\n\n";
   }
-  if (run.contains("settings") && !run["settings"].value("idle_note", "").empty()) {
+  if (subject_ != "waypoint" && run.contains("settings") &&
+      !run["settings"].value("idle_note", "").empty()) {
     md << "Note: " << run["settings"].value("idle_note", "") << ".\n\n";
   }
   md << "| figure |";
