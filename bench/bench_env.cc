@@ -49,6 +49,14 @@ const char* serviceName(Service s) {
   return "?";
 }
 
+uint16_t l7PeerPort(HttpVersion v) {
+  return v == HttpVersion::kHttp1 ? 18001 : 18002;
+}
+
+bool isL7Scenario(const std::string& scenario) {
+  return scenario.rfind("l7-", 0) == 0;
+}
+
 std::string loadgenPath() {
   return sim::binDir() + "/nm-loadgen";
 }
@@ -70,11 +78,16 @@ Environment::Environment(const Options& options)
   cluster_->addNode("node2");
   cluster_->addPod("node1", kClientPod, kClientIp);
   cluster_->addPod("node2", kServerPod, kServerIp);
-  tunePod(kClientPod);
-  tunePod(kServerPod);
+  cluster_->addPod("node2", kServerV2Pod, kServerV2Ip);
+  cluster_->addPod("node2", kProxyPod, kProxyIp);
+  for (const char* pod : {kClientPod, kServerPod, kServerV2Pod, kProxyPod}) tunePod(pod);
   makeCertificates();
-  // Both pods are mesh workloads; no policy (everything is allowed).
-  mesh_config_ = cluster_->writeFile("mesh.yaml", R"(workloads:
+  // The pods are mesh workloads; no policy (everything is allowed). The waypoint's pod has
+  // protocol TCP: it terminates and originates HBONE itself, no agent enrolls it
+  // (docs/waypoint.md). Only the backend VIP goes through the waypoint; the other modes connect
+  // to pod addresses, which have no waypoint.
+  mesh_config_ = cluster_->writeFile(
+      "mesh.yaml", fmt::format(R"(workloads:
 - uid: bench//v1/Pod/bench/client
   name: client
   namespace: bench
@@ -89,7 +102,51 @@ Environment::Environment(const Options& options)
   workloadIps: ["10.244.2.20"]
   protocol: HBONE
   node: node2
-)");
+  services:
+    bench/backend.bench.svc.cluster.local: {{{0}: {1}}}
+    bench/backend-v1.bench.svc.cluster.local: {{{0}: {1}}}
+- uid: bench//v1/Pod/bench/server-v2
+  name: server-v2
+  namespace: bench
+  serviceAccount: server
+  workloadIps: ["{2}"]
+  protocol: HBONE
+  node: node2
+  services:
+    bench/backend.bench.svc.cluster.local: {{{0}: {1}}}
+    bench/backend-v2.bench.svc.cluster.local: {{{0}: {1}}}
+- uid: {3}
+  name: waypoint
+  namespace: bench
+  serviceAccount: waypoint
+  workloadIps: ["{4}"]
+  protocol: TCP
+  node: node2
+  services:
+    bench/waypoint.bench.svc.cluster.local: {{15008: 15008}}
+services:
+- {{name: backend, namespace: bench, hostname: backend.bench.svc.cluster.local,
+   vips: ["/{5}"], ports: {{{0}: {1}}},
+   waypoint: {{destination: "bench/waypoint.bench.svc.cluster.local", hboneMtlsPort: 15008}}}}
+- {{name: backend-v1, namespace: bench, hostname: backend-v1.bench.svc.cluster.local,
+   vips: ["/10.96.0.21"], ports: {{{0}: {1}}}}}
+- {{name: backend-v2, namespace: bench, hostname: backend-v2.bench.svc.cluster.local,
+   vips: ["/10.96.0.22"], ports: {{{0}: {1}}}}}
+- {{name: waypoint, namespace: bench, hostname: waypoint.bench.svc.cluster.local,
+   vips: ["/10.96.0.9"], ports: {{15008: 15008}}}}
+httpRoutes:
+- apiVersion: gateway.networking.k8s.io/v1
+  kind: HTTPRoute
+  metadata: {{name: backend, namespace: bench}}
+  spec:
+    parentRefs: [{{group: "", kind: Service, name: backend, port: {0}}}]
+    rules:
+    - backendRefs:
+      - {{name: backend-v1, port: {0}, weight: {6}}}
+      - {{name: backend-v2, port: {0}, weight: {7}}}
+)",
+                               kBackendServicePort, appPort(Service::kHttp), kServerV2Ip,
+                               kWaypointUid, kProxyIp, kBackendVip, kV1Weight, kV2Weight));
   startServers();
 }
 
@@ -129,16 +186,21 @@ void Environment::makeCertificates() {
                        "-addext", "keyUsage=critical,keyCertSign,cRLSign"});
   check(sim::runLocal(ca, seconds(20)));
   int serial = 1;
-  for (const auto& [name, ip] :
-       {std::pair<std::string, std::string>{"server", kServerIp}, {"client", kClientIp}}) {
+  for (const auto& [name, ip] : {std::pair<std::string, std::string>{"server", kServerIp},
+                                 {"client", kClientIp},
+                                 {"server-v2", kServerV2Ip},
+                                 {"proxy", kProxyIp}}) {
     std::vector<std::string> req = {"openssl", "req"};
     req.insert(req.end(), p256.begin(), p256.end());
     req.insert(req.end(), {"-keyout", d + "/" + name + ".key", "-out", d + "/" + name + ".csr",
                            "-subj", "/CN=" + name});
     check(sim::runLocal(req, seconds(20)));
+    // The name nginx checks on both backends of its upstream (proxy_ssl_name).
+    const std::string backend_san =
+        name.rfind("server", 0) == 0 ? ",DNS:backend.bench.svc.cluster.local" : "";
     std::string ext = cluster_->writeFile(
-        name + ".ext", "subjectAltName=URI:spiffe://cluster.local/ns/bench/sa/" + name +
-                           ",IP:" + ip + "\nextendedKeyUsage=serverAuth,clientAuth\n" +
+        name + ".ext", "subjectAltName=URI:spiffe://cluster.local/ns/bench/sa/" + name + ",IP:" +
+                           ip + backend_san + "\nextendedKeyUsage=serverAuth,clientAuth\n" +
                            "keyUsage=critical,digitalSignature\nbasicConstraints=CA:FALSE\n");
     check(sim::runLocal(
         {"openssl", "x509", "-req", "-in", d + "/" + name + ".csr", "-CA", d + "/ca.pem", "-CAkey",
@@ -156,15 +218,18 @@ void Environment::startServers() {
                           std::to_string(appPort(Service::kSockperf))});
   startInPod(kServerPod,
              {loadgenPath(), "echo-server", "--port", std::to_string(appPort(Service::kEcho))});
-  startInPod(kServerPod, {loadgenPath(), "http-server", "--port",
-                          std::to_string(appPort(Service::kHttp)), "--body", "1024"});
+  for (const char* pod : {kServerPod, kServerV2Pod}) {
+    startInPod(pod, {loadgenPath(), "http-server", "--port",
+                     std::to_string(appPort(Service::kHttp)), "--body", "1024"});
+  }
   bool listening = sim::waitFor(
       [&] {
         CommandResult r = cluster_->runInPod(kServerPod, {"ss", "-Hltn"});
         for (Service s : kServices) {
           if (r.out.find(fmt::format(":{} ", appPort(s))) == std::string::npos) return false;
         }
-        return true;
+        r = cluster_->runInPod(kServerV2Pod, {"ss", "-Hltn"});
+        return r.out.find(fmt::format(":{} ", appPort(Service::kHttp))) != std::string::npos;
       },
       seconds(10), milliseconds(100));
   if (!listening) throw HarnessError("the server applications did not start listening");

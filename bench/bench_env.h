@@ -29,6 +29,22 @@ uint16_t tunnelPort(Service s);  // stunnel/HAProxy: the TLS port in the server 
                                  // local port in the client pod the client connects to
 const char* serviceName(Service s);
 
+// The waypoint benchmark (modes waypoint, haproxy-l7, nginx-l7): the L7 hop splits requests 90/10
+// between the server pod (v1) and the server-v2 pod, both serving HTTP/1.1 and HTTP/2 (h2c) on
+// appPort(Service::kHttp).
+enum class HttpVersion { kHttp1, kHttp2 };
+inline constexpr int kV1Weight = 90;
+inline constexpr int kV2Weight = 10;
+inline constexpr const char* kBackendVip = "10.96.0.20";  // the service with the waypoint, :80
+inline constexpr uint16_t kBackendServicePort = 80;
+// The L7 peers: the client pod's local port (and the proxy pod's TLS port) per HTTP version,
+// and the TLS port in front of the HTTP server in each backend pod.
+uint16_t l7PeerPort(HttpVersion v);
+// The scenarios through an L7 hop ("l7-h1", "l7-h1-max", "l7-h2", "l7-h2-max"); the L7 modes
+// run only these.
+bool isL7Scenario(const std::string& scenario);
+inline constexpr uint16_t kBackendTlsPort = 18080;
+
 struct Options {
   bool quick = false;
   int repeats = 3;
@@ -54,6 +70,12 @@ struct Options {
   std::chrono::milliseconds http_warmup{1000};
   std::chrono::milliseconds http_window{8000};
   int http_rate = 1000;
+  // The L7 scenarios: the closed-loop window of the maximum (after http_warmup); the fixed-rate
+  // part uses http_warmup, http_window and http_rate.
+  std::chrono::milliseconds l7_max_window{8000};
+  int l7_h1_connections = 16;
+  int l7_h2_connections = 4;
+  int l7_h2_streams = 16;
   int http_connections = 16;
   int conn_rate_concurrency = 16;
   int idle_connections = 10000;
@@ -71,6 +93,13 @@ class Environment {
   static constexpr const char* kServerPod = "server";
   static constexpr const char* kClientIp = "10.244.1.10";
   static constexpr const char* kServerIp = "10.244.2.20";
+  // The waypoint benchmark's second backend and its L7 proxy's pod (the waypoint or a peer),
+  // both on node2 like the server.
+  static constexpr const char* kServerV2Pod = "server-v2";
+  static constexpr const char* kServerV2Ip = "10.244.2.21";
+  static constexpr const char* kProxyPod = "proxy";
+  static constexpr const char* kProxyIp = "10.244.2.9";
+  static constexpr const char* kWaypointUid = "bench//v1/Pod/bench/waypoint";
 
   // Builds the cluster, the CA and certificates, and starts the server applications. Throws
   // sim::HarnessError.
@@ -83,9 +112,10 @@ class Environment {
   const Options& options() const { return options_; }
 
   // Certificates (PEM) in the work directory: ca.pem, <name>.pem, <name>.key, and
-  // <name>.bundle.pem (certificate + key, HAProxy's crt).
+  // <name>.bundle.pem (certificate + key, HAProxy's crt), for server, client, server-v2 and proxy.
   std::string certDir() const { return cert_dir_; }
-  // The nodemesh local config for the two pods.
+  // The nodemesh local config: the pods, and for the waypoint the backend service (VIP
+  // kBackendVip) whose HTTPRoute splits 90/10 between backend-v1 (server) and backend-v2.
   const std::string& meshConfig() const { return mesh_config_; }
 
   // `argv` run on the CPU of `node` (taskset) when Options::pin, else unchanged.

@@ -184,9 +184,12 @@ int run(int argc, char** argv) {
   app.add_option("--out", o.out_dir,
                  "where latest.json/latest.md go (default bench/results; --quick: "
                  "<build>/bench-quick)");
-  app.add_option("--modes", modes, "comma-separated subset of direct,nodemesh,stunnel,haproxy");
+  app.add_option("--modes", modes,
+                 "comma-separated subset of direct,nodemesh,stunnel,haproxy (and of waypoint,"
+                 "haproxy-l7,nginx-l7: the L7 modes, which run only the L7 scenarios)");
   app.add_option("--scenarios", scenarios,
-                 "comma-separated subset of http,latency,conn-rate,throughput,idle");
+                 "comma-separated subset of http,latency,conn-rate,throughput,idle (and of "
+                 "l7-h1,l7-h1-max,l7-h2,l7-h2-max: HTTP/1.1 and HTTP/2 through an L7 hop)");
   app.add_option("--idle-connections", idle, "idle connections (default 10000; --quick: 1000)");
   int conn_rate_seconds = 0;
   app.add_option("--conn-rate-seconds", conn_rate_seconds,
@@ -213,14 +216,25 @@ int run(int argc, char** argv) {
                  "TCP congestion control in the pods, for every mode (host: the host's default)")
       ->capture_default_str();
   app.add_flag("--keep-logs", o.keep_logs, "keep the cluster's work directory (process logs)");
+  bool waypoint_suite = false;
+  app.add_flag("--waypoint", waypoint_suite,
+               "the waypoint benchmark instead: modes direct,nodemesh,waypoint,haproxy-l7,"
+               "nginx-l7, scenarios l7-h1,l7-h1-max,l7-h2,l7-h2-max, results in waypoint-l7.md and "
+               ".json");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
 
+  if (waypoint_suite) {
+    if (modes == "direct,nodemesh,stunnel,haproxy")
+      modes = "direct,nodemesh,waypoint,haproxy-l7,nginx-l7";
+    if (scenarios.empty()) scenarios = "l7-h1,l7-h1-max,l7-h2,l7-h2-max";
+  }
   if (o.quick) {
     o.repeats = 1;
+    o.l7_max_window = milliseconds(1000);
     o.throughput_time = milliseconds(1000);
     o.latency_time = milliseconds(1000);
     o.latency_runs = 1;
@@ -252,8 +266,7 @@ int run(int argc, char** argv) {
     }
   }
   for (const auto& m : o.modes) {
-    if (m != "direct" && m != "nodemesh" && m != "stunnel" && m != "haproxy" &&
-        m.rfind("nodemesh-", 0) != 0) {
+    if (!isKnownMode(m, o)) {
       std::cerr << "nodemesh-bench: unknown mode " << m << "\n";
       return kExitFailed;
     }
@@ -277,6 +290,12 @@ int run(int argc, char** argv) {
     std::cerr << "nodemesh-bench: no known scenario in '" << scenarios << "'\n";
     return kExitFailed;
   }
+  // Whether any selected mode runs any selected scenario through an L7 hop.
+  bool l7 = false;
+  for (const auto& m : o.modes) {
+    for (const auto& sc : order) l7 = l7 || (isL7Scenario(sc) && modeRuns(m, sc));
+  }
+  const std::string stem = waypoint_suite ? "waypoint-l7" : "latest";
   if (o.out_dir.empty()) {
     o.out_dir = o.quick ? (fs::path(sim::binDir()).parent_path() / "bench-quick").string()
                         : o.source_dir + "/bench/results";
@@ -291,10 +310,14 @@ int run(int argc, char** argv) {
     std::cerr << "nodemesh-bench: skipped: " << *problem << "\n";
     return kExitSkipped;
   }
-  for (const std::string& tool :
-       {std::string("iperf3"), std::string("sockperf"), std::string("stunnel"),
-        std::string("haproxy"), std::string("openssl"), std::string("ss"), std::string("sysctl"),
-        std::string("taskset"), sim::agentPath(), loadgenPath()}) {
+  std::vector<std::string> tools = {
+      "iperf3", "sockperf", "stunnel", "haproxy",        "openssl",    "ss",
+      "sysctl", "taskset",  "curl",    sim::agentPath(), loadgenPath()};
+  if (l7) tools.insert(tools.end(), {"h2load", "nginx"});
+  if (std::find(o.modes.begin(), o.modes.end(), "waypoint") != o.modes.end()) {
+    tools.push_back(sim::waypointPath());
+  }
+  for (const std::string& tool : tools) {
     if (!sim::findExecutable(tool)) {
       std::cerr << "nodemesh-bench: " << tool
                 << " not found (scripts/install-deps.sh installs the tools; bench/run builds)\n";
@@ -320,7 +343,9 @@ int run(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];
   const auto started = Clock::now();
   const nlohmann::json machine = describeMachine(o.source_dir);
-  Results results(o.modes);
+  Results results = waypoint_suite
+                        ? Results(o.modes, "waypoint", {std::begin(kL7Peers), std::end(kL7Peers)})
+                        : Results(o.modes);
   std::vector<std::string> leftovers;
   std::vector<double> background_vcpu;  // per mode run
   std::string congestion_used;          // what the pods ran, after any fallback
@@ -409,6 +434,7 @@ int run(int argc, char** argv) {
         for (int run = 0; run < o.latency_runs; ++run) {
           for (size_t i = 0; i < o.modes.size(); ++i) {
             const std::string& name = o.modes[(i + static_cast<size_t>(run)) % o.modes.size()];
+            if (!modeRuns(name, "latency")) continue;
             std::unique_ptr<Mode> mode = start_mode(name, r);
             if (!mode) continue;
             ScenarioRunner runner(env, *mode);
@@ -441,26 +467,43 @@ int run(int argc, char** argv) {
       }
       if (per_mode.empty()) continue;
       for (const auto& name : o.modes) {
-        const auto t0 = Clock::now();
-        const CpuUse cpu0 = readCpuUse(env.cluster().cgroupBase());
-        std::unique_ptr<Mode> mode = start_mode(name, r);
-        if (!mode) continue;
-        ScenarioRunner runner(env, *mode);
+        // The scenarios this mode runs, in groups that share one start of the mode: all of them,
+        // except that an L7 mode starts afresh for each, so that what one run leaves in the L7
+        // proxy (a closed-loop run ends with h2load dropping its connections mid-request) does
+        // not weigh on the next.
+        std::vector<std::vector<std::string>> groups;
         for (const auto& scenario : per_mode) {
-          if (auto f = run_scenario(runner, *mode, name, r, scenario,
-                                    fmt::format("{}-{}", scenario, r))) {
-            results.add(name, *f);
+          if (!modeRuns(name, scenario)) continue;
+          if (groups.empty() || isL7Mode(name)) groups.emplace_back();
+          groups.back().push_back(scenario);
+        }
+        for (const auto& group : groups) {
+          const auto t0 = Clock::now();
+          const CpuUse cpu0 = readCpuUse(env.cluster().cgroupBase());
+          std::unique_ptr<Mode> mode = start_mode(name, r);
+          if (!mode) continue;
+          ScenarioRunner runner(env, *mode);
+          for (const auto& scenario : group) {
+            if (auto f = run_scenario(runner, *mode, name, r, scenario,
+                                      fmt::format("{}-{}", scenario, r))) {
+              results.add(name, *f);
+            }
           }
+          const double background = backgroundVcpu(cpu0, readCpuUse(env.cluster().cgroupBase()));
+          background_vcpu.push_back(background);
+          if (auto facts = stop_mode(*mode, name, r)) {
+            (*facts)["background_vcpu"] = fmt::format("{:.2f}", background);
+            if (isL7Mode(name)) {  // one start per scenario: its facts under its name
+              std::map<std::string, std::string> named;
+              for (const auto& [k, v] : *facts) named[group.front() + "." + k] = v;
+              facts = std::move(named);
+            }
+            results.addFacts(name, r, *facts);
+          }
+          log(fmt::format("{}/{} {} done in {:.1f} s (other processes: {:.2f} vCPU)", r, o.repeats,
+                          name, std::chrono::duration<double>(Clock::now() - t0).count(),
+                          background));
         }
-        const double background = backgroundVcpu(cpu0, readCpuUse(env.cluster().cgroupBase()));
-        background_vcpu.push_back(background);
-        if (auto facts = stop_mode(*mode, name, r)) {
-          (*facts)["background_vcpu"] = fmt::format("{:.2f}", background);
-          results.addFacts(name, r, *facts);
-        }
-        log(fmt::format("{}/{} {} done in {:.1f} s (other processes: {:.2f} vCPU)", r, o.repeats,
-                        name, std::chrono::duration<double>(Clock::now() - t0).count(),
-                        background));
       }
     }
     leftovers = env.teardown();
@@ -491,6 +534,11 @@ int run(int argc, char** argv) {
         {"http_rate", o.http_rate},
         {"http_connections", o.http_connections},
         {"http_window_s", toSeconds(o.http_window)},
+        {"http_warmup_s", toSeconds(o.http_warmup)},
+        {"l7_max_window_s", toSeconds(o.l7_max_window)},
+        {"l7_h1_connections", o.l7_h1_connections},
+        {"l7_h2_connections", o.l7_h2_connections},
+        {"l7_h2_streams", o.l7_h2_streams},
         {"idle_connections", o.idle_connections},
         {"idle_note", o.idle_note},
         {"fd_limit", o.fd_limit},
@@ -516,15 +564,15 @@ int run(int argc, char** argv) {
   fs::create_directories(o.out_dir, ec);
   const std::string md = results.toMarkdown(machine, run_info);
   const std::string json = results.toJson(machine, run_info).dump(2) + "\n";
-  writeText(fs::path(o.out_dir) / "latest.md", md);
-  writeText(fs::path(o.out_dir) / "latest.json", json);
-  if (!o.quick) {
+  writeText(fs::path(o.out_dir) / (stem + ".md"), md);
+  writeText(fs::path(o.out_dir) / (stem + ".json"), json);
+  if (!o.quick && !waypoint_suite) {
     const std::string stamp = utcNow("%Y-%m-%d");
     writeText(fs::path(o.out_dir) / (stamp + ".md"), md);
     writeText(fs::path(o.out_dir) / (stamp + ".json"), json);
   }
   std::cout << md;
-  log(fmt::format("{:.0f} s; results in {}/latest.md and latest.json", elapsed, o.out_dir));
+  log(fmt::format("{:.0f} s; results in {}/{}.md and {}.json", elapsed, o.out_dir, stem, stem));
   if (!results.errors().empty()) {
     log(fmt::format("{} problem(s):", results.errors().size()));
     for (const auto& e : results.errors()) log("  " + e);

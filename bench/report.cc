@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "bench/modes.h"
 #include "sim/process.h"
 
 namespace nodemesh::bench {
@@ -41,13 +42,14 @@ std::string toolVersion(const std::vector<std::string>& argv, const std::string&
 }
 
 bool isLatency(const std::string& metric) {
-  return metric.rfind("latency_", 0) == 0;
+  return metric.rfind("latency_", 0) == 0 || (metric.rfind("l7_", 0) == 0 && metric.size() > 3 &&
+                                              metric.compare(metric.size() - 3, 3, "_us") == 0);
 }
 
 std::string formatValue(const MetricInfo& m, double v) {
   std::string unit = m.unit;
   if (unit == "Gbit/s") return fmt::format("{:.2f}", v);
-  if (unit == "conn/s") return fmt::format("{:.0f}", v);
+  if (unit == "conn/s" || unit == "req/s") return fmt::format("{:.0f}", v);
   if (unit == "vCPU") return fmt::format("{:.3f}", v);
   if (unit == "us") return fmt::format("{:.1f}", v);
   return fmt::format("{:.1f}", v);
@@ -122,7 +124,9 @@ nlohmann::json describeMachine(const std::string& source_dir) {
         {"haproxy", toolVersion({"haproxy", "-v"}, "HAProxy version")},
         {"iperf3", toolVersion({"iperf3", "--version"}, "iperf")},
         {"sockperf", toolVersion({"sockperf", "--version"}, "version")},
-        {"openssl", toolVersion({"openssl", "version"}, "OpenSSL")}}},
+        {"openssl", toolVersion({"openssl", "version"}, "OpenSSL")},
+        {"nginx", toolVersion({"nginx", "-v"}, "nginx version")},
+        {"h2load", toolVersion({"h2load", "--version"}, "h2load")}}},
   };
 }
 
@@ -146,11 +150,11 @@ std::optional<double> Results::median(const std::string& mode, const std::string
 std::optional<std::pair<std::string, double>> Results::bestPeer(const std::string& metric) const {
   const MetricInfo* info = findMetric(metric);
   std::optional<std::pair<std::string, double>> best;
-  for (const char* peer : kPeers) {
+  for (const std::string& peer : peers_) {
     auto v = median(peer, metric);
     if (!v || !info) continue;
     bool better = !best || (info->higher_is_better ? *v > best->second : *v < best->second);
-    if (better) best = std::make_pair(std::string(peer), *v);
+    if (better) best = std::make_pair(peer, *v);
   }
   return best;
 }
@@ -168,6 +172,8 @@ std::vector<std::string> Results::missing(const std::vector<std::string>& scenar
     if (std::find(scenarios.begin(), scenarios.end(), m.scenario) == scenarios.end()) continue;
     for (const auto& mode : modes_) {
       if (m.cost && mode == "direct") continue;
+      if (m.proxy && !isL7Mode(mode)) continue;
+      if (!modeRuns(mode, m.scenario)) continue;
       if (!median(mode, m.key)) out.push_back(mode + "/" + m.key);
     }
   }
@@ -177,16 +183,16 @@ std::vector<std::string> Results::missing(const std::vector<std::string>& scenar
 std::vector<Results::Target> Results::targets() const {
   std::vector<Target> out;
   auto ratio_to_peer = [&](const std::string& metric) -> std::optional<double> {
-    auto v = median("nodemesh", metric);
+    auto v = median(subject_, metric);
     auto p = bestPeer(metric);
     if (!v || !p || p->second == 0) return std::nullopt;
     return *v / p->second;
   };
   // Added latency (over direct) relative to the best peer's added latency.
   auto added_to_peer = [&](const std::string& metric) -> std::optional<double> {
-    auto mine = added("nodemesh", metric);
+    auto mine = added(subject_, metric);
     std::optional<double> best;
-    for (const char* peer : kPeers) {
+    for (const std::string& peer : peers_) {
       auto a = added(peer, metric);
       if (a && (!best || *a < *best)) best = a;
     }
@@ -200,6 +206,30 @@ std::vector<Results::Target> Results::targets() const {
                                                     : *value < required);
     out.push_back(Target{name, tier, figure, value, required, cmp, pass});
   };
+  if (subject_ == "waypoint") {
+    // Issue 15: first target, at least the best peer's requests/s per core and no more than its
+    // added p50; goal, twice its requests/s per core, <= 0.1 vCPU and <= 20 MB per 1,000 req/s.
+    for (const auto& [tier, ratio] :
+         {std::pair<std::string, double>{"first", 1.0}, {"beyond", 2.0}}) {
+      for (const std::string v : {"h1", "h2"}) {
+        const std::string name = v == "h1" ? "HTTP/1.1" : "HTTP/2";
+        add(tier, name + " requests/s per core", "waypoint / best peer",
+            ratio_to_peer("l7_" + v + "_rps_per_core"), ">=", ratio);
+        if (tier == "first") {
+          add(tier, name + " added p50 at 1,000 req/s", "waypoint added / best peer added",
+              added_to_peer("l7_" + v + "_p50_us"), "<=", 1.0);
+        }
+      }
+    }
+    for (const std::string v : {"h1", "h2"}) {
+      const std::string name = v == "h1" ? "HTTP/1.1" : "HTTP/2";
+      add("beyond", name + " vCPU per 1,000 req/s (the waypoint)", "vCPU",
+          median(subject_, "l7_" + v + "_proxy_vcpu"), "<=", 0.1);
+      add("beyond", name + " RSS at 1,000 req/s (the waypoint)", "MB",
+          median(subject_, "l7_" + v + "_proxy_rss"), "<=", 20);
+    }
+    return out;
+  }
   for (const auto& [tier, t_ratio, lat_ratio, conn_ratio] :
        {std::tuple<std::string, double, double, double>{"first", 1.0, 1.0, 2.0},
         {"beyond", 1.5, 0.5, 3.0}}) {
@@ -260,20 +290,26 @@ nlohmann::json Results::toJson(const nlohmann::json& machine, const nlohmann::js
 
 std::string Results::toMarkdown(const nlohmann::json& machine, const nlohmann::json& run) const {
   std::ostringstream md;
-  md << "# nodemesh benchmark results\n\n";
+  md << (subject_ == "waypoint" ? "# nodemesh waypoint benchmark results (vs HAProxy and nginx)\n\n"
+                                : "# nodemesh benchmark results\n\n");
   md << fmt::format(
       "{} UTC, `{}`, {} ({} s); median of {} run{} per figure{}.\n\n", run.value("date", ""),
       run.value("command", ""),
       run.value("quick", false) ? "quick mode: short runs, not for comparison" : "full suite",
       run.value("elapsed_s", 0), run.value("repeats", 0), run.value("repeats", 0) == 1 ? "" : "s",
-      latencyRunsNote(run));
-  md << fmt::format("Machine: {}, {} cores, {}, {:.1f} GiB. nodemesh {}; {}; {}; {}; {}; {}.\n\n",
+      subject_ == "waypoint" ? "" : latencyRunsNote(run));
+  md << fmt::format("Machine: {}, {} cores, {}, {:.1f} GiB. nodemesh {}; {}; {}; {}; {}; {}",
                     machine.value("cpu", "?"), machine.value("cores", 0),
                     machine.value("kernel", "?"), machine.value("memory_gib", 0.0),
                     machine.value("nodemesh_commit", "?"), machine["tools"].value("stunnel", "?"),
                     machine["tools"].value("haproxy", "?"), machine["tools"].value("iperf3", "?"),
                     machine["tools"].value("sockperf", "?"),
                     machine["tools"].value("openssl", "?"));
+  if (subject_ == "waypoint") {
+    md << fmt::format("; {}; {}", machine["tools"].value("nginx", "?"),
+                      machine["tools"].value("h2load", "?"));
+  }
+  md << ".\n\n";
 
   if (run.contains("background_vcpu")) {
     md << fmt::format(
@@ -284,12 +320,13 @@ std::string Results::toMarkdown(const nlohmann::json& machine, const nlohmann::j
   if (run.contains("settings") && run["settings"].contains("congestion_control")) {
     md << congestionControlLine(run["settings"]) << "\n\n";
   }
-  if (run.contains("settings") && !run["settings"].value("idle_note", "").empty()) {
+  if (subject_ != "waypoint" && run.contains("settings") &&
+      !run["settings"].value("idle_note", "").empty()) {
     md << "Note: " << run["settings"].value("idle_note", "") << ".\n\n";
   }
   md << "| figure |";
   for (const auto& mode : modes_) md << " " << mode << " |";
-  md << " nodemesh ÷ direct | nodemesh ÷ best peer |\n|---|";
+  md << fmt::format(" {0} ÷ direct | {0} ÷ best peer |\n|---|", subject_);
   for (size_t i = 0; i < modes_.size(); ++i) md << "---:|";
   md << "---:|---:|\n";
   for (const MetricInfo& m : kMetrics) {
@@ -304,7 +341,7 @@ std::string Results::toMarkdown(const nlohmann::json& machine, const nlohmann::j
       if (v && peer && peer->first == mode) md << " *";
       md << " |";
     }
-    auto mine = median("nodemesh", m.key);
+    auto mine = median(subject_, m.key);
     auto direct = median("direct", m.key);
     md << " "
        << formatRatio(mine && direct && *direct != 0 ? std::optional<double>(*mine / *direct)
@@ -315,11 +352,21 @@ std::string Results::toMarkdown(const nlohmann::json& machine, const nlohmann::j
                           : std::nullopt)
        << " |\n";
   }
-  md << "\n`*` the best peer on that figure. Latency is the full round trip. vCPU and RSS are the "
-        "tunnel processes' (nodemesh: the two agents; peers: their client- and server-side "
-        "processes); direct has none.\n\n";
+  if (subject_ == "waypoint") {
+    md << "\n`*` the best peer on that figure. Latency is per request, from when it was due (open "
+          "loop). \"L7 proxy\" figures are the waypoint's or the peer's L7 proxy process alone "
+          "(pinned to one CPU); requests/s per core is the maximum divided by that process's vCPU "
+          "during the run. \"Every mesh process\": nodemesh's two agents and the waypoint, or "
+          "the peer's L7 proxy and its four HAProxy TLS ends. Per 1,000 req/s figures are "
+          "measured at 1,000 req/s.\n\n";
+  } else {
+    md << "\n`*` the best peer on that figure. Latency is the full round trip. vCPU and RSS are "
+          "the tunnel processes' (nodemesh: the two agents; peers: their client- and server-side "
+          "processes); direct has none.\n\n";
+  }
 
-  md << "## Targets\n\n| tier | target | nodemesh | required | |\n|---|---|---:|---:|---|\n";
+  md << fmt::format("## Targets\n\n| tier | target | {} | required | |\n|---|---|---:|---:|---|\n",
+                    subject_);
   for (const Target& t : targets()) {
     md << fmt::format("| {} | {} ({}) | {} | {} {} | {} |\n", t.tier, t.name, t.figure,
                       t.value ? fmt::format("{:.3f}", *t.value) : "-", t.comparison, t.required,

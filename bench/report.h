@@ -20,6 +20,8 @@ namespace nodemesh::bench {
 double medianOf(std::vector<double> v);
 
 inline constexpr const char* kPeers[] = {"stunnel", "haproxy"};
+// The waypoint benchmark's peers (modes.h).
+inline constexpr const char* kL7Peers[] = {"haproxy-l7", "nginx-l7"};
 
 // The report's sentence on the pods' TCP congestion control, from the run's "settings": which
 // algorithm the figures used and, when it is not the one asked for, why.
@@ -30,7 +32,11 @@ nlohmann::json describeMachine(const std::string& source_dir);
 
 class Results {
  public:
-  explicit Results(std::vector<std::string> modes) : modes_(std::move(modes)) {}
+  // `subject`: the mode the targets are about (nodemesh, or the waypoint in the waypoint
+  // benchmark); `peers`: the modes it is compared with.
+  explicit Results(std::vector<std::string> modes, std::string subject = "nodemesh",
+                   std::vector<std::string> peers = {std::begin(kPeers), std::end(kPeers)})
+      : modes_(std::move(modes)), subject_(std::move(subject)), peers_(std::move(peers)) {}
 
   void add(const std::string& mode, const Figures& figures);
   void addError(const std::string& error) { errors_.push_back(error); }
@@ -62,6 +68,8 @@ class Results {
   std::optional<double> added(const std::string& mode, const std::string& metric) const;
 
   std::vector<std::string> modes_;
+  std::string subject_;
+  std::vector<std::string> peers_;
   std::map<std::string, std::map<std::string, std::vector<double>>> samples_;  // mode, metric
   std::vector<std::string> errors_;
   nlohmann::json facts_ = nlohmann::json::object();

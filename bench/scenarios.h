@@ -27,6 +27,8 @@ struct MetricInfo {
   const char* unit;
   bool higher_is_better;
   bool cost;  // a cost of the tunnel processes: no value for direct
+  // A figure of the L7 hop (the waypoint or a peer's L7 proxy): no value without one.
+  bool proxy = false;
 };
 
 inline constexpr MetricInfo kMetrics[] = {
@@ -54,13 +56,43 @@ inline constexpr MetricInfo kMetrics[] = {
     {"idle_kib_per_conn", "idle", "Memory per idle connection, both sides", "KiB", false, true},
     {"idle_rss_total", "idle", "RSS with the idle connections open, both sides", "MB", false, true},
     {"idle_open_s", "idle", "Time to open the idle connections (128 at a time)", "s", false, true},
+    // The waypoint benchmark (l7-h1: HTTP/1.1 keep-alive, l7-h2: HTTP/2), 1 KiB responses; the
+    // maximum in a scenario of its own (-max), on a freshly started mode.
+    {"l7_h1_max_rps", "l7-h1-max", "HTTP/1.1 maximum (h2load --h1, 16 connections)", "req/s", true,
+     false},
+    {"l7_h1_rps_per_core", "l7-h1-max", "HTTP/1.1 maximum: requests/s per L7 proxy core", "req/s",
+     true, true, true},
+    {"l7_h1_max_proxy_vcpu", "l7-h1-max", "HTTP/1.1 maximum: L7 proxy vCPU", "vCPU", false, true,
+     true},
+    {"l7_h1_p50_us", "l7-h1", "HTTP/1.1 at 1,000 req/s: latency p50", "us", false, false},
+    {"l7_h1_p99_us", "l7-h1", "HTTP/1.1 at 1,000 req/s: latency p99", "us", false, false},
+    {"l7_h1_proxy_vcpu", "l7-h1", "HTTP/1.1 at 1,000 req/s: L7 proxy vCPU", "vCPU", false, true,
+     true},
+    {"l7_h1_proxy_rss", "l7-h1", "HTTP/1.1 at 1,000 req/s: L7 proxy RSS", "MB", false, true, true},
+    {"l7_h1_total_vcpu", "l7-h1", "HTTP/1.1 at 1,000 req/s: vCPU of every mesh process", "vCPU",
+     false, true},
+    {"l7_h2_max_rps", "l7-h2-max", "HTTP/2 maximum (h2load, 4 connections x 16 streams)", "req/s",
+     true, false},
+    {"l7_h2_rps_per_core", "l7-h2-max", "HTTP/2 maximum: requests/s per L7 proxy core", "req/s",
+     true, true, true},
+    {"l7_h2_max_proxy_vcpu", "l7-h2-max", "HTTP/2 maximum: L7 proxy vCPU", "vCPU", false, true,
+     true},
+    {"l7_h2_p50_us", "l7-h2", "HTTP/2 at 1,000 req/s: latency p50", "us", false, false},
+    {"l7_h2_p99_us", "l7-h2", "HTTP/2 at 1,000 req/s: latency p99", "us", false, false},
+    {"l7_h2_proxy_vcpu", "l7-h2", "HTTP/2 at 1,000 req/s: L7 proxy vCPU", "vCPU", false, true,
+     true},
+    {"l7_h2_proxy_rss", "l7-h2", "HTTP/2 at 1,000 req/s: L7 proxy RSS", "MB", false, true, true},
+    {"l7_h2_total_vcpu", "l7-h2", "HTTP/2 at 1,000 req/s: vCPU of every mesh process", "vCPU",
+     false, true},
 };
 
 // Scenario names, in the order they run. `latency` runs first in a round, for every mode in
 // turn (nodemesh_bench.cc); the others run mode by mode: the cost figures of `http` are taken on
-// a freshly started tunnel, and `idle` grows the tunnels and runs last.
-inline constexpr const char* kScenarioOrder[] = {"http", "latency", "conn-rate", "throughput",
-                                                 "idle"};
+// a freshly started tunnel, and `idle` grows the tunnels and runs last (of the modes that run
+// them; the L7 scenarios run on the modes that the others do not, see modeRuns()).
+inline constexpr const char* kScenarioOrder[] = {"http",       "latency", "conn-rate",
+                                                 "throughput", "idle",    "l7-h1",
+                                                 "l7-h1-max",  "l7-h2",   "l7-h2-max"};
 
 const MetricInfo* findMetric(const std::string& key);
 
@@ -84,8 +116,20 @@ class ScenarioRunner {
   Figures connRate();
   Figures throughput();
   Figures idle();
+  // l7-h1 / l7-h2: latency, CPU and memory at a fixed 1,000 requests/s.
+  Figures l7(HttpVersion version);
+  // l7-h1-max / l7-h2-max: the most requests/s h2load gets through (closed loop) and the L7
+  // proxy's CPU meanwhile.
+  Figures l7Max(HttpVersion version);
+  // h2load closed loop for Options::l7_max_window after a warm-up: req/s and the CPU of
+  // `pids` (summed) over the window.
+  std::pair<double, double> h2loadMax(HttpVersion version, const std::vector<pid_t>& pids);
+  // HTTP/2 at Options::http_rate with h2load --rps: latency percentiles (us) from its per-request
+  // log, the first Options::http_warmup left out.
+  sim::Process& startH2Rate(const std::string& log_path, std::chrono::milliseconds total);
 
   std::vector<ProcSample> sampleTunnel();
+  std::vector<ProcSample> samplePids(const std::vector<pid_t>& pids);
   // vCPU of the tunnel processes (summed) between two samples `seconds` apart.
   static double tunnelVcpu(const std::vector<ProcSample>& before,
                            const std::vector<ProcSample>& after, double seconds);

@@ -37,13 +37,14 @@ packages=(
   # admin API / metrics HTTP server (header-only) and the Prometheus server the metrics e2e
   # test scrapes with; shell completion for nodemeshctl
   libcpp-httplib-dev prometheus bash-completion
-  # bench/: load generators and the mTLS tunnels nodemesh is compared with
-  iperf3 sockperf wrk stunnel4 haproxy
+  # bench/: load generators and the mTLS tunnels nodemesh is compared with; nginx and HAProxy
+  # are also the L7 peers of the waypoint benchmark (h2load comes with nghttp2-client)
+  iperf3 sockperf wrk stunnel4 haproxy nginx
 )
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
-# Packages such as prometheus and haproxy start their system services when installed; nodemesh
+# Packages such as prometheus, haproxy and nginx start their system services when installed; nodemesh
 # runs its own instances inside test namespaces, so keep the packaged services from starting.
 policy_rc=/usr/sbin/policy-rc.d
 created_policy_rc=0

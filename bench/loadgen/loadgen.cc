@@ -2,7 +2,8 @@
 // Single-threaded epoll loops, IPv4, one JSON line of results on stdout.
 //
 //   nm-loadgen echo-server --port P            echoes every byte back (conn-rate, hold, probe)
-//   nm-loadgen http-server --port P [--body N] HTTP/1.1 keep-alive, N-byte 200 to any request
+//   nm-loadgen http-server --port P [--body N] HTTP/1.1 keep-alive, N-byte 200 to any request;
+//       a connection that starts with the HTTP/2 preface is served as HTTP/2 (h2c)
 //   nm-loadgen conn-rate --to IP:PORT --duration-ms D [--concurrency C] [--size N]
 //       short connections: connect, send N bytes, read the N-byte echo, close; C at a time.
 //       Reports completed connections per second.

@@ -1,5 +1,7 @@
 // nm-loadgen http-load: HTTP/1.1 GETs at a fixed rate (open loop), latency percentiles.
 
+#include <cctype>
+
 #include "bench/loadgen/loadgen_common.h"
 
 namespace nodemesh::bench::loadgen {
@@ -19,12 +21,15 @@ struct HttpConn {
 std::optional<size_t> completeResponse(const std::string& in) {
   auto end = in.find("\r\n\r\n");
   if (end == std::string::npos) return size_t{0};
-  if (in.rfind("HTTP/1.1 200", 0) != 0) return std::nullopt;
-  std::string_view head(in.data(), end);
-  auto pos = head.find("Content-Length:");
-  if (pos == std::string_view::npos) return std::nullopt;
-  pos += std::string_view("Content-Length:").size();
-  while (pos < head.size() && head[pos] == ' ') ++pos;
+  if (in.rfind("HTTP/1.1 200 ", 0) != 0) return std::nullopt;
+  // Field names are case-insensitive (RFC 9110 §5.1): HAProxy sends them lowercase.
+  std::string head(in.data(), end);
+  std::transform(head.begin(), head.end(), head.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  auto pos = head.find("\r\ncontent-length:");
+  if (pos == std::string::npos) return std::nullopt;
+  pos += std::string_view("\r\ncontent-length:").size();
+  while (pos < head.size() && (head[pos] == ' ' || head[pos] == '\t')) ++pos;
   size_t length = 0;
   auto [p, ec] = std::from_chars(head.data() + pos, head.data() + head.size(), length);
   if (ec != std::errc()) return std::nullopt;

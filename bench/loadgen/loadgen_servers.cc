@@ -1,6 +1,7 @@
 // nm-loadgen echo-server and http-server.
 
 #include "bench/loadgen/loadgen_common.h"
+#include "bench/loadgen/loadgen_h2_server.h"
 
 namespace nodemesh::bench::loadgen {
 
@@ -11,7 +12,17 @@ struct ServerConn {
   std::string in;   // http: request bytes not yet answered
   std::string out;  // bytes not yet written
   bool want_out = false;
+  std::unique_ptr<H2Server> h2;  // http: the client sent the HTTP/2 preface
 };
+
+enum class Detected { kUnknown, kHttp1, kHttp2 };
+
+// HTTP/2 with prior knowledge starts with the preface; anything else is HTTP/1.1.
+Detected detect(const std::string& in) {
+  const size_t n = std::min(in.size(), kH2Preface.size());
+  if (std::string_view(in.data(), n) != kH2Preface.substr(0, n)) return Detected::kHttp1;
+  return n == kH2Preface.size() ? Detected::kHttp2 : Detected::kUnknown;
+}
 
 }  // namespace
 
@@ -22,9 +33,10 @@ int serve(const Flags& flags, bool http) {
   if (port > 65535) usage("--port out of range");
   raiseFdLimit();
   std::string response;
+  const std::string body(body_size, 'x');
   if (http) {
     response = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: " +
-               std::to_string(body_size) + "\r\n\r\n" + std::string(body_size, 'x');
+               std::to_string(body_size) + "\r\n\r\n" + body;
   }
   UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   int one = 1;
@@ -103,7 +115,19 @@ int serve(const Flags& flags, bool http) {
             c.out.append(buf.data(), static_cast<size_t>(r));
             continue;
           }
+          if (c.h2) {
+            alive = c.h2->receive(std::string_view(buf.data(), static_cast<size_t>(r)), c.out);
+            continue;
+          }
           c.in.append(buf.data(), static_cast<size_t>(r));
+          if (const Detected d = detect(c.in); d != Detected::kHttp1) {
+            if (d == Detected::kHttp2) {
+              c.h2 = std::make_unique<H2Server>(body);
+              alive = c.h2->receive(c.in, c.out);
+              c.in.clear();
+            }
+            continue;
+          }
           for (auto end = c.in.find("\r\n\r\n"); end != std::string::npos;
                end = c.in.find("\r\n\r\n")) {
             c.in.erase(0, end + 4);  // GETs only: no request body
