@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 
 namespace nodemesh::bench::loadgen {
 
@@ -12,6 +13,23 @@ H2Server::H2Server(const std::string& body) : body_(body) {
   nghttp2_session_callbacks_new(&callbacks);
   nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, &H2Server::onFrameRecv);
   nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, &H2Server::onStreamClose);
+  // A GOAWAY either way, with its code and debug data, on stderr.
+  nghttp2_session_callbacks_set_on_frame_send_callback(
+      callbacks, [](nghttp2_session*, const nghttp2_frame* frame, void*) {
+        if (frame->hd.type == NGHTTP2_GOAWAY) {
+          std::fprintf(stderr, "nm-loadgen: HTTP/2 GOAWAY sent: %s %.*s\n",
+                       nghttp2_http2_strerror(frame->goaway.error_code),
+                       static_cast<int>(frame->goaway.opaque_data_len),
+                       reinterpret_cast<const char*>(frame->goaway.opaque_data));
+        }
+        return 0;
+      });
+  // nghttp2's reason for a connection or stream error, on stderr (the process's log).
+  nghttp2_session_callbacks_set_error_callback2(
+      callbacks, [](nghttp2_session*, int /*code*/, const char* msg, size_t len, void*) {
+        std::fprintf(stderr, "nm-loadgen: HTTP/2: %.*s\n", static_cast<int>(len), msg);
+        return 0;
+      });
   nghttp2_session_server_new(&session_, callbacks, this);
   nghttp2_session_callbacks_del(callbacks);
   // Enough concurrent streams for h2load -m; a window that never stalls 1 KiB answers.
@@ -28,7 +46,11 @@ H2Server::~H2Server() {
 
 bool H2Server::receive(std::string_view bytes, std::string& out) {
   const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
-  if (nghttp2_session_mem_recv(session_, data, bytes.size()) < 0) return false;
+  if (ssize_t rv = nghttp2_session_mem_recv(session_, data, bytes.size()); rv < 0) {
+    std::fprintf(stderr, "nm-loadgen: HTTP/2 connection error: %s\n",
+                 nghttp2_strerror(static_cast<int>(rv)));
+    return false;
+  }
   for (;;) {
     const uint8_t* chunk = nullptr;
     const ssize_t n = nghttp2_session_mem_send(session_, &chunk);
@@ -36,7 +58,10 @@ bool H2Server::receive(std::string_view bytes, std::string& out) {
     if (n == 0) break;
     out.append(reinterpret_cast<const char*>(chunk), static_cast<size_t>(n));
   }
-  return nghttp2_session_want_read(session_) != 0 || nghttp2_session_want_write(session_) != 0;
+  const bool open =
+      nghttp2_session_want_read(session_) != 0 || nghttp2_session_want_write(session_) != 0;
+  if (!open) std::fprintf(stderr, "nm-loadgen: HTTP/2 connection ended (GOAWAY)\n");
+  return open;
 }
 
 // A request is complete when its stream ends (GETs: with the HEADERS frame); answer it.
@@ -44,6 +69,10 @@ int H2Server::onFrameRecv(nghttp2_session* session, const nghttp2_frame* frame, 
   auto* server = static_cast<H2Server*>(self);
   const bool request_end = (frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
                            (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+  if (frame->hd.type == NGHTTP2_GOAWAY) {
+    std::fprintf(stderr, "nm-loadgen: HTTP/2 GOAWAY received: %s\n",
+                 nghttp2_http2_strerror(frame->goaway.error_code));
+  }
   if (!request_end) return 0;
   static constexpr char kStatus[] = ":status";
   static constexpr char kOk[] = "200";

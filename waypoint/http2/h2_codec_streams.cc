@@ -278,6 +278,18 @@ Status H2Codec::resetStream(StreamId stream_id, uint32_t error_code) {
   if (stream->reset_requested || dead_) {
     return okStatus();
   }
+  if (stream->remote_ended) {
+    // Both sides may have ended already (the owner is told of the peer's END_STREAM before
+    // nghttp2 closes the stream): then there is nothing to cancel, and an RST_STREAM would
+    // count against the peer's reset-flood limit (nghttp2 since its CVE-2023-44487 fix ends a
+    // connection after 1,000 of them with GOAWAY INTERNAL_ERROR): one per request adds up.
+    nghttp2_stream* ns = nghttp2_session_find_stream(session_, stream_id);
+    const nghttp2_stream_proto_state state =
+        ns == nullptr ? NGHTTP2_STREAM_STATE_CLOSED : nghttp2_stream_get_state(ns);
+    if (state == NGHTTP2_STREAM_STATE_HALF_CLOSED_LOCAL || state == NGHTTP2_STREAM_STATE_CLOSED) {
+      if (stream->queue.empty()) return okStatus();
+    }
+  }
   stream->reset_requested = true;
   stream->reset_code = error_code;
   dropQueue(*stream);

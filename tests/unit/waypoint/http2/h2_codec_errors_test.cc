@@ -142,6 +142,34 @@ TEST(H2CodecErrorsTest, ResetsReachThePeerWithTheirCode) {
   EXPECT_EQ(p.server->stats().resets_sent, 1u);
 }
 
+// The waypoint releases an upstream call when its response ends, from inside the END_STREAM
+// event, before nghttp2 closes the stream: a reset then must not send RST_STREAM, or every
+// request costs one and a peer's reset-flood limit (nghttp2: 1,000) ends the connection.
+TEST(H2CodecErrorsTest, ResetOfAStreamBothSidesEndedSendsNothing) {
+  Pair p;
+  p.server.on_request = [&p](StreamId id, const RequestHead&) {
+    EXPECT_TRUE(p.server->respond(id, ResponseHead{200, {}}, true).ok());
+  };
+  p.client.on_end_stream = [&p](StreamId id) {
+    EXPECT_TRUE(p.client->resetStream(id, kH2Cancel).ok());
+  };
+  for (int i = 0; i < 3; ++i) {
+    auto id = p.client->submitRequest(getRequest("/a"), true);
+    ASSERT_TRUE(id.ok());
+    p.run();
+    ASSERT_TRUE(p.client.streams[*id].closed.has_value());
+    EXPECT_EQ(p.client.streams[*id].closed->error_code, hbone::kH2NoError);
+  }
+  EXPECT_EQ(p.client->stats().resets_sent, 0u);
+  EXPECT_EQ(p.server->stats().resets_received, 0u);
+
+  // A stream the client still sends on is cancelled as before.
+  auto open = p.client->submitRequest(getRequest("/b"), false);
+  ASSERT_TRUE(open.ok());
+  p.run();
+  EXPECT_EQ(p.server->stats().resets_received, 1u);
+}
+
 TEST(H2CodecErrorsTest, GoawayMarksUnprocessedStreamsRetryable) {
   Pair p;
   auto a = p.client->submitRequest(getRequest("/a"), true);

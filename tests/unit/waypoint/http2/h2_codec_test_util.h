@@ -126,7 +126,12 @@ class Recorder : public H2CodecHandler, public Endpoint {
   void onTrailers(StreamId stream, const HeaderList& trailers) override {
     streams[stream].trailers = trailers;
   }
-  void onEndStream(StreamId stream) override { streams[stream].ended = true; }
+  void onEndStream(StreamId stream) override {
+    streams[stream].ended = true;
+    if (on_end_stream) {
+      on_end_stream(stream);
+    }
+  }
   void onStreamClosed(StreamId stream, const StreamClose& close) override {
     EXPECT_FALSE(streams[stream].closed.has_value()) << "closed twice: " << stream;
     streams[stream].closed = close;
@@ -141,6 +146,7 @@ class Recorder : public H2CodecHandler, public Endpoint {
   std::map<StreamId, StreamLog> streams;
   int requests = 0;
   std::function<void(StreamId, const RequestHead&)> on_request;  // server: answer here
+  std::function<void(StreamId)> on_end_stream;                   // the peer's END_STREAM
   bool auto_consume = true;
   std::string last_reject_reason;
   std::optional<std::pair<StreamId, uint32_t>> goaway;
