@@ -194,6 +194,10 @@ class H2Session {
   const H2Stats& stats() const { return stats_; }
   // Bytes queued by send() and not yet framed (0 for unknown streams).
   size_t queuedBytes(StreamId stream) const;
+  // DATA bytes onData delivered that consumed() has not given back yet, open and closed streams
+  // together. Whatever the owner does with a stream, this returns to 0 once it holds no bytes;
+  // bytes that never come back shrink the connection window for good.
+  uint64_t unconsumedBytes() const;
 
  private:
   struct Stream;

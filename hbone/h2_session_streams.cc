@@ -278,6 +278,13 @@ void H2Session::closeStream(StreamId id, uint32_t error_code) {
   }
 }
 
+uint64_t H2Session::unconsumedBytes() const {
+  uint64_t n = 0;
+  for (const auto& [id, stream] : streams_) n += stream->unconsumed;
+  for (const auto& [id, bytes] : closed_unconsumed_) n += bytes;
+  return n;
+}
+
 size_t H2Session::queuedBytes(StreamId stream_id) const {
   const Stream* stream = findStream(stream_id);
   return stream == nullptr ? 0 : stream->queue.size();

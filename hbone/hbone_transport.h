@@ -39,6 +39,7 @@ class HboneTransport {
   bool failed() const { return failed_; }
   const Error& error() const { return error_; }
   hbone::H2Session& h2() { return *h2_; }
+  const hbone::H2Session& h2() const { return *h2_; }
   const tls::TlsSession& tls() const { return *tls_; }
 
  private:

@@ -110,6 +110,7 @@ class HboneSocket final : public io::CompletionHandler {
   hbone::HboneTransport& transport() { return *transport_; }
   const hbone::HboneTransport& transport() const { return *transport_; }
   hbone::H2Session& h2() { return transport_->h2(); }
+  const hbone::H2Session& h2() const { return transport_->h2(); }
   const SocketAddress& peer() const { return peer_; }
   const std::string& label() const { return label_; }
   const std::string& drainReason() const { return drain_reason_; }

@@ -442,7 +442,11 @@ Result<std::unique_ptr<AdminServers>> AdminServers::start(const AdminInfo& info,
                            {{"started", st.proxy.upstream.mirrors},
                             {"failed", st.proxy.upstream.mirrors_failed},
                             {"cancelled", st.proxy.upstream.mirrors_cancelled}}},
-                          {"route_timeouts", st.proxy.upstream.request_timeouts}};
+                          {"route_timeouts", st.proxy.upstream.request_timeouts},
+                          // Flow-control credit not given back yet: 0 when idle.
+                          {"flow",
+                           {{"hbone_unconsumed_bytes", st.connections.unconsumed_bytes},
+                            {"http2_unconsumed_bytes", st.proxy.http2_unconsumed_bytes}}}};
          http::HttpResponse r;
          r.content_type = "application/json";
          r.body = j.dump(2) + "\n";

@@ -195,6 +195,9 @@ class H2Codec {
   const H2CodecStats& stats() const { return stats_; }
   size_t queuedBytes(StreamId stream) const;  // sendData() bytes not yet framed
   size_t queuedBytesTotal() const { return total_queued_; }
+  // DATA bytes onData delivered that consumed() has not given back yet (open and closed
+  // streams): 0 whenever the owner holds no body bytes.
+  uint64_t unconsumedBytes() const;
 
  private:
   struct Stream;

@@ -256,6 +256,13 @@ Status H2Codec::endStream(StreamId stream_id) {
   return okStatus();
 }
 
+uint64_t H2Codec::unconsumedBytes() const {
+  uint64_t n = 0;
+  for (const auto& [id, stream] : streams_) n += stream->unconsumed;
+  for (const auto& [id, bytes] : closed_unconsumed_) n += bytes;
+  return n;
+}
+
 Status H2Codec::consumed(StreamId stream_id, size_t n) {
   Stream* stream = findStream(stream_id);
   return hbone::h2_common::giveBackWindow(session_, dead_, stream_id, n,

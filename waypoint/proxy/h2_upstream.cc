@@ -328,6 +328,12 @@ void H2Upstreams::reap() {
   }
 }
 
+uint64_t H2Upstreams::unconsumedBytes() const {
+  uint64_t n = 0;
+  for (const auto& [authority, conn] : conns_) n += conn->unconsumedBytes();
+  return n;
+}
+
 void H2Upstreams::onTimer(Clock::time_point now) {
   for (auto& [authority, conn] : conns_) {
     if (!conn->dead() && conn->idleSince(now - options_.idle_timeout)) conn->close("idle");

@@ -128,6 +128,8 @@ class H2UpstreamConn final : public StreamOwner, public http2::H2CodecHandler {
   // Closes with GOAWAY (idle, or the waypoint stops).
   void close(const std::string& why);
   bool dead() const { return dead_; }
+  // Response DATA bytes not given back yet (H2Codec::unconsumedBytes).
+  uint64_t unconsumedBytes() const { return codec_ && !dead_ ? codec_->unconsumedBytes() : 0; }
   bool idleSince(Clock::time_point cutoff) const { return calls_.empty() && since_ <= cutoff; }
   const std::string& authority() const { return authority_; }
 
@@ -189,6 +191,8 @@ class H2Upstreams {
   // Once a second: closes idle connections.
   void onTimer(Clock::time_point now);
   const H2UpstreamStats& stats() const { return stats_; }
+  // Over every connection (H2UpstreamConn::unconsumedBytes).
+  uint64_t unconsumedBytes() const;
 
  private:
   friend class H2UpstreamCall;

@@ -26,7 +26,18 @@ void HboneConn::markDirty() {
 
 StreamOwner* HboneConn::ownerOf(hbone::StreamId stream) const {
   auto it = streams_.find(stream);
-  return it == streams_.end() ? nullptr : it->second;
+  return it == streams_.end() ? nullptr : it->second.owner;
+}
+
+void HboneConn::forget(std::map<hbone::StreamId, Attached>::iterator it) {
+  const hbone::StreamId stream = it->first;
+  const uint64_t unconsumed = it->second.unconsumed;
+  streams_.erase(it);
+  if (streams_.empty()) since_ = Clock::now();
+  // Whatever the owner still holds is no longer bounded by this connection's window: the
+  // stream is over for it. (H2Session keeps a closed stream's count until it is given back.)
+  if (unconsumed > 0) (void)socket_.h2().consumed(stream, unconsumed);
+  markDirty();
 }
 
 // ---- streams ----
@@ -36,20 +47,21 @@ Result<hbone::StreamId> HboneConn::openConnect(const std::string& authority,
                                                StreamOwner* owner) {
   auto stream = socket_.h2().openConnect(authority, headers);
   if (!stream) return stream.error();
-  streams_[*stream] = owner;
+  streams_[*stream] = Attached{owner, 0};
   markDirty();
   return stream;
 }
 
 void HboneConn::attach(hbone::StreamId stream, StreamOwner* owner) {
-  streams_[stream] = owner;
+  // A new owner takes over what the previous one (the proxy's sniffer) left unacknowledged.
+  streams_[stream].owner = owner;
 }
 
 void HboneConn::detach(hbone::StreamId stream, bool reset) {
-  if (streams_.erase(stream) == 0) return;
+  auto it = streams_.find(stream);
+  if (it == streams_.end()) return;
   if (reset) (void)socket_.h2().resetStream(stream, hbone::kH2Cancel);
-  if (streams_.empty()) since_ = Clock::now();
-  markDirty();
+  forget(it);
 }
 
 Result<size_t> HboneConn::send(hbone::StreamId stream, std::span<const uint8_t> data) {
@@ -63,6 +75,13 @@ Status HboneConn::endStream(hbone::StreamId stream) {
 }
 
 Status HboneConn::consumed(hbone::StreamId stream, size_t n) {
+  auto it = streams_.find(stream);
+  if (it == streams_.end()) return okStatus();  // given back when it closed or was detached
+  if (n > it->second.unconsumed) {
+    return Error::invalid("stream " + std::to_string(stream) +
+                          ": consumed() more than was delivered");
+  }
+  it->second.unconsumed -= n;
   markDirty();
   return socket_.h2().consumed(stream, n);
 }
@@ -90,12 +109,14 @@ void HboneConn::onResponse(hbone::StreamId stream, int status) {
 }
 
 void HboneConn::onData(hbone::StreamId stream, std::span<const uint8_t> data) {
-  StreamOwner* o = ownerOf(stream);
-  if (!o) {
+  auto it = streams_.find(stream);
+  if (it == streams_.end() || !it->second.owner) {
     (void)socket_.h2().consumed(stream, data.size());  // keep the connection window open
+    markDirty();
     return;
   }
-  o->onStreamData(data);
+  it->second.unconsumed += data.size();
+  it->second.owner->onStreamData(data);  // may detach (and so give these bytes back)
 }
 
 void HboneConn::onEndStream(hbone::StreamId stream) {
@@ -107,9 +128,9 @@ void HboneConn::onWritable(hbone::StreamId stream) {
 }
 
 void HboneConn::onStreamClosed(hbone::StreamId stream, uint32_t error_code) {
-  StreamOwner* o = ownerOf(stream);
-  streams_.erase(stream);
-  if (streams_.empty()) since_ = Clock::now();
+  auto it = streams_.find(stream);
+  StreamOwner* o = it == streams_.end() ? nullptr : it->second.owner;
+  if (it != streams_.end()) forget(it);
   markDirty();
   if (o) {
     o->onStreamClosed(error_code,
@@ -150,7 +171,8 @@ void HboneConn::onClosing(const std::string& why) {
 
 void HboneConn::loseStreams(const std::string& why) {
   std::vector<StreamOwner*> open;
-  for (auto& [stream, owner] : streams_) open.push_back(owner);
+  // The connection is dead: there is no window left to give back.
+  for (auto& [stream, attached] : streams_) open.push_back(attached.owner);
   streams_.clear();
   for (StreamOwner* o : open) o->onStreamClosed(hbone::kH2ConnectError, why);
 }
@@ -207,6 +229,15 @@ HboneConn* HboneConns::clientFor(const identity::SpiffeId& peer_id, const Socket
   ++stats_.pooled;
   c->socket_.connect();
   return c;
+}
+
+HboneConnStats HboneConns::stats() const {
+  HboneConnStats s = stats_;
+  for (const auto& c : conns_) {
+    if (c->state() != HboneConn::State::kDead)
+      s.unconsumed_bytes += c->socket_.h2().unconsumedBytes();
+  }
+  return s;
 }
 
 void HboneConns::markDirty(HboneConn* c) {

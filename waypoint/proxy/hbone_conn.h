@@ -40,7 +40,9 @@ class StreamOwner {
   virtual ~StreamOwner() = default;
   // Client streams: the CONNECT's answer (200: the tunnel is up).
   virtual void onConnectResponse(int /*status*/) {}
-  // Bytes from the peer; acknowledge each with HboneConn::consumed() once passed on.
+  // Bytes from the peer; acknowledge each with HboneConn::consumed() once passed on. What is
+  // still unacknowledged when the stream closes or the owner detaches is given back then by the
+  // connection (the owner may still hold those bytes; its later consumed() calls are no-ops).
   virtual void onStreamData(std::span<const uint8_t> data) = 0;
   virtual void onStreamEnd() = 0;       // the peer half-closed
   virtual void onStreamWritable() = 0;  // send() has room again
@@ -70,6 +72,9 @@ struct HboneConnStats {
   uint64_t handshake_failures = 0;
   uint64_t failures = 0;
   uint64_t pooled = 0;  // client connections open now
+  // DATA bytes the connections delivered and nobody has given back yet (a gauge; 0 when idle:
+  // anything else is a flow-control leak that ends in a stalled connection).
+  uint64_t unconsumed_bytes = 0;
 };
 
 class HboneConns;
@@ -95,10 +100,13 @@ class HboneConn final : public hbone::H2Handler, public hbone_io::HboneSocketOwn
   // Server: the owner takes a stream onConnectRequest offered.
   void attach(hbone::StreamId stream, StreamOwner* owner);
   // The owner lets go of a stream it will not hear of again; with `reset`, RST_STREAM CANCEL
-  // (a stream answered with respond() ends by itself). Safe inside callbacks.
+  // (a stream answered with respond() ends by itself). Bytes it did not acknowledge are given
+  // back. Safe inside callbacks.
   void detach(hbone::StreamId stream, bool reset = true);
   Result<size_t> send(hbone::StreamId stream, std::span<const uint8_t> data);
   Status endStream(hbone::StreamId stream);
+  // Acknowledges n bytes onStreamData delivered (reopens the HTTP/2 windows for them). A no-op
+  // once the stream closed or was detached: its bytes were given back then.
   Status consumed(hbone::StreamId stream, size_t n);
   Status respond(hbone::StreamId stream, int status);
   Status reset(hbone::StreamId stream, uint32_t error_code);
@@ -124,7 +132,15 @@ class HboneConn final : public hbone::H2Handler, public hbone_io::HboneSocketOwn
   void onClosing(const std::string& why) override;
   void loseStreams(const std::string& why) override;
 
+  // A stream's owner and the bytes delivered to it that it has not acknowledged yet.
+  struct Attached {
+    StreamOwner* owner = nullptr;
+    uint64_t unconsumed = 0;
+  };
+
   StreamOwner* ownerOf(hbone::StreamId stream) const;
+  // Gives back what the owner of `it` did not acknowledge and forgets the stream.
+  void forget(std::map<hbone::StreamId, Attached>::iterator it);
   // Nothing in flight, dead and not waiting for a flush: may be freed.
   bool releasable() const { return socket_.finished() && !dirty_; }
 
@@ -133,7 +149,7 @@ class HboneConn final : public hbone::H2Handler, public hbone_io::HboneSocketOwn
   std::string pool_key_;
   hbone_io::HboneSocket socket_;
   Clock::time_point since_;  // created, or last without streams, or draining since
-  std::map<hbone::StreamId, StreamOwner*> streams_;
+  std::map<hbone::StreamId, Attached> streams_;
   std::list<std::unique_ptr<HboneConn>>::iterator self_;
 };
 
@@ -165,7 +181,7 @@ class HboneConns {
   // On the loop's tick: handshake and drain timeouts, idle client connections.
   void onTimer();
   void failAll(const std::string& why);
-  const HboneConnStats& stats() const { return stats_; }
+  HboneConnStats stats() const;
 
  private:
   friend class HboneConn;

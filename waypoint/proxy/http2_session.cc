@@ -313,6 +313,10 @@ void Http2Session::onStreamClosed(http2::StreamId stream, const http2::StreamClo
   for (const auto& chunk : x->to_down) held += chunk.size();
   if (x->up && held > x->to_down_front_off) x->up->consumed(held - x->to_down_front_off);
   x->to_down.clear();
+  // And the client's body not yet taken by the upstream to the client connection's window (the
+  // closed stream's bytes still count there until given back).
+  for (const auto& chunk : x->to_up) (void)codec_->consumed(stream, chunk.size());
+  x->to_up.clear();
   router_.requestDone(x->record);
   retired_.push_back(std::move(x));
 }

@@ -76,6 +76,8 @@ class Http2Session final : public http2::H2CodecHandler {
   uint64_t requests() const { return requests_; }
   uint64_t bytesFromClient() const { return bytes_from_client_; }  // request bodies
   uint64_t bytesToClient() const { return bytes_to_client_; }      // response bodies
+  // The client connection's DATA bytes not given back yet (H2Codec::unconsumedBytes).
+  uint64_t unconsumedBytes() const { return codec_ ? codec_->unconsumedBytes() : 0; }
 
  private:
   // The client's side: the downstream CONNECT stream.

@@ -440,6 +440,16 @@ void Proxy::onTimer() {
   }
 }
 
+ProxyStats Proxy::stats() const {
+  ProxyStats s = stats_;
+  s.policy = policy_.stats();
+  s.http2_unconsumed_bytes = h2_upstreams_.unconsumedBytes();
+  for (const Inbound& in : inbound_) {
+    if (in.http2) s.http2_unconsumed_bytes += in.http2->unconsumedBytes();
+  }
+  return s;
+}
+
 void Proxy::reap() {
   upstreams_.reap();
   stats_.upstream = upstreams_.stats();

@@ -57,7 +57,10 @@ struct ProxyStats {
   uint64_t bytes_out = 0;
   H2UpstreamStats h2_upstreams;  // the multiplexed HTTP/2 upstream connections
   PolicyStats policy;            // denials by authorization policy
-  Http1UpstreamStats upstream;  // HTTP/1.1 upstream connections, mirrors, route timeouts
+  Http1UpstreamStats upstream;   // HTTP/1.1 upstream connections, mirrors, route timeouts
+  // DATA bytes the HTTP/2 codecs (client connections and upstreams) delivered and nobody gave
+  // back yet: a gauge, 0 when idle (HboneConnStats::unconsumed_bytes is the HBONE layer's).
+  uint64_t http2_unconsumed_bytes = 0;
 };
 
 class Proxy final : public ConnectAcceptor {
@@ -86,11 +89,7 @@ class Proxy final : public ConnectAcceptor {
   // On the loop's tick (100 ms): streams whose client said nothing for a second go on as TCP;
   // route timeouts, idle upstream connections.
   void onTimer();
-  ProxyStats stats() const {
-    ProxyStats s = stats_;
-    s.policy = policy_.stats();
-    return s;
-  }
+  ProxyStats stats() const;
 
   // The endpoint a CONNECT to `dst` would be sent to now (no routes: the destination service's
   // own endpoints).
@@ -169,8 +168,8 @@ class Proxy final : public ConnectAcceptor {
   model::SnapshotPtr snapshot_;
   std::shared_ptr<const RouteTable> table_;
   SeededRandom route_random_{std::random_device{}()};
-  H2Upstreams h2_upstreams_;  // before inbound_: the sessions' calls go first
-  Http1UpstreamPool upstreams_;     // before inbound_: sessions release into it when they go
+  H2Upstreams h2_upstreams_;     // before inbound_: the sessions' calls go first
+  Http1UpstreamPool upstreams_;  // before inbound_: sessions release into it when they go
   std::list<Inbound> inbound_;
   std::map<std::string, unsigned> in_flight_;  // by endpoint uid
   std::mt19937_64 rng_{std::random_device{}()};

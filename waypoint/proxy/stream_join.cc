@@ -78,7 +78,7 @@ void StreamJoin::Side::onStreamWritable() {
 void StreamJoin::Side::onStreamClosed(uint32_t error_code, const std::string& why) {
   open = false;
   // Its connection may go away once the stream is closed: nothing is acknowledged on it any
-  // more (a closed stream's bytes only count in the connection window, which then closes too).
+  // more (HboneConn gave back what this side had not acknowledged when the stream closed).
   conn = nullptr;
   if (error_code != hbone::kH2NoError) {
     return join->closeBoth(error_code, why.empty() ? "stream reset" : why);
