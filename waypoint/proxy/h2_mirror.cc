@@ -8,9 +8,8 @@
 
 namespace nodemesh::waypoint {
 
-void H2Mirror::start(H2Upstreams& upstreams, const H2MirrorTarget& target,
-                     http2::RequestHead head, bool end_stream,
-                     std::optional<uint64_t> content_length) {
+void H2Mirror::start(H2Upstreams& upstreams, const H2MirrorTarget& target, http2::RequestHead head,
+                     bool end_stream, std::optional<uint64_t> content_length) {
   ++stats_.mirrors;
   if (content_length && *content_length > body_limit_) {
     return done(&stats_.mirrors_cancelled, "body over the mirror limit");

@@ -474,8 +474,8 @@ void Http2Session::checkTimeouts(Exchange& x, Clock::time_point now,
     if (request_expired || attempt_expired) {
       ++router_.upstreams().stats().request_timeouts;
       spdlog::info("waypoint: {} timeout of HTTP/2 {} {} to {}",
-                   request_expired ? "request" : "backendRequest", x.record.method,
-                   x.record.path, x.record.endpoint_uid);
+                   request_expired ? "request" : "backendRequest", x.record.method, x.record.path,
+                   x.record.endpoint_uid);
       x.record.flags.set(ResponseFlag::kUpstreamRequestTimeout);
       releaseUp(x, hbone::kH2Cancel);
       if (!x.response_started) {

@@ -128,10 +128,10 @@ class Http2Session final : public http2::H2CodecHandler {
     bool upstream_ended = false;
     std::optional<http2::HeaderList> upstream_trailers;
     bool down_end_sent = false;
-    bool local = false;  // answered by the waypoint itself
-    bool reset_by_us = false;  // the client's stream was reset by the waypoint (a timeout)
+    bool local = false;               // answered by the waypoint itself
+    bool reset_by_us = false;         // the client's stream was reset by the waypoint (a timeout)
     Clock::time_point attempt_start;  // the upstream request's, for backendRequest
-    std::vector<H2Mirror*> mirrors;  // RequestMirror copies, owned by H2Upstreams
+    std::vector<H2Mirror*> mirrors;   // RequestMirror copies, owned by H2Upstreams
 
     void onUpstreamInformational(const http2::ResponseHead& head) override;
     void onUpstreamResponse(const http2::ResponseHead& head, bool end_stream) override;

@@ -57,7 +57,7 @@ struct ProxyStats {
   uint64_t bytes_out = 0;
   H2UpstreamStats h2_upstreams;  // the multiplexed HTTP/2 upstream connections
   PolicyStats policy;            // denials by authorization policy
-  Http1UpstreamStats upstream;  // HTTP/1.1 upstream connections, mirrors, route timeouts
+  Http1UpstreamStats upstream;   // HTTP/1.1 upstream connections, mirrors, route timeouts
 };
 
 class Proxy final : public ConnectAcceptor {
@@ -171,8 +171,8 @@ class Proxy final : public ConnectAcceptor {
   model::SnapshotPtr snapshot_;
   std::shared_ptr<const RouteTable> table_;
   SeededRandom route_random_{std::random_device{}()};
-  H2Upstreams h2_upstreams_;  // before inbound_: the sessions' calls go first
-  Http1UpstreamPool upstreams_;     // before inbound_: sessions release into it when they go
+  H2Upstreams h2_upstreams_;     // before inbound_: the sessions' calls go first
+  Http1UpstreamPool upstreams_;  // before inbound_: sessions release into it when they go
   std::list<Inbound> inbound_;
   std::map<std::string, unsigned> in_flight_;  // by endpoint uid
   std::mt19937_64 rng_{std::random_device{}()};
