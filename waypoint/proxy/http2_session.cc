@@ -262,7 +262,7 @@ void Http2Session::onRequestHeaders(http2::StreamId stream, const http2::Request
 void Http2Session::startMirrors(Exchange& x, const H2RouteResult& route,
                                 const http2::RequestHead& head, bool end_stream) {
   // GEP-1742's request timeout bounds the copies too; else as long as an HTTP/1.1 mirror.
-  const model::RouteTimeouts& t = x.decision->timeouts;
+  const model::RouteTimeouts t = x.decision ? x.decision->timeouts : model::RouteTimeouts{};
   const auto timeout =
       t.request && t.request->count() > 0 ? *t.request : Http1Session::kMirrorTimeout;
   std::optional<uint64_t> content_length;
