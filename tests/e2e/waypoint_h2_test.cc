@@ -340,6 +340,10 @@ constexpr const char* kH2Routes = R"(httpRoutes:
       matches: [{path: {type: PathPrefix, value: /slow}}]
       timeouts: {request: 1s}
       backendRefs: [{name: cart-v1, port: 80}]
+    - name: stall
+      matches: [{path: {type: PathPrefix, value: /stall}}]
+      timeouts: {request: 1s}
+      backendRefs: [{name: cart-v1, port: 80}]
     - name: slow-backend
       matches: [{path: {type: PathPrefix, value: /slowbe}}]
       timeouts: {request: 20s, backendRequest: 500ms}
@@ -419,7 +423,8 @@ TEST_F(WaypointH2RoutesTest, Http2RequestMirrorCopiesTheRequestWithAShadowAuthor
 }
 
 // Route timeouts over HTTP/2: past `request` (or `backendRequest`) before the response started
-// the client gets 504 (flag UT) and the upstream stream is reset.
+// the client gets 504 (flag UT) and the upstream stream is reset; after it started, both streams
+// are reset.
 TEST_F(WaypointH2RoutesTest, Http2RouteTimeoutsAnswer504AndCancelTheUpstream) {
   Process& v1 = h2Server("cart-v1");
   h2Server("cart-v2");
@@ -448,6 +453,18 @@ TEST_F(WaypointH2RoutesTest, Http2RouteTimeoutsAnswer504AndCancelTheUpstream) {
   EXPECT_NE(line.find("response_flags=UT"), std::string::npos) << line;
   EXPECT_NE(line.find("protocol=HTTP/2"), std::string::npos) << line;
   EXPECT_TRUE(waitFor([&] { return stats()["route_timeouts"] == 2; }, seconds(3)))
+      << stats().dump();
+
+  // Past the timeout after the response started: the client's stream is reset (curl: 92, the
+  // HTTP/2 stream was not closed cleanly) with only the first part of the body, and the
+  // upstream's too.
+  const size_t resets = countOf(v1.output(), "reset ");
+  auto stall = curl("/stall", {"-w", "\n%{http_code}"});
+  EXPECT_EQ(stall.exit_code, 92) << stall.describe() << waypoint_->output();
+  EXPECT_EQ(stall.out, "first\n\n200") << stall.out;
+  EXPECT_TRUE(waitFor([&] { return countOf(v1.output(), "reset ") > resets; }, seconds(3)))
+      << v1.output();
+  EXPECT_TRUE(waitFor([&] { return stats()["route_timeouts"] == 3; }, seconds(3)))
       << stats().dump();
 }
 

@@ -7,7 +7,9 @@ for each request, so a test can tell how requests were spread over endpoints, ho
 connections carried them, and what a mirror copy looked like.
 GET /big/N answers N bytes instead; any request to /size answers the byte count of its body
 (both under HTTP/2 flow control, to test back-pressure through the waypoint). Paths under /slow
-are answered after 3 s (other streams of the connection go on meanwhile), for route timeouts.
+are answered after 3 s (other streams of the connection go on meanwhile), for route timeouts;
+paths under /stall get the head and "first\n" at once and the rest of the body ("rest\n") 3 s
+later.
 With GOAWAY_EVERY, a connection ends after that many requests: GOAWAY with the last answered
 stream, then FIN; requests the client sent after it are not processed (RFC 9113 section 6.8) and
 may be retried elsewhere.
@@ -31,7 +33,7 @@ def serve(sock, name, goaway_every):
     body = (name + "\n").encode()
     paths = {}
     authorities = {}
-    delayed = []  # (due, stream, reply) for /slow
+    delayed = []  # (due, stream, bytes, whether the head went out already): /slow, /stall
     sizes = {}
     pending = {}  # stream -> response bytes not yet sent (waiting for window)
     answered = 0
@@ -54,11 +56,11 @@ def serve(sock, name, goaway_every):
             except h2.exceptions.StreamClosedError:
                 del pending[stream]
 
-    def respond(stream, reply):
+    def respond(stream, reply, length=None):
         try:
             conn.send_headers(stream, [
                 (":status", "200"), ("content-type", "text/plain"),
-                ("content-length", str(len(reply))), ("x-served-by", name)])
+                ("content-length", str(length or len(reply))), ("x-served-by", name)])
         except h2.exceptions.StreamClosedError:
             return False
         pending[stream] = reply
@@ -74,7 +76,11 @@ def serve(sock, name, goaway_every):
                 now = time.monotonic()
                 for item in [d for d in delayed if d[0] <= now]:
                     delayed.remove(item)
-                    respond(item[1], item[2])
+                    if item[3]:
+                        pending[item[1]] = item[2]
+                        pump()
+                    else:
+                        respond(item[1], item[2])
                 out = conn.data_to_send()
                 if out:
                     sock.sendall(out)
@@ -103,7 +109,14 @@ def serve(sock, name, goaway_every):
                     elif path == "/size":
                         reply = f"{size}\n".encode()
                     if path.startswith("/slow"):
-                        delayed.append((time.monotonic() + 3, event.stream_id, reply))
+                        delayed.append((time.monotonic() + 3, event.stream_id, reply, False))
+                        continue
+                    if path.startswith("/stall"):
+                        conn.send_headers(event.stream_id, [
+                            (":status", "200"), ("content-type", "text/plain"),
+                            ("content-length", "11")])
+                        conn.send_data(event.stream_id, b"first\n")
+                        delayed.append((time.monotonic() + 3, event.stream_id, b"rest\n", True))
                         continue
                     if not respond(event.stream_id, reply):
                         continue
