@@ -6,6 +6,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "waypoint/proxy/h2_mirror.h"
+
 namespace nodemesh::waypoint {
 
 // ---- one request ----
@@ -317,7 +319,13 @@ Status H2Upstreams::place(H2UpstreamCall& call, const H2UpstreamConn* avoid) {
   return c->submit(call);
 }
 
+H2Mirror* H2Upstreams::adoptMirror(std::unique_ptr<H2Mirror> mirror) {
+  mirrors_.push_back(std::move(mirror));
+  return mirrors_.back().get();
+}
+
 void H2Upstreams::reap() {
+  std::erase_if(mirrors_, [](const auto& m) { return m->finished() && !m->attached(); });
   for (auto it = conns_.begin(); it != conns_.end();) {
     if (it->second->dead() && it->second->calls_.empty()) {
       --stats_.connections_active;
@@ -337,6 +345,9 @@ uint64_t H2Upstreams::unconsumedBytes() const {
 void H2Upstreams::onTimer(Clock::time_point now) {
   for (auto& [authority, conn] : conns_) {
     if (!conn->dead() && conn->idleSince(now - options_.idle_timeout)) conn->close("idle");
+  }
+  for (auto& m : mirrors_) {
+    if (!m->finished() && now >= m->deadline()) m->cancel();
   }
 }
 

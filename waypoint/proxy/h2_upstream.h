@@ -63,6 +63,7 @@ struct H2UpstreamStats {
 
 class H2Upstreams;
 class H2UpstreamConn;
+class H2Mirror;
 
 // One request on a pooled upstream connection; owned by the client session. Destroying it
 // while the stream is open resets the stream (CANCEL).
@@ -186,9 +187,12 @@ class H2Upstreams {
                                                const std::string& authority,
                                                std::function<HboneConn*(std::string*)> connect,
                                                H2UpstreamHandler& handler);
-  // After each batch of completions: frees closed connections.
+  // Keeps a RequestMirror copy (h2_mirror.h) until it has finished and its session forgot it;
+  // returns it for the session to start and feed.
+  H2Mirror* adoptMirror(std::unique_ptr<H2Mirror> mirror);
+  // After each batch of completions: frees closed connections and finished mirrors.
   void reap();
-  // Once a second: closes idle connections.
+  // On the loop's tick: closes idle connections, cancels mirrors past their deadline.
   void onTimer(Clock::time_point now);
   const H2UpstreamStats& stats() const { return stats_; }
   // Over every connection (H2UpstreamConn::unconsumedBytes).
@@ -202,6 +206,8 @@ class H2Upstreams {
 
   H2UpstreamOptions options_;
   std::multimap<std::string, std::unique_ptr<H2UpstreamConn>> conns_;  // by authority
+  // After conns_: a mirror's call unhooks from its connection when it goes first.
+  std::list<std::unique_ptr<H2Mirror>> mirrors_;
   H2UpstreamStats stats_;
 };
 

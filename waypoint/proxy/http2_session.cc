@@ -6,7 +6,6 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "waypoint/http2/grpc.h"
 #include "waypoint/routing/filters.h"
 #include "waypoint/telemetry/request_id.h"
 #include "waypoint/telemetry/trace_context.h"
@@ -169,6 +168,7 @@ void Http2Session::finish() {
   std::map<http2::StreamId, std::unique_ptr<Exchange>> open;
   open.swap(exchanges_);
   for (auto& [id, x] : open) {
+    dropMirrors(*x);
     releaseUp(*x, hbone::kH2Cancel);
     if (!x->down_end_sent) x->record.flags.set(ResponseFlag::kDownstreamConnectionTermination);
     router_.requestDone(x->record);
@@ -244,6 +244,9 @@ void Http2Session::onRequestHeaders(http2::StreamId stream, const http2::Request
   if (!trace.tracestate.empty()) out.headers.push_back({"tracestate", trace.tracestate});
   out.headers.push_back({"x-request-id", r.request_id});
   x.up_end_sent = end_stream;
+  x.attempt_start = Clock::now();
+  std::optional<http2::RequestHead> mirror_head;
+  if (!route.mirrors.empty()) mirror_head = out;
   auto call =
       upstreams_.open(std::move(out), end_stream, route.authority, std::move(route.connect), x);
   if (!call) {
@@ -252,7 +255,41 @@ void Http2Session::onRequestHeaders(http2::StreamId stream, const http2::Request
     return respondLocally(x, 503, "upstream: " + call.error().message);
   }
   x.up = std::move(*call);
-  if (x.response_started) releaseUp(x, hbone::kH2Cancel);  // it failed while opening
+  if (x.response_started) return releaseUp(x, hbone::kH2Cancel);  // it failed while opening
+  if (mirror_head) startMirrors(x, route, *mirror_head, end_stream);
+}
+
+void Http2Session::startMirrors(Exchange& x, const H2RouteResult& route,
+                                const http2::RequestHead& head, bool end_stream) {
+  // GEP-1742's request timeout bounds the copies too; else as long as an HTTP/1.1 mirror.
+  const model::RouteTimeouts t = x.decision ? x.decision->timeouts : model::RouteTimeouts{};
+  const auto timeout =
+      t.request && t.request->count() > 0 ? *t.request : Http1Session::kMirrorTimeout;
+  std::optional<uint64_t> content_length;
+  std::string_view cl = http2::findHeader(head.headers, "content-length");
+  uint64_t n = 0;
+  if (!cl.empty() && std::from_chars(cl.data(), cl.data() + cl.size(), n).ec == std::errc{}) {
+    content_length = n;
+  }
+  Http1UpstreamPool& pool = router_.upstreams();
+  for (const H2MirrorTarget& target : route.mirrors) {
+    H2Mirror* m = upstreams_.adoptMirror(std::make_unique<H2Mirror>(
+        pool.stats(), pool.options().mirror_body_limit, Clock::now() + timeout));
+    m->start(upstreams_, target, head, end_stream, content_length);
+    if (end_stream) {
+      m->detach();  // nothing more to give it
+    } else {
+      x.mirrors.push_back(m);
+    }
+  }
+}
+
+void Http2Session::dropMirrors(Exchange& x) {
+  for (H2Mirror* m : x.mirrors) {
+    if (!x.client_ended) m->cancel();
+    m->detach();
+  }
+  x.mirrors.clear();
 }
 
 void Http2Session::onRequestRejected(http2::StreamId /*stream*/, int status,
@@ -277,6 +314,7 @@ void Http2Session::onData(http2::StreamId stream, std::span<const uint8_t> data)
     return;
   }
   x->record.request_bytes += data.size();
+  for (H2Mirror* m : x->mirrors) m->body(data);
   x->to_up.emplace_back(data.begin(), data.end());
   pumpUp(*x);
 }
@@ -288,6 +326,8 @@ void Http2Session::onTrailers(http2::StreamId stream, const http2::HeaderList& t
 void Http2Session::onEndStream(http2::StreamId stream) {
   if (Exchange* x = find(stream)) {
     x->client_ended = true;
+    for (H2Mirror* m : x->mirrors) m->end(x->client_trailers);
+    dropMirrors(*x);
     pumpUp(*x);
   }
 }
@@ -301,7 +341,8 @@ void Http2Session::onStreamClosed(http2::StreamId stream, const http2::StreamClo
   if (it == exchanges_.end()) return;
   std::unique_ptr<Exchange> x = std::move(it->second);
   exchanges_.erase(it);
-  if (!x->down_end_sent || close.error_code != hbone::kH2NoError) {
+  dropMirrors(*x);
+  if (!x->reset_by_us && (!x->down_end_sent || close.error_code != hbone::kH2NoError)) {
     // The client reset the stream (or the connection failed) before the response was whole.
     x->record.flags.set(close.error_code == hbone::kH2NoError
                             ? ResponseFlag::kDownstreamConnectionTermination
@@ -375,7 +416,8 @@ void Http2Session::pumpDown(Exchange& x) {
 }
 
 void Http2Session::respondLocally(Exchange& x, int status, const std::string& why,
-                                  const Headers& headers) {
+                                  const Headers& headers,
+                                  std::optional<http2::GrpcStatus> grpc_status) {
   if (x.response_started || done_) return;
   x.local = true;
   x.response_started = true;
@@ -383,7 +425,8 @@ void Http2Session::respondLocally(Exchange& x, int status, const std::string& wh
   spdlog::debug("waypoint: HTTP/2 request answered {}: {}", status, why);
   if (x.grpc) {
     // gRPC clients read the outcome from grpc-status (404 -> UNIMPLEMENTED, 503 -> UNAVAILABLE).
-    http2::ResponseHead head = http2::grpcErrorForHttpStatus(status, why);
+    http2::ResponseHead head = grpc_status ? http2::grpcTrailersOnlyResponse(*grpc_status, why)
+                                           : http2::grpcErrorForHttpStatus(status, why);
     x.record.response_code = static_cast<uint32_t>(head.status);
     x.record.grpc_status = grpcStatusOf(head.headers);
     (void)codec_->respond(x.id, head, /*end_stream=*/true);
@@ -406,6 +449,63 @@ void Http2Session::respondLocally(Exchange& x, int status, const std::string& wh
     }
   }
   pumpUp(x);  // drops what the client already sent
+}
+
+void Http2Session::onTimer(Clock::time_point now, std::chrono::milliseconds request_timeout) {
+  if (done_ || !codec_) return;
+  // Answers and resets may close streams (and retire their requests) as they go out.
+  std::vector<http2::StreamId> ids;
+  ids.reserve(exchanges_.size());
+  for (const auto& [id, x] : exchanges_) ids.push_back(id);
+  for (http2::StreamId id : ids) {
+    if (done_) return;
+    if (Exchange* x = find(id)) checkTimeouts(*x, now, request_timeout);
+  }
+  flushDown();
+}
+
+void Http2Session::checkTimeouts(Exchange& x, Clock::time_point now,
+                                 std::chrono::milliseconds request_timeout) {
+  if (x.local || x.down_end_sent) return;
+  // The route's timeouts (GEP-1742; a zero duration disables one), while the upstream's
+  // response is not whole.
+  if (x.decision && x.up && !x.upstream_ended) {
+    const model::RouteTimeouts& t = x.decision->timeouts;
+    const bool request_expired =
+        t.request && t.request->count() > 0 && now - x.record.start_steady >= *t.request;
+    const bool attempt_expired = t.backend_request && t.backend_request->count() > 0 &&
+                                 now - x.attempt_start >= *t.backend_request;
+    if (request_expired || attempt_expired) {
+      ++router_.upstreams().stats().request_timeouts;
+      spdlog::info("waypoint: {} timeout of HTTP/2 {} {} to {}",
+                   request_expired ? "request" : "backendRequest", x.record.method, x.record.path,
+                   x.record.endpoint_uid);
+      x.record.flags.set(ResponseFlag::kUpstreamRequestTimeout);
+      releaseUp(x, hbone::kH2Cancel);
+      if (!x.response_started) {
+        // Envoy's router answers 504 "upstream request timeout"; a gRPC client gets
+        // DEADLINE_EXCEEDED, the status gRPC defines for a deadline that expired.
+        return respondLocally(x, 504, "upstream request timeout", {},
+                              http2::GrpcStatus::kDeadlineExceeded);
+      }
+      // Part of the response went out: the client must not take it as whole.
+      x.down_end_sent = true;
+      x.reset_by_us = true;
+      (void)codec_->resetStream(x.id, hbone::kH2Cancel);
+      return;
+    }
+  }
+  // The request timeout: a request whose body has not ended in time and has no response yet
+  // (Envoy's request_timeout is disarmed once the response starts).
+  if (request_timeout.count() > 0 && !x.client_ended && !x.response_started &&
+      now - x.record.start_steady >= request_timeout) {
+    spdlog::info("waypoint: HTTP/2 request from {} timed out after {} ms",
+                 down_conn_->peer().toString(), request_timeout.count());
+    x.record.flags.set(ResponseFlag::kStreamIdleTimeout);
+    dropMirrors(x);  // cancelled: the copy never got its whole body
+    releaseUp(x, hbone::kH2Cancel);
+    respondLocally(x, 408, "request timeout");
+  }
 }
 
 void Http2Session::releaseUp(Exchange& x, uint32_t reset_code) {

@@ -15,6 +15,16 @@
 //   when the other side's codec took them, so each direction of a request holds at most one
 //   HTTP/2 stream window plus the send queue.
 // - Codec events never free anything: finished requests wait for reap().
+// - RequestMirror copies go out on the shared HTTP/2 upstreams (H2Mirror) and never hold up
+//   the request.
+// - Timeouts run on the loop's tick (onTimer). The route's `request` (from the request's
+//   HEADERS) and `backendRequest` (from the upstream request's start) timeouts (GEP-1742): 504
+//   with flag UT before the response started (gRPC: trailers-only DEADLINE_EXCEEDED), after it
+//   both streams are reset (CANCEL). A request whose body has not ended within the waypoint's
+//   request timeout, with no response started yet, gets 408 (gRPC: trailers-only with the
+//   status gRPC maps 408 to, UNKNOWN, as Envoy's request_timeout does) and its upstream request
+//   is cancelled; once a response started the timer no longer applies (Envoy disarms its
+//   request_timeout there too), so streaming calls live on.
 
 #include <cstdint>
 #include <deque>
@@ -26,7 +36,9 @@
 #include <string>
 #include <vector>
 
+#include "waypoint/http2/grpc.h"
 #include "waypoint/http2/h2_codec.h"
+#include "waypoint/proxy/h2_mirror.h"
 #include "waypoint/proxy/h2_upstream.h"
 #include "waypoint/proxy/hbone_conn.h"
 #include "waypoint/proxy/http1_session.h"
@@ -48,6 +60,8 @@ struct H2RouteResult {
   std::string endpoint_uid;
   // The pooled HBONE connection to the endpoint's 15008, when a new upstream is needed.
   std::function<HboneConn*(std::string*)> connect;
+  // Endpoints of the decision's mirrors (their services' endpoints, already chosen).
+  std::vector<H2MirrorTarget> mirrors;
 };
 
 class H2Router {
@@ -57,6 +71,9 @@ class H2Router {
   virtual H2RouteResult routeH2(const RequestHead& head, bool grpc) = 0;
   virtual void finished(const std::string& endpoint_uid) = 0;  // the upstream is released
   virtual void requestDone(const ExchangeRecord& /*record*/) {}
+  // The HTTP/1.1 pool: its mirror and route-timeout counters and its mirror body limit are the
+  // waypoint's for both protocols.
+  virtual Http1UpstreamPool& upstreams() = 0;
 };
 
 class Http2Session final : public http2::H2CodecHandler {
@@ -71,6 +88,9 @@ class Http2Session final : public http2::H2CodecHandler {
   // acknowledged on the stream).
   Status start(std::vector<uint8_t> first_bytes);
   bool done() const { return done_; }
+  // On the loop's tick: the route timeouts and the request timeout (`request_timeout`, 0: none)
+  // of each open request (see the rules above).
+  void onTimer(Clock::time_point now, std::chrono::milliseconds request_timeout);
   // After each batch of completions: frees finished requests.
   void reap() { retired_.clear(); }
   uint64_t requests() const { return requests_; }
@@ -110,7 +130,10 @@ class Http2Session final : public http2::H2CodecHandler {
     bool upstream_ended = false;
     std::optional<http2::HeaderList> upstream_trailers;
     bool down_end_sent = false;
-    bool local = false;  // answered by the waypoint itself
+    bool local = false;               // answered by the waypoint itself
+    bool reset_by_us = false;         // the client's stream was reset by the waypoint (a timeout)
+    Clock::time_point attempt_start;  // the upstream request's, for backendRequest
+    std::vector<H2Mirror*> mirrors;   // RequestMirror copies, owned by H2Upstreams
 
     void onUpstreamInformational(const http2::ResponseHead& head) override;
     void onUpstreamResponse(const http2::ResponseHead& head, bool end_stream) override;
@@ -136,8 +159,18 @@ class Http2Session final : public http2::H2CodecHandler {
   void pumpUp(Exchange& x);
   // Moves the upstream's body to the client while the codec takes it; then the end.
   void pumpDown(Exchange& x);
-  // Answers from the waypoint itself (no response started yet).
-  void respondLocally(Exchange& x, int status, const std::string& why, const Headers& headers = {});
+  // Answers from the waypoint itself (no response started yet); a gRPC request gets a
+  // trailers-only response with `grpc_status`, or the one gRPC maps `status` to.
+  void respondLocally(Exchange& x, int status, const std::string& why, const Headers& headers = {},
+                      std::optional<http2::GrpcStatus> grpc_status = std::nullopt);
+  // Starts the decision's mirrors with `head` as it goes upstream.
+  void startMirrors(Exchange& x, const H2RouteResult& route, const http2::RequestHead& head,
+                    bool end_stream);
+  // The client's request is over: mirrors of an unfinished request are cancelled; all are
+  // forgotten.
+  void dropMirrors(Exchange& x);
+  // The route's timeouts, then the request timeout, for one request.
+  void checkTimeouts(Exchange& x, Clock::time_point now, std::chrono::milliseconds request_timeout);
   void releaseUp(Exchange& x, uint32_t reset_code);
   // Writes what the codec has for the client (later when inside a codec callback).
   void flushDown();

@@ -339,22 +339,40 @@ H2RouteResult Proxy::InboundRouter::routeH2(const RequestHead& head, bool grpc) 
     r.response_headers = std::move(d.response_headers);
     return r;
   }
-  const model::Workload& w = *d.choice.workload;
-  // Kept by value: a retry may connect after the snapshot changed.
-  auto peer_id = identity::SpiffeId::create(w.trust_domain, w.namespace_name, w.service_account);
-  if (!peer_id) {
+  auto connect = h2Connect(d.choice);
+  if (!connect) {
     r.status = 503;
-    r.error = peer_id.error().message;
+    r.error = connect.error().message;
     return r;
   }
   r.authority = d.choice.address.toString();
-  r.endpoint_uid = w.uid;
-  r.connect = [conns = proxy->conns_, id = std::move(*peer_id),
-               hbone = SocketAddress{d.choice.address.ip, 15008}](std::string* error) {
-    return conns->clientFor(id, hbone, error);
-  };
+  r.endpoint_uid = d.choice.workload->uid;
+  r.connect = std::move(*connect);
+  // RequestMirror: an endpoint of each mirror service; one that has none is skipped.
+  if (r.decision) {
+    for (const MirrorTarget& m : r.decision->mirrors) {
+      UpstreamChoice mc = proxy->chooseEndpoint(*m.service, m.port);
+      if (mc.status != hbone::kStatusOk) continue;
+      if (auto mirror_connect = h2Connect(mc)) {
+        r.mirrors.push_back({mc.address.toString(), std::move(*mirror_connect)});
+      }
+    }
+  }
   ++proxy->in_flight_[r.endpoint_uid];
   return r;
+}
+
+Result<std::function<HboneConn*(std::string*)>> Proxy::InboundRouter::h2Connect(
+    const UpstreamChoice& choice) const {
+  const model::Workload& w = *choice.workload;
+  // Kept by value: a retry may connect after the snapshot changed.
+  auto peer_id = identity::SpiffeId::create(w.trust_domain, w.namespace_name, w.service_account);
+  if (!peer_id) return peer_id.error();
+  return std::function<HboneConn*(std::string*)>(
+      [conns = proxy->conns_, id = std::move(*peer_id),
+       hbone = SocketAddress{choice.address.ip, 15008}](std::string* error) {
+        return conns->clientFor(id, hbone, error);
+      });
 }
 
 void Proxy::InboundRouter::finished(const std::string& endpoint_uid) {
@@ -433,6 +451,7 @@ void Proxy::onTimer() {
   stats_.upstream = upstreams_.stats();
   for (Inbound& in : inbound_) {
     if (in.http1) in.http1->onTimer(now, request_timeout_);
+    if (in.http2) in.http2->onTimer(now, request_timeout_);
     if (!in.done && !in.join && !in.http1 && !in.http2 &&
         now - in.since >= std::chrono::seconds(1)) {
       startPassthrough(in);  // a protocol where the server speaks first

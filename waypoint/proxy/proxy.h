@@ -132,6 +132,8 @@ class Proxy final : public ConnectAcceptor {
     // The part both protocols share: route `head` (request filters applied to it in place) and
     // pick an endpoint of the chosen backend.
     Routed routeToEndpoint(RequestHead& head, bool grpc);
+    // How an HTTP/2 upstream reaches `choice` (an HBONE connection that checks its identity).
+    Result<std::function<HboneConn*(std::string*)>> h2Connect(const UpstreamChoice& choice) const;
     void finished(const std::string& endpoint_uid) override;
     void requestDone(const ExchangeRecord& x) override;
     Http1UpstreamPool& upstreams() override { return proxy->upstreams_; }

@@ -1,12 +1,13 @@
 #!/usr/bin/python3
 """gRPC peers (python3-grpcio, generic handlers: no protoc) for the waypoint's e2e tests.
 
-grpc_app.py server NAME PORT: service shop.Cart with methods Get, Put and Missing; each answers
-the raw request bytes with "NAME METHOD".
+grpc_app.py server NAME PORT: service shop.Cart with methods Get, Put, Missing and Slow; each
+answers the raw request bytes with "NAME METHOD" (Slow after 3 s).
 grpc_app.py client TARGET METHOD COUNT: COUNT unary calls of METHOD (e.g. /shop.Cart/Get) on one
 channel; prints "ok REPLY" or "error CODE DETAILS" per call.
 """
 import sys
+import time
 from concurrent import futures
 
 import grpc
@@ -14,10 +15,13 @@ import grpc
 
 def server(name, port):
     def handler(method):
-        return grpc.unary_unary_rpc_method_handler(
-            lambda request, context: f"{name} {method}".encode())
+        def answer(request, context):
+            if method == "Slow":
+                time.sleep(3)
+            return f"{name} {method}".encode()
+        return grpc.unary_unary_rpc_method_handler(answer)
 
-    methods = {m: handler(m) for m in ("Get", "Put", "Missing")}
+    methods = {m: handler(m) for m in ("Get", "Put", "Missing", "Slow")}
     s = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     s.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("shop.Cart", methods),))
     s.add_insecure_port(f"0.0.0.0:{port}")

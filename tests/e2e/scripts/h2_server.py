@@ -2,10 +2,14 @@
 """A prior-knowledge HTTP/2 server (python3-h2) for the waypoint's e2e tests.
 
 h2_server.py NAME PORT [GOAWAY_EVERY]: answers every request with "NAME\n" (and x-served-by:
-NAME); prints "conn" for each accepted connection and "req PATH" for each request, so a test can
-tell how requests were spread over endpoints and how many upstream connections carried them.
+NAME); prints "conn" for each accepted connection and "req PATH authority=AUTHORITY body=BYTES"
+for each request, so a test can tell how requests were spread over endpoints, how many upstream
+connections carried them, and what a mirror copy looked like.
 GET /big/N answers N bytes instead; any request to /size answers the byte count of its body
-(both under HTTP/2 flow control, to test back-pressure through the waypoint).
+(both under HTTP/2 flow control, to test back-pressure through the waypoint). Paths under /slow
+are answered after 3 s (other streams of the connection go on meanwhile), for route timeouts;
+paths under /stall get the head and "first\n" at once and the rest of the body ("rest\n") 3 s
+later.
 With GOAWAY_EVERY, a connection ends after that many requests: GOAWAY with the last answered
 stream, then FIN; requests the client sent after it are not processed (RFC 9113 section 6.8) and
 may be retried elsewhere.
@@ -13,6 +17,7 @@ may be retried elsewhere.
 import socket
 import sys
 import threading
+import time
 
 import h2.config
 import h2.connection
@@ -27,6 +32,8 @@ def serve(sock, name, goaway_every):
     sock.sendall(conn.data_to_send())
     body = (name + "\n").encode()
     paths = {}
+    authorities = {}
+    delayed = []  # (due, stream, bytes, whether the head went out already): /slow, /stall
     sizes = {}
     pending = {}  # stream -> response bytes not yet sent (waiting for window)
     answered = 0
@@ -49,14 +56,42 @@ def serve(sock, name, goaway_every):
             except h2.exceptions.StreamClosedError:
                 del pending[stream]
 
+    def respond(stream, reply, length=None):
+        try:
+            conn.send_headers(stream, [
+                (":status", "200"), ("content-type", "text/plain"),
+                ("content-length", str(length or len(reply))), ("x-served-by", name)])
+        except h2.exceptions.StreamClosedError:
+            return False
+        pending[stream] = reply
+        pump()
+        return True
+
+    sock.settimeout(0.05)
     try:
         while True:
-            data = sock.recv(65536)
+            try:
+                data = sock.recv(65536)
+            except socket.timeout:
+                now = time.monotonic()
+                for item in [d for d in delayed if d[0] <= now]:
+                    delayed.remove(item)
+                    if item[3]:
+                        pending[item[1]] = item[2]
+                        pump()
+                    else:
+                        respond(item[1], item[2])
+                out = conn.data_to_send()
+                if out:
+                    sock.sendall(out)
+                continue
             if not data:
                 return
             for event in conn.receive_data(data):
                 if isinstance(event, h2.events.RequestReceived):
-                    paths[event.stream_id] = dict(event.headers).get(b":path", b"").decode()
+                    fields = dict(event.headers)
+                    paths[event.stream_id] = fields.get(b":path", b"").decode()
+                    authorities[event.stream_id] = fields.get(b":authority", b"").decode()
                     sizes[event.stream_id] = 0
                 elif isinstance(event, h2.events.DataReceived):
                     sizes[event.stream_id] = sizes.get(event.stream_id, 0) + len(event.data)
@@ -66,20 +101,25 @@ def serve(sock, name, goaway_every):
                 elif isinstance(event, h2.events.StreamEnded):
                     path = paths.pop(event.stream_id, "")
                     size = sizes.pop(event.stream_id, 0)
-                    print("req", path, flush=True)
+                    authority = authorities.pop(event.stream_id, "")
+                    print("req", path, f"authority={authority}", f"body={size}", flush=True)
                     reply = body
                     if path.startswith("/big/"):
                         reply = b"x" * int(path[len("/big/"):])
                     elif path == "/size":
                         reply = f"{size}\n".encode()
-                    try:
+                    if path.startswith("/slow"):
+                        delayed.append((time.monotonic() + 3, event.stream_id, reply, False))
+                        continue
+                    if path.startswith("/stall"):
                         conn.send_headers(event.stream_id, [
                             (":status", "200"), ("content-type", "text/plain"),
-                            ("content-length", str(len(reply))), ("x-served-by", name)])
-                    except h2.exceptions.StreamClosedError:
+                            ("content-length", "11")])
+                        conn.send_data(event.stream_id, b"first\n")
+                        delayed.append((time.monotonic() + 3, event.stream_id, b"rest\n", True))
                         continue
-                    pending[event.stream_id] = reply
-                    pump()
+                    if not respond(event.stream_id, reply):
+                        continue
                     answered += 1
                     if goaway_every and answered == goaway_every:
                         print("goaway", flush=True)
@@ -93,6 +133,8 @@ def serve(sock, name, goaway_every):
                 elif isinstance(event, h2.events.StreamReset):
                     paths.pop(event.stream_id, None)
                     pending.pop(event.stream_id, None)
+                    delayed[:] = [d for d in delayed if d[1] != event.stream_id]
+                    print("reset", event.stream_id, flush=True)
                 elif isinstance(event, h2.events.ConnectionTerminated):
                     sock.sendall(conn.data_to_send())
                     return
