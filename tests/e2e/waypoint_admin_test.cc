@@ -1,5 +1,5 @@
 // End-to-end tests of the waypoint's L4 authorization and its admin API, on the two-node mesh
-// of waypoint_test.cc: the cart service (VIP 10.96.0.20:80 -> 8080; endpoints cart-v1 on node2
+// of waypoint_fixture.h: the cart service (VIP 10.96.0.20:80 -> 8080; endpoints cart-v1 on node2
 // and cart-v2 on node1) names the waypoint waypoint-0 (node2, 10.244.2.9, not enrolled).
 //
 // Behind a waypoint the endpoints' agents see the waypoint's identity, so a DENY policy on the
@@ -10,18 +10,14 @@
 #include <filesystem>
 #include <fstream>
 
-#include "tests/e2e/mesh_fixture.h"
+#include "tests/e2e/waypoint_fixture.h"
 
 namespace nodemesh::sim {
 namespace {
 
-constexpr const char* kCartVip = "10.96.0.20:80";
-constexpr const char* kWaypointIdentity = "spiffe://cluster.local/ns/shop/sa/waypoint";
-
-// The test mesh with the waypoint (as waypoint_test.cc builds it: the waypoint's workload, with
-// protocol TCP so no agent enrolls it, its service, and cart's `waypoint`), plus a DENY policy
-// on the cart workloads for frontend's principal, and cart-split: services cart-v1 and cart-v2
-// and an HTTPRoute on cart sending `x-user-group: beta` to v2 and the rest 90/10.
+// The test mesh with the waypoint (waypoint_fixture.h) plus a DENY policy on the cart workloads
+// for frontend's principal, and cart-split: services cart-v1 and cart-v2 and an HTTPRoute on cart
+// sending `x-user-group: beta` to v2 and the rest 90/10.
 std::string meshWithDenyAndRoute() {
   std::string text = testConfig() +
                      "- name: deny-frontend\n"
@@ -37,39 +33,7 @@ std::string meshWithDenyAndRoute() {
   };
   replace_all("authorizationPolicies: [\"shop/cart-allow-frontend\"]",
               "authorizationPolicies: [\"shop/cart-allow-frontend\", \"shop/deny-frontend\"]");
-  const std::string workload =
-      "- uid: cluster1//v1/Pod/shop/waypoint-0\n"
-      "  name: waypoint-0\n"
-      "  namespace: shop\n"
-      "  serviceAccount: waypoint\n"
-      "  workloadIps: [\"10.244.2.9\"]\n"
-      "  protocol: TCP\n"
-      "  node: node2\n"
-      "  services: {\"shop/waypoint.shop.svc.cluster.local\": {15008: 15008}}\n";
-  text.insert(text.find("workloads:\n") + std::string("workloads:\n").size(), workload);
-  const std::string services =
-      "- name: waypoint\n"
-      "  namespace: shop\n"
-      "  hostname: waypoint.shop.svc.cluster.local\n"
-      "  vips: [\"/10.96.0.9\"]\n"
-      "  ports: {15008: 15008}\n"
-      "- {name: cart-v1, namespace: shop, hostname: cart-v1.shop.svc.cluster.local,\n"
-      "   vips: [\"/10.96.0.21\"], ports: {80: 8080}}\n"
-      "- {name: cart-v2, namespace: shop, hostname: cart-v2.shop.svc.cluster.local,\n"
-      "   vips: [\"/10.96.0.22\"], ports: {80: 8080}}\n";
-  text.insert(text.find("services:\n") + std::string("services:\n").size(), services);
-  const std::string cart_ports = "  ports: {80: 8080}\n  subjectAltNames";
-  text.insert(text.find(cart_ports) + std::string("  ports: {80: 8080}\n").size(),
-              "  waypoint: {destination: \"shop/waypoint.shop.svc.cluster.local\", "
-              "hboneMtlsPort: 15008}\n");
-  for (const char* version : {"cart-v1", "cart-v2"}) {
-    const std::string uid = std::string("- uid: cluster1//v1/Pod/shop/") + version;
-    const std::string line = "  services: {\"shop/cart.shop.svc.cluster.local\": {80: 8080}}\n";
-    auto at = text.find(line, text.find(uid));
-    text.replace(at, line.size(),
-                 "  services: {\"shop/cart.shop.svc.cluster.local\": {80: 8080}, \"shop/" +
-                     std::string(version) + ".shop.svc.cluster.local\": {80: 8080}}\n");
-  }
+  text = withCartVersions(withWaypoint(std::move(text)));
   text +=
       "httpRoutes:\n"
       "- apiVersion: gateway.networking.k8s.io/v1\n"
@@ -89,32 +53,17 @@ std::string meshWithDenyAndRoute() {
 
 // Inbound access lines of both agents for connections from the waypoint (what reached an app).
 size_t fromWaypoint(Process& agent1, Process& agent2) {
-  const std::string log = agent1.output() + agent2.output();
   size_t n = 0;
-  std::istringstream in(log);
-  for (std::string line; std::getline(in, line);) {
-    if (line.find(" access ") != std::string::npos &&
-        line.find("direction=inbound") != std::string::npos &&
-        line.find(std::string("src_identity=") + kWaypointIdentity) != std::string::npos) {
-      ++n;
-    }
+  for (const std::string& line : accessLines(agent1.output() + agent2.output(),
+                                             std::string("src_identity=") + kWaypointIdentity)) {
+    if (line.find("direction=inbound") != std::string::npos) ++n;
   }
   return n;
 }
 
-class WaypointAdminTest : public MeshTest {
+class WaypointAdminTest : public WaypointTest {
  protected:
-  void SetUp() override {
-    MeshTest::SetUp();
-    if (IsSkipped()) return;
-    cluster_->addPod("node2", "waypoint", "10.244.2.9");
-    config_path_ = cluster_->writeFile("mesh.yaml", meshWithDenyAndRoute());
-    startAgents();
-    waypoint_ = &cluster_->startInPod("waypoint", {waypointPath(), "--config", config_path_,
-                                                   "--workload", "cluster1//v1/Pod/shop/waypoint-0",
-                                                   "--state-dir", cluster_->workDir() + "/ca"});
-    ASSERT_TRUE(waypoint_->waitForOutput("serving HBONE on", seconds(10))) << waypoint_->output();
-  }
+  std::string meshConfig() override { return meshWithDenyAndRoute(); }
 
   // The waypoint's Prometheus text (from its pod).
   std::string metrics() {
@@ -135,8 +84,6 @@ class WaypointAdminTest : public MeshTest {
     args.insert(args.begin(), binDir() + "/nodemeshctl");
     return cluster_->runInPod("waypoint", args, seconds(20));
   }
-
-  Process* waypoint_ = nullptr;
 };
 
 // (a) HTTP: frontend's requests get 403 from the waypoint and never reach an app; cart-v2's
