@@ -53,9 +53,18 @@ void StreamBridge::connectApplication() {
 
 void StreamBridge::detach(bool reset) {
   if (!conn_) return;
+  giveBackHeld();
   StreamCarrier* c = conn_;
   conn_ = nullptr;
   c->removeStream(stream_, /*closed=*/!reset);
+}
+
+void StreamBridge::giveBackHeld() {
+  if (!conn_) return;
+  const size_t held = out_.size() + (inflight_.size() - inflight_off_);
+  if (held == 0) return;
+  (void)conn_->consumed(stream_, held);
+  conn_->markDirty();
 }
 
 // ---- outbound: the CONNECT's answer ----
@@ -203,6 +212,9 @@ void StreamBridge::onShutdown() {
 // ---- the stream's end ----
 
 void StreamBridge::onStreamClosed(uint32_t error_code) {
+  // The peer may end the stream while bytes it sent still wait for the TCP peer (a fast sender,
+  // a client that half-closed): they are still written, but nothing would give their window back.
+  giveBackHeld();
   conn_ = nullptr;  // the connection already forgot the stream
   if (error_code != hbone::kH2NoError) {
     return abort(std::string("HBONE stream reset: ") + std::string(hbone::h2ErrorName(error_code)));

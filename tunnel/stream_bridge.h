@@ -116,6 +116,10 @@ class StreamBridge final : public io::CompletionHandler {
   void sendToTcp();
   // Forgets the stream (reset unless it is already closed) and marks its connection dirty.
   void detach(bool reset);
+  // Gives back the connection-level window of the bytes received from the stream and not yet
+  // written to the TCP peer: once the bridge lets go of its stream (closed or detached), the
+  // consumed() calls after each write stop, and those bytes would hold the window for good.
+  void giveBackHeld();
   // Finishes the bridge when nothing is in flight and it is aborting or both directions ended.
   void advance();
   RelayContext& ctx();
