@@ -1,9 +1,9 @@
 #include "agent/access_log.h"
 
+#include <unistd.h>
+
 #include <fmt/chrono.h>
 #include <fmt/format.h>
-#include <spdlog/sinks/stdout_sinks.h>
-#include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
 #include "telemetry/access_log_format.h"
@@ -74,16 +74,14 @@ std::string formatAccessLog(const tunnel::ConnectionRecord& r,
   return line;
 }
 
-ConnectionTelemetry::ConnectionTelemetry(AccessLogFormat format, Sink sink)
+ConnectionTelemetry::ConnectionTelemetry(AccessLogFormat format, Sink sink,
+                                         std::chrono::milliseconds flush_interval)
     : format_(format), sink_(std::move(sink)) {
   if (!sink_) {
-    auto logger = spdlog::get("access");
-    if (!logger) logger = spdlog::stdout_logger_mt("access");
-    logger->set_pattern("%v");
-    // The access log is not subject to --log-level / /logging (those set the "nodemesh"
-    // logger's level only).
-    logger->set_level(spdlog::level::info);
-    sink_ = [logger](const std::string& line) { logger->info("{}", line); };
+    telemetry::AccessLogWriterOptions options;
+    options.flush_interval = flush_interval;
+    writer_ = std::make_unique<telemetry::AccessLogWriter>(STDOUT_FILENO, options);
+    sink_ = [writer = writer_.get()](const std::string& line) { writer->write(line); };
   }
 }
 

@@ -19,6 +19,7 @@
 #include "agent/metrics/tcp_metrics.h"
 #include "model/snapshot.h"
 #include "telemetry/access_log_format.h"
+#include "telemetry/access_log_writer.h"
 #include "tunnel/tunnel.h"
 
 namespace nodemesh::agent {
@@ -35,8 +36,11 @@ std::string formatAccessLog(const tunnel::ConnectionRecord& r,
 class ConnectionTelemetry {
  public:
   using Sink = std::function<void(const std::string& line)>;
-  // Without a sink, lines go to stdout (one write per line, never interleaved).
-  explicit ConnectionTelemetry(AccessLogFormat format, Sink sink = {});
+  // Without a sink, lines go to stdout through an AccessLogWriter flushed every
+  // `flush_interval` (0: a write per line); never interleaved.
+  explicit ConnectionTelemetry(AccessLogFormat format, Sink sink = {},
+                               std::chrono::milliseconds flush_interval = kAccessLogFlush);
+  static constexpr std::chrono::milliseconds kAccessLogFlush{200};
 
   void setSnapshot(model::SnapshotPtr snapshot);
   void onOpen(const tunnel::ConnectionRecord& r);
@@ -48,6 +52,7 @@ class ConnectionTelemetry {
   model::SnapshotPtr snapshot() const;
 
   AccessLogFormat format_;
+  std::unique_ptr<telemetry::AccessLogWriter> writer_;  // without a sink of the caller's
   Sink sink_;
   mutable std::mutex mu_;
   model::SnapshotPtr snapshot_;

@@ -156,7 +156,9 @@ Status Daemon::startTunnel() {
   tunnel_options.connect_timeout = std::chrono::milliseconds(options_.connect_timeout_ms);
   tunnel_options.connect_attempts = options_.connect_attempts;
   workers_ = tunnel_options.workers;
-  telemetry_ = std::make_unique<ConnectionTelemetry>(options_.access_log_format);
+  telemetry_ = std::make_unique<ConnectionTelemetry>(
+      options_.access_log_format, ConnectionTelemetry::Sink{},
+      std::chrono::milliseconds(options_.access_log_flush_ms));
   telemetry_->setSnapshot(config_.current());
   auto tunnel = tunnel::startTunnel(
       tunnel_options, *orig_dst_, tls_.get(),

@@ -44,6 +44,7 @@ struct DaemonOptions {
   uint16_t metrics_port = admin::kDefaultMetricsPort;
   uint16_t readiness_port = admin::kDefaultReadinessPort;
   AccessLogFormat access_log_format = AccessLogFormat::kText;
+  int access_log_flush_ms = 200;  // 0: a write per line
   int connect_timeout_ms = 10000;
   unsigned connect_attempts = 3;
 };

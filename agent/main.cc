@@ -138,6 +138,11 @@ int agentMain(int argc, char** argv) {
                  "access log lines on stdout: text or json")
       ->capture_default_str()
       ->check(CLI::IsMember({"text", "json"}));
+  app.add_option("--access-log-flush-ms", flags.daemon.access_log_flush_ms,
+                 "access log lines reach stdout in one write every this many ms (or per 64 KiB); "
+                 "0 writes each line at once")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 60000));
   app.add_option("--connect-timeout-ms", flags.daemon.connect_timeout_ms,
                  "a connect to a destination or to a peer's 15008 that takes longer fails (and "
                  "is retried on another endpoint for a service)")

@@ -206,8 +206,9 @@ int run(int argc, char** argv) {
                  "(repeatable)")
       ->allow_extra_args(false);
   app.add_option("--perf-dir", o.perf_dir,
-                 "profile the nodemesh agents with perf record during each scenario, into "
-                 "DIR/<scenario>-<repeat>.data");
+                 "profile the nodemesh agents (or the mode's L7 proxy) with perf record during "
+                 "each scenario, into "
+                 "DIR/<mode>-<scenario>-<repeat>.data");
   bool no_pin = false;
   app.add_flag("--no-pin", no_pin,
                "let every process float over the machine's CPUs (default: each simulated node "
@@ -404,9 +405,12 @@ int run(int argc, char** argv) {
                             const std::string& profile) -> std::optional<Figures> {
       try {
         std::optional<Profiler> profiler;
-        if (!o.perf_dir.empty() && name == "nodemesh") {
-          profiler.emplace(env.cluster(), mode.tunnelPids(),
-                           fmt::format("{}/{}.data", o.perf_dir, profile));
+        // The L7 proxy when the mode has one (the waypoint, HAProxy or nginx), else the
+        // nodemesh agents.
+        const std::vector<pid_t> proxy = mode.proxyPids();
+        if (!o.perf_dir.empty() && (name == "nodemesh" || !proxy.empty())) {
+          profiler.emplace(env.cluster(), proxy.empty() ? mode.tunnelPids() : proxy,
+                           fmt::format("{}/{}-{}.data", o.perf_dir, name, profile));
         }
         const auto s0 = Clock::now();
         Figures f = runner.run(scenario);

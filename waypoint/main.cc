@@ -8,6 +8,7 @@
 // certificate comes from the local CA in the state directory, as the agents' do.
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstring>
@@ -15,7 +16,6 @@
 #include <memory>
 #include <string>
 
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
@@ -24,6 +24,7 @@
 #include "hbone/tls_provider.h"
 #include "identity/cert_manager.h"
 #include "identity/local_ca.h"
+#include "telemetry/access_log_writer.h"
 #include "waypoint/admin.h"
 #include "waypoint/proxy/loop.h"
 
@@ -42,6 +43,7 @@ struct Flags {
   unsigned cert_lifetime_s = 24 * 3600;
   std::string log_level = "info";
   std::string access_log_format = "text";
+  int access_log_flush_ms = 200;
   unsigned request_timeout_ms = 30000;
   unsigned upstream_max_idle = 32;
   unsigned upstream_idle_timeout_ms = 15000;
@@ -97,14 +99,15 @@ int run(const Flags& flags) {
     return 1;
   }
 
-  // One access log line per request on stdout, without the log prefix (the line has its own
-  // timestamp).
-  auto access = spdlog::stdout_logger_mt("access");
-  access->set_pattern("%v");
-  waypoint::RequestTelemetry telemetry(flags.access_log_format == "json"
-                                           ? telemetry::AccessLogFormat::kJson
-                                           : telemetry::AccessLogFormat::kText,
-                                       [access](const std::string& line) { access->info(line); });
+  // One access log line per request on stdout (the line has its own timestamp), written in
+  // batches. Declared before the loop, so it outlives it and writes its last lines at exit.
+  telemetry::AccessLogWriterOptions access_options;
+  access_options.flush_interval = std::chrono::milliseconds(flags.access_log_flush_ms);
+  telemetry::AccessLogWriter access_log(STDOUT_FILENO, access_options);
+  waypoint::RequestTelemetry telemetry(
+      flags.access_log_format == "json" ? telemetry::AccessLogFormat::kJson
+                                        : telemetry::AccessLogFormat::kText,
+      [&access_log](const std::string& line) { access_log.write(line); });
 
   waypoint::LoopOptions options;
   options.listen.port = flags.port;
@@ -184,6 +187,11 @@ int waypointMain(int argc, char** argv) {
   app.add_option("--access-log-format", flags.access_log_format,
                  "one line per request: text or json")
       ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  app.add_option("--access-log-flush-ms", flags.access_log_flush_ms,
+                 "access log lines reach stdout in one write every this many ms (or per 64 KiB); "
+                 "0 writes each line at once")
+      ->check(CLI::Range(0, 60000))
       ->capture_default_str();
   app.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))

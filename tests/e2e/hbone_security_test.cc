@@ -233,11 +233,13 @@ TEST_F(HboneSecurityTest, ServerWithWrongIdentityIsRefusedByTheClient) {
   EXPECT_GT(after["tls_handshake_failures"], before["tls_handshake_failures"]);
   EXPECT_EQ(after["tls_handshakes_client"], before["tls_handshakes_client"]);
   EXPECT_EQ(after["hbone_streams_accepted"], before["hbone_streams_accepted"]);
-  // The access log records the failure, with the identity that was expected.
-  EXPECT_TRUE(std::regex_search(
-      agent1_->output(),
-      std::regex(R"(direction=outbound pod=shop/frontend-7d9f .*dst=10\.244\.2\.20:8080 .*)"
-                 R"(result=(?!ok ).*dst_identity=spiffe://cluster\.local/ns/shop/sa/cart)")))
+  // The access log records the failure, with the identity that was expected (the log reaches
+  // stdout within its flush interval).
+  const std::regex failed_line(
+      R"(direction=outbound pod=shop/frontend-7d9f .*dst=10\.244\.2\.20:8080 .*)"
+      R"(result=(?!ok ).*dst_identity=spiffe://cluster\.local/ns/shop/sa/cart)");
+  EXPECT_TRUE(
+      waitFor([&] { return std::regex_search(agent1_->output(), failed_line); }, seconds(5)))
       << agent1_->output();
 
   // Nothing reached the application: no connection was accepted (no fallback to plain TCP).
