@@ -51,8 +51,11 @@ std::string logTimestamp(std::chrono::system_clock::time_point t) {
   return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03d}Z", whole, static_cast<int>((ms - secs).count()));
 }
 
-std::string logTextValue(std::string_view value) {
-  if (value.empty()) return "-";
+void appendLogTextValue(std::string& out, std::string_view value) {
+  if (value.empty()) {
+    out += '-';
+    return;
+  }
   bool plain = true;
   for (char c : value) {
     if (c == ' ' || c == '"' || c == '\\' || c == '=' || isControl(c)) {
@@ -60,25 +63,34 @@ std::string logTextValue(std::string_view value) {
       break;
     }
   }
-  if (plain) return std::string(value);
-  std::string out = "\"";
+  if (plain) {
+    out.append(value);
+    return;
+  }
+  out += '"';
   for (char c : value) {
     if (c == '"' || c == '\\') {
       out += '\\';
       out += c;
     } else if (c == '\n') {
-      out += "\\n";
+      out.append("\\n");
     } else if (c == '\r') {
-      out += "\\r";
+      out.append("\\r");
     } else if (c == '\t') {
-      out += "\\t";
+      out.append("\\t");
     } else if (isControl(c)) {
       fmt::format_to(std::back_inserter(out), "\\x{:02x}", static_cast<unsigned char>(c));
     } else {
       out += c;
     }
   }
-  return out + "\"";
+  out += '"';
+}
+
+std::string logTextValue(std::string_view value) {
+  std::string out;
+  appendLogTextValue(out, value);
+  return out;
 }
 
 void appendJsonString(std::string& out, std::string_view value) {

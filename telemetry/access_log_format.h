@@ -20,6 +20,8 @@ std::string logTimestamp(std::chrono::system_clock::time_point t);
 // characters as \n, \r, \t or \xHH, so that no value (a request path, a user agent) can break a
 // line in two or forge a field.
 std::string logTextValue(std::string_view value);
+// The same, appended to `out` (no string of its own: the waypoint writes a line per request).
+void appendLogTextValue(std::string& out, std::string_view value);
 
 // Appends `value` as a JSON string (RFC 8259) with its quotes: `"` and `\` escaped, control
 // characters as \b \f \n \r \t or \u00XX, and each byte that is not part of valid UTF-8

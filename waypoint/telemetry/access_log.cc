@@ -87,25 +87,50 @@ std::string formatRequestLog(const RequestRecord& r, AccessLogFormat format) {
     return j;
   }
 
-  std::string line = fmt::format(
-      "{} access reporter=waypoint method={} path={} protocol={} response_code={} "
-      "response_flags={} grpc_status={} bytes_received={} bytes_sent={} duration_ms={}",
-      telemetry::logTimestamp(r.start_time), logTextValue(r.method), logTextValue(r.path),
-      toString(r.http_version), r.response_code, flags,
-      r.grpc_status ? std::to_string(*r.grpc_status) : "-", r.request_bytes, r.response_bytes,
-      duration_ms.count());
-  fmt::format_to(std::back_inserter(line),
-                 " upstream_host={} route_name={} authority={} request_id={} user_agent={}"
-                 " trace_id={} span_id={}",
-                 logTextValue(upstream), logTextValue(r.route_name), logTextValue(r.authority),
-                 logTextValue(r.request_id), logTextValue(r.user_agent), logTextValue(r.trace_id),
-                 logTextValue(r.span_id));
-  fmt::format_to(std::back_inserter(line),
-                 " src={} src_identity={} src_workload={} dst_service={} dst_workload={}"
-                 " dst_identity={}",
-                 logTextValue(src), logTextValue(src_identity), logTextValue(src_workload),
-                 logTextValue(dst_service), logTextValue(dst_workload),
-                 logTextValue(r.destination_principal));
+  // Appended field by field into one reserved string: a fmt::format per field and the
+  // quoted copies cost a few percent of the waypoint's CPU at its maximum request rate.
+  std::string line;
+  line.reserve(640);
+  line += telemetry::logTimestamp(r.start_time);
+  line.append(" access reporter=waypoint");
+  const auto field = [&line](std::string_view name, std::string_view value) {
+    line += ' ';
+    line.append(name);
+    line += '=';
+    telemetry::appendLogTextValue(line, value);
+  };
+  const auto number = [&line](std::string_view name, auto value) {
+    line += ' ';
+    line.append(name);
+    line += '=';
+    fmt::format_to(std::back_inserter(line), "{}", value);
+  };
+  field("method", r.method);
+  field("path", r.path);
+  field("protocol", toString(r.http_version));
+  number("response_code", r.response_code);
+  field("response_flags", flags);
+  if (r.grpc_status) {
+    number("grpc_status", *r.grpc_status);
+  } else {
+    field("grpc_status", "");
+  }
+  number("bytes_received", r.request_bytes);
+  number("bytes_sent", r.response_bytes);
+  number("duration_ms", duration_ms.count());
+  field("upstream_host", upstream);
+  field("route_name", r.route_name);
+  field("authority", r.authority);
+  field("request_id", r.request_id);
+  field("user_agent", r.user_agent);
+  field("trace_id", r.trace_id);
+  field("span_id", r.span_id);
+  field("src", src);
+  field("src_identity", src_identity);
+  field("src_workload", src_workload);
+  field("dst_service", dst_service);
+  field("dst_workload", dst_workload);
+  field("dst_identity", r.destination_principal);
   return line;
 }
 

@@ -40,6 +40,22 @@ TEST(IpAddressTest, ParsesV4AsV4Mapped) {
   EXPECT_EQ(*parsed, IpAddress::fromBytes(want));
 }
 
+TEST(IpAddressTest, WritesEveryV4OctetWidthAsInetNtopDoes) {
+  // Every octet value in every position, against the C library's inet_ntop.
+  for (uint32_t v = 0; v < 256; ++v) {
+    for (uint32_t addr :
+         {v << 24 | 1, 0x0a000000 | v << 16 | 0x0102, 0xc0a80000 | v << 8 | 7, 0xff00ff00 | v}) {
+      in_addr a{};
+      a.s_addr = htonl(addr);
+      char want[INET_ADDRSTRLEN] = {};
+      ASSERT_NE(inet_ntop(AF_INET, &a, want, sizeof(want)), nullptr);
+      EXPECT_EQ(IpAddress::fromV4HostOrder(addr).toString(), want);
+    }
+  }
+  EXPECT_EQ(IpAddress::fromV4HostOrder(0).toString(), "0.0.0.0");
+  EXPECT_EQ(IpAddress::fromV4HostOrder(0xffffffff).toString(), "255.255.255.255");
+}
+
 TEST(IpAddressTest, ParsesV6) {
   auto parsed = IpAddress::parse("fd00::1");
   ASSERT_TRUE(parsed.ok());
