@@ -45,9 +45,11 @@ inline std::string withWaypoint(std::string text) {
   return text;
 }
 
+// The complete access log lines (a line still being written, without its newline, is left out)
+// that contain `needle`.
 inline std::vector<std::string> accessLines(const std::string& log, const std::string& needle) {
   std::vector<std::string> out;
-  std::istringstream in(log);
+  std::istringstream in(log.substr(0, log.rfind('\n') + 1));
   for (std::string line; std::getline(in, line);) {
     if (line.find(" access ") != std::string::npos && line.find(needle) != std::string::npos) {
       out.push_back(line);

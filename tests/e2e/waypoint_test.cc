@@ -35,15 +35,20 @@ TEST_F(WaypointTest, ServiceTrafficGoesThroughTheWaypointWhichTheDestinationSees
         << line;
   }
   // The endpoints' agents: the connections arrived from the waypoint, with its identity.
-  std::string inbound = agent1_->output() + agent2_->output();
-  size_t from_waypoint = 0;
-  for (const auto& line : accessLines(inbound, "direction=inbound")) {
-    if (line.find(std::string("src_identity=") + kWaypointIdentity) != std::string::npos) {
-      ++from_waypoint;
-      EXPECT_NE(line.find("src=10.244.2.9:"), std::string::npos) << line;
+  const std::string from_waypoint_needle = std::string("src_identity=") + kWaypointIdentity;
+  auto inbound_from_waypoint = [&] {
+    std::vector<std::string> lines;
+    for (const auto& line :
+         accessLines(agent1_->output() + agent2_->output(), "direction=inbound")) {
+      if (line.find(from_waypoint_needle) != std::string::npos) lines.push_back(line);
     }
+    return lines;
+  };
+  EXPECT_TRUE(waitFor([&] { return inbound_from_waypoint().size() >= 4; }, seconds(5)))
+      << agent1_->output() << agent2_->output();
+  for (const auto& line : inbound_from_waypoint()) {
+    EXPECT_NE(line.find("src=10.244.2.9:"), std::string::npos) << line;
   }
-  EXPECT_GE(from_waypoint, 4u) << inbound;
   // The servers saw the bytes (the waypoint passed them through).
   EXPECT_GE(countOf(v1.output() + v2.output(), "\"event\":\"conn\""), 4u);
 }
@@ -160,10 +165,20 @@ TEST_F(WaypointTest, TraceContextAccessLogAndMetricsNameTheClient) {
   EXPECT_TRUE(std::regex_search(out, std::regex("x-request-id: [0-9a-f-]{36}"))) << out;
 
   // The access log line of that request, with the client's identity and the trace.
-  ASSERT_TRUE(waitFor([&] { return waypoint_->output().find("path=/hello") != std::string::npos; },
-                      seconds(5)));
+  // (Requests sent while the server was starting got 503: the one that reached it is the 200.)
+  ASSERT_TRUE(waitFor(
+      [&] {
+        for (const auto& l : accessLines(waypoint_->output(), "path=/hello")) {
+          if (l.find("response_code=200") != std::string::npos) return true;
+        }
+        return false;
+      },
+      seconds(5)))
+      << waypoint_->output();
   std::string line;
-  for (const auto& l : accessLines(waypoint_->output(), "path=/hello")) line = l;
+  for (const auto& l : accessLines(waypoint_->output(), "path=/hello")) {
+    if (l.find("response_code=200") != std::string::npos) line = l;
+  }
   EXPECT_NE(line.find(std::string("src_identity=") + kFrontendIdentity), std::string::npos) << line;
   EXPECT_NE(line.find("trace_id=" + trace), std::string::npos) << line;
   EXPECT_NE(line.find("response_code=200"), std::string::npos) << line;

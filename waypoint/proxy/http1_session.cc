@@ -172,7 +172,7 @@ void Http1Session::onRequestHead(const http1::RequestHead& head, const http1::Re
   up->s = this;
   up->table = std::move(r.table);
   up->decision = std::move(r.decision);
-  up->target = UpstreamTarget{r.conn, r.authority, r.endpoint_uid};
+  up->target = UpstreamTarget{r.conn, r.authority, r.endpoint_uid, r.endpoint_port};
   http1::RequestHead out = head;
   if (r.forward) out = std::move(*r.forward);
   http1::stripHopByHop(out.headers);
@@ -189,6 +189,7 @@ void Http1Session::onRequestHead(const http1::RequestHead& head, const http1::Re
   up_ = std::move(up);
   if (Status st = startAttempt(/*fresh=*/false); !st.ok()) {
     const bool bad_head = st.error().code == EINVAL;
+    up_->failed = !bad_head;
     releaseUp(/*clean=*/false);
     if (exchange_ && !bad_head) exchange_->flags.set(ResponseFlag::kUpstreamConnectionFailure);
     return respondLocally(bad_head ? 400 : 503, "open upstream stream: " + st.error().message);
@@ -381,6 +382,7 @@ void Http1Session::Up::onResponseHead(const http1::ResponseHead& head,
     return;
   }
   response_started = true;
+  response_latency = Clock::now() - attempt_start;
   if (s->exchange_) s->exchange_->response_code = static_cast<uint32_t>(head.status);
   if (decision) {
     // ResponseHeaderModifier filters of the route that served it.
@@ -430,6 +432,7 @@ void Http1Session::upstreamFailed(const std::string& why) {
   }
   const bool started = up_->response_started;
   spdlog::info("waypoint: upstream {} failed: {}", up_->target.endpoint_uid, why);
+  up_->failed = !started;
   releaseUp(/*clean=*/false);
   if (exchange_) exchange_->flags.set(ResponseFlag::kUpstreamConnectionTermination);
   if (!started) return respondLocally(503, "upstream failed: " + why);
@@ -441,7 +444,14 @@ void Http1Session::releaseUp(bool clean) {
   if (!up_) return;
   if (up_->conn) router_.upstreams().release(up_->conn, clean);
   up_->conn = nullptr;
-  router_.finished(up_->target.endpoint_uid);
+  EndpointOutcome outcome{up_->target.endpoint_uid, up_->target.endpoint_port};
+  if (up_->response_started) {
+    outcome.kind = EndpointOutcome::Kind::kResponded;
+    outcome.latency = up_->response_latency;
+  } else if (up_->failed) {
+    outcome.kind = EndpointOutcome::Kind::kFailed;
+  }
+  router_.finished(outcome);
   retired_.push_back(std::move(up_));
 }
 

@@ -54,8 +54,23 @@ struct RouteResult {
   HboneConn* conn = nullptr;  // the pooled connection to the endpoint's 15008
   std::string authority;      // CONNECT authority: the endpoint's podIP:targetPort
   std::string endpoint_uid;
+  uint16_t endpoint_port = 0;  // the target port it was picked on
   // Endpoints of the decision's mirrors (their services' endpoints, already chosen).
   std::vector<UpstreamTarget> mirrors;
+};
+
+// What became of a request at the endpoint picked for it, for the load balancer
+// (Router::finished): its latency sample, or a failure towards outlier ejection.
+struct EndpointOutcome {
+  enum class Kind {
+    kResponded,  // the response head arrived, `latency` after the request was sent
+    kFailed,     // the endpoint failed the request before any response (connect, reset)
+    kAbandoned,  // neither: the client went, a timeout, a local answer
+  };
+  std::string_view endpoint_uid;
+  uint16_t endpoint_port = 0;
+  Kind kind = Kind::kAbandoned;
+  std::chrono::nanoseconds latency{0};
 };
 
 // One finished request as the session saw it, for the metrics and the access log.
@@ -86,7 +101,7 @@ class Router {
  public:
   virtual ~Router() = default;
   virtual RouteResult route(const http1::RequestHead& head, const http1::RequestInfo& info) = 0;
-  virtual void finished(const std::string& endpoint_uid) = 0;  // the upstream is released
+  virtual void finished(const EndpointOutcome& outcome) = 0;  // the upstream is released
   virtual void requestDone(const ExchangeRecord& /*record*/) {}
   // Where upstream HTTP/1.1 connections are leased (shared by every session of the loop).
   virtual Http1UpstreamPool& upstreams() = 0;
@@ -137,7 +152,9 @@ class Http1Session final : public http1::ServerHandler {
     bool response_started = false;
     bool response_done = false;
     bool retried = false;
-    std::shared_ptr<const RouteTable> table;  // keeps `decision` valid
+    bool failed = false;  // the endpoint failed it before a response (EndpointOutcome)
+    std::chrono::nanoseconds response_latency{0};  // request sent to response head
+    std::shared_ptr<const RouteTable> table;       // keeps `decision` valid
     std::optional<RouteDecision> decision;
     http1::RequestHead request;  // as sent upstream
     std::optional<uint64_t> body_length;

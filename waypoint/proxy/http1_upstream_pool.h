@@ -41,6 +41,7 @@ struct UpstreamTarget {
   HboneConn* conn = nullptr;  // the pooled HBONE connection to the endpoint's 15008
   std::string authority;      // the CONNECT authority: the endpoint's podIP:targetPort
   std::string endpoint_uid;
+  uint16_t endpoint_port = 0;  // the target port it was picked on (the load balancer's key)
 };
 
 struct Http1UpstreamPoolOptions {

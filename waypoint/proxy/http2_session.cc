@@ -233,6 +233,7 @@ void Http2Session::onRequestHeaders(http2::StreamId stream, const http2::Request
     return respondLocally(x, route.status, route.error, route.response_headers);
   }
   r.endpoint_uid = route.endpoint_uid;
+  x.endpoint_port = route.endpoint_port;
   r.upstream_host = SocketAddress::parse(route.authority).valueOr(SocketAddress{});
   x.table = std::move(route.table);
   x.decision = std::move(route.decision);
@@ -250,6 +251,7 @@ void Http2Session::onRequestHeaders(http2::StreamId stream, const http2::Request
   auto call =
       upstreams_.open(std::move(out), end_stream, route.authority, std::move(route.connect), x);
   if (!call) {
+    x.failed = true;
     releaseUp(x, hbone::kH2Cancel);
     r.flags.set(ResponseFlag::kUpstreamConnectionFailure);
     return respondLocally(x, 503, "upstream: " + call.error().message);
@@ -512,7 +514,14 @@ void Http2Session::releaseUp(Exchange& x, uint32_t reset_code) {
   if (x.up) x.up->reset(reset_code);  // nothing when the stream already closed
   if (!x.up_released && !x.record.endpoint_uid.empty()) {
     x.up_released = true;
-    router_.finished(x.record.endpoint_uid);
+    EndpointOutcome outcome{x.record.endpoint_uid, x.endpoint_port};
+    if (x.responded) {
+      outcome.kind = EndpointOutcome::Kind::kResponded;
+      outcome.latency = x.response_latency;
+    } else if (x.failed) {
+      outcome.kind = EndpointOutcome::Kind::kFailed;
+    }
+    router_.finished(outcome);
   }
 }
 
@@ -525,6 +534,10 @@ void Http2Session::Exchange::onUpstreamInformational(const http2::ResponseHead& 
 }
 
 void Http2Session::Exchange::onUpstreamResponse(const http2::ResponseHead& head, bool end_stream) {
+  if (!responded) {
+    responded = true;
+    response_latency = Clock::now() - attempt_start;
+  }
   if (response_started) return;
   response_started = true;
   http2::ResponseHead out = head;
@@ -569,6 +582,7 @@ void Http2Session::Exchange::onUpstreamWritable() {
 }
 
 void Http2Session::Exchange::onUpstreamClosed(uint32_t error_code, const std::string& why) {
+  if (error_code != hbone::kH2NoError && !local && !responded) failed = true;
   s->releaseUp(*this, hbone::kH2Cancel);
   if (error_code == hbone::kH2NoError) return;
   if (local) return;

@@ -58,6 +58,7 @@ struct H2RouteResult {
   std::optional<RouteDecision> decision;
   std::string authority;  // the endpoint's podIP:targetPort
   std::string endpoint_uid;
+  uint16_t endpoint_port = 0;  // the target port it was picked on
   // The pooled HBONE connection to the endpoint's 15008, when a new upstream is needed.
   std::function<HboneConn*(std::string*)> connect;
   // Endpoints of the decision's mirrors (their services' endpoints, already chosen).
@@ -69,7 +70,7 @@ class H2Router {
   virtual ~H2Router() = default;
   // `head` as received (lowercase names, no pseudo-header fields, no Host).
   virtual H2RouteResult routeH2(const RequestHead& head, bool grpc) = 0;
-  virtual void finished(const std::string& endpoint_uid) = 0;  // the upstream is released
+  virtual void finished(const EndpointOutcome& outcome) = 0;  // the upstream is released
   virtual void requestDone(const ExchangeRecord& /*record*/) {}
   // The HTTP/1.1 pool: its mirror and route-timeout counters and its mirror body limit are the
   // waypoint's for both protocols.
@@ -114,6 +115,7 @@ class Http2Session final : public http2::H2CodecHandler {
     http2::StreamId id = 0;
     bool grpc = false;
     ExchangeRecord record;
+    uint16_t endpoint_port = 0;  // with record.endpoint_uid: the load balancer's key
     std::unique_ptr<H2UpstreamCall> up;
     bool up_released = false;                 // router_.finished() was called
     std::shared_ptr<const RouteTable> table;  // keeps `decision` valid
@@ -133,7 +135,12 @@ class Http2Session final : public http2::H2CodecHandler {
     bool local = false;               // answered by the waypoint itself
     bool reset_by_us = false;         // the client's stream was reset by the waypoint (a timeout)
     Clock::time_point attempt_start;  // the upstream request's, for backendRequest
-    std::vector<H2Mirror*> mirrors;   // RequestMirror copies, owned by H2Upstreams
+    // For the load balancer (EndpointOutcome): the endpoint answered (after this long), or
+    // failed the request before answering.
+    bool responded = false;
+    bool failed = false;
+    std::chrono::nanoseconds response_latency{0};
+    std::vector<H2Mirror*> mirrors;  // RequestMirror copies, owned by H2Upstreams
 
     void onUpstreamInformational(const http2::ResponseHead& head) override;
     void onUpstreamResponse(const http2::ResponseHead& head, bool end_stream) override;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <vector>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "waypoint/http1/detect.h"
@@ -36,6 +37,9 @@ bool servedBy(const model::Snapshot& snapshot, const SocketAddress& dst,
 void Proxy::setSnapshot(model::SnapshotPtr snapshot) {
   table_ = snapshot ? std::make_shared<const RouteTable>(snapshot) : nullptr;
   policy_.setSnapshot(snapshot);
+  // Routing preferences (locality) are the waypoint's own, as for an Envoy waypoint.
+  const model::Workload* self = snapshot ? snapshot->workloadByUid(self_uid_) : nullptr;
+  locality_ = self ? tunnel::lb::ClientLocality::of(*self) : tunnel::lb::ClientLocality{};
   snapshot_ = std::move(snapshot);
 }
 
@@ -79,36 +83,21 @@ UpstreamChoice Proxy::chooseEndpoint(const model::Service& service, uint16_t por
     return fail(hbone::kStatusBadRequest,
                 "port " + std::to_string(port) + " is not a port of " + service.key());
   }
-  struct Candidate {
-    const model::Workload* w;
-    uint16_t target;
-  };
-  std::vector<Candidate> candidates;
   const model::Snapshot& snap = *snapshot_;
+  // The waypoint sends over HBONE only: endpoints outside the mesh are not candidates.
+  std::vector<std::string> outside;
   for (const model::Endpoint& ep : snap.endpoints(service)) {
     const model::Workload* w = snap.workloadByUid(ep.workload_uid);
-    if (!w || w->workload_ips.empty() || !model::inMesh(*w)) continue;
-    if (w->status != model::HealthStatus::Healthy || ep.status != model::HealthStatus::Healthy) {
-      continue;
-    }
-    uint16_t target = service_port->second;
-    auto own = ep.ports.find(port);
-    if (own != ep.ports.end() && own->second != 0) target = own->second;
-    if (target == 0) continue;
-    candidates.push_back({w, target});
+    if (w && !model::inMesh(*w)) outside.push_back(w->uid);
   }
-  if (candidates.empty()) {
+  auto pick = picker_.pick(snap, service, port, locality_, outside, Clock::now());
+  if (!pick) {
     return fail(hbone::kStatusServiceUnavailable,
-                "no healthy endpoint in the mesh for " + service.key());
+                fmt::format("no healthy endpoint in the mesh for {}: {}", service.key(),
+                            pick.error().message));
   }
-  // Power of two choices on the requests in flight (Envoy's LEAST_REQUEST default).
-  const Candidate* pick = &candidates[rng_() % candidates.size()];
-  if (candidates.size() > 1) {
-    const Candidate* second = &candidates[rng_() % candidates.size()];
-    if (in_flight_[second->w->uid] < in_flight_[pick->w->uid]) pick = second;
-  }
-  c.workload = pick->w;
-  c.address = SocketAddress{pick->w->workload_ips.front(), pick->target};
+  c.workload = pick->workload;
+  c.address = SocketAddress{pick->workload->workload_ips.front(), pick->endpoint.port};
   return c;
 }
 
@@ -213,7 +202,8 @@ void Proxy::startPassthrough(Inbound& in) {
   HboneConn* up = connectionFor(choice, &error);
   if (!up) return in.join->refuse(hbone::kStatusServiceUnavailable, error);
   in.endpoint_uid = choice.workload->uid;
-  ++in_flight_[in.endpoint_uid];
+  in.endpoint_port = choice.address.port;
+  endpointStarted(in.endpoint_uid, in.endpoint_port);
   ++stats_.active;
   reportPassthrough(in, /*closing=*/false);
   in.join->connect(*up, choice.address.toString(), connectHeaders(in.request));
@@ -323,7 +313,8 @@ RouteResult Proxy::InboundRouter::route(const http1::RequestHead& head,
   if (!r.conn) return fail(503, error);
   r.authority = choice.address.toString();
   r.endpoint_uid = choice.workload->uid;
-  ++proxy->in_flight_[r.endpoint_uid];
+  r.endpoint_port = choice.address.port;
+  proxy->endpointStarted(r.endpoint_uid, r.endpoint_port);
   return r;
 }
 
@@ -347,6 +338,7 @@ H2RouteResult Proxy::InboundRouter::routeH2(const RequestHead& head, bool grpc) 
   }
   r.authority = d.choice.address.toString();
   r.endpoint_uid = d.choice.workload->uid;
+  r.endpoint_port = d.choice.address.port;
   r.connect = std::move(*connect);
   // RequestMirror: an endpoint of each mirror service; one that has none is skipped.
   if (r.decision) {
@@ -358,7 +350,7 @@ H2RouteResult Proxy::InboundRouter::routeH2(const RequestHead& head, bool grpc) 
       }
     }
   }
-  ++proxy->in_flight_[r.endpoint_uid];
+  proxy->endpointStarted(r.endpoint_uid, r.endpoint_port);
   return r;
 }
 
@@ -375,8 +367,8 @@ Result<std::function<HboneConn*(std::string*)>> Proxy::InboundRouter::h2Connect(
       });
 }
 
-void Proxy::InboundRouter::finished(const std::string& endpoint_uid) {
-  proxy->endpointDone(endpoint_uid);
+void Proxy::InboundRouter::finished(const EndpointOutcome& outcome) {
+  proxy->endpointDone(outcome);
 }
 
 void Proxy::InboundRouter::requestDone(const ExchangeRecord& x) {
@@ -439,13 +431,32 @@ void Proxy::reportPassthrough(const Inbound& in, bool closing) {
   }
 }
 
-void Proxy::endpointDone(const std::string& uid) {
-  auto f = in_flight_.find(uid);
-  if (f != in_flight_.end() && --f->second == 0) in_flight_.erase(f);
+void Proxy::endpointStarted(const std::string& uid, uint16_t port) {
+  picker_.connectStarted(tunnel::lb::EndpointId{uid, port}, Clock::now());
+}
+
+void Proxy::endpointDone(const EndpointOutcome& outcome) {
+  const tunnel::lb::EndpointId id{std::string(outcome.endpoint_uid), outcome.endpoint_port};
+  switch (outcome.kind) {
+    case EndpointOutcome::Kind::kResponded:
+      picker_.connectSucceeded(id, outcome.latency, Clock::now());
+      picker_.connectionClosed(id);
+      break;
+    case EndpointOutcome::Kind::kFailed:
+      picker_.connectFailed(id, Clock::now());
+      break;
+    case EndpointOutcome::Kind::kAbandoned:
+      picker_.connectionClosed(id);
+      break;
+  }
 }
 
 void Proxy::onTimer() {
   const auto now = Clock::now();
+  if (now >= next_prune_) {
+    picker_.prune(now);  // the state of endpoints that are gone
+    next_prune_ = now + std::chrono::seconds(10);
+  }
   h2_upstreams_.onTimer(now);
   upstreams_.onTimer(now);
   stats_.upstream = upstreams_.stats();
@@ -480,7 +491,10 @@ void Proxy::reap() {
       continue;
     }
     if (!it->endpoint_uid.empty()) {
-      endpointDone(it->endpoint_uid);
+      // A passthrough connection gives no latency sample; one that failed counts as a failure.
+      const bool failed = it->join && !it->join->error().empty();
+      endpointDone({it->endpoint_uid, it->endpoint_port,
+                    failed ? EndpointOutcome::Kind::kFailed : EndpointOutcome::Kind::kAbandoned});
       --stats_.active;
       reportPassthrough(*it, /*closing=*/true);
     }

@@ -6,7 +6,9 @@
 // (http1::detectProtocol): HTTP/1.1 is parsed and each request routed (Http1Session), HTTP/2
 // (prior knowledge) too, with multiplexed HTTP/2 upstreams (Http2Session, H2Upstreams); anything
 // else, or a client that sends nothing within a second, is passed through as TCP (StreamJoin).
-// Either way an endpoint is chosen (power of two choices on the requests in flight) and reached
+// Either way an endpoint is chosen (the node agents' load balancer, tunnel/lb: locality, power
+// of two choices on the requests in flight and their latency, ejection after consecutive
+// failures) and reached
 // by a CONNECT to its 15008 with `:authority` podIP:targetPort (for HTTP/1.1 a kept-alive one
 // from the Http1UpstreamPool when there is one), on a pooled connection that presents the
 // waypoint's own identity (so the destination sees the waypoint, as in Istio).
@@ -19,6 +21,7 @@
 
 #include "model/mesh.h"
 #include "model/snapshot.h"
+#include "tunnel/lb/endpoint_picker.h"
 #include "waypoint/proxy/h2_upstream.h"
 #include "waypoint/proxy/hbone_conn.h"
 #include "waypoint/proxy/http1_session.h"
@@ -134,7 +137,7 @@ class Proxy final : public ConnectAcceptor {
     Routed routeToEndpoint(RequestHead& head, bool grpc);
     // How an HTTP/2 upstream reaches `choice` (an HBONE connection that checks its identity).
     Result<std::function<HboneConn*(std::string*)>> h2Connect(const UpstreamChoice& choice) const;
-    void finished(const std::string& endpoint_uid) override;
+    void finished(const EndpointOutcome& outcome) override;
     void requestDone(const ExchangeRecord& x) override;
     Http1UpstreamPool& upstreams() override { return proxy->upstreams_; }
   };
@@ -149,6 +152,7 @@ class Proxy final : public ConnectAcceptor {
     std::unique_ptr<Http2Session> http2;
     std::unique_ptr<StreamJoin> join;
     std::string endpoint_uid;  // the passthrough's endpoint
+    uint16_t endpoint_port = 0;
     bool done = false;
   };
 
@@ -158,7 +162,10 @@ class Proxy final : public ConnectAcceptor {
   // The pooled connection for a chosen endpoint, or why there is none (status, error).
   HboneConn* connectionFor(const UpstreamChoice& choice, std::string* error);
   hbone::ConnectHeaders connectHeaders(const hbone::ConnectRequest& request) const;
-  void endpointDone(const std::string& uid);
+  // The load balancer's view of a request (or passthrough connection) to an endpoint: started,
+  // then how it ended.
+  void endpointStarted(const std::string& uid, uint16_t port);
+  void endpointDone(const EndpointOutcome& outcome);
 
   // The passthrough connection's telemetry record (open, or closed with its totals).
   void reportPassthrough(const Inbound& in, bool closing);
@@ -173,8 +180,10 @@ class Proxy final : public ConnectAcceptor {
   H2Upstreams h2_upstreams_;     // before inbound_: the sessions' calls go first
   Http1UpstreamPool upstreams_;  // before inbound_: sessions release into it when they go
   std::list<Inbound> inbound_;
-  std::map<std::string, unsigned> in_flight_;  // by endpoint uid
-  std::mt19937_64 rng_{std::random_device{}()};
+  // Requests (not connections) are balanced: a pick per request, its outcome reported.
+  tunnel::lb::EndpointPicker picker_;
+  tunnel::lb::ClientLocality locality_;  // the waypoint's own, for routing preferences
+  Clock::time_point next_prune_{};
   ProxyStats stats_;
   WaypointPolicy policy_;  // L4 authorization with the original client (policy.h)
 };

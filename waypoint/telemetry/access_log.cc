@@ -8,8 +8,6 @@ namespace nodemesh::waypoint {
 
 namespace {
 
-using telemetry::logTextValue;
-
 std::string workloadKey(const model::Workload* w) {
   return w ? w->namespace_name + "/" + w->name : std::string();
 }

@@ -56,7 +56,8 @@ struct AccessLine {
 // The fields the demo shows, from the agents' text access log lines.
 std::vector<AccessLine> accessLines(const std::string& log) {
   std::vector<AccessLine> out;
-  std::istringstream in(log);
+  // Complete lines only: the last may still be being written.
+  std::istringstream in(log.substr(0, log.rfind('\n') + 1));
   for (std::string line; std::getline(in, line);) {
     if (line.find(" access ") == std::string::npos) continue;
     auto field = [&](const std::string& key) {

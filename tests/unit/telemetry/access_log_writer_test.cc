@@ -120,6 +120,7 @@ TEST(AccessLogWriterTest, LinesFromManyThreadsAreNeverCutOrInterleaved) {
   {
     AccessLogWriter writer(pipe.write_fd, options);
     std::vector<std::thread> writers;
+    writers.reserve(4);
     for (int t = 0; t < 4; ++t) {
       writers.emplace_back([&writer, t] {
         for (int i = 0; i < 2000; ++i) writer.write(std::string(40, static_cast<char>('a' + t)));
