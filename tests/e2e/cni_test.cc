@@ -12,6 +12,7 @@
 //   containernetworking-plugins (/usr/lib/cni) and our build directory (CNI_PATH).
 // - PodmanRunsAContainerThroughTheChain starts a real container with podman's CNI backend.
 
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -356,6 +357,88 @@ TEST_F(CniE2eTest, PodmanRunsAContainerThroughTheChain) {
   EXPECT_EQ(ip.rfind("10.199.", 0), 0u);
   EXPECT_EQ(del.command, CniCommand::kDel);
   EXPECT_EQ(del.container_id, add.container_id);
+}
+
+
+std::string slurp(const std::string& path) {
+  return sim::readFile(path);
+}
+
+// The real binary's installer on a conf dir holding a single-plugin .conf: the chain it builds
+// works, and uninstall gives the .conf back byte for byte.
+TEST_F(CniE2eTest, InstalledChainWorksAndUninstallRestoresTheConf) {
+  startServer();
+  const std::string conf_dir = dir_.path() + "/net.d";
+  const std::string bin_dir = dir_.path() + "/bin";
+  fs::create_directories(conf_dir);
+  // The primary CNI's file, formatted its own way.
+  json bridge = conflist(tag_)["plugins"][0];
+  bridge["cniVersion"] = "0.4.0";
+  bridge["name"] = tag_;
+  const std::string original = "{ \"cniVersion\": \"0.4.0\",\n  \"name\": \"" + tag_ +
+                               "\", \"type\": \"bridge\", \"bridge\": \"" + tag_ +
+                               "br\", \"isGateway\": true,\n  \"ipam\": " +
+                               bridge["ipam"].dump() + " }\n";
+  std::ofstream(conf_dir + "/10-bridge.conf") << original;
+  auto install = sim::runLocal({plugin_, "install", "--bin-dir", bin_dir, "--conf-dir", conf_dir,
+                                "--agent-socket", socket_, "--state-file", state_file_});
+  ASSERT_TRUE(install.ok()) << install.describe();
+  EXPECT_EQ(slurp(bin_dir + "/nodemesh-cni"), slurp(plugin_));
+  EXPECT_FALSE(fs::exists(conf_dir + "/10-bridge.conf"));
+  const json installed = json::parse(slurp(conf_dir + "/10-bridge.conflist"));
+  ASSERT_EQ(installed["plugins"].size(), 2u) << installed.dump();
+  EXPECT_EQ(installed["plugins"][1]["type"], "nodemesh-cni");
+
+  // The installed conflist, as a runtime would use it.
+  const std::string pod = newPod();
+  ChainRun add = runChain(installed, "ADD", "ctr-i", pod, kShopArgs);
+  ASSERT_TRUE(add.ok) << add.describe();
+  EXPECT_EQ(seen().size(), 1u);
+  EXPECT_TRUE(runChain(installed, "DEL", "ctr-i", pod, kShopArgs, add.result).ok);
+
+  auto uninstall =
+      sim::runLocal({plugin_, "uninstall", "--bin-dir", bin_dir, "--conf-dir", conf_dir});
+  ASSERT_TRUE(uninstall.ok()) << uninstall.describe();
+  EXPECT_EQ(slurp(conf_dir + "/10-bridge.conf"), original);
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(conf_dir)) left.push_back(e.path().filename());
+  EXPECT_EQ(left, std::vector<std::string>{"10-bridge.conf"});
+  EXPECT_FALSE(fs::exists(bin_dir + "/nodemesh-cni"));
+}
+
+TEST_F(CniE2eTest, WatchReinsertsAfterThePrimaryRewritesAndUninstallsOnSigterm) {
+  const std::string conf_dir = dir_.path() + "/net.d";
+  const std::string bin_dir = dir_.path() + "/bin";
+  fs::create_directories(conf_dir);
+  const std::string primary = conf_dir + "/10-calico.conflist";
+  const std::string v1 =
+      "{\"name\":\"k8s\",\"cniVersion\":\"0.3.1\",\"plugins\":[{\"type\":\"calico\"}]}\n";
+  const std::string v2 =
+      "{\"name\":\"k8s\",\"cniVersion\":\"1.0.0\",\"plugins\":[{\"type\":\"calico\",\"mtu\":1400}]}";
+  std::ofstream(primary) << v1;
+  sim::ProcessSpec spec;
+  spec.argv = {plugin_, "install", "--watch", "--bin-dir", bin_dir, "--conf-dir", conf_dir};
+  spec.stdout_path = dir_.path() + "/installer.log";
+  auto installer = sim::Process::spawn(spec);
+  auto ours_in_primary = [&] {
+    const json j = json::parse(slurp(primary), nullptr, false);
+    if (!j.is_object() || !j.contains("plugins")) return false;
+    int n = 0;
+    for (const auto& p : j["plugins"]) n += p.value("type", "") == "nodemesh-cni" ? 1 : 0;
+    return n == 1;
+  };
+  ASSERT_TRUE(sim::waitFor(ours_in_primary, std::chrono::seconds(10))) << installer->output();
+  // The primary CNI writes its config again (temp + rename), without us.
+  std::ofstream(conf_dir + "/.calico-tmp") << v2;
+  fs::rename(conf_dir + "/.calico-tmp", primary);
+  ASSERT_TRUE(sim::waitFor(ours_in_primary, std::chrono::seconds(10)))
+      << slurp(primary) << installer->output();
+  EXPECT_EQ(json::parse(slurp(primary))["plugins"][0]["mtu"], 1400);
+  ASSERT_TRUE(installer->signal(SIGTERM));
+  EXPECT_EQ(installer->waitExit(std::chrono::seconds(10)), std::optional<int>(0))
+      << installer->output();
+  EXPECT_EQ(slurp(primary), v2);  // the primary's latest version, byte for byte
+  EXPECT_FALSE(fs::exists(bin_dir + "/nodemesh-cni"));
 }
 
 }  // namespace
