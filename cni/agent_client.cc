@@ -34,8 +34,9 @@ Result<CniReply> callAgent(const std::string& socket_path, int timeout_ms,
   }
   if (auto s = writeAll(fd.get(), encodeRequest(request), deadline); !s) return s.error();
   auto line = readLine(fd.get(), kMaxMessageBytes, deadline);
-  if (!line) return Error{line.error().code, fmt::format("reply from {}: {}", socket_path,
-                                                         line.error().message)};
+  if (!line)
+    return Error{line.error().code,
+                 fmt::format("reply from {}: {}", socket_path, line.error().message)};
   return decodeReply(*line);
 }
 

@@ -55,8 +55,7 @@ Status removeStaleSocket(const std::string& path, const sockaddr_un& addr) {
 
 }  // namespace
 
-Result<std::unique_ptr<CniServer>> CniServer::start(CniServerOptions options,
-                                                    CniHandler handler) {
+Result<std::unique_ptr<CniServer>> CniServer::start(CniServerOptions options, CniHandler handler) {
   if (!handler) return Error::invalid("CniServer: no handler");
   if (options.io_timeout_ms <= 0) return Error::invalid("CniServer: io_timeout_ms must be > 0");
   auto addr = unixAddress(options.socket_path);

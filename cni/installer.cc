@@ -135,8 +135,8 @@ Status restoreConfig(const std::string& conf_dir, const InstallState& state) {
       if (auto s = writeFileAtomic(join(conf_dir, state.original_file), *original, 0644); !s) {
         return s;
       }
-      if (state.original_file != state.installed_file &&
-          ::unlink(installed_path.c_str()) != 0 && errno != ENOENT) {
+      if (state.original_file != state.installed_file && ::unlink(installed_path.c_str()) != 0 &&
+          errno != ENOENT) {
         return Error::fromErrno("remove " + installed_path);
       }
       spdlog::info("cni install: restored {}", join(conf_dir, state.original_file));

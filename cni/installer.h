@@ -45,8 +45,8 @@ struct InstallOptions {
 std::string pickPrimaryConfig(std::vector<std::string> names);
 
 struct EditedConfig {
-  bool changed = false;   // false: our plugin was already there (bytes untouched)
-  std::string bytes;      // the conflist to write when changed
+  bool changed = false;  // false: our plugin was already there (bytes untouched)
+  std::string bytes;     // the conflist to write when changed
 };
 
 // Appends our plugin to a conflist, or turns a single-plugin conf into a conflist with ours last.

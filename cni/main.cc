@@ -10,9 +10,9 @@
 #include <iterator>
 #include <string>
 
-#include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include "cni/agent_client.h"
 #include "cni/installer.h"
@@ -27,10 +27,10 @@ int runAsPlugin() {
   const std::string input((std::istreambuf_iterator<char>(std::cin)),
                           std::istreambuf_iterator<char>());
   const PluginOutcome outcome =
-      runPlugin(pluginEnvFromProcess(), input, [](const PluginConfig& config,
-                                                  const nodemesh::cni::CniRequest& request) {
-        return callAgent(config.agent_socket, config.timeout_ms, request);
-      });
+      runPlugin(pluginEnvFromProcess(), input,
+                [](const PluginConfig& config, const nodemesh::cni::CniRequest& request) {
+                  return callAgent(config.agent_socket, config.timeout_ms, request);
+                });
   std::fputs(outcome.log.c_str(), stderr);
   if (std::fwrite(outcome.out.data(), 1, outcome.out.size(), stdout) != outcome.out.size() ||
       std::fflush(stdout) != 0) {
@@ -52,15 +52,16 @@ int runInstaller(int argc, char** argv) {
     cmd->add_option("--bin-dir", options.bin_dir, "CNI plugin binaries")->capture_default_str();
     cmd->add_option("--conf-dir", options.conf_dir, "CNI network configs")->capture_default_str();
   };
-  CLI::App* install_cmd = app.add_subcommand("install", "copy the binary and chain the plugin "
-                                                        "into the node's primary CNI config");
+  CLI::App* install_cmd = app.add_subcommand("install",
+                                             "copy the binary and chain the plugin "
+                                             "into the node's primary CNI config");
   add_common(install_cmd);
   install_cmd->add_flag("--watch", watch,
                         "keep the plugin in the primary config until SIGTERM, then uninstall");
   install_cmd->add_option("--agent-socket", agent_socket, "the plugin's agentSocket");
   install_cmd->add_option("--state-file", state_file, "the plugin's stateFile");
-  install_cmd->add_option("--exclude-namespaces", exclude_namespaces,
-                          "the plugin's excludeNamespaces")
+  install_cmd
+      ->add_option("--exclude-namespaces", exclude_namespaces, "the plugin's excludeNamespaces")
       ->delimiter(',');
   install_cmd->add_option("--timeout-ms", timeout_ms, "the plugin's timeoutMs")
       ->check(CLI::Range(1, 60000));

@@ -116,8 +116,8 @@ PluginOutcome agentDownOnAdd(const PluginConfig& config, const CniRequest& reque
   auto state = readCniState(config.state_file);
   if (!state && state.error().code == ENOENT) {
     // The agent never wrote its state here: nothing on this node is known to need the mesh.
-    log += fmt::format("nodemesh-cni: no state file {}: letting the pod start\n",
-                       config.state_file);
+    log +=
+        fmt::format("nodemesh-cni: no state file {}: letting the pod start\n", config.state_file);
     return PluginOutcome{0, std::move(result), std::move(log)};
   }
   if (!state) {
@@ -130,12 +130,12 @@ PluginOutcome agentDownOnAdd(const PluginConfig& config, const CniRequest& reque
                 std::move(log));
   }
   if (state->requiresMesh(request.pod_namespace, request.pod_name)) {
-    return fail(config.cni_version,
-                cniError(kErrTryAgainLater,
-                         fmt::format("{} must be in the mesh but the nodemesh agent is "
-                                     "unavailable ({}); try again later",
-                                     podName(request), why.message)),
-                std::move(log));
+    return fail(
+        config.cni_version,
+        cniError(kErrTryAgainLater, fmt::format("{} must be in the mesh but the nodemesh agent is "
+                                                "unavailable ({}); try again later",
+                                                podName(request), why.message)),
+        std::move(log));
   }
   log += "nodemesh-cni: the pod is not in an ambient namespace: letting it start\n";
   return PluginOutcome{0, std::move(result), std::move(log)};
@@ -150,9 +150,8 @@ PluginEnv pluginEnvFromProcess() {
 
 std::string cniErrorJson(std::string_view cni_version, int code, std::string_view msg,
                          std::string_view details) {
-  ordered_json j = {{"cniVersion", std::string(cni_version)},
-                    {"code", code},
-                    {"msg", std::string(msg)}};
+  ordered_json j = {
+      {"cniVersion", std::string(cni_version)}, {"code", code}, {"msg", std::string(msg)}};
   if (!details.empty()) j["details"] = std::string(details);
   return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
 }
@@ -263,9 +262,9 @@ PluginOutcome runPlugin(const PluginEnv& env, std::string_view stdin_bytes,
   const PluginConfig& config = *parsed;
 
   const bool del = request.command == CniCommand::kDel;
-  for (const auto& [value, var] : {std::pair{&env.container_id, "CNI_CONTAINERID"},
-                                   std::pair{&env.if_name, "CNI_IFNAME"},
-                                   std::pair{&env.netns, "CNI_NETNS"}}) {
+  for (const auto& [value, var] :
+       {std::pair{&env.container_id, "CNI_CONTAINERID"}, std::pair{&env.if_name, "CNI_IFNAME"},
+        std::pair{&env.netns, "CNI_NETNS"}}) {
     if (value->empty() && !(del && std::string_view(var) == "CNI_NETNS")) {
       return fail(config.cni_version,
                   cniError(kErrInvalidEnvironment, fmt::format("{} is not set", var)));
@@ -285,12 +284,11 @@ PluginOutcome runPlugin(const PluginEnv& env, std::string_view stdin_bytes,
   request.pod_uid = arg("K8S_POD_UID");
   request.ips = config.ips;
 
-  if (request.command == CniCommand::kCheck && (config.cni_version == "0.3.0" ||
-                                                config.cni_version == "0.3.1")) {
-    return fail(config.cni_version,
-                cniError(kErrIncompatibleVersion,
-                         fmt::format("CHECK is not defined for CNI version {}",
-                                     config.cni_version)));
+  if (request.command == CniCommand::kCheck &&
+      (config.cni_version == "0.3.0" || config.cni_version == "0.3.1")) {
+    return fail(config.cni_version, cniError(kErrIncompatibleVersion,
+                                             fmt::format("CHECK is not defined for CNI version {}",
+                                                         config.cni_version)));
   }
   if (request.command != CniCommand::kDel && !config.has_prev_result) {
     return fail(config.cni_version,
@@ -313,9 +311,10 @@ PluginOutcome runPlugin(const PluginEnv& env, std::string_view stdin_bytes,
   if (request.command == CniCommand::kDel) {
     PluginOutcome outcome;
     if (!reply) {
-      outcome.log = fmt::format("nodemesh-cni: DEL of {}: agent at {} unavailable ({}); the agent "
-                                "drops the pod when its namespace goes away\n",
-                                podName(request), config.agent_socket, reply.error().message);
+      outcome.log = fmt::format(
+          "nodemesh-cni: DEL of {}: agent at {} unavailable ({}); the agent "
+          "drops the pod when its namespace goes away\n",
+          podName(request), config.agent_socket, reply.error().message);
     } else if (!reply->ok) {
       outcome.log = fmt::format("nodemesh-cni: DEL of {}: the agent answered: {}\n",
                                 podName(request), reply->error);
@@ -324,16 +323,17 @@ PluginOutcome runPlugin(const PluginEnv& env, std::string_view stdin_bytes,
   }
   if (!reply) {
     if (request.command == CniCommand::kCheck) {
-      return PluginOutcome{0, {}, fmt::format("nodemesh-cni: CHECK of {}: agent unavailable: {}\n",
-                                              podName(request), reply.error().message)};
+      return PluginOutcome{0,
+                           {},
+                           fmt::format("nodemesh-cni: CHECK of {}: agent unavailable: {}\n",
+                                       podName(request), reply.error().message)};
     }
     return agentDownOnAdd(config, request, reply.error(), std::move(result));
   }
   if (!reply->ok) {
     return fail(config.cni_version,
-                cniError(kErrAgentRefused,
-                         fmt::format("the nodemesh agent refused {}: {}", podName(request),
-                                     reply->error)));
+                cniError(kErrAgentRefused, fmt::format("the nodemesh agent refused {}: {}",
+                                                       podName(request), reply->error)));
   }
   return PluginOutcome{0, std::move(result), {}};
 }

@@ -80,8 +80,8 @@ Result<std::map<std::string, std::string>> parseCniArgs(std::string_view args);
 
 // One request to the agent and its reply. An error means the agent could not be reached or did
 // not answer properly in time; the plugin then follows the rules above.
-using AgentCall = std::function<Result<CniReply>(const PluginConfig& config,
-                                                 const CniRequest& request)>;
+using AgentCall =
+    std::function<Result<CniReply>(const PluginConfig& config, const CniRequest& request)>;
 
 struct PluginOutcome {
   int exit_code = 0;

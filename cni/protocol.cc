@@ -41,9 +41,10 @@ Result<json> parseObject(std::string_view line, std::string_view what) {
     return Error::invalid(fmt::format("{}: \"version\" missing or not an integer", what));
   }
   if (version->get<int64_t>() != kProtocolVersion) {
-    return Error::invalid(fmt::format("{}: protocol version {} is not supported (this side "
-                                      "speaks {})",
-                                      what, version->get<int64_t>(), kProtocolVersion));
+    return Error::invalid(
+        fmt::format("{}: protocol version {} is not supported (this side "
+                    "speaks {})",
+                    what, version->get<int64_t>(), kProtocolVersion));
   }
   return j;
 }
@@ -177,7 +178,8 @@ Result<CniReply> decodeReply(std::string_view line) {
   auto fail = [](const Error& e) { return Error::invalid("CNI agent reply: " + e.message); };
   if (reply.ok) {
     if (const auto enrolled = j.find("enrolled"); enrolled != j.end()) {
-      if (!enrolled->is_boolean()) return Error::invalid("CNI agent reply: \"enrolled\" is not a boolean");
+      if (!enrolled->is_boolean())
+        return Error::invalid("CNI agent reply: \"enrolled\" is not a boolean");
       reply.enrolled = enrolled->get<bool>();
     }
     if (auto s = readString(j, "message", &reply.message, false); !s) return fail(s.error());

@@ -55,7 +55,9 @@ struct CniReply {
   static CniReply success(bool enrolled, std::string message) {
     return CniReply{true, enrolled, std::move(message), {}};
   }
-  static CniReply failure(std::string error) { return CniReply{false, false, {}, std::move(error)}; }
+  static CniReply failure(std::string error) {
+    return CniReply{false, false, {}, std::move(error)};
+  }
 
   bool operator==(const CniReply&) const = default;
 };

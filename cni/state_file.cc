@@ -36,7 +36,8 @@ Status readList(const json& j, const char* key, bool required, std::vector<std::
   if (!it->is_array()) return Error::invalid(fmt::format("\"{}\" is not an array", key));
   for (const json& v : *it) {
     if (!v.is_string() || v.get<std::string>().empty()) {
-      return Error::invalid(fmt::format("\"{}\" holds a value that is not a non-empty string", key));
+      return Error::invalid(
+          fmt::format("\"{}\" holds a value that is not a non-empty string", key));
     }
     out->push_back(v.get<std::string>());
   }
@@ -85,7 +86,9 @@ Status writeCniState(const std::string& path, const CniState& state) {
   if (p.has_parent_path()) {
     std::error_code ec;
     std::filesystem::create_directories(p.parent_path(), ec);
-    if (ec) return Error{ec.value(), fmt::format("create {}: {}", p.parent_path().string(), ec.message())};
+    if (ec)
+      return Error{ec.value(),
+                   fmt::format("create {}: {}", p.parent_path().string(), ec.message())};
   }
   return writeFileAtomic(path, encodeCniState(state), 0644);
 }

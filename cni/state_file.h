@@ -6,7 +6,8 @@
 //   {"version": 1,
 //    "ambientNamespaces": ["shop"],          // namespaces labelled istio.io/dataplane-mode=ambient
 //    "ambientPods": ["default/legacy-1"],    // optional: pods opted in by their own label
-//    "optOutPods": ["shop/debug-0"]}         // optional: pods labelled istio.io/dataplane-mode=none
+//    "optOutPods": ["shop/debug-0"]}         // optional: pods labelled
+//    istio.io/dataplane-mode=none
 //
 // Pods are "namespace/name". The agent rewrites the whole file whenever its view changes
 // (writeCniState: a temporary file in the same directory, fsync, rename), so a reader sees the old

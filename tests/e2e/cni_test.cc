@@ -125,22 +125,21 @@ class CniE2eTest : public ::testing::Test {
 
   // bridge + host-local, then ours.
   json conflist(const std::string& name) const {
-    return json{
-        {"cniVersion", "1.0.0"},
-        {"name", name},
-        {"plugins",
-         {{{"type", "bridge"},
-           {"bridge", tag_ + "br"},
-           {"isGateway", true},
-           {"ipMasq", false},
-           {"ipam",
-            {{"type", "host-local"},
-             {"dataDir", dir_.path() + "/ipam"},
-             {"ranges", {{{{"subnet", subnet_}}}}}}}},
-          {{"type", "nodemesh-cni"},
-           {"agentSocket", socket_},
-           {"stateFile", state_file_},
-           {"timeoutMs", 2000}}}}};
+    return json{{"cniVersion", "1.0.0"},
+                {"name", name},
+                {"plugins",
+                 {{{"type", "bridge"},
+                   {"bridge", tag_ + "br"},
+                   {"isGateway", true},
+                   {"ipMasq", false},
+                   {"ipam",
+                    {{"type", "host-local"},
+                     {"dataDir", dir_.path() + "/ipam"},
+                     {"ranges", {{{{"subnet", subnet_}}}}}}}},
+                  {{"type", "nodemesh-cni"},
+                   {"agentSocket", socket_},
+                   {"stateFile", state_file_},
+                   {"timeoutMs", 2000}}}}};
   }
 
   // libcni's FindInPath over CNI_PATH.
@@ -199,7 +198,6 @@ class CniE2eTest : public ::testing::Test {
   std::vector<CniRequest> seen_;
   std::unique_ptr<CniServer> server_;
 };
-
 
 constexpr const char* kShopArgs =
     "IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=cart-1;"
@@ -280,7 +278,8 @@ TEST_F(CniE2eTest, AgentDownFailsAmbientPodsWithTryAgainLaterOnly) {
   }
 
   // A pod of a namespace that is not ambient starts.
-  const std::string other_args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=tools;K8S_POD_NAME=box;K8S_POD_UID=u2";
+  const std::string other_args =
+      "IgnoreUnknown=1;K8S_POD_NAMESPACE=tools;K8S_POD_NAME=box;K8S_POD_UID=u2";
   ChainRun other = runChain(list, "ADD", "ctr-d", pod, other_args);
   ASSERT_TRUE(other.ok) << other.describe();
   EXPECT_EQ(other.result, json::parse(other.runs[0].result.out));
@@ -303,8 +302,8 @@ TEST_F(CniE2eTest, PodmanRunsAContainerThroughTheChain) {
   }
   if (!fs::exists("/bin/busybox")) missing.emplace_back("busybox-static");
   if (!missing.empty()) {
-    const std::string why = fmt::format("not installed: {} (scripts/install-deps.sh)",
-                                        fmt::join(missing, ", "));
+    const std::string why =
+        fmt::format("not installed: {} (scripts/install-deps.sh)", fmt::join(missing, ", "));
     if (sim::privilegedTestsRequired()) GTEST_FAIL() << why;
     GTEST_SKIP() << why;
   }
@@ -318,28 +317,48 @@ TEST_F(CniE2eTest, PodmanRunsAContainerThroughTheChain) {
   std::ofstream(conf_dir + "/" + net + ".conflist") << conflist(net).dump(2);
   // Podman finds plugins through containers.conf, not CNI_PATH.
   const std::string containers_conf = dir_.path() + "/containers.conf";
-  std::ofstream(containers_conf) << fmt::format(
-      "[network]\ncni_plugin_dirs = [\"{}\", \"{}\"]\n", kDebianCniDir, NODEMESH_BIN_DIR);
+  std::ofstream(containers_conf) << fmt::format("[network]\ncni_plugin_dirs = [\"{}\", \"{}\"]\n",
+                                                kDebianCniDir, NODEMESH_BIN_DIR);
 
   sim::CommandSpec spec;
   spec.netns_path = netnsPath(node_);
   spec.env = {"CONTAINERS_CONF=" + containers_conf};
   spec.argv = {"podman",
-               "--root", dir_.path() + "/podman-root",
-               "--runroot", dir_.path() + "/podman-runroot",
-               "--tmpdir", dir_.path() + "/podman-tmp",
-               "--storage-driver", "vfs",
-               "--cgroup-manager", "cgroupfs",
-               "--events-backend", "file",
-               "--runtime", "runc",
-               "--network-backend", "cni",
-               "--cni-config-dir", conf_dir,
-               "run", "--rm",
-               "--ulimit", "nofile=1024:1024",
-               "--ulimit", "nproc=1024:1024",
-               "--network", net,
-               "--rootfs", rootfs,
-               "/bin/busybox", "ip", "-o", "addr", "show", "dev", "eth0"};
+               "--root",
+               dir_.path() + "/podman-root",
+               "--runroot",
+               dir_.path() + "/podman-runroot",
+               "--tmpdir",
+               dir_.path() + "/podman-tmp",
+               "--storage-driver",
+               "vfs",
+               "--cgroup-manager",
+               "cgroupfs",
+               "--events-backend",
+               "file",
+               "--runtime",
+               "runc",
+               "--network-backend",
+               "cni",
+               "--cni-config-dir",
+               conf_dir,
+               "run",
+               "--rm",
+               "--ulimit",
+               "nofile=1024:1024",
+               "--ulimit",
+               "nproc=1024:1024",
+               "--network",
+               net,
+               "--rootfs",
+               rootfs,
+               "/bin/busybox",
+               "ip",
+               "-o",
+               "addr",
+               "show",
+               "dev",
+               "eth0"};
   spec.timeout = std::chrono::seconds(120);
   const sim::CommandResult run = sim::runCommand(spec);
   ASSERT_TRUE(run.ok()) << run.describe() << "\n" << run.out;
@@ -359,7 +378,6 @@ TEST_F(CniE2eTest, PodmanRunsAContainerThroughTheChain) {
   EXPECT_EQ(del.container_id, add.container_id);
 }
 
-
 std::string slurp(const std::string& path) {
   return sim::readFile(path);
 }
@@ -377,8 +395,8 @@ TEST_F(CniE2eTest, InstalledChainWorksAndUninstallRestoresTheConf) {
   bridge["name"] = tag_;
   const std::string original = "{ \"cniVersion\": \"0.4.0\",\n  \"name\": \"" + tag_ +
                                "\", \"type\": \"bridge\", \"bridge\": \"" + tag_ +
-                               "br\", \"isGateway\": true,\n  \"ipam\": " +
-                               bridge["ipam"].dump() + " }\n";
+                               "br\", \"isGateway\": true,\n  \"ipam\": " + bridge["ipam"].dump() +
+                               " }\n";
   std::ofstream(conf_dir + "/10-bridge.conf") << original;
   auto install = sim::runLocal({plugin_, "install", "--bin-dir", bin_dir, "--conf-dir", conf_dir,
                                 "--agent-socket", socket_, "--state-file", state_file_});
@@ -414,7 +432,8 @@ TEST_F(CniE2eTest, WatchReinsertsAfterThePrimaryRewritesAndUninstallsOnSigterm) 
   const std::string v1 =
       "{\"name\":\"k8s\",\"cniVersion\":\"0.3.1\",\"plugins\":[{\"type\":\"calico\"}]}\n";
   const std::string v2 =
-      "{\"name\":\"k8s\",\"cniVersion\":\"1.0.0\",\"plugins\":[{\"type\":\"calico\",\"mtu\":1400}]}";
+      "{\"name\":\"k8s\",\"cniVersion\":\"1.0.0\",\"plugins\":[{\"type\":\"calico\",\"mtu\":1400}]"
+      "}";
   std::ofstream(primary) << v1;
   sim::ProcessSpec spec;
   spec.argv = {plugin_, "install", "--watch", "--bin-dir", bin_dir, "--conf-dir", conf_dir};

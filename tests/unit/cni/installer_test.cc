@@ -145,16 +145,16 @@ TEST_F(CniInstallerTest, InstallThenUninstallIsByteIdentical) {
 
   ASSERT_TRUE(uninstall(options_).ok());
   EXPECT_EQ(readAll(primary), kConflist);
-  EXPECT_EQ(listDir(conf_dir()), (std::vector<std::string>{"10-calico.conflist",
-                                                           "20-other.conflist"}));
+  EXPECT_EQ(listDir(conf_dir()),
+            (std::vector<std::string>{"10-calico.conflist", "20-other.conflist"}));
 }
 
 TEST_F(CniInstallerTest, ConfIsConvertedAndRestoredByteIdentical) {
   writeAll(conf_dir() + "/10-bridge.conf", kConf);
   ASSERT_TRUE(install(options_).ok());
-  EXPECT_EQ(listDir(conf_dir()), (std::vector<std::string>{".nodemesh-cni.orig",
-                                                           ".nodemesh-cni.state",
-                                                           "10-bridge.conflist"}));
+  EXPECT_EQ(listDir(conf_dir()),
+            (std::vector<std::string>{".nodemesh-cni.orig", ".nodemesh-cni.state",
+                                      "10-bridge.conflist"}));
   json j = json::parse(readAll(conf_dir() + "/10-bridge.conflist"));
   EXPECT_EQ(j["plugins"][0], json::parse(kConf));
   EXPECT_EQ(countOurs(j), 1);

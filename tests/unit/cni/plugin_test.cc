@@ -55,8 +55,9 @@ class CniPluginTest : public ::testing::Test {
     e.container_id = "ctr-1";
     e.netns = "/var/run/netns/pod1";
     e.if_name = "eth0";
-    e.args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=cart-1;"
-             "K8S_POD_INFRA_CONTAINER_ID=ctr-1;K8S_POD_UID=uid-42";
+    e.args =
+        "IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=cart-1;"
+        "K8S_POD_INFRA_CONTAINER_ID=ctr-1;K8S_POD_UID=uid-42";
     e.path = "/opt/cni/bin";
     return e;
   }
@@ -95,8 +96,7 @@ TEST_F(CniPluginTest, VersionReportsTheSupportedVersions) {
     EXPECT_EQ(o.exit_code, 0);
     json j = json::parse(o.out);
     EXPECT_EQ(j["cniVersion"], std::string(*in ? "0.4.0" : "1.0.0"));
-    EXPECT_EQ(j["supportedVersions"],
-              json::parse(R"(["0.3.0","0.3.1","0.4.0","1.0.0"])"));
+    EXPECT_EQ(j["supportedVersions"], json::parse(R"(["0.3.0","0.3.1","0.4.0","1.0.0"])"));
   }
   EXPECT_TRUE(agent_.requests.empty());
 }
@@ -320,8 +320,8 @@ TEST_F(CniPluginTest, BadConfigsGetTheRightCode) {
 }
 
 TEST_F(CniPluginTest, ErrorsCarryTheConfigsVersion) {
-  auto o = runPlugin(env("ADD"), R"({"cniVersion":"0.4.0","name":"n","timeoutMs":-1})",
-                     agent_.call());
+  auto o =
+      runPlugin(env("ADD"), R"({"cniVersion":"0.4.0","name":"n","timeoutMs":-1})", agent_.call());
   EXPECT_EQ(errorOf(o)["cniVersion"], "0.4.0");
 }
 

@@ -41,9 +41,9 @@ TEST(CniProtocolTest, EveryCommandRoundTrips) {
 }
 
 TEST(CniProtocolTest, RepliesRoundTrip) {
-  for (const CniReply& reply : {CniReply::success(true, "enrolled shop/cart-1"),
-                                CniReply::success(false, "not in the mesh"),
-                                CniReply::failure("capture failed: EPERM")}) {
+  for (const CniReply& reply :
+       {CniReply::success(true, "enrolled shop/cart-1"),
+        CniReply::success(false, "not in the mesh"), CniReply::failure("capture failed: EPERM")}) {
     auto decoded = decodeReply(encodeReply(reply));
     ASSERT_TRUE(decoded.ok()) << decoded.error().message;
     EXPECT_EQ(*decoded, reply);
@@ -51,7 +51,8 @@ TEST(CniProtocolTest, RepliesRoundTrip) {
 }
 
 TEST(CniProtocolTest, WireFormatIsTheDocumentedOne) {
-  EXPECT_EQ(encodeReply(CniReply::failure("no")), "{\"error\":\"no\",\"ok\":false,\"version\":1}\n");
+  EXPECT_EQ(encodeReply(CniReply::failure("no")),
+            "{\"error\":\"no\",\"ok\":false,\"version\":1}\n");
   auto r = decodeRequest(
       R"({"version":1,"command":"DEL","containerId":"c","netns":"","ifName":"eth0"})");
   ASSERT_TRUE(r.ok()) << r.error().message;
@@ -108,10 +109,10 @@ TEST(CniProtocolTest, OversizedRequestIsRefused) {
 }
 
 TEST(CniProtocolTest, BadRepliesAreErrors) {
-  for (const char* line : {"", "nope", R"({"version":1})", R"({"version":1,"ok":"yes"})",
-                           R"({"version":1,"ok":false})", R"({"version":1,"ok":false,"error":3})",
-                           R"({"version":1,"ok":true,"enrolled":"no"})",
-                           R"({"version":3,"ok":true})"}) {
+  for (const char* line :
+       {"", "nope", R"({"version":1})", R"({"version":1,"ok":"yes"})",
+        R"({"version":1,"ok":false})", R"({"version":1,"ok":false,"error":3})",
+        R"({"version":1,"ok":true,"enrolled":"no"})", R"({"version":3,"ok":true})"}) {
     EXPECT_FALSE(decodeReply(line).ok()) << line;
   }
 }
