@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <exception>
 #include <iostream>
 #include <iterator>
 #include <string>
@@ -108,6 +109,17 @@ int runInstaller(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc > 1) return runInstaller(argc, argv);
-  return runAsPlugin();
+  // Nothing in the plugin is meant to throw; if something does (out of memory), the runtime still
+  // gets an error object instead of a crash.
+  try {
+    if (argc > 1) return runInstaller(argc, argv);
+    return runAsPlugin();
+  } catch (const std::exception& e) {
+    if (argc <= 1) {
+      const std::string out = cniErrorJson("1.0.0", kErrInternal, e.what());
+      std::fwrite(out.data(), 1, out.size(), stdout);
+    }
+    std::fprintf(stderr, "nodemesh-cni: %s\n", e.what());
+    return 1;
+  }
 }

@@ -64,14 +64,14 @@ int countOurs(const json& conflist) {
 class CniInstallerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    fs::create_directories(conf_dir());
-    fs::create_directories(bin_dir());
-    options_.conf_dir = conf_dir();
-    options_.bin_dir = bin_dir();
+    fs::create_directories(confDir());
+    fs::create_directories(binDir());
+    options_.conf_dir = confDir();
+    options_.bin_dir = binDir();
     options_.plugin_fields = {{"agentSocket", "/run/x.sock"}};
   }
-  std::string conf_dir() const { return dir_.path() + "/net.d"; }
-  std::string bin_dir() const { return dir_.path() + "/bin"; }
+  std::string confDir() const { return dir_.path() + "/net.d"; }
+  std::string binDir() const { return dir_.path() + "/bin"; }
 
   testing::TempDir dir_;
   InstallOptions options_;
@@ -130,14 +130,14 @@ TEST(CniInsertPluginTest, RemoveTakesOutOnlyOurs) {
 }
 
 TEST_F(CniInstallerTest, InstallThenUninstallIsByteIdentical) {
-  const std::string primary = conf_dir() + "/10-calico.conflist";
+  const std::string primary = confDir() + "/10-calico.conflist";
   writeAll(primary, kConflist);
-  writeAll(conf_dir() + "/20-other.conflist", "{\"plugins\":[]}");
+  writeAll(confDir() + "/20-other.conflist", "{\"plugins\":[]}");
   ASSERT_TRUE(install(options_).ok());
   json installed = json::parse(readAll(primary));
   EXPECT_EQ(countOurs(installed), 1);
   EXPECT_EQ(installed["plugins"].back()["agentSocket"], "/run/x.sock");
-  EXPECT_EQ(readAll(conf_dir() + "/20-other.conflist"), "{\"plugins\":[]}");  // not the primary
+  EXPECT_EQ(readAll(confDir() + "/20-other.conflist"), "{\"plugins\":[]}");  // not the primary
   // Idempotent: a second install changes nothing.
   const std::string after_first = readAll(primary);
   ASSERT_TRUE(install(options_).ok());
@@ -145,29 +145,29 @@ TEST_F(CniInstallerTest, InstallThenUninstallIsByteIdentical) {
 
   ASSERT_TRUE(uninstall(options_).ok());
   EXPECT_EQ(readAll(primary), kConflist);
-  EXPECT_EQ(listDir(conf_dir()),
+  EXPECT_EQ(listDir(confDir()),
             (std::vector<std::string>{"10-calico.conflist", "20-other.conflist"}));
 }
 
 TEST_F(CniInstallerTest, ConfIsConvertedAndRestoredByteIdentical) {
-  writeAll(conf_dir() + "/10-bridge.conf", kConf);
+  writeAll(confDir() + "/10-bridge.conf", kConf);
   ASSERT_TRUE(install(options_).ok());
-  EXPECT_EQ(listDir(conf_dir()),
+  EXPECT_EQ(listDir(confDir()),
             (std::vector<std::string>{".nodemesh-cni.orig", ".nodemesh-cni.state",
                                       "10-bridge.conflist"}));
-  json j = json::parse(readAll(conf_dir() + "/10-bridge.conflist"));
+  json j = json::parse(readAll(confDir() + "/10-bridge.conflist"));
   EXPECT_EQ(j["plugins"][0], json::parse(kConf));
   EXPECT_EQ(countOurs(j), 1);
   ASSERT_TRUE(install(options_).ok());  // the .conflist is now the primary: no second entry
-  EXPECT_EQ(countOurs(json::parse(readAll(conf_dir() + "/10-bridge.conflist"))), 1);
+  EXPECT_EQ(countOurs(json::parse(readAll(confDir() + "/10-bridge.conflist"))), 1);
 
   ASSERT_TRUE(uninstall(options_).ok());
-  EXPECT_EQ(listDir(conf_dir()), std::vector<std::string>{"10-bridge.conf"});
-  EXPECT_EQ(readAll(conf_dir() + "/10-bridge.conf"), kConf);
+  EXPECT_EQ(listDir(confDir()), std::vector<std::string>{"10-bridge.conf"});
+  EXPECT_EQ(readAll(confDir() + "/10-bridge.conf"), kConf);
 }
 
 TEST_F(CniInstallerTest, PrimaryRewriteIsReinsertedAndUninstallRestoresTheNewVersion) {
-  const std::string primary = conf_dir() + "/10-calico.conflist";
+  const std::string primary = confDir() + "/10-calico.conflist";
   writeAll(primary, kConflist);
   ASSERT_TRUE(installConfig(options_).ok());
   // The primary CNI writes its file again (an upgrade), without our entry.
@@ -181,7 +181,7 @@ TEST_F(CniInstallerTest, PrimaryRewriteIsReinsertedAndUninstallRestoresTheNewVer
 }
 
 TEST_F(CniInstallerTest, UninstallAfterAForeignEditOnlyRemovesOurEntry) {
-  const std::string primary = conf_dir() + "/10-calico.conflist";
+  const std::string primary = confDir() + "/10-calico.conflist";
   writeAll(primary, kConflist);
   ASSERT_TRUE(installConfig(options_).ok());
   json j = json::parse(readAll(primary));
@@ -195,24 +195,24 @@ TEST_F(CniInstallerTest, UninstallAfterAForeignEditOnlyRemovesOurEntry) {
 }
 
 TEST_F(CniInstallerTest, NewPrimaryTakesOverAndTheOldOneIsRestored) {
-  writeAll(conf_dir() + "/20-b.conflist", kConflist);
+  writeAll(confDir() + "/20-b.conflist", kConflist);
   ASSERT_TRUE(installConfig(options_).ok());
-  writeAll(conf_dir() + "/10-a.conf", kConf);
+  writeAll(confDir() + "/10-a.conf", kConf);
   ASSERT_TRUE(installConfig(options_).ok());
-  EXPECT_EQ(readAll(conf_dir() + "/20-b.conflist"), kConflist);
-  EXPECT_EQ(countOurs(json::parse(readAll(conf_dir() + "/10-a.conflist"))), 1);
+  EXPECT_EQ(readAll(confDir() + "/20-b.conflist"), kConflist);
+  EXPECT_EQ(countOurs(json::parse(readAll(confDir() + "/10-a.conflist"))), 1);
   ASSERT_TRUE(uninstall(options_).ok());
-  EXPECT_EQ(readAll(conf_dir() + "/10-a.conf"), kConf);
-  EXPECT_FALSE(fs::exists(conf_dir() + "/10-a.conflist"));
+  EXPECT_EQ(readAll(confDir() + "/10-a.conf"), kConf);
+  EXPECT_FALSE(fs::exists(confDir() + "/10-a.conflist"));
 }
 
 TEST_F(CniInstallerTest, BrokenPrimaryIsLeftAloneWithAnError) {
-  writeAll(conf_dir() + "/10-broken.conflist", "{\"plugins\": [");
+  writeAll(confDir() + "/10-broken.conflist", "{\"plugins\": [");
   auto s = installConfig(options_);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.error().message.find("10-broken.conflist"), std::string::npos);
-  EXPECT_EQ(readAll(conf_dir() + "/10-broken.conflist"), "{\"plugins\": [");
-  EXPECT_EQ(listDir(conf_dir()), std::vector<std::string>{"10-broken.conflist"});
+  EXPECT_EQ(readAll(confDir() + "/10-broken.conflist"), "{\"plugins\": [");
+  EXPECT_EQ(listDir(confDir()), std::vector<std::string>{"10-broken.conflist"});
 }
 
 TEST_F(CniInstallerTest, EmptyConfDirIsEnoent) {
@@ -222,12 +222,12 @@ TEST_F(CniInstallerTest, EmptyConfDirIsEnoent) {
 }
 
 TEST_F(CniInstallerTest, BinaryIsCopiedExecutableAndRemovedOnUninstall) {
-  writeAll(conf_dir() + "/10-calico.conflist", kConflist);
+  writeAll(confDir() + "/10-calico.conflist", kConflist);
   const std::string source = dir_.path() + "/plugin-binary";
   writeAll(source, "#!/bin/sh\necho hi\n");
   options_.binary_source = source;
   ASSERT_TRUE(install(options_).ok());
-  const std::string target = bin_dir() + "/nodemesh-cni";
+  const std::string target = binDir() + "/nodemesh-cni";
   EXPECT_EQ(readAll(target), "#!/bin/sh\necho hi\n");
   struct stat st {};
   ASSERT_EQ(::stat(target.c_str(), &st), 0);
@@ -237,7 +237,7 @@ TEST_F(CniInstallerTest, BinaryIsCopiedExecutableAndRemovedOnUninstall) {
 }
 
 TEST_F(CniInstallerTest, WatchReinsertsAfterARewriteAndUninstallsOnStop) {
-  const std::string primary = conf_dir() + "/10-calico.conflist";
+  const std::string primary = confDir() + "/10-calico.conflist";
   writeAll(primary, kConflist);
   UniqueFd stop(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   ASSERT_TRUE(stop.valid());
@@ -255,8 +255,8 @@ TEST_F(CniInstallerTest, WatchReinsertsAfterARewriteAndUninstallsOnStop) {
   };
   EXPECT_TRUE(wait_for(has_ours));
   // The primary CNI rewrites its file (temp + rename, as most do).
-  writeAll(conf_dir() + "/.tmp-calico", kConflist);
-  fs::rename(conf_dir() + "/.tmp-calico", primary);
+  writeAll(confDir() + "/.tmp-calico", kConflist);
+  fs::rename(confDir() + "/.tmp-calico", primary);
   EXPECT_TRUE(wait_for(has_ours)) << readAll(primary);
   const uint64_t one = 1;
   ASSERT_EQ(::write(stop.get(), &one, sizeof(one)), static_cast<ssize_t>(sizeof(one)));
@@ -270,10 +270,10 @@ TEST_F(CniInstallerTest, WatchWaitsForTheFirstConfig) {
   Status result;
   std::thread watcher([&] { result = installAndWatch(options_, stop.get()); });
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  writeAll(conf_dir() + "/10-bridge.conf", kConf);
+  writeAll(confDir() + "/10-bridge.conf", kConf);
   bool converted = false;
   for (int i = 0; i < 500 && !converted; ++i) {
-    converted = fs::exists(conf_dir() + "/10-bridge.conflist");
+    converted = fs::exists(confDir() + "/10-bridge.conflist");
     if (!converted) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_TRUE(converted);
@@ -281,7 +281,7 @@ TEST_F(CniInstallerTest, WatchWaitsForTheFirstConfig) {
   ASSERT_EQ(::write(stop.get(), &one, sizeof(one)), static_cast<ssize_t>(sizeof(one)));
   watcher.join();
   EXPECT_TRUE(result.ok());
-  EXPECT_EQ(readAll(conf_dir() + "/10-bridge.conf"), kConf);
+  EXPECT_EQ(readAll(confDir() + "/10-bridge.conf"), kConf);
 }
 
 }  // namespace
