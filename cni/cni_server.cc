@@ -160,7 +160,10 @@ void CniServer::serve(int fd) {
   }
   served_.fetch_add(1, std::memory_order_relaxed);
   if (!reply.ok) spdlog::info("cni server: refusing a request: {}", reply.error);
-  if (auto s = writeAll(fd, encodeReply(reply), deadline); !s) {
+  // The handler's time does not count against the reply.
+  const auto write_deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.io_timeout_ms);
+  if (auto s = writeAll(fd, encodeReply(reply), write_deadline); !s) {
     spdlog::warn("cni server: cannot send the reply: {}", s.error().message);
   }
 }
