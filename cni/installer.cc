@@ -296,8 +296,10 @@ Status installAndWatch(const InstallOptions& options, int stop_fd) {
     return Error::fromErrno("watch " + options.conf_dir);
   }
   Status first = install(options);
-  if (!first && first.error().code != ENOENT) return first;
-  if (!first) spdlog::info("cni install: {}; waiting for one", first.error().message);
+  // No config yet, or one the primary CNI is still writing (not valid JSON yet): wait for the
+  // next change. Anything else (an unwritable directory) will not get better by waiting.
+  if (!first && first.error().code != ENOENT && first.error().code != EINVAL) return first;
+  if (!first) spdlog::warn("cni install: {}; waiting for a change", first.error().message);
   while (true) {
     pollfd fds[2] = {{inotify.get(), POLLIN, 0}, {stop_fd, POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0) {

@@ -68,8 +68,8 @@ Status uninstall(const InstallOptions& options);
 
 // install(), then watches the conf dir (inotify) and repeats installConfig() whenever a file
 // there changes (the primary CNI rewrote its config, or a new primary appeared), until stop_fd
-// (an eventfd or signalfd) is readable; then uninstall(). A conf dir with no config yet is
-// waited for.
+// (an eventfd or signalfd) is readable; then uninstall(). A conf dir with no config yet, or a
+// primary config that is not valid JSON, is waited for.
 Status installAndWatch(const InstallOptions& options, int stop_fd);
 
 }  // namespace nodemesh::cni

@@ -284,5 +284,28 @@ TEST_F(CniInstallerTest, WatchWaitsForTheFirstConfig) {
   EXPECT_EQ(readAll(confDir() + "/10-bridge.conf"), kConf);
 }
 
+TEST_F(CniInstallerTest, WatchWaitsOutABrokenPrimaryUntilItIsFixed) {
+  const std::string primary = confDir() + "/10-calico.conflist";
+  writeAll(primary, "{\"plugins\": [");
+  UniqueFd stop(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  Status result;
+  std::thread watcher([&] { result = installAndWatch(options_, stop.get()); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(readAll(primary), "{\"plugins\": [");  // left alone
+  writeAll(primary, kConflist);
+  bool inserted = false;
+  for (int i = 0; i < 500 && !inserted; ++i) {
+    const json j = json::parse(readAll(primary), nullptr, false);
+    inserted = j.is_object() && countOurs(j) == 1;
+    if (!inserted) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(inserted);
+  const uint64_t one = 1;
+  ASSERT_EQ(::write(stop.get(), &one, sizeof(one)), static_cast<ssize_t>(sizeof(one)));
+  watcher.join();
+  EXPECT_TRUE(result.ok());
+  EXPECT_EQ(readAll(primary), kConflist);
+}
+
 }  // namespace
 }  // namespace nodemesh::cni
