@@ -26,6 +26,10 @@ packages=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   # simulated nodes: namespaces, veth, bridges, CNI plugins
   iproute2 containernetworking-plugins util-linux procps
+  # CNI e2e test (tests/e2e/cni_test.cc): a real runtime starts a container through a chain with
+  # nodemesh-cni (podman's CNI backend, runc: crun refuses this kernel's cgroup layout) from a
+  # rootfs holding only busybox
+  podman runc busybox-static
   # HBONE security/interop tests: an independent HTTP/2 client (python3-h2) and TLS tool
   python3-h2 openssl
   # waypoint e2e tests: gRPC routing with a real gRPC client and server (generic handlers)
