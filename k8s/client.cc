@@ -96,7 +96,36 @@ void setTimeout(Duration d, const std::function<void(time_t, time_t)>& set) {
 }
 
 std::string transportError(const httplib::Result& result, const httplib::SSLClient& http) {
-  std::string text = httplib::to_string(result.error());
+  std::string text;
+  switch (result.error()) {
+    case httplib::Error::Connection:
+      text = "cannot connect";
+      break;
+    case httplib::Error::ConnectionTimeout:
+      text = "connect timed out";
+      break;
+    case httplib::Error::Read:
+      text = "read failed (timed out, or the connection was lost)";
+      break;
+    case httplib::Error::Write:
+      text = "write failed (timed out, or the connection was lost)";
+      break;
+    case httplib::Error::SSLConnection:
+      text = "TLS handshake failed";
+      break;
+    case httplib::Error::SSLLoadingCerts:
+      text = "cannot load the CA file";
+      break;
+    case httplib::Error::SSLServerVerification:
+      text = "TLS: the server's certificate is not trusted";
+      break;
+    case httplib::Error::Canceled:
+      text = "canceled";
+      break;
+    default:
+      text = httplib::to_string(result.error());
+      break;
+  }
   if (result.error() == httplib::Error::SSLServerVerification) {
     text += fmt::format(" ({})", X509_verify_cert_error_string(http.get_openssl_verify_result()));
   }

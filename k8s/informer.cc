@@ -221,8 +221,8 @@ Informer::Outcome Informer::list() {
     store_.erase(key);
     if (callbacks_.on_delete) callbacks_.on_delete(last);
   }
-  for (auto& [key, object] : fresh) upsert(key, std::move(object));
   setResourceVersion(list_rv);
+  for (auto& [key, object] : fresh) upsert(key, std::move(object));
   next_backoff_ = options_.backoff_initial;
   spdlog::debug("kubernetes {} informer: listed {} objects at resourceVersion {}", options_.name,
                 store_.size(), list_rv);
@@ -326,13 +326,13 @@ Informer::Outcome Informer::handleEvent(std::string_view line) {
     // Only the key matters: a deleted object whose last state is malformed is still gone.
     auto meta = parseObjectMeta(object);
     if (!meta) return skip(meta.error().message);
+    setResourceVersion(meta->resource_version);
     auto it = store_.find(objectKey(*meta));
     if (it != store_.end()) {
       json last = std::move(it->second);
       store_.erase(it);
       if (callbacks_.on_delete) callbacks_.on_delete(last);
     }
-    setResourceVersion(meta->resource_version);
     return Outcome::kOk;
   }
   if (type == "ADDED" || type == "MODIFIED") {
@@ -345,8 +345,8 @@ Informer::Outcome Informer::handleEvent(std::string_view line) {
     }
     auto meta = parseObjectMeta(object);
     if (!meta) return skip(meta.error().message);
-    upsert(objectKey(*meta), std::move(object));
     setResourceVersion(meta->resource_version);
+    upsert(objectKey(*meta), std::move(object));
     return Outcome::kOk;
   }
   return skip(fmt::format("unknown type {:?}", type));
