@@ -32,8 +32,8 @@ Result<std::string> readToken(const std::string& path) {
   if (!text) return text.error();
   std::string token = std::move(*text);
   // Secret volumes end the file with a newline; editors do too.
-  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' ||
-                            token.back() == ' ' || token.back() == '\t')) {
+  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ' ||
+                            token.back() == '\t')) {
     token.pop_back();
   }
   if (token.empty()) return Error::invalid(fmt::format("token file {}: empty", path));
@@ -135,20 +135,34 @@ std::string transportError(const httplib::Result& result, const httplib::SSLClie
 // The reason phrases of the statuses the API server uses.
 std::string_view reasonPhrase(int status) {
   switch (status) {
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Entity";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 409:
+      return "Conflict";
+    case 410:
+      return "Gone";
+    case 415:
+      return "Unsupported Media Type";
+    case 422:
+      return "Unprocessable Entity";
+    case 429:
+      return "Too Many Requests";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    default:
+      return "";
   }
 }
 
@@ -165,9 +179,8 @@ Result<ClientConfig> inClusterConfig(const std::string& service_account_dir) {
   }
   ClientConfig config;
   std::string_view h(host);
-  config.server = h.find(':') != std::string_view::npos
-                      ? fmt::format("https://[{}]:{}", h, port)
-                      : fmt::format("https://{}:{}", h, port);
+  config.server = h.find(':') != std::string_view::npos ? fmt::format("https://[{}]:{}", h, port)
+                                                        : fmt::format("https://{}:{}", h, port);
   config.token_file = service_account_dir + "/token";
   config.ca_file = service_account_dir + "/ca.crt";
   return config;
@@ -193,8 +206,8 @@ Error apiError(std::string_view method, std::string_view path, const Response& r
 std::string queryEscape(std::string_view value) {
   std::string out;
   for (char c : value) {
-    bool unreserved = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                      (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~';
+    bool unreserved = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '-' || c == '.' || c == '_' || c == '~';
     if (unreserved) {
       out += c;
     } else {
@@ -244,15 +257,14 @@ Result<std::unique_ptr<Client::Request>> Client::begin(std::chrono::milliseconds
   auto token = readToken(config_.token_file);
   if (!token) return token.error();
   auto http = std::make_unique<httplib::SSLClient>(host_, port_);
-  http->set_ca_cert_path(config_.ca_file.c_str());
+  http->set_ca_cert_path(config_.ca_file);
   http->enable_server_certificate_verification(true);
-  http->set_bearer_token_auth(token->c_str());
+  http->set_bearer_token_auth(*token);
   http->set_keep_alive(false);
   setTimeout(config_.connect_timeout,
              [&](time_t s, time_t us) { http->set_connection_timeout(s, us); });
   setTimeout(read_timeout, [&](time_t s, time_t us) { http->set_read_timeout(s, us); });
-  setTimeout(config_.request_timeout,
-             [&](time_t s, time_t us) { http->set_write_timeout(s, us); });
+  setTimeout(config_.request_timeout, [&](time_t s, time_t us) { http->set_write_timeout(s, us); });
   std::lock_guard lock(mutex_);
   if (shut_down_) return Error{ECANCELED, "Kubernetes client shut down"};
   in_flight_.insert(http.get());
@@ -275,7 +287,8 @@ Result<Response> Client::get(const std::string& path) {
   if (!request) return request.error();
   httplib::Headers headers{{"Accept", "application/json"}};
   auto result = (*request)->http().Get(path, headers);
-  if (!result) return Error{EIO, fmt::format("GET {}: {}", path, transportError(result, (*request)->http()))};
+  if (!result)
+    return Error{EIO, fmt::format("GET {}: {}", path, transportError(result, (*request)->http()))};
   return Response{result->status, std::move(result->body)};
 }
 
@@ -294,7 +307,9 @@ Result<Response> Client::mergePatch(const std::string& path, const nlohmann::jso
   httplib::Headers headers{{"Accept", "application/json"}};
   auto result =
       (*request)->http().Patch(path, headers, patch.dump(), "application/merge-patch+json");
-  if (!result) return Error{EIO, fmt::format("PATCH {}: {}", path, transportError(result, (*request)->http()))};
+  if (!result)
+    return Error{EIO,
+                 fmt::format("PATCH {}: {}", path, transportError(result, (*request)->http()))};
   return Response{result->status, std::move(result->body)};
 }
 
@@ -350,7 +365,8 @@ Result<Response> Client::watch(const std::string& path, std::chrono::millisecond
       std::lock_guard lock(mutex_);
       if (shut_down_) return Error{ECANCELED, "Kubernetes client shut down"};
     }
-    return Error{EIO, fmt::format("watch {}: {}", path, transportError(result, (*request)->http()))};
+    return Error{EIO,
+                 fmt::format("watch {}: {}", path, transportError(result, (*request)->http()))};
   }
   // The last line may lack its newline.
   if (response.status == 200 && !pending.empty()) on_line(pending);

@@ -64,7 +64,9 @@ Informer::Informer(std::unique_ptr<Client> client, InformerOptions options,
       next_backoff_(options_.backoff_initial),
       random_(std::random_device{}()) {}
 
-Informer::~Informer() { stop(); }
+Informer::~Informer() {
+  stop();
+}
 
 void Informer::stop() {
   {
@@ -315,8 +317,8 @@ Informer::Outcome Informer::handleEvent(std::string_view line) {
       message = m->get<std::string>();
     }
     if (code == 410) {
-      spdlog::info("kubernetes {} informer: watch expired (410: {}), listing again",
-                   options_.name, message);
+      spdlog::info("kubernetes {} informer: watch expired (410: {}), listing again", options_.name,
+                   message);
       return Outcome::kGone;
     }
     fail(Error{EIO, fmt::format("watch {}: ERROR event {}: {}", options_.path, code, message)});

@@ -37,15 +37,15 @@
 namespace nodemesh::k8s {
 
 struct InformerOptions {
-  std::string name;           // for logs: "pods", "namespaces"
-  std::string path;           // collection path: "/api/v1/pods", "/api/v1/namespaces"
+  std::string name;            // for logs: "pods", "namespaces"
+  std::string path;            // collection path: "/api/v1/pods", "/api/v1/namespaces"
   std::string field_selector;  // "spec.nodeName=node-1"; empty for none
   std::string label_selector;  // empty for none
   // Checks an object before it enters the copy (parsePod, parseNamespace, ...): one it refuses
   // is malformed. Default: parseObjectMeta.
   std::function<Status(const nlohmann::json& object)> validate;
-  uint32_t page_size = 500;                    // list `limit`
-  std::chrono::seconds watch_timeout{300};     // `timeoutSeconds` of each watch
+  uint32_t page_size = 500;                 // list `limit`
+  std::chrono::seconds watch_timeout{300};  // `timeoutSeconds` of each watch
   // No byte for this long on a watch means the connection is dead (bookmarks come about once
   // a minute from a real API server); it is then closed and the watch resumed.
   std::chrono::seconds watch_idle_timeout{90};

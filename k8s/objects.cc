@@ -12,8 +12,8 @@ Result<std::string> optionalString(const json& parent, const char* key, std::str
   auto it = parent.find(key);
   if (it == parent.end() || it->is_null()) return std::string();
   if (!it->is_string()) {
-    return Error::invalid(fmt::format("{}.{}: expected a string, got {}", where, key,
-                                      it->type_name()));
+    return Error::invalid(
+        fmt::format("{}.{}: expected a string, got {}", where, key, it->type_name()));
   }
   return it->get<std::string>();
 }
@@ -23,8 +23,8 @@ Result<const json*> optionalObject(const json& parent, const char* key, std::str
   auto it = parent.find(key);
   if (it == parent.end() || it->is_null()) return static_cast<const json*>(nullptr);
   if (!it->is_object()) {
-    return Error::invalid(fmt::format("{}.{}: expected an object, got {}", where, key,
-                                      it->type_name()));
+    return Error::invalid(
+        fmt::format("{}.{}: expected an object, got {}", where, key, it->type_name()));
   }
   return &*it;
 }
@@ -37,8 +37,8 @@ Result<std::map<std::string, std::string>> stringMap(const json& parent, const c
   if (*object == nullptr) return out;
   for (const auto& [k, v] : (*object)->items()) {
     if (!v.is_string()) {
-      return Error::invalid(fmt::format("{}.{}[{}]: expected a string, got {}", where, key, k,
-                                        v.type_name()));
+      return Error::invalid(
+          fmt::format("{}.{}[{}]: expected a string, got {}", where, key, k, v.type_name()));
     }
     out.emplace(k, v.get<std::string>());
   }
@@ -61,7 +61,8 @@ Result<IpAddress> podIp(const json& value, std::string_view where) {
 
 Result<ObjectMeta> parseObjectMeta(const json& object) {
   if (!object.is_object()) {
-    return Error::invalid(fmt::format("object: expected a JSON object, got {}", object.type_name()));
+    return Error::invalid(
+        fmt::format("object: expected a JSON object, got {}", object.type_name()));
   }
   auto metadata = optionalObject(object, "metadata", "object");
   if (!metadata) return metadata.error();
@@ -72,9 +73,9 @@ Result<ObjectMeta> parseObjectMeta(const json& object) {
     const char* key;
     std::string* out;
   };
-  for (const Field& f : {Field{"name", &meta.name}, Field{"namespace", &meta.namespace_name},
-                         Field{"uid", &meta.uid},
-                         Field{"resourceVersion", &meta.resource_version}}) {
+  for (const Field& f :
+       {Field{"name", &meta.name}, Field{"namespace", &meta.namespace_name},
+        Field{"uid", &meta.uid}, Field{"resourceVersion", &meta.resource_version}}) {
     auto value = optionalString(m, f.key, "metadata");
     if (!value) return value.error();
     *f.out = std::move(*value);

@@ -43,8 +43,8 @@ Status addExtension(X509* cert, X509* issuer, int nid, const char* value) {
   return okStatus();
 }
 
-Result<X509Ptr> makeCert(EVP_PKEY* key, const char* common_name, X509* issuer,
-                         EVP_PKEY* issuer_key, bool is_ca, long serial) {
+Result<X509Ptr> makeCert(EVP_PKEY* key, const char* common_name, X509* issuer, EVP_PKEY* issuer_key,
+                         bool is_ca, long serial) {
   X509Ptr cert(X509_new());
   if (!cert) return identity::opensslError("X509_new");
   X509_set_version(cert.get(), 2);
@@ -66,8 +66,8 @@ Result<X509Ptr> makeCert(EVP_PKEY* key, const char* common_name, X509* issuer,
       return s.error();
     }
   } else {
-    if (auto s = addExtension(cert.get(), signer, NID_subject_alt_name,
-                              "IP:127.0.0.1,DNS:localhost");
+    if (auto s =
+            addExtension(cert.get(), signer, NID_subject_alt_name, "IP:127.0.0.1,DNS:localhost");
         !s) {
       return s.error();
     }
@@ -105,8 +105,8 @@ std::string certPem(X509* cert) {
 // --- API conventions ----------------------------------------------------------------------------
 
 json statusBody(int code, std::string_view reason, std::string_view message) {
-  return {{"kind", "Status"},     {"apiVersion", "v1"}, {"metadata", json::object()},
-          {"status", "Failure"},  {"message", message}, {"reason", reason},
+  return {{"kind", "Status"},    {"apiVersion", "v1"}, {"metadata", json::object()},
+          {"status", "Failure"}, {"message", message}, {"reason", reason},
           {"code", code}};
 }
 
@@ -205,19 +205,19 @@ struct StandinApiServer::Filter {
   std::vector<Requirement> fields;
   std::vector<Requirement> labels;
 
-  static Result<Filter> parse(Kind kind, std::string namespace_name,
-                              const httplib::Request& req) {
+  static Result<Filter> parse(Kind kind, std::string namespace_name, const httplib::Request& req) {
     Filter f;
     f.namespace_name = std::move(namespace_name);
     for (const std::string& part : splitComma(req.get_param_value("fieldSelector"))) {
       auto r = requirement(part, false);
       if (!r) return r.error();
-      bool known = r->key == "metadata.name" ||
-                   (kind == Kind::kPods &&
-                    (r->key == "metadata.namespace" || r->key == "spec.nodeName"));
+      bool known =
+          r->key == "metadata.name" ||
+          (kind == Kind::kPods && (r->key == "metadata.namespace" || r->key == "spec.nodeName"));
       if (!known) {
         return Error::invalid(fmt::format("\"{}\" is not a known field selector: only \"{}\"",
-                                          r->key, "metadata.name, metadata.namespace, spec.nodeName"));
+                                          r->key,
+                                          "metadata.name, metadata.namespace, spec.nodeName"));
       }
       f.fields.push_back(*r);
     }
@@ -246,9 +246,10 @@ struct StandinApiServer::Filter {
       return Error::invalid(fmt::format("invalid selector: '{}'", part));
     }
     if (r.key.empty() || r.key.find_first_of(" ()") != std::string::npos) {
-      return Error::invalid(fmt::format("invalid selector: '{}' (set-based selectors are not "
-                                        "supported by the stand-in)",
-                                        part));
+      return Error::invalid(
+          fmt::format("invalid selector: '{}' (set-based selectors are not "
+                      "supported by the stand-in)",
+                      part));
     }
     return r;
   }
@@ -258,9 +259,10 @@ struct StandinApiServer::Filter {
       return false;
     }
     for (const Requirement& r : fields) {
-      std::string value = r.key == "metadata.name"        ? stringAt(object, {"metadata", "name"})
-                          : r.key == "metadata.namespace" ? stringAt(object, {"metadata", "namespace"})
-                                                          : stringAt(object, {"spec", "nodeName"});
+      std::string value = r.key == "metadata.name" ? stringAt(object, {"metadata", "name"})
+                          : r.key == "metadata.namespace"
+                              ? stringAt(object, {"metadata", "namespace"})
+                              : stringAt(object, {"spec", "nodeName"});
       if ((r.op == Requirement::Op::kEq) != (value == r.value)) return false;
     }
     for (const Requirement& r : labels) {
@@ -297,10 +299,10 @@ struct StandinApiServer::Filter {
 struct StandinApiServer::WatchSession {
   Kind kind = Kind::kPods;
   Filter filter;
-  uint64_t sent_rv = 0;             // every change up to here has been considered
+  uint64_t sent_rv = 0;  // every change up to here has been considered
   bool bookmarks = false;
   Clock::time_point deadline;
-  std::vector<std::string> initial;  // lines to send first
+  std::vector<std::string> initial;               // lines to send first
   std::deque<std::optional<std::string>> outbox;  // nullopt: a bookmark
   bool dropped = false;
   size_t record = 0;  // index in requests_
@@ -315,7 +317,7 @@ class StandinApiServer::Impl {
 
 // --- server -------------------------------------------------------------------------------------
 
-Result<std::unique_ptr<StandinApiServer>> StandinApiServer::start(Options options) {
+Result<std::unique_ptr<StandinApiServer>> StandinApiServer::start(const Options& options) {
   std::unique_ptr<StandinApiServer> self(new StandinApiServer());
   self->options_ = options;
   self->accepted_token_ = options.token;
@@ -392,7 +394,9 @@ StandinApiServer::~StandinApiServer() {
   }
 }
 
-std::string StandinApiServer::url() const { return fmt::format("https://127.0.0.1:{}", port_); }
+std::string StandinApiServer::url() const {
+  return fmt::format("https://127.0.0.1:{}", port_);
+}
 
 k8s::ClientConfig StandinApiServer::clientConfig() const {
   k8s::ClientConfig config;
@@ -562,8 +566,7 @@ void StandinApiServer::serveObject(Kind kind, const std::string& namespace_name,
   const auto& objects = objects_[static_cast<int>(kind)];
   auto it = objects.find(namespace_name.empty() ? name : namespace_name + "/" + name);
   if (it == objects.end()) {
-    replyStatus(res, 404, "NotFound",
-                fmt::format("{} \"{}\" not found", kindPath(kind), name));
+    replyStatus(res, 404, "NotFound", fmt::format("{} \"{}\" not found", kindPath(kind), name));
   } else {
     res.status = 200;
     res.set_content(it->second.dump(), "application/json");
@@ -571,9 +574,8 @@ void StandinApiServer::serveObject(Kind kind, const std::string& namespace_name,
   requests_[record].status = res.status;
 }
 
-void StandinApiServer::servePatchStatus(const std::string& namespace_name,
-                                        const std::string& name, const httplib::Request& req,
-                                        httplib::Response& res) {
+void StandinApiServer::servePatchStatus(const std::string& namespace_name, const std::string& name,
+                                        const httplib::Request& req, httplib::Response& res) {
   std::lock_guard lock(mutex_);
   size_t record = beginRequestLocked(req);
   if (!authorizedLocked(req, res, record)) return;
@@ -691,8 +693,8 @@ void StandinApiServer::serveCollection(Kind kind, const std::string& namespace_n
   if (more) {
     meta["continue"] = hexEncode(json{{"rv", snapshot_rv}, {"start", last}}.dump());
   }
-  json body = {{"kind", listKind(kind)}, {"apiVersion", "v1"}, {"metadata", meta},
-               {"items", items}};
+  json body = {
+      {"kind", listKind(kind)}, {"apiVersion", "v1"}, {"metadata", meta}, {"items", items}};
   res.status = 200;
   res.set_content(body.dump(), "application/json");
   finish();
@@ -735,8 +737,7 @@ void StandinApiServer::serveWatchLocked(Kind kind, Filter filter, const httplib:
       return;
     }
     if (*rv < compacted_rv_) {
-      std::string message =
-          fmt::format("too old resource version: {} ({})", *rv, compacted_rv_);
+      std::string message = fmt::format("too old resource version: {} ({})", *rv, compacted_rv_);
       if (options_.gone_as_http_status) {
         replyStatus(res, 410, "Expired", message);
         requests_[record].status = res.status;
@@ -769,9 +770,9 @@ void StandinApiServer::serveWatchLocked(Kind kind, Filter filter, const httplib:
           if (stopping_ || session->dropped) return false;  // no final chunk: a broken stream
           lines = std::move(session->initial);
           session->initial.clear();
-          auto first = std::upper_bound(
-              changes_.begin(), changes_.end(), session->sent_rv,
-              [](uint64_t rv, const Change& change) { return rv < change.rv; });
+          auto first =
+              std::upper_bound(changes_.begin(), changes_.end(), session->sent_rv,
+                               [](uint64_t rv, const Change& change) { return rv < change.rv; });
           for (auto it = first; it != changes_.end(); ++it) {
             session->sent_rv = it->rv;
             if (it->kind != session->kind) continue;

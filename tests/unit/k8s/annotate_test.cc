@@ -79,9 +79,13 @@ TEST(K8sAnnotateTest, NamesThatCouldEscapeThePathAreRefused) {
   ASSERT_TRUE(server);
   auto client = clientFor(*server);
   ASSERT_TRUE(client);
-  for (auto [ns, name] : std::vector<std::pair<std::string, std::string>>{
-           {"shop", "../../namespaces/x"}, {"shop/x", "p"}, {"", "p"}, {"shop", ""},
-           {"shop", "p?dryRun=All"}, {"Shop", "p"}}) {
+  for (auto [ns, name] :
+       std::vector<std::pair<std::string, std::string>>{{"shop", "../../namespaces/x"},
+                                                        {"shop/x", "p"},
+                                                        {"", "p"},
+                                                        {"shop", ""},
+                                                        {"shop", "p?dryRun=All"},
+                                                        {"Shop", "p"}}) {
     Status s = setRedirectionAnnotation(*client, ns, name);
     EXPECT_FALSE(s) << ns << "/" << name;
     EXPECT_EQ(s.error().code, EINVAL);

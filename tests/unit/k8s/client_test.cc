@@ -163,8 +163,7 @@ TEST(K8sClientTest, InClusterConfigComesFromTheEnvironmentAndTheServiceAccount) 
   EXPECT_EQ(v4->server, "https://10.96.0.1:443");
   EXPECT_EQ(v4->token_file, "/sa/token");
   EXPECT_EQ(v4->ca_file, "/sa/ca.crt");
-  EXPECT_EQ(inClusterConfig()->token_file,
-            "/var/run/secrets/kubernetes.io/serviceaccount/token");
+  EXPECT_EQ(inClusterConfig()->token_file, "/var/run/secrets/kubernetes.io/serviceaccount/token");
 
   ::setenv("KUBERNETES_SERVICE_HOST", "fd00::1", 1);  // NOLINT(concurrency-mt-unsafe)
   EXPECT_EQ(inClusterConfig("/sa")->server, "https://[fd00::1]:443");
@@ -185,13 +184,13 @@ TEST(K8sClientTest, WatchDeliversEachLineAndShutdownInterruptsIt) {
   std::mutex mutex;
   std::vector<std::string> lines;
   auto done = std::async(std::launch::async, [&] {
-    return client->watch("/api/v1/pods?watch=true&resourceVersion=" +
-                             std::to_string(server->resourceVersion()),
-                         std::chrono::seconds(10), [&](std::string_view line) {
-                           std::lock_guard lock(mutex);
-                           lines.emplace_back(line);
-                           return true;
-                         });
+    return client->watch(
+        "/api/v1/pods?watch=true&resourceVersion=" + std::to_string(server->resourceVersion()),
+        std::chrono::seconds(10), [&](std::string_view line) {
+          std::lock_guard lock(mutex);
+          lines.emplace_back(line);
+          return true;
+        });
   });
   ASSERT_TRUE(server->waitForWatches(1, std::chrono::seconds(2)));
   uint64_t rv = server->upsert(Standin::Kind::kPods, podJson("shop", "a", "node-a"));
@@ -261,15 +260,16 @@ TEST(K8sClientTest, ARefusedWatchReturnsItsStatus) {
   server->upsert(Standin::Kind::kPods, podJson("shop", "a", "node-a"));
   server->compact();
   bool called = false;
-  auto result = client->watch("/api/v1/pods?watch=true&resourceVersion=5",
-                              std::chrono::seconds(5), [&](std::string_view) {
+  auto result = client->watch("/api/v1/pods?watch=true&resourceVersion=5", std::chrono::seconds(5),
+                              [&](std::string_view) {
                                 called = true;
                                 return true;
                               });
   ASSERT_TRUE(result) << result.error().message;
   EXPECT_EQ(result->status, 410);
   EXPECT_FALSE(called);
-  EXPECT_TRUE(contains(apiError("GET", "w", *result).message, "410 Gone: too old resource version"));
+  EXPECT_TRUE(
+      contains(apiError("GET", "w", *result).message, "410 Gone: too old resource version"));
 }
 
 }  // namespace

@@ -71,8 +71,8 @@ class K8sInformerTest : public ::testing::Test {
     informer_ = Informer::start(std::move(client), std::move(options), recorder_.callbacks());
   }
   uint64_t addPod(const std::string& name, const std::string& node,
-                  std::map<std::string, std::string> labels = {}) {
-    return server_->upsert(Standin::Kind::kPods, podJson("shop", name, node, std::move(labels)));
+                  const std::map<std::string, std::string>& labels = {}) {
+    return server_->upsert(Standin::Kind::kPods, podJson("shop", name, node, labels));
   }
 
   std::unique_ptr<Standin> server_;
@@ -89,9 +89,9 @@ TEST_F(K8sInformerTest, ListsInPagesThenFollowsAddsChangesAndDeletes) {
   options.page_size = 2;
   start(options);
   ASSERT_TRUE(recorder_.waitForEvent("synced"));
-  EXPECT_EQ(recorder_.events(), (std::vector<std::string>{ev("upsert", "shop/a", a),
-                                                          ev("upsert", "shop/c", c),
-                                                          ev("upsert", "shop/d", d), "synced"}));
+  EXPECT_EQ(recorder_.events(),
+            (std::vector<std::string>{ev("upsert", "shop/a", a), ev("upsert", "shop/c", c),
+                                      ev("upsert", "shop/d", d), "synced"}));
   EXPECT_TRUE(informer_->synced());
   // Two pages of (at most) two keys each, the second one with the continue token.
   auto lists = listRequests(*server_);
@@ -118,8 +118,8 @@ TEST_F(K8sInformerTest, ListsInPagesThenFollowsAddsChangesAndDeletes) {
             (std::vector<std::string>{ev("upsert", "shop/e", e), ev("upsert", "shop/a", a2),
                                       ev("delete", "shop/c", c)}));
   // The delete hands over the last state the informer knew.
-  EXPECT_EQ(recorder_.objectOf(ev("upsert", "shop/a", a2))["metadata"]["labels"]
-                              ["istio.io/dataplane-mode"],
+  EXPECT_EQ(recorder_.objectOf(
+                ev("upsert", "shop/a", a2))["metadata"]["labels"]["istio.io/dataplane-mode"],
             "ambient");
   EXPECT_EQ(informer_->resourceVersion(), std::to_string(c_gone));
   EXPECT_TRUE(recorder_.errors().empty());
@@ -162,10 +162,9 @@ TEST_F(K8sInformerTest, ADroppedWatchResumesFromTheLastVersionWithoutDuplicates)
   uint64_t c = addPod("c", "node-a");
   uint64_t b2 = addPod("b", "node-a", {{"v", "2"}});
   ASSERT_TRUE(recorder_.waitForEvent(ev("upsert", "shop/b", b2)));
-  EXPECT_EQ(recorder_.events(),
-            (std::vector<std::string>{ev("upsert", "shop/a", a), "synced",
-                                      ev("upsert", "shop/b", b), ev("upsert", "shop/c", c),
-                                      ev("upsert", "shop/b", b2)}));
+  EXPECT_EQ(recorder_.events(), (std::vector<std::string>{
+                                    ev("upsert", "shop/a", a), "synced", ev("upsert", "shop/b", b),
+                                    ev("upsert", "shop/c", c), ev("upsert", "shop/b", b2)}));
   auto watches = watchRequests(*server_);
   ASSERT_GE(watches.size(), 2U);
   EXPECT_EQ(watches[1].params.at("resourceVersion"), std::to_string(b));
@@ -300,7 +299,7 @@ TEST_F(K8sInformerTest, AnErrorEventOtherThanGoneIsRetried) {
 TEST_F(K8sInformerTest, AWatchEndedByTimeoutSecondsIsResumedAtOnce) {
   InformerOptions options = podOptions("node-a");
   options.watch_timeout = std::chrono::seconds(0);  // the server ends each watch right away
-  options.backoff_initial = milliseconds(5000);      // a backoff would fail the wait below
+  options.backoff_initial = milliseconds(5000);     // a backoff would fail the wait below
   start(options);
   ASSERT_TRUE(recorder_.waitForEvent("synced"));
   for (int i = 0; i < 200 && watchRequests(*server_).size() < 3; ++i) {

@@ -23,7 +23,7 @@ using nlohmann::json;
 using Standin = nodemesh::testing::StandinApiServer;
 
 inline json podJson(const std::string& ns, const std::string& name, const std::string& node,
-                    std::map<std::string, std::string> labels = {},
+                    const std::map<std::string, std::string>& labels = {},
                     const std::string& ip = "10.199.0.10") {
   json pod = {{"metadata", {{"name", name}, {"namespace", ns}}},
               {"spec", {{"nodeName", node}, {"serviceAccountName", "default"}}},
@@ -33,13 +33,13 @@ inline json podJson(const std::string& ns, const std::string& name, const std::s
 }
 
 inline json namespaceJson(const std::string& name,
-                          std::map<std::string, std::string> labels = {}) {
+                          const std::map<std::string, std::string>& labels = {}) {
   json ns = {{"metadata", {{"name", name}}}};
   if (!labels.empty()) ns["metadata"]["labels"] = labels;
   return ns;
 }
 
-inline std::unique_ptr<Standin> startStandin(Standin::Options options = {}) {
+inline std::unique_ptr<Standin> startStandin(const Standin::Options& options = {}) {
   auto server = Standin::start(options);
   if (!server) {
     ADD_FAILURE() << server.error().message;
@@ -110,9 +110,8 @@ class Recorder {
   }
   size_t count(const std::string& prefix) const {
     std::lock_guard lock(mutex_);
-    return static_cast<size_t>(std::count_if(events_.begin(), events_.end(), [&](auto& e) {
-      return e.rfind(prefix, 0) == 0;
-    }));
+    return static_cast<size_t>(std::count_if(events_.begin(), events_.end(),
+                                             [&](auto& e) { return e.rfind(prefix, 0) == 0; }));
   }
 
  private:

@@ -92,13 +92,14 @@ TEST(K8sStandinTest, APodThatLeavesAFilteredWatchIsDeletedFromIt) {
     server->upsert(Standin::Kind::kPods, podJson("shop", "a", "node-a", {{"app", "db"}}));
     server->upsert(Standin::Kind::kPods, podJson("shop", "a", "node-a", {{"app", "web"}}));
   });
-  auto result = client->watch("/api/v1/pods?watch=true&timeoutSeconds=1&labelSelector=app%3Dweb"
-                              "&resourceVersion=" +
-                                  std::to_string(rv),
-                              std::chrono::seconds(3), [&](std::string_view line) {
-                                types.push_back(json::parse(line)["type"]);
-                                return true;
-                              });
+  auto result = client->watch(
+      "/api/v1/pods?watch=true&timeoutSeconds=1&labelSelector=app%3Dweb"
+      "&resourceVersion=" +
+          std::to_string(rv),
+      std::chrono::seconds(3), [&](std::string_view line) {
+        types.push_back(json::parse(line)["type"]);
+        return true;
+      });
   changer.join();
   ASSERT_TRUE(result) << result.error().message;
   EXPECT_EQ(types, (std::vector<std::string>{"DELETED", "ADDED"}));
@@ -111,8 +112,8 @@ TEST(K8sStandinTest, PatchingStatusKeepsTheSpecAndChecksTheResourceVersion) {
   auto client = clientFor(*server);
   ASSERT_TRUE(client);
   const std::string path = "/api/v1/namespaces/shop/pods/a/status";
-  auto ok = client->mergePatch(path, {{"spec", {{"nodeName", "node-b"}}},
-                                      {"status", {{"phase", "Failed"}}}});
+  auto ok = client->mergePatch(
+      path, {{"spec", {{"nodeName", "node-b"}}}, {"status", {{"phase", "Failed"}}}});
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->status, 200);
   auto stored = server->get(Standin::Kind::kPods, "shop", "a");
