@@ -10,7 +10,6 @@
 // patch per enrolled pod, so connection reuse buys nothing, and separate connections make the
 // client safe to use from several threads at once (the informers' threads and the agent's loop).
 
-#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -18,8 +17,6 @@
 #include <set>
 #include <string>
 #include <string_view>
-#include <utility>
-#include <vector>
 
 #include <nlohmann/json.hpp>
 

@@ -37,6 +37,31 @@ std::string resourceVersionOf(const json& object) {
 
 }  // namespace
 
+InformerOptions podInformerOptions(const std::string& node_name) {
+  InformerOptions o;
+  o.name = "pods";
+  o.path = "/api/v1/pods";
+  o.field_selector = "spec.nodeName=" + node_name;
+  o.validate = [](const json& object) -> Status {
+    auto pod = parsePod(object);
+    if (!pod) return pod.error();
+    return okStatus();
+  };
+  return o;
+}
+
+InformerOptions namespaceInformerOptions() {
+  InformerOptions o;
+  o.name = "namespaces";
+  o.path = "/api/v1/namespaces";
+  o.validate = [](const json& object) -> Status {
+    auto ns = parseNamespace(object);
+    if (!ns) return ns.error();
+    return okStatus();
+  };
+  return o;
+}
+
 std::unique_ptr<Informer> Informer::start(std::unique_ptr<Client> client, InformerOptions options,
                                           InformerCallbacks callbacks) {
   if (!options.validate) {

@@ -14,7 +14,7 @@
 //   - a malformed object or event is logged and skipped: it never crashes and never turns into
 //     a delete (an object that was known and comes back malformed keeps its last good state).
 // Runs on its own thread; the callbacks run on that thread, one at a time, and must not block
-// for long (they delay the watch, not break it).
+// for long (they delay the watch, not break it) nor call stop().
 
 #include <atomic>
 #include <chrono>
@@ -52,6 +52,11 @@ struct InformerOptions {
   std::chrono::milliseconds backoff_initial{500};
   std::chrono::milliseconds backoff_max{30000};
 };
+
+// The agent's two informers: the Pods scheduled to `node_name` (fieldSelector
+// spec.nodeName=<node>), checked with parsePod, and all Namespaces, checked with parseNamespace.
+InformerOptions podInformerOptions(const std::string& node_name);
+InformerOptions namespaceInformerOptions();
 
 struct InformerCallbacks {
   // An object was added or changed (also for each object of the first list).

@@ -481,8 +481,9 @@ uint64_t StandinApiServer::resourceVersion() const {
 
 void StandinApiServer::compact() {
   std::lock_guard lock(mutex_);
+  // The history stays in memory (open watches keep reading it, as they do from etcd after a
+  // compaction); only new watches and continue tokens from before this version are refused.
   compacted_rv_ = rv_;
-  changes_.clear();
 }
 
 void StandinApiServer::sendBookmarks() {

@@ -25,15 +25,7 @@ std::string ev(const char* what, const std::string& key, uint64_t rv) {
 }
 
 InformerOptions podOptions(const std::string& node) {
-  InformerOptions o;
-  o.name = "pods";
-  o.path = "/api/v1/pods";
-  o.field_selector = "spec.nodeName=" + node;
-  o.validate = [](const json& object) -> Status {
-    auto pod = parsePod(object);
-    if (!pod) return pod.error();
-    return okStatus();
-  };
+  InformerOptions o = podInformerOptions(node);
   o.backoff_initial = milliseconds(50);
   o.backoff_max = milliseconds(400);
   return o;
@@ -322,15 +314,7 @@ TEST_F(K8sInformerTest, StopEndsAnOpenWatchQuickly) {
 TEST_F(K8sInformerTest, WatchesNamespacesToo) {
   server_->upsert(Standin::Kind::kNamespaces,
                   testing::namespaceJson("shop", {{"istio.io/dataplane-mode", "ambient"}}));
-  InformerOptions options;
-  options.name = "namespaces";
-  options.path = "/api/v1/namespaces";
-  options.validate = [](const json& object) -> Status {
-    auto ns = parseNamespace(object);
-    if (!ns) return ns.error();
-    return okStatus();
-  };
-  start(options);
+  start(namespaceInformerOptions());
   ASSERT_TRUE(recorder_.waitForEvent("synced"));
   ASSERT_TRUE(server_->waitForWatches(1, milliseconds(2000)));
   uint64_t rv = server_->upsert(Standin::Kind::kNamespaces, testing::namespaceJson("shop"));
@@ -338,6 +322,13 @@ TEST_F(K8sInformerTest, WatchesNamespacesToo) {
   auto ns = parseNamespace(recorder_.objectOf(ev("upsert", "shop", rv)));
   ASSERT_TRUE(ns);
   EXPECT_TRUE(ns->metadata.labels.empty());
+
+  // A namespace with a label that is not a string is skipped; the next one arrives.
+  server_->upsert(Standin::Kind::kNamespaces,
+                  json{{"metadata", {{"name", "bad"}, {"labels", {{"x", 1}}}}}});
+  uint64_t good = server_->upsert(Standin::Kind::kNamespaces, testing::namespaceJson("good"));
+  ASSERT_TRUE(recorder_.waitForEvent(ev("upsert", "good", good)));
+  EXPECT_EQ(recorder_.count("upsert bad"), 0U);
 }
 
 }  // namespace
