@@ -298,6 +298,29 @@ TEST_F(CniE2eTest, AgentDownFailsAmbientPodsWithTryAgainLaterOnly) {
   EXPECT_TRUE(runChain(list, "DEL", "ctr-c", pod, kShopArgs, retry.result).ok);
 }
 
+// Removes the cgroup `relative` (and what is under it, deepest first) from every hierarchy of
+// /sys/fs/cgroup (cgroup v1 controllers, the named systemd one and the unified cgroup2 mount
+// of this machine's hybrid layout, or a plain cgroup2 mount).
+void removeCgroupTree(const std::string& relative) {
+  std::vector<fs::path> roots = {"/sys/fs/cgroup"};
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/sys/fs/cgroup", ec)) roots.push_back(e.path());
+  for (const fs::path& root : roots) {
+    const fs::path top = root / relative;
+    if (!fs::is_directory(top, ec)) continue;
+    std::vector<fs::path> dirs;
+    for (auto it = fs::recursive_directory_iterator(top, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (it->is_directory(ec)) dirs.push_back(it->path());
+    }
+    std::sort(dirs.begin(), dirs.end(), [](const fs::path& a, const fs::path& b) {
+      return a.string().size() > b.string().size();
+    });
+    dirs.push_back(top);
+    for (const fs::path& d : dirs) ::rmdir(d.c_str());  // cgroups go with rmdir, not unlink
+  }
+}
+
 TEST_F(CniE2eTest, PodmanRunsAContainerThroughTheChain) {
   std::vector<std::string> missing;
   for (const char* tool : {"podman", "runc"}) {
@@ -323,6 +346,14 @@ TEST_F(CniE2eTest, PodmanRunsAContainerThroughTheChain) {
   std::ofstream(containers_conf) << fmt::format("[network]\ncni_plugin_dirs = [\"{}\", \"{}\"]\n",
                                                 kDebianCniDir, NODEMESH_BIN_DIR);
 
+  // The container's (and conmon's) cgroups under one of this test's own, never podman's
+  // default libpod_parent at the top of the machine's hierarchies; removed afterwards.
+  const std::string cgroup_parent = tag_ + "podman";
+  struct CgroupCleanup {
+    std::string relative;
+    ~CgroupCleanup() { removeCgroupTree(relative); }
+  } cgroup_cleanup{cgroup_parent};
+
   sim::CommandSpec spec;
   spec.netns_path = netnsPath(node_);
   spec.env = {"CONTAINERS_CONF=" + containers_conf};
@@ -347,6 +378,8 @@ TEST_F(CniE2eTest, PodmanRunsAContainerThroughTheChain) {
                conf_dir,
                "run",
                "--rm",
+               "--cgroup-parent",
+               "/" + cgroup_parent,
                "--ulimit",
                "nofile=1024:1024",
                "--ulimit",
