@@ -1,5 +1,9 @@
 #include "telemetry/access_log_format.h"
 
+#include <algorithm>
+#include <array>
+#include <optional>
+
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
@@ -42,13 +46,34 @@ bool isControl(char c) {
   return u < 0x20 || u == 0x7f;
 }
 
+// The bytes that make a text value need quotes, as a table: the waypoint checks every value of
+// every request's line, and one lookup per byte is several times cheaper than five compares.
+constexpr std::array<bool, 256> kNeedsQuoting = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0; c < 0x20; ++c) t[c] = true;
+  for (unsigned char c : {' ', '"', '\\', '='}) t[c] = true;
+  t[0x7f] = true;
+  return t;
+}();
+
 }  // namespace
 
 std::string logTimestamp(std::chrono::system_clock::time_point t) {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch());
   auto secs = std::chrono::duration_cast<std::chrono::seconds>(ms);
-  std::chrono::sys_seconds whole{secs};
-  return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03d}Z", whole, static_cast<int>((ms - secs).count()));
+  // The date and time to the second are formatted once per second and thread: lines come by the
+  // thousand per second, and the calendar conversion is most of the cost.
+  thread_local std::optional<std::chrono::seconds> cached_secs;
+  thread_local std::string cached;  // "2026-11-18T11:06:40."
+  if (secs != cached_secs) {
+    cached = fmt::format("{:%Y-%m-%dT%H:%M:%S}.", std::chrono::sys_seconds{secs});
+    cached_secs = secs;
+  }
+  std::string out;
+  out.reserve(cached.size() + 4);
+  out.append(cached);
+  fmt::format_to(std::back_inserter(out), "{:03d}Z", static_cast<int>((ms - secs).count()));
+  return out;
 }
 
 void appendLogTextValue(std::string& out, std::string_view value) {
@@ -56,13 +81,9 @@ void appendLogTextValue(std::string& out, std::string_view value) {
     out += '-';
     return;
   }
-  bool plain = true;
-  for (char c : value) {
-    if (c == ' ' || c == '"' || c == '\\' || c == '=' || isControl(c)) {
-      plain = false;
-      break;
-    }
-  }
+  const bool plain = std::none_of(value.begin(), value.end(), [](char c) {
+    return kNeedsQuoting[static_cast<unsigned char>(c)];
+  });
   if (plain) {
     out.append(value);
     return;

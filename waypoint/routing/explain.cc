@@ -3,8 +3,18 @@
 #include <cstdio>
 #include <variant>
 
+#include <fmt/format.h>
+
 namespace nodemesh::waypoint {
 namespace {
+
+// The reason of a forwarding decision ("HTTPRoute shop/cart rule 0 match 0 -> shop/cart-v2:80"),
+// which routing leaves out of the request path.
+std::string forwardReason(const RouteDecision& d) {
+  if (!d.matched || !d.backend || d.backend->service == nullptr) return "";
+  return fmt::format("{} -> {}/{}:{}", d.matched->describe(), d.backend->service->namespace_name,
+                     d.backend->service->name, d.backend->port);
+}
 
 std::string describePath(const model::PathModifier& p) {
   return std::string(model::toString(p.type)) + " '" + p.value + "'";
@@ -63,6 +73,7 @@ RouteExplanation explainRoute(const RouteTable& table, const RouteTarget& target
   e.request = request;
   SeededRandom random(0);
   e.decision = table.route(target, request, random, &e.trace);
+  if (e.decision.reason.empty()) e.decision.reason = forwardReason(e.decision);
   e.outcome = outcomeOf(e.decision);
   if (!e.decision.matched) return e;
   const MatchedRule& m = *e.decision.matched;

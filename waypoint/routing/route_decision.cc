@@ -43,14 +43,12 @@ MatchedRule RouteTable::matchedRule(const Candidate& c) const {
     const model::HttpRoute& route = *http_[c.route.index].route;
     m.route = &route.metadata;
     m.rule_name = route.rules[c.rule].name;
-    m.hostnames = route.hostnames;
     m.backend_refs = &route.rules[c.rule].backend_refs;
     m.rule_filters = &route.rules[c.rule].filters;
   } else {
     const model::GrpcRoute& route = *grpc_[c.route.index].route;
     m.route = &route.metadata;
     m.rule_name = route.rules[c.rule].name;
-    m.hostnames = route.hostnames;
     m.backend_refs = &route.rules[c.rule].backend_refs;
     m.rule_filters = &route.rules[c.rule].filters;
   }
@@ -123,7 +121,8 @@ RouteDecision RouteTable::decide(const Candidate& winner, const RouteTarget& tar
     redirect(config);  // a backend's own filters may redirect (implementation-specific in the API)
     return d;
   }
-  d.reason = d.matched->describe() + " -> " + name + ":" + std::to_string(port);
+  // d.reason stays empty on this path, taken by every forwarded request: explain() writes it
+  // (forwardReason) when someone asks.
   for (const model::RouteFilter* f : d.filters) {
     const auto* mirror = std::get_if<model::RequestMirror>(&f->config);
     if (mirror == nullptr) continue;

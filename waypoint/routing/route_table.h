@@ -70,7 +70,6 @@ struct MatchedRule {
   size_t rule_index = 0;
   size_t match_index = 0;  // index in rule.matches; 0 for a gRPC rule without matches
   std::optional<std::string> rule_name;
-  std::vector<std::string> hostnames;
   const std::vector<model::RouteBackendRef>* backend_refs = nullptr;
   const std::vector<model::RouteFilter>* rule_filters = nullptr;
 

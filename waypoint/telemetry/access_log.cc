@@ -88,7 +88,7 @@ std::string formatRequestLog(const RequestRecord& r, AccessLogFormat format) {
   // Appended field by field into one reserved string: a fmt::format per field and the
   // quoted copies cost a few percent of the waypoint's CPU at its maximum request rate.
   std::string line;
-  line.reserve(640);
+  line.reserve(1024);
   line += telemetry::logTimestamp(r.start_time);
   line.append(" access reporter=waypoint");
   const auto field = [&line](std::string_view name, std::string_view value) {
