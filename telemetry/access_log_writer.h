@@ -3,8 +3,8 @@
 // The access log's way out: lines collect in memory and reach the descriptor (stdout) in one
 // write when 64 KiB have collected or when the flush interval (200 ms by default) has passed, as
 // Envoy flushes its access log files (--file-flush-interval-msec, a 64 KiB buffer; its interval
-// is 10 s, ours short enough that a person watching the log sees lines at once). A write per line cost the
-// waypoint a fifth of its CPU at 1,000 requests/s and sat on the request's path
+// is 10 s, ours short enough that a person watching the log sees lines at once). A write per line
+// cost the waypoint a fifth of its CPU at 1,000 requests/s and sat on the request's path
 // (bench/README.md); spdlog's stdout sink flushes every line, and its file sinks cannot take a
 // descriptor that is a pipe or a socket, hence this class.
 //

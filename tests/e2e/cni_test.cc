@@ -350,8 +350,11 @@ TEST_F(CniE2eTest, PodmanRunsAContainerThroughTheChain) {
   // default libpod_parent at the top of the machine's hierarchies; removed afterwards.
   const std::string cgroup_parent = tag_ + "podman";
   struct CgroupCleanup {
-    std::string relative;
+    explicit CgroupCleanup(std::string r) : relative(std::move(r)) {}
     ~CgroupCleanup() { removeCgroupTree(relative); }
+    CgroupCleanup(const CgroupCleanup&) = delete;
+    CgroupCleanup& operator=(const CgroupCleanup&) = delete;
+    std::string relative;
   } cgroup_cleanup{cgroup_parent};
 
   sim::CommandSpec spec;
