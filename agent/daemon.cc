@@ -2,8 +2,10 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
+#include <set>
 #include <string_view>
 
 #include <spdlog/spdlog.h>
@@ -51,13 +53,23 @@ Result<std::unique_ptr<admin::HttpServer>> serve(const char* name, const char* a
 Daemon::Daemon(DaemonOptions options)
     : options_(std::move(options)), config_source_(options_.config) {}
 
-Daemon::~Daemon() = default;
+Daemon::~Daemon() {
+  // The informers' callbacks publish through publishMerged(), which reads kube_ under
+  // publish_mu_: take it out under the lock, stop it (joining those threads) outside it.
+  std::unique_ptr<KubeIntegration> kube;
+  {
+    std::lock_guard<std::mutex> lock(publish_mu_);
+    kube = std::move(kube_);
+  }
+  kube.reset();
+}
 
 Result<std::unique_ptr<Daemon>> Daemon::start(DaemonOptions options) {
   std::unique_ptr<Daemon> self(new Daemon(std::move(options)));
   // Each step adds members; returning early destroys the ones added so far, newest first.
+  self->loop_thread_ = pthread_self();
   for (auto step : {&Daemon::startConfig, &Daemon::startCapture, &Daemon::startIdentity,
-                    &Daemon::startTunnel, &Daemon::startServers}) {
+                    &Daemon::startTunnel, &Daemon::startKubernetes, &Daemon::startServers}) {
     if (auto st = (self.get()->*step)(); !st) return st.error();
   }
   self->running_ = true;
@@ -77,7 +89,11 @@ Status Daemon::startConfig() {
   // The one load of the config: a bad file stops the start before anything is installed.
   auto started = config_source_.start([this](model::SnapshotPtr snapshot) {
     spdlog::info("config in force: {}", snapshot->summary());
-    config_.publish(std::move(snapshot));
+    {
+      std::lock_guard<std::mutex> lock(publish_mu_);
+      file_snapshot_ = std::move(snapshot);
+    }
+    publishMerged();
   });
   if (!started) {
     // One "file:line: reason" per line.
@@ -178,6 +194,7 @@ Status Daemon::startTunnel() {
   NetnsPodSourceOptions pod_options;
   pod_options.netns_dir = options_.netns_dir;
   pod_options.process_scan_interval = std::chrono::milliseconds(options_.process_scan_interval_ms);
+  pod_options.proc_dir = options_.proc_dir;
   pods_ = std::make_unique<NetnsPodSource>(pod_options, steady_clock_);
   AgentOptions agent_options;
   agent_options.node = options_.node;
@@ -204,6 +221,62 @@ Status Daemon::startTunnel() {
   return okStatus();
 }
 
+Status Daemon::startKubernetes() {
+  if (!options_.kubernetes) return okStatus();
+  KubeIntegrationOptions kube;
+  kube.api.server = options_.kube_api_server;
+  kube.api.ca_file = options_.kube_ca_file;
+  kube.api.token_file = options_.kube_token_file;
+  kube.pods.node = options_.node;
+  kube.pods.trust_domain = options_.trust_domain;
+  kube.pods.cluster_id = options_.cluster_id;
+  kube.pods.membership.excluded_namespaces = options_.exclude_namespaces;
+  kube.cni_socket = options_.cni_socket;
+  kube.cni_state_file = options_.cni_state_file;
+  KubeIntegrationHooks hooks;
+  hooks.workloads_changed = [this] { publishMerged(); };
+  hooks.wake = [this] { pthread_kill(loop_thread_, SIGUSR2); };
+  hooks.enrolled_uids = [this] {
+    std::set<std::string> uids;
+    for (const auto& pod : agent_->enrolledPods()) uids.insert(pod.workload_uid);
+    return uids;
+  };
+  auto kube_started = KubeIntegration::start(std::move(kube), std::move(hooks));
+  if (!kube_started) return failed(kube_started.error());
+  {
+    // The config file's watcher thread reads kube_ in publishMerged().
+    std::lock_guard<std::mutex> lock(publish_mu_);
+    kube_ = std::move(*kube_started);
+  }
+  publishMerged();  // what the informers found before kube_ was set
+  return okStatus();
+}
+
+void Daemon::publishMerged() {
+  std::lock_guard<std::mutex> lock(publish_mu_);
+  if (!file_snapshot_) return;
+  if (!kube_) {
+    config_.publish(file_snapshot_);
+    return;
+  }
+  // The file's workloads win: a pod the file also describes (by uid or by address) keeps the
+  // file's description.
+  std::vector<model::Workload> workloads = file_snapshot_->workloads();
+  std::set<IpAddress> taken;
+  for (const auto& w : workloads) taken.insert(w.workload_ips.begin(), w.workload_ips.end());
+  for (auto& w : kube_->workloads()) {
+    const bool clash = file_snapshot_->workloadByUid(w.uid) != nullptr ||
+                       std::any_of(w.workload_ips.begin(), w.workload_ips.end(),
+                                   [&](const IpAddress& ip) { return taken.count(ip) > 0; });
+    if (clash) continue;
+    taken.insert(w.workload_ips.begin(), w.workload_ips.end());
+    workloads.push_back(std::move(w));
+  }
+  config_.publish(model::Snapshot::create(std::move(workloads), file_snapshot_->services(),
+                                          file_snapshot_->policies(), file_snapshot_->httpRoutes(),
+                                          file_snapshot_->grpcRoutes()));
+}
+
 Status Daemon::startServers() {
   // Off the data path: each server has its own threads; /metrics reads atomics, the pinned
   // counter map and a copy of the TCP metrics (see agent/metrics/agent_metrics.h).
@@ -228,13 +301,17 @@ void Daemon::run() {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGUSR1);
+  sigaddset(&signals, SIGUSR2);  // a wake-up: the Kubernetes side changed something
   timespec interval{options_.scan_interval_ms / 1000,
                     (options_.scan_interval_ms % 1000) * 1000000L};
   // Named namespaces are watched: once every pod is enrolled, a pass runs when one comes or
   // goes rather than every interval (a pass on the tunnel's CPU showed in its p99.9 latency).
   while (true) {
     const bool pods_changed = pods_->changed();
-    if (agent_->scanDue(pods_changed)) agent_->reconcile();
+    if (agent_->scanDue(pods_changed)) {
+      agent_->reconcile();
+      if (kube_) kube_->passDone();
+    }
     int sig = sigtimedwait(&signals, nullptr, &interval);
     if (sig == SIGTERM || sig == SIGINT) {
       spdlog::info("received {}: detaching and removing everything", strsignal(sig));

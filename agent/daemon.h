@@ -1,9 +1,13 @@
 #pragma once
 
+#include <pthread.h>
+
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "agent/access_log.h"
 #include "agent/admin/admin_api.h"
@@ -11,6 +15,7 @@
 #include "agent/agent_admin_state.h"
 #include "agent/bpf/capture_programs.h"
 #include "agent/cleanup.h"
+#include "agent/kube_integration.h"
 #include "agent/netns_pod_source.h"
 #include "agent/snapshot_fanout.h"
 #include "agent/steady_clock.h"
@@ -47,6 +52,16 @@ struct DaemonOptions {
   int access_log_flush_ms = 200;  // 0: a write per line
   int connect_timeout_ms = 10000;
   unsigned connect_attempts = 3;
+  std::string proc_dir = "/proc";  // the node's processes (/host/proc in a container)
+  // Kubernetes (docs/kubernetes.md): off unless `kubernetes`.
+  bool kubernetes = false;
+  std::string kube_api_server;  // empty: the in-cluster configuration
+  std::string kube_ca_file;
+  std::string kube_token_file;
+  std::string cni_socket;      // empty: no CNI plugin socket
+  std::string cni_state_file;  // empty: no state file
+  std::vector<std::string> exclude_namespaces = {"kube-system"};
+  std::string cluster_id = "Kubernetes";
 };
 
 // The node agent: config source, capture programs, identity, tunnel, pod discovery and the
@@ -75,19 +90,25 @@ class Daemon {
   Status startCapture();
   Status startIdentity();
   Status startTunnel();
+  Status startKubernetes();
   Status startServers();
+  // The file's snapshot plus the workloads of this node's pods from the Kubernetes API.
+  void publishMerged();
   void logCounters() const;
   metrics::AgentMetricsInput metricsInput() const;
 
   const DaemonOptions options_;
   std::string cgroup_;
   unsigned workers_ = 0;
+  pthread_t loop_thread_{};        // runs start() and run(); woken with SIGUSR2
   bool running_ = false;           // the start completed: the stop reports what it does
   Status* stop_status_ = nullptr;  // where the stop reports the uninstall (see stop())
 
   // The parts, in start order.
   SnapshotFanout config_;
-  config::LocalFileSource config_source_;  // publishes to config_
+  std::mutex publish_mu_;
+  model::SnapshotPtr file_snapshot_;       // the local file's, as last loaded
+  config::LocalFileSource config_source_;  // through publishMerged() to config_
   std::unique_ptr<CapturePrograms> capture_;
   std::optional<Cleanup> uninstall_capture_;  // detaches and unpins everything
   identity::SystemClock wall_clock_;
@@ -103,6 +124,7 @@ class Daemon {
   std::unique_ptr<Agent> agent_;  // unenrolls every pod when destroyed
   std::unique_ptr<AgentAdminState> admin_state_;
   std::unique_ptr<SnapshotFanout::Subscription> config_subscription_;
+  std::unique_ptr<KubeIntegration> kube_;  // calls into agent_ and config_: stopped before them
   admin::Readiness readiness_;
   std::unique_ptr<admin::HttpServer> admin_server_;  // 127.0.0.1 only
   std::unique_ptr<admin::HttpServer> metrics_server_;

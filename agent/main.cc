@@ -153,7 +153,45 @@ int agentMain(int argc, char** argv) {
                  "other endpoints after a connect failure)")
       ->capture_default_str()
       ->check(CLI::Range(1, 10));
+  app.add_option("--proc-dir", flags.daemon.proc_dir,
+                 "the node's /proc, where namespaces used by processes are found (in a "
+                 "container: the host's /proc mounted elsewhere)")
+      ->capture_default_str();
+  auto* kube = app.add_flag("--kubernetes", flags.daemon.kubernetes,
+                            "follow the Kubernetes API: this node's Pods and the Namespaces decide "
+                            "which pods are in the mesh (istio.io/dataplane-mode labels); "
+                            "in-cluster configuration unless --kube-api-server is given");
+  app.add_option(
+         "--kube-api-server", flags.daemon.kube_api_server,
+         "API server URL (https://host:port), with --kubernetes; default: the in-cluster one")
+      ->needs(kube);
+  app.add_option("--kube-ca-file", flags.daemon.kube_ca_file,
+                 "PEM file of the CA that signs the API server's certificate")
+      ->check(CLI::ExistingFile);
+  app.add_option("--kube-token-file", flags.daemon.kube_token_file,
+                 "bearer token file, read again for each request")
+      ->check(CLI::ExistingFile);
+  app.add_option("--cni-socket", flags.daemon.cni_socket,
+                 "unix socket the nodemesh-cni plugin calls on each pod's ADD/DEL/CHECK "
+                 "(needs --kubernetes)")
+      ->needs(kube);
+  app.add_option("--cni-state-file", flags.daemon.cni_state_file,
+                 "file telling the nodemesh-cni plugin which pods must be in the mesh while the "
+                 "agent is down (needs --kubernetes)")
+      ->needs(kube);
+  app.add_option("--exclude-namespaces", flags.daemon.exclude_namespaces,
+                 "namespaces whose pods are never enrolled")
+      ->delimiter(',')
+      ->capture_default_str();
+  app.add_option("--cluster-id", flags.daemon.cluster_id,
+                 "cluster name in the workload uids (istiod's CLUSTER_ID)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (!flags.daemon.kube_api_server.empty() &&
+      (flags.daemon.kube_ca_file.empty() || flags.daemon.kube_token_file.empty())) {
+    std::cerr << "--kube-api-server needs --kube-ca-file and --kube-token-file\n";
+    return 2;
+  }
 
   auto logger = spdlog::stderr_logger_mt("nodemesh");
   logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
@@ -189,6 +227,7 @@ int agentMain(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGUSR1);
+  sigaddset(&signals, SIGUSR2);  // the Kubernetes side wakes the loop with it
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
   return nodemesh::agent::run(std::move(flags.daemon));

@@ -1,0 +1,451 @@
+// The agent following Kubernetes (docs/kubernetes.md), end to end: a node netns with a running
+// nodemesh-agent (--kubernetes, --cni-socket), a stand-in API server (tests/k8s_standin) listening
+// inside that node's netns, and pods created through a CNI chain the way a runtime creates them
+// (Debian's bridge + host-local, then nodemesh-cni; CNI_ARGS with K8S_POD_*). Applications run
+// in the pod's netns and the node's cgroup, so the agent's programs see them.
+//
+// Connections are "captured" when the agent's access log has a line for them: only connections
+// that went through the agent's tunnel are logged.
+
+#include <fcntl.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "cni/state_file.h"
+#include "common/fd.h"
+#include "sim/process.h"
+#include "sim/sim_cluster.h"
+#include "sim/testapp_client.h"
+#include "tests/e2e/privileged_gate.h"
+#include "tests/k8s_standin/standin_api_server.h"
+
+namespace nodemesh::sim {
+namespace {
+
+using nlohmann::json;
+using std::chrono::milliseconds;
+using testing::StandinApiServer;
+using Kind = StandinApiServer::Kind;
+
+constexpr const char* kNode = "n1";
+constexpr const char* kServerPort = "7070";
+
+std::atomic<int> g_counter{0};
+
+// The stand-in API server, bound inside `netns_path` (the agent's node) so the agent reaches it
+// on 127.0.0.1 there: sockets keep the namespace they were created in.
+std::unique_ptr<StandinApiServer> startStandinIn(const std::string& netns_path) {
+  std::unique_ptr<StandinApiServer> server;
+  std::string problem;
+  std::thread t([&] {
+    UniqueFd ns(::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!ns.valid() || ::setns(ns.get(), CLONE_NEWNET) != 0) {
+      problem = "setns " + netns_path + ": " + std::strerror(errno);
+      return;
+    }
+    auto started = StandinApiServer::start();
+    if (!started) {
+      problem = started.error().message;
+      return;
+    }
+    server = std::move(*started);
+  });
+  t.join();
+  if (!server) throw HarnessError("stand-in API server: " + problem);
+  return server;
+}
+
+json namespaceObject(const std::string& name, bool ambient) {
+  json ns = {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", name}}}};
+  if (ambient) ns["metadata"]["labels"] = {{"istio.io/dataplane-mode", "ambient"}};
+  return ns;
+}
+
+json podObject(const std::string& ns, const std::string& name, const std::string& uid) {
+  return {
+      {"apiVersion", "v1"},
+      {"kind", "Pod"},
+      {"metadata", {{"name", name}, {"namespace", ns}, {"uid", uid}, {"labels", {{"app", name}}}}},
+      {"spec", {{"nodeName", kNode}, {"serviceAccountName", name + "-sa"}}},
+      {"status", {{"phase", "Pending"}}}};
+}
+
+class KubeAgentTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    NODEMESH_REQUIRE_ROOT_OR_SKIP();
+    ASSERT_TRUE(std::filesystem::exists(std::string(kCniBinDir) + "/bridge"))
+        << "containernetworking-plugins is not installed";
+    cluster_ = std::make_unique<SimCluster>();
+    cluster_->addNode(kNode);
+    node_netns_ = cluster_->nodeNetnsPath(kNode);
+    const int k = g_counter++;
+    tag_ = fmt::format("nmk8s{}x{}", ::getpid(), k);
+    const int third = 200 + (::getpid() + k) % 50;
+    subnet_ = fmt::format("10.199.{}.0/24", third);
+    gateway_ = fmt::format("10.199.{}.1", third);
+    api_ = startStandinIn(node_netns_);
+    config_ = cluster_->writeFile("mesh.yaml", "workloads: []\nservices: []\npolicies: []\n");
+    socket_ = cluster_->workDir() + "/run/cni.sock";
+    state_file_ = cluster_->workDir() + "/run/cni-state.json";
+    std::filesystem::create_directories(cluster_->workDir() + "/ipam");
+    // Something for pods to connect to: an echo server on the node's side of the bridge.
+    cluster_->startInNode(kNode, {testappPath(), "serve", "--port", kServerPort, "--bind",
+                                  "0.0.0.0", "--parallel", "8", "--count", "0"});
+  }
+
+  void TearDown() override {
+    if (cluster_ && ::testing::Test::HasFailure() && agent_) {
+      std::cerr << "--- agent output ---\n" << agent_->output() << "\n";
+    }
+    for (const auto& pod : pods_) {
+      (void)runLocal({"ip", "netns", "del", pod});
+    }
+    api_.reset();
+    cluster_.reset();
+  }
+
+  Process& startAgent() {
+    ProcessSpec spec;
+    spec.netns_path = node_netns_;
+    spec.cgroup_path = cluster_->nodeCgroupPath(kNode);
+    spec.argv = {agentPath(),
+                 "--config",
+                 config_,
+                 "--node",
+                 kNode,
+                 "--cgroup",
+                 spec.cgroup_path,
+                 "--bpffs",
+                 cluster_->bpffsDir() + "/agent",
+                 "--state-dir",
+                 cluster_->workDir() + "/ca",
+                 "--scan-interval-ms",
+                 "100",
+                 "--access-log-flush-ms",
+                 "0",
+                 "--kubernetes",
+                 "--kube-api-server",
+                 api_->url(),
+                 "--kube-ca-file",
+                 api_->caFile(),
+                 "--kube-token-file",
+                 api_->tokenFile(),
+                 "--cni-socket",
+                 socket_,
+                 "--cni-state-file",
+                 state_file_};
+    spec.stdout_path = fmt::format("{}/agent-{}.log", cluster_->workDir(), ++agent_runs_);
+    spec.stderr_path = spec.stdout_path;
+    agent_ = &cluster_->startProcess(spec);
+    if (!agent_->waitForOutput("nodemesh-agent running", std::chrono::seconds(20))) {
+      throw HarnessError("agent did not start: " + agent_->output());
+    }
+    return *agent_;
+  }
+
+  void stopAgent() {
+    ASSERT_TRUE(agent_->signal(SIGTERM));
+    auto code = agent_->waitExit(std::chrono::seconds(20));
+    ASSERT_TRUE(code.has_value()) << "agent did not stop";
+    EXPECT_EQ(*code, 0) << agent_->output();
+  }
+
+  // A pod's netns, set up through the chain as a runtime would. Returns the chain's outcome.
+  struct Added {
+    bool ok = false;
+    int exit_code = 0;
+    std::string out;
+    std::string err;
+  };
+
+  std::string newPodNetns() {
+    std::string name = fmt::format("{}p{}", tag_, g_counter++);
+    auto r = runLocal({"ip", "netns", "add", name});
+    if (!r.ok()) throw HarnessError(r.describe());
+    pods_.push_back(name);
+    (void)runInNetns("/var/run/netns/" + name, {"ip", "link", "set", "lo", "up"});
+    return "/var/run/netns/" + name;
+  }
+
+  json conflist() const {
+    return json{{"cniVersion", "1.0.0"},
+                {"name", tag_},
+                {"plugins",
+                 {{{"type", "bridge"},
+                   {"bridge", "nmk8sbr"},
+                   {"isGateway", true},
+                   {"ipMasq", false},
+                   {"ipam",
+                    {{"type", "host-local"},
+                     {"dataDir", cluster_->workDir() + "/ipam"},
+                     {"ranges", {{{{"subnet", subnet_}}}}}}}},
+                  {{"type", "nodemesh-cni"},
+                   {"agentSocket", socket_},
+                   {"stateFile", state_file_},
+                   {"timeoutMs", 5000}}}}};
+  }
+
+  // CNI ADD through the whole chain; `ip` receives the pod's address on success.
+  Added cniAdd(const std::string& pod_netns, const std::string& ns, const std::string& name,
+               const std::string& uid, std::string* ip) {
+    Added added;
+    json list = conflist();
+    json prev = nullptr;
+    for (const json& plugin : list["plugins"]) {
+      json conf = plugin;
+      conf["cniVersion"] = list["cniVersion"];
+      conf["name"] = list["name"];
+      if (!prev.is_null()) conf["prevResult"] = prev;
+      CommandSpec spec;
+      spec.netns_path = node_netns_;
+      const std::string type = plugin["type"];
+      spec.argv = {type == "nodemesh-cni" ? std::string(NODEMESH_BIN_DIR) + "/nodemesh-cni"
+                                          : std::string(kCniBinDir) + "/" + type};
+      spec.env = {"CNI_COMMAND=ADD",
+                  "CNI_CONTAINERID=ctr-" + name,
+                  "CNI_NETNS=" + pod_netns,
+                  "CNI_IFNAME=eth0",
+                  fmt::format("CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};"
+                              "K8S_POD_UID={}",
+                              ns, name, uid),
+                  fmt::format("CNI_PATH={}:{}", kCniBinDir, NODEMESH_BIN_DIR)};
+      spec.stdin_data = conf.dump();
+      spec.timeout = std::chrono::seconds(20);
+      CommandResult r = runCommand(spec);
+      added.exit_code = r.exit_code;
+      added.out = r.out;
+      added.err = r.err;
+      if (!r.ok()) return added;
+      prev = json::parse(r.out, nullptr, false);
+      if (prev.is_discarded()) return added;
+    }
+    added.ok = true;
+    std::string cidr = prev["ips"][0]["address"];
+    *ip = cidr.substr(0, cidr.find('/'));
+    return added;
+  }
+
+  // One connection from the pod (its netns, the node's cgroup) to the echo server.
+  CommandResult connectFrom(const std::string& pod_netns) {
+    CommandSpec spec;
+    spec.netns_path = pod_netns;
+    spec.cgroup_path = cluster_->nodeCgroupPath(kNode);
+    spec.argv = {testappPath(), "connect", "--to",     gateway_ + ":" + kServerPort,
+                 "--send",      "1000",    "--expect", "1000"};
+    return runCommand(spec);
+  }
+
+  // The access log line of a connection from the pod "namespace/name" (the agent logs only
+  // captured ones).
+  bool captured(const std::string& pod, milliseconds timeout = milliseconds(2000),
+                size_t from = 0) {
+    return waitFor(
+        [&] { return agent_->output().find(" pod=" + pod + " ", from) != std::string::npos; },
+        timeout);
+  }
+
+  bool annotated(const std::string& ns, const std::string& name) {
+    auto pod = api_->get(Kind::kPods, ns, name);
+    return pod && (*pod)["metadata"]
+                          .value("annotations", json::object())
+                          .value("ambient.istio.io/redirection", "") == "enabled";
+  }
+
+  // Milliseconds until `predicate` holds (or -1 after `timeout`).
+  static long long msUntil(const std::function<bool()>& predicate, milliseconds timeout) {
+    const auto start = std::chrono::steady_clock::now();
+    if (!waitFor(predicate, timeout, milliseconds(10))) return -1;
+    return std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - start)
+        .count();
+  }
+
+  std::unique_ptr<SimCluster> cluster_;
+  std::unique_ptr<StandinApiServer> api_;
+  std::string node_netns_;
+  std::string tag_;
+  std::string subnet_;
+  std::string gateway_;
+  std::string config_;
+  std::string socket_;
+  std::string state_file_;
+  std::vector<std::string> pods_;
+  Process* agent_ = nullptr;
+  int agent_runs_ = 0;
+};
+
+// Must show 1: a pod of an ambient namespace is enrolled before its ADD returns, so its first
+// connection is captured; a pod of an unlabelled namespace is untouched.
+TEST_F(KubeAgentTest, AddEnrollsAmbientPodsBeforeReturningAndLeavesOthersAlone) {
+  api_->upsert(Kind::kNamespaces, namespaceObject("shop", true));
+  api_->upsert(Kind::kNamespaces, namespaceObject("plain", false));
+  api_->upsert(Kind::kPods, podObject("shop", "cart", "uid-cart"));
+  api_->upsert(Kind::kPods, podObject("plain", "legacy", "uid-legacy"));
+  startAgent();
+  ASSERT_TRUE(agent_->waitForOutput("pods of node n1 listed", std::chrono::seconds(10)));
+
+  std::string cart_ip;
+  const std::string cart = newPodNetns();
+  Added added = cniAdd(cart, "shop", "cart", "uid-cart", &cart_ip);
+  ASSERT_TRUE(added.ok) << added.exit_code << " " << added.out << added.err;
+  // At once, no waiting for a scan: the first connection is already captured.
+  CommandResult first = connectFrom(cart);
+  ASSERT_TRUE(first.ok()) << first.describe();
+  EXPECT_TRUE(captured("shop/cart")) << agent_->output();
+  EXPECT_NE(agent_->output().find("enrolled pod shop/cart"), std::string::npos);
+  EXPECT_TRUE(waitFor([&] { return annotated("shop", "cart"); }, milliseconds(3000)));
+  // The workload the agent made of the pod: the pod's service account is its identity.
+  EXPECT_NE(agent_->output().find("CNI ADD shop/cart: enrolled"), std::string::npos);
+
+  std::string legacy_ip;
+  const std::string legacy = newPodNetns();
+  added = cniAdd(legacy, "plain", "legacy", "uid-legacy", &legacy_ip);
+  ASSERT_TRUE(added.ok) << added.exit_code << " " << added.out << added.err;
+  CommandResult plain = connectFrom(legacy);
+  ASSERT_TRUE(plain.ok()) << plain.describe()
+                          << runInNetns(legacy, {"ip", "-br", "addr"}).describe()
+                          << runInNetns(legacy, {"ip", "route"}).describe()
+                          << runInNetns(node_netns_, {"ss", "-ltn"}).describe();
+  EXPECT_FALSE(captured("plain/legacy", milliseconds(1000))) << agent_->output();
+  EXPECT_FALSE(annotated("plain", "legacy"));
+}
+
+// Must show 2: labels enroll and unenroll running pods within a second; the annotation follows.
+TEST_F(KubeAgentTest, LabelsEnrollAndUnenrollRunningPods) {
+  api_->upsert(Kind::kNamespaces, namespaceObject("plain", false));
+  api_->upsert(Kind::kPods, podObject("plain", "web", "uid-web"));
+  api_->upsert(Kind::kPods, podObject("plain", "db", "uid-db"));
+  startAgent();
+  ASSERT_TRUE(agent_->waitForOutput("pods of node n1 listed", std::chrono::seconds(10)));
+  std::string web_ip;
+  std::string db_ip;
+  const std::string web = newPodNetns();
+  const std::string db = newPodNetns();
+  ASSERT_TRUE(cniAdd(web, "plain", "web", "uid-web", &web_ip).ok);
+  ASSERT_TRUE(cniAdd(db, "plain", "db", "uid-db", &db_ip).ok);
+  // The kubelet writes the addresses to the pods' status after the ADD.
+  for (const auto& [name, ip] : {std::pair{"web", web_ip}, std::pair{"db", db_ip}}) {
+    json pod = *api_->get(Kind::kPods, "plain", name);
+    pod["status"] = {{"phase", "Running"}, {"podIP", ip}, {"podIPs", {{{"ip", ip}}}}};
+    api_->upsert(Kind::kPods, pod);
+  }
+  ASSERT_TRUE(connectFrom(web).ok());
+  EXPECT_FALSE(captured("plain/web", milliseconds(500)));
+
+  // The namespace opts in: both running pods are enrolled and annotated.
+  api_->upsert(Kind::kNamespaces, namespaceObject("plain", true));
+  long long ms = msUntil(
+      [&] {
+        return agent_->output().find("enrolled pod plain/web") != std::string::npos &&
+               agent_->output().find("enrolled pod plain/db") != std::string::npos;
+      },
+      milliseconds(5000));
+  std::cerr << "namespace label -> both pods enrolled: " << ms << " ms\n";
+  EXPECT_GE(ms, 0);
+  EXPECT_LT(ms, 1000);
+  ms = msUntil([&] { return annotated("plain", "web") && annotated("plain", "db"); },
+               milliseconds(5000));
+  std::cerr << "namespace label -> both pods annotated: " << ms << " ms\n";
+  EXPECT_GE(ms, 0);
+  EXPECT_LT(ms, 1000);
+  ASSERT_TRUE(connectFrom(web).ok());
+  EXPECT_TRUE(captured("plain/web"));
+
+  // One pod opts out with its own label: it alone leaves the mesh, and loses the annotation.
+  json db_pod = *api_->get(Kind::kPods, "plain", "db");
+  db_pod["metadata"]["labels"]["istio.io/dataplane-mode"] = "none";
+  api_->upsert(Kind::kPods, db_pod);
+  ms = msUntil(
+      [&] {
+        return agent_->output().find("unenrolled pod plain/db") != std::string::npos &&
+               !annotated("plain", "db");
+      },
+      milliseconds(5000));
+  std::cerr << "pod label none -> unenrolled and annotation removed: " << ms << " ms\n";
+  EXPECT_GE(ms, 0);
+  EXPECT_LT(ms, 1000);
+  EXPECT_TRUE(annotated("plain", "web"));
+  ASSERT_TRUE(connectFrom(db).ok());
+  EXPECT_FALSE(captured("plain/db", milliseconds(500)));
+
+  // The namespace opts out again: web leaves too.
+  api_->upsert(Kind::kNamespaces, namespaceObject("plain", false));
+  ms = msUntil(
+      [&] {
+        return agent_->output().find("unenrolled pod plain/web") != std::string::npos &&
+               !annotated("plain", "web");
+      },
+      milliseconds(5000));
+  std::cerr << "namespace unlabelled -> unenrolled and annotation removed: " << ms << " ms\n";
+  EXPECT_GE(ms, 0);
+  EXPECT_LT(ms, 1000);
+
+  // A pod label alone opts a pod of an unlabelled namespace in.
+  db_pod = *api_->get(Kind::kPods, "plain", "db");
+  db_pod["metadata"]["labels"]["istio.io/dataplane-mode"] = "ambient";
+  api_->upsert(Kind::kPods, db_pod);
+  ms = msUntil([&] { return annotated("plain", "db"); }, milliseconds(5000));
+  std::cerr << "pod label ambient -> enrolled and annotated: " << ms << " ms\n";
+  EXPECT_GE(ms, 0);
+  EXPECT_LT(ms, 1000);
+  const std::string before = agent_->output();
+  ASSERT_TRUE(connectFrom(db).ok());
+  EXPECT_TRUE(captured("plain/db", milliseconds(2000), before.size()));
+}
+
+// Must show 3: while the agent is down, the plugin refuses pods that must be in the mesh (from
+// the state file the agent wrote) and lets the others start; a restarted agent enrolls the
+// running pods again.
+TEST_F(KubeAgentTest, AgentDownRefusesAmbientPodsAndARestartedAgentReenrolls) {
+  api_->upsert(Kind::kNamespaces, namespaceObject("shop", true));
+  api_->upsert(Kind::kNamespaces, namespaceObject("plain", false));
+  api_->upsert(Kind::kPods, podObject("shop", "cart", "uid-cart"));
+  startAgent();
+  ASSERT_TRUE(agent_->waitForOutput("pods of node n1 listed", std::chrono::seconds(10)));
+  std::string cart_ip;
+  const std::string cart = newPodNetns();
+  ASSERT_TRUE(cniAdd(cart, "shop", "cart", "uid-cart", &cart_ip).ok);
+  json cart_pod = *api_->get(Kind::kPods, "shop", "cart");
+  cart_pod["status"] = {{"phase", "Running"}, {"podIPs", {{{"ip", cart_ip}}}}};
+  api_->upsert(Kind::kPods, cart_pod);
+  ASSERT_TRUE(waitFor([&] { return std::filesystem::exists(state_file_); }, milliseconds(3000)));
+  auto state = cni::readCniState(state_file_);
+  ASSERT_TRUE(state.ok());
+  EXPECT_EQ(state->ambient_namespaces, std::vector<std::string>{"shop"});
+
+  stopAgent();
+
+  // An ambient pod: refused with "try again later" (11), the bridge's setup is not kept.
+  api_->upsert(Kind::kPods, podObject("shop", "late", "uid-late"));
+  std::string ip;
+  Added refused = cniAdd(newPodNetns(), "shop", "late", "uid-late", &ip);
+  EXPECT_FALSE(refused.ok);
+  EXPECT_NE(refused.out.find("\"code\":11"), std::string::npos) << refused.out << refused.err;
+  // A pod outside the mesh starts normally.
+  api_->upsert(Kind::kPods, podObject("plain", "other", "uid-other"));
+  EXPECT_TRUE(cniAdd(newPodNetns(), "plain", "other", "uid-other", &ip).ok);
+
+  // The restarted agent finds the running pod from the API and its netns, and captures again.
+  startAgent();
+  EXPECT_TRUE(agent_->waitForOutput("enrolled pod shop/cart", std::chrono::seconds(10)))
+      << agent_->output();
+  ASSERT_TRUE(connectFrom(cart).ok());
+  EXPECT_TRUE(captured("shop/cart"));
+  EXPECT_TRUE(annotated("shop", "cart"));
+}
+
+}  // namespace
+}  // namespace nodemesh::sim
