@@ -364,6 +364,17 @@ TEST_F(KubeAgentTest, LabelsEnrollAndUnenrollRunningPods) {
   ASSERT_TRUE(connectFrom(web).ok());
   EXPECT_TRUE(captured("plain/web"));
 
+  // A broken watch stream (garbage, then a pod without its resourceVersion, then a dropped
+  // connection) neither crashes the agent nor unenrolls the pods still meant to be enrolled.
+  api_->injectWatchLine("{not json");
+  api_->injectWatchLine(
+      R"({"type":"MODIFIED","object":{"metadata":{"name":"web","namespace":"plain"}}})");
+  api_->dropWatches();
+  ASSERT_TRUE(api_->waitForWatches(2, milliseconds(5000)));
+  EXPECT_TRUE(agent_->isRunning());
+  EXPECT_EQ(agent_->output().find("unenrolled pod plain/web"), std::string::npos);
+  EXPECT_TRUE(annotated("plain", "web"));
+
   // One pod opts out with its own label: it alone leaves the mesh, and loses the annotation.
   json db_pod = *api_->get(Kind::kPods, "plain", "db");
   db_pod["metadata"]["labels"]["istio.io/dataplane-mode"] = "none";
