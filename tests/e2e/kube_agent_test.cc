@@ -456,6 +456,18 @@ TEST_F(KubeAgentTest, AgentDownRefusesAmbientPodsAndARestartedAgentReenrolls) {
   ASSERT_TRUE(connectFrom(cart).ok());
   EXPECT_TRUE(captured("shop/cart"));
   EXPECT_TRUE(annotated("shop", "cart"));
+
+  // A crashed agent leaves its programs pinned: the pod's connections fail rather than leave
+  // the mesh, and the next agent picks the pinned state up and captures them again.
+  agent_->kill();
+  CommandResult while_down = connectFrom(cart);
+  EXPECT_FALSE(while_down.ok()) << while_down.describe();
+  startAgent();
+  EXPECT_NE(agent_->output().find("maps reused"), std::string::npos) << agent_->output();
+  ASSERT_TRUE(agent_->waitForOutput("enrolled pod shop/cart", std::chrono::seconds(10)));
+  CommandResult after = connectFrom(cart);
+  ASSERT_TRUE(after.ok()) << after.describe();
+  EXPECT_TRUE(captured("shop/cart"));
 }
 
 }  // namespace
