@@ -238,6 +238,11 @@ void Agent::unenrollAll() {
   for (uint64_t id : ids) unenroll(id);
 }
 
+void Agent::leaveEnrolled() {
+  std::lock_guard<std::mutex> lock(enrolled_mu_);
+  enrolled_.clear();
+}
+
 std::vector<EnrolledPod> Agent::enrolledPods() const {
   std::lock_guard<std::mutex> lock(enrolled_mu_);
   std::vector<EnrolledPod> out;

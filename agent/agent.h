@@ -59,6 +59,9 @@ class Agent {
   uint64_t passes() const { return passes_.load(std::memory_order_relaxed); }
   // Unenrolls every pod (before the programs are uninstalled).
   void unenrollAll();
+  // Forgets every pod without unenrolling it: the capture stays in the maps for the next agent
+  // (an upgrade), and the destructor leaves it alone.
+  void leaveEnrolled();
 
   std::vector<EnrolledPod> enrolledPods() const;
 

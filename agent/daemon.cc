@@ -120,6 +120,10 @@ Status Daemon::startCapture() {
   }
   capture_ = std::move(*capture);
   uninstall_capture_.emplace([this] {
+    if (keep_capture_) {
+      spdlog::info("capture left in place under {} for the next agent", options_.bpffs);
+      return;
+    }
     if (!running_) {
       (void)capture_->uninstall();
       return;
@@ -333,9 +337,33 @@ void Daemon::run() {
 Status Daemon::stop(std::unique_ptr<Daemon> daemon) {
   Status result = okStatus();
   daemon->readiness_.setStopping();
+  if (daemon->kube_) daemon->decideCaptureOnStop();
   daemon->stop_status_ = &result;
   daemon.reset();
   return result;
+}
+
+void Daemon::decideCaptureOnStop() {
+  // A DaemonSet's rolling update stops this agent and starts the next: the pods stay captured
+  // meanwhile (their connections fail rather than leave the mesh). When the DaemonSet is gone
+  // (uninstalled), or this agent does not know its pod, it takes the capture with it.
+  if (!options_.pod_name.empty() && !options_.pod_namespace.empty()) {
+    auto replaced = kube_->replacedByDaemonSet(options_.pod_namespace, options_.pod_name);
+    if (!replaced) {
+      spdlog::warn("cannot tell whether DaemonSet replaces pod {}/{} ({}): keeping the capture",
+                   options_.pod_namespace, options_.pod_name, replaced.error().message);
+    }
+    keep_capture_ = !replaced || *replaced;
+  }
+  if (keep_capture_) {
+    spdlog::info("pod {}/{} is replaced by its DaemonSet: pods stay enrolled for the next agent",
+                 options_.pod_namespace, options_.pod_name);
+    agent_->leaveEnrolled();
+    return;
+  }
+  const size_t removed = kube_->removeAllAnnotations(std::chrono::seconds(5));
+  spdlog::info("leaving the node: removed the redirection annotation from {} pod{}", removed,
+               removed == 1 ? "" : "s");
 }
 
 void Daemon::logCounters() const {

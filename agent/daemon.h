@@ -62,6 +62,10 @@ struct DaemonOptions {
   std::string cni_state_file;  // empty: no state file
   std::vector<std::string> exclude_namespaces = {"kube-system"};
   std::string cluster_id = "Kubernetes";
+  // The agent's own pod ($POD_NAMESPACE, $POD_NAME from the downward API): on SIGTERM, when its
+  // DaemonSet will replace it, the capture stays in place for the next agent.
+  std::string pod_namespace;
+  std::string pod_name;
 };
 
 // The node agent: config source, capture programs, identity, tunnel, pod discovery and the
@@ -94,14 +98,19 @@ class Daemon {
   Status startServers();
   // The file's snapshot plus the workloads of this node's pods from the Kubernetes API.
   void publishMerged();
+  // SIGTERM with Kubernetes: keep the capture for the next agent (keep_capture_), or remove the
+  // pods' annotations because the capture goes.
+  void decideCaptureOnStop();
   void logCounters() const;
   metrics::AgentMetricsInput metricsInput() const;
 
   const DaemonOptions options_;
   std::string cgroup_;
   unsigned workers_ = 0;
-  pthread_t loop_thread_{};        // runs start() and run(); woken with SIGUSR2
-  bool running_ = false;           // the start completed: the stop reports what it does
+  pthread_t loop_thread_{};  // runs start() and run(); woken with SIGUSR2
+  bool running_ = false;
+  bool keep_capture_ = false;  // stop(): leave pods enrolled and programs pinned (an upgrade) //
+                               // the start completed: the stop reports what it does
   Status* stop_status_ = nullptr;  // where the stop reports the uninstall (see stop())
 
   // The parts, in start order.

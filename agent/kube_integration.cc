@@ -239,6 +239,63 @@ cni::CniReply KubeIntegration::cniAdd(const cni::CniRequest& request) {
                   options_.cni_enroll_timeout.count()));
 }
 
+Result<bool> KubeIntegration::replacedByDaemonSet(const std::string& pod_namespace,
+                                                  const std::string& pod_name) {
+  auto pod =
+      api_->getJson(fmt::format("/api/v1/namespaces/{}/pods/{}", k8s::queryEscape(pod_namespace),
+                                k8s::queryEscape(pod_name)));
+  if (!pod) return pod.error();
+  std::string daemonset;
+  const auto owners = pod->value("/metadata/ownerReferences"_json_pointer, nlohmann::json::array());
+  if (owners.is_array()) {
+    for (const auto& owner : owners) {
+      if (owner.is_object() && owner.value("kind", "") == "DaemonSet" &&
+          owner.value("controller", false)) {
+        daemonset = owner.value("name", "");
+      }
+    }
+  }
+  if (daemonset.empty()) return false;  // not run by a DaemonSet: nothing will replace it
+  auto ds = api_->get(fmt::format("/apis/apps/v1/namespaces/{}/daemonsets/{}",
+                                  k8s::queryEscape(pod_namespace), k8s::queryEscape(daemonset)));
+  if (!ds) return ds.error();
+  if (ds->status == 404) return false;
+  if (ds->status / 100 != 2) {
+    return k8s::apiError("GET", "daemonsets/" + daemonset, *ds);
+  }
+  auto object = nlohmann::json::parse(ds->body, nullptr, false);
+  if (object.is_discarded() || !object.is_object()) {
+    return Error::invalid("daemonsets/" + daemonset + ": not a JSON object");
+  }
+  return !object.contains("/metadata/deletionTimestamp"_json_pointer);
+}
+
+size_t KubeIntegration::removeAllAnnotations(std::chrono::milliseconds budget) {
+  {
+    std::lock_guard<std::mutex> lock(annotate_mu_);
+    stopping_ = true;
+  }
+  annotate_cv_.notify_all();
+  if (annotator_.joinable()) annotator_.join();
+  const auto deadline = std::chrono::steady_clock::now() + budget;
+  size_t removed = 0;
+  for (const KubePodRef& pod : pods_.pods()) {
+    if (!pod.annotated) continue;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      spdlog::warn("annotations: out of time; pod {}/{} keeps {}", pod.namespace_name, pod.name,
+                   k8s::kRedirectionAnnotation);
+      continue;
+    }
+    if (auto st = k8s::removeRedirectionAnnotation(*api_, pod.namespace_name, pod.name); !st) {
+      spdlog::warn("pod {}/{}: removing annotation {}: {}", pod.namespace_name, pod.name,
+                   k8s::kRedirectionAnnotation, st.error().message);
+      continue;
+    }
+    ++removed;
+  }
+  return removed;
+}
+
 void KubeIntegration::annotateLoop() {
   std::unique_lock<std::mutex> lock(annotate_mu_);
   while (!stopping_) {

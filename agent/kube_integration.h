@@ -65,6 +65,16 @@ class KubeIntegration {
   // A reconcile pass ended: waiting ADDs and the annotator look at what is enrolled now.
   void passDone();
   bool synced() const { return pods_.synced(); }
+
+  // Whether the agent's own pod (pod_namespace/pod_name) is being replaced by its DaemonSet, a
+  // rolling update or a restart, rather than removed with it: its controlling DaemonSet still
+  // exists and is not being deleted (istio-cni's test before it cleans up). Errors are the
+  // API's; the caller decides.
+  Result<bool> replacedByDaemonSet(const std::string& pod_namespace, const std::string& pod_name);
+  // Stops the annotator and removes the redirection annotation from every pod of the node that
+  // has it (the agent is leaving the node and takes the capture with it). Best effort, bounded
+  // by `budget`; returns how many were removed.
+  size_t removeAllAnnotations(std::chrono::milliseconds budget);
   uint64_t cniRequests() const { return cni_server_ ? cni_server_->served() : 0; }
 
  private:

@@ -211,6 +211,12 @@ int agentMain(int argc, char** argv) {
       flags.daemon.node = host;
     }
   }
+  // The downward API's names of the agent's own pod (the chart sets them).
+  for (auto [name, field] : {std::pair{"POD_NAMESPACE", &flags.daemon.pod_namespace},
+                             std::pair{"POD_NAME", &flags.daemon.pod_name}}) {
+    const char* env = std::getenv(name);
+    if (env != nullptr) *field = env;
+  }
   for (const auto& text : flags.exclude_cidrs) {
     auto cidr = Cidr::parse(text);
     if (!cidr) {

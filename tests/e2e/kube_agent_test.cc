@@ -118,8 +118,9 @@ class KubeAgentTest : public ::testing::Test {
     cluster_.reset();
   }
 
-  Process& startAgent() {
+  Process& startAgent(std::vector<std::string> env = {}) {
     ProcessSpec spec;
+    spec.env = std::move(env);
     spec.netns_path = node_netns_;
     spec.cgroup_path = cluster_->nodeCgroupPath(kNode);
     spec.argv = {agentPath(),
@@ -468,6 +469,56 @@ TEST_F(KubeAgentTest, AgentDownRefusesAmbientPodsAndARestartedAgentReenrolls) {
   CommandResult after = connectFrom(cart);
   ASSERT_TRUE(after.ok()) << after.describe();
   EXPECT_TRUE(captured("shop/cart"));
+}
+
+// A DaemonSet's rolling update stops the agent while its DaemonSet stays: the pods stay captured
+// (their connections fail until the next agent is up, which reuses the pins). Once the
+// DaemonSet is gone (helm uninstall), the stopping agent removes the capture and the
+// annotations.
+TEST_F(KubeAgentTest, UpgradeKeepsTheCaptureAndUninstallRemovesIt) {
+  api_->upsert(Kind::kNamespaces, namespaceObject("shop", true));
+  api_->upsert(Kind::kNamespaces, namespaceObject("istio-system", false));
+  api_->upsert(Kind::kPods, podObject("shop", "cart", "uid-cart"));
+  api_->upsert(Kind::kDaemonSets,
+               {{"metadata", {{"name", "nodemesh"}, {"namespace", "istio-system"}}}});
+  json self = podObject("istio-system", "nodemesh-x7k2p", "uid-agent");
+  self["metadata"]["ownerReferences"] = {{{"apiVersion", "apps/v1"},
+                                          {"kind", "DaemonSet"},
+                                          {"name", "nodemesh"},
+                                          {"uid", "uid-ds"},
+                                          {"controller", true}}};
+  self["spec"]["hostNetwork"] = true;
+  api_->upsert(Kind::kPods, self);
+  const std::vector<std::string> env = {"POD_NAMESPACE=istio-system", "POD_NAME=nodemesh-x7k2p"};
+  startAgent(env);
+  ASSERT_TRUE(agent_->waitForOutput("pods of node n1 listed", std::chrono::seconds(10)));
+  std::string cart_ip;
+  const std::string cart = newPodNetns();
+  ASSERT_TRUE(cniAdd(cart, "shop", "cart", "uid-cart", &cart_ip).ok);
+  json cart_pod = *api_->get(Kind::kPods, "shop", "cart");
+  cart_pod["status"] = {{"phase", "Running"}, {"podIPs", {{{"ip", cart_ip}}}}};
+  api_->upsert(Kind::kPods, cart_pod);  // what the kubelet writes after the ADD
+  ASSERT_TRUE(waitFor([&] { return annotated("shop", "cart"); }, milliseconds(3000)));
+
+  // The upgrade: stopped while the DaemonSet exists.
+  stopAgent();
+  EXPECT_NE(agent_->output().find("capture left in place"), std::string::npos) << agent_->output();
+  CommandResult while_down = connectFrom(cart);
+  EXPECT_FALSE(while_down.ok()) << "a pod's connection left the mesh: " << while_down.describe();
+  EXPECT_TRUE(annotated("shop", "cart"));
+  startAgent(env);
+  EXPECT_NE(agent_->output().find("maps reused"), std::string::npos) << agent_->output();
+  ASSERT_TRUE(agent_->waitForOutput("enrolled pod shop/cart", std::chrono::seconds(10)));
+  ASSERT_TRUE(connectFrom(cart).ok());
+  EXPECT_TRUE(captured("shop/cart"));
+
+  // The uninstall: the DaemonSet is deleted, then its pods are stopped.
+  api_->remove(Kind::kDaemonSets, "istio-system", "nodemesh");
+  stopAgent();
+  EXPECT_NE(agent_->output().find("nothing left pinned"), std::string::npos) << agent_->output();
+  EXPECT_FALSE(annotated("shop", "cart"));
+  CommandResult after = connectFrom(cart);
+  EXPECT_TRUE(after.ok()) << after.describe();
 }
 
 }  // namespace

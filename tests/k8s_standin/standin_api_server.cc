@@ -117,13 +117,37 @@ void replyStatus(httplib::Response& res, int code, std::string_view reason,
 }
 
 const char* kindPath(StandinApiServer::Kind kind) {
-  return kind == StandinApiServer::Kind::kPods ? "pods" : "namespaces";
+  switch (kind) {
+    case StandinApiServer::Kind::kPods:
+      return "pods";
+    case StandinApiServer::Kind::kNamespaces:
+      return "namespaces";
+    case StandinApiServer::Kind::kDaemonSets:
+      return "daemonsets.apps";
+  }
+  return "";
 }
 const char* listKind(StandinApiServer::Kind kind) {
-  return kind == StandinApiServer::Kind::kPods ? "PodList" : "NamespaceList";
+  switch (kind) {
+    case StandinApiServer::Kind::kPods:
+      return "PodList";
+    case StandinApiServer::Kind::kNamespaces:
+      return "NamespaceList";
+    case StandinApiServer::Kind::kDaemonSets:
+      return "DaemonSetList";
+  }
+  return "";
 }
 const char* objectKind(StandinApiServer::Kind kind) {
-  return kind == StandinApiServer::Kind::kPods ? "Pod" : "Namespace";
+  switch (kind) {
+    case StandinApiServer::Kind::kPods:
+      return "Pod";
+    case StandinApiServer::Kind::kNamespaces:
+      return "Namespace";
+    case StandinApiServer::Kind::kDaemonSets:
+      return "DaemonSet";
+  }
+  return "";
 }
 
 // A string field at a dotted path of a possibly malformed object; "" when absent or not a
@@ -364,6 +388,11 @@ Result<std::unique_ptr<StandinApiServer>> StandinApiServer::start(const Options&
              [s](const httplib::Request& req, httplib::Response& res) {
                s->serveObject(Kind::kPods, req.matches[1].str(), req.matches[2].str(), req, res);
              });
+  server.Get(R"(/apis/apps/v1/namespaces/([^/]+)/daemonsets/([^/]+))",
+             [s](const httplib::Request& req, httplib::Response& res) {
+               s->serveObject(Kind::kDaemonSets, req.matches[1].str(), req.matches[2].str(), req,
+                              res);
+             });
   server.Patch(R"(/api/v1/namespaces/([^/]+)/pods/([^/]+)/status)",
                [s](const httplib::Request& req, httplib::Response& res) {
                  s->servePatchStatus(req.matches[1].str(), req.matches[2].str(), req, res);
@@ -441,10 +470,12 @@ uint64_t StandinApiServer::upsert(Kind kind, json object) {
   std::lock_guard lock(mutex_);
   std::string key = keyOf(object);
   if (stringAt(object, {"metadata", "name"}).empty()) return 0;
-  if (kind == Kind::kPods && stringAt(object, {"metadata", "namespace"}).empty()) return 0;
+  if (kind != Kind::kNamespaces && stringAt(object, {"metadata", "namespace"}).empty()) return 0;
   auto& objects = objects_[static_cast<int>(kind)];
   if (!object.contains("kind")) object["kind"] = objectKind(kind);
-  if (!object.contains("apiVersion")) object["apiVersion"] = "v1";
+  if (!object.contains("apiVersion")) {
+    object["apiVersion"] = kind == Kind::kDaemonSets ? "apps/v1" : "v1";
+  }
   auto existing = objects.find(key);
   json& meta = object["metadata"];
   if (existing != objects.end()) {

@@ -15,7 +15,8 @@
 //     continue token whose snapshot was compacted gets 410 Expired, as etcd does);
 //     fieldSelector on metadata.name, metadata.namespace and spec.nodeName (`=`, `==`, `!=`),
 //     others 400; labelSelector with equality (`k=v`, `k==v`, `k!=v`) and existence (`k`, `!k`).
-//   - GET of one pod or namespace (404 NotFound Status when missing).
+//   - GET of one pod or namespace (404 NotFound Status when missing), and of one apps/v1
+//     DaemonSet (/apis/apps/v1/namespaces/{ns}/daemonsets/{name}; no list or watch of them).
 //   - watch=true (or 1): a chunked stream, one JSON event per line. From resourceVersion R:
 //     every change after R; without one (or "0"): ADDED for each current object first. A
 //     filtered watch sees an object that starts or stops matching as ADDED / DELETED, as the
@@ -63,7 +64,7 @@ namespace nodemesh::testing {
 
 class StandinApiServer {
  public:
-  enum class Kind { kPods, kNamespaces };
+  enum class Kind { kPods, kNamespaces, kDaemonSets };
 
   struct Options {
     std::string token = "test-token";  // what the server accepts (and writes to tokenFile())
@@ -162,7 +163,7 @@ class StandinApiServer {
   std::string accepted_token_;
   uint64_t rv_ = 1000;
   uint64_t compacted_rv_ = 0;
-  std::map<std::string, nlohmann::json> objects_[2];
+  std::map<std::string, nlohmann::json> objects_[3];
   std::vector<Change> changes_;
   std::vector<std::shared_ptr<WatchSession>> watches_;
   std::vector<RequestRecord> requests_;
