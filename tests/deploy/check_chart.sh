@@ -6,6 +6,8 @@
 #   template-defaults    helm template with the defaults; every object schema-valid; the
 #                        ConfigMap's mesh.yaml accepted by `nodemesh-agent --validate`
 #   template-all-values  the same with tests/deploy/all-values.yaml (every value set)
+#   rendered-policy      the default render is what issue 16 asks for: exact RBAC, capabilities,
+#                        rolling update, probes, mounts (tests/deploy/check_rendered.mjs)
 #   manifests-current    deploy/manifests/nodemesh.yaml equals a fresh default render
 #   rejects-broken       the validator finds every object in testdata/broken-*.yaml invalid
 #   dockerfile           every runtime package of deploy/Dockerfile is in the Debian archive
@@ -86,6 +88,11 @@ case $check in
     render "$work/r.yaml" -f "$here/all-values.yaml"
     "${validate[@]}" "$work/r.yaml"
     check_mesh_config "$work/r.yaml"
+    ;;
+  rendered-policy)
+    need_tools
+    render "$work/r.yaml"
+    node "$here/check_rendered.mjs" "$work/r.yaml"
     ;;
   manifests-current)
     need_tools
