@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <set>
 #include <string_view>
@@ -237,6 +238,14 @@ Status Daemon::startKubernetes() {
   kube.pods.membership.excluded_namespaces = options_.exclude_namespaces;
   kube.cni_socket = options_.cni_socket;
   kube.cni_state_file = options_.cni_state_file;
+  kube.cni_conf_dir = options_.cni_conf_dir;
+  kube.cni_bin_dir = options_.cni_bin_dir;
+  kube.cni_plugin_binary = options_.cni_plugin_binary;
+  if (kube.cni_plugin_binary.empty()) {
+    std::error_code ec;
+    auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    kube.cni_plugin_binary = (self.parent_path() / "nodemesh-cni").string();
+  }
   KubeIntegrationHooks hooks;
   hooks.workloads_changed = [this] { publishMerged(); };
   hooks.wake = [this] { pthread_kill(loop_thread_, SIGUSR2); };
@@ -361,6 +370,7 @@ void Daemon::decideCaptureOnStop() {
     agent_->leaveEnrolled();
     return;
   }
+  kube_->uninstallCni();
   const size_t removed = kube_->removeAllAnnotations(std::chrono::seconds(5));
   spdlog::info("leaving the node: removed the redirection annotation from {} pod{}", removed,
                removed == 1 ? "" : "s");

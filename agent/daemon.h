@@ -60,6 +60,9 @@ struct DaemonOptions {
   std::string kube_token_file;
   std::string cni_socket;      // empty: no CNI plugin socket
   std::string cni_state_file;  // empty: no state file
+  std::string cni_conf_dir;    // empty: the plugin is not installed by the agent
+  std::string cni_bin_dir = "/opt/cni/bin";
+  std::string cni_plugin_binary;  // empty: nodemesh-cni next to the agent's own binary
   std::vector<std::string> exclude_namespaces = {"kube-system"};
   std::string cluster_id = "Kubernetes";
   // The agent's own pod ($POD_NAMESPACE, $POD_NAME from the downward API): on SIGTERM, when its

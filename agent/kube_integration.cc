@@ -1,6 +1,11 @@
 #include "agent/kube_integration.h"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -92,12 +97,64 @@ Result<std::unique_ptr<KubeIntegration>> KubeIntegration::start(KubeIntegrationO
     self->cni_server_ = std::move(*server);
     spdlog::info("CNI plugin socket listening on {}", self->options_.cni_socket);
   }
+  if (!self->options_.cni_conf_dir.empty()) {
+    cni::InstallOptions& install = self->install_;
+    install.conf_dir = self->options_.cni_conf_dir;
+    install.bin_dir = self->options_.cni_bin_dir;
+    install.binary_source = self->options_.cni_plugin_binary;
+    install.plugin_fields["agentSocket"] = self->options_.cni_socket;
+    if (!self->options_.cni_state_file.empty()) {
+      install.plugin_fields["stateFile"] = self->options_.cni_state_file;
+    }
+    install.plugin_fields["excludeNamespaces"] = self->options_.pods.membership.excluded_namespaces;
+    self->installing_ = true;
+    self->install_stop_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!self->install_stop_.valid()) return Error::fromErrno("eventfd");
+    self->installer_ = std::thread([k] {
+      if (auto st = cni::installAndKeepInstalled(k->install_, k->install_stop_.get()); !st) {
+        spdlog::error("installing the CNI plugin in {}: {}", k->install_.conf_dir,
+                      st.error().message);
+      }
+    });
+    spdlog::info("CNI plugin kept in the primary config of {} (binary in {})", install.conf_dir,
+                 install.bin_dir);
+  }
   spdlog::info("kubernetes: watching pods of node {} and namespaces at {}",
                self->options_.pods.node, self->options_.api.server);
   return self;
 }
 
+void KubeIntegration::stopInstaller() {
+  if (!installer_.joinable()) return;
+  const uint64_t one = 1;
+  if (::write(install_stop_.get(), &one, sizeof(one)) != sizeof(one)) {
+    spdlog::error("stopping the CNI installer: {}", std::strerror(errno));
+    installer_.detach();  // never joinable without the wake-up; the process is stopping
+    return;
+  }
+  installer_.join();
+}
+
+void KubeIntegration::uninstallCni() {
+  // Only what this agent installed: never the default directories of InstallOptions.
+  if (!installing_) return;
+  installing_ = false;
+  stopInstaller();
+  if (auto st = cni::uninstall(install_); !st) {
+    spdlog::error("uninstalling the CNI plugin from {}: {}", install_.conf_dir, st.error().message);
+  } else {
+    spdlog::info("CNI plugin removed from {}", install_.conf_dir);
+  }
+  if (!options_.cni_state_file.empty() && ::unlink(options_.cni_state_file.c_str()) != 0 &&
+      errno != ENOENT) {
+    spdlog::warn("removing {}: {}", options_.cni_state_file, std::strerror(errno));
+  }
+}
+
 KubeIntegration::~KubeIntegration() {
+  // The installer stops watching; the plugin stays installed unless uninstallCni() ran (the
+  // next agent takes over).
+  stopInstaller();
   // The CNI server and the informers call into this object: stop them first.
   if (cni_server_) cni_server_->stop();
   if (pod_informer_) pod_informer_->stop();

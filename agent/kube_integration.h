@@ -24,6 +24,8 @@
 
 #include "agent/kube_pods.h"
 #include "cni/cni_server.h"
+#include "cni/installer.h"
+#include "common/fd.h"
 #include "common/result.h"
 #include "k8s/client.h"
 #include "k8s/informer.h"
@@ -36,6 +38,11 @@ struct KubeIntegrationOptions {
   KubePodsOptions pods;
   std::string cni_socket;      // empty: no CNI server
   std::string cni_state_file;  // empty: no state file
+  // Where to install the plugin (cni/installer.h): the node's CNI conf dir (empty: the agent
+  // does not install it) and bin dir, and the binary to copy there.
+  std::string cni_conf_dir;
+  std::string cni_bin_dir = "/opt/cni/bin";
+  std::string cni_plugin_binary;
   // How long a CNI ADD waits for the pod's enrollment before it fails (the runtime retries).
   std::chrono::milliseconds cni_enroll_timeout{4000};
   // How often an annotation patch that failed is tried again.
@@ -75,6 +82,10 @@ class KubeIntegration {
   // has it (the agent is leaving the node and takes the capture with it). Best effort, bounded
   // by `budget`; returns how many were removed.
   size_t removeAllAnnotations(std::chrono::milliseconds budget);
+  // The agent leaves the node for good: takes the plugin out of the node's CNI config (its
+  // config restored byte for byte) and removes the state file, so that pods start without
+  // nodemesh instead of waiting for an agent that will not come. Idempotent.
+  void uninstallCni();
   uint64_t cniRequests() const { return cni_server_ ? cni_server_->served() : 0; }
 
  private:
@@ -114,6 +125,13 @@ class KubeIntegration {
   std::unique_ptr<k8s::Informer> namespaces_;
   std::unique_ptr<k8s::Informer> pod_informer_;
   std::unique_ptr<cni::CniServer> cni_server_;
+
+  // The plugin's installation, kept current by a thread (cni::installAndKeepInstalled).
+  cni::InstallOptions install_;
+  bool installing_ = false;  // --cni-conf-dir was given: install_ is this agent's
+  UniqueFd install_stop_;    // an eventfd: the thread returns when it is readable
+  std::thread installer_;
+  void stopInstaller();
 };
 
 }  // namespace nodemesh::agent

@@ -179,6 +179,15 @@ int agentMain(int argc, char** argv) {
                  "file telling the nodemesh-cni plugin which pods must be in the mesh while the "
                  "agent is down (needs --kubernetes)")
       ->needs(kube);
+  app.add_option("--cni-conf-dir", flags.daemon.cni_conf_dir,
+                 "install nodemesh-cni into the node's primary CNI config in this directory and "
+                 "keep it there; removed when the agent leaves the node (needs --cni-socket)")
+      ->needs("--cni-socket");
+  app.add_option("--cni-bin-dir", flags.daemon.cni_bin_dir,
+                 "where the plugin binary is copied with --cni-conf-dir")
+      ->capture_default_str();
+  app.add_option("--cni-plugin-binary", flags.daemon.cni_plugin_binary,
+                 "the nodemesh-cni binary to copy (default: next to nodemesh-agent)");
   app.add_option("--exclude-namespaces", flags.daemon.exclude_namespaces,
                  "namespaces whose pods are never enrolled")
       ->delimiter(',')

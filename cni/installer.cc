@@ -286,6 +286,11 @@ Status uninstall(const InstallOptions& options) {
 }
 
 Status installAndWatch(const InstallOptions& options, int stop_fd) {
+  if (Status watched = installAndKeepInstalled(options, stop_fd); !watched) return watched;
+  return uninstall(options);
+}
+
+Status installAndKeepInstalled(const InstallOptions& options, int stop_fd) {
   UniqueFd inotify(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
   if (!inotify.valid()) return Error::fromErrno("inotify_init1");
   std::error_code ec;
@@ -327,7 +332,7 @@ Status installAndWatch(const InstallOptions& options, int stop_fd) {
       spdlog::warn("cni install: {}", s.error().message);
     }
   }
-  return uninstall(options);
+  return okStatus();
 }
 
 }  // namespace nodemesh::cni

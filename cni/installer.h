@@ -71,5 +71,8 @@ Status uninstall(const InstallOptions& options);
 // (an eventfd or signalfd) is readable; then uninstall(). A conf dir with no config yet, or a
 // primary config that is not valid JSON, is waited for.
 Status installAndWatch(const InstallOptions& options, int stop_fd);
+// installAndWatch() without the uninstall at the end: the node agent decides on stopping whether
+// the plugin stays (its replacement is coming) or goes.
+Status installAndKeepInstalled(const InstallOptions& options, int stop_fd);
 
 }  // namespace nodemesh::cni

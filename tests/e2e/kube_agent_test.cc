@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <string>
 #include <thread>
@@ -149,6 +150,7 @@ class KubeAgentTest : public ::testing::Test {
                  socket_,
                  "--cni-state-file",
                  state_file_};
+    spec.argv.insert(spec.argv.end(), extra_flags_.begin(), extra_flags_.end());
     spec.stdout_path = fmt::format("{}/agent-{}.log", cluster_->workDir(), ++agent_runs_);
     spec.stderr_path = spec.stdout_path;
     agent_ = &cluster_->startProcess(spec);
@@ -204,7 +206,7 @@ class KubeAgentTest : public ::testing::Test {
   Added cniAdd(const std::string& pod_netns, const std::string& ns, const std::string& name,
                const std::string& uid, std::string* ip) {
     Added added;
-    json list = conflist();
+    json list = list_override_.is_null() ? conflist() : list_override_;
     json prev = nullptr;
     for (const json& plugin : list["plugins"]) {
       json conf = plugin;
@@ -214,7 +216,7 @@ class KubeAgentTest : public ::testing::Test {
       CommandSpec spec;
       spec.netns_path = node_netns_;
       const std::string type = plugin["type"];
-      spec.argv = {type == "nodemesh-cni" ? std::string(NODEMESH_BIN_DIR) + "/nodemesh-cni"
+      spec.argv = {type == "nodemesh-cni" ? plugin_dir_ + "/nodemesh-cni"
                                           : std::string(kCniBinDir) + "/" + type};
       spec.env = {"CNI_COMMAND=ADD",
                   "CNI_CONTAINERID=ctr-" + name,
@@ -223,7 +225,7 @@ class KubeAgentTest : public ::testing::Test {
                   fmt::format("CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};"
                               "K8S_POD_UID={}",
                               ns, name, uid),
-                  fmt::format("CNI_PATH={}:{}", kCniBinDir, NODEMESH_BIN_DIR)};
+                  fmt::format("CNI_PATH={}:{}", kCniBinDir, plugin_dir_)};
       spec.stdin_data = conf.dump();
       spec.timeout = std::chrono::seconds(20);
       CommandResult r = runCommand(spec);
@@ -286,6 +288,10 @@ class KubeAgentTest : public ::testing::Test {
   std::vector<std::string> pods_;
   Process* agent_ = nullptr;
   int agent_runs_ = 0;
+  // cniAdd() runs this conflist (null: conflist()) with nodemesh-cni from this directory.
+  json list_override_ = nullptr;
+  std::vector<std::string> extra_flags_;  // added to the agent's flags
+  std::string plugin_dir_ = NODEMESH_BIN_DIR;
 };
 
 // Must show 1: a pod of an ambient namespace is enrolled before its ADD returns, so its first
@@ -490,7 +496,28 @@ TEST_F(KubeAgentTest, UpgradeKeepsTheCaptureAndUninstallRemovesIt) {
   self["spec"]["hostNetwork"] = true;
   api_->upsert(Kind::kPods, self);
   const std::vector<std::string> env = {"POD_NAMESPACE=istio-system", "POD_NAME=nodemesh-x7k2p"};
+  // The node's primary CNI config; the agent installs the plugin into it, as in the chart.
+  const std::string conf_dir = cluster_->workDir() + "/net.d";
+  plugin_dir_ = cluster_->workDir() + "/cni-bin";
+  std::filesystem::create_directories(conf_dir);
+  json primary = conflist();
+  primary["plugins"].erase(1);  // bridge + host-local only
+  const std::string primary_text = primary.dump(2) + "\n";
+  const std::string primary_path = conf_dir + "/10-bridge.conflist";
+  {
+    std::ofstream out(primary_path);
+    out << primary_text;
+  }
+  extra_flags_ = {"--cni-conf-dir", conf_dir, "--cni-bin-dir", plugin_dir_};
   startAgent(env);
+  ASSERT_TRUE(waitFor(
+      [&] {
+        return readFile(primary_path).find("nodemesh-cni") != std::string::npos &&
+               std::filesystem::exists(plugin_dir_ + "/nodemesh-cni");
+      },
+      milliseconds(5000)))
+      << readFile(primary_path);
+  list_override_ = json::parse(readFile(primary_path));
   ASSERT_TRUE(agent_->waitForOutput("pods of node n1 listed", std::chrono::seconds(10)));
   std::string cart_ip;
   const std::string cart = newPodNetns();
@@ -512,10 +539,17 @@ TEST_F(KubeAgentTest, UpgradeKeepsTheCaptureAndUninstallRemovesIt) {
   ASSERT_TRUE(connectFrom(cart).ok());
   EXPECT_TRUE(captured("shop/cart"));
 
+  // The upgrade left the plugin in place.
+  EXPECT_NE(readFile(primary_path).find("nodemesh-cni"), std::string::npos);
+
   // The uninstall: the DaemonSet is deleted, then its pods are stopped.
   api_->remove(Kind::kDaemonSets, "istio-system", "nodemesh");
   stopAgent();
   EXPECT_NE(agent_->output().find("nothing left pinned"), std::string::npos) << agent_->output();
+  // The node's CNI config is back byte for byte, the plugin and the state file are gone.
+  EXPECT_EQ(readFile(primary_path), primary_text);
+  EXPECT_FALSE(std::filesystem::exists(plugin_dir_ + "/nodemesh-cni"));
+  EXPECT_FALSE(std::filesystem::exists(state_file_));
   EXPECT_FALSE(annotated("shop", "cart"));
   CommandResult after = connectFrom(cart);
   EXPECT_TRUE(after.ok()) << after.describe();
