@@ -4,7 +4,8 @@
 # Usage: check_chart.sh CHECK [AGENT_BINARY]
 #   lint                 helm lint --strict, with the default values and with all-values.yaml
 #   template-defaults    helm template with the defaults; every object schema-valid; the
-#                        ConfigMap's mesh.yaml accepted by `nodemesh-agent --validate`
+#                        ConfigMap's mesh.yaml accepted by `nodemesh-agent --validate`, also
+#                        with the DaemonSet's agent flags (so every flag it passes exists)
 #   template-all-values  the same with tests/deploy/all-values.yaml (every value set)
 #   rendered-policy      the default render is what issue 16 asks for: exact RBAC, capabilities,
 #                        rolling update, probes, mounts (tests/deploy/check_rendered.mjs)
@@ -67,8 +68,20 @@ check_mesh_config() {
       process.exit(1);
     }
     writeFileSync(process.argv[2], cm.data["mesh.yaml"]);
-  ' "$rendered" "$work/mesh.yaml"
+    const ds = docs.find((o) => o && o.kind === "DaemonSet");
+    const agent = (ds?.spec?.template?.spec?.containers ?? []).find((c) => c.name === "agent");
+    if (!agent || !Array.isArray(agent.command) || agent.command[0] !== "nodemesh-agent") {
+      console.error("no agent container running nodemesh-agent in the render");
+      process.exit(1);
+    }
+    writeFileSync(process.argv[3], agent.command.slice(1).join("\n") + "\n");
+  ' "$rendered" "$work/mesh.yaml" "$work/agent-args"
   "$agent" --config "$work/mesh.yaml" --validate
+  # The DaemonSet's own flags, with the ConfigMap's file: every flag the chart passes exists.
+  local args=()
+  mapfile -t args <"$work/agent-args"
+  args=("${args[@]/#--config=*/--config=$work/mesh.yaml}")
+  "$agent" "${args[@]}" --validate
 }
 
 case $check in

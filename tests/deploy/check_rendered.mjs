@@ -1,7 +1,8 @@
 // Checks what issue 16 asks of the rendered chart, beyond schema validity: the ClusterRole grants
-// exactly the listed permissions, the DaemonSet is not privileged and drops every capability but
-// the listed ones, rolls with maxUnavailable 0, is node-critical, tolerates every taint, is
-// scraped by Prometheus and probed on 15021, and mounts the host paths the agent needs.
+// exactly the listed permissions (plus a Role to read its own DaemonSet), the DaemonSet is not
+// privileged and drops every capability but the listed ones, rolls one node at a time (host ports
+// rule out a surge), is node-critical, tolerates every taint, is scraped by Prometheus and probed
+// on 15021, and mounts the host paths the agent needs.
 // Usage: node check_rendered.mjs RENDERED.yaml   (exit 0: all hold; 1: a check failed)
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -39,6 +40,14 @@ const wanted = new Set([
 expect(same([...grants].sort(), [...wanted].sort()),
   `ClusterRole grants exactly ${[...wanted].sort().join(" ")} (got ${[...grants].sort().join(" ")})`);
 
+const nsRole = one("Role");
+expect(same(nsRole.rules, [{ apiGroups: ["apps"], resources: ["daemonsets"],
+  resourceNames: [one("DaemonSet").metadata?.name], verbs: ["get"] }]),
+  "the Role grants only get on the chart's own DaemonSet");
+const nsBinding = one("RoleBinding");
+expect(nsBinding.roleRef?.kind === "Role" && nsBinding.roleRef?.name === nsRole.metadata?.name,
+  "the RoleBinding names the Role");
+
 const binding = one("ClusterRoleBinding");
 const account = one("ServiceAccount");
 expect(binding.roleRef?.name === role.metadata?.name, "the binding names the ClusterRole");
@@ -49,9 +58,9 @@ const ds = one("DaemonSet");
 const spec = ds.spec?.template?.spec ?? {};
 const annotations = ds.spec?.template?.metadata?.annotations ?? {};
 const strategy = ds.spec?.updateStrategy ?? {};
-expect(strategy.type === "RollingUpdate" && strategy.rollingUpdate?.maxUnavailable === 0 &&
-  strategy.rollingUpdate?.maxSurge === 1,
-  "RollingUpdate with maxUnavailable 0, maxSurge 1");
+expect(strategy.type === "RollingUpdate" && strategy.rollingUpdate?.maxUnavailable === 1 &&
+  strategy.rollingUpdate?.maxSurge === 0,
+  "RollingUpdate with maxUnavailable 1, maxSurge 0 (host ports: no surge)");
 expect(spec.priorityClassName === "system-node-critical", "priorityClassName system-node-critical");
 expect(spec.serviceAccountName === account.metadata?.name, "runs as the chart's ServiceAccount");
 expect(spec.hostNetwork === true && spec.dnsPolicy === "ClusterFirstWithHostNet", "hostNetwork with ClusterFirstWithHostNet");
@@ -63,14 +72,16 @@ expect(annotations["prometheus.io/scrape"] === "true" && annotations["prometheus
   annotations["prometheus.io/path"] === "/metrics", "Prometheus scrape annotations (15020 /metrics)");
 
 const containers = Object.fromEntries((spec.containers ?? []).map((c) => [c.name, c]));
-expect(same(Object.keys(containers).sort(), ["agent", "install-cni"]), "containers agent and install-cni");
+expect(same(Object.keys(containers), ["agent"]), "one container, the agent (it installs the CNI plugin too)");
 const agent = containers.agent ?? {};
-const cni = containers["install-cni"] ?? {};
 expect(agent.readinessProbe?.httpGet?.path === "/healthz/ready" && agent.readinessProbe?.httpGet?.port === 15021,
   "agent readiness: GET /healthz/ready on 15021");
 expect(same((agent.ports ?? []).map((p) => p.containerPort).sort(), [15008, 15020, 15021]), "agent ports 15008, 15020, 15021");
-expect((agent.env ?? []).some((e) => e.name === "NODE_NAME" && e.valueFrom?.fieldRef?.fieldPath === "spec.nodeName"),
-  "NODE_NAME from spec.nodeName");
+for (const [name, path] of [["NODE_NAME", "spec.nodeName"], ["POD_NAME", "metadata.name"],
+  ["POD_NAMESPACE", "metadata.namespace"]]) {
+  expect((agent.env ?? []).some((e) => e.name === name && e.valueFrom?.fieldRef?.fieldPath === path),
+    `${name} from ${path}`);
+}
 for (const [name, c] of Object.entries(containers)) {
   const sc = c.securityContext ?? {};
   expect(sc.privileged === false, `${name}: privileged false`);
@@ -79,13 +90,11 @@ for (const [name, c] of Object.entries(containers)) {
 }
 expect(same([...(agent.securityContext?.capabilities?.add ?? [])].sort(), ["NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE", "SYS_RESOURCE"]),
   "agent adds exactly NET_ADMIN SYS_ADMIN SYS_PTRACE SYS_RESOURCE");
-expect((cni.securityContext?.capabilities?.add ?? []).length === 0, "install-cni adds no capability");
 expect((spec.volumes ?? []).every((v) => !v.hostPath || v.hostPath.path.startsWith("/")), "host paths are absolute");
 
 const hostPathOf = Object.fromEntries((spec.volumes ?? []).map((v) => [v.name, v.hostPath?.path ?? (v.configMap ? "configmap" : "?")]));
 const mounts = (c) => Object.fromEntries((c.volumeMounts ?? []).map((m) => [m.mountPath, { ...m, host: hostPathOf[m.name] }]));
 const am = mounts(agent);
-const cm = mounts(cni);
 expect(am["/sys/fs/bpf"]?.host === "/sys/fs/bpf" && am["/sys/fs/bpf"]?.mountPropagation === "HostToContainer", "agent: host bpffs, HostToContainer");
 expect(am["/sys/fs/cgroup"]?.host === "/sys/fs/cgroup", "agent: host cgroup2");
 expect(am["/host/proc"]?.host === "/proc" && am["/host/proc"]?.readOnly === true, "agent: host /proc read-only at /host/proc");
@@ -94,13 +103,14 @@ expect(am["/var/run/netns"]?.host === "/var/run/netns" && am["/var/run/netns"]?.
 expect(am["/var/run/nodemesh"]?.host === "/var/run/nodemesh", "agent: socket dir /var/run/nodemesh");
 expect(am["/var/lib/nodemesh"]?.host === "/var/lib/nodemesh", "agent: state dir /var/lib/nodemesh");
 expect(am["/etc/nodemesh"]?.host === "configmap", "agent: the ConfigMap at /etc/nodemesh");
-expect(cm["/host/opt/cni/bin"]?.host !== undefined && cm["/host/etc/cni/net.d"]?.host !== undefined, "install-cni: CNI bin and conf dirs");
+expect(am["/host/opt/cni/bin"]?.host === "/opt/cni/bin" && am["/host/etc/cni/net.d"]?.host === "/etc/cni/net.d",
+  "agent: the node's CNI bin and conf dirs");
 const arg = (c, flag) => (c.command ?? []).find((a) => a.startsWith(`${flag}=`))?.slice(flag.length + 1);
-expect(arg(agent, "--cni-socket") === arg(cni, "--agent-socket") && arg(agent, "--cni-socket") === "/var/run/nodemesh/cni.sock",
-  "the agent's --cni-socket is the plugin's --agent-socket");
-expect(arg(agent, "--cni-state-file") === arg(cni, "--state-file"), "the agent's --cni-state-file is the plugin's --state-file");
-expect(arg(agent, "--exclude-namespaces") === arg(cni, "--exclude-namespaces") &&
-  (arg(agent, "--exclude-namespaces") ?? "").split(",").includes("kube-system"), "both exclude the same namespaces, kube-system among them");
+expect(arg(agent, "--cni-socket") === "/var/run/nodemesh/cni.sock" &&
+  arg(agent, "--cni-state-file") === "/var/lib/nodemesh/cni-state.json" &&
+  arg(agent, "--cni-conf-dir") === "/host/etc/cni/net.d" && arg(agent, "--cni-bin-dir") === "/host/opt/cni/bin",
+  "agent: CNI socket, state file (persistent), conf and bin dirs");
+expect((arg(agent, "--exclude-namespaces") ?? "").split(",").includes("kube-system"), "kube-system is excluded");
 expect(arg(agent, "--config") === "/etc/nodemesh/mesh.yaml" && (agent.command ?? []).includes("--kubernetes"),
   "agent: --config /etc/nodemesh/mesh.yaml --kubernetes");
 
