@@ -254,6 +254,7 @@ Status Daemon::startKubernetes() {
     for (const auto& pod : agent_->enrolledPods()) uids.insert(pod.workload_uid);
     return uids;
   };
+  readiness_.setPodsPending();
   auto kube_started = KubeIntegration::start(std::move(kube), std::move(hooks));
   if (!kube_started) return failed(kube_started.error());
   {
@@ -322,8 +323,11 @@ void Daemon::run() {
   while (true) {
     const bool pods_changed = pods_->changed();
     if (agent_->scanDue(pods_changed)) {
+      // Both lists were complete before this pass started: it saw every pod of the node.
+      const bool listed = kube_ && kube_->synced();
       agent_->reconcile();
       if (kube_) kube_->passDone();
+      if (listed) readiness_.setPodsEnrolled();
     }
     int sig = sigtimedwait(&signals, nullptr, &interval);
     if (sig == SIGTERM || sig == SIGINT) {

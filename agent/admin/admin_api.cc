@@ -97,6 +97,7 @@ std::string Readiness::missing() const {
   add(programs_, "capture programs not attached");
   add(config_, "no config loaded");
   add(tunnel_, "tunnel not started");
+  add(pods_, "pods of the node not listed and enrolled yet");
   return out;
 }
 

@@ -84,7 +84,11 @@ class Readiness {
   void setConfigLoaded() { config_.store(true); }
   void setTunnelStarted() { tunnel_.store(true); }
   void setStopping() { stopping_.store(true); }
-  bool ready() const { return programs_ && config_ && tunnel_ && !stopping_; }
+  // With Kubernetes: not ready until the node's pods are listed and a pass enrolled them, so
+  // that a rolling update moves on only once this node's pods are captured again.
+  void setPodsPending() { pods_.store(false); }
+  void setPodsEnrolled() { pods_.store(true); }
+  bool ready() const { return programs_ && config_ && tunnel_ && pods_ && !stopping_; }
   // "" when ready, else what is missing.
   std::string missing() const;
 
@@ -93,6 +97,7 @@ class Readiness {
   std::atomic<bool> config_{false};
   std::atomic<bool> tunnel_{false};
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> pods_{true};
 };
 
 nlohmann::json configDump(const AdminState& state);

@@ -330,6 +330,25 @@ TEST_F(KubeAgentTest, AddEnrollsAmbientPodsBeforeReturningAndLeavesOthersAlone) 
   EXPECT_FALSE(annotated("plain", "legacy"));
 }
 
+// The readiness probe fails until the node's pods are listed (here: the API refuses the agent's
+// token at first, as with a token that was not projected yet) and enrolled.
+TEST_F(KubeAgentTest, NotReadyUntilThePodsAreListedAndEnrolled) {
+  api_->upsert(Kind::kNamespaces, namespaceObject("shop", true));
+  api_->setAcceptedToken("not-yet");
+  startAgent();
+  auto ready = [&] {
+    CommandResult r =
+        runInNetns(node_netns_, {"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                 "http://127.0.0.1:15021/healthz/ready"});
+    return r.out;
+  };
+  ASSERT_TRUE(agent_->waitForOutput("401", std::chrono::seconds(10))) << agent_->output();
+  EXPECT_EQ(ready(), "503");
+  EXPECT_TRUE(agent_->isRunning());
+  api_->setAcceptedToken("test-token");
+  EXPECT_TRUE(waitFor([&] { return ready() == "200"; }, milliseconds(10000))) << agent_->output();
+}
+
 // Must show 2: labels enroll and unenroll running pods within a second; the annotation follows.
 TEST_F(KubeAgentTest, LabelsEnrollAndUnenrollRunningPods) {
   api_->upsert(Kind::kNamespaces, namespaceObject("plain", false));

@@ -175,6 +175,12 @@ TEST(ReadinessTest, ReadyOnlyWhenEverythingIsUp) {
   EXPECT_EQ(c.Get("/healthz/ready")->status, 503);
   r.setTunnelStarted();
   EXPECT_EQ(c.Get("/healthz/ready")->status, 200);
+  r.setPodsPending();
+  auto pods = c.Get("/healthz/ready");
+  EXPECT_EQ(pods->status, 503);
+  EXPECT_NE(pods->body.find("pods of the node not listed"), std::string::npos);
+  r.setPodsEnrolled();
+  EXPECT_EQ(c.Get("/healthz/ready")->status, 200);
   r.setStopping();
   EXPECT_EQ(c.Get("/healthz/ready")->status, 503);
 }
