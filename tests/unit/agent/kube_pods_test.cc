@@ -56,6 +56,7 @@ KubePods makePods() {
 
 std::vector<std::string> uids(const std::vector<model::Workload>& workloads) {
   std::vector<std::string> out;
+  out.reserve(workloads.size());
   for (const auto& w : workloads) out.push_back(w.uid);
   return out;
 }
