@@ -1,5 +1,6 @@
 #include "agent/kube_pods.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 namespace nodemesh::agent {
@@ -12,7 +13,7 @@ IpAddress ip(const char* text) {
 k8s::Namespace ns(const std::string& name, const std::string& mode = "") {
   k8s::Namespace n;
   n.metadata.name = name;
-  n.metadata.resource_version = "1";
+  n.metadata.resource_version = std::string("1");
   if (!mode.empty()) n.metadata.labels["istio.io/dataplane-mode"] = mode;
   return n;
 }
@@ -22,13 +23,13 @@ k8s::Pod pod(const std::string& namespace_name, const std::string& name,
   k8s::Pod p;
   p.metadata.name = name;
   p.metadata.namespace_name = namespace_name;
-  p.metadata.uid = "uid-" + name;
-  p.metadata.resource_version = "1";
+  p.metadata.uid = fmt::format("uid-{}", name);
+  p.metadata.resource_version = std::string("1");
   p.metadata.labels["app"] = name;
   if (!mode.empty()) p.metadata.labels["istio.io/dataplane-mode"] = mode;
-  p.node_name = "node-1";
-  p.service_account_name = name + "-sa";
-  p.phase = "Running";
+  p.node_name = std::string("node-1");
+  p.service_account_name = fmt::format("{}-sa", name);
+  p.phase = std::string("Running");
   p.pod_ips = std::move(ips);
   return p;
 }
@@ -37,20 +38,20 @@ cni::CniRequest add(const std::string& namespace_name, const std::string& name,
                     std::vector<std::string> ips) {
   cni::CniRequest r;
   r.command = cni::CniCommand::kAdd;
-  r.container_id = "ctr-" + name;
-  r.netns = "/var/run/netns/cni-" + name;
+  r.container_id = fmt::format("ctr-{}", name);
+  r.netns = fmt::format("/var/run/netns/cni-{}", name);
   r.pod_namespace = namespace_name;
   r.pod_name = name;
-  r.pod_uid = "uid-" + name;
+  r.pod_uid = fmt::format("uid-{}", name);
   r.ips = std::move(ips);
   return r;
 }
 
 KubePods makePods() {
   KubePodsOptions options;
-  options.node = "node-1";
-  options.trust_domain = "example.org";
-  options.cluster_id = "cluster1";
+  options.node = std::string("node-1");
+  options.trust_domain = std::string("example.org");
+  options.cluster_id = std::string("cluster1");
   return KubePods(options);
 }
 
@@ -93,7 +94,7 @@ TEST(KubePodsTest, LabelsDecideAndChangesAreReported) {
   EXPECT_EQ(uids(pods.workloads()), std::vector<std::string>{"cluster1//Pod/plain/web"});
   // The same labels again (a new resourceVersion only): no change.
   auto again = ns("plain", "ambient");
-  again.metadata.resource_version = "2";
+  again.metadata.resource_version = std::string("2");
   EXPECT_FALSE(pods.upsertNamespace(again));
   // The pod opts out.
   EXPECT_TRUE(pods.upsertPod(pod("plain", "web", {ip("10.244.1.6")}, "none")));
@@ -117,7 +118,7 @@ TEST(KubePodsTest, ExcludedNamespacesHostNetworkAndFinishedPodsAreNeverWorkloads
   host.host_network = true;
   pods.upsertPod(host);
   auto job = pod("shop", "job", {ip("10.244.1.3")});
-  job.phase = "Succeeded";
+  job.phase = std::string("Succeeded");
   pods.upsertPod(job);
   pods.upsertPod(pod("shop", "cart", {ip("10.244.1.4")}));
   EXPECT_EQ(uids(pods.workloads()), std::vector<std::string>{"cluster1//Pod/shop/cart"});
@@ -127,7 +128,7 @@ TEST(KubePodsTest, PodsOfOtherNodesAreIgnored) {
   KubePods pods = makePods();
   pods.upsertNamespace(ns("shop", "ambient"));
   auto elsewhere = pod("shop", "cart", {ip("10.244.2.4")});
-  elsewhere.node_name = "node-2";
+  elsewhere.node_name = std::string("node-2");
   EXPECT_FALSE(pods.upsertPod(elsewhere));
   EXPECT_TRUE(pods.workloads().empty());
   EXPECT_FALSE(pods.knowsPod("shop", "cart"));
@@ -169,7 +170,7 @@ TEST(KubePodsTest, CniAddOfAnUnknownOrMismatchedPodEnrollsNothing) {
   EXPECT_TRUE(pods.knowsPod("shop", "cart"));
   // The runtime set up another pod of that name (recreated): not this one.
   cni::CniRequest stale = add("shop", "cart", {"10.244.1.9/24"});
-  stale.pod_uid = "uid-other";
+  stale.pod_uid = std::string("uid-other");
   CniDecision mismatch = pods.cniAdd(stale, nullptr);
   EXPECT_FALSE(mismatch.enroll);
   EXPECT_NE(mismatch.reason.find("uid-other"), std::string::npos);
@@ -181,7 +182,7 @@ TEST(KubePodsTest, ARecreatedPodForgetsTheOldPodsChainAddresses) {
   pods.upsertPod(pod("shop", "db-0"));
   ASSERT_TRUE(pods.cniAdd(add("shop", "db-0", {"10.244.1.7/24"}), nullptr).enroll);
   auto recreated = pod("shop", "db-0");
-  recreated.metadata.uid = "uid-db-0-new";
+  recreated.metadata.uid = std::string("uid-db-0-new");
   EXPECT_TRUE(pods.upsertPod(recreated));
   EXPECT_TRUE(pods.workloads().empty());
 }
