@@ -109,7 +109,13 @@ def main():
                 path = os.path.join(bin_dir, program)
                 if not os.path.exists(path):
                     continue  # not built in this tree
-                ldd = subprocess.run(["ldd", path], capture_output=True, text=True, check=True)
+                ldd = subprocess.run(["ldd", path], capture_output=True, text=True, check=False)
+                if ldd.returncode != 0:
+                    # A static program (nodemesh-cni) needs no library; anything else is an error.
+                    if "not a dynamic executable" in ldd.stdout + ldd.stderr:
+                        continue
+                    problems.append(f"{program}: ldd failed: {ldd.stderr.strip()}")
+                    continue
                 libs = re.findall(r"=>\s+(/\S+)", ldd.stdout)
                 owners = owners_of(libs)
                 for lib in libs:
