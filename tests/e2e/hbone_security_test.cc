@@ -283,8 +283,8 @@ TEST_F(HboneSecurityTest, Http2FramesOutOfOrderEndTheConnection) {
   auto data_first = hboneClient("data-first", args);
   EXPECT_EQ(field(data_first, "handshake"), "ok") << data_first.dump();
   EXPECT_EQ(number(data_first, "status"), -1) << "a response: " << data_first.dump();
-  // Closed by the server (after a GOAWAY(PROTOCOL_ERROR), when one arrives: see
-  // DISABLED_FatalErrorsAreAnnouncedBeforeTheClose).
+  // Closed by the server, after a GOAWAY(PROTOCOL_ERROR) (FatalErrorsAreAnnouncedBeforeTheClose
+  // checks that it arrives).
   EXPECT_TRUE(closedByServer(data_first)) << "connection left open: " << data_first.dump();
 
   args.insert(args.end(), {"--authority", kCartV1App});
@@ -423,14 +423,14 @@ TEST_F(HboneSecurityTest, IndependentHttp2ClientInteroperates) {
       << agent2_->output();
 }
 
-// ---- known bugs (see each comment); run with --gtest_also_run_disabled_tests ----
+// ---- regression tests of bugs found and fixed earlier (each comment says what was wrong) ----
 
-// BUG: the inbound access log takes the client's address from the request's `forwarded`
+// Was a bug: the inbound access log took the client's address from the request's `forwarded`
 // header without checking it (ztunnel/hbone_relay.cc, forwardedFor() and Worker::onRequest():
 // the comment promises "when it names the same host as the connection's peer", the code
 // accepts any address). Any workload holding a mesh certificate can write an arbitrary
 // src= into the destination's access log, while the application itself is (correctly) reached
-// from the connection's real peer address. Disabled until fixed.
+// from the connection's real peer address.
 TEST_F(HboneSecurityTest, AccessLogSourceIsNotTakenFromAnUncheckedForwardedHeader) {
   startAgents();
   Process& server = serve("cart-v1", 8080);
@@ -454,11 +454,11 @@ TEST_F(HboneSecurityTest, AccessLogSourceIsNotTakenFromAnUncheckedForwardedHeade
       << agent2_->output();
 }
 
-// BUG: requests refused inside the HTTP/2 layer are neither logged nor counted. A GET (400)
+// Was a bug: requests refused inside the HTTP/2 layer were neither logged nor counted. A GET (400)
 // and an oversized header block (431) are answered by H2Session::finishRequestHeaders()
 // (ztunnel/hbone/h2_session.cc) without reaching Worker::onRequest(), so agent2 logs no
 // "HBONE CONNECT ... refused with" line and hbone_streams_rejected ("answered 400/401/503")
-// stays unchanged: an operator cannot see these refusals. Disabled until fixed.
+// stayed unchanged: an operator could not see these refusals.
 TEST_F(HboneSecurityTest, RefusalsInsideHttp2AreLoggedAndCounted) {
   startAgents();
   auto before = tunnelStats(*agent2_);
@@ -474,13 +474,12 @@ TEST_F(HboneSecurityTest, RefusalsInsideHttp2AreLoggedAndCounted) {
   EXPECT_EQ(tunnelStats(*agent2_)["hbone_streams_rejected"], before["hbone_streams_rejected"] + 2);
 }
 
-// BUG: a fatal error on an HBONE connection drops what the server had queued to tell the
+// Was a bug: a fatal error on an HBONE connection dropped what the server had queued to tell the
 // client why. Worker::onHboneRecv() (ztunnel/hbone_relay.cc) calls failHbone() as soon as
 // HboneTransport::onSocketData() fails; failHbone() marks the connection dead (flush() then
 // skips it) and sets SO_LINGER 0, so the TLS alert (certificate_required) or the HTTP/2 GOAWAY
 // (PROTOCOL_ERROR, RFC 9113 §5.4.1: SHOULD be sent before closing) never leaves; the client
-// sees a reset or a bare EOF. The agent even logs "sent GOAWAY PROTOCOL_ERROR". Disabled until
-// fixed.
+// saw a reset or a bare EOF, while the agent logged "sent GOAWAY PROTOCOL_ERROR".
 TEST_F(HboneSecurityTest, FatalErrorsAreAnnouncedBeforeTheClose) {
   startAgents();
   const ClientCredentials mesh = meshClient();
