@@ -493,7 +493,7 @@ TEST_F(DebugTest, AccessLogTextLinesForAllowedAndDeniedConnections) {
                  R"(result=ok transport=hbone src_identity=spiffe://cluster\.local/ns/shop/sa/)"
                  R"(frontend dst_identity=spiffe://cluster\.local/ns/shop/sa/cart )"
                  R"(src_workload=shop/frontend-7d9f dst_workload=shop/cart-v1-5c2a )"
-                 R"(verdict=allow policy=)")))
+                 R"(verdict=allow policy=shop/cart-allow-frontend(\s|$))")))
       << agent2_->output();
 
   // Denied: port 9999 of cart-v1, by shop/deny-debug-port.

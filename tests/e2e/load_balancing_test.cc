@@ -5,6 +5,7 @@
 // the servers' "conn" events.
 #include <signal.h>
 
+#include <ctime>
 #include <filesystem>
 
 #include "tests/e2e/mesh_fixture.h"
@@ -147,13 +148,22 @@ TEST_F(LoadBalancingTest, SlowEndpointGetsClearlyFewerConnections) {
   EXPECT_LT(counts.at("cart-v3") * 2, counts.at("cart-v2"));
 }
 
-// Milliseconds since midnight of a log line's timestamp ("2026-11-24T07:22:34.211Z ...");
-// -1 when the line has none.
+// Milliseconds since the epoch of a log line's timestamp ("2026-11-24T07:22:34.211Z ..."), so
+// that differences stay right across UTC midnight; -1 when the line has none.
 int64_t logTimeMs(const std::string& line) {
   std::smatch m;
-  if (!std::regex_search(line, m, std::regex(R"(T(\d\d):(\d\d):(\d\d)\.(\d\d\d)Z)"))) return -1;
-  return ((std::stoll(m[1]) * 60 + std::stoll(m[2])) * 60 + std::stoll(m[3])) * 1000 +
-         std::stoll(m[4]);
+  if (!std::regex_search(line, m,
+                         std::regex(R"((\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d\d\d)Z)"))) {
+    return -1;
+  }
+  std::tm tm{};
+  tm.tm_year = std::stoi(m[1]) - 1900;
+  tm.tm_mon = std::stoi(m[2]) - 1;
+  tm.tm_mday = std::stoi(m[3]);
+  tm.tm_hour = std::stoi(m[4]);
+  tm.tm_min = std::stoi(m[5]);
+  tm.tm_sec = std::stoi(m[6]);
+  return static_cast<int64_t>(timegm(&tm)) * 1000 + std::stoll(m[7]);
 }
 
 std::vector<std::string> linesWith(const std::string& text, const std::vector<std::string>& all) {

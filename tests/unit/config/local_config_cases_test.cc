@@ -210,12 +210,25 @@ INSTANTIATE_TEST_SUITE_P(Cases, BadConfigTest, ::testing::ValuesIn(kBadCases), c
 struct GoodCase {
   std::string_view name;
   std::string_view yaml;
+  // What must have been read (null: loading is all this case checks).
+  void (*check)(const model::Snapshot& snapshot) = nullptr;
 };
+
+// The first match of the first policy's first rule (POLICY_HEAD cases).
+const model::Match& firstMatch(const model::Snapshot& s) {
+  return s.policies().at(0).rules.at(0).at(0).at(0);
+}
 
 const GoodCase kGoodCases[] = {
     {"FlowStyleEverything",
      "{workloads: [{uid: w, namespace: s, workloadIps: ['10.0.0.1']}], services: [], "
-     "policies: []}"},
+     "policies: []}",
+     [](const model::Snapshot& s) {
+       ASSERT_EQ(s.workloads().size(), 1u);
+       EXPECT_EQ(s.workloads()[0].uid, "w");
+       EXPECT_EQ(s.workloads()[0].workload_ips,
+                 std::vector<IpAddress>{*IpAddress::parse("10.0.0.1")});
+     }},
     {"NullOptionalFields",
      WORKLOAD_HEAD "  workloadIps: []\n  waypoint: null\n  applicationTunnel: ~\n  locality:\n"},
     {"PartialLocality", WORKLOAD_HEAD "  workloadIps: []\n  locality: {region: r1}\n"},
@@ -223,11 +236,30 @@ const GoodCase kGoodCases[] = {
      WORKLOAD_HEAD "  workloadIps: []\n  applicationTunnel: {protocol: NONE}\n"},
     {"Ipv6AndMappedAddresses",
      WORKLOAD_HEAD "  workloadIps: ['fd00::1', '::ffff:10.0.0.1', '2001:db8::1']\n"},
-    {"HexAndOctalPorts", POLICY_HEAD "  - - - destinationPorts: [0x50, 0o120, +80]\n"},
+    {"HexAndOctalPorts", POLICY_HEAD "  - - - destinationPorts: [0x50, 0o120, +80]\n",
+     [](const model::Snapshot& s) {
+       EXPECT_EQ(firstMatch(s).destination_ports, (std::vector<uint16_t>{80, 80, 80}));
+     }},
     {"QuotedStringsAnywhere",
-     "workloads:\n- uid: 'w1'\n  namespace: \"shop\"\n  workloadIps: []\n  protocol: 'HBONE'\n"},
-    {"NumbersAsStrings", "workloads:\n- uid: 12345\n  namespace: 2024\n  workloadIps: []\n"},
-    {"TagFormStringMatch", POLICY_HEAD "  - - - namespaces: [!Prefix kube-, !Exact shop]\n"},
+     "workloads:\n- uid: 'w1'\n  namespace: \"shop\"\n  workloadIps: []\n  protocol: 'HBONE'\n",
+     [](const model::Snapshot& s) {
+       ASSERT_EQ(s.workloads().size(), 1u);
+       EXPECT_EQ(s.workloads()[0].uid, "w1");
+       EXPECT_EQ(s.workloads()[0].namespace_name, "shop");
+       EXPECT_EQ(s.workloads()[0].protocol, model::Protocol::Hbone);
+     }},
+    {"NumbersAsStrings", "workloads:\n- uid: 12345\n  namespace: 2024\n  workloadIps: []\n",
+     [](const model::Snapshot& s) {
+       ASSERT_EQ(s.workloads().size(), 1u);
+       EXPECT_EQ(s.workloads()[0].uid, "12345");
+       EXPECT_EQ(s.workloads()[0].namespace_name, "2024");
+     }},
+    {"TagFormStringMatch", POLICY_HEAD "  - - - namespaces: [!Prefix kube-, !Exact shop]\n",
+     [](const model::Snapshot& s) {
+       EXPECT_EQ(firstMatch(s).namespaces,
+                 (std::vector<model::StringMatch>{model::StringMatch::prefix("kube-"),
+                                                  model::StringMatch::exact("shop")}));
+     }},
     {"PresenceAsNull", POLICY_HEAD "  - - - principals: [{Presence: }]\n"},
     {"EmptyMatchAndClause", POLICY_HEAD "  - - - {}\n  - []\n"},
     {"AnchorsAndAliases",
@@ -236,7 +268,12 @@ const GoodCase kGoodCases[] = {
      "- {name: b, namespace: s, scope: Namespace, action: Deny, rules: *r}\n"},
     {"DocumentStartMarker", "---\nworkloads: []\n"},
     {"ServiceBackedButNotDefined", WORKLOAD_HEAD "  workloadIps: []\n  services: {shop/x: {}}\n"},
-    {"WindowsLineEndings", "workloads:\r\n- uid: w\r\n  namespace: s\r\n  workloadIps: []\r\n"},
+    {"WindowsLineEndings", "workloads:\r\n- uid: w\r\n  namespace: s\r\n  workloadIps: []\r\n",
+     [](const model::Snapshot& s) {
+       ASSERT_EQ(s.workloads().size(), 1u);
+       EXPECT_EQ(s.workloads()[0].uid, "w");  // no '\r' left in the value
+       EXPECT_EQ(s.workloads()[0].namespace_name, "s");
+     }},
     {"EveryHttpField",
      POLICY_HEAD "  - - - {hosts: [a.example], notHosts: [b.example], methods: [GET], notMethods: "
                  "[POST], paths: [/a], notPaths: ['/b*'], requestPrincipals: ['*'], "
@@ -251,7 +288,8 @@ class GoodConfigTest : public ::testing::TestWithParam<GoodCase> {};
 TEST_P(GoodConfigTest, Loads) {
   LoadResult r = parseLocalConfig(GetParam().yaml, "good.yaml");
   EXPECT_TRUE(r.ok()) << allProblems(r);
-  EXPECT_NE(r.snapshot, nullptr);
+  ASSERT_NE(r.snapshot, nullptr);
+  if (GetParam().check != nullptr) GetParam().check(*r.snapshot);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, GoodConfigTest, ::testing::ValuesIn(kGoodCases),
