@@ -279,11 +279,12 @@ cni::CniReply KubeIntegration::cniAdd(const cni::CniRequest& request) {
   const auto deadline = std::chrono::steady_clock::now() + options_.cni_enroll_timeout;
   std::unique_lock<std::mutex> lock(pass_mu_);
   while (true) {
+    // The pass count is read before looking: a pass that ends while we look is not missed.
+    const uint64_t seen = passes_;
     lock.unlock();
     const bool enrolled = hooks_.enrolled_uids().count(uid) > 0;
     lock.lock();
     if (enrolled) return cni::CniReply::success(true, "enrolled: " + decision.reason);
-    const uint64_t seen = passes_;
     if (!pass_cv_.wait_until(lock, deadline, [&] { return passes_ != seen; })) break;
     {
       std::lock_guard<std::mutex> stop_lock(annotate_mu_);
