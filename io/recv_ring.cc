@@ -95,7 +95,9 @@ void Receivers::onCompletion(Receiver& rx, int res, unsigned flags) {
     rx.eof = true;
   } else if (res == -ENOBUFS && rx.buffers->available() > 0) {
     // Buffers came back between the kernel's attempt and this completion: try again now.
+    if (exhausted_ != nullptr) exhausted_->fetch_add(1, std::memory_order_relaxed);
   } else if (res == -ENOBUFS) {
+    if (exhausted_ != nullptr) exhausted_->fetch_add(1, std::memory_order_relaxed);
     // The worker's ring is empty: wait for buffers to come back (consume).
     if (!rx.closed && !rx.starved) {
       rx.starved = true;

@@ -9,6 +9,7 @@
 
 #include <liburing.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -94,7 +95,9 @@ struct Receiver {
 // receivers that found the buffers exhausted waiting until some come back. One per worker.
 class Receivers {
  public:
-  explicit Receivers(Ring& ring) : ring_(ring) {}
+  // `exhausted`, when given, counts the receives that found the buffer ring empty (ENOBUFS).
+  explicit Receivers(Ring& ring, std::atomic<uint64_t>* exhausted = nullptr)
+      : ring_(ring), exhausted_(exhausted) {}
 
   // Arms rx's multishot receive unless it is armed, finished, over budget or starved.
   void arm(Receiver& rx);
@@ -109,6 +112,7 @@ class Receivers {
 
  private:
   Ring& ring_;
+  std::atomic<uint64_t>* exhausted_;
   std::vector<Receiver*> starved_;  // stopped by ENOBUFS, waiting for buffers
 };
 

@@ -60,7 +60,9 @@
     "Connects that did not complete within --connect-timeout-ms")                                  \
   X(busy_poll_hits, Counter, "nodemesh_tunnel_busy_polls_total", "result", "hit",                  \
     "Tunnel workers' busy polls (--busy-poll-us): found work (hit) or slept (miss)")               \
-  X(busy_poll_misses, Counter, "nodemesh_tunnel_busy_polls_total", "result", "miss", "")
+  X(busy_poll_misses, Counter, "nodemesh_tunnel_busy_polls_total", "result", "miss", "")          \
+  X(recv_buffers_exhausted, Counter, "nodemesh_tunnel_receive_buffers_exhausted_total", "", "",    \
+    "Receives that found the worker's receive buffers all in use (ENOBUFS; --recv-buffers)")
 // clang-format on
 
 namespace nodemesh::tunnel {

@@ -24,7 +24,7 @@ WorkerLoop::WorkerLoop(const WorkerShared& shared, std::unique_ptr<io::UringRing
       ring_(std::move(ring)),
       app_buffers_(std::move(app_buffers)),
       hbone_buffers_(std::move(hbone_buffers)),
-      receivers_(*ring_),
+      receivers_(*ring_, &shared.counters.recv_buffers_exhausted),
       pods_(*ring_, shared.options, *this),
       dialer_(shared.options, shared.counters, pods_, outbound_),
       ctx_{*ring_,

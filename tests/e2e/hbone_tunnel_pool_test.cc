@@ -24,6 +24,8 @@ struct PoolCost {
   uint64_t streams_accepted = 0;
   uint64_t streams_rejected = 0;
   uint64_t pool_size = 0;
+  uint64_t client_exhausted = 0;  // receives that found the buffer ring empty
+  uint64_t server_exhausted = 0;
   std::string elapsed_ms;
 };
 
@@ -74,6 +76,8 @@ PoolCost concurrentConnections(SimCluster& cluster, Process& agent1, Process& ag
   cost.streams_accepted = delta(server_after, server_before, "hbone_streams_accepted");
   cost.streams_rejected = delta(server_after, server_before, "hbone_streams_rejected");
   cost.pool_size = client_after["hbone_pool_size"];
+  cost.client_exhausted = delta(client_after, client_before, "recv_buffers_exhausted");
+  cost.server_exhausted = delta(server_after, server_before, "recv_buffers_exhausted");
   std::printf("%d concurrent connections: %llu client / %llu server TLS handshakes, %s ms\n",
               connections, static_cast<unsigned long long>(cost.client_handshakes),
               static_cast<unsigned long long>(cost.server_handshakes), cost.elapsed_ms.c_str());
@@ -126,12 +130,17 @@ TEST_F(HboneTunnelTest, TinyReceiveBufferRingStillCarriesConcurrentTransfers) {
   PoolCost cost = concurrentConnections(*cluster_, *agent1_, *agent2_, 50);
   EXPECT_EQ(cost.streams_accepted, 50u);
   EXPECT_EQ(cost.streams_rejected, 0u);
+  // The ring really ran dry, on both sides, and the sockets were re-armed after it did.
+  EXPECT_GT(cost.client_exhausted, 0u);
+  EXPECT_GT(cost.server_exhausted, 0u);
 }
 
 // The same for the plain TCP relay: 30 concurrent plaintext clients (batch, outside the mesh)
 // into cart-v1's 15006 through an 8-buffer ring, 256 KiB each way each.
 TEST_F(HboneTunnelTest, TinyReceiveBufferRingStillCarriesConcurrentPlainTcp) {
   startAgents({"--workers", "1", "--recv-buffers", "8"});
+  if (HasFatalFailure()) return;
+  const uint64_t exhausted_before = tunnelStats(*agent2_)["recv_buffers_exhausted"];
   Process& server = serveParallel("cart-v1", 8080, 30, 30);
   auto r = cluster_->runInPod(
       "batch",
@@ -145,6 +154,8 @@ TEST_F(HboneTunnelTest, TinyReceiveBufferRingStillCarriesConcurrentPlainTcp) {
   for (const auto& conn : findEvents(server.output(), "conn")) {
     EXPECT_TRUE(conn.value("received_ok", false)) << conn.dump();
   }
+  // cart-v1's agent relayed all of it through its 8 buffers: they ran out on the way.
+  EXPECT_GT(tunnelStats(*agent2_)["recv_buffers_exhausted"], exhausted_before);
 }
 
 // Busy polling (--busy-poll-us): a transfer through the tunnel with the workers polling before
