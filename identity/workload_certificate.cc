@@ -52,7 +52,12 @@ Result<std::shared_ptr<const WorkloadCertificate>> WorkloadCertificate::create(
 }
 
 std::string WorkloadCertificate::serialHex() const {
-  const ASN1_INTEGER* serial = X509_get0_serialNumber(leaf_.get());
+  return certificateSerialHex(leaf_.get());
+}
+
+std::string certificateSerialHex(const X509* cert) {
+  if (cert == nullptr) return {};
+  const ASN1_INTEGER* serial = X509_get0_serialNumber(cert);
   BignumPtr bn(ASN1_INTEGER_to_BN(serial, nullptr));
   if (!bn) return {};
   char* hex = BN_bn2hex(bn.get());

@@ -69,6 +69,9 @@ Result<SpiffeId> spiffeIdFromCertificate(X509* cert);
 // PEM text of one certificate.
 Result<std::string> certificateToPem(X509* cert);
 
+// The certificate's serial number in upper-case hex ("" if it cannot be read).
+std::string certificateSerialHex(const X509* cert);
+
 // ASN1_TIME (UTCTime or GeneralizedTime) as a time_point.
 Result<std::chrono::system_clock::time_point> asn1TimeToTimePoint(const ASN1_TIME* t);
 

@@ -350,6 +350,11 @@ Result<TlsSession::ReadResult> TlsSession::readPlain(std::span<uint8_t> out) {
   return ReadResult{ReadStatus::kWouldBlock, 0};
 }
 
+std::string TlsSession::peerCertificateSerial() const {
+  if (state_ != State::kEstablished) return {};
+  return identity::certificateSerialHex(SSL_get0_peer_certificate(ssl_.get()));
+}
+
 Status TlsSession::shutdown() {
   if (state_ == State::kFailed) return error_;
   if (state_ != State::kEstablished) return Error{ENOTCONN, "TLS shutdown before the handshake"};

@@ -107,6 +107,9 @@ class TlsSession {
   bool isServer() const { return server_; }
   // The peer's SPIFFE ID, once established.
   const std::optional<identity::SpiffeId>& peerIdentity() const { return peer_identity_; }
+  // The serial number (hex) of the certificate the peer presented, once established: which of
+  // its certificates it used (after a rotation, for instance).
+  std::string peerCertificateSerial() const;
   // The negotiated ALPN protocol ("h2"), once established.
   const std::string& alpn() const { return alpn_; }
   // Why the session failed (valid when failed()): OpenSSL's reasons, our identity/ALPN checks,

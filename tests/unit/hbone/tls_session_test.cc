@@ -224,9 +224,11 @@ TEST_F(TlsSessionTest, RotationLeavesLiveConnectionsAlone) {
   auto s1 = server();
   ASSERT_TRUE(c1 && s1);
   ASSERT_EQ(handshake(*c1, *s1).server, HandshakeState::kDone);
+  const std::string old_serial = server_cert_->serialHex();
+  ASSERT_FALSE(old_serial.empty());
+  EXPECT_EQ(c1->peerCertificateSerial(), old_serial);
 
   // Rotate: new certificate, new context; the old context and certificate are released.
-  const std::string old_serial = server_cert_->serialHex();
   server_cert_ = issue(*ca_, "server");
   server_ctx_ = serverContext(*server_cert_);
   ASSERT_TRUE(server_ctx_);
@@ -239,7 +241,10 @@ TEST_F(TlsSessionTest, RotationLeavesLiveConnectionsAlone) {
   auto s2 = server();
   ASSERT_TRUE(c2 && s2);
   ASSERT_EQ(handshake(*c2, *s2).client, HandshakeState::kDone);
+  // The new connection got the new certificate; the live one still holds the old.
   EXPECT_NE(server_cert_->serialHex(), old_serial);
+  EXPECT_EQ(c2->peerCertificateSerial(), server_cert_->serialHex());
+  EXPECT_EQ(c1->peerCertificateSerial(), old_serial);
   EXPECT_EQ(*c2->peerIdentity(), id("server"));
 }
 
