@@ -102,7 +102,11 @@ std::string humanBytes(uint64_t n) {
   return fmt::format("{} B", n);
 }
 
-int runDemo(const std::string& config_path, uint64_t bytes, bool with_waypoint) {
+// `expect_denied`: when not empty, the pod pairs ("from>to", short names) that must be refused,
+// every other pair must connect. An expectation written by hand, independent of the Authorizer
+// the agents run (the POLICY column alone would agree with a broken one).
+int runDemo(const std::string& config_path, uint64_t bytes, bool with_waypoint,
+            const std::set<std::string>& expect_denied) {
   if (auto problem = sim::privilegedEnvironmentProblem()) {
     std::cerr << "nodemesh-demo needs root on a Linux host with network namespaces, cgroup2 "
                  "and bpffs: "
@@ -217,7 +221,11 @@ int runDemo(const std::string& config_path, uint64_t bytes, bool with_waypoint) 
       bool ok = done && done->value("ok", false);
       const Expected expected = expectedVerdict(authorizer, from, to, kAppPort);
       // A connection the policies deny must fail (reset), one they allow must succeed.
-      const bool as_expected = ok == expected.allowed;
+      bool as_expected = ok == expected.allowed;
+      if (!expect_denied.empty() &&
+          ok == (expect_denied.count(from.short_name + ">" + to.short_name) > 0)) {
+        as_expected = false;
+      }
       failures += as_expected ? 0 : 1;
       // Let the agents write their access lines for this connection.
       sim::waitFor(
@@ -261,7 +269,8 @@ int runDemo(const std::string& config_path, uint64_t bytes, bool with_waypoint) 
           from.short_name + " -> " + to.short_name, done ? done->value("peer", "?") : "?",
           server_saw, captured, delivered, tunnel, identity,
           as_expected ? expected.text
-                      : "UNEXPECTED (policy says " + expected.text + "): " + r.out + r.err);
+                      : fmt::format("UNEXPECTED ({}; policy says {}): {}{}",
+                                    ok ? "connected" : "refused", expected.text, r.out, r.err));
     }
   }
 
@@ -368,11 +377,17 @@ int main(int argc, char** argv) {
     app.add_option("--bytes", bytes, "bytes each connection sends each way")
         ->capture_default_str()
         ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 30));
+    std::vector<std::string> expect_denied;
+    app.add_option("--expect-denied", expect_denied,
+                   "check the pod pairs refused: exactly these FROM>TO pairs (workload names, "
+                   "comma-separated) must be refused and every other pair must connect")
+        ->delimiter(',');
     bool no_waypoint = false;
     app.add_flag("--no-waypoint", no_waypoint,
                  "skip the waypoint part (L7 routing of an HTTP service by its HTTPRoute)");
     CLI11_PARSE(app, argc, argv);
-    return nodemesh::demo::runDemo(config, bytes, !no_waypoint);
+    return nodemesh::demo::runDemo(config, bytes, !no_waypoint,
+                                   {expect_denied.begin(), expect_denied.end()});
   } catch (const std::exception& e) {
     // Harness setup errors (a command that failed while building the cluster), and anything
     // else that would otherwise end in std::terminate() without running the cleanup.
