@@ -179,5 +179,73 @@ TEST_F(AuthorizationTest, PolicyChangeClosesNowDeniedConnectionAndAdmitsNewlyAll
   EXPECT_FALSE(denied.value("ok", true)) << denied.dump();
 }
 
+// A policy change also closes open plaintext connections (15006, no identity) it now denies:
+// both TCP sides are reset, the access line says so, and closed_by_policy counts it.
+TEST_F(AuthorizationTest, PolicyChangeClosesNowDeniedPlaintextConnection) {
+  startPolicyAgents();
+  serve("frontend", 8080);
+  // batch (outside the mesh) -> frontend:8080: no policy denies it yet.
+  Process& client =
+      cluster_->startInPod("batch", {testappPath(), "connect", "--to", "10.244.1.10:8080", "--send",
+                                     "4M", "--expect", "0", "--rate", "512K"});
+  ASSERT_TRUE(waitFor([&] { return tunnelStats(*agent1_)["active"] >= 1; }, seconds(5)))
+      << agent1_->output();
+  ASSERT_TRUE(client.isRunning()) << client.output();
+  auto before = tunnelStats(*agent1_);
+
+  // deny-debug-port now denies 8080 in namespace shop.
+  std::string text = exampleConfig();
+  const std::string from = "destinationPorts: [9999]";
+  auto pos = text.find(from);
+  ASSERT_NE(pos, std::string::npos);
+  text.replace(pos, from.size(), "destinationPorts: [8080]");
+  rewritePolicies(text);
+  ASSERT_TRUE(client.waitExit(seconds(5)).has_value()) << "still open 5 s after the change";
+  auto done = findEvent(client.output(), "done");
+  ASSERT_TRUE(done.has_value()) << client.output();
+  EXPECT_FALSE(done->value("ok", true)) << done->dump();
+  EXPECT_LT(done->value("sent", uint64_t{0}), 4ull << 20) << done->dump();
+  EXPECT_TRUE(waitForAccess(*agent1_, {"src=10.244.2.30:", "dst=10.244.1.10:8080", "transport=tcp",
+                                       "verdict=deny", "closed by policy change"}))
+      << agent1_->output();
+  auto after = tunnelStats(*agent1_);
+  EXPECT_EQ(after["closed_by_policy"], before["closed_by_policy"] + 1);
+  EXPECT_EQ(after["denied"], before["denied"]) << "closed_by_policy, not a refused connect";
+}
+
+// A dry-run policy never decides, but the agent logs what it would have done: a dry-run DENY of
+// 8080 in shop leaves frontend -> cart allowed and logs "would be denied" naming it.
+TEST_F(AuthorizationTest, DryRunPolicyIsLoggedButDoesNotDecide) {
+  std::string text = exampleConfig();
+  const std::string anchor = "- name: deny-debug-port";
+  auto pos = text.find(anchor);
+  ASSERT_NE(pos, std::string::npos);
+  text.insert(pos,
+              "- name: dry-deny-8080\n"
+              "  namespace: shop\n"
+              "  scope: Namespace\n"
+              "  action: Deny\n"
+              "  dryRun: true\n"
+              "  rules:\n"
+              "  - - - destinationPorts: [8080]\n");
+  policy_config_ = cluster_->writeFile("policy.yaml", text);
+  startAgents({}, policy_config_);
+  Process& cart = serve("cart-v1", 8080);
+  auto done = connect("frontend", kCartV1App, 4096, 4096);
+  EXPECT_TRUE(done.value("ok", false)) << done.dump();
+  EXPECT_EQ(cart.waitExit(seconds(10)), 0) << cart.output();
+  EXPECT_TRUE(waitForAccess(*agent2_, {"src=10.244.1.10:", "dst=10.244.2.20:8080", "verdict=allow",
+                                       "policy=shop/cart-allow-frontend"}))
+      << agent2_->output();
+  EXPECT_TRUE(waitFor(
+      [&] {
+        return agent2_->output().find("dry-run policies for 10.244.1.10:") != std::string::npos &&
+               agent2_->output().find("would be denied; matched: shop/dry-deny-8080#") !=
+                   std::string::npos;
+      },
+      seconds(5)))
+      << agent2_->output();
+}
+
 }  // namespace
 }  // namespace nodemesh::sim
