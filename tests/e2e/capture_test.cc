@@ -230,6 +230,34 @@ TEST_F(CaptureTest, ExcludedPortsAreNotCaptured) {
   EXPECT_EQ(agent2_->output().find("dst=10.244.2.20:9191"), std::string::npos);
 }
 
+// --exclude-cidrs, outbound: a connect to an excluded address goes straight out (the pod's
+// agent counts it as excluded and logs nothing); the peer's agent sees a plaintext client.
+TEST_F(CaptureTest, ExcludedCidrIsNotCapturedOutbound) {
+  startAgents({"--exclude-cidrs", "10.244.2.20/31"});
+  if (HasFatalFailure()) return;
+  PinnedCounters node1(mapsDir("node1"));
+  PinnedCounters node2(mapsDir("node2"));
+  uint64_t frontend = cookieOf(cluster_->podNetnsPath("frontend"));
+  uint64_t cart = cookieOf(cluster_->podNetnsPath("cart-v1"));
+
+  Process& s1 = serve("cart-v1", 8080);
+  auto done = connect("frontend", "10.244.2.20:8080", 4096, 4096);
+  EXPECT_TRUE(done.value("ok", false)) << done.dump();
+  ASSERT_TRUE(s1.waitExit(seconds(10)).has_value());
+  EXPECT_EQ(node1.pod(frontend)["out_skip_excluded"], 1u);
+  EXPECT_EQ(node1.pod(frontend)["out_captured"], 0u);
+  EXPECT_EQ(node2.pod(cart)["in_steered"], 1u);
+  EXPECT_EQ(agent1_->output().find("dst=10.244.2.20:8080"), std::string::npos);
+
+  // An address outside the CIDR is still captured.
+  Process& s2 = serve("cart-v2", 8080);
+  done = connect("frontend", "10.244.1.21:8080", 4096, 4096);
+  EXPECT_TRUE(done.value("ok", false)) << done.dump();
+  ASSERT_TRUE(s2.waitExit(seconds(10)).has_value());
+  EXPECT_EQ(node1.pod(frontend)["out_captured"], 1u);
+  EXPECT_EQ(node1.pod(frontend)["out_skip_excluded"], 1u);  // unchanged
+}
+
 // Must show 5: a pod created after the agent started is enrolled within 1 s and captured; a
 // removed pod is forgotten (map entries and its sk_lookup link gone).
 TEST_F(CaptureTest, PodsAppearingAndDisappearingAreFollowedWithinOneSecond) {
