@@ -33,6 +33,23 @@ std::string withCartV3(std::string text) {
   return text.insert(pos + std::string("workloads:\n").size(), cart_v3);
 }
 
+// cart-ghost: an endpoint of cart outside the mesh (plain TCP) at an address of node2's pod
+// range where nothing answers: its SYNs are dropped while node2 looks for it (ARP), so a connect
+// to it hangs until the agent's --connect-timeout-ms ends it.
+std::string withGhostCart(std::string text) {
+  const std::string ghost =
+      "- uid: cluster1//v1/Pod/shop/cart-ghost\n"
+      "  name: cart-ghost\n"
+      "  namespace: shop\n"
+      "  serviceAccount: cart\n"
+      "  workloadIps: [\"10.244.2.99\"]\n"
+      "  protocol: TCP\n"
+      "  node: node2\n"
+      "  services: {\"shop/cart.shop.svc.cluster.local\": {80: 8080}}\n";
+  auto pos = text.find("workloads:\n");
+  return text.insert(pos + std::string("workloads:\n").size(), ghost);
+}
+
 // The cart service with a load balancer section (inserted after its `ports` line).
 std::string withLoadBalancer(std::string text, const std::string& mode) {
   const std::string anchor = "  ports: {80: 8080}\n";
@@ -277,6 +294,42 @@ TEST_F(LoadBalancingTest, FailoverPrefersSameNodeAndStrictFailsClosed) {
   EXPECT_TRUE(agent1_->waitForOutput("no endpoint", seconds(5))) << agent1_->output();
   std::this_thread::sleep_for(milliseconds(300));
   EXPECT_EQ(served(*servers["cart-v1"]) + served(*servers["cart-v3"]), node2_before);
+}
+
+// --connect-timeout-ms: a connect to the unresponsive endpoint ends after 300 ms (not the
+// kernel's seconds of ARP retries), counts as a timeout and is retried on another endpoint, so
+// no client connection fails; the endpoint is ejected.
+TEST_F(LoadBalancingTest, ConnectTimeoutEndsAHangingConnectAndRetriesElsewhere) {
+  startWithConfig(withGhostCart(withCartV3(testConfig())), {"--connect-timeout-ms", "300"});
+  serveCarts();
+  auto before = tunnelStats(*agent1_);
+  const auto started = std::chrono::steady_clock::now();
+  auto many = connectMany(20, 1);
+  const auto took =
+      std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - started);
+  EXPECT_EQ(many.value("failed", -1), 0) << many.dump();
+  auto after = tunnelStats(*agent1_);
+  const uint64_t timeouts = after["connect_timeouts"] - before["connect_timeouts"];
+  EXPECT_GE(timeouts, 1u) << agent1_->output();
+  EXPECT_GE(after["connect_retries"] - before["connect_retries"], timeouts);
+  EXPECT_TRUE(agent1_->waitForOutput("ejected shop/cart-ghost", seconds(2))) << agent1_->output();
+  // Each timeout cost ~300 ms; a kernel-timed connect would have cost seconds.
+  EXPECT_LT(took.count(), static_cast<int64_t>(timeouts) * 1000 + 5000) << took.count() << " ms";
+}
+
+// --connect-attempts 1: no retry on another endpoint, so the connection that picked the
+// unresponsive endpoint fails (and nothing is counted as retried).
+TEST_F(LoadBalancingTest, ConnectAttemptsCapsTheRetries) {
+  startWithConfig(withGhostCart(withCartV3(testConfig())),
+                  {"--connect-timeout-ms", "300", "--connect-attempts", "1"});
+  serveCarts();
+  auto before = tunnelStats(*agent1_);
+  auto many = connectMany(20, 1);
+  auto after = tunnelStats(*agent1_);
+  const uint64_t timeouts = after["connect_timeouts"] - before["connect_timeouts"];
+  EXPECT_GE(timeouts, 1u) << agent1_->output();
+  EXPECT_EQ(many.value("failed", -1), static_cast<int>(timeouts)) << many.dump();
+  EXPECT_EQ(after["connect_retries"], before["connect_retries"]);
 }
 
 }  // namespace
