@@ -147,6 +147,30 @@ TEST_F(AdminApiTest, QuitAndUnknownPaths) {
   EXPECT_EQ(get("/")->status, 200);
 }
 
+// The second line behind the 127.0.0.1 bind: every handler refuses a peer that is not loopback
+// (and does nothing: no quit), and serves one that is.
+TEST(AdminRoutesTest, EveryHandlerAnswers403ToAPeerThatIsNotLoopback) {
+  FakeState state;
+  const auto routes = adminRoutes(state);
+  ASSERT_GE(routes.size(), 6u);
+  for (const auto& route : routes) {
+    for (const char* peer : {"10.0.0.7", "192.168.1.2", "::ffff:10.0.0.7", "2001:db8::1", ""}) {
+      HttpRequest req;
+      req.method = route.method;
+      req.path = route.path;
+      req.remote_addr = peer;
+      EXPECT_EQ(route.handler(req).status, 403)
+          << route.method << " " << route.path << " from '" << peer << "'";
+    }
+    HttpRequest local;
+    local.method = route.method;
+    local.path = route.path;
+    local.remote_addr = route.path == "/quitquitquit" ? "::1" : "127.0.0.1";
+    EXPECT_NE(route.handler(local).status, 403) << route.method << " " << route.path;
+  }
+  EXPECT_EQ(state.quits.load(), 1) << "only the loopback POST /quitquitquit quits";
+}
+
 TEST(HttpServerTest, ASecondServerOnTheSamePortFails) {
   HttpServerOptions o;
   o.name = "a";
