@@ -334,6 +334,13 @@ TEST_F(CaptureTest, RestartReusesPinsAndSigtermRemovesEverything) {
 
   // A crash (or an upgrade that kills the process) leaves the pins in place.
   first.kill();
+  ASSERT_TRUE(first.waitExit(seconds(5)).has_value());
+  // While no agent runs, capture fails closed: the connect still goes to 15001, where nobody
+  // listens, and never reaches the server (its one connection is the one after the restart).
+  Process& server = serve("cart-v2", 8080);
+  auto refused = connect("frontend", "10.244.1.21:8080", 4096, 4096);
+  EXPECT_FALSE(refused.value("ok", true)) << refused.dump();
+  EXPECT_NE(refused.value("error", "").find("refused"), std::string::npos) << refused.dump();
   Process& second = startAgent("node1");
   ASSERT_TRUE(second.waitForOutput("links created 0, reused 5; maps reused", seconds(10)))
       << second.output();
@@ -343,7 +350,6 @@ TEST_F(CaptureTest, RestartReusesPinsAndSigtermRemovesEverything) {
   EXPECT_EQ(mapId(mapsDir("node1") + "/nm_pods"), pods_map);
 
   // Capture works with the reused pins.
-  Process& server = serve("cart-v2", 8080);
   auto done = connect("frontend", "10.244.1.21:8080", 1 << 20, 1 << 20);
   EXPECT_TRUE(done.value("ok", false)) << done.dump();
   EXPECT_EQ(done.value("peer", ""), "10.244.1.21:8080");
