@@ -313,6 +313,36 @@ TEST_F(CaptureTest, SteadyNodesLookForNamespacesOnlyWhenOneComesOrGoes) {
   EXPECT_LT(std::chrono::steady_clock::now() - removed, milliseconds(1000));
 }
 
+// A pinned map whose definition differs from the agent's (as after an upgrade that changed
+// it) is replaced: the agent warns, recreates the maps and enrolls the pods, and capture works.
+TEST_F(CaptureTest, PinnedMapWithAnOldDefinitionIsRecreated) {
+  std::error_code ec;
+  fs::create_directories(mapsDir("node1"), ec);
+  ASSERT_FALSE(ec) << ec.message();
+  // nm_pods as no version of the agent defines it: a 1-entry hash of u32 -> u32.
+  UniqueFd old_map(bpf_map_create(BPF_MAP_TYPE_HASH, "nm_pods", 4, 4, 1, nullptr));
+  ASSERT_TRUE(old_map.valid()) << std::strerror(errno);
+  const std::string pin = mapsDir("node1") + "/nm_pods";
+  ASSERT_EQ(bpf_obj_pin(old_map.get(), pin.c_str()), 0) << std::strerror(errno);
+  const uint32_t old_id = mapId(pin);
+  ASSERT_NE(old_id, 0u);
+
+  Process& agent = startAgent("node1");
+  ASSERT_TRUE(agent.waitForOutput("are incompatible with this agent's programs", seconds(10)))
+      << agent.output();
+  ASSERT_TRUE(agent.waitForOutput("enrolled pod shop/frontend-7d9f", seconds(10)))
+      << agent.output();
+  const uint32_t new_id = mapId(pin);
+  EXPECT_NE(new_id, 0u);
+  EXPECT_NE(new_id, old_id);
+  Process& server = serve("cart-v2", 8080);
+  auto done = connect("frontend", "10.244.1.21:8080", 4096, 4096);
+  EXPECT_TRUE(done.value("ok", false)) << done.dump();
+  ASSERT_TRUE(server.waitExit(seconds(10)).has_value());
+  EXPECT_TRUE(agent.waitForOutput("direction=outbound pod=shop/frontend-7d9f", seconds(5)))
+      << agent.output();
+}
+
 // Must show 6: a restarted agent reuses its pins without attaching twice; SIGTERM removes
 // every pin and link it created.
 TEST_F(CaptureTest, RestartReusesPinsAndSigtermRemovesEverything) {
