@@ -176,6 +176,8 @@ Status Daemon::startTunnel() {
   tunnel_options.node = options_.node;
   tunnel_options.connect_timeout = std::chrono::milliseconds(options_.connect_timeout_ms);
   tunnel_options.connect_attempts = options_.connect_attempts;
+  tunnel_options.keepalive_interval = std::chrono::seconds(options_.hbone_keepalive_s);
+  tunnel_options.pool_idle_timeout = std::chrono::seconds(options_.hbone_idle_timeout_s);
   workers_ = tunnel_options.workers;
   telemetry_ = std::make_unique<ConnectionTelemetry>(
       options_.access_log_format, ConnectionTelemetry::Sink{},

@@ -51,6 +51,8 @@ struct DaemonOptions {
   AccessLogFormat access_log_format = AccessLogFormat::kText;
   int access_log_flush_ms = 200;  // 0: a write per line
   int connect_timeout_ms = 10000;
+  int hbone_keepalive_s = 30;
+  int hbone_idle_timeout_s = 300;
   unsigned connect_attempts = 3;
   std::string proc_dir = "/proc";  // the node's processes (/host/proc in a container)
   // Kubernetes (docs/kubernetes.md): off unless `kubernetes`.

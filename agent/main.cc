@@ -153,6 +153,15 @@ int agentMain(int argc, char** argv) {
                  "other endpoints after a connect failure)")
       ->capture_default_str()
       ->check(CLI::Range(1, 10));
+  app.add_option("--hbone-keepalive-s", flags.daemon.hbone_keepalive_s,
+                 "an idle pooled HBONE connection gets an HTTP/2 PING this often, in seconds")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+  app.add_option("--hbone-idle-timeout-s", flags.daemon.hbone_idle_timeout_s,
+                 "a pooled HBONE connection without a stream for this long is closed, in "
+                 "seconds")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400));
   app.add_option("--proc-dir", flags.daemon.proc_dir,
                  "the node's /proc, where namespaces used by processes are found (in a "
                  "container: the host's /proc mounted elsewhere)")

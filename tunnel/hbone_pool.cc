@@ -136,11 +136,12 @@ void HbonePool::onTimer() {
     } else if (c->socket_.transport().established() &&
                now - c->last_ping_ >= options_.keepalive_interval) {
       c->last_ping_ = now;
-      (void)c->h2().ping();
+      if (c->h2().ping()) bump(ctx_.counters.hbone_keepalive_pings);
       c->markDirty();
     }
   }
   for (HboneConnection* c : idle) {
+    bump(ctx_.counters.hbone_idle_closed);
     (void)c->h2().goaway();
     c->socket_.fail("");
   }

@@ -47,6 +47,10 @@
   X(hbone_streams_rejected, Counter, "nodemesh_hbone_streams_total", "event", "rejected", "")      \
   X(waypoint_streams, Counter, "nodemesh_tunnel_waypoint_connections_total", "", "",               \
     "Outbound connections sent to a waypoint (their destination has one)")                         \
+  X(hbone_keepalive_pings, Counter, "nodemesh_hbone_keepalive_pings_total", "", "",              \
+    "HTTP/2 PINGs sent on idle pooled HBONE connections (--hbone-keepalive-s)")                    \
+  X(hbone_idle_closed, Counter, "nodemesh_hbone_idle_closed_total", "", "",                        \
+    "Pooled HBONE connections closed after --hbone-idle-timeout-s without a stream")               \
   X(hbone_pool_size, Gauge, "nodemesh_hbone_pool_connections", "", "",                             \
     "Pooled HBONE client connections open (one TLS connection each)")                              \
   X(denied, Counter, "nodemesh_tunnel_policy_denials_total", "when", "connect",                    \

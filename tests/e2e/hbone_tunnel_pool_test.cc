@@ -158,6 +158,26 @@ TEST_F(HboneTunnelTest, TinyReceiveBufferRingStillCarriesConcurrentPlainTcp) {
   EXPECT_GT(tunnelStats(*agent2_)["recv_buffers_exhausted"], exhausted_before);
 }
 
+// An idle pooled HBONE connection is kept alive with PINGs (--hbone-keepalive-s) and closed
+// after --hbone-idle-timeout-s without a stream, not before.
+TEST_F(HboneTunnelTest, IdlePooledConnectionIsPingedThenReleased) {
+  startAgents({"--hbone-keepalive-s", "1", "--hbone-idle-timeout-s", "4"});
+  if (HasFatalFailure()) return;
+  transferToCartV1(64 << 10, 13);
+  const auto idle_from = std::chrono::steady_clock::now();
+  auto stats = tunnelStats(*agent1_);
+  ASSERT_GE(stats["hbone_pool_size"], 1u) << agent1_->output();
+  const uint64_t pool = stats["hbone_pool_size"];
+  ASSERT_TRUE(waitFor([&] { return tunnelStats(*agent1_)["hbone_pool_size"] == 0; }, seconds(10)))
+      << "the idle connection was never released\n"
+      << agent1_->output();
+  const auto idle_for = std::chrono::steady_clock::now() - idle_from;
+  stats = tunnelStats(*agent1_);
+  EXPECT_GE(idle_for, seconds(3)) << "released before its idle timeout";
+  EXPECT_GE(stats["hbone_keepalive_pings"], 2u) << "pinged about once a second while idle";
+  EXPECT_EQ(stats["hbone_idle_closed"], pool);
+}
+
 // Busy polling (--busy-poll-us): a transfer through the tunnel with the workers polling before
 // they sleep arrives intact, and both agents count polls that found work, so polling did take
 // part; without the flag no worker polls.
