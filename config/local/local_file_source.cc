@@ -243,7 +243,10 @@ void LocalFileSource::reload() {
     reject({problem}, problem.toString());
     return;
   }
-  if (last_content_ && *last_content_ == *content) return;  // touched, not changed
+  if (last_content_ && *last_content_ == *content) {  // touched, not changed
+    unchanged_reads_.fetch_add(1);
+    return;
+  }
   last_content_ = *content;
   last_read_error_.clear();
 

@@ -45,6 +45,8 @@ class LocalFileSource : public ConfigSource {
   uint64_t rejectedReloads() const { return rejected_reloads_.load(); }
   // Accepted versions since start(), not counting the initial load.
   uint64_t acceptedReloads() const { return accepted_reloads_.load(); }
+  // Changes seen whose content was the same as the last read (not delivered).
+  uint64_t unchangedReads() const { return unchanged_reads_.load(); }
   // The problems of the last rejected version, one per line; empty if the latest version
   // loaded (or none was rejected yet).
   std::string lastError() const;
@@ -79,6 +81,7 @@ class LocalFileSource : public ConfigSource {
   std::string last_error_;                          // guarded by mu_
   std::atomic<uint64_t> rejected_reloads_{0};
   std::atomic<uint64_t> accepted_reloads_{0};
+  std::atomic<uint64_t> unchanged_reads_{0};
 };
 
 }  // namespace nodemesh::config
