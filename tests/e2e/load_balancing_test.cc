@@ -61,6 +61,32 @@ std::string withLoadBalancer(std::string text, const std::string& mode) {
                          mode + "\n");
 }
 
+// Extra lines for the workload whose uid line is `- uid: cluster1//v1/Pod/shop/<name>`.
+std::string withWorkloadLines(std::string text, const std::string& name, const std::string& lines) {
+  const std::string uid = "- uid: cluster1//v1/Pod/shop/" + name + "\n";
+  auto pos = text.find(uid);
+  if (pos == std::string::npos) return text;
+  return text.insert(pos + uid.size(), lines);
+}
+
+// The cart service's load balancer with the given routing preferences.
+std::string withRouting(std::string text, const std::string& preferences, const std::string& mode) {
+  const std::string anchor = "  ports: {80: 8080}\n";
+  auto pos = text.find(anchor);
+  if (pos == std::string::npos) return text;
+  return text.insert(pos + anchor.size(), "  loadBalancer:\n    routingPreferences: [" +
+                                              preferences + "]\n    mode: " + mode + "\n");
+}
+
+// A workload no longer backs the cart service (its `services` entry removed).
+std::string withoutEndpoint(std::string text, const std::string& name) {
+  const std::string uid = "- uid: cluster1//v1/Pod/shop/" + name;
+  auto start = text.find(uid);
+  auto line = text.find("  services: ", start);
+  auto end = text.find('\n', line);
+  return text.erase(line, end - line + 1);
+}
+
 // cart-v2 no longer backs the service (its `services` entry removed).
 std::string withoutCartV2Endpoint(std::string text) {
   const std::string uid = "- uid: cluster1//v1/Pod/shop/cart-v2-9b1e";
@@ -330,6 +356,55 @@ TEST_F(LoadBalancingTest, ConnectAttemptsCapsTheRetries) {
   EXPECT_GE(timeouts, 1u) << agent1_->output();
   EXPECT_EQ(many.value("failed", -1), static_cast<int>(timeouts)) << many.dump();
   EXPECT_EQ(after["connect_retries"], before["connect_retries"]);
+}
+
+// Capacity weights end to end: cart-v1 has capacity 4, cart-v2 and cart-v3 1 each, so cart-v1
+// serves about 4/6 of the connections.
+TEST_F(LoadBalancingTest, CapacityWeightsTheShares) {
+  std::string text = withCartV3(testConfig());
+  text = withWorkloadLines(text, "cart-v1-5c2a", "  capacity: 4\n");
+  startWithConfig(text);
+  auto servers = serveCarts();
+  constexpr int kCount = 600;
+  auto counts = spread(servers, kCount);
+  const double v1 = static_cast<double>(counts["cart-v1"]) / kCount;
+  const double v2 = static_cast<double>(counts["cart-v2"]) / kCount;
+  const double v3 = static_cast<double>(counts["cart-v3"]) / kCount;
+  EXPECT_GT(v1, 0.55) << "expected ~0.67";
+  EXPECT_LT(v1, 0.78) << "expected ~0.67";
+  for (double share : {v2, v3}) {
+    EXPECT_GT(share, 0.08) << "expected ~0.17";
+    EXPECT_LT(share, 0.26) << "expected ~0.17";
+  }
+}
+
+// Locality end to end: with routingPreferences [Region, Zone] and FAILOVER, frontend (r1/z-b)
+// goes to the endpoint in its zone (cart-v1, on the other node), not to the one on its own node
+// in another zone (cart-v2, r1/z-a) nor to another region (cart-v3, r2); once cart-v1 is gone,
+// to its region (cart-v2) before another region.
+TEST_F(LoadBalancingTest, FailoverPrefersSameZoneThenSameRegion) {
+  std::string text = withCartV3(testConfig());
+  text = withWorkloadLines(text, "frontend-7d9f", "  locality: {region: r1, zone: z-b}\n");
+  text = withWorkloadLines(text, "cart-v1-5c2a", "  locality: {region: r1, zone: z-b}\n");
+  text = withWorkloadLines(text, "cart-v2-9b1e", "  locality: {region: r1, zone: z-a}\n");
+  text = withWorkloadLines(text, "cart-v3-77aa", "  locality: {region: r2, zone: z-c}\n");
+  text = withRouting(text, "Region, Zone", "Failover");
+  startWithConfig(text);
+  auto servers = serveCarts();
+  auto many = connectMany(40, 4);
+  EXPECT_EQ(many.value("failed", -1), 0) << many.dump();
+  ASSERT_TRUE(waitFor([&] { return served(*servers["cart-v1"]) >= 40; }, seconds(10)));
+  EXPECT_EQ(served(*servers["cart-v2"]) + served(*servers["cart-v3"]), 0u);
+
+  const size_t reloads = countOf(agent1_->output(), "config in force");
+  rewriteConfig(withoutEndpoint(text, "cart-v1-5c2a"));
+  ASSERT_TRUE(
+      waitFor([&] { return countOf(agent1_->output(), "config in force") > reloads; }, seconds(5)));
+  many = connectMany(40, 4);
+  EXPECT_EQ(many.value("failed", -1), 0) << many.dump();
+  ASSERT_TRUE(waitFor([&] { return served(*servers["cart-v2"]) >= 40; }, seconds(10)));
+  EXPECT_EQ(served(*servers["cart-v3"]), 0u);
+  EXPECT_EQ(served(*servers["cart-v1"]), 40u);
 }
 
 }  // namespace
