@@ -18,11 +18,12 @@ void CertificateManager::recordFailure(Entry& entry, std::chrono::system_clock::
   ++entry.failures;
   // 1 s << (failures - 1), without overflowing the shift for long outages.
   const uint32_t doublings = std::min<uint32_t>(entry.failures - 1, 16);
-  const auto delay = std::min<std::chrono::seconds>(kIssueRetryInitial * (1U << doublings),
-                                                    kIssueRetryMax);
+  const auto delay =
+      std::min<std::chrono::seconds>(kIssueRetryInitial * (1U << doublings), kIssueRetryMax);
   entry.retry_at = now + delay;
   // A certificate still in use is retried at its expiry at the latest (as ztunnel does).
-  if (entry.cert && entry.cert->notAfter() > now) entry.retry_at = std::min(entry.retry_at, entry.cert->notAfter());
+  if (entry.cert && entry.cert->notAfter() > now)
+    entry.retry_at = std::min(entry.retry_at, entry.cert->notAfter());
   entry.last_error = error.message;
 }
 
@@ -41,11 +42,11 @@ Result<std::shared_ptr<const WorkloadCertificate>> CertificateManager::get(const
       const Entry& entry = it->second;
       if (entry.cert && now < entry.cert->notAfter()) return entry.cert;
       if (entry.failures > 0 && now < entry.retry_at) {
-        return Error{EAGAIN, fmt::format("no certificate for {}: {} (next attempt in {} s)",
-                                         id.toString(), entry.last_error,
-                                         std::chrono::ceil<std::chrono::seconds>(entry.retry_at -
-                                                                                 now)
-                                             .count())};
+        return Error{
+            EAGAIN,
+            fmt::format("no certificate for {}: {} (next attempt in {} s)", id.toString(),
+                        entry.last_error,
+                        std::chrono::ceil<std::chrono::seconds>(entry.retry_at - now).count())};
       }
     }
     ++stats_.issue_requests;
@@ -140,11 +141,11 @@ std::vector<CertificateStatus> CertificateManager::status() const {
     CertificateStatus s{
         .identity = id,
         .certificate = entry.cert,
-        .time_to_expiry = entry.cert ? entry.cert->notAfter() - now
-                                     : std::chrono::system_clock::duration::zero(),
+        .time_to_expiry =
+            entry.cert ? entry.cert->notAfter() - now : std::chrono::system_clock::duration::zero(),
         .consecutive_failures = entry.failures,
-        .next_attempt = entry.failures > 0 ? entry.retry_at
-                                           : std::chrono::system_clock::time_point{},
+        .next_attempt =
+            entry.failures > 0 ? entry.retry_at : std::chrono::system_clock::time_point{},
         .last_error = entry.last_error,
     };
     out.push_back(std::move(s));

@@ -148,24 +148,42 @@ Result<bool> verifiesAt(X509* leaf, const std::vector<X509Ptr>& intermediates,
 
 std::string grpcCodeName(grpc::StatusCode code) {
   switch (code) {
-    case grpc::StatusCode::OK: return "OK";
-    case grpc::StatusCode::CANCELLED: return "CANCELLED";
-    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
-    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
-    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
-    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
-    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case grpc::StatusCode::ABORTED: return "ABORTED";
-    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
-    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
-    case grpc::StatusCode::INTERNAL: return "INTERNAL";
-    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
-    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
-    default: return fmt::format("code {}", static_cast<int>(code));
+    case grpc::StatusCode::OK:
+      return "OK";
+    case grpc::StatusCode::CANCELLED:
+      return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN:
+      return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED:
+      return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL:
+      return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS:
+      return "DATA_LOSS";
+    default:
+      return fmt::format("code {}", static_cast<int>(code));
   }
 }
 
@@ -237,13 +255,13 @@ Result<CheckedChain> checkCertificateChain(const identity::SpiffeId& id, EvpPkey
 
   auto got = identity::spiffeIdFromCertificate(leaf.get());
   if (!got) {
-    return Error::invalid(fmt::format("Istio CA answer for {}: leaf certificate: {}", asked,
-                                      got.error().message));
+    return Error::invalid(
+        fmt::format("Istio CA answer for {}: leaf certificate: {}", asked, got.error().message));
   }
   if (*got != id) {
-    return Error::invalid(fmt::format(
-        "Istio CA signed a certificate for {}, not for {} as asked: refused", got->toString(),
-        asked));
+    return Error::invalid(
+        fmt::format("Istio CA signed a certificate for {}, not for {} as asked: refused",
+                    got->toString(), asked));
   }
   int verify_error = 0;
   auto verified = verifiesAt(leaf.get(), intermediates, (*bundle)->roots, now, &verify_error);
@@ -259,7 +277,8 @@ Result<CheckedChain> checkCertificateChain(const identity::SpiffeId& id, EvpPkey
                     asked, X509_verify_cert_error_string(verify_error)));
   }
   std::vector<X509Ptr> chain = std::move(intermediates);
-  auto cert = identity::WorkloadCertificate::create(std::move(key), std::move(leaf), std::move(chain));
+  auto cert =
+      identity::WorkloadCertificate::create(std::move(key), std::move(leaf), std::move(chain));
   if (!cert) {
     // The leaf's key is not the CSR's (or the leaf is otherwise unusable).
     return Error::invalid(
@@ -285,8 +304,8 @@ Result<std::unique_ptr<IstioCaClient>> IstioCaClient::create(std::shared_ptr<grp
   }
   auto pem = readRootFile(connection.root_cert_file);
   if (!pem) return pem.error();
-  auto bundle =
-      trustBundleFromPem(*pem, fmt::format("istiod root certificate {}", connection.root_cert_file));
+  auto bundle = trustBundleFromPem(
+      *pem, fmt::format("istiod root certificate {}", connection.root_cert_file));
   if (!bundle) return bundle.error();
   return std::make_unique<IstioCaClient>(std::move(channel), std::move(connection), clock, options,
                                          std::move(bundle).value());

@@ -250,17 +250,17 @@ Result<ServingCertificate> makeSelfSignedServingCertificate(const std::string& d
   if (X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
                                  reinterpret_cast<const unsigned char*>(dns_name.data()),
                                  static_cast<int>(dns_name.size()), -1, 0) != 1 ||
-      X509_set_issuer_name(cert.get(), name) != 1 ||
-      X509_set_pubkey(cert.get(), key->get()) != 1) {
+      X509_set_issuer_name(cert.get(), name) != 1 || X509_set_pubkey(cert.get(), key->get()) != 1) {
     return opensslError("creating the serving certificate");
   }
   X509V3_CTX ctx{};
   X509V3_set_ctx(&ctx, cert.get(), cert.get(), nullptr, nullptr, 0);
   const std::string san = fmt::format("DNS:{}", dns_name);
-  for (const auto& [nid, value] : {std::pair{NID_basic_constraints, std::string("CA:TRUE")},
-                                   std::pair{NID_key_usage, std::string("digitalSignature,keyCertSign")},
-                                   std::pair{NID_ext_key_usage, std::string("serverAuth")},
-                                   std::pair{NID_subject_alt_name, san}}) {
+  for (const auto& [nid, value] :
+       {std::pair{NID_basic_constraints, std::string("CA:TRUE")},
+        std::pair{NID_key_usage, std::string("digitalSignature,keyCertSign")},
+        std::pair{NID_ext_key_usage, std::string("serverAuth")},
+        std::pair{NID_subject_alt_name, san}}) {
     identity::X509ExtensionPtr ext(X509V3_EXT_nconf_nid(nullptr, &ctx, nid, value.c_str()));
     if (!ext || X509_add_ext(cert.get(), ext.get(), -1) != 1) {
       return opensslError(fmt::format("adding serving certificate extension {}", value));
@@ -274,8 +274,8 @@ Result<ServingCertificate> makeSelfSignedServingCertificate(const std::string& d
   if (!cert_pem) return cert_pem.error();
   out.cert_pem = std::move(cert_pem).value();
   identity::BioPtr bio(BIO_new(BIO_s_mem()));
-  if (!bio || PEM_write_bio_PrivateKey(bio.get(), key->get(), nullptr, nullptr, 0, nullptr,
-                                       nullptr) != 1) {
+  if (!bio ||
+      PEM_write_bio_PrivateKey(bio.get(), key->get(), nullptr, nullptr, 0, nullptr, nullptr) != 1) {
     return opensslError("encoding the serving key");
   }
   char* data = nullptr;

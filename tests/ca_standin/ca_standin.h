@@ -36,19 +36,19 @@ namespace nodemesh::testing {
 
 // What one call carried, for tests to assert on.
 struct CaStandinCall {
-  std::string authorization;                        // the header, "" when absent
-  std::string cluster_id;                           // `clusterid` header
+  std::string authorization;                         // the header, "" when absent
+  std::string cluster_id;                            // `clusterid` header
   std::optional<std::string> impersonated_identity;  // metadata ImpersonatedIdentity
-  int64_t validity_seconds = 0;                     // as sent
-  std::vector<std::string> csr_uris;                // URI SANs in the CSR
-  std::string csr_key_group;                        // "prime256v1"/"P-256"..., "" if not EC
-  std::string signed_identity;                      // SAN of the returned leaf, "" if refused
+  int64_t validity_seconds = 0;                      // as sent
+  std::vector<std::string> csr_uris;                 // URI SANs in the CSR
+  std::string csr_key_group;                         // "prime256v1"/"P-256"..., "" if not EC
+  std::string signed_identity;                       // SAN of the returned leaf, "" if refused
   grpc::StatusCode status = grpc::StatusCode::OK;
 };
 
 struct CaStandinOptions {
-  std::string required_token;  // empty: no token needed
-  std::string caller_identity;  // SPIFFE ID istiod would read from the token
+  std::string required_token;                    // empty: no token needed
+  std::string caller_identity;                   // SPIFFE ID istiod would read from the token
   std::set<std::string> allowed_impersonations;  // SPIFFE IDs the caller may ask for
   std::chrono::seconds max_validity = std::chrono::hours(24 * 90);
 };

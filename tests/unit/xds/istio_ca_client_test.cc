@@ -299,9 +299,7 @@ class CheckChainTest : public ::testing::Test {
     leaf_pem_ = identity::certificateToPem((*cert)->certificate()).value();
   }
 
-  static identity::EvpPkeyPtr freshKey() {
-    return identity::EvpPkeyPtr(EVP_EC_gen("P-256"));
-  }
+  static identity::EvpPkeyPtr freshKey() { return identity::EvpPkeyPtr(EVP_EC_gen("P-256")); }
 
   TempDir tmp_;
   FakeClock clock_{std::chrono::system_clock::from_time_t(1893456000)};
@@ -346,11 +344,10 @@ TEST_F(CheckChainTest, AcceptsTheLeafWithItsKeyAndSeveralRoots) {
   auto other = testing::makeSelfSignedServingCertificate("other-root.invalid");
   ASSERT_TRUE(other.ok());
   // Istio puts every root into the last element during a root rotation.
-  auto checked = checkCertificateChain(
-      workload("a"), std::move(key),
-      {identity::certificateToPem(leaf->get()).value(),
-       other->cert_pem + ca_->rootCertificatePem()},
-      clock_.now());
+  auto checked = checkCertificateChain(workload("a"), std::move(key),
+                                       {identity::certificateToPem(leaf->get()).value(),
+                                        other->cert_pem + ca_->rootCertificatePem()},
+                                       clock_.now());
   ASSERT_TRUE(checked.ok()) << checked.error().message;
   EXPECT_EQ(checked->certificate->identity(), workload("a"));
   EXPECT_EQ(checked->trust_bundle->roots.size(), 2U);
