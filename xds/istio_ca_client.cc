@@ -294,10 +294,9 @@ class IstioCaClient::Stub {
   std::unique_ptr<istio::v1::auth::IstioCertificateService::Stub> stub;
 };
 
-Result<std::unique_ptr<IstioCaClient>> IstioCaClient::create(std::shared_ptr<grpc::Channel> channel,
-                                                             IstiodConnection connection,
-                                                             const identity::Clock& clock,
-                                                             IstioCaOptions options) {
+Result<std::unique_ptr<IstioCaClient>> IstioCaClient::create(
+    const std::shared_ptr<grpc::Channel>& channel, IstiodConnection connection,
+    const identity::Clock& clock, IstioCaOptions options) {
   if (!channel) return Error::invalid("Istio CA client: no channel to istiod");
   if (options.timeout <= std::chrono::milliseconds(0)) {
     return Error::invalid("Istio CA client: the call timeout must be positive");
@@ -307,12 +306,13 @@ Result<std::unique_ptr<IstioCaClient>> IstioCaClient::create(std::shared_ptr<grp
   auto bundle = trustBundleFromPem(
       *pem, fmt::format("istiod root certificate {}", connection.root_cert_file));
   if (!bundle) return bundle.error();
-  return std::make_unique<IstioCaClient>(std::move(channel), std::move(connection), clock, options,
+  return std::make_unique<IstioCaClient>(channel, std::move(connection), clock, options,
                                          std::move(bundle).value());
 }
 
-IstioCaClient::IstioCaClient(std::shared_ptr<grpc::Channel> channel, IstiodConnection connection,
-                             const identity::Clock& clock, IstioCaOptions options,
+IstioCaClient::IstioCaClient(const std::shared_ptr<grpc::Channel>& channel,
+                             IstiodConnection connection, const identity::Clock& clock,
+                             IstioCaOptions options,
                              std::shared_ptr<const TrustBundle> initial_bundle)
     : stub_(std::make_unique<Stub>(channel)),
       connection_(std::move(connection)),

@@ -66,12 +66,11 @@ class IstioCaClient final : public identity::CertificateIssuer {
   // `connection` supplies the per-call token and clusterid headers. Reads the initial trust
   // bundle from connection.root_cert_file (istio-ca-root-cert: in Istio, istiod's serving
   // certificate and the workload certificates share the mesh root). `clock` must outlive this.
-  static Result<std::unique_ptr<IstioCaClient>> create(std::shared_ptr<grpc::Channel> channel,
-                                                       IstiodConnection connection,
-                                                       const identity::Clock& clock,
-                                                       IstioCaOptions options = {});
+  static Result<std::unique_ptr<IstioCaClient>> create(
+      const std::shared_ptr<grpc::Channel>& channel, IstiodConnection connection,
+      const identity::Clock& clock, IstioCaOptions options = {});
 
-  IstioCaClient(std::shared_ptr<grpc::Channel> channel, IstiodConnection connection,
+  IstioCaClient(const std::shared_ptr<grpc::Channel>& channel, IstiodConnection connection,
                 const identity::Clock& clock, IstioCaOptions options,
                 std::shared_ptr<const TrustBundle> initial_bundle);
   IstioCaClient(const IstioCaClient&) = delete;
