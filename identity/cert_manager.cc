@@ -2,12 +2,38 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 namespace nodemesh::identity {
+
+namespace {
+
+// One line per failed attempt: with the backoff, at most one per identity every 150 s in a long
+// outage.
+void logFailure(const SpiffeId& id, const WorkloadCertificate* current, uint32_t failures,
+                std::chrono::system_clock::time_point retry_at,
+                std::chrono::system_clock::time_point now, const std::string& error) {
+  const auto wait = std::chrono::ceil<std::chrono::seconds>(retry_at - now).count();
+  if (current != nullptr && current->notAfter() > now) {
+    spdlog::warn(
+        "certificate for {}: issuing failed ({}); keeping the current one (serial {}, expires in "
+        "{} s); attempt {} failed, next in {} s",
+        id.toString(), error, current->serialHex(),
+        std::chrono::ceil<std::chrono::seconds>(current->notAfter() - now).count(), failures, wait);
+  } else {
+    spdlog::warn(
+        "certificate for {}: issuing failed ({}) and no valid certificate is held; attempt {} "
+        "failed, next in {} s",
+        id.toString(), error, failures, wait);
+  }
+}
+
+}  // namespace
 
 CertificateManager::CertificateManager(CertificateIssuer& issuer, const Clock& clock,
                                        std::chrono::seconds validity)
@@ -22,8 +48,9 @@ void CertificateManager::recordFailure(Entry& entry, std::chrono::system_clock::
       std::min<std::chrono::seconds>(kIssueRetryInitial * (1U << doublings), kIssueRetryMax);
   entry.retry_at = now + delay;
   // A certificate still in use is retried at its expiry at the latest (as ztunnel does).
-  if (entry.cert && entry.cert->notAfter() > now)
+  if (entry.cert && entry.cert->notAfter() > now) {
     entry.retry_at = std::min(entry.retry_at, entry.cert->notAfter());
+  }
   entry.last_error = error.message;
 }
 
@@ -58,6 +85,7 @@ Result<std::shared_ptr<const WorkloadCertificate>> CertificateManager::get(const
   if (!issued) {
     ++stats_.issue_failures;
     recordFailure(slot, now, issued.error());
+    logFailure(id, slot.cert.get(), slot.failures, slot.retry_at, now, slot.last_error);
     return issued.error();
   }
   // Another thread may have issued concurrently: keep the one already stored if still valid,
@@ -87,7 +115,11 @@ size_t CertificateManager::rotateDue() {
       ++stats_.issue_failures;
       if (old_cert) ++stats_.rotation_failures;
       // Forgotten meanwhile: nothing to retry.
-      if (it != entries_.end()) recordFailure(it->second, clock_.now(), issued.error());
+      if (it == entries_.end()) continue;
+      const auto now = clock_.now();
+      Entry& entry = it->second;
+      recordFailure(entry, now, issued.error());
+      logFailure(id, entry.cert.get(), entry.failures, entry.retry_at, now, entry.last_error);
       continue;
     }
     // Forgotten meanwhile, or already replaced by get(): leave it alone.
