@@ -400,6 +400,15 @@ Result<std::unique_ptr<LocalCa>> LocalCa::loadOrCreate(const std::string& state_
 
 Result<std::shared_ptr<const WorkloadCertificate>> LocalCa::issue(const SpiffeId& id,
                                                                   std::chrono::seconds validity) {
+  auto key = generateP256Key();
+  if (!key) return key.error();
+  auto cert = signPublicKey(id, key->get(), validity);
+  if (!cert) return cert.error();
+  return WorkloadCertificate::create(std::move(key).value(), std::move(cert).value(), {});
+}
+
+Result<X509Ptr> LocalCa::signPublicKey(const SpiffeId& id, EVP_PKEY* public_key,
+                                       std::chrono::seconds validity) {
   if (id.trustDomain() != trust_domain_) {
     return Error::invalid("local CA for trust domain '" + trust_domain_ + "' cannot issue for " +
                           id.toString());
@@ -407,13 +416,12 @@ Result<std::shared_ptr<const WorkloadCertificate>> LocalCa::issue(const SpiffeId
   if (validity <= std::chrono::seconds(0)) {
     return Error::invalid("certificate validity must be positive");
   }
+  if (public_key == nullptr) return Error::invalid("no public key to sign");
   const auto now = clock_.now();
   const auto not_after =
       std::min<std::chrono::system_clock::time_point>(now + validity, root_not_after_);
   if (not_after <= now) return Error::invalid("local CA root has expired");
 
-  auto key = generateP256Key();
-  if (!key) return key.error();
   X509Ptr cert(X509_new());
   if (!cert || X509_set_version(cert.get(), X509_VERSION_3) != 1) {
     return opensslError("creating a workload certificate");
@@ -427,7 +435,7 @@ Result<std::shared_ptr<const WorkloadCertificate>> LocalCa::issue(const SpiffeId
     return st.error();
   }
   if (X509_set_issuer_name(cert.get(), X509_get_subject_name(root_cert_.get())) != 1 ||
-      X509_set_pubkey(cert.get(), key->get()) != 1) {
+      X509_set_pubkey(cert.get(), public_key) != 1) {
     return opensslError("creating a workload certificate");
   }
   X509V3_CTX ctx{};
@@ -446,7 +454,7 @@ Result<std::shared_ptr<const WorkloadCertificate>> LocalCa::issue(const SpiffeId
       return opensslError("signing a workload certificate for " + id.toString());
     }
   }
-  return WorkloadCertificate::create(std::move(key).value(), std::move(cert), {});
+  return cert;
 }
 
 }  // namespace nodemesh::identity

@@ -56,6 +56,12 @@ class LocalCa final : public CertificateIssuer {
     return issue(id, kDefaultCertificateValidity);
   }
 
+  // The certificate issue() makes, for a public key that someone else holds (a CSR's key, as a
+  // CA service signs it): same extensions, serial, validity and trust-domain check. Used by the
+  // stand-in of Istio's CA in the tests.
+  Result<X509Ptr> signPublicKey(const SpiffeId& id, EVP_PKEY* public_key,
+                                std::chrono::seconds validity);
+
   X509* rootCertificate() const { return root_cert_.get(); }
   const std::string& rootCertificatePem() const { return root_pem_; }
   const std::string& trustDomain() const { return trust_domain_; }

@@ -103,6 +103,7 @@ TEST_F(CertificateManagerTest, FailedRotationKeepsTheOldCertificate) {
   EXPECT_EQ(manager_->rotationFailures(), 1U);
   EXPECT_EQ(manager_->get(id("a"))->get(), before->get());
   issuer_->fail = false;
+  clock_.advance(std::chrono::seconds(1));  // the first retry waits 1 s
   EXPECT_EQ(manager_->rotateDue(), 1U);
 }
 
