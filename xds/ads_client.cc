@@ -64,8 +64,8 @@ NodeInfo NodeInfo::fromEnvironment() {
 }
 
 std::string NodeInfo::nodeId() const {
-  return fmt::format("ztunnel~{}~{}.{}~{}.svc.cluster.local", instance_ip, pod_name,
-                     pod_namespace, pod_namespace);
+  return fmt::format("ztunnel~{}~{}.{}~{}.svc.cluster.local", instance_ip, pod_name, pod_namespace,
+                     pod_namespace);
 }
 
 void NodeInfo::fill(discovery::Node& node) const {
@@ -82,14 +82,16 @@ void NodeInfo::fill(discovery::Node& node) const {
 
 Result<std::unique_ptr<AdsClient>> AdsClient::create(AdsClientOptions options,
                                                      std::vector<Subscription> subscriptions) {
-  auto channel = makeIstiodChannel(options.connection);
-  if (!channel) return channel.error();
-  return create(std::move(options), std::move(subscriptions), std::move(*channel));
+  // Checked once here so that a bad root certificate fails create(), not every stream.
+  if (auto channel = makeIstiodChannel(options.connection); !channel) return channel.error();
+  IstiodConnection connection = options.connection;
+  return create(std::move(options), std::move(subscriptions),
+                [connection] { return makeIstiodChannel(connection); });
 }
 
 Result<std::unique_ptr<AdsClient>> AdsClient::create(AdsClientOptions options,
                                                      std::vector<Subscription> subscriptions,
-                                                     std::shared_ptr<grpc::Channel> channel) {
+                                                     ChannelFactory make_channel) {
   if (subscriptions.empty()) return Error::invalid("xds client: no type subscribed");
   std::set<std::string> seen;
   for (const auto& subscription : subscriptions) {
@@ -100,19 +102,19 @@ Result<std::unique_ptr<AdsClient>> AdsClient::create(AdsClientOptions options,
       return Error::invalid(fmt::format("xds client: {} subscribed twice", subscription.type_url));
     }
   }
-  if (!channel) return Error::invalid("xds client: no channel");
+  if (!make_channel) return Error::invalid("xds client: no channel factory");
   if (options.initial_backoff.count() <= 0 || options.max_backoff < options.initial_backoff) {
     return Error::invalid("xds client: backoff must be positive and initial <= max");
   }
   return std::make_unique<AdsClient>(std::move(options), std::move(subscriptions),
-                                     std::move(channel));
+                                     std::move(make_channel));
 }
 
 AdsClient::AdsClient(AdsClientOptions options, std::vector<Subscription> subscriptions,
-                     std::shared_ptr<grpc::Channel> channel)
+                     ChannelFactory make_channel)
     : options_(std::move(options)),
       subscriptions_(std::move(subscriptions)),
-      channel_(std::move(channel)) {
+      make_channel_(std::move(make_channel)) {
   status_.address = options_.connection.address;
   for (const auto& subscription : subscriptions_) status_.types[subscription.type_url] = {};
 }
@@ -165,7 +167,9 @@ void AdsClient::run() {
 
 bool AdsClient::runStream() {
   grpc::ClientContext context;
-  if (auto headers = addIstiodCallHeaders(context, options_.connection); !headers) {
+  auto channel = make_channel_();
+  Status headers = channel ? addIstiodCallHeaders(context, options_.connection) : channel.error();
+  if (!headers) {
     spdlog::warn("xds: cannot open a stream to {}: {}", options_.connection.address,
                  headers.error().message);
     const std::lock_guard lock(mutex_);
@@ -178,7 +182,7 @@ bool AdsClient::runStream() {
     stream_context_ = &context;
     ++status_.connects;
   }
-  auto stub = discovery::AggregatedDiscoveryService::NewStub(channel_);
+  auto stub = discovery::AggregatedDiscoveryService::NewStub(*channel);
   auto stream = stub->DeltaAggregatedResources(&context);
 
   bool writing = true;
@@ -242,8 +246,7 @@ bool AdsClient::runStream() {
   ++status_.disconnects;
   if (!stopping_) {
     status_.last_error = end.ok() ? std::string("the server closed the stream") : describe(end);
-    spdlog::warn("xds: stream to {} ended: {}", options_.connection.address,
-                 status_.last_error);
+    spdlog::warn("xds: stream to {} ended: {}", options_.connection.address, status_.last_error);
   }
   return delivered;
 }
@@ -262,8 +265,7 @@ std::string AdsClient::handleResponse(const discovery::DeltaDiscoveryResponse& r
   if (subscription == subscriptions_.end()) {
     return fmt::format("no handler for type {}", type_url);
   }
-  const std::vector<ResourceHandler::Rejection> rejections =
-      subscription->handler->apply(response);
+  const std::vector<ResourceHandler::Rejection> rejections = subscription->handler->apply(response);
 
   std::set<std::string> rejected;
   std::string reason;

@@ -20,6 +20,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -86,11 +87,11 @@ class ResourceHandler {
 };
 
 // The client's counters, declared once (Envoy's ALL_*_STATS pattern).
-#define NODEMESH_ADS_COUNTERS(COUNTER)                                          \
-  COUNTER(connects)    /* streams opened */                                     \
+#define NODEMESH_ADS_COUNTERS(COUNTER)                                        \
+  COUNTER(connects)    /* streams opened */                                   \
   COUNTER(disconnects) /* streams that ended (error, server close or stop) */ \
-  COUNTER(responses)   /* responses received, all types */                      \
-  COUNTER(acks)                                                                 \
+  COUNTER(responses)   /* responses received, all types */                    \
+  COUNTER(acks)                                                               \
   COUNTER(nacks)
 
 struct AdsTypeStatus {
@@ -136,14 +137,18 @@ class AdsClient {
     ResourceHandler* handler;  // not owned; must outlive the client
   };
 
+  using ChannelFactory = std::function<Result<std::shared_ptr<grpc::Channel>>()>;
+
   // Checks the options (the channel needs a readable root certificate) and the subscriptions
-  // (at least one, no duplicate type, no null handler). Nothing is connected yet.
+  // (at least one, no duplicate type, no null handler). Nothing is connected yet. Every stream
+  // gets a new channel (makeIstiodChannel), as ztunnel's client does: a reused channel would
+  // put gRPC's own reconnect backoff (1 s growing to 120 s) under ours.
   static Result<std::unique_ptr<AdsClient>> create(AdsClientOptions options,
                                                    std::vector<Subscription> subscriptions);
-  // For tests and the CA client that share a channel: uses `channel` as given.
+  // Every stream on a channel from `make_channel` (tests, or a channel shared with the CA).
   static Result<std::unique_ptr<AdsClient>> create(AdsClientOptions options,
                                                    std::vector<Subscription> subscriptions,
-                                                   std::shared_ptr<grpc::Channel> channel);
+                                                   ChannelFactory make_channel);
 
   AdsClient(const AdsClient&) = delete;
   AdsClient& operator=(const AdsClient&) = delete;
@@ -160,19 +165,18 @@ class AdsClient {
 
   // Only create() makes one; public for make_unique.
   AdsClient(AdsClientOptions options, std::vector<Subscription> subscriptions,
-            std::shared_ptr<grpc::Channel> channel);
+            ChannelFactory make_channel);
 
  private:
   void run();
   // One stream from open to end; returns whether it delivered a response.
   bool runStream();
   // Applies one response; returns the NACK reason, empty for an ACK.
-  std::string handleResponse(
-      const envoy::service::discovery::v3::DeltaDiscoveryResponse& response);
+  std::string handleResponse(const envoy::service::discovery::v3::DeltaDiscoveryResponse& response);
 
   const AdsClientOptions options_;
   const std::vector<Subscription> subscriptions_;
-  const std::shared_ptr<grpc::Channel> channel_;
+  const ChannelFactory make_channel_;
 
   // The versions held per type and name; only the client thread touches them.
   std::map<std::string, std::map<std::string, std::string>> held_;

@@ -2,6 +2,7 @@
 
 #include <openssl/pem.h>
 
+#include <charconv>
 #include <memory>
 #include <set>
 #include <utility>
@@ -104,10 +105,12 @@ Result<Tls> makeTls(const std::string& root_cert_pem, const std::string& root_ke
     tls.root_cert_pem = certificatePem(root.get());
     tls.root_key_pem = keyPem(root_key.get());
   } else {
-    const BioPtr cert_bio(BIO_new_mem_buf(root_cert_pem.data(), static_cast<int>(root_cert_pem.size())));
+    const BioPtr cert_bio(
+        BIO_new_mem_buf(root_cert_pem.data(), static_cast<int>(root_cert_pem.size())));
     root.reset(PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr));
     if (!root) return identity::opensslError("istiod stand-in: root certificate PEM");
-    const BioPtr key_bio(BIO_new_mem_buf(root_key_pem.data(), static_cast<int>(root_key_pem.size())));
+    const BioPtr key_bio(
+        BIO_new_mem_buf(root_key_pem.data(), static_cast<int>(root_key_pem.size())));
     root_key.reset(PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr));
     if (!root_key) return identity::opensslError("istiod stand-in: root key PEM");
     tls.root_cert_pem = root_cert_pem;
@@ -116,9 +119,9 @@ Result<Tls> makeTls(const std::string& root_cert_pem, const std::string& root_ke
   EvpPkeyPtr key(EVP_EC_gen("P-256"));
   if (!key) return identity::opensslError("serving key");
   const std::string san = fmt::format("DNS:{}", IstiodStandin::kServerName);
-  auto cert = makeCertificate(key.get(), IstiodStandin::kServerName, root.get(), root_key.get(), 2,
-                              {{NID_subject_alt_name, san.c_str()},
-                               {NID_ext_key_usage, "serverAuth"}});
+  auto cert =
+      makeCertificate(key.get(), IstiodStandin::kServerName, root.get(), root_key.get(), 2,
+                      {{NID_subject_alt_name, san.c_str()}, {NID_ext_key_usage, "serverAuth"}});
   if (!cert) return cert.error();
   tls.cert_pem = certificatePem(cert->get());
   tls.key_pem = keyPem(key.get());
@@ -137,8 +140,8 @@ std::string metadataValue(const grpc::ServerContext& context, const char* key) {
 // --- the server ----------------------------------------------------------------------------------
 
 struct IstiodStandin::Impl final : discovery::AggregatedDiscoveryService::Service {
-  using Stream = grpc::ServerReaderWriter<discovery::DeltaDiscoveryResponse,
-                                          discovery::DeltaDiscoveryRequest>;
+  using Stream =
+      grpc::ServerReaderWriter<discovery::DeltaDiscoveryResponse, discovery::DeltaDiscoveryRequest>;
   struct Entry {
     std::string version;
     google::protobuf::Any any;
@@ -280,8 +283,7 @@ struct IstiodStandin::Impl final : discovery::AggregatedDiscoveryService::Servic
       {
         const std::lock_guard lock(mutex);
         requests.push_back(std::move(record));
-        if (request.response_nonce().empty() &&
-            stream->subscribed.count(request.type_url()) == 0) {
+        if (request.response_nonce().empty() && stream->subscribed.count(request.type_url()) == 0) {
           subscribes = true;
         }
       }
@@ -319,7 +321,12 @@ Result<std::unique_ptr<IstiodStandin>> IstiodStandin::start(Options options) {
     return Error::invalid(fmt::format("istiod stand-in: address {} has no port", options.address));
   }
   impl->host = options.address.substr(0, colon);
-  impl->port = std::stoi(options.address.substr(colon + 1));
+  const std::string port = options.address.substr(colon + 1);
+  const auto [end, error] = std::from_chars(port.data(), port.data() + port.size(), impl->port);
+  if (error != std::errc() || end != port.data() + port.size() || impl->port < 0 ||
+      impl->port > 65535) {
+    return Error::invalid(fmt::format("istiod stand-in: bad port in {}", options.address));
+  }
   impl->options = std::move(options);
   if (auto served = impl->serve(); !served) return served.error();
   return std::make_unique<IstiodStandin>(std::move(impl));

@@ -1,5 +1,6 @@
 #include "xds/ads_client.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -70,17 +71,15 @@ istio::workload::Address workload(const std::string& uid) {
 class AdsClientTest : public IstiodFixture {
  protected:
   void startClient(AdsClientOptions options) {
-    auto created = AdsClient::create(std::move(options), {{kAddressTypeUrl, &addresses_},
-                                                          {kAuthorizationTypeUrl, &policies_}});
+    auto created = AdsClient::create(
+        std::move(options), {{kAddressTypeUrl, &addresses_}, {kAuthorizationTypeUrl, &policies_}});
     ASSERT_TRUE(created) << created.error().message;
     client_ = std::move(*created);
     client_->start();
   }
   void startClient() { startClient(clientOptions()); }
 
-  bool synced() const {
-    return client_->waitUntilSynced(std::chrono::steady_clock::now() + kWait);
-  }
+  bool synced() const { return client_->waitUntilSynced(std::chrono::steady_clock::now() + kWait); }
 
   std::vector<IstiodStandin::Request> requestsOf(int stream) const {
     std::vector<IstiodStandin::Request> out;
@@ -100,7 +99,8 @@ TEST_F(AdsClientTest, NodeIdAndMetadataAreZtunnels) {
   node.instance_ip = "10.0.0.7";
   node.pod_name = "ztunnel-x1";
   node.pod_namespace = "istio-system";
-  EXPECT_EQ(node.nodeId(), "ztunnel~10.0.0.7~ztunnel-x1.istio-system~istio-system.svc.cluster.local");
+  EXPECT_EQ(node.nodeId(),
+            "ztunnel~10.0.0.7~ztunnel-x1.istio-system~istio-system.svc.cluster.local");
 
   // NOLINTBEGIN(concurrency-mt-unsafe): single-threaded at this point
   ::setenv("INSTANCE_IP", "10.1.2.3", 1);
@@ -126,9 +126,11 @@ TEST_F(AdsClientTest, FirstRequestsAreWildcardWithTheNodeAndHeaders) {
   startIstiod("token-1");
   startClient();
   ASSERT_TRUE(synced());
+  // Two subscriptions, two ACKs.
+  ASSERT_TRUE(istiod_->waitForRequests([](const auto& all) { return all.size() >= 4; }, kWait));
 
   const auto first = requestsOf(1);
-  ASSERT_GE(first.size(), 4U);  // two subscriptions, two ACKs
+  ASSERT_EQ(first.size(), 4U);
   EXPECT_EQ(first[0].type_url, kAddressTypeUrl);
   EXPECT_EQ(first[1].type_url, kAuthorizationTypeUrl);
   for (int i = 0; i < 2; ++i) {
@@ -160,6 +162,8 @@ TEST_F(AdsClientTest, AcksEveryResponseWithItsNonce) {
   istiod_->setResource(kAddressTypeUrl, "uid-2", workload("uid-2"));
   istiod_->setResource(kAddressTypeUrl, "uid-1", workload("uid-1"));
   ASSERT_TRUE(eventually([&] { return client_->status().acks == 4; }));
+  // 2 subscriptions + 4 ACKs, as the server saw them.
+  ASSERT_TRUE(istiod_->waitForRequests([](const auto& all) { return all.size() >= 6; }, kWait));
 
   const auto responses = istiod_->responses();
   ASSERT_EQ(responses.size(), 4U);
@@ -194,6 +198,11 @@ TEST_F(AdsClientTest, NacksInvalidResourcesAndAppliesTheValidOnes) {
   istiod_->setRawResource(kAddressTypeUrl, "uid-3", "type.googleapis.com/other.Thing", "x");
   startClient();
   ASSERT_TRUE(eventually([&] { return client_->status().nacks == 1; }));
+  ASSERT_TRUE(istiod_->waitForRequests(
+      [](const auto& all) {
+        return std::any_of(all.begin(), all.end(), [](const auto& each) { return each.nack; });
+      },
+      kWait));
 
   // One response held all three: it is NACKed with both reasons, and uid-1 applied anyway.
   EXPECT_EQ(addresses_.held().count("uid-1"), 1U);
@@ -314,6 +323,7 @@ TEST_F(AdsClientTest, RereadsTheTokenForEveryStream) {
   startIstiod("token-2");  // the file holds token-1: refused
   startClient();
   ASSERT_TRUE(eventually([&] { return istiod_->streams().size() >= 2; }));
+  ASSERT_TRUE(eventually([&] { return !client_->status().last_error.empty(); }));
   EXPECT_FALSE(client_->status().connected);
   EXPECT_NE(client_->status().last_error.find("gRPC status 16"), std::string::npos)
       << client_->status().last_error;
