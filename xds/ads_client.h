@@ -76,7 +76,7 @@ class ResourceHandler {
  public:
   struct Rejection {
     std::string name;    // the resource's name
-    std::string reason;  // why it is invalid
+    std::string reason;  // why it is invalid, naming the resource (it goes into the NACK as is)
   };
 
   virtual ~ResourceHandler() = default;
@@ -88,7 +88,7 @@ class ResourceHandler {
 
 // The client's counters, declared once (Envoy's ALL_*_STATS pattern).
 #define NODEMESH_ADS_COUNTERS(COUNTER)                                        \
-  COUNTER(connects)    /* streams opened */                                   \
+  COUNTER(connects)    /* streams started */                                  \
   COUNTER(disconnects) /* streams that ended (error, server close or stop) */ \
   COUNTER(responses)   /* responses received, all types */                    \
   COUNTER(acks)                                                               \

@@ -209,7 +209,7 @@ TEST_F(AdsClientTest, NacksInvalidResourcesAndAppliesTheValidOnes) {
   EXPECT_EQ(addresses_.held().size(), 1U);
   const auto responses = istiod_->responses();
   ASSERT_FALSE(responses.empty());
-  const auto address_response = responses.front();
+  const auto& address_response = responses.front();
   ASSERT_EQ(address_response.type_url, kAddressTypeUrl);
   ASSERT_EQ(address_response.names.size(), 3U);
   bool nacked = false;
