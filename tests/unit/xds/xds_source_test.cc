@@ -167,6 +167,18 @@ TEST_F(XdsSourceTest, AnInvalidResourceIsNackedAndTheLastGoodOneStays) {
   EXPECT_EQ(count(), 2U);
 }
 
+TEST_F(XdsSourceTest, AnInvalidResourceInTheFirstResponseDoesNotHoldUpStart) {
+  startIstiod();
+  istiod_->setResource(kAddressTypeUrl, kCartUid, workload(kCartUid, "cart-1", v4(10, 199, 0, 5)));
+  const std::string broken = "cluster1//Pod/shop/broken";
+  istiod_->setResource(kAddressTypeUrl, broken, workload(broken, "broken", "\x01\x02"));
+  ASSERT_TRUE(startSource());
+  ASSERT_EQ(count(), 1U);
+  EXPECT_NE(last()->workloadByUid(kCartUid), nullptr);
+  EXPECT_EQ(last()->workloadByUid(broken), nullptr);
+  EXPECT_EQ(source_->status().nacks, 1U);
+}
+
 TEST_F(XdsSourceTest, StartFailsClearlyWithoutAnAnswer) {
   startIstiod("another-token");  // every stream is refused
   const Status started = startSource(std::chrono::milliseconds(1000));
