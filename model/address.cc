@@ -38,6 +38,10 @@ Result<NetworkAddress> NetworkAddress::parse(std::string_view text) {
   return NetworkAddress{std::string(text.substr(0, slash)), *ip};
 }
 
+std::string NetworkCidr::toString() const {
+  return fmt::format("{}/{}", network, cidr.toString());
+}
+
 Result<std::variant<NetworkAddress, NamespacedHostname>> GatewayAddress::parseDestination(
     std::string_view text) {
   if (auto address = NetworkAddress::parse(text)) {

@@ -37,6 +37,27 @@ struct NetworkAddress {
   auto operator<=>(const NetworkAddress&) const = default;
 };
 
+// A range of addresses qualified by its network: a CIDR VIP of a service ("network/10.96.0.0/16",
+// ztunnel's NetworkCidr). The prefix length counts on the 128-bit form (see common/ip_address.h).
+struct NetworkCidr {
+  std::string network;
+  Cidr cidr;
+
+  std::string toString() const;  // "net1/10.96.0.0/16", "/fd00::/64"
+  auto operator<=>(const NetworkCidr&) const = default;
+};
+
+// An opaque extension istiod may attach to a resource (istio.workload.Extension): a name and a
+// google.protobuf.Any. nodemesh does not interpret any extension; it keeps them so they show in
+// the config dump.
+struct Extension {
+  std::string name;
+  std::string type_url;  // the Any's type, "type.googleapis.com/..."; empty when it had none
+  std::string value;     // the Any's serialized bytes
+
+  bool operator==(const Extension&) const = default;
+};
+
 // Where a waypoint or network gateway is: an address or a service hostname, plus the port that
 // accepts HBONE (mTLS) there.
 struct GatewayAddress {

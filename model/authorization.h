@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/ip_address.h"
+#include "model/address.h"
 
 namespace nodemesh::model {
 
@@ -67,6 +68,8 @@ struct Match {
   std::vector<uint16_t> destination_ports;
   std::vector<uint16_t> not_destination_ports;
   std::vector<std::string> l7_fields;
+  // Opaque extensions istiod attached to the match (kept, not evaluated).
+  std::vector<Extension> extensions;
 
   // A match with no fields set, L4 or L7, never matches (ztunnel skips it).
   bool empty() const;
@@ -87,6 +90,8 @@ struct Authorization {
   // A dry-run policy is evaluated and logged but does not decide the connection.
   bool dry_run = false;
   std::vector<Rule> rules;
+  // Opaque extensions istiod attached to the policy (kept, not evaluated).
+  std::vector<Extension> extensions;
 
   // "namespace/name", the key workloads use in `authorization_policies`.
   std::string key() const { return namespace_name + "/" + name; }

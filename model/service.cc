@@ -58,4 +58,14 @@ std::string_view toString(IpFamilies families) {
   return "unknown";
 }
 
+std::string_view toString(Visibility visibility) {
+  switch (visibility) {
+    case Visibility::Public:
+      return "Public";
+    case Visibility::Namespace:
+      return "Namespace";
+  }
+  return "unknown";
+}
+
 }  // namespace nodemesh::model

@@ -20,11 +20,15 @@ enum class LoadBalancingScope { Region, Zone, Subzone, Node, Cluster, Network };
 enum class LoadBalancingMode { UnspecifiedMode, Strict, Failover, Passthrough };
 enum class LoadBalancingHealthPolicy { OnlyHealthy, AllowAll };
 enum class IpFamilies { Automatic, Ipv4Only, Ipv6Only, Dual };
+// Which clients may resolve and route to a service: every client (Public, the default), or only
+// clients in the service's namespace.
+enum class Visibility { Public, Namespace };
 
 std::string_view toString(LoadBalancingScope scope);
 std::string_view toString(LoadBalancingMode mode);
 std::string_view toString(LoadBalancingHealthPolicy policy);
 std::string_view toString(IpFamilies families);
+std::string_view toString(Visibility visibility);  // "Public", "Namespace"
 
 struct LoadBalancing {
   std::vector<LoadBalancingScope> routing_preference;
@@ -43,18 +47,38 @@ struct Endpoint {
   bool operator==(const Endpoint&) const = default;
 };
 
+// A candidate waypoint and its relative weight: clients pick one per connection in proportion
+// to the weights (a canary between waypoints). When a service has none, `waypoint` applies.
+struct WeightedWaypoint {
+  GatewayAddress destination;
+  uint32_t weight = 0;
+
+  bool operator==(const WeightedWaypoint&) const = default;
+};
+
 struct Service {
   std::string name;
   std::string namespace_name;
   std::string hostname;
   std::vector<NetworkAddress> vips;
+  // VIPs that are whole ranges (a ServiceEntry with CIDR addresses); an exact VIP wins over them.
+  std::vector<NetworkCidr> cidr_vips;
   // Service port -> target port. A target port of 0 means "the endpoint says" (a named target
   // port that each workload resolves differently).
   PortMap ports;
+  // The application protocol of each service port that has one (xDS only).
+  AppProtocolMap app_protocols;
   std::vector<std::string> subject_alt_names;
   std::optional<GatewayAddress> waypoint;
+  std::vector<WeightedWaypoint> weighted_waypoints;
   std::optional<LoadBalancing> load_balancing;
   IpFamilies ip_families = IpFamilies::Automatic;
+  // Preferred when several services share a VIP (after the client's own namespace).
+  bool canonical = false;
+  // Traffic entering the mesh through an ingress gateway also goes through the waypoint.
+  bool ingress_use_waypoint = false;
+  Visibility visibility = Visibility::Public;
+  std::vector<Extension> extensions;
   // Endpoints given with the service itself. Workloads that list the service in their
   // `services` add more; Snapshot::endpoints() merges both.
   std::vector<Endpoint> endpoints;

@@ -32,6 +32,24 @@ std::string_view toString(HealthStatus status) {
   return "unknown";
 }
 
+std::string_view toString(AppProtocol protocol) {
+  switch (protocol) {
+    case AppProtocol::Unknown:
+      return "UNKNOWN";
+    case AppProtocol::Http11:
+      return "HTTP11";
+    case AppProtocol::Http2:
+      return "HTTP2";
+    case AppProtocol::Grpc:
+      return "GRPC";
+    case AppProtocol::Tcp:
+      return "TCP";
+    case AppProtocol::Tls:
+      return "TLS";
+  }
+  return "unknown";
+}
+
 std::string Workload::identity() const {
   return "spiffe://" + trust_domain + "/ns/" + namespace_name + "/sa/" + service_account;
 }

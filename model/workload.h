@@ -44,6 +44,13 @@ struct ApplicationTunnel {
 // Service port -> target port.
 using PortMap = std::map<uint16_t, uint16_t>;
 
+// The application protocol istiod detected for a port (istio.workload.AppProtocol). nodemesh
+// does not act on it yet; it is kept for the config dump.
+enum class AppProtocol { Unknown, Http11, Http2, Grpc, Tcp, Tls };
+std::string_view toString(AppProtocol protocol);  // "UNKNOWN", "HTTP11", "HTTP2", "GRPC", ...
+// Service port -> application protocol, listing only ports whose protocol is known.
+using AppProtocolMap = std::map<uint16_t, AppProtocol>;
+
 struct Workload {
   std::string uid;  // unique key, e.g. "cluster1//v1/Pod/shop/cart-v1-5c2a"
   std::string name;
@@ -71,7 +78,10 @@ struct Workload {
   std::vector<std::string> authorization_policies;
   // The services this workload backs: "namespace/hostname" -> port map.
   std::map<std::string, PortMap> services;
+  // Per service key, the application protocol of each service port that has one (xDS only).
+  std::map<std::string, AppProtocolMap> service_app_protocols;
   uint32_t capacity = 1;
+  std::vector<Extension> extensions;
 
   // "spiffe://<trust domain>/ns/<namespace>/sa/<service account>".
   std::string identity() const;

@@ -62,6 +62,9 @@ Result<std::shared_ptr<grpc::Channel>> makeIstiodChannel(const IstiodConnection&
   grpc::SslCredentialsOptions tls;
   tls.pem_root_certs = std::move(*roots);
   grpc::ChannelArguments arguments;
+  // A full push of a large cluster's workloads exceeds gRPC's 4 MiB default; ztunnel allows 200
+  // MiB.
+  arguments.SetMaxReceiveMessageSize(200 * 1024 * 1024);
   arguments.SetSslTargetNameOverride(
       connection.tls_server_name.empty() ? *host : connection.tls_server_name);
   return grpc::CreateCustomChannel(connection.address, grpc::SslCredentials(tls), arguments);

@@ -22,6 +22,15 @@ json stringMatchJson(const model::StringMatch& m) {
   return nullptr;
 }
 
+// Extensions are opaque: their name, type and size show, not their bytes.
+json extensions(const std::vector<model::Extension>& v) {
+  json out = json::array();
+  for (const auto& e : v) {
+    out.push_back({{"name", e.name}, {"typeUrl", e.type_url}, {"bytes", e.value.size()}});
+  }
+  return out;
+}
+
 json stringMatches(const std::vector<model::StringMatch>& v) {
   json out = json::array();
   for (const auto& m : v) out.push_back(stringMatchJson(m));
@@ -59,6 +68,7 @@ json matchJson(const model::Match& m) {
   put("notDestinationIps", cidrs(m.not_destination_ips), m.not_destination_ips.empty());
   put("destinationPorts", m.destination_ports, m.destination_ports.empty());
   put("notDestinationPorts", m.not_destination_ports, m.not_destination_ports.empty());
+  put("extensions", extensions(m.extensions), m.extensions.empty());
   return out;
 }
 
@@ -73,6 +83,21 @@ json gateway(const std::optional<model::GatewayAddress>& g) {
   return g->toString();
 }
 
+json appProtocols(const model::AppProtocolMap& protocols) {
+  json out = json::object();
+  for (const auto& [port, protocol] : protocols)
+    out[std::to_string(port)] = model::toString(protocol);
+  return out;
+}
+
+json applicationTunnel(const std::optional<model::ApplicationTunnel>& t) {
+  if (!t) return nullptr;
+  json out = {
+      {"protocol", t->protocol == model::ApplicationTunnel::Protocol::Proxy ? "PROXY" : "NONE"}};
+  out["port"] = t->port ? json(*t->port) : json(nullptr);
+  return out;
+}
+
 }  // namespace
 
 json workloadJson(const model::Workload& w) {
@@ -80,6 +105,10 @@ json workloadJson(const model::Workload& w) {
   for (const auto& ip : w.workload_ips) ips.push_back(ip.toString());
   json services = json::object();
   for (const auto& [key, ports] : w.services) services[key] = portMap(ports);
+  json service_protocols = json::object();
+  for (const auto& [key, protocols] : w.service_app_protocols) {
+    service_protocols[key] = appProtocols(protocols);
+  }
   json out = {
       {"uid", w.uid},
       {"name", w.name},
@@ -102,11 +131,14 @@ json workloadJson(const model::Workload& w) {
       {"waypoint", gateway(w.waypoint)},
       {"networkGateway", gateway(w.network_gateway)},
       {"nativeTunnel", w.native_tunnel},
+      {"applicationTunnel", applicationTunnel(w.application_tunnel)},
       {"locality",
        {{"region", w.locality.region}, {"zone", w.locality.zone}, {"subzone", w.locality.subzone}}},
       {"authorizationPolicies", w.authorization_policies},
       {"services", services},
+      {"serviceAppProtocols", service_protocols},
       {"capacity", w.capacity},
+      {"extensions", extensions(w.extensions)},
   };
   return out;
 }
@@ -114,6 +146,12 @@ json workloadJson(const model::Workload& w) {
 json serviceJson(const model::Snapshot& snapshot, const model::Service& s) {
   json vips = json::array();
   for (const auto& vip : s.vips) vips.push_back(vip.toString());
+  json cidr_vips = json::array();
+  for (const auto& cidr : s.cidr_vips) cidr_vips.push_back(cidr.toString());
+  json weighted = json::array();
+  for (const auto& ww : s.weighted_waypoints) {
+    weighted.push_back({{"destination", ww.destination.toString()}, {"weight", ww.weight}});
+  }
   json endpoints = json::array();
   for (const auto& ep : snapshot.endpoints(s)) {
     endpoints.push_back({{"workloadUid", ep.workload_uid},
@@ -125,10 +163,17 @@ json serviceJson(const model::Snapshot& snapshot, const model::Service& s) {
       {"namespace", s.namespace_name},
       {"hostname", s.hostname},
       {"vips", vips},
+      {"cidrVips", cidr_vips},
       {"ports", portMap(s.ports)},
+      {"appProtocols", appProtocols(s.app_protocols)},
       {"subjectAltNames", s.subject_alt_names},
       {"waypoint", gateway(s.waypoint)},
+      {"weightedWaypoints", weighted},
       {"ipFamilies", model::toString(s.ip_families)},
+      {"canonical", s.canonical},
+      {"ingressUseWaypoint", s.ingress_use_waypoint},
+      {"visibility", model::toString(s.visibility)},
+      {"extensions", extensions(s.extensions)},
       {"endpoints", endpoints},
   };
   if (s.load_balancing) {
@@ -159,7 +204,8 @@ json policyJson(const model::Authorization& p) {
           {"scope", model::toString(p.scope)},
           {"action", model::toString(p.action)},
           {"dryRun", p.dry_run},
-          {"rules", rules}};
+          {"rules", rules},
+          {"extensions", extensions(p.extensions)}};
 }
 
 }  // namespace nodemesh::agent::admin
