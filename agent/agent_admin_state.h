@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,13 @@ class AgentAdminState final : public admin::AdminState {
   admin::AgentInfo info() const override { return info_; }
   // Stops the agent the way SIGTERM does.
   void quit() override;
+  nlohmann::json controlPlane() const override {
+    return control_plane_ ? control_plane_() : nlohmann::json::object();
+  }
+  // Set once, before the admin server starts.
+  void setControlPlane(std::function<nlohmann::json()> describe) {
+    control_plane_ = std::move(describe);
+  }
 
  private:
   const admin::AgentInfo info_;
@@ -36,6 +44,7 @@ class AgentAdminState final : public admin::AdminState {
   const Agent& agent_;
   const tunnel::Tunnel& tunnel_;
   const identity::CertificateManager& certificates_;
+  std::function<nlohmann::json()> control_plane_;
 };
 
 }  // namespace nodemesh::agent

@@ -9,6 +9,7 @@
 #include <set>
 #include <string_view>
 
+#include <fmt/chrono.h>
 #include <spdlog/spdlog.h>
 
 #include "common/cgroup.h"
@@ -51,8 +52,17 @@ Result<std::unique_ptr<admin::HttpServer>> serve(const char* name, const char* a
 
 }  // namespace
 
-Daemon::Daemon(DaemonOptions options)
-    : options_(std::move(options)), config_source_(options_.config) {}
+Daemon::Daemon(DaemonOptions options) : options_(std::move(options)) {}
+
+xds::IstiodConnection Daemon::istiodConnection(const std::string& address) const {
+  xds::IstiodConnection c;
+  c.address = address;
+  c.root_cert_file = options_.istiod_root_cert;
+  c.token_file = options_.istiod_token_file;
+  c.cluster_id = options_.cluster_id;
+  c.tls_server_name = options_.istiod_server_name;
+  return c;
+}
 
 Daemon::~Daemon() {
   // The informers' callbacks publish through publishMerged(), which reads kube_ under
@@ -87,12 +97,31 @@ Status Daemon::startConfig() {
   } else {
     cgroup_ = options_.cgroup;
   }
+  std::string what = options_.config;
+  if (options_.xds_address.empty()) {
+    config_source_ = std::make_unique<config::LocalFileSource>(options_.config);
+  } else {
+    // istiod: the first snapshot (both types answered) before anything is installed.
+    xds::XdsSourceOptions xds_options;
+    xds_options.client.connection = istiodConnection(options_.xds_address);
+    xds_options.client.node = xds::NodeInfo::fromEnvironment();
+    if (xds_options.client.node.node_name.empty())
+      xds_options.client.node.node_name = options_.node;
+    xds_options.client.node.cluster_id = options_.cluster_id;
+    xds_options.initial_timeout = std::chrono::seconds(options_.xds_initial_timeout_s);
+    auto source = xds::XdsSource::create(std::move(xds_options));
+    if (!source) return failed(Error{source.error().code, "xDS: " + source.error().message});
+    xds_ = source->get();
+    config_source_ = std::move(*source);
+    what = "istiod at " + options_.xds_address;
+    spdlog::info("mesh config from {} (delta xDS)", what);
+  }
   // The one load of the config: a bad file stops the start before anything is installed.
-  auto started = config_source_.start([this](model::SnapshotPtr snapshot) {
+  auto started = config_source_->start([this](model::SnapshotPtr snapshot) {
     spdlog::info("config in force: {}", snapshot->summary());
     {
       std::lock_guard<std::mutex> lock(publish_mu_);
-      file_snapshot_ = std::move(snapshot);
+      source_snapshot_ = std::move(snapshot);
     }
     publishMerged();
   });
@@ -104,7 +133,7 @@ Status Daemon::startConfig() {
       if (end != 0) spdlog::error("{}", problems.substr(0, end));
       problems = end == std::string_view::npos ? "" : problems.substr(end + 1);
     }
-    spdlog::error("{}: invalid config, not starting", options_.config);
+    spdlog::error("{}: no valid config, not starting", what);
     return started.error();
   }
   return okStatus();
@@ -150,6 +179,29 @@ Status Daemon::startCapture() {
 }
 
 Status Daemon::startIdentity() {
+  const std::string ca_address =
+      options_.local_ca
+          ? ""
+          : (options_.ca_address.empty() ? options_.xds_address : options_.ca_address);
+  if (!ca_address.empty()) {
+    // Istio's CA: certificates for this node's workloads, asked for as ztunnel does.
+    const auto connection = istiodConnection(ca_address);
+    auto channel = xds::makeIstiodChannel(connection);
+    if (!channel)
+      return failed(Error{channel.error().code, "Istio CA: " + channel.error().message});
+    auto ca = xds::IstioCaClient::create(*channel, connection, wall_clock_);
+    if (!ca) return failed(Error{ca.error().code, "Istio CA: " + ca.error().message});
+    istio_ca_ = std::move(*ca);
+    istio_roots_ = istio_ca_->trustBundle();
+    auto factory = tls::TlsContextFactory::create(istio_roots_->rawRoots());
+    if (!factory) return failed(Error{factory.error().code, "TLS: " + factory.error().message});
+    certificates_ = std::make_unique<identity::CertificateManager>(
+        *istio_ca_, wall_clock_, std::chrono::seconds(options_.cert_lifetime_s));
+    tls_ = std::make_unique<hbone::TlsProvider>(*certificates_, std::move(*factory));
+    spdlog::info("workload certificates from Istio's CA at {} (roots from {})", ca_address,
+                 options_.istiod_root_cert);
+    return okStatus();
+  }
   // The embedded CA: its root lives in the state directory (shared by the agents of one
   // cluster); workload certificates are issued in memory and never written anywhere.
   auto ca = identity::LocalCa::loadOrCreate(options_.state_dir, options_.trust_domain, wall_clock_);
@@ -207,16 +259,18 @@ Status Daemon::startTunnel() {
   agent_options.node = options_.node;
   agent_options.idle_pass_interval = std::chrono::milliseconds(options_.process_scan_interval_ms);
   agent_ = std::make_unique<Agent>(agent_options, *pods_, *capture_, *tunnel_, steady_clock_);
-  admin::AgentInfo info{options_.node,
-                        options_.bpffs,
-                        cgroup_,
-                        options_.config,
-                        options_.trust_domain,
-                        options_.exclusions.outbound_ports,
-                        options_.exclusions.inbound_ports,
-                        options_.exclusions.cidrs};
+  admin::AgentInfo info{
+      options_.node,
+      options_.bpffs,
+      cgroup_,
+      options_.xds_address.empty() ? options_.config : "xds:" + options_.xds_address,
+      options_.trust_domain,
+      options_.exclusions.outbound_ports,
+      options_.exclusions.inbound_ports,
+      options_.exclusions.cidrs};
   admin_state_ =
       std::make_unique<AgentAdminState>(info, config_, *agent_, *tunnel_, *certificates_);
+  admin_state_->setControlPlane([this] { return describeControlPlane(); });
   config_subscription_ = config_.subscribe([this](model::SnapshotPtr snapshot) {
     tunnel_->setSnapshot(snapshot);
     telemetry_->setSnapshot(snapshot);
@@ -270,27 +324,27 @@ Status Daemon::startKubernetes() {
 
 void Daemon::publishMerged() {
   std::lock_guard<std::mutex> lock(publish_mu_);
-  if (!file_snapshot_) return;
+  if (!source_snapshot_) return;
   if (!kube_) {
-    config_.publish(file_snapshot_);
+    config_.publish(source_snapshot_);
     return;
   }
-  // The file's workloads win: a pod the file also describes (by uid or by address) keeps the
-  // file's description.
-  std::vector<model::Workload> workloads = file_snapshot_->workloads();
+  // The source's workloads win: a pod the file (or istiod) also describes (by uid or by
+  // address) keeps that description.
+  std::vector<model::Workload> workloads = source_snapshot_->workloads();
   std::set<IpAddress> taken;
   for (const auto& w : workloads) taken.insert(w.workload_ips.begin(), w.workload_ips.end());
   for (auto& w : kube_->workloads()) {
-    const bool clash = file_snapshot_->workloadByUid(w.uid) != nullptr ||
+    const bool clash = source_snapshot_->workloadByUid(w.uid) != nullptr ||
                        std::any_of(w.workload_ips.begin(), w.workload_ips.end(),
                                    [&](const IpAddress& ip) { return taken.count(ip) > 0; });
     if (clash) continue;
     taken.insert(w.workload_ips.begin(), w.workload_ips.end());
     workloads.push_back(std::move(w));
   }
-  config_.publish(model::Snapshot::create(std::move(workloads), file_snapshot_->services(),
-                                          file_snapshot_->policies(), file_snapshot_->httpRoutes(),
-                                          file_snapshot_->grpcRoutes()));
+  config_.publish(model::Snapshot::create(
+      std::move(workloads), source_snapshot_->services(), source_snapshot_->policies(),
+      source_snapshot_->httpRoutes(), source_snapshot_->grpcRoutes()));
 }
 
 Status Daemon::startServers() {
@@ -393,6 +447,70 @@ void Daemon::logCounters() const {
   spdlog::info("capture counters:{}", line.empty() ? " none" : line);
 }
 
+namespace {
+
+std::string isoTime(std::chrono::system_clock::time_point t) {
+  return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(std::chrono::system_clock::to_time_t(t)));
+}
+
+}  // namespace
+
+nlohmann::json Daemon::describeControlPlane() const {
+  nlohmann::json out;
+  if (xds_ == nullptr) {
+    out["config"] = {{"source", "file"}, {"path", options_.config}};
+  } else {
+    const xds::AdsStatus s = xds_->status();
+    nlohmann::json types = nlohmann::json::object();
+    for (const auto& [url, t] : s.types) {
+      types[url] = {{"ackedVersion", t.acked_version},
+                    {"ackedNonce", t.acked_nonce},
+                    {"synced", t.synced},
+                    {"responses", t.responses},
+                    {"acks", t.acks},
+                    {"nacks", t.nacks},
+                    {"resources", t.resources}};
+    }
+    nlohmann::json xds = {{"address", s.address},
+                          {"connected", s.connected},
+                          {"lastError", s.last_error},
+                          {"types", types}};
+#define NODEMESH_ADS_COUNTER_JSON(name) xds["counters"][#name] = s.name;
+    NODEMESH_ADS_COUNTERS(NODEMESH_ADS_COUNTER_JSON)
+#undef NODEMESH_ADS_COUNTER_JSON
+    if (s.last_nack) {
+      xds["lastNack"] = {{"typeUrl", s.last_nack->type_url},
+                         {"nonce", s.last_nack->nonce},
+                         {"reason", s.last_nack->reason},
+                         {"time", isoTime(s.last_nack->time)}};
+    } else {
+      xds["lastNack"] = nullptr;
+    }
+    out["config"] = {{"source", "xds"}, {"xds", xds}};
+  }
+  nlohmann::json ca;
+  if (istio_ca_) {
+    ca = {{"issuer", "istiod"},
+          {"address", options_.ca_address.empty() ? options_.xds_address : options_.ca_address}};
+  } else {
+    ca = {{"issuer", "local"}, {"stateDir", options_.state_dir}};
+  }
+  const auto stats = certificates_->stats();
+#define NODEMESH_CERT_COUNTER_JSON(name) ca["counters"][#name] = stats.name;
+  NODEMESH_CERT_MANAGER_COUNTERS(NODEMESH_CERT_COUNTER_JSON)
+#undef NODEMESH_CERT_COUNTER_JSON
+  ca["identities"] = nlohmann::json::array();
+  for (const auto& st : certificates_->status()) {
+    nlohmann::json id = {{"identity", st.identity.toString()},
+                         {"consecutiveFailures", st.consecutive_failures},
+                         {"lastError", st.last_error}};
+    if (st.certificate) id["expirationTime"] = isoTime(st.certificate->notAfter());
+    ca["identities"].push_back(std::move(id));
+  }
+  out["ca"] = std::move(ca);
+  return out;
+}
+
 metrics::AgentMetricsInput Daemon::metricsInput() const {
   metrics::AgentMetricsInput in;
   in.tcp = &telemetry_->tcpMetrics();
@@ -407,6 +525,17 @@ metrics::AgentMetricsInput Daemon::metricsInput() const {
     in.certificates.push_back({cert->identity().toString(), cert->notAfter()});
   }
   in.certificate_rotation_failures = certificates_->rotationFailures();
+  const auto cert_stats = certificates_->stats();
+  in.certificate_requests = cert_stats.issue_requests;
+  in.certificate_request_failures = cert_stats.issue_failures;
+  if (xds_ != nullptr) {
+    const auto s = xds_->status();
+    in.xds_connected = s.connected;
+    in.xds_connects = s.connects;
+    for (const auto& [url, t] : s.types) {
+      in.xds_types.push_back({url.substr(url.rfind('.') + 1), t.responses, t.nacks});
+    }
+  }
   in.ready = readiness_.ready();
   if (auto snap = config_.current()) {
     in.config_workloads = snap->workloads().size();

@@ -20,18 +20,30 @@
 #include "agent/snapshot_fanout.h"
 #include "agent/steady_clock.h"
 #include "common/http_server.h"
+#include "config/config_source.h"
 #include "config/local/local_file_source.h"
 #include "hbone/tls_provider.h"
 #include "identity/cert_manager.h"
 #include "identity/clock.h"
 #include "identity/local_ca.h"
 #include "tunnel/tunnel.h"
+#include "xds/istio_ca_client.h"
+#include "xds/xds_source.h"
 
 namespace nodemesh::agent {
 
 // What the agent's flags say (agent/main.cc documents each).
 struct DaemonOptions {
-  std::string config;
+  std::string config;  // the local config file; empty with xds_address
+  // istiod (docs/xds.md): the mesh config over delta xDS from xds_address instead of a file,
+  // and certificates from Istio's CA at ca_address (default: xds_address) unless local_ca.
+  std::string xds_address;
+  std::string ca_address;
+  bool local_ca = false;
+  std::string istiod_root_cert = "/var/run/secrets/istio/root-cert.pem";
+  std::string istiod_token_file = "/var/run/secrets/tokens/istio-token";
+  std::string istiod_server_name;  // empty: the host of the address
+  int xds_initial_timeout_s = 30;
   std::string node;
   std::string cgroup;  // empty: the cgroup2 root
   std::string bpffs = "/sys/fs/bpf/nodemesh";
@@ -101,8 +113,11 @@ class Daemon {
   Status startTunnel();
   Status startKubernetes();
   Status startServers();
-  // The file's snapshot plus the workloads of this node's pods from the Kubernetes API.
+  // The source's snapshot plus the workloads of this node's pods from the Kubernetes API.
   void publishMerged();
+  // The config dump's "controlPlane": where config and certificates come from.
+  nlohmann::json describeControlPlane() const;
+  xds::IstiodConnection istiodConnection(const std::string& address) const;
   // SIGTERM with Kubernetes: keep the capture for the next agent (keep_capture_), or remove the
   // pods' annotations because the capture goes.
   void decideCaptureOnStop();
@@ -121,12 +136,15 @@ class Daemon {
   // The parts, in start order.
   SnapshotFanout config_;
   std::mutex publish_mu_;
-  model::SnapshotPtr file_snapshot_;       // the local file's, as last loaded
-  config::LocalFileSource config_source_;  // through publishMerged() to config_
+  model::SnapshotPtr source_snapshot_;                   // the config source's, as last delivered
+  std::unique_ptr<config::ConfigSource> config_source_;  // through publishMerged() to config_
+  xds::XdsSource* xds_ = nullptr;                        // config_source_, when it is istiod
   std::unique_ptr<CapturePrograms> capture_;
   std::optional<Cleanup> uninstall_capture_;  // detaches and unpins everything
   identity::SystemClock wall_clock_;
-  std::unique_ptr<identity::LocalCa> ca_;
+  std::unique_ptr<identity::LocalCa> ca_;         // the embedded CA, or
+  std::unique_ptr<xds::IstioCaClient> istio_ca_;  // Istio's
+  std::shared_ptr<const xds::TrustBundle> istio_roots_;
   std::unique_ptr<identity::CertificateManager> certificates_;
   std::unique_ptr<hbone::TlsProvider> tls_;
   std::unique_ptr<tunnel::OrigDstResolver> orig_dst_;

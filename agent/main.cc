@@ -58,10 +58,33 @@ int agentMain(int argc, char** argv) {
       "      --bpffs /sys/fs/bpf/nodemesh-test --exclude-outbound-ports 9000,9001\n"
       "Signals: SIGTERM/SIGINT detach and remove everything the agent created; SIGUSR1 logs\n"
       "the capture counters. A killed agent leaves its pins; the next start reuses them.");
-  app.add_option("--config", flags.daemon.config,
-                 "local config file (ztunnel's local config format)")
-      ->required()
-      ->check(CLI::ExistingFile);
+  auto* config = app.add_option("--config", flags.daemon.config,
+                                "local config file (ztunnel's local config format)")
+                     ->check(CLI::ExistingFile);
+  auto* xds = app.add_option("--xds-address", flags.daemon.xds_address,
+                             "take the mesh config from istiod over delta xDS at host:port "
+                             "(e.g. istiod.istio-system.svc:15012) instead of --config; "
+                             "certificates then come from Istio's CA too (docs/xds.md)")
+                  ->excludes(config);
+  app.add_option("--ca-address", flags.daemon.ca_address,
+                 "Istio's CA (IstioCertificateService) at host:port (default: --xds-address)");
+  app.add_flag("--local-ca", flags.daemon.local_ca,
+               "use the embedded CA (--state-dir) even with --xds-address");
+  app.add_option("--istiod-root-cert", flags.daemon.istiod_root_cert,
+                 "PEM root certificate that istiod's TLS certificate chains to (the "
+                 "istio-ca-root-cert ConfigMap)")
+      ->capture_default_str();
+  app.add_option("--istiod-token-file", flags.daemon.istiod_token_file,
+                 "service account token (audience istio-ca) sent to istiod, read again for "
+                 "every call; empty sends none")
+      ->capture_default_str();
+  app.add_option("--istiod-server-name", flags.daemon.istiod_server_name,
+                 "name istiod's certificate must carry (default: the host of the address; set "
+                 "it when the address is an IP, e.g. istiod.istio-system.svc)");
+  app.add_option("--xds-initial-timeout-s", flags.daemon.xds_initial_timeout_s,
+                 "seconds to wait at start for istiod's first answer of each type")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
   app.add_flag("--validate", flags.validate, "check the config file and exit (0 = valid)");
   app.add_option("--node", flags.daemon.node,
                  "this node's name (default: $NODE_NAME, else hostname)");
@@ -205,6 +228,14 @@ int agentMain(int argc, char** argv) {
                  "cluster name in the workload uids (istiod's CLUSTER_ID)")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (config->count() == 0 && xds->count() == 0) {
+    std::cerr << "one of --config or --xds-address is required\n";
+    return 2;
+  }
+  if (flags.validate && config->count() == 0) {
+    std::cerr << "--validate needs --config\n";
+    return 2;
+  }
   if (!flags.daemon.kube_api_server.empty() &&
       (flags.daemon.kube_ca_file.empty() || flags.daemon.kube_token_file.empty())) {
     std::cerr << "--kube-api-server needs --kube-ca-file and --kube-token-file\n";

@@ -156,6 +156,7 @@ json configDump(const AdminState& state) {
                   {"excludeInboundPorts", info.exclude_inbound_ports},
                   {"excludeCidrs", cidrs}};
   auto snapshot = state.snapshot();
+  out["controlPlane"] = state.controlPlane();
   out["workloads"] = json::array();
   out["services"] = json::array();
   out["policies"] = json::array();

@@ -75,6 +75,9 @@ class AdminState {
   virtual AgentInfo info() const = 0;
   // /quitquitquit: start a clean stop (as SIGTERM does); returns at once.
   virtual void quit() = 0;
+  // Where the config and the certificates come from, and how that is going (the config dump's
+  // "controlPlane"): {"config": {"source": "file"|"xds", ...}, "ca": {...}}.
+  virtual nlohmann::json controlPlane() const { return nlohmann::json::object(); }
 };
 
 // Ready once the capture programs are attached, a config is loaded and the tunnel runs.

@@ -62,6 +62,26 @@ std::string renderAgentMetrics(const AgentMetricsInput& in) {
   single(out, "nodemesh_certificate_rotation_failures_total", "counter",
          "Certificate renewals that failed (retried at the next rotation pass)",
          in.certificate_rotation_failures);
+  single(out, "nodemesh_certificate_requests_total", "counter",
+         "Certificates asked of the CA (first issue and renewals)", in.certificate_requests);
+  single(out, "nodemesh_certificate_request_failures_total", "counter",
+         "Certificate requests the CA failed or whose answer was refused (retried with backoff)",
+         in.certificate_request_failures);
+  if (in.xds_connected) {
+    single(out, "nodemesh_xds_connected", "gauge",
+           "1 while a stream to istiod is open and answered, else 0", *in.xds_connected ? 1 : 0);
+    single(out, "nodemesh_xds_connects_total", "counter", "Streams to istiod started",
+           in.xds_connects);
+    out.family("nodemesh_xds_pushes_total", "counter", "Responses (pushes) from istiod, by type");
+    for (const auto& t : in.xds_types) {
+      out.sample("nodemesh_xds_pushes_total", {{"type", t.type}}, t.responses);
+    }
+    out.family("nodemesh_xds_nacks_total", "counter",
+               "Pushes from istiod rejected (NACKed) because a resource was invalid, by type");
+    for (const auto& t : in.xds_types) {
+      out.sample("nodemesh_xds_nacks_total", {{"type", t.type}}, t.nacks);
+    }
+  }
   return out.take();
 }
 

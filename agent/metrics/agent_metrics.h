@@ -34,6 +34,18 @@ struct AgentMetricsInput {
   uint64_t config_workloads = 0;
   uint64_t config_services = 0;
   uint64_t config_policies = 0;
+  // Istio's CA (identity/cert_manager.h counts for either issuer).
+  uint64_t certificate_requests = 0;
+  uint64_t certificate_request_failures = 0;
+  // istiod's xDS, when the config comes from it.
+  struct XdsType {
+    std::string type;  // the short type name: "Address", "Authorization"
+    uint64_t responses = 0;
+    uint64_t nacks = 0;
+  };
+  std::optional<bool> xds_connected;  // nullopt: the config comes from a file
+  uint64_t xds_connects = 0;
+  std::vector<XdsType> xds_types;
 };
 
 std::string renderAgentMetrics(const AgentMetricsInput& in);
