@@ -12,7 +12,7 @@ using Finding = ValidationFinding;
 using Kind = ValidationFinding::Kind;
 using Part = ValidationFinding::Part;
 
-Workload workload(std::string uid, std::vector<std::string> ips) {
+Workload workload(std::string uid, const std::vector<std::string>& ips) {
   Workload w;
   w.uid = std::move(uid);
   w.namespace_name = "shop";
@@ -20,7 +20,7 @@ Workload workload(std::string uid, std::vector<std::string> ips) {
   return w;
 }
 
-Service service(std::string hostname, std::vector<std::string> vips) {
+Service service(std::string hostname, const std::vector<std::string>& vips) {
   Service s;
   s.name = hostname;
   s.namespace_name = "shop";
