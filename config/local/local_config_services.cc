@@ -2,6 +2,8 @@
 
 #include "config/local/local_config_parser.h"
 
+#include <fmt/format.h>
+
 #include <utility>
 
 namespace nodemesh::config::local_internal {
@@ -76,7 +78,7 @@ void LocalConfigParser::parseService(const YAML::Node& node, const std::string& 
                      auto cidr = Cidr::parse(*text);
                      if (text->find('/') == std::string::npos) {
                        r_.problem(*cidr_node, c.pathOf("cidr"),
-                                  "'" + *text + "' has no prefix length (write ip/len)");
+                                  fmt::format("'{}' has no prefix length (write ip/len)", *text));
                      } else if (!cidr) {
                        r_.problem(*cidr_node, c.pathOf("cidr"), cidr.error().message);
                      } else {
