@@ -34,6 +34,8 @@ struct NetworkAddress {
   std::string toString() const;
   // Splits at the first '/'; the rest must be an IP address.
   static Result<NetworkAddress> parse(std::string_view text);
+  // clang-tidy 14 reads the 0 a defaulted <=> compares with as a null pointer (see IpAddress).
+  // NOLINTNEXTLINE(modernize-use-nullptr)
   auto operator<=>(const NetworkAddress&) const = default;
 };
 
@@ -44,6 +46,8 @@ struct NetworkCidr {
   Cidr cidr;
 
   std::string toString() const;  // "net1/10.96.0.0/16", "/fd00::/64"
+  // clang-tidy 14 reads the 0 a defaulted <=> compares with as a null pointer (see IpAddress).
+  // NOLINTNEXTLINE(modernize-use-nullptr)
   auto operator<=>(const NetworkCidr&) const = default;
 };
 

@@ -2,6 +2,8 @@
 
 #include "config/local/local_config_parser.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <exception>
 #include <utility>
@@ -172,22 +174,80 @@ std::optional<model::HealthStatus> LocalConfigParser::readStatus(const YAML::Nod
       {{"Healthy", model::HealthStatus::Healthy}, {"Unhealthy", model::HealthStatus::Unhealthy}});
 }
 
-void LocalConfigParser::checkReferences() {
-  if (policies_ok_) {
-    for (const Reference& ref : policy_refs_) {
-      if (policy_lines_.count(ref.key) == 0) {
-        r_.problem(ref.node, ref.path,
-                   "workload references policy '" + ref.key +
-                       "', which is not defined (policies are named namespace/name)");
-      }
+const LocalConfigParser::Located& LocalConfigParser::keyOf(model::ValidationFinding::Kind kind,
+                                                           size_t index) const {
+  switch (kind) {
+    case model::ValidationFinding::Kind::Workload: {
+      const WorkloadNodes& nodes = workload_nodes_[index];
+      return nodes.key ? *nodes.key : nodes.item;
+    }
+    case model::ValidationFinding::Kind::Service: {
+      const ServiceNodes& nodes = service_nodes_[index];
+      return nodes.key ? *nodes.key : nodes.item;
+    }
+    case model::ValidationFinding::Kind::Policy:
+      break;
+  }
+  return policy_nodes_[index];
+}
+
+const LocalConfigParser::Located& LocalConfigParser::locate(
+    const model::ValidationFinding& finding) const {
+  using Part = model::ValidationFinding::Part;
+  switch (finding.part) {
+    case Part::Key:
+      break;
+    case Part::Address:
+      return workload_nodes_[finding.index].addresses[finding.item];
+    case Part::Vip:
+      return service_nodes_[finding.index].vips[finding.item];
+    case Part::PolicyRef:
+      return workload_nodes_[finding.index].policy_refs[finding.item];
+    case Part::ServiceRef: {
+      const auto& refs = workload_nodes_[finding.index].service_refs;
+      auto it = refs.find(finding.subject);
+      if (it != refs.end()) return it->second;
+      break;
     }
   }
-  // ztunnel keeps endpoints of services it has not seen yet (staged until the service
-  // arrives), so this is only a warning.
-  for (const Reference& ref : service_refs_) {
-    if (service_lines_.count(ref.key) == 0) {
-      r_.warning(ref.node, ref.path,
-                 "workload backs service '" + ref.key + "', which this file does not define");
+  return keyOf(finding.kind, finding.index);
+}
+
+bool LocalConfigParser::keyRead(const model::ValidationFinding& finding) const {
+  switch (finding.kind) {
+    case model::ValidationFinding::Kind::Workload:
+      return !workloads_[finding.index].uid.empty();
+    case model::ValidationFinding::Kind::Service:
+      return !services_[finding.index].hostname.empty();
+    case model::ValidationFinding::Kind::Policy:
+      return !policies_[finding.index].name.empty();
+  }
+  return true;
+}
+
+void LocalConfigParser::checkReferences() {
+  // The checks every source shares live in the model; here they only get their lines. A workload
+  // naming an undefined policy is an error for a file (it is complete, unlike an xDS stream).
+  for (const model::ValidationFinding& finding :
+       model::validate(workloads_, services_, policies_, {.undefined_policy_is_error = true})) {
+    // When the policies list itself is broken, every reference would look dangling.
+    if (finding.part == model::ValidationFinding::Part::PolicyRef && !policies_ok_) continue;
+    // An item whose key could not be read has its own problem already; it duplicates nothing.
+    if (finding.part == model::ValidationFinding::Part::Key && !keyRead(finding)) continue;
+    const Located& at = locate(finding);
+    std::string message = finding.message;
+    if (finding.first) {
+      int line = YamlReader::lineOf(keyOf(finding.kind, *finding.first).node);
+      if (finding.part == model::ValidationFinding::Part::Key) {
+        message += fmt::format(" (first defined at line {})", line);
+      } else {
+        message += fmt::format(" (defined at line {})", line);
+      }
+    }
+    if (finding.isError()) {
+      r_.problem(at.node, at.path, message);
+    } else {
+      r_.warning(at.node, at.path, message);
     }
   }
   // Routes name services by namespace/name. A missing backend is not an error for the API

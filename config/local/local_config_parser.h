@@ -17,6 +17,7 @@
 #include "config/local/local_config.h"
 #include "config/local/yaml_reader.h"
 #include "model/snapshot.h"
+#include "model/validation.h"
 
 namespace nodemesh::config::local_internal {
 
@@ -39,6 +40,26 @@ class LocalConfigParser {
     std::string key;
     YAML::Node node;
     std::string path;
+  };
+  // Where an item of the model came from, for the findings of model::validate().
+  struct Located {
+    YAML::Node node;
+    std::string path;
+  };
+  // Aligned with workloads_ / services_ / policies_: the item, its key's node when it has one
+  // and, for the parts model::validate() checks, one entry per element the model holds. Set keys
+  // with emplace(): assigning a YAML::Node writes through to the document.
+  struct WorkloadNodes {
+    Located item;
+    std::optional<Located> key;
+    std::vector<Located> addresses;
+    std::vector<Located> policy_refs;
+    std::map<std::string, Located, std::less<>> service_refs;
+  };
+  struct ServiceNodes {
+    Located item;
+    std::optional<Located> key;
+    std::vector<Located> vips;
   };
 
   void parse();
@@ -154,9 +175,13 @@ class LocalConfigParser {
   void checkHttpRule(const YAML::Node& node, const std::string& path,
                      const model::HttpRouteRule& rule);
 
-  // ---- cross references ----
+  // ---- cross references: model::validate() plus the routes' references ----
 
   void checkReferences();
+  // The node a finding of model::validate() is about.
+  const Located& locate(const model::ValidationFinding& finding) const;
+  const Located& keyOf(model::ValidationFinding::Kind kind, size_t index) const;
+  bool keyRead(const model::ValidationFinding& finding) const;
 
   YamlReader r_;
   std::string_view text_;
@@ -165,11 +190,9 @@ class LocalConfigParser {
   std::vector<Authorization> policies_;
   std::vector<model::HttpRoute> http_routes_;
   std::vector<model::GrpcRoute> grpc_routes_;
-  std::map<std::string, int, std::less<>> workload_lines_;
-  std::map<std::string, int, std::less<>> service_lines_;
-  std::map<std::string, int, std::less<>> policy_lines_;
-  std::vector<Reference> policy_refs_;
-  std::vector<Reference> service_refs_;
+  std::vector<WorkloadNodes> workload_nodes_;
+  std::vector<ServiceNodes> service_nodes_;
+  std::vector<Located> policy_nodes_;
   // "Kind namespace/name" -> line, for duplicate routes.
   std::map<std::string, int, std::less<>> route_lines_;
   // Services named by route parentRefs / backendRefs, by "namespace/name".

@@ -40,14 +40,7 @@ void LocalConfigParser::parsePolicy(const YAML::Node& node, const std::string& p
     if (auto s = r_.readString(*name, f.pathOf("name"))) p.name = *s;
   }
   readRequiredString(f, "namespace", p.namespace_name);
-  if (name) {
-    auto [prev, inserted] = policy_lines_.emplace(p.key(), YamlReader::lineOf(*name));
-    if (!inserted) {
-      r_.problem(*name, f.pathOf("name"),
-                 "duplicate policy '" + p.key() + "' (first defined at line " +
-                     std::to_string(prev->second) + ")");
-    }
-  }
+  Located located = name ? Located{*name, f.pathOf("name")} : Located{node, path};
   if (auto n = f.require("scope")) {
     using Scope = model::PolicyScope;
     if (auto v = r_.readEnum<Scope>(*n, f.pathOf("scope"), "scope",
@@ -93,6 +86,7 @@ void LocalConfigParser::parsePolicy(const YAML::Node& node, const std::string& p
   }
   if (l7_at) warnL7(*l7_at, path, p, l7_names);
   policies_.push_back(std::move(p));
+  policy_nodes_.push_back(std::move(located));
 }
 
 // Istio reports the same through the policy's status ("ztunnel does not support HTTP

@@ -2,6 +2,8 @@
 
 #include "config/local/local_config_parser.h"
 
+#include <fmt/format.h>
+
 #include <utility>
 
 namespace nodemesh::config::local_internal {
@@ -9,9 +11,25 @@ namespace nodemesh::config::local_internal {
 namespace {
 
 // Field names exactly as ztunnel's serde structs spell them (rename_all = "camelCase").
-constexpr std::string_view kServiceFields[] = {
-    "name",     "namespace",    "hostname",   "vips",     "ports", "subjectAltNames",
-    "waypoint", "loadBalancer", "ipFamilies", "endpoints"};
+// `ingressUseWaypoint` is not in ztunnel's struct (ztunnel ignores the xDS field); nodemesh
+// keeps it in the model, so the file can say it too.
+constexpr std::string_view kServiceFields[] = {"name",
+                                               "namespace",
+                                               "hostname",
+                                               "vips",
+                                               "cidrVips",
+                                               "ports",
+                                               "subjectAltNames",
+                                               "waypoint",
+                                               "weightedWaypoints",
+                                               "loadBalancer",
+                                               "ipFamilies",
+                                               "canonical",
+                                               "visibility",
+                                               "ingressUseWaypoint",
+                                               "endpoints"};
+constexpr std::string_view kNetworkCidrFields[] = {"network", "cidr"};
+constexpr std::string_view kWeightedWaypointFields[] = {"destination", "weight"};
 constexpr std::string_view kLoadBalancerFields[] = {"routingPreferences", "mode", "healthPolicy"};
 constexpr std::string_view kEndpointFields[] = {"workloadUid", "port", "status"};
 
@@ -21,18 +39,14 @@ void LocalConfigParser::parseService(const YAML::Node& node, const std::string& 
   FieldMap f(r_, node, path, "service", kServiceFields);
   if (!f.valid()) return;
   Service s;
+  ServiceNodes nodes{Located{node, path}, std::nullopt, {}};
   readRequiredString(f, "name", s.name);
   readRequiredString(f, "namespace", s.namespace_name);
   auto hostname = f.require("hostname");
   if (hostname) {
     if (auto h = r_.readString(*hostname, f.pathOf("hostname"))) {
       s.hostname = *h;
-      auto [prev, inserted] = service_lines_.emplace(s.key(), YamlReader::lineOf(*hostname));
-      if (!inserted) {
-        r_.problem(*hostname, f.pathOf("hostname"),
-                   "duplicate service '" + s.key() + "' (first defined at line " +
-                       std::to_string(prev->second) + ")");
-      }
+      nodes.key.emplace(Located{*hostname, f.pathOf("hostname")});
     }
   }
   if (auto vips = f.require("vips")) {
@@ -46,10 +60,69 @@ void LocalConfigParser::parseService(const YAML::Node& node, const std::string& 
                        return;
                      }
                      s.vips.push_back(*vip);
+                     nodes.vips.push_back(Located{item, item_path});
+                   });
+  }
+  // ztunnel's NetworkCidr: {network, cidr} (serde's default struct form), cidr as "ip/len".
+  if (auto n = f.get("cidrVips")) {
+    r_.forEachItem(*n, f.pathOf("cidrVips"),
+                   [&](const YAML::Node& item, const std::string& item_path) {
+                     FieldMap c(r_, item, item_path, "CIDR VIP", kNetworkCidrFields);
+                     if (!c.valid()) return;
+                     model::NetworkCidr vip;
+                     readRequiredString(c, "network", vip.network);
+                     auto cidr_node = c.require("cidr");
+                     if (!cidr_node) return;
+                     auto text = r_.readString(*cidr_node, c.pathOf("cidr"));
+                     if (!text) return;
+                     auto cidr = Cidr::parse(*text);
+                     if (text->find('/') == std::string::npos) {
+                       r_.problem(*cidr_node, c.pathOf("cidr"),
+                                  fmt::format("'{}' has no prefix length (write ip/len)", *text));
+                     } else if (!cidr) {
+                       r_.problem(*cidr_node, c.pathOf("cidr"), cidr.error().message);
+                     } else {
+                       vip.cidr = *cidr;
+                       s.cidr_vips.push_back(std::move(vip));
+                     }
                    });
   }
   if (auto ports = f.require("ports")) {
     readPortMap(*ports, f.pathOf("ports"), /*allow_zero_target=*/true, s.ports);
+  }
+  if (auto n = f.get("weightedWaypoints")) {
+    r_.forEachItem(*n, f.pathOf("weightedWaypoints"),
+                   [&](const YAML::Node& item, const std::string& item_path) {
+                     FieldMap ww(r_, item, item_path, "weighted waypoint", kWeightedWaypointFields);
+                     if (!ww.valid()) return;
+                     model::WeightedWaypoint out;
+                     std::optional<GatewayAddress> dest;
+                     if (auto d = ww.require("destination")) {
+                       if (d->IsNull()) {
+                         r_.problem(*d, ww.pathOf("destination"), "destination is required");
+                       } else {
+                         dest = readGateway(*d, ww.pathOf("destination"));
+                       }
+                     }
+                     std::optional<uint32_t> weight;
+                     if (auto w = ww.require("weight"))
+                       weight = r_.readUint32(*w, ww.pathOf("weight"));
+                     if (!dest || !weight) return;
+                     s.weighted_waypoints.push_back(model::WeightedWaypoint{*dest, *weight});
+                   });
+  }
+  if (auto n = f.get("canonical")) {
+    if (auto b = r_.readBool(*n, f.pathOf("canonical"))) s.canonical = *b;
+  }
+  if (auto n = f.get("ingressUseWaypoint")) {
+    if (auto b = r_.readBool(*n, f.pathOf("ingressUseWaypoint"))) s.ingress_use_waypoint = *b;
+  }
+  if (auto n = f.get("visibility")) {
+    if (auto v = r_.readEnum<model::Visibility>(
+            *n, f.pathOf("visibility"), "visibility",
+            {{"Public", model::Visibility::Public}, {"Namespace", model::Visibility::Namespace}})) {
+      s.visibility = *v;
+    }
   }
   if (auto n = f.get("subjectAltNames")) {
     readStringList(*n, f.pathOf("subjectAltNames"), s.subject_alt_names);
@@ -84,6 +157,7 @@ void LocalConfigParser::parseService(const YAML::Node& node, const std::string& 
                     });
   }
   services_.push_back(std::move(s));
+  service_nodes_.push_back(std::move(nodes));
 }
 
 std::optional<model::LoadBalancing> LocalConfigParser::readLoadBalancer(const YAML::Node& node,

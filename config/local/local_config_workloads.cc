@@ -44,18 +44,14 @@ void LocalConfigParser::parseWorkload(const YAML::Node& node, const std::string&
   if (!f.valid()) return;
   Workload w;
 
+  WorkloadNodes nodes{Located{node, path}, std::nullopt, {}, {}, {}};
   if (auto uid = f.get("uid")) {
     auto s = r_.readString(*uid, f.pathOf("uid"));
     if (s && s->empty()) {
       r_.problem(*uid, f.pathOf("uid"), "workload has an empty uid; every workload needs one");
     } else if (s) {
       w.uid = *s;
-      auto [prev, inserted] = workload_lines_.emplace(w.uid, YamlReader::lineOf(*uid));
-      if (!inserted) {
-        r_.problem(*uid, f.pathOf("uid"),
-                   "duplicate workload uid '" + w.uid + "' (first defined at line " +
-                       std::to_string(prev->second) + ")");
-      }
+      nodes.key.emplace(Located{*uid, f.pathOf("uid")});
     }
   } else {
     r_.problem(node, path, "workload has no uid; every workload needs a unique uid");
@@ -72,7 +68,10 @@ void LocalConfigParser::parseWorkload(const YAML::Node& node, const std::string&
   if (auto ips = f.require("workloadIps")) {
     r_.forEachItem(*ips, f.pathOf("workloadIps"),
                    [&](const YAML::Node& item, const std::string& item_path) {
-                     if (auto ip = r_.readIp(item, item_path)) w.workload_ips.push_back(*ip);
+                     if (auto ip = r_.readIp(item, item_path)) {
+                       w.workload_ips.push_back(*ip);
+                       nodes.addresses.push_back(Located{item, item_path});
+                     }
                    });
   }
   readString(f, "hostname", w.hostname);
@@ -141,7 +140,7 @@ void LocalConfigParser::parseWorkload(const YAML::Node& node, const std::string&
                    [&](const YAML::Node& item, const std::string& item_path) {
                      auto key = r_.readString(item, item_path);
                      if (!key) return;
-                     policy_refs_.push_back(Reference{*key, item, item_path});
+                     nodes.policy_refs.push_back(Located{item, item_path});
                      w.authorization_policies.push_back(std::move(*key));
                    });
   }
@@ -155,7 +154,7 @@ void LocalConfigParser::parseWorkload(const YAML::Node& node, const std::string&
                        "service key '" + key_text + "' is not of the form namespace/hostname");
             return;
           }
-          service_refs_.push_back(Reference{key_text, key, entry_path});
+          nodes.service_refs.emplace(key_text, Located{key, entry_path});
           readPortMap(value, entry_path, /*allow_zero_target=*/false, w.services[key_text]);
         });
   }
@@ -163,6 +162,7 @@ void LocalConfigParser::parseWorkload(const YAML::Node& node, const std::string&
     if (auto c = r_.readUint32(*n, f.pathOf("capacity"))) w.capacity = *c;
   }
   workloads_.push_back(std::move(w));
+  workload_nodes_.push_back(std::move(nodes));
 }
 
 }  // namespace nodemesh::config::local_internal

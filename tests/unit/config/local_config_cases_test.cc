@@ -21,6 +21,8 @@ struct BadCase {
   std::string_view reason;
 };
 
+#define SVC "services:\n- name: a\n  namespace: shop\n  hostname: a.shop\n  vips: []\n  ports: {}\n"
+
 const BadCase kBadCases[] = {
     // YAML syntax.
     {"UnclosedFlowList", WORKLOAD_HEAD "  workloadIps: [\"10.0.0.1\"\n", 5, "YAML syntax error"},
@@ -137,6 +139,42 @@ const BadCase kBadCases[] = {
      "policies:\n- {name: p, namespace: shop, scope: WorkloadSelector, action: Allow, rules: "
      "[]}\n" WORKLOAD_HEAD "  workloadIps: []\n  authorizationPolicies: [p]\n",
      7, "references policy 'p'"},
+    // ztunnel's newer Service fields.
+    {"CidrVipWithoutPrefix", SVC "  cidrVips: [{network: \"\", cidr: 10.96.0.0}]\n", 7,
+     "services[0].cidrVips[0].cidr: '10.96.0.0' has no prefix length (write ip/len)"},
+    {"CidrVipBadPrefix", SVC "  cidrVips: [{network: \"\", cidr: 10.96.0.0/33}]\n", 7,
+     "invalid prefix length in CIDR '10.96.0.0/33'"},
+    {"CidrVipWithoutNetwork", SVC "  cidrVips: [{cidr: 10.96.0.0/16}]\n", 7,
+     "missing required field 'network' in CIDR VIP"},
+    {"CidrVipUnknownKey", SVC "  cidrVips: [{network: \"\", cidr: 10.96.0.0/16, len: 16}]\n", 7,
+     "unknown field 'len' in CIDR VIP"},
+    {"CidrVipsIsAString", SVC "  cidrVips: 10.96.0.0/16\n", 7, "expected a list"},
+    {"WeightedWaypointWithoutWeight",
+     SVC "  weightedWaypoints:\n  - destination: {destination: /10.0.0.9, hboneMtlsPort: 15008}\n",
+     8, "missing required field 'weight' in weighted waypoint"},
+    {"WeightedWaypointNullDestination",
+     SVC "  weightedWaypoints:\n  - {destination: null, weight: 3}\n", 8,
+     "destination is required"},
+    {"WeightedWaypointNegativeWeight",
+     SVC "  weightedWaypoints:\n  - destination: {destination: /10.0.0.9, hboneMtlsPort: 15008}\n"
+         "    weight: -1\n",
+     9, "weightedWaypoints[0].weight"},
+    {"WeightedWaypointBadDestination",
+     SVC "  weightedWaypoints:\n  - destination: {destination: nowhere, hboneMtlsPort: 15008}\n"
+         "    weight: 1\n",
+     8, "is neither network/IP nor namespace/hostname"},
+    {"VisibilityUnknown", SVC "  visibility: Private\n", 7, "visibility"},
+    {"CanonicalNotABool", SVC "  canonical: maybe\n", 7, "expected true or false, got 'maybe'"},
+    {"IngressUseWaypointNotABool", SVC "  ingressUseWaypoint: 1\n", 7, "expected true or false"},
+    {"ServiceExtensionsAreXdsOnly", SVC "  extensions: []\n", 7,
+     "unknown field 'extensions' in service"},
+    // Duplicates inside one item (model::validate).
+    {"WorkloadAddressTwice", WORKLOAD_HEAD "  workloadIps: [10.0.0.1, 10.0.0.2, 10.0.0.1]\n", 4,
+     "workloads[0].workloadIps[2]: address 10.0.0.1 is listed twice"},
+    {"VipTwice",
+     "services:\n- name: a\n  namespace: shop\n  hostname: a.shop\n  vips:\n  - /10.96.0.1\n"
+     "  - net1/10.96.0.1\n  - /10.96.0.1\n  ports: {}\n",
+     8, "services[0].vips[2]: VIP /10.96.0.1 is listed twice"},
     // Missing or empty required fields.
     {"NoUid", "workloads:\n- namespace: shop\n  workloadIps: []\n", 2, "workload has no uid"},
     {"EmptyUid", "workloads:\n- uid: \"\"\n  namespace: shop\n  workloadIps: []\n", 2,

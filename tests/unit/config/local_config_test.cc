@@ -153,6 +153,19 @@ TEST(LocalConfigTest, EveryFieldLoads) {
   EXPECT_EQ(svc->load_balancing->mode, model::LoadBalancingMode::Failover);
   EXPECT_EQ(svc->load_balancing->health_policy, model::LoadBalancingHealthPolicy::AllowAll);
   EXPECT_EQ(svc->ip_families, model::IpFamilies::Dual);
+  ASSERT_EQ(svc->cidr_vips.size(), 2u);
+  EXPECT_EQ(svc->cidr_vips[0].network, "net1");
+  EXPECT_EQ(svc->cidr_vips[0].cidr, Cidr::parse("10.96.128.0/20").value());
+  EXPECT_EQ(svc->cidr_vips[1].toString(), "/fd00:97::/64");
+  ASSERT_EQ(svc->weighted_waypoints.size(), 2u);
+  EXPECT_EQ(svc->weighted_waypoints[0].destination.toString(), "/10.96.0.99:15008");
+  EXPECT_EQ(svc->weighted_waypoints[0].weight, 90u);
+  EXPECT_EQ(svc->weighted_waypoints[1].destination.toString(),
+            "shop/canary-waypoint.shop.svc.cluster.local:15018");
+  EXPECT_EQ(svc->weighted_waypoints[1].weight, 10u);
+  EXPECT_TRUE(svc->canonical);
+  EXPECT_EQ(svc->visibility, model::Visibility::Namespace);
+  EXPECT_TRUE(svc->ingress_use_waypoint);
   ASSERT_EQ(svc->endpoints.size(), 1u);
   EXPECT_EQ(svc->endpoints[0].workload_uid, "cluster1//v1/Pod/shop/cart-v0");
   EXPECT_EQ(svc->endpoints[0].ports, (model::PortMap{{80, 9090}}));
@@ -299,6 +312,31 @@ TEST(LocalConfigTest, WarnsAboutLikelyMistakesWithoutRejecting) {
   EXPECT_THAT(r.warnings[0].reason, HasSubstr("includes the spiffe:// scheme"));
   EXPECT_EQ(r.warnings[1].line, 12);
   EXPECT_THAT(r.warnings[1].reason, HasSubstr("'shop/ghost.shop.svc.cluster.local'"));
+}
+
+// The shared checks (model::validate) that only warn: an address two workloads claim, a VIP two
+// services claim. Host-network workloads share the node's address without a warning.
+TEST(LocalConfigTest, WarnsAboutSharedAddressesAndVips) {
+  LoadResult r = parseLocalConfig(
+      "workloads:\n"
+      "- {uid: a, namespace: shop, workloadIps: [10.0.0.1]}\n"
+      "- {uid: b, namespace: shop, workloadIps: [10.0.0.2, 10.0.0.1]}\n"
+      "- {uid: c, namespace: shop, network: other, workloadIps: [10.0.0.1]}\n"
+      "- {uid: h1, namespace: shop, networkMode: HostNetwork, workloadIps: [10.0.0.9]}\n"
+      "- {uid: h2, namespace: shop, networkMode: HostNetwork, workloadIps: [10.0.0.9]}\n"
+      "services:\n"
+      "- {name: a, namespace: shop, hostname: a.shop, vips: [/10.96.0.1], ports: {}}\n"
+      "- {name: b, namespace: shop, hostname: b.shop, vips: [/10.96.0.1], ports: {}}\n",
+      "shared.yaml");
+  ASSERT_TRUE(r.ok()) << allProblems(r);
+  ASSERT_EQ(r.warnings.size(), 2u);
+  EXPECT_EQ(r.warnings[0].line, 3);
+  EXPECT_THAT(r.warnings[0].reason,
+              HasSubstr("address 10.0.0.1 also belongs to workload 'a'; lookups by address prefer "
+                        "a pod, then an HBONE workload (defined at line 2)"));
+  EXPECT_EQ(r.warnings[1].line, 9);
+  EXPECT_THAT(r.warnings[1].reason,
+              HasSubstr("VIP /10.96.0.1 also belongs to service 'shop/a.shop'"));
 }
 
 // Istio's HTTP attributes load as the names of the fields a match uses (their values are not

@@ -189,7 +189,7 @@ TEST(XdsConvertWorkload, WorkloadTypesAreLowerCaseNames) {
 TEST(XdsConvertWorkload, Errors) {
   struct Case {
     const char* what;
-    void (*breakIt)(pb::Workload&);
+    void (*break_it)(pb::Workload&);
     const char* message;
   };
   const Case cases[] = {
@@ -279,7 +279,7 @@ TEST(XdsConvertWorkload, Errors) {
   };
   for (const Case& c : cases) {
     pb::Workload w = minimalWorkload();
-    c.breakIt(w);
+    c.break_it(w);
     auto r = toWorkload(w);
     ASSERT_FALSE(r.ok()) << c.what;
     EXPECT_THAT(r.error().message, HasSubstr(c.message)) << c.what;
@@ -449,7 +449,7 @@ TEST(XdsConvertService, EnumValues) {
 TEST(XdsConvertService, Errors) {
   struct Case {
     const char* what;
-    void (*breakIt)(pb::Service&);
+    void (*break_it)(pb::Service&);
     const char* message;
   };
   const Case cases[] = {
@@ -531,7 +531,7 @@ TEST(XdsConvertService, Errors) {
   };
   for (const Case& c : cases) {
     pb::Service s = minimalService();
-    c.breakIt(s);
+    c.break_it(s);
     auto r = toService(s);
     ASSERT_FALSE(r.ok()) << c.what;
     EXPECT_THAT(r.error().message, HasSubstr(c.message)) << c.what;
@@ -646,7 +646,7 @@ TEST(XdsConvertAuthorization, ScopesAndActions) {
 TEST(XdsConvertAuthorization, Errors) {
   struct Case {
     const char* what;
-    void (*breakIt)(pbsec::Authorization&);
+    void (*break_it)(pbsec::Authorization&);
     const char* message;
   };
   const Case cases[] = {
@@ -710,7 +710,7 @@ TEST(XdsConvertAuthorization, Errors) {
   };
   for (const Case& c : cases) {
     pbsec::Authorization a = minimalPolicy();
-    c.breakIt(a);
+    c.break_it(a);
     auto r = toAuthorization(a);
     ASSERT_FALSE(r.ok()) << c.what;
     EXPECT_THAT(r.error().message, HasSubstr(c.message)) << c.what;
