@@ -95,6 +95,7 @@ int dumpCommand(const Options& o, const std::string& what) {
   if (what == "services") v = servicesView(*dump, filters(o), w);
   if (what == "policies") v = policiesView(*dump, filters(o), w);
   if (what == "certs") v = certsView(*dump, filters(o), std::chrono::system_clock::now(), w);
+  if (what == "control-plane") v = controlPlaneView(*dump, w);
   print(v, o);
   return kExitOk;
 }
@@ -263,6 +264,11 @@ int ctlMain(int argc, char** argv) {
   policies->footer("Example: nodemeshctl policies -o yaml");
   auto* certs = app.add_subcommand("certs", "this node's workload certificates (no keys)");
   certs->footer("Example: nodemeshctl certs -n shop");
+  auto* control_plane = app.add_subcommand(
+      "control-plane",
+      "where the config and certificates come from: the local file or istiod (connection, "
+      "ACKed versions, last NACK and why), the CA and each identity's certificate state");
+  control_plane->footer("Example: nodemeshctl control-plane -o json");
   auto* connections =
       app.add_subcommand("connections", "open connections: addresses, identities, bytes, age");
   connections->footer(
@@ -342,6 +348,7 @@ int ctlMain(int argc, char** argv) {
   if (*services) return dumpCommand(o, "services");
   if (*policies) return dumpCommand(o, "policies");
   if (*certs) return dumpCommand(o, "certs");
+  if (*control_plane) return dumpCommand(o, "control-plane");
   if (*connections) return connectionsCommand(o);
   if (*pods) return podsCommand(o);
   if (*bpf) return bpfCommand(o);

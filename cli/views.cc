@@ -201,6 +201,64 @@ View certsView(const json& dump, const Filters& f, std::chrono::system_clock::ti
   return v;
 }
 
+View controlPlaneView(const json& dump, size_t width) {
+  View v;
+  const json empty = json::object();
+  const json& cp = dump.contains("controlPlane") && dump["controlPlane"].is_object()
+                       ? dump["controlPlane"]
+                       : empty;
+  v.data = cp;
+  const json& config = cp.contains("config") ? cp["config"] : empty;
+  std::string out;
+  if (str(config, "source") == "xds") {
+    const json& xds = config.contains("xds") ? config["xds"] : empty;
+    const bool connected = xds.value("connected", false);
+    out += fmt::format("config:  istiod (delta xDS) at {}: {}\n", str(xds, "address"),
+                       connected ? "connected" : "NOT connected");
+    if (!connected && !str(xds, "lastError").empty()) {
+      out += fmt::format("         last error: {}\n", str(xds, "lastError"));
+    }
+    Table t({"TYPE", "ACKED-VERSION", "RESOURCES", "PUSHES", "NACKS", "SYNCED"});
+    if (xds.contains("types") && xds["types"].is_object()) {
+      for (const auto& [url, type] : xds["types"].items()) {
+        t.addRow({url.substr(url.rfind('/') + 1), str(type, "ackedVersion"),
+                  std::to_string(num(type, "resources")), std::to_string(num(type, "responses")),
+                  std::to_string(num(type, "nacks")), type.value("synced", false) ? "yes" : "no"});
+      }
+    }
+    out += t.render(width);
+    if (xds.contains("lastNack") && xds["lastNack"].is_object()) {
+      const json& nack = xds["lastNack"];
+      out += fmt::format("last NACK: {} {} (nonce {}): {}\n", str(nack, "time"),
+                         str(nack, "typeUrl").substr(str(nack, "typeUrl").rfind('/') + 1),
+                         str(nack, "nonce"), str(nack, "reason"));
+    } else {
+      out += "last NACK: none\n";
+    }
+  } else {
+    out += fmt::format("config:  local file {}\n", str(config, "path"));
+  }
+  const json& ca = cp.contains("ca") ? cp["ca"] : empty;
+  const json& counters = ca.contains("counters") ? ca["counters"] : empty;
+  if (str(ca, "issuer") == "istiod") {
+    out += fmt::format("certificates: Istio's CA at {}", str(ca, "address"));
+  } else {
+    out += fmt::format("certificates: embedded CA ({})", str(ca, "stateDir"));
+  }
+  out += fmt::format(" ({} requests, {} failed)\n", num(counters, "issue_requests"),
+                     num(counters, "issue_failures"));
+  Table ids({"IDENTITY", "EXPIRES", "FAILURES", "LAST-ERROR"});
+  for (const auto& id : arr(ca, "identities")) {
+    ids.addRow({str(id, "identity"),
+                str(id, "expirationTime").empty() ? "-" : str(id, "expirationTime"),
+                std::to_string(num(id, "consecutiveFailures")),
+                str(id, "lastError").empty() ? "-" : str(id, "lastError")});
+  }
+  if (ids.rows() > 0) out += ids.render(width);
+  v.table = out;
+  return v;
+}
+
 View connectionsView(const json& connections, const Filters& f, size_t width) {
   View v;
   v.data = json::array();

@@ -37,6 +37,9 @@ View servicesView(const nlohmann::json& dump, const Filters& f, size_t width);
 View policiesView(const nlohmann::json& dump, const Filters& f, size_t width);
 View certsView(const nlohmann::json& dump, const Filters& f,
                std::chrono::system_clock::time_point now, size_t width);
+// Where the config and certificates come from (the dump's controlPlane): the source (file or
+// istiod), the xDS connection, ACKed versions per type, the last NACK and why, and the CA.
+View controlPlaneView(const nlohmann::json& dump, size_t width);
 // From /connections.
 View connectionsView(const nlohmann::json& connections, const Filters& f, size_t width);
 

@@ -168,7 +168,9 @@ class MeshTest : public ::testing::Test {
   std::string bpffs(const std::string& node) { return cluster_->bpffsDir() + "/" + node; }
   std::string mapsDir(const std::string& node) { return bpffs(node) + "/maps"; }
 
-  // Starts node's agent on config_path_ (or `config`), with extra flags.
+  // Starts node's agent on config_path_ (or `config`; kNoConfigFile: none, the flags in `extra`
+  // say where the config comes from), with extra flags.
+  static constexpr const char* kNoConfigFile = "-";
   Process& startAgent(const std::string& node, std::vector<std::string> extra = {},
                       const std::string& config = "") {
     ProcessSpec spec;
@@ -188,6 +190,7 @@ class MeshTest : public ::testing::Test {
     // One CA for the cluster, private to this test (never the machine's /var/lib/nodemesh).
     spec.argv.insert(spec.argv.end(), {"--state-dir", cluster_->workDir() + "/ca"});
     spec.argv.insert(spec.argv.end(), extra.begin(), extra.end());
+    if (config == kNoConfigFile) spec.argv.erase(spec.argv.begin() + 1, spec.argv.begin() + 3);
     spec.stdout_path =
         cluster_->workDir() + "/agent-" + node + "-" + std::to_string(++agent_runs_) + ".log";
     spec.stderr_path = spec.stdout_path;
