@@ -1,5 +1,7 @@
 #include "xds/xds_source.h"
 
+#include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -10,6 +12,7 @@
 #include "istio/security/authorization.pb.h"
 #include "istio/workload/workload.pb.h"
 #include "model/snapshot.h"
+#include "model/validation.h"
 #include "xds/convert.h"
 
 namespace nodemesh::xds {
@@ -17,6 +20,17 @@ namespace {
 
 namespace discovery = envoy::service::discovery::v3;
 using Rejection = ResourceHandler::Rejection;
+
+// The first error model::validate() finds in one resource on its own.
+std::optional<std::string> validationError(const std::vector<model::Workload>& workloads,
+                                           const std::vector<model::Service>& services) {
+  model::ValidationOptions options;
+  options.undefined_policy_is_error = false;
+  for (const auto& finding : model::validate(workloads, services, {}, options)) {
+    if (finding.severity == model::ValidationFinding::Severity::Error) return finding.message;
+  }
+  return std::nullopt;
+}
 
 // Unpacks `resource` into `message`, or says why not.
 template <typename Message>
@@ -74,6 +88,11 @@ class XdsSource::AddressHandler final : public ResourceHandler {
         return Rejection{
             name, fmt::format("workload {}: resource name {} is not its uid", workload->uid, name)};
       }
+      // The model's own checks, as for a file (an address listed twice); what depends on other
+      // resources only warns there, since they may arrive later.
+      if (auto problem = validationError({*workload}, {})) {
+        return Rejection{name, fmt::format("workload {}: {}", name, *problem)};
+      }
       source_.services_.erase(name);
       source_.workloads_.insert_or_assign(name, std::move(*workload));
       return std::nullopt;
@@ -85,6 +104,9 @@ class XdsSource::AddressHandler final : public ResourceHandler {
         return Rejection{name, fmt::format("service {}: resource name {} is not its "
                                            "namespace/hostname",
                                            service->key(), name)};
+      }
+      if (auto problem = validationError({}, {*service})) {
+        return Rejection{name, fmt::format("service {}: {}", name, *problem)};
       }
       source_.workloads_.erase(name);
       source_.services_.insert_or_assign(name, std::move(*service));

@@ -160,6 +160,15 @@ TEST_F(XdsSourceTest, AnInvalidResourceIsNackedAndTheLastGoodOneStays) {
       std::string::npos)
       << source_->status().last_nack->reason;
 
+  // The model's own checks apply as to a file: an address listed twice is refused.
+  auto twice = workload(kCartUid, "cart-1", v4(10, 199, 0, 8));
+  twice.mutable_workload()->add_addresses(v4(10, 199, 0, 8));
+  istiod_->setResource(kAddressTypeUrl, kCartUid, twice);
+  ASSERT_TRUE(eventually([&] { return source_->status().nacks == 4; }));
+  EXPECT_NE(source_->status().last_nack->reason.find("10.199.0.8"), std::string::npos)
+      << source_->status().last_nack->reason;
+  EXPECT_EQ(last()->workloadByIp(IpAddress::parse("10.199.0.8").value()), nullptr);
+
   // The source keeps taking updates after NACKs.
   const std::string other = "cluster1//Pod/shop/cart-2";
   istiod_->setResource(kAddressTypeUrl, other, workload(other, "cart-2", v4(10, 199, 0, 6)));
