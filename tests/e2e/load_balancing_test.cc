@@ -359,7 +359,9 @@ TEST_F(LoadBalancingTest, ConnectAttemptsCapsTheRetries) {
 }
 
 // Capacity weights end to end: cart-v1 has capacity 4, cart-v2 and cart-v3 1 each, so cart-v1
-// serves about 4/6 of the connections.
+// is drawn for 4 of 6 comparisons and serves by far the most. Not exactly 4/6: P2C also weighs
+// connect latency (docs/tunnel.md), and cart-v2 is on frontend's own node (measured: 367, 138
+// and 95 of 600).
 TEST_F(LoadBalancingTest, CapacityWeightsTheShares) {
   std::string text = withCartV3(testConfig());
   text = withWorkloadLines(text, "cart-v1-5c2a", "  capacity: 4\n");
@@ -370,11 +372,10 @@ TEST_F(LoadBalancingTest, CapacityWeightsTheShares) {
   const double v1 = static_cast<double>(counts["cart-v1"]) / kCount;
   const double v2 = static_cast<double>(counts["cart-v2"]) / kCount;
   const double v3 = static_cast<double>(counts["cart-v3"]) / kCount;
-  EXPECT_GT(v1, 0.55) << "expected ~0.67";
-  EXPECT_LT(v1, 0.78) << "expected ~0.67";
+  EXPECT_GT(v1, 0.45) << "expected ~0.6";
   for (double share : {v2, v3}) {
-    EXPECT_GT(share, 0.08) << "expected ~0.17";
-    EXPECT_LT(share, 0.26) << "expected ~0.17";
+    EXPECT_GT(v1, 1.6 * share) << "capacity 4 against 1";
+    EXPECT_GT(share, 0.04) << "capacity 1 still gets connections";
   }
 }
 
