@@ -81,6 +81,13 @@ check_mesh_config() {
   local args=()
   mapfile -t args <"$work/agent-args"
   args=("${args[@]/#--config=*/--config=$work/mesh.yaml}")
+  # With istiod the chart passes --xds-address instead of --config: validate the ConfigMap's file
+  # with every other flag the chart passes (the istiod ones included).
+  if [[ " ${args[*]} " == *" --xds-address="* ]]; then
+    local kept=()
+    for a in "${args[@]}"; do [[ $a == --xds-address=* ]] || kept+=("$a"); done
+    args=("${kept[@]}" "--config=$work/mesh.yaml")
+  fi
   "$agent" "${args[@]}" --validate
 }
 
