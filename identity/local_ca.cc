@@ -130,17 +130,6 @@ Status writeFileAtomically(int dir_fd, const std::string& dir, const char* name,
 
 // ---- certificates ----
 
-Result<EvpPkeyPtr> generateP256Key() {
-  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
-  EVP_PKEY* key = nullptr;
-  if (!ctx || EVP_PKEY_keygen_init(ctx.get()) != 1 ||
-      EVP_PKEY_CTX_set_group_name(ctx.get(), "P-256") != 1 ||
-      EVP_PKEY_generate(ctx.get(), &key) != 1) {
-    return opensslError("generating an EC P-256 key");
-  }
-  return EvpPkeyPtr(key);
-}
-
 // A positive 127-bit random serial (RFC 5280 4.1.2.2: positive, at most 20 octets; CA/B
 // Forum: at least 64 bits of entropy).
 Status setRandomSerial(X509* cert) {
@@ -178,21 +167,9 @@ Status addExtension(X509* cert, X509V3_CTX* ctx, int nid, const char* value) {
 }
 
 Status addUriSan(X509* cert, const std::string& uri) {
-  GeneralNamesPtr names(GENERAL_NAMES_new());
-  GENERAL_NAME* name = GENERAL_NAME_new();
-  ASN1_IA5STRING* ia5 = ASN1_IA5STRING_new();
-  if (!names || name == nullptr || ia5 == nullptr ||
-      ASN1_STRING_set(ia5, uri.data(), static_cast<int>(uri.size())) != 1) {
-    GENERAL_NAME_free(name);
-    ASN1_IA5STRING_free(ia5);
-    return opensslError("building the URI SAN");
-  }
-  GENERAL_NAME_set0_value(name, GEN_URI, ia5);  // name owns ia5 now
-  if (sk_GENERAL_NAME_push(names.get(), name) <= 0) {
-    GENERAL_NAME_free(name);
-    return opensslError("building the URI SAN");
-  }
-  if (X509_add1_ext_i2d(cert, NID_subject_alt_name, names.get(), 0, X509V3_ADD_DEFAULT) != 1) {
+  auto names = uriGeneralNames(uri);
+  if (!names) return names.error();
+  if (X509_add1_ext_i2d(cert, NID_subject_alt_name, names->get(), 0, X509V3_ADD_DEFAULT) != 1) {
     return opensslError("adding the URI SAN");
   }
   return okStatus();

@@ -12,6 +12,7 @@
 #include <openssl/x509v3.h>
 
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "common/result.h"
@@ -42,6 +43,11 @@ using SslPtr = std::unique_ptr<SSL, OpensslDeleter<SSL, SSL_free>>;
 
 // A second owning reference to `cert` (X509_up_ref).
 X509Ptr shareX509(X509* cert);
+
+// A fresh EC P-256 key (workload keys, the local CA's root, CSRs for Istio's CA).
+Result<EvpPkeyPtr> generateP256Key();
+// A subjectAltName value holding the one URI `uri` (a SPIFFE ID), for a certificate or a CSR.
+Result<GeneralNamesPtr> uriGeneralNames(const std::string& uri);
 
 // An Error "<what>: <OpenSSL reasons>" that drains this thread's OpenSSL error queue, oldest
 // first (ERR_error_string_n). `code` is errno-style; 0 when the failure is not a system error.

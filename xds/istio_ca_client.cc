@@ -38,17 +38,6 @@ struct X509ReqDeleter {
   void operator()(X509_REQ* r) const { X509_REQ_free(r); }
 };
 
-Result<EvpPkeyPtr> generateP256Key() {
-  identity::EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
-  EVP_PKEY* key = nullptr;
-  if (!ctx || EVP_PKEY_keygen_init(ctx.get()) != 1 ||
-      EVP_PKEY_CTX_set_group_name(ctx.get(), "P-256") != 1 ||
-      EVP_PKEY_generate(ctx.get(), &key) != 1) {
-    return opensslError("generating an EC P-256 key");
-  }
-  return EvpPkeyPtr(key);
-}
-
 // A PKCS#10 request signed by `key` whose only content is the critical URI SAN `uri` (no
 // subject: like ztunnel, the SAN is the identity).
 Result<std::string> makeCsr(EVP_PKEY* key, const std::string& uri) {
@@ -56,23 +45,11 @@ Result<std::string> makeCsr(EVP_PKEY* key, const std::string& uri) {
   if (!req || X509_REQ_set_version(req.get(), 0) != 1 || X509_REQ_set_pubkey(req.get(), key) != 1) {
     return opensslError("building the CSR");
   }
-  identity::GeneralNamesPtr names(GENERAL_NAMES_new());
-  GENERAL_NAME* name = GENERAL_NAME_new();
-  ASN1_IA5STRING* ia5 = ASN1_IA5STRING_new();
-  if (!names || name == nullptr || ia5 == nullptr ||
-      ASN1_STRING_set(ia5, uri.data(), static_cast<int>(uri.size())) != 1) {
-    GENERAL_NAME_free(name);
-    ASN1_IA5STRING_free(ia5);
-    return opensslError("building the CSR's URI SAN");
-  }
-  GENERAL_NAME_set0_value(name, GEN_URI, ia5);  // name owns ia5 now
-  if (sk_GENERAL_NAME_push(names.get(), name) <= 0) {
-    GENERAL_NAME_free(name);
-    return opensslError("building the CSR's URI SAN");
-  }
+  auto names = identity::uriGeneralNames(uri);
+  if (!names) return names.error();
   std::unique_ptr<STACK_OF(X509_EXTENSION), ExtensionStackDeleter> extensions(
       sk_X509_EXTENSION_new_null());
-  X509_EXTENSION* san = X509V3_EXT_i2d(NID_subject_alt_name, /*crit=*/1, names.get());
+  X509_EXTENSION* san = X509V3_EXT_i2d(NID_subject_alt_name, /*crit=*/1, names->get());
   if (!extensions || san == nullptr || sk_X509_EXTENSION_push(extensions.get(), san) <= 0) {
     X509_EXTENSION_free(san);
     return opensslError("building the CSR's extensions");
@@ -328,7 +305,7 @@ Result<std::shared_ptr<const identity::WorkloadCertificate>> IstioCaClient::issu
     return Error::invalid("certificate validity must be positive");
   }
   const std::string uri = id.toString();
-  auto key = generateP256Key();
+  auto key = identity::generateP256Key();
   if (!key) return key.error();
   auto csr = makeCsr(key->get(), uri);
   if (!csr) return csr.error();

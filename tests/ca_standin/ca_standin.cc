@@ -86,17 +86,6 @@ Result<ParsedCsr> parseCsr(const std::string& pem) {
   return out;
 }
 
-Result<EvpPkeyPtr> generateP256Key() {
-  identity::EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
-  EVP_PKEY* key = nullptr;
-  if (!ctx || EVP_PKEY_keygen_init(ctx.get()) != 1 ||
-      EVP_PKEY_CTX_set_group_name(ctx.get(), "P-256") != 1 ||
-      EVP_PKEY_generate(ctx.get(), &key) != 1) {
-    return opensslError("generating an EC P-256 key");
-  }
-  return EvpPkeyPtr(key);
-}
-
 }  // namespace
 
 CaStandin::CaStandin(identity::LocalCa& ca, CaStandinOptions options)
@@ -228,7 +217,7 @@ std::vector<CaStandinCall> CaStandin::calls() const {
 }
 
 Result<ServingCertificate> makeSelfSignedServingCertificate(const std::string& dns_name) {
-  auto key = generateP256Key();
+  auto key = identity::generateP256Key();
   if (!key) return key.error();
   X509Ptr cert(X509_new());
   if (!cert || X509_set_version(cert.get(), X509_VERSION_3) != 1) {
