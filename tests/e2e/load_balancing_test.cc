@@ -16,6 +16,12 @@ namespace {
 constexpr const char* kCartVip = "10.96.0.20:80";
 const std::vector<std::string> kCartPods = {"cart-v1", "cart-v2", "cart-v3"};
 
+// `yaml` (one workload) inserted at the top of the workloads list.
+std::string withWorkload(std::string text, const std::string& yaml) {
+  auto pos = text.find("workloads:\n");
+  return text.insert(pos + std::string("workloads:\n").size(), yaml);
+}
+
 // cart-v3: like cart-v1 (node2, service account cart), another endpoint of the cart service.
 std::string withCartV3(std::string text) {
   const std::string cart_v3 =
@@ -29,8 +35,7 @@ std::string withCartV3(std::string text) {
       "  canonicalName: cart\n"
       "  canonicalRevision: v3\n"
       "  services: {\"shop/cart.shop.svc.cluster.local\": {80: 8080}}\n";
-  auto pos = text.find("workloads:\n");
-  return text.insert(pos + std::string("workloads:\n").size(), cart_v3);
+  return withWorkload(std::move(text), cart_v3);
 }
 
 // cart-ghost: an endpoint of cart outside the mesh (plain TCP) at an address of node2's pod
@@ -46,8 +51,7 @@ std::string withGhostCart(std::string text) {
       "  protocol: TCP\n"
       "  node: node2\n"
       "  services: {\"shop/cart.shop.svc.cluster.local\": {80: 8080}}\n";
-  auto pos = text.find("workloads:\n");
-  return text.insert(pos + std::string("workloads:\n").size(), ghost);
+  return withWorkload(std::move(text), ghost);
 }
 
 // The cart service with a load balancer section (inserted after its `ports` line).
@@ -81,15 +85,6 @@ std::string withRouting(std::string text, const std::string& preferences, const 
 // A workload no longer backs the cart service (its `services` entry removed).
 std::string withoutEndpoint(std::string text, const std::string& name) {
   const std::string uid = "- uid: cluster1//v1/Pod/shop/" + name;
-  auto start = text.find(uid);
-  auto line = text.find("  services: ", start);
-  auto end = text.find('\n', line);
-  return text.erase(line, end - line + 1);
-}
-
-// cart-v2 no longer backs the service (its `services` entry removed).
-std::string withoutCartV2Endpoint(std::string text) {
-  const std::string uid = "- uid: cluster1//v1/Pod/shop/cart-v2-9b1e";
   auto start = text.find(uid);
   auto line = text.find("  services: ", start);
   auto end = text.find('\n', line);
@@ -299,7 +294,7 @@ TEST_F(LoadBalancingTest, FailoverPrefersSameNodeAndStrictFailsClosed) {
 
   // cart-v2 stops backing the service: FAILOVER moves to node2's endpoints.
   size_t reloads = countOf(agent1_->output(), "config in force");
-  rewriteConfig(withoutCartV2Endpoint(failover));
+  rewriteConfig(withoutEndpoint(failover, "cart-v2-9b1e"));
   ASSERT_TRUE(
       waitFor([&] { return countOf(agent1_->output(), "config in force") > reloads; }, seconds(5)));
   many = connectMany(60, 4);
@@ -312,7 +307,8 @@ TEST_F(LoadBalancingTest, FailoverPrefersSameNodeAndStrictFailsClosed) {
   // STRICT with no endpoint left on node1: the connection fails, nothing reaches node2.
   const size_t node2_before = served(*servers["cart-v1"]) + served(*servers["cart-v3"]);
   reloads = countOf(agent1_->output(), "config in force");
-  rewriteConfig(withoutCartV2Endpoint(withLoadBalancer(withCartV3(testConfig()), "Strict")));
+  rewriteConfig(
+      withoutEndpoint(withLoadBalancer(withCartV3(testConfig()), "Strict"), "cart-v2-9b1e"));
   ASSERT_TRUE(
       waitFor([&] { return countOf(agent1_->output(), "config in force") > reloads; }, seconds(5)));
   auto done = connect("frontend", kCartVip, 256, 256);
