@@ -110,7 +110,7 @@ void Agent::reconcile() {
       is_enrolled = enrolled_.count(id) > 0;
     }
     if (!is_enrolled && !pending) continue;
-    if (!is_enrolled) {
+    if (!is_enrolled || ns.missing_addresses) {
       // Addresses appear after the namespace (the CNI plugin runs later): look again each pass.
       auto addrs = pods_.addresses(ns.source, ns.fd.get());
       if (!addrs) continue;
@@ -157,6 +157,7 @@ void Agent::reconcile() {
         ns.warned_conflict = true;
         continue;
       }
+      ns.missing_addresses = ips.size() < match->workload_ips.size();
       enroll(id, ns, *match, ips);
     }
   }

@@ -73,6 +73,10 @@ class Agent {
     std::vector<IpAddress> addresses;
     bool warned = false;           // enrollment failure already logged
     bool warned_conflict = false;  // "addresses of two workloads" already logged
+    // Enrolled with fewer of its workload's addresses than the workload lists (the CNI plugin
+    // was still adding them, e.g. the IPv6 one of a dual-stack pod): its addresses are read
+    // again on each pass, and a new one re-enrolls the pod with all of them.
+    bool missing_addresses = false;
   };
 
   void enroll(uint64_t key, Netns& ns, const model::Workload& workload,

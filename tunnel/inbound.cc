@@ -62,7 +62,7 @@ void Inbound::acceptPlaintext(Pod& pod, UniqueFd fd) {
   // pass it to the application), bound to the client's address (IP_TRANSPARENT) so that the
   // application sees it. Our accepted socket holds (dst, src:port): the delivery must not
   // reuse that source port, or the application's socket would have the very same 4-tuple.
-  const bool transparent = c->record.src.ip.isV4();  // IPv6 delivery routing: later (dual stack)
+  const bool transparent = c->record.src.ip.isV4() || pod.ipv6_delivery;
   const IpAddress* bind_ip = transparent ? &c->record.src.ip : &c->record.dst.ip;
   relay_.connectFromNetns(c, pod.netns.get(), options_.delivery_mark, bind_ip, transparent,
                           c->record.src.port);
@@ -111,7 +111,8 @@ void Inbound::onConnectRequest(HboneConnection& conn, hbone::StreamId stream,
   }
   // Delivered from the client's address, like 15006: the TCP peer of the HBONE connection is
   // the client pod.
-  const bool transparent = peer.ip.isV4() && target.ip.isV4();
+  const bool transparent =
+      peer.ip.isV4() == target.ip.isV4() && (target.ip.isV4() || pod->ipv6_delivery);
   const IpAddress* bind_ip = transparent ? &peer.ip : &target.ip;
   auto fd = socketInNetns(pod->netns.get(), !target.ip.isV4(), options_.delivery_mark, bind_ip,
                           transparent);

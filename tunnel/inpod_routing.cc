@@ -60,12 +60,12 @@ Result<int> talk(Request& req, int tolerated, const char* what) {
   return Error::fromErrno(what, err);
 }
 
-Result<int> rule(bool add, uint32_t mark, uint32_t table) {
+Result<int> rule(bool add, uint8_t family, uint32_t mark, uint32_t table) {
   Request req{};
   req.header.nlmsg_len = NLMSG_LENGTH(sizeof(fib_rule_hdr));
   req.header.nlmsg_type = add ? RTM_NEWRULE : RTM_DELRULE;
   req.header.nlmsg_flags = add ? NLM_F_CREATE | NLM_F_EXCL : 0;
-  req.rule.family = AF_INET;
+  req.rule.family = family;
   req.rule.action = FR_ACT_TO_TBL;
   req.rule.table = RT_TABLE_UNSPEC;
   addAttr(req, FRA_FWMARK, &mark, sizeof(mark));
@@ -79,15 +79,18 @@ Result<int> rule(bool add, uint32_t mark, uint32_t table) {
     uint32_t priority = kRulePriority;
     addAttr(req, FRA_PRIORITY, &priority, sizeof(priority));
   }
-  return talk(req, add ? EEXIST : ENOENT, add ? "ip rule add fwmark" : "ip rule del fwmark");
+  const bool v6 = family == AF_INET6;
+  return talk(req, add ? EEXIST : ENOENT,
+              add ? (v6 ? "ip -6 rule add fwmark" : "ip rule add fwmark")
+                  : (v6 ? "ip -6 rule del fwmark" : "ip rule del fwmark"));
 }
 
-Result<int> route(bool add, uint32_t table) {
+Result<int> route(bool add, uint8_t family, uint32_t table) {
   Request req{};
   req.header.nlmsg_len = NLMSG_LENGTH(sizeof(rtmsg));
   req.header.nlmsg_type = add ? RTM_NEWROUTE : RTM_DELROUTE;
   req.header.nlmsg_flags = add ? NLM_F_CREATE | NLM_F_EXCL : 0;
-  req.route.rtm_family = AF_INET;
+  req.route.rtm_family = family;
   req.route.rtm_dst_len = 0;
   req.route.rtm_table = RT_TABLE_UNSPEC;
   req.route.rtm_protocol = RTPROT_BOOT;
@@ -97,8 +100,11 @@ Result<int> route(bool add, uint32_t table) {
   uint32_t lo = if_nametoindex("lo");
   if (lo == 0) return Error::fromErrno("if_nametoindex lo");
   addAttr(req, RTA_OIF, &lo, sizeof(lo));
-  return talk(req, add ? EEXIST : ESRCH,
-              add ? "ip route add local 0.0.0.0/0 dev lo" : "ip route del local 0.0.0.0/0");
+  const bool v6 = family == AF_INET6;
+  return talk(
+      req, add ? EEXIST : ESRCH,
+      add ? (v6 ? "ip -6 route add local ::/0 dev lo" : "ip route add local 0.0.0.0/0 dev lo")
+          : (v6 ? "ip -6 route del local ::/0" : "ip route del local 0.0.0.0/0"));
 }
 
 Status writeSysctl(const char* path, const char* value) {
@@ -114,34 +120,53 @@ Status writeSysctl(const char* path, const char* value) {
 }  // namespace
 
 Status installDeliveryRouting(uint32_t delivery_mark, uint32_t table) {
+  // One switch for both families: the child socket's mark is set in the common TCP code.
   if (auto st = writeSysctl("/proc/sys/net/ipv4/tcp_fwmark_accept", "1"); !st) return st;
   // The kernel's own answers to a delivery (the RST when the application has no listener)
   // carry the delivery's mark too, so they come back to the delivery socket through the same
   // rule. Without it the RST is routed to the real client address and the delivery waits for
   // its connect timeout instead of failing at once.
   if (auto st = writeSysctl("/proc/sys/net/ipv4/fwmark_reflect", "1"); !st) return st;
-  if (auto r = route(true, table); !r) return r.error();
-  if (auto r = rule(true, delivery_mark, table); !r) return r.error();
+  if (auto r = route(true, AF_INET, table); !r) return r.error();
+  if (auto r = rule(true, AF_INET, delivery_mark, table); !r) return r.error();
+  return okStatus();
+}
+
+Status installDeliveryRoutingV6(uint32_t delivery_mark, uint32_t table) {
+  if (auto st = writeSysctl("/proc/sys/net/ipv6/fwmark_reflect", "1"); !st) return st;
+  if (auto r = route(true, AF_INET6, table); !r) return r.error();
+  if (auto r = rule(true, AF_INET6, delivery_mark, table); !r) return r.error();
   return okStatus();
 }
 
 Status removeDeliveryRouting(uint32_t delivery_mark, uint32_t table) {
-  // Until the kernel has none left: also duplicates that an older agent may have added.
   Status result;
-  for (int i = 0; i < 16; ++i) {
-    auto r = rule(false, delivery_mark, table);
-    if (!r) {
-      result = r.error();
-      break;
+  auto keep = [&result](const Status& st) {
+    if (!st && result) result = st;
+  };
+  for (uint8_t family : {uint8_t{AF_INET}, uint8_t{AF_INET6}}) {
+    // Until the kernel has none left: also duplicates that an older agent may have added.
+    for (int i = 0; i < 16; ++i) {
+      auto r = rule(false, family, delivery_mark, table);
+      // A pod without IPv6 (disabled in its namespace) has no IPv6 rules to remove.
+      if (!r && family == AF_INET6 && r.error().code == EAFNOSUPPORT) break;
+      if (!r) {
+        keep(r.error());
+        break;
+      }
+      if (*r == ENOENT) break;
     }
-    if (*r == ENOENT) break;
+    if (auto r = route(false, family, table); !r) {
+      if (!(family == AF_INET6 && r.error().code == EAFNOSUPPORT)) keep(r.error());
+    }
   }
-  if (auto r = route(false, table); !r && result) result = r.error();
   // The kernel default; pods do not rely on it otherwise.
-  for (const char* sysctl : {"tcp_fwmark_accept", "fwmark_reflect"}) {
-    const std::string path = std::string("/proc/sys/net/ipv4/") + sysctl;
-    if (auto st = writeSysctl(path.c_str(), "0"); !st && result) {
-      result = st;
+  for (const char* path :
+       {"/proc/sys/net/ipv4/tcp_fwmark_accept", "/proc/sys/net/ipv4/fwmark_reflect",
+        "/proc/sys/net/ipv6/fwmark_reflect"}) {
+    if (auto st = writeSysctl(path, "0"); !st) {
+      // No /proc/sys/net/ipv6 where IPv6 is disabled.
+      if (std::strstr(path, "ipv6") == nullptr || st.error().code != ENOENT) keep(st);
     }
   }
   return result;

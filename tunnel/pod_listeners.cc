@@ -71,6 +71,15 @@ Result<std::unique_ptr<Pod>> createPod(const PodSpec& spec, bool outbound,
   }
   if (spec.ipv6) {
     // A pod without ::1 (IPv6 disabled) still gets IPv4 capture: not fatal.
+    if (auto st = installDeliveryRoutingV6(options.delivery_mark, options.delivery_route_table);
+        !st) {
+      spdlog::warn(
+          "{}: no IPv6 delivery routing (IPv6 clients are delivered from the pod's "
+          "address): {}",
+          spec.name, st.error().message);
+    } else {
+      pod->ipv6_delivery = true;
+    }
     if (outbound) {
       if (auto st = add("::1", options.outbound_port, ListenerKind::kOutbound, &fds->outbound_v6);
           !st) {

@@ -54,6 +54,8 @@ struct Pod {
   std::vector<IpAddress> ips;
   std::optional<identity::SpiffeId> identity;
   std::vector<std::unique_ptr<Listener>> listeners;
+  // IPv6 delivery routing is installed: IPv6 clients are delivered from their own address.
+  bool ipv6_delivery = false;
 };
 
 // On the caller's thread: the pod's listeners, created inside its network namespace, and the
