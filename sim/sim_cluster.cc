@@ -184,12 +184,27 @@ const NodeInfo& SimCluster::addNode(const std::string& name, const std::string& 
       "dev", "eth0"});
   ip({"-n", n.netns_name, "link", "set", "eth0", "up"});
   writeSysctl(n.netns_path, "net/ipv4/ip_forward", "1");
+  if (options_.dual_stack) {
+    n.underlay_ip6 = fmt::format("fd00:250::{}", n.index);
+    n.pod_cidr6 = fmt::format("fd00:244:{}::/64", n.index);
+    n.gateway_ip6 = fmt::format("fd00:244:{}::1", n.index);
+    // No duplicate address detection: addresses (cni0's gateway too) are usable at once
+    // instead of "tentative" for a second or two. All addresses here are unique by design.
+    writeSysctl(n.netns_path, "net/ipv6/conf/default/accept_dad", "0");
+    writeSysctl(n.netns_path, "net/ipv6/conf/all/accept_dad", "0");
+    ip({"-n", n.netns_name, "addr", "add", n.underlay_ip6 + "/64", "dev", "eth0", "nodad"});
+    writeSysctl(n.netns_path, "net/ipv6/conf/all/forwarding", "1");
+  }
 
   for (const auto& other_name : node_order_) {
     if (other_name == name) continue;
     const NodeInfo& other = nodes_.at(other_name);
     ip({"-n", n.netns_name, "route", "add", other.pod_cidr, "via", other.underlay_ip});
     ip({"-n", other.netns_name, "route", "add", n.pod_cidr, "via", n.underlay_ip});
+    if (options_.dual_stack) {
+      ip({"-n", n.netns_name, "-6", "route", "add", other.pod_cidr6, "via", other.underlay_ip6});
+      ip({"-n", other.netns_name, "-6", "route", "add", n.pod_cidr6, "via", n.underlay_ip6});
+    }
   }
   return n;
 }
@@ -244,6 +259,15 @@ const PodInfo& SimCluster::addPod(const std::string& node_name, const std::strin
   state.info.netns_name = prefix_ + "-p-" + name;
   state.info.netns_path = std::string(kNetnsDir) + "/" + state.info.netns_name;
   const std::string pod_prefix = std::to_string(cidr->prefixLen() - 96);
+  nlohmann::json addresses = {
+      {{"address", state.info.ip + "/" + pod_prefix}, {"gateway", n.gateway_ip}}};
+  nlohmann::json routes = {{{"dst", "0.0.0.0/0"}, {"gw", n.gateway_ip}}};
+  if (options_.dual_stack) {
+    const std::string last_octet = state.info.ip.substr(state.info.ip.rfind('.') + 1);
+    state.info.ip6 = fmt::format("fd00:244:{}::{}", n.index, last_octet);
+    addresses.push_back({{"address", state.info.ip6 + "/64"}, {"gateway", n.gateway_ip6}});
+    routes.push_back({{"dst", "::/0"}, {"gw", n.gateway_ip6}});
+  }
   nlohmann::json config = {
       {"cniVersion", "1.0.0"},
       {"name", "nodemesh-e2e"},
@@ -252,15 +276,16 @@ const PodInfo& SimCluster::addPod(const std::string& node_name, const std::strin
       {"isGateway", true},
       {"ipMasq", false},  // no iptables: traffic stays inside our namespaces anyway
       {"hairpinMode", true},
-      {"ipam",
-       {{"type", "static"},
-        {"addresses", {{{"address", state.info.ip + "/" + pod_prefix}, {"gateway", n.gateway_ip}}}},
-        {"routes", {{{"dst", "0.0.0.0/0"}, {"gw", n.gateway_ip}}}}}}};
+      {"ipam", {{"type", "static"}, {"addresses", addresses}, {"routes", routes}}}};
   state.cni_config = config.dump();
 
   PodState& pod = pods_.emplace(name, std::move(state)).first->second;
   pod_order_.push_back(name);
   ip({"netns", "add", pod.info.netns_name});
+  if (options_.dual_stack) {
+    // eth0 is created inside the pod's netns by the plugin: it takes the default (no DAD).
+    writeSysctl(pod.info.netns_path, "net/ipv6/conf/default/accept_dad", "0");
+  }
   pod.cni_added = true;  // DEL must run even after a partial ADD (CNI spec: DEL is tolerant)
   for (bool loopback : {true, false}) {
     CommandResult r = cni(pod, "ADD", loopback);

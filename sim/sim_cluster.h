@@ -41,12 +41,17 @@ struct NodeInfo {
   std::string pod_cidr;      // "10.244.1.0/24"
   std::string gateway_ip;    // first host of pod_cidr, on the node's cni0 bridge
   std::string cgroup_path;   // <cgroup2 root>/<prefix>/<name>
+  // Dual stack only (SimClusterOptions::dual_stack), else empty:
+  std::string underlay_ip6;  // "fd00:250::1" (/64)
+  std::string pod_cidr6;     // "fd00:244:1::/64"
+  std::string gateway_ip6;   // "fd00:244:1::1", on cni0
 };
 
 struct PodInfo {
   std::string name;
   std::string node;
   std::string ip;          // "10.244.1.10"
+  std::string ip6;         // dual stack only: "fd00:244:1::10" (the IPv4 address's last octet)
   std::string netns_name;  // <prefix>-p-<name>
   std::string netns_path;  // /var/run/netns/<netns_name>
 };
@@ -56,6 +61,10 @@ struct SimClusterOptions {
   std::string underlay_cidr = "192.168.250.0/24";
   // Keep the work directory (process logs) after teardown; also NODEMESH_E2E_KEEP_LOGS=1.
   bool keep_logs = false;
+  // Dual stack: node N also gets fd00:250::N/64 on the underlay and the pod CIDR
+  // fd00:244:N::/64 (gateway ::1), routed between nodes like the IPv4 one; a pod with IPv4
+  // address a.b.c.D also gets fd00:244:N::D (written in decimal digits, so .10 -> ::10).
+  bool dual_stack = false;
 };
 
 // Tells teardown() whether the caller has failed (the e2e tests: the current gtest test), so
@@ -95,7 +104,8 @@ class SimCluster {
   // Node N (1-based) gets host N of the underlay subnet and pod CIDR 10.244.N.0/24.
   const NodeInfo& addNode(const std::string& name);
   // A pod netns wired to `node` by CNI: lo up, eth0 = ip/<pod prefix>, default route via the
-  // node's gateway. ip must be inside the node's pod CIDR.
+  // node's gateway (and, dual stack, the IPv6 address and default route too). ip must be inside
+  // the node's pod CIDR.
   const PodInfo& addPod(const std::string& node, const std::string& name, const std::string& ip);
   // Kills the processes started in the pod, runs CNI DEL and deletes its netns.
   void removePod(const std::string& name);

@@ -338,6 +338,45 @@ TEST_F(KubeAgentTest, AddEnrollsAmbientPodsBeforeReturningAndLeavesOthersAlone) 
   EXPECT_FALSE(annotated("plain", "legacy"));
 }
 
+// A hostNetwork pod of an ambient namespace is not enrolled: it shares the node's namespace
+// (capturing it would capture the node), so the agent makes no mesh workload of it. Pods that
+// call it reach it as a destination outside the mesh, in plain TCP; were it taken for a mesh
+// workload at the node's address, they would be sent over HBONE to the node's 15008, where no
+// pod listens, and fail.
+TEST_F(KubeAgentTest, HostNetworkPodsAreNotEnrolledAndAreReachedInPlainTcp) {
+  api_->upsert(Kind::kNamespaces, namespaceObject("shop", true));
+  json host = podObject("shop", "node-exporter", "uid-host");
+  host["spec"]["hostNetwork"] = true;
+  // A host-network pod's address is its node's: here the node's side of the pods' bridge,
+  // where the echo server (a host-network process) listens.
+  host["status"] = {{"phase", "Running"}, {"podIP", gateway_}, {"podIPs", {{{"ip", gateway_}}}}};
+  api_->upsert(Kind::kPods, host);
+  api_->upsert(Kind::kPods, podObject("shop", "cart", "uid-cart"));
+  startAgent();
+  ASSERT_TRUE(agent_->waitForOutput("pods of node n1 listed", std::chrono::seconds(10)));
+
+  std::string cart_ip;
+  const std::string cart = newPodNetns();
+  Added added = cniAdd(cart, "shop", "cart", "uid-cart", &cart_ip);
+  ASSERT_TRUE(added.ok) << added.exit_code << " " << added.out << added.err;
+  CommandResult r = connectFrom(cart);
+  ASSERT_TRUE(r.ok()) << r.describe();
+  // Captured (cart is enrolled), and sent on as plain TCP to the node's address.
+  ASSERT_TRUE(captured("shop/cart")) << agent_->output();
+  const std::string out = agent_->output();
+  const auto at = out.find(" pod=shop/cart ");
+  const std::string line = out.substr(at, out.find('\n', at) - at);
+  EXPECT_NE(line.find("dst=" + gateway_ + ":" + kServerPort), std::string::npos) << line;
+  EXPECT_NE(line.find("result=ok transport=tcp"), std::string::npos) << line;
+  EXPECT_EQ(out.find("shop/node-exporter"), std::string::npos) << out;
+  EXPECT_FALSE(annotated("shop", "node-exporter"));
+  // The CLI's view of the agent's workloads holds cart and no workload at the node's address.
+  auto workloads = runInNetns(node_netns_, {binDir() + "/nodemeshctl", "workloads", "-o", "json"});
+  ASSERT_TRUE(workloads.ok()) << workloads.describe();
+  EXPECT_NE(workloads.out.find("\"cart\""), std::string::npos) << workloads.out;
+  EXPECT_EQ(workloads.out.find("node-exporter"), std::string::npos) << workloads.out;
+}
+
 // The readiness probe fails until the node's pods are listed (here: the API refuses the agent's
 // token at first, as with a token that was not projected yet) and enrolled.
 TEST_F(KubeAgentTest, NotReadyUntilThePodsAreListedAndEnrolled) {
