@@ -64,9 +64,8 @@ TEST(ConnectionLimitsTest, TheOpenCapRefusesTheNextConnectionUntilOneEnds) {
   EXPECT_EQ(admitConnection(limiter, clock.now(), &fourth), Refusal::kNone);
   EXPECT_TRUE(fourth.held());
   EXPECT_EQ(admitConnection(limiter, clock.now(), &fourth), Refusal::kConnections);
-  // A moved slot is given back once, by its new owner.
+  // A moved slot is given back once, by its new owner: the move gives nothing back.
   ConnectionSlot moved = std::move(fourth);
-  fourth.reset();
   EXPECT_EQ(limiter->open(), 3u);
   moved.reset();
   held.clear();
@@ -189,6 +188,7 @@ TEST(ConnectionLimitsTest, WorkersAdmittingAtOnceNeverExceedTheCap) {
   std::atomic<int> admitted_total = 0;
   std::atomic<bool> over = false;
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&] {
       const auto now = std::chrono::steady_clock::now();
