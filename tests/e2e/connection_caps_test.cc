@@ -49,12 +49,12 @@ class ConnectionCapsTest : public HboneTunnelTest {
     Process& long_one = holdOpen(client_pod, 15);
     Process& long_two = holdOpen(client_pod, 15);
     ASSERT_TRUE(waitActive(3)) << agent2_->output();
-    const Stats before = tunnelStats(*agent2_);
+    Stats before = tunnelStats(*agent2_);
     EXPECT_EQ(before["refused_connections"], 0u);
 
     auto refused = connect(client_pod, kCartV1Port, 16, 16);
     EXPECT_FALSE(refused.value("ok", true)) << refused.dump();
-    const Stats after_refusal = tunnelStats(*agent2_);
+    Stats after_refusal = tunnelStats(*agent2_);
     EXPECT_EQ(after_refusal["refused_connections"], 1u);
     EXPECT_EQ(after_refusal["refused_rate"], 0u);
     EXPECT_EQ(after_refusal["active"], 3u);
@@ -64,7 +64,7 @@ class ConnectionCapsTest : public HboneTunnelTest {
     ASSERT_TRUE(waitActive(2));
     auto admitted = connect(client_pod, kCartV1Port, 16, 16);
     EXPECT_TRUE(admitted.value("ok", false)) << admitted.dump() << agent2_->output();
-    const Stats after = tunnelStats(*agent2_);
+    Stats after = tunnelStats(*agent2_);
     EXPECT_EQ(after["refused_connections"], 1u);
     EXPECT_TRUE(doneOk(long_one)) << long_one.output();
     EXPECT_TRUE(doneOk(long_two)) << long_two.output();
@@ -93,7 +93,7 @@ class ConnectionCapsTest : public HboneTunnelTest {
     EXPECT_GE(ok, 2u) << many->dump();
     EXPECT_LE(ok, 2u + elapsed_ms / 500) << many->dump();
     EXPECT_LT(ok, 10u) << many->dump();
-    const Stats stats = tunnelStats(*agent2_);
+    Stats stats = tunnelStats(*agent2_);
     EXPECT_EQ(stats["refused_rate"], 10u - ok);
     EXPECT_EQ(stats["refused_connections"], 0u);
     EXPECT_NE(agent2_->output().find("refused: over the workload's 2 new inbound connections/s "
@@ -107,8 +107,8 @@ TEST_F(ConnectionCapsTest, HboneStreamsOverTheOpenCapGet503AndTheConnectionStays
   startAgents({"--max-inbound-connections-per-workload", "3"});
   if (HasFatalFailure()) return;
   checkOpenCap("frontend");
-  const Stats node1 = tunnelStats(*agent1_);
-  const Stats node2 = tunnelStats(*agent2_);
+  Stats node1 = tunnelStats(*agent1_);
+  Stats node2 = tunnelStats(*agent2_);
   // The refused stream was answered (node1 saw the CONNECT rejected), and the one HBONE
   // connection carried every stream: no second handshake after the refusal.
   EXPECT_GE(node1["hbone_streams_rejected"], 1u);
