@@ -2,6 +2,7 @@
 // connection-caps) on the simulated two-node cluster: node2's agent caps cart-v1's inbound
 // connections, reached over HBONE from frontend (node1, enrolled) and as plaintext on 15006 from
 // outsider (node1, in no config).
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -87,6 +88,7 @@ class ConnectionCapsTest : public HboneTunnelTest {
                                 seconds(60));
     auto many = findEvent(r.out, "many");
     ASSERT_TRUE(many.has_value()) << r.describe() << r.out;
+    std::printf("burst of 10 at 2/s: %s\n", many->dump().c_str());
     const uint64_t ok = many->value("ok_count", 0u);
     const uint64_t elapsed_ms = many->value("elapsed_ms", 0u);
     // The burst at once, then one every 500 ms of the burst's duration.
