@@ -190,8 +190,8 @@ int agentMain(int argc, char** argv) {
                    ->check(CLI::Range(0.0, 1000000.0));
   app.add_option("--inbound-connection-burst-per-workload",
                  flags.daemon.inbound_connection_burst_per_workload,
-                 "new inbound connections a pod admits at once after an idle period, on top "
-                 "of which the rate applies; 0: one second's worth of the rate (rounded up)")
+                 "new inbound connections a pod admits at once after an idle period, before "
+                 "the rate spaces them out; 0: one second's worth of the rate (rounded up)")
       ->capture_default_str()
       ->check(CLI::Range(0, 10000000))
       ->needs(rate);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -12,9 +13,21 @@ int64_t nanos(SteadyClock::TimePoint t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
 
+// Bounds that keep the arithmetic on steady clock nanoseconds far from overflow whatever the
+// flags say (a rate of 1e-9/s, a burst of millions): an interval of at most ~11.6 days, a
+// tolerance of at most a quarter of the int64 range.
+constexpr double kMaxIntervalNanos = 1e15;
+constexpr int64_t kMaxToleranceNanos = std::numeric_limits<int64_t>::max() / 4;
+
 int64_t intervalNanos(double per_second) {
   if (per_second <= 0) return 0;
-  return std::max<int64_t>(1, static_cast<int64_t>(std::llround(1e9 / per_second)));
+  return static_cast<int64_t>(std::clamp(std::round(1e9 / per_second), 1.0, kMaxIntervalNanos));
+}
+
+int64_t toleranceNanos(int64_t interval, unsigned burst) {
+  if (interval == 0) return 0;
+  return burst > kMaxToleranceNanos / interval ? kMaxToleranceNanos
+                                               : interval * static_cast<int64_t>(burst);
 }
 
 }  // namespace
@@ -27,7 +40,7 @@ unsigned InboundLimits::effectiveBurst() const {
 WorkloadLimiter::WorkloadLimiter(const InboundLimits& limits)
     : max_(limits.max_connections),
       interval_ns_(intervalNanos(limits.connections_per_second)),
-      tolerance_ns_(interval_ns_ * static_cast<int64_t>(limits.effectiveBurst())) {}
+      tolerance_ns_(toleranceNanos(interval_ns_, limits.effectiveBurst())) {}
 
 Refusal WorkloadLimiter::admit(SteadyClock::TimePoint now) {
   // The open count first: a connection refused for it must not use up the rate.

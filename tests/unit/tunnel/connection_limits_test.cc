@@ -138,6 +138,20 @@ TEST(ConnectionLimitsTest, ARefusalUsesUpNeitherCap) {
   EXPECT_EQ(limiter->open(), 0u);
 }
 
+TEST(ConnectionLimitsTest, ExtremeFlagsDoNotOverflow) {
+  FakeClock clock;
+  // A rate of one per ~32 years and a burst of ten million: the burst is admitted, then nothing.
+  auto slow = std::make_shared<WorkloadLimiter>(rate(1e-9, 10000000));
+  std::vector<ConnectionSlot> held;
+  EXPECT_EQ(admitted(slow, clock, 10, held), 10);
+  clock.advance(milliseconds(3600 * 1000));
+  EXPECT_EQ(admitted(slow, clock, 10, held), 10);
+  // The fastest rate the flag allows: a million per second.
+  auto fast = std::make_shared<WorkloadLimiter>(rate(1e6));
+  held.clear();
+  EXPECT_EQ(admitted(fast, clock, 2000000, held), 1000000);
+}
+
 TEST(ConnectionLimitsTest, RefusalsSayWhichCapAndItsValue) {
   InboundLimits both = rate(2.5);
   both.max_connections = 3;
