@@ -230,6 +230,10 @@ Status Daemon::startTunnel() {
   tunnel_options.connect_attempts = options_.connect_attempts;
   tunnel_options.keepalive_interval = std::chrono::seconds(options_.hbone_keepalive_s);
   tunnel_options.pool_idle_timeout = std::chrono::seconds(options_.hbone_idle_timeout_s);
+  tunnel_options.inbound_limits.max_connections = options_.max_inbound_connections_per_workload;
+  tunnel_options.inbound_limits.connections_per_second =
+      options_.max_inbound_connection_rate_per_workload;
+  tunnel_options.inbound_limits.burst = options_.inbound_connection_burst_per_workload;
   workers_ = tunnel_options.workers;
   telemetry_ = std::make_unique<ConnectionTelemetry>(
       options_.access_log_format, ConnectionTelemetry::Sink{},

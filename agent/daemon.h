@@ -66,6 +66,10 @@ struct DaemonOptions {
   int hbone_keepalive_s = 30;
   int hbone_idle_timeout_s = 300;
   unsigned connect_attempts = 3;
+  // Per-workload caps on inbound connections (docs/tunnel.md); 0: none.
+  unsigned max_inbound_connections_per_workload = 0;
+  double max_inbound_connection_rate_per_workload = 0;
+  unsigned inbound_connection_burst_per_workload = 0;  // 0: one second's worth of the rate
   std::string proc_dir = "/proc";  // the node's processes (/host/proc in a container)
   // Kubernetes (docs/kubernetes.md): off unless `kubernetes`.
   bool kubernetes = false;

@@ -176,6 +176,25 @@ int agentMain(int argc, char** argv) {
                  "other endpoints after a connect failure)")
       ->capture_default_str()
       ->check(CLI::Range(1, 10));
+  app.add_option("--max-inbound-connections-per-workload",
+                 flags.daemon.max_inbound_connections_per_workload,
+                 "inbound connections (15006 and HBONE streams on 15008) open at once per "
+                 "enrolled pod; more are refused (reset, or HBONE 503); 0: unlimited")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 10000000));
+  auto* rate = app.add_option("--max-inbound-connection-rate-per-workload",
+                              flags.daemon.max_inbound_connection_rate_per_workload,
+                              "new inbound connections per second per enrolled pod (may be "
+                              "fractional); more are refused; 0: unlimited")
+                   ->capture_default_str()
+                   ->check(CLI::Range(0.0, 1000000.0));
+  app.add_option("--inbound-connection-burst-per-workload",
+                 flags.daemon.inbound_connection_burst_per_workload,
+                 "new inbound connections a pod admits at once after an idle period, before "
+                 "the rate spaces them out; 0: one second's worth of the rate (rounded up)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 10000000))
+      ->needs(rate);
   app.add_option("--hbone-keepalive-s", flags.daemon.hbone_keepalive_s,
                  "an idle pooled HBONE connection gets an HTTP/2 PING this often, in seconds")
       ->capture_default_str()

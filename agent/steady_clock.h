@@ -1,21 +1,12 @@
 #pragma once
 
-#include <chrono>
+// The agent's clock is the project's (common/steady_clock.h): the tunnel, below the agent, uses
+// it too (its per-workload connection rate).
+#include "common/steady_clock.h"
 
 namespace nodemesh::agent {
 
-// Monotonic time for the agent's pacing (when a discovery pass is due). A seam so that tests
-// move time without sleeping.
-class SteadyClock {
- public:
-  using TimePoint = std::chrono::steady_clock::time_point;
-  virtual ~SteadyClock() = default;
-  virtual TimePoint now() const = 0;
-};
-
-class RealSteadyClock final : public SteadyClock {
- public:
-  TimePoint now() const override { return std::chrono::steady_clock::now(); }
-};
+using SteadyClock = nodemesh::SteadyClock;
+using RealSteadyClock = nodemesh::RealSteadyClock;
 
 }  // namespace nodemesh::agent

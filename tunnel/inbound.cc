@@ -33,6 +33,26 @@ bool Inbound::tunnelPort(uint16_t port) const {
          port == options_.outbound_port;
 }
 
+std::optional<std::string> Inbound::admit(Pod& pod, ConnectionSlot* slot) {
+  if (!limits_ || !pod.limiter) return std::nullopt;
+  const auto now = limits_->now();
+  const Refusal refusal = admitConnection(pod.limiter, now, slot);
+  if (refusal == Refusal::kNone) return std::nullopt;
+  bump(refusal == Refusal::kConnections ? ctx_.counters.refused_connections
+                                        : ctx_.counters.refused_rate);
+  std::string why = refusalText(refusal, limits_->limits());
+  ++refusals_unlogged_;
+  if (now >= next_refusal_log_) {
+    spdlog::warn(
+        "{}: inbound connection {}; {} refused by this worker since its last such line (at most "
+        "one every {} s; all counted in nodemesh_tunnel_workload_limit_refusals_total)",
+        pod.name, why, refusals_unlogged_, kRefusalLogInterval.count());
+    refusals_unlogged_ = 0;
+    next_refusal_log_ = now + kRefusalLogInterval;
+  }
+  return why;
+}
+
 void Inbound::acceptPlaintext(Pod& pod, UniqueFd fd) {
   bump(ctx_.counters.accepted_inbound);
   auto peer = peerAddress(fd.get());
@@ -58,6 +78,8 @@ void Inbound::acceptPlaintext(Pod& pod, UniqueFd fd) {
   if (!authorizer_.authorize(c->record, "")) {
     return relay_.abort(c, "denied: " + c->record.reason);
   }
+  // Over the workload's caps: reset like a denial, before the application is connected to.
+  if (auto refused = admit(pod, &c->slot)) return relay_.abort(c, *refused);
   // Deliver from inside the pod with the delivery mark (so cgroup/connect4 lets sk_lookup
   // pass it to the application), bound to the client's address (IP_TRANSPARENT) so that the
   // application sees it. Our accepted socket holds (dst, src:port): the delivery must not
@@ -109,6 +131,19 @@ void Inbound::onConnectRequest(HboneConnection& conn, hbone::StreamId stream,
     ctx_.events.finished(record);
     return;
   }
+  // Over the workload's caps: 503, the answer for a destination that cannot take the stream now
+  // (RFC 9110 15.6.4; Envoy's circuit breakers answer overflow so, ztunnel answers a failed
+  // delivery so). Not 429: that tells one client it sent too many, and the cap is the
+  // workload's, whoever the clients are. Only the stream is refused: the HBONE connection
+  // carries on with its others. Logged in summary by admit(), not per stream like reject().
+  ConnectionSlot slot;
+  if (auto refused = admit(*pod, &slot)) {
+    bump(ctx_.counters.hbone_streams_rejected);
+    (void)conn.h2().respond(stream, 503);
+    record.error = *refused;
+    ctx_.events.finished(record);
+    return;
+  }
   // Delivered from the client's address, like 15006: the TCP peer of the HBONE connection is
   // the client pod.
   const bool transparent =
@@ -119,6 +154,7 @@ void Inbound::onConnectRequest(HboneConnection& conn, hbone::StreamId stream,
   if (!fd) return reject(503, fd.error().message);
   StreamBridge* b = bridges_.create(&conn, std::move(*fd), Direction::kInbound, pod->name);
   b->record = std::move(record);
+  b->slot = std::move(slot);
   b->attach(&conn, stream);
   b->connectApplication();
 }

@@ -5,9 +5,12 @@
 // streams on its 15008, are authorized and then delivered to the application from inside the
 // pod, from the client's address (IP_TRANSPARENT; docs/capture.md).
 
+#include <chrono>
+#include <optional>
 #include <string>
 
 #include "common/fd.h"
+#include "tunnel/connection_limits.h"
 #include "tunnel/hbone_pool.h"
 #include "tunnel/inbound_authorizer.h"
 #include "tunnel/relay_context.h"
@@ -21,8 +24,13 @@ struct Pod;
 class Inbound final : public InboundStreams {
  public:
   Inbound(RelayContext ctx, const TunnelOptions& options, TcpRelay& relay, StreamBridges& bridges,
-          InboundAuthorizer& authorizer)
-      : ctx_(ctx), options_(options), relay_(relay), bridges_(bridges), authorizer_(authorizer) {}
+          InboundAuthorizer& authorizer, ConnectionLimits* limits)
+      : ctx_(ctx),
+        options_(options),
+        relay_(relay),
+        bridges_(bridges),
+        authorizer_(authorizer),
+        limits_(limits) {}
 
   // A plaintext connection accepted on the pod's 15006.
   void acceptPlaintext(Pod& pod, UniqueFd fd);
@@ -33,12 +41,21 @@ class Inbound final : public InboundStreams {
  private:
   // Ports of the tunnel's own listeners: never a delivery target.
   bool tunnelPort(uint16_t port) const;
+  // The pod's caps (connection_limits.h): on admission `slot` holds the connection's place;
+  // a refusal is counted, logged at most once per kRefusalLogInterval per worker, and its
+  // words returned for the access log.
+  std::optional<std::string> admit(Pod& pod, ConnectionSlot* slot);
 
   RelayContext ctx_;
   const TunnelOptions& options_;
   TcpRelay& relay_;
   StreamBridges& bridges_;
   InboundAuthorizer& authorizer_;
+  ConnectionLimits* limits_;  // null: no caps
+  // Refusals are logged in summary: a flood over a cap must not become a flood of log lines.
+  static constexpr std::chrono::seconds kRefusalLogInterval{10};
+  Clock::time_point next_refusal_log_{};
+  uint64_t refusals_unlogged_ = 0;
 };
 
 }  // namespace nodemesh::tunnel

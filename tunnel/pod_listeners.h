@@ -19,6 +19,7 @@
 #include "common/result.h"
 #include "identity/spiffe_id.h"
 #include "io/ring.h"
+#include "tunnel/connection_limits.h"
 #include "tunnel/tunnel.h"
 
 namespace nodemesh::hbone {
@@ -56,6 +57,8 @@ struct Pod {
   std::vector<std::unique_ptr<Listener>> listeners;
   // IPv6 delivery routing is installed: IPv6 clients are delivered from their own address.
   bool ipv6_delivery = false;
+  // The workload's inbound caps, shared with the pod on the other workers; null: none.
+  std::shared_ptr<WorkloadLimiter> limiter;
 };
 
 // On the caller's thread: the pod's listeners, created inside its network namespace, and the

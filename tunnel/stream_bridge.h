@@ -74,6 +74,8 @@ class StreamBridge final : public io::CompletionHandler {
   ConnectionRecord record;
   // Outbound to a service VIP: the attempt this bridge carries.
   std::unique_ptr<ServiceTarget> service;
+  // Inbound: the stream's place under its workload's cap, given back when it is freed.
+  ConnectionSlot slot;
 
   // The HBONE stream the bridge carries (outbound: once the CONNECT is sent).
   void attach(StreamCarrier* conn, hbone::StreamId stream);

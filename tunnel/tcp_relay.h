@@ -46,6 +46,8 @@ class TcpConnection final : public io::CompletionHandler {
   ConnectionRecord record;
   // Outbound to a service VIP: the attempt this connection carries.
   std::unique_ptr<ServiceTarget> service;
+  // Inbound: the connection's place under its workload's cap, given back when it is freed.
+  ConnectionSlot slot;
 
   State state() const { return state_; }
   HalfState halfState(int i) const { return half_[i].state; }

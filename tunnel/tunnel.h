@@ -13,6 +13,7 @@
 #include "common/result.h"
 #include "identity/spiffe_id.h"
 #include "model/snapshot.h"
+#include "tunnel/connection_limits.h"
 #include "tunnel/tunnel_stats.h"
 
 namespace nodemesh::hbone {
@@ -59,6 +60,9 @@ struct TunnelOptions {
   // which on a VM whose idle vCPUs halt costs 25-50 us each; the price is a CPU kept busy for
   // up to this long after each burst of work (docs/tunnel.md, bench/README.md).
   std::chrono::microseconds busy_poll{0};
+  // Per-workload caps on inbound connections (15006 and 15008), over all workers; the
+  // defaults cap nothing (connection_limits.h, docs/tunnel.md).
+  InboundLimits inbound_limits;
 };
 
 // Where the tunnel learns the original destination of a captured outbound connection.

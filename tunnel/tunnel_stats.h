@@ -58,6 +58,11 @@
     "after a policy change")                                                                       \
   X(closed_by_policy, Counter, "nodemesh_tunnel_policy_denials_total", "when", "policy_change",    \
     "")                                                                                            \
+  X(refused_connections, Counter, "nodemesh_tunnel_workload_limit_refusals_total", "limit",       \
+    "connections", "Inbound connections refused over their workload's cap: open connections "     \
+    "(--max-inbound-connections-per-workload) or new ones per second "                           \
+    "(--max-inbound-connection-rate-per-workload)")                                               \
+  X(refused_rate, Counter, "nodemesh_tunnel_workload_limit_refusals_total", "limit", "rate", "")   \
   X(connect_retries, Counter, "nodemesh_tunnel_connect_retries_total", "", "",                     \
     "Service connections retried on another endpoint after a failed connect")                      \
   X(connect_timeouts, Counter, "nodemesh_tunnel_connect_timeouts_total", "", "",                   \

@@ -8,12 +8,14 @@
 namespace nodemesh::tunnel {
 
 Worker::Worker(const TunnelOptions& options, OrigDstResolver& resolver, hbone::TlsProvider* tls,
-               AccessLogFn access_log, ConnectionOpenFn on_open)
+               AccessLogFn access_log, ConnectionOpenFn on_open,
+               std::shared_ptr<ConnectionLimits> limits)
     : options_(options),
       resolver_(resolver),
       tls_(tls),
       access_log_(std::move(access_log)),
-      on_open_(std::move(on_open)) {}
+      on_open_(std::move(on_open)),
+      limits_(std::move(limits)) {}
 
 Worker::~Worker() {
   stop();
@@ -29,8 +31,8 @@ Status Worker::init() {
   std::promise<Status> ready;
   auto started = ready.get_future();
   thread_ = std::thread([this, ready = std::move(ready)]() mutable {
-    const WorkerShared shared{options_,  resolver_, tls_,        mesh_,
-                              counters_, *mailbox_, access_log_, on_open_};
+    const WorkerShared shared{options_,  resolver_,   tls_,     mesh_,        counters_,
+                              *mailbox_, access_log_, on_open_, limits_.get()};
     auto loop = WorkerLoop::create(shared);
     if (!loop) {
       ready.set_value(loop.error());
@@ -52,6 +54,7 @@ Result<PodListenerFds> Worker::addPod(const PodSpec& spec, bool outbound) {
   PodListenerFds fds;
   auto pod = createPod(spec, outbound, options_, tls_, &fds);
   if (!pod) return pod.error();
+  if (limits_) (*pod)->limiter = limits_->forPod(spec.netns_cookie);
   mailbox_->postPod(spec.netns_cookie, std::move(*pod));
   return fds;
 }

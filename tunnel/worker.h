@@ -17,7 +17,8 @@ namespace nodemesh::tunnel {
 class Worker final : public Tunnel {
  public:
   Worker(const TunnelOptions& options, OrigDstResolver& resolver, hbone::TlsProvider* tls,
-         AccessLogFn access_log, ConnectionOpenFn on_open);
+         AccessLogFn access_log, ConnectionOpenFn on_open,
+         std::shared_ptr<ConnectionLimits> limits = nullptr);
   ~Worker() override;
   // The worker thread holds `this`.
   Worker(const Worker&) = delete;
@@ -43,6 +44,7 @@ class Worker final : public Tunnel {
   hbone::TlsProvider* tls_;
   AccessLogFn access_log_;
   ConnectionOpenFn on_open_;
+  std::shared_ptr<ConnectionLimits> limits_;  // shared by the workers; null: no caps
   MeshState mesh_;
   TunnelCounters counters_;
   std::unique_ptr<Mailbox> mailbox_;

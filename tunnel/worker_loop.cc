@@ -37,7 +37,7 @@ WorkerLoop::WorkerLoop(const WorkerShared& shared, std::unique_ptr<io::UringRing
       relay_(ctx_),
       bridges_(ctx_),
       authorizer_(shared.mesh, shared.counters),
-      inbound_(ctx_, shared.options, relay_, bridges_, authorizer_),
+      inbound_(ctx_, shared.options, relay_, bridges_, authorizer_, shared.limits),
       pool_(shared.tls ? std::make_unique<HbonePool>(ctx_, *hbone_buffers_, *shared.tls,
                                                      shared.options, inbound_)
                        : nullptr),

@@ -35,6 +35,7 @@ struct WorkerShared {
   Mailbox& mailbox;
   const AccessLogFn& access_log;
   const ConnectionOpenFn& on_open;
+  ConnectionLimits* limits;  // null: no per-workload caps
 };
 
 class WorkerLoop final : public PodHandler, public ConnectionEvents, public io::CompletionHandler {

@@ -88,9 +88,14 @@ Result<std::unique_ptr<Tunnel>> startTunnel(const TunnelOptions& options, OrigDs
                                             const ConnectionOpenFn& on_open) {
   TunnelOptions opts = options;
   if (opts.workers == 0) opts.workers = defaultWorkerCount();
+  // One set of per-workload caps for all workers: a pod's inbound connections land on any.
+  static const RealSteadyClock kClock;
+  auto limits = opts.inbound_limits.enabled()
+                    ? std::make_shared<ConnectionLimits>(opts.inbound_limits, kClock)
+                    : nullptr;
   std::vector<std::unique_ptr<Worker>> workers;
   for (unsigned i = 0; i < opts.workers; ++i) {
-    auto worker = std::make_unique<Worker>(opts, resolver, tls, access_log, on_open);
+    auto worker = std::make_unique<Worker>(opts, resolver, tls, access_log, on_open, limits);
     if (auto st = worker->init(); !st) return st.error();
     workers.push_back(std::move(worker));
   }
