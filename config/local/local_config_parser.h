@@ -6,6 +6,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+#include <cctype>
 #include <map>
 #include <optional>
 #include <set>
@@ -44,6 +46,15 @@ inline constexpr std::string_view kObjectMetaFields[] = {"name",
                                                          "deletionTimestamp",
                                                          "deletionGracePeriodSeconds",
                                                          "selfLink"};
+// ASCII lowercase: header names compare case-insensitively (route matches, header modifiers, rate
+// limit headers).
+inline std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
 // Which Gateway API route kind a section holds.
 enum class RouteKind { Http, Grpc };
 

@@ -43,12 +43,6 @@ std::string targetText(const model::RateLimitTargetRef& t) {
   return "";
 }
 
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
-
 }  // namespace
 
 void LocalConfigParser::parseRateLimitPolicy(const YAML::Node& node, const std::string& path) {
