@@ -348,7 +348,8 @@ void Daemon::publishMerged() {
   }
   config_.publish(model::Snapshot::create(
       std::move(workloads), source_snapshot_->services(), source_snapshot_->policies(),
-      source_snapshot_->httpRoutes(), source_snapshot_->grpcRoutes()));
+      source_snapshot_->httpRoutes(), source_snapshot_->grpcRoutes(),
+      source_snapshot_->rateLimitPolicies()));
 }
 
 Status Daemon::startServers() {

@@ -36,12 +36,13 @@ void indexRoute(const std::vector<ParentRef>& parents, const std::string& route_
 
 Snapshot::Snapshot(std::vector<Workload> workloads, std::vector<Service> services,
                    std::vector<Authorization> policies, std::vector<HttpRoute> http_routes,
-                   std::vector<GrpcRoute> grpc_routes)
+                   std::vector<GrpcRoute> grpc_routes, std::vector<RateLimitPolicy> rate_limits)
     : workloads_(std::move(workloads)),
       services_(std::move(services)),
       policies_(std::move(policies)),
       http_routes_(std::move(http_routes)),
-      grpc_routes_(std::move(grpc_routes)) {
+      grpc_routes_(std::move(grpc_routes)),
+      rate_limits_(std::move(rate_limits)) {
   for (size_t i = 0; i < workloads_.size(); ++i) {
     const Workload& w = workloads_[i];
     workload_by_uid_.emplace(w.uid, i);
@@ -72,10 +73,11 @@ std::shared_ptr<const Snapshot> Snapshot::create(std::vector<Workload> workloads
                                                  std::vector<Service> services,
                                                  std::vector<Authorization> policies,
                                                  std::vector<HttpRoute> http_routes,
-                                                 std::vector<GrpcRoute> grpc_routes) {
+                                                 std::vector<GrpcRoute> grpc_routes,
+                                                 std::vector<RateLimitPolicy> rate_limits) {
   return std::make_shared<const Snapshot>(std::move(workloads), std::move(services),
                                           std::move(policies), std::move(http_routes),
-                                          std::move(grpc_routes));
+                                          std::move(grpc_routes), std::move(rate_limits));
 }
 
 const Workload* Snapshot::workloadByUid(std::string_view uid) const {
@@ -153,6 +155,9 @@ std::string Snapshot::summary() const {
                     plural(policies_.size(), "policy", "policies");
   size_t routes = http_routes_.size() + grpc_routes_.size();
   if (routes > 0) out += ", " + plural(routes, "route", "routes");
+  if (!rate_limits_.empty()) {
+    out += ", " + plural(rate_limits_.size(), "rate limit policy", "rate limit policies");
+  }
   return out;
 }
 

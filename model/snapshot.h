@@ -15,6 +15,7 @@
 
 #include "common/ip_address.h"
 #include "model/authorization.h"
+#include "model/rate_limit.h"
 #include "model/route.h"
 #include "model/service.h"
 #include "model/workload.h"
@@ -37,19 +38,22 @@ class Snapshot {
   // Routes are optional so that sources and tests without them keep their calls.
   Snapshot(std::vector<Workload> workloads, std::vector<Service> services,
            std::vector<Authorization> policies, std::vector<HttpRoute> http_routes = {},
-           std::vector<GrpcRoute> grpc_routes = {});
+           std::vector<GrpcRoute> grpc_routes = {}, std::vector<RateLimitPolicy> rate_limits = {});
 
   static std::shared_ptr<const Snapshot> create(std::vector<Workload> workloads,
                                                 std::vector<Service> services,
                                                 std::vector<Authorization> policies,
                                                 std::vector<HttpRoute> http_routes = {},
-                                                std::vector<GrpcRoute> grpc_routes = {});
+                                                std::vector<GrpcRoute> grpc_routes = {},
+                                                std::vector<RateLimitPolicy> rate_limits = {});
 
   const std::vector<Workload>& workloads() const { return workloads_; }
   const std::vector<Service>& services() const { return services_; }
   const std::vector<Authorization>& policies() const { return policies_; }
   const std::vector<HttpRoute>& httpRoutes() const { return http_routes_; }
   const std::vector<GrpcRoute>& grpcRoutes() const { return grpc_routes_; }
+  // The waypoint's local rate limit policies (rate_limit.h), in file order.
+  const std::vector<RateLimitPolicy>& rateLimitPolicies() const { return rate_limits_; }
 
   const Workload* workloadByUid(std::string_view uid) const;
   // Network-agnostic. When several workloads share the address, prefers (like ztunnel) a pod
@@ -79,7 +83,7 @@ class Snapshot {
 
   bool empty() const {
     return workloads_.empty() && services_.empty() && policies_.empty() && http_routes_.empty() &&
-           grpc_routes_.empty();
+           grpc_routes_.empty() && rate_limits_.empty();
   }
   // "4 workloads, 1 service, 2 policies", plus ", 3 routes" when there are routes.
   std::string summary() const;
@@ -90,6 +94,7 @@ class Snapshot {
   std::vector<Authorization> policies_;
   std::vector<HttpRoute> http_routes_;
   std::vector<GrpcRoute> grpc_routes_;
+  std::vector<RateLimitPolicy> rate_limits_;
 
   std::map<std::string, size_t, std::less<>> workload_by_uid_;
   std::map<IpAddress, size_t> workload_by_ip_;

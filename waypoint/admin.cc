@@ -315,6 +315,19 @@ http::HttpResponse explainRequest(const model::SnapshotPtr& snapshot, const std:
   return jsonResponse(200, j);
 }
 
+namespace {
+
+// {"namespace/name": {"total": n, "identity": n, ...}}, the limits that rejected something.
+nlohmann::json rateLimitedJson(const std::vector<RateLimitCounter>& counters) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const RateLimitCounter& c : counters) {
+    j[c.policy][std::string(rateLimitKindName(c.kind))] = c.rejected;
+  }
+  return j;
+}
+
+}  // namespace
+
 std::string renderWaypointMetrics(const LoopStats& s, const RequestTelemetry* telemetry) {
   std::string out;
   auto counter = [&out](const char* name, const char* help, uint64_t value) {
@@ -364,6 +377,18 @@ std::string renderWaypointMetrics(const LoopStats& s, const RequestTelemetry* te
       "nodemesh_waypoint_policy_denials_total{{subject=\"connection\"}} {}\n"
       "nodemesh_waypoint_policy_denials_total{{subject=\"request\"}} {}\n",
       s.proxy.policy.denied_connections, s.proxy.policy.denied_requests);
+  // Labels: the policy ("namespace/name", bounded by the config) and which of its limits
+  // rejected (total, identity, override, header: four values). Never the client identity or the
+  // header value: those are unbounded, and the access log has them.
+  out +=
+      "# HELP nodemesh_waypoint_rate_limited_total HTTP requests answered 429 by a local rate "
+      "limit, by policy and the limit that rejected them\n"
+      "# TYPE nodemesh_waypoint_rate_limited_total counter\n";
+  for (const RateLimitCounter& c : s.proxy.rate_limited) {
+    out += fmt::format("nodemesh_waypoint_rate_limited_total{{policy=\"{}\",limit=\"{}\"}} {}\n",
+                       telemetry::PrometheusText::escapeLabelValue(c.policy),
+                       rateLimitKindName(c.kind), c.rejected);
+  }
   const Http1UpstreamStats& up = s.proxy.upstream;
   counter("nodemesh_waypoint_upstream_http1_connects_total",
           "HTTP/1.1 connections opened to endpoints (CONNECT streams)", up.connects);
@@ -432,6 +457,7 @@ Result<std::unique_ptr<AdminServers>> AdminServers::start(const AdminInfo& info,
                           {"policyDenials",
                            {{"connections", st.proxy.policy.denied_connections},
                             {"requests", st.proxy.policy.denied_requests}}},
+                          {"rateLimited", rateLimitedJson(st.proxy.rate_limited)},
                           {"http1_upstream",
                            {{"connects", st.proxy.upstream.connects},
                             {"reuses", st.proxy.upstream.reuses},

@@ -14,8 +14,8 @@ namespace {
 
 // Field names exactly as ztunnel's serde structs spell them (rename_all = "camelCase"), plus the
 // Gateway API route lists for the waypoint.
-constexpr std::string_view kTopFields[] = {"workloads", "services", "policies", "httpRoutes",
-                                           "grpcRoutes"};
+constexpr std::string_view kTopFields[] = {"workloads",  "services",   "policies",
+                                           "httpRoutes", "grpcRoutes", "rateLimitPolicies"};
 constexpr std::string_view kGatewayFields[] = {"destination", "hboneMtlsPort"};
 
 }  // namespace
@@ -37,9 +37,9 @@ LoadResult LocalConfigParser::run() {
   std::stable_sort(result.problems.begin(), result.problems.end(), by_line);
   std::stable_sort(result.warnings.begin(), result.warnings.end(), by_line);
   if (result.problems.empty()) {
-    result.snapshot =
-        model::Snapshot::create(std::move(workloads_), std::move(services_), std::move(policies_),
-                                std::move(http_routes_), std::move(grpc_routes_));
+    result.snapshot = model::Snapshot::create(std::move(workloads_), std::move(services_),
+                                              std::move(policies_), std::move(http_routes_),
+                                              std::move(grpc_routes_), std::move(rate_limits_));
   }
   return result;
 }
@@ -94,7 +94,13 @@ void LocalConfigParser::parse() {
       parseGrpcRoute(item, path);
     });
   }
+  if (auto node = top.get("rateLimitPolicies")) {
+    r_.forEachItem(
+        *node, "rateLimitPolicies",
+        [&](const YAML::Node& item, const std::string& path) { parseRateLimitPolicy(item, path); });
+  }
   checkReferences();
+  checkRateLimitTargets();
 }
 
 void LocalConfigParser::readString(const FieldMap& f, std::string_view key, std::string& out) {

@@ -6,6 +6,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+#include <cctype>
 #include <map>
 #include <optional>
 #include <set>
@@ -25,6 +27,33 @@ using model::Authorization;
 using model::GatewayAddress;
 using model::Service;
 using model::Workload;
+
+// ObjectMeta: every field Kubernetes may print; only name, namespace and creationTimestamp mean
+// something here (in routes and rate limit policies), the others are accepted so that `kubectl get
+// -o yaml` output loads.
+inline constexpr std::string_view kObjectMetaFields[] = {"name",
+                                                         "namespace",
+                                                         "creationTimestamp",
+                                                         "labels",
+                                                         "annotations",
+                                                         "uid",
+                                                         "generation",
+                                                         "resourceVersion",
+                                                         "managedFields",
+                                                         "ownerReferences",
+                                                         "finalizers",
+                                                         "generateName",
+                                                         "deletionTimestamp",
+                                                         "deletionGracePeriodSeconds",
+                                                         "selfLink"};
+// ASCII lowercase: header names compare case-insensitively (route matches, header modifiers, rate
+// limit headers).
+inline std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
 
 // Which Gateway API route kind a section holds.
 enum class RouteKind { Http, Grpc };
@@ -175,6 +204,18 @@ class LocalConfigParser {
   void checkHttpRule(const YAML::Node& node, const std::string& path,
                      const model::HttpRouteRule& rule);
 
+  // ---- rate limit policies (local_config_rate_limits.cc) ----
+
+  void parseRateLimitPolicy(const YAML::Node& node, const std::string& path);
+  void readRateLimitTargets(const FieldMap& spec, model::RateLimitPolicy& policy);
+  // 1..1,000,000.
+  std::optional<uint32_t> readRequestsPerSecond(const YAML::Node& node, const std::string& path);
+  // Overrides (after total: none may exceed it); a ServiceAccount in at most one of them.
+  void readRateLimitOverrides(const YAML::Node& node, const std::string& path,
+                              model::RateLimitPolicy& policy);
+  // Targets that name nothing in the file: warnings, as for routes' service references.
+  void checkRateLimitTargets();
+
   // ---- cross references: model::validate() plus the routes' references ----
 
   void checkReferences();
@@ -190,6 +231,7 @@ class LocalConfigParser {
   std::vector<Authorization> policies_;
   std::vector<model::HttpRoute> http_routes_;
   std::vector<model::GrpcRoute> grpc_routes_;
+  std::vector<model::RateLimitPolicy> rate_limits_;
   std::vector<WorkloadNodes> workload_nodes_;
   std::vector<ServiceNodes> service_nodes_;
   std::vector<Located> policy_nodes_;
@@ -197,6 +239,11 @@ class LocalConfigParser {
   std::map<std::string, int, std::less<>> route_lines_;
   // Services named by route parentRefs / backendRefs, by "namespace/name".
   std::vector<Reference> route_service_refs_;
+  // Rate limit policy targets: what they name ("Service ns/name", ...), where, for the checks that
+  // need the whole file; and "policy key" / "target" -> line, for duplicates.
+  std::vector<Reference> rate_limit_targets_;
+  std::map<std::string, int, std::less<>> rate_limit_lines_;
+  std::map<std::string, std::pair<std::string, int>, std::less<>> rate_limit_target_owner_;
   bool policies_ok_ = true;
 };
 

@@ -29,13 +29,6 @@ constexpr std::string_view kPathModifierFields[] = {"type", "replaceFullPath",
 
 constexpr size_t kMaxListItems = 16;
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
 }  // namespace
 
 void LocalConfigParser::readFilters(const YAML::Node& node, const std::string& path, RouteKind kind,

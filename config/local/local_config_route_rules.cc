@@ -26,13 +26,6 @@ constexpr size_t kMaxMatchesPerRule = 64;
 constexpr size_t kMaxMatchesPerRoute = 128;
 constexpr size_t kMaxHeaderMatches = 16;
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
 std::optional<model::StringMatchType> readMatchType(YamlReader& r, const FieldMap& f,
                                                     std::string_view what) {
   auto node = f.get("type");

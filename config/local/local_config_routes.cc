@@ -16,23 +16,6 @@ namespace {
 
 constexpr std::string_view kApiVersion = "gateway.networking.k8s.io/v1";
 constexpr std::string_view kObjectFields[] = {"apiVersion", "kind", "metadata", "spec", "status"};
-// ObjectMeta: every field Kubernetes may print; only name, namespace and creationTimestamp mean
-// something here, the others are accepted so that `kubectl get -o yaml` output loads.
-constexpr std::string_view kMetadataFields[] = {"name",
-                                                "namespace",
-                                                "creationTimestamp",
-                                                "labels",
-                                                "annotations",
-                                                "uid",
-                                                "generation",
-                                                "resourceVersion",
-                                                "managedFields",
-                                                "ownerReferences",
-                                                "finalizers",
-                                                "generateName",
-                                                "deletionTimestamp",
-                                                "deletionGracePeriodSeconds",
-                                                "selfLink"};
 constexpr std::string_view kHttpSpecFields[] = {"parentRefs", "hostnames", "rules"};
 constexpr std::string_view kParentRefFields[] = {"group", "kind",        "namespace",
                                                  "name",  "sectionName", "port"};
@@ -93,7 +76,7 @@ std::optional<FieldMap> LocalConfigParser::readRouteObject(const YAML::Node& nod
   }
   auto meta_node = f.require("metadata");
   if (!meta_node) return std::nullopt;
-  FieldMap meta(r_, *meta_node, f.pathOf("metadata"), "metadata", kMetadataFields);
+  FieldMap meta(r_, *meta_node, f.pathOf("metadata"), "metadata", kObjectMetaFields);
   if (!meta.valid()) return std::nullopt;
   // Kubernetes puts an object without a namespace into "default"; so does this file.
   metadata.namespace_name = "default";

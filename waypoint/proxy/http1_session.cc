@@ -158,7 +158,9 @@ void Http1Session::onRequestHead(const http1::RequestHead& head, const http1::Re
   RouteResult r = router_.route(head, info);
   if (r.decision && r.decision->matched) x.route_name = r.decision->matched->describe();
   if (r.status != 200) {
-    if (r.decision && !r.decision->response_flag.empty()) {
+    if (r.flag) {
+      x.flags.set(*r.flag);
+    } else if (r.decision && !r.decision->response_flag.empty()) {
       x.flags.set(r.decision->response_flag == "NR" ? ResponseFlag::kNoRouteFound
                                                     : ResponseFlag::kNoClusterFound);
     } else if (r.status == 503) {

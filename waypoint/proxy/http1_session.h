@@ -45,7 +45,8 @@ namespace nodemesh::waypoint {
 struct RouteResult {
   int status = 200;  // not 200: the waypoint answers the request itself with this status
   std::string error;
-  http1::Headers response_headers;  // of that answer (a redirect's location)
+  http1::Headers response_headers;   // of that answer (a redirect's location)
+  std::optional<ResponseFlag> flag;  // of that answer, when routing does not imply it (RL)
   // The request to send when filters changed it (else the received one).
   std::optional<http1::RequestHead> forward;
   // The routing decision, for the response filters; `table` keeps what it points into.

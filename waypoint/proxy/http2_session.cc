@@ -224,7 +224,9 @@ void Http2Session::onRequestHeaders(http2::StreamId stream, const http2::Request
   H2RouteResult route = router_.routeH2(toRouting(head), x.grpc);
   if (route.decision && route.decision->matched) r.route_name = route.decision->matched->describe();
   if (route.status != 200) {
-    if (route.decision && !route.decision->response_flag.empty()) {
+    if (route.flag) {
+      r.flags.set(*route.flag);
+    } else if (route.decision && !route.decision->response_flag.empty()) {
       r.flags.set(route.decision->response_flag == "NR" ? ResponseFlag::kNoRouteFound
                                                         : ResponseFlag::kNoClusterFound);
     } else if (route.status == 503) {
@@ -429,6 +431,8 @@ void Http2Session::respondLocally(Exchange& x, int status, const std::string& wh
     // gRPC clients read the outcome from grpc-status (404 -> UNIMPLEMENTED, 503 -> UNAVAILABLE).
     http2::ResponseHead head = grpc_status ? http2::grpcTrailersOnlyResponse(*grpc_status, why)
                                            : http2::grpcErrorForHttpStatus(status, why);
+    // Metadata the answer carries (a 429's retry-after and RateLimit fields) goes with it.
+    for (const auto& h : headers) head.headers.push_back({h.name, h.value});
     x.record.response_code = static_cast<uint32_t>(head.status);
     x.record.grpc_status = grpcStatusOf(head.headers);
     (void)codec_->respond(x.id, head, /*end_stream=*/true);

@@ -50,7 +50,8 @@ namespace nodemesh::waypoint {
 struct H2RouteResult {
   int status = 200;  // not 200: the waypoint answers the request itself with this status
   std::string error;
-  Headers response_headers;  // of that answer (a redirect's location)
+  Headers response_headers;          // of that answer (a redirect's location)
+  std::optional<ResponseFlag> flag;  // of that answer, when routing does not imply it (RL)
   // The request to send, after the route's request filters.
   RequestHead forward;
   // The routing decision, for the response filters; `table` keeps what it points into.

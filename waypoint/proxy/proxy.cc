@@ -37,6 +37,7 @@ bool servedBy(const model::Snapshot& snapshot, const SocketAddress& dst,
 void Proxy::setSnapshot(model::SnapshotPtr snapshot) {
   table_ = snapshot ? std::make_shared<const RouteTable>(snapshot) : nullptr;
   policy_.setSnapshot(snapshot);
+  rate_limits_.setSnapshot(snapshot);
   // Routing preferences (locality) are the waypoint's own, as for an Envoy waypoint.
   const model::Workload* self = snapshot ? snapshot->workloadByUid(self_uid_) : nullptr;
   locality_ = self ? tunnel::lb::ClientLocality::of(*self) : tunnel::lb::ClientLocality{};
@@ -274,6 +275,24 @@ Proxy::Routed Proxy::InboundRouter::routeToEndpoint(RequestHead& head, bool grpc
   if (!proxy->policy_.authorize(PolicySubject::kRequest, facts).allowed) {
     return fail(403, "RBAC: access denied");  // Envoy's RBAC filter's answer
   }
+  // Rate limits last: a request refused for another reason is not charged to its client.
+  RateLimitRequest limit_request;
+  std::string service_name;
+  if (service) service_name = service->namespace_name + "/" + service->name;
+  limit_request.service = service_name;
+  std::string route_key;
+  if (d.decision && d.decision->matched && d.decision->matched->route) {
+    route_key = d.decision->matched->route->key();
+    limit_request.route_kind = toString(d.decision->matched->kind);
+    limit_request.route = route_key;
+  }
+  limit_request.principal = source_principal;
+  limit_request.headers = &head.headers;
+  if (RateLimitVerdict v = proxy->rate_limits_.check(limit_request); v.limited) {
+    d.response_headers = v.responseHeaders();
+    d.flag = ResponseFlag::kRateLimited;
+    return fail(429, "local_rate_limited");  // Envoy's local rate limit filter's body
+  }
   return d;
 }
 
@@ -294,6 +313,7 @@ RouteResult Proxy::InboundRouter::route(const http1::RequestHead& head,
   }
   if (d.status != hbone::kStatusOk) {
     for (const auto& h : d.response_headers) r.response_headers.add(h.name, h.value);
+    r.flag = d.flag;
     return fail(d.status, d.error);
   }
   if (d.filtered) r.forward = toHttp1Head(routed, head.version);
@@ -328,6 +348,7 @@ H2RouteResult Proxy::InboundRouter::routeH2(const RequestHead& head, bool grpc) 
     r.status = d.status;
     r.error = std::move(d.error);
     r.response_headers = std::move(d.response_headers);
+    r.flag = d.flag;
     return r;
   }
   auto connect = h2Connect(d.choice);
@@ -454,7 +475,8 @@ void Proxy::endpointDone(const EndpointOutcome& outcome) {
 void Proxy::onTimer() {
   const auto now = Clock::now();
   if (now >= next_prune_) {
-    picker_.prune(now);  // the state of endpoints that are gone
+    picker_.prune(now);    // the state of endpoints that are gone
+    rate_limits_.prune();  // per-client limiter states back to full
     next_prune_ = now + std::chrono::seconds(10);
   }
   h2_upstreams_.onTimer(now);
@@ -473,6 +495,7 @@ void Proxy::onTimer() {
 ProxyStats Proxy::stats() const {
   ProxyStats s = stats_;
   s.policy = policy_.stats();
+  s.rate_limited = rate_limits_.counters();
   s.http2_unconsumed_bytes = h2_upstreams_.unconsumedBytes();
   for (const Inbound& in : inbound_) {
     if (in.http2) s.http2_unconsumed_bytes += in.http2->unconsumedBytes();

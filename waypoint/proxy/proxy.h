@@ -28,6 +28,7 @@
 #include "waypoint/proxy/http2_session.h"
 #include "waypoint/proxy/policy.h"
 #include "waypoint/proxy/stream_join.h"
+#include "waypoint/ratelimit/rate_limiter.h"
 #include "waypoint/routing/random_source.h"
 #include "waypoint/routing/route_table.h"
 #include "waypoint/telemetry/request_telemetry.h"
@@ -61,6 +62,8 @@ struct ProxyStats {
   H2UpstreamStats h2_upstreams;  // the multiplexed HTTP/2 upstream connections
   PolicyStats policy;            // denials by authorization policy
   Http1UpstreamStats upstream;   // HTTP/1.1 upstream connections, mirrors, route timeouts
+  // Requests answered 429 by a local rate limit, per policy and limit.
+  std::vector<RateLimitCounter> rate_limited;
   // DATA bytes the HTTP/2 codecs (client connections and upstreams) delivered and nobody gave
   // back yet: a gauge, 0 when idle (HboneConnStats::unconsumed_bytes is the HBONE layer's).
   uint64_t http2_unconsumed_bytes = 0;
@@ -118,6 +121,7 @@ class Proxy final : public ConnectAcceptor {
     int status = 200;  // not 200: the waypoint answers with it (error, response_headers)
     std::string error;
     Headers response_headers;
+    std::optional<ResponseFlag> flag;         // of the answer, when not the decision's (RL)
     std::shared_ptr<const RouteTable> table;  // keeps `decision` valid
     std::optional<RouteDecision> decision;    // none for a pod addressed directly
     bool filtered = false;                    // request filters changed the head
@@ -185,7 +189,8 @@ class Proxy final : public ConnectAcceptor {
   tunnel::lb::ClientLocality locality_;  // the waypoint's own, for routing preferences
   Clock::time_point next_prune_{};
   ProxyStats stats_;
-  WaypointPolicy policy_;  // L4 authorization with the original client (policy.h)
+  WaypointPolicy policy_;    // L4 authorization with the original client (policy.h)
+  RateLimiter rate_limits_;  // local rate limits (ratelimit/rate_limiter.h)
 };
 
 }  // namespace nodemesh::waypoint
