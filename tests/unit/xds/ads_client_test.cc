@@ -281,6 +281,14 @@ TEST_F(AdsClientTest, ReconnectsAfterARestartNamingWhatItHolds) {
 
   int stream = 0;
   for (const auto& request : istiod_->requests()) stream = std::max(stream, request.stream);
+  // The second subscription (policies) may still be on its way when the addresses are applied.
+  ASSERT_TRUE(istiod_->waitForRequests(
+      [&](const std::vector<IstiodStandin::Request>& all) {
+        return std::count_if(all.begin(), all.end(), [&](const IstiodStandin::Request& r) {
+                 return r.stream == stream;
+               }) >= 2;
+      },
+      std::chrono::seconds(5)));
   const auto again = requestsOf(stream);
   ASSERT_GE(again.size(), 2U);
   const std::map<std::string, std::string> held = {{"uid-1", "1"}, {"uid-2", "2"}};
