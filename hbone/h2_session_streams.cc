@@ -141,11 +141,14 @@ void H2Session::finishRequestHeaders(Stream& stream) {
     return;
   }
   auto target = SocketAddress::parse(stream.request.authority);
-  if (!target.ok()) {
+  // Port 0 names no service (nothing can listen on it): refused here rather than after a
+  // connect attempt to the application.
+  if (!target.ok() || target->port == 0) {
     ++stats_.requests_rejected;
     submitResponse(stream, kStatusBadRequest);
     handler_.onRequestRejected(stream.id, kStatusBadRequest,
-                               "authority '" + stream.request.authority + "' is not ip:port");
+                               "authority '" + stream.request.authority +
+                                   (target.ok() ? "' has port 0" : "' is not ip:port"));
     return;
   }
   stream.request.target = *target;

@@ -33,6 +33,17 @@ TEST(H2SessionTest, AuthorityThatIsNotAnAddressGets400) {
   EXPECT_FALSE(client->send(*id, asBytes("x")).ok());
 }
 
+TEST(H2SessionTest, AuthorityWithPortZeroGets400WithoutReachingTheHandler) {
+  Recorder client(H2Role::kClient);
+  Recorder server(H2Role::kServer);
+  auto id = client->openConnect("10.0.0.1:0", {});
+  ASSERT_TRUE(id.ok());
+  pump(client, server);
+  EXPECT_EQ(client.streams[*id].status, kStatusBadRequest);
+  EXPECT_EQ(server.requests, 0);
+  EXPECT_EQ(server->stats().requests_rejected, 1u);
+}
+
 TEST(H2SessionTest, DeniedAndUnavailableReachTheClient) {
   Recorder client(H2Role::kClient);
   Recorder server(H2Role::kServer);
