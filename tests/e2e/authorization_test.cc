@@ -32,7 +32,10 @@ class AuthorizationTest : public MeshTest {
                                       const std::string& to, const std::string& peer_ip) {
     auto done = connect(pod, to, 64, 64);
     EXPECT_TRUE(done.value("ok", false)) << done.dump() << server.output();
-    auto first = findEvent(server.output(), "conn");
+    // The server's output comes through a pipe: its "conn" line may arrive after the client
+    // is done.
+    std::optional<nlohmann::json> first;
+    waitFor([&] { return (first = findEvent(server.output(), "conn")).has_value(); }, seconds(5));
     ASSERT_TRUE(first.has_value()) << server.output();
     EXPECT_EQ(hostOf(first->value("peer", "")), peer_ip) << server.output();
   }

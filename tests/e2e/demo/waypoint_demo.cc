@@ -4,7 +4,7 @@
 // request by the service's HTTPRoute to the Service reviews-v1 or reviews-v2 (one Service per
 // version, as in Istio's examples), whose pods answer with their version. The demo changes the
 // route by rewriting the config file, as an operator would with `kubectl apply`, and measures
-// what the client gets.
+// what the client gets; last, a rate limit on the route throttles the client with 429s.
 #include "tests/e2e/demo/waypoint_demo.h"
 
 #include <signal.h>
@@ -45,6 +45,10 @@ constexpr int kHeaderRequests = 100;
 constexpr double kTolerance9010 = 5;
 constexpr double kTolerance5050 = 8;
 constexpr double kTolerance5050Small = 20;
+// The rate limit step: the client's identity may make kRateLimit requests/s (a burst of as many,
+// then one every 1/kRateLimit s: GCRA) and sends kThrottledRequests back to back.
+constexpr int kRateLimit = 10;
+constexpr int kThrottledRequests = 60;
 
 struct Pod {
   std::string name, node, ip;
@@ -116,11 +120,29 @@ struct RouteSpec {
   int v1_weight = 0;
   int v2_weight = 0;
   bool beta_rule = false;
+  int rate_limit = 0;  // requests/s per client identity on the route; 0: no limit
   std::string describe() const {
-    return fmt::format("reviews-v1 weight {}, reviews-v2 weight {}{}", v1_weight, v2_weight,
-                       beta_rule ? "; header x-user-group: beta -> reviews-v2" : "");
+    return fmt::format(
+        "reviews-v1 weight {}, reviews-v2 weight {}{}{}", v1_weight, v2_weight,
+        beta_rule ? "; header x-user-group: beta -> reviews-v2" : "",
+        rate_limit > 0
+            ? fmt::format("; HTTPLocalRateLimitPolicy: {} requests/s per client identity",
+                          rate_limit)
+            : "");
   }
 };
+
+// Linkerd's HTTPLocalRateLimitPolicy attached to the route: each client identity on its own.
+std::string rateLimitYaml(int requests_per_second) {
+  return fmt::format(
+      "- apiVersion: policy.linkerd.io/v1alpha1\n"
+      "  kind: HTTPLocalRateLimitPolicy\n"
+      "  metadata: {{name: reviews-per-client, namespace: bookinfo}}\n"
+      "  spec:\n"
+      "    targetRefs: [{{group: gateway.networking.k8s.io, kind: HTTPRoute, name: reviews}}]\n"
+      "    identity: {{requestsPerSecond: {}}}\n",
+      requests_per_second);
+}
 
 std::string routeYaml(const RouteSpec& route) {
   std::string out = fmt::format(
@@ -186,32 +208,42 @@ std::string accessField(const std::string& log, const std::string& needle, const
 
 struct Tally {
   std::map<std::string, int> served;  // by the version that answered
+  int throttled = 0;                  // 429 local_rate_limited, with a retry-after
   int failed = 0;
   std::string first_failure;
+  std::string retry_after;  // of the first 429
+  milliseconds elapsed{0};
 };
 
 // `count` GETs from the client on one kept-alive connection (curl reuses it for the URLs of
 // one invocation), so the waypoint routes request by request, not connection by connection.
 Tally sendRequests(SimCluster& cluster, const std::string& url, int count,
                    const std::string& header = "") {
-  std::vector<std::string> argv = {"curl", "-sS", "--max-time", "10", "-w", "\n@@ %{http_code}\n"};
+  std::vector<std::string> argv = {"curl", "-sS", "--max-time",
+                                   "10",   "-w",  "\n@@ %{http_code} %header{retry-after}\n"};
   if (!header.empty()) argv.insert(argv.end(), {"-H", header});
   for (int i = 0; i < count; ++i) argv.push_back(url);
+  const auto start = std::chrono::steady_clock::now();
   const auto r = cluster.runInPod(kClient, argv, seconds(120));
   Tally t;
+  t.elapsed = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - start);
   auto fail = [&t](const std::string& why) {
     ++t.failed;
     if (t.first_failure.empty()) t.first_failure = why;
   };
-  // Each answer is the body, then "\n@@ <status>\n".
+  // Each answer is the body, then "\n@@ <status> <retry-after>\n".
   int answers = 0;
   for (size_t pos = 0, mark;
        answers < count && (mark = r.out.find("\n@@ ", pos)) != std::string::npos; ++answers) {
     const std::string body = trim(r.out.substr(pos, mark - pos));
     const std::string status = r.out.substr(mark + 4, 3);
-    pos = std::min(r.out.size(), r.out.find('\n', mark + 4) + 1);
+    const size_t eol = r.out.find('\n', mark + 4);
+    const std::string retry_after = trim(r.out.substr(mark + 7, eol - (mark + 7)));
+    pos = std::min(r.out.size(), eol + 1);
     if (status == "200" && (body == kVersions[0] || body == kVersions[1])) {
       ++t.served[body];
+    } else if (status == "429" && body == "local_rate_limited" && !retry_after.empty()) {
+      if (t.throttled++ == 0) t.retry_after = retry_after;
     } else {
       fail("status " + status + ": " + body.substr(0, 200));
     }
@@ -335,6 +367,8 @@ class WaypointDemo {
   bool writeConfig(const RouteSpec& route);
   // writeConfig, then waits until the waypoint has reloaded.
   bool applyRoute(const RouteSpec& route);
+  // A rate limit on the route: the client, sending faster than it allows, gets 429s.
+  int throttleStep();
   Tally send(int count, const std::string& header = "") {
     Tally t = sendRequests(cluster_, url_, count, header);
     for (const auto& [version, n] : t.served) answered_[version] += n;
@@ -351,8 +385,9 @@ class WaypointDemo {
 };
 
 bool WaypointDemo::writeConfig(const RouteSpec& route) {
-  const std::string text =
-      mergedConfig(base_config_, additions_ + "httpRoutes:\n" + routeYaml(route));
+  std::string additions = additions_ + "httpRoutes:\n" + routeYaml(route);
+  if (route.rate_limit > 0) additions += "rateLimitPolicies:\n" + rateLimitYaml(route.rate_limit);
+  const std::string text = mergedConfig(base_config_, additions);
   const auto loaded = config::parseLocalConfig(text, c_.config_path);
   if (!loaded.ok()) {
     std::cout << "  FAILED: the demo's config does not load:\n" << loaded.problemsText();
@@ -378,6 +413,31 @@ bool WaypointDemo::applyRoute(const RouteSpec& route) {
   std::cout << fmt::format("\n  Config rewritten: {}.\n  The waypoint reloaded it after {} ms.\n",
                            route.describe(), ms.count());
   return true;
+}
+
+int WaypointDemo::throttleStep() {
+  if (!applyRoute({50, 50, false, kRateLimit})) return 1;
+  std::cout << fmt::format("  {} requests, back to back:\n", kThrottledRequests);
+  const Tally t = send(kThrottledRequests);
+  int admitted = 0;
+  for (const auto& [version, n] : t.served) admitted += n;
+  // GCRA admits a burst of kRateLimit, then one request per 1/kRateLimit s of the run.
+  const double seconds_taken = static_cast<double>(t.elapsed.count()) / 1000;
+  const int most = kRateLimit + static_cast<int>(std::ceil(seconds_taken * kRateLimit)) + 1;
+  const bool ok = t.failed == 0 && admitted >= kRateLimit && admitted <= most &&
+                  admitted + t.throttled == kThrottledRequests;
+  std::cout << fmt::format(
+      "    admitted  (200) {:>3}   in {} ms: a burst of {}, then {}/s: at most {}\n"
+      "    throttled (429) {:>3}   body local_rate_limited, retry-after: {} s   {}\n",
+      admitted, t.elapsed.count(), kRateLimit, kRateLimit, most, t.throttled,
+      t.retry_after.empty() ? "-" : t.retry_after, ok ? "ok" : "NOT AS LIMITED");
+  if (t.failed > 0) {
+    std::cout << fmt::format("    {} request(s) FAILED; the first: {}\n", t.failed,
+                             t.first_failure);
+  }
+  // Back to the route without a limit, so the rest of the demo is not throttled.
+  if (!applyRoute({50, 50, false})) return 1;
+  return ok ? 0 : 1;
 }
 
 int WaypointDemo::run() {
@@ -492,6 +552,8 @@ int WaypointDemo::run() {
   std::cout << fmt::format("  {} requests without it:\n", kHeaderRequests);
   failures += reportSplit(send(kHeaderRequests), kHeaderRequests,
                           {{kVersions[0], 50}, {kVersions[1], 50}}, kTolerance5050Small);
+
+  failures += throttleStep();
 
   failures += reportMetrics(cluster_, answered_);
 

@@ -21,9 +21,11 @@ struct WaypointDemoCluster {
 
 // Adds a client pod, reviews-v1 and reviews-v2 (HTTP servers that answer their version) and a
 // waypoint pod to the cluster and to its config, then sends requests through the waypoint while
-// the config's HTTPRoute changes: 90/10, 50/50, and a header rule for beta users. Prints the
-// measured splits and the waypoint's metrics. Returns the number of checks that failed: a split
-// outside its tolerance, a request that did not get its answer, a step that did not happen.
+// the config's HTTPRoute changes: 90/10, 50/50, a header rule for beta users, and a rate limit
+// per client identity. Prints the measured splits, what the limit admitted and the waypoint's
+// metrics. Returns the number of checks that failed: a split outside its tolerance, a request
+// that did not get its answer, a rate limit that admitted too few or too many, a step that did
+// not happen.
 // Harness failures throw sim::HarnessError.
 int runWaypointDemo(const WaypointDemoCluster& c);
 
