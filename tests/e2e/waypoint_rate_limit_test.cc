@@ -198,12 +198,17 @@ TEST_F(WaypointGrpcRateLimitTest, CallsOverTheLimitFailUnavailable) {
       [&] { return !accessLines(waypoint_->output(), "response_flags=RL").empty(); }, seconds(5)));
   const auto rl = accessLines(waypoint_->output(), "response_flags=RL");
   EXPECT_NE(rl.front().find("grpc_status=14"), std::string::npos) << rl.front();
-  const std::string m =
-      cluster_->runInPod("waypoint", {"curl", "-s", "http://127.0.0.1:15020/metrics"}).out;
-  EXPECT_NE(m.find("nodemesh_waypoint_rate_limited_total{policy=\"shop/cart-grpc-rl\","
-                   "limit=\"identity\"} " +
-                   std::to_string(limited) + "\n"),
-            std::string::npos)
+  // The waypoint publishes its counters every 100 ms: wait for the last refusals to show.
+  const std::string series =
+      "nodemesh_waypoint_rate_limited_total{policy=\"shop/cart-grpc-rl\",limit=\"identity\"} " +
+      std::to_string(limited) + "\n";
+  std::string m;
+  EXPECT_TRUE(waitFor(
+      [&] {
+        m = cluster_->runInPod("waypoint", {"curl", "-s", "http://127.0.0.1:15020/metrics"}).out;
+        return m.find(series) != std::string::npos;
+      },
+      seconds(5)))
       << m;
 }
 
