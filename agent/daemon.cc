@@ -349,7 +349,7 @@ void Daemon::publishMerged() {
   config_.publish(model::Snapshot::create(
       std::move(workloads), source_snapshot_->services(), source_snapshot_->policies(),
       source_snapshot_->httpRoutes(), source_snapshot_->grpcRoutes(),
-      source_snapshot_->rateLimitPolicies()));
+      source_snapshot_->rateLimitPolicies(), source_snapshot_->destinationRules()));
 }
 
 Status Daemon::startServers() {

@@ -36,13 +36,18 @@ void indexRoute(const std::vector<ParentRef>& parents, const std::string& route_
 
 Snapshot::Snapshot(std::vector<Workload> workloads, std::vector<Service> services,
                    std::vector<Authorization> policies, std::vector<HttpRoute> http_routes,
-                   std::vector<GrpcRoute> grpc_routes, std::vector<RateLimitPolicy> rate_limits)
+                   std::vector<GrpcRoute> grpc_routes, std::vector<RateLimitPolicy> rate_limits,
+                   std::vector<DestinationRule> destination_rules)
     : workloads_(std::move(workloads)),
       services_(std::move(services)),
       policies_(std::move(policies)),
       http_routes_(std::move(http_routes)),
       grpc_routes_(std::move(grpc_routes)),
-      rate_limits_(std::move(rate_limits)) {
+      rate_limits_(std::move(rate_limits)),
+      destination_rules_(std::move(destination_rules)) {
+  for (size_t i = 0; i < destination_rules_.size(); ++i) {
+    destination_rule_by_host_.emplace(destination_rules_[i].service_host, i);
+  }
   for (size_t i = 0; i < workloads_.size(); ++i) {
     const Workload& w = workloads_[i];
     workload_by_uid_.emplace(w.uid, i);
@@ -74,10 +79,16 @@ std::shared_ptr<const Snapshot> Snapshot::create(std::vector<Workload> workloads
                                                  std::vector<Authorization> policies,
                                                  std::vector<HttpRoute> http_routes,
                                                  std::vector<GrpcRoute> grpc_routes,
-                                                 std::vector<RateLimitPolicy> rate_limits) {
-  return std::make_shared<const Snapshot>(std::move(workloads), std::move(services),
-                                          std::move(policies), std::move(http_routes),
-                                          std::move(grpc_routes), std::move(rate_limits));
+                                                 std::vector<RateLimitPolicy> rate_limits,
+                                                 std::vector<DestinationRule> destination_rules) {
+  return std::make_shared<const Snapshot>(
+      std::move(workloads), std::move(services), std::move(policies), std::move(http_routes),
+      std::move(grpc_routes), std::move(rate_limits), std::move(destination_rules));
+}
+
+const DestinationRule* Snapshot::destinationRuleFor(const Service& service) const {
+  auto it = destination_rule_by_host_.find(service.hostname);
+  return it == destination_rule_by_host_.end() ? nullptr : &destination_rules_[it->second];
 }
 
 const Workload* Snapshot::workloadByUid(std::string_view uid) const {
@@ -157,6 +168,9 @@ std::string Snapshot::summary() const {
   if (routes > 0) out += ", " + plural(routes, "route", "routes");
   if (!rate_limits_.empty()) {
     out += ", " + plural(rate_limits_.size(), "rate limit policy", "rate limit policies");
+  }
+  if (!destination_rules_.empty()) {
+    out += ", " + plural(destination_rules_.size(), "destination rule", "destination rules");
   }
   return out;
 }

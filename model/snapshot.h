@@ -15,6 +15,7 @@
 
 #include "common/ip_address.h"
 #include "model/authorization.h"
+#include "model/destination_rule.h"
 #include "model/rate_limit.h"
 #include "model/route.h"
 #include "model/service.h"
@@ -38,14 +39,14 @@ class Snapshot {
   // Routes are optional so that sources and tests without them keep their calls.
   Snapshot(std::vector<Workload> workloads, std::vector<Service> services,
            std::vector<Authorization> policies, std::vector<HttpRoute> http_routes = {},
-           std::vector<GrpcRoute> grpc_routes = {}, std::vector<RateLimitPolicy> rate_limits = {});
+           std::vector<GrpcRoute> grpc_routes = {}, std::vector<RateLimitPolicy> rate_limits = {},
+           std::vector<DestinationRule> destination_rules = {});
 
-  static std::shared_ptr<const Snapshot> create(std::vector<Workload> workloads,
-                                                std::vector<Service> services,
-                                                std::vector<Authorization> policies,
-                                                std::vector<HttpRoute> http_routes = {},
-                                                std::vector<GrpcRoute> grpc_routes = {},
-                                                std::vector<RateLimitPolicy> rate_limits = {});
+  static std::shared_ptr<const Snapshot> create(
+      std::vector<Workload> workloads, std::vector<Service> services,
+      std::vector<Authorization> policies, std::vector<HttpRoute> http_routes = {},
+      std::vector<GrpcRoute> grpc_routes = {}, std::vector<RateLimitPolicy> rate_limits = {},
+      std::vector<DestinationRule> destination_rules = {});
 
   const std::vector<Workload>& workloads() const { return workloads_; }
   const std::vector<Service>& services() const { return services_; }
@@ -54,6 +55,10 @@ class Snapshot {
   const std::vector<GrpcRoute>& grpcRoutes() const { return grpc_routes_; }
   // The waypoint's local rate limit policies (rate_limit.h), in file order.
   const std::vector<RateLimitPolicy>& rateLimitPolicies() const { return rate_limits_; }
+  // Istio DestinationRules (destination_rule.h), in file order.
+  const std::vector<DestinationRule>& destinationRules() const { return destination_rules_; }
+  // The rule whose host names the service's hostname, if any (the loader allows one per host).
+  const DestinationRule* destinationRuleFor(const Service& service) const;
 
   const Workload* workloadByUid(std::string_view uid) const;
   // Network-agnostic. When several workloads share the address, prefers (like ztunnel) a pod
@@ -83,7 +88,7 @@ class Snapshot {
 
   bool empty() const {
     return workloads_.empty() && services_.empty() && policies_.empty() && http_routes_.empty() &&
-           grpc_routes_.empty() && rate_limits_.empty();
+           grpc_routes_.empty() && rate_limits_.empty() && destination_rules_.empty();
   }
   // "4 workloads, 1 service, 2 policies", plus ", 3 routes" when there are routes.
   std::string summary() const;
@@ -95,6 +100,8 @@ class Snapshot {
   std::vector<HttpRoute> http_routes_;
   std::vector<GrpcRoute> grpc_routes_;
   std::vector<RateLimitPolicy> rate_limits_;
+  std::vector<DestinationRule> destination_rules_;
+  std::map<std::string, size_t, std::less<>> destination_rule_by_host_;
 
   std::map<std::string, size_t, std::less<>> workload_by_uid_;
   std::map<IpAddress, size_t> workload_by_ip_;

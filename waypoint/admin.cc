@@ -317,6 +317,36 @@ http::HttpResponse explainRequest(const model::SnapshotPtr& snapshot, const std:
 
 namespace {
 
+// One line per DestinationRule: its host, the service it names and the traffic policy applied,
+// defaults filled in.
+std::string destinationRulesText(const model::Snapshot& snapshot) {
+  std::string out;
+  for (const model::DestinationRule& d : snapshot.destinationRules()) {
+    out += fmt::format("DestinationRule {} host {}", d.key(), d.service_host);
+    if (d.outlier_detection) {
+      const model::OutlierDetection& o = *d.outlier_detection;
+      out += fmt::format(
+          " outlierDetection{{consecutive5xxErrors: {}, consecutiveGatewayErrors: {}, interval: "
+          "{}ms, baseEjectionTime: {}ms, maxEjectionPercent: {}, minHealthPercent: {}}}",
+          o.consecutive_5xx_errors, o.consecutive_gateway_errors, o.interval.count(),
+          o.base_ejection_time.count(), o.max_ejection_percent, o.min_health_percent);
+    }
+    if (d.connection_pool) {
+      const model::ConnectionPool& p = *d.connection_pool;
+      auto limit = [](const std::optional<uint32_t>& v) {
+        return v ? std::to_string(*v) : std::string("unlimited");
+      };
+      out += fmt::format(
+          " connectionPool{{maxConnections: {}, http1MaxPendingRequests: {}, http2MaxRequests: "
+          "{}, maxRequestsPerConnection: {}}}",
+          limit(p.max_connections), limit(p.http1_max_pending_requests),
+          limit(p.http2_max_requests), limit(p.max_requests_per_connection));
+    }
+    out += "\n";
+  }
+  return out;
+}
+
 // {"namespace/name": {"total": n, "identity": n, ...}}, the limits that rejected something.
 nlohmann::json rateLimitedJson(const std::vector<RateLimitCounter>& counters) {
   nlohmann::json j = nlohmann::json::object();
@@ -389,6 +419,12 @@ std::string renderWaypointMetrics(const LoopStats& s, const RequestTelemetry* te
                        telemetry::PrometheusText::escapeLabelValue(c.policy),
                        rateLimitKindName(c.kind), c.rejected);
   }
+  counter("nodemesh_waypoint_outlier_ejections_total",
+          "Endpoints ejected by outlier detection (DestinationRule outlierDetection)",
+          s.proxy.outlier_ejections);
+  counter("nodemesh_waypoint_upstream_overflow_total",
+          "HTTP requests answered 503 UO by a circuit breaker (DestinationRule connectionPool)",
+          s.proxy.upstream_overflow);
   const Http1UpstreamStats& up = s.proxy.upstream;
   counter("nodemesh_waypoint_upstream_http1_connects_total",
           "HTTP/1.1 connections opened to endpoints (CONNECT streams)", up.connects);
@@ -469,6 +505,8 @@ Result<std::unique_ptr<AdminServers>> AdminServers::start(const AdminInfo& info,
                             {"failed", st.proxy.upstream.mirrors_failed},
                             {"cancelled", st.proxy.upstream.mirrors_cancelled}}},
                           {"route_timeouts", st.proxy.upstream.request_timeouts},
+                          {"outlier_ejections", st.proxy.outlier_ejections},
+                          {"upstream_overflow", st.proxy.upstream_overflow},
                           // Flow-control credit not given back yet: 0 when idle.
                           {"flow",
                            {{"hbone_unconsumed_bytes", st.connections.unconsumed_bytes},
@@ -483,6 +521,7 @@ Result<std::unique_ptr<AdminServers>> AdminServers::start(const AdminInfo& info,
          http::HttpResponse r;
          model::SnapshotPtr snap = snapshot();
          r.body = snap ? snap->summary() + "\n" : "no config\n";
+         if (snap) r.body += destinationRulesText(*snap);
          return r;
        }},
       {"GET", "/routes",

@@ -14,8 +14,9 @@ namespace {
 
 // Field names exactly as ztunnel's serde structs spell them (rename_all = "camelCase"), plus the
 // Gateway API route lists for the waypoint.
-constexpr std::string_view kTopFields[] = {"workloads",  "services",   "policies",
-                                           "httpRoutes", "grpcRoutes", "rateLimitPolicies"};
+constexpr std::string_view kTopFields[] = {"workloads",       "services",   "policies",
+                                           "httpRoutes",      "grpcRoutes", "rateLimitPolicies",
+                                           "destinationRules"};
 constexpr std::string_view kGatewayFields[] = {"destination", "hboneMtlsPort"};
 
 }  // namespace
@@ -37,9 +38,9 @@ LoadResult LocalConfigParser::run() {
   std::stable_sort(result.problems.begin(), result.problems.end(), by_line);
   std::stable_sort(result.warnings.begin(), result.warnings.end(), by_line);
   if (result.problems.empty()) {
-    result.snapshot = model::Snapshot::create(std::move(workloads_), std::move(services_),
-                                              std::move(policies_), std::move(http_routes_),
-                                              std::move(grpc_routes_), std::move(rate_limits_));
+    result.snapshot = model::Snapshot::create(
+        std::move(workloads_), std::move(services_), std::move(policies_), std::move(http_routes_),
+        std::move(grpc_routes_), std::move(rate_limits_), std::move(destination_rules_));
   }
   return result;
 }
@@ -99,8 +100,14 @@ void LocalConfigParser::parse() {
         *node, "rateLimitPolicies",
         [&](const YAML::Node& item, const std::string& path) { parseRateLimitPolicy(item, path); });
   }
+  if (auto node = top.get("destinationRules")) {
+    r_.forEachItem(*node, "destinationRules", [&](const YAML::Node& item, const std::string& path) {
+      parseDestinationRule(item, path);
+    });
+  }
   checkReferences();
   checkRateLimitTargets();
+  checkDestinationRuleHosts();
 }
 
 void LocalConfigParser::readString(const FieldMap& f, std::string_view key, std::string& out) {

@@ -216,6 +216,20 @@ class LocalConfigParser {
   // Targets that name nothing in the file: warnings, as for routes' service references.
   void checkRateLimitTargets();
 
+  // ---- Istio DestinationRules (local_config_destination_rules.cc) ----
+
+  void parseDestinationRule(const YAML::Node& node, const std::string& path);
+  std::optional<model::ConnectionPool> readConnectionPool(const YAML::Node& node,
+                                                          const std::string& path);
+  std::optional<model::OutlierDetection> readOutlierDetection(const YAML::Node& node,
+                                                              const std::string& path);
+  // A problem for each key of `f` in `known` (Istio's fields) but not in `supported` (the
+  // waypoint's); unknown keys are FieldMap's to report.
+  void refuseUnsupported(const FieldMap& f, std::span<const std::string_view> known,
+                         std::span<const std::string_view> supported, std::string_view why);
+  // Hosts that name no service of the file: warnings.
+  void checkDestinationRuleHosts();
+
   // ---- cross references: model::validate() plus the routes' references ----
 
   void checkReferences();
@@ -232,6 +246,7 @@ class LocalConfigParser {
   std::vector<model::HttpRoute> http_routes_;
   std::vector<model::GrpcRoute> grpc_routes_;
   std::vector<model::RateLimitPolicy> rate_limits_;
+  std::vector<model::DestinationRule> destination_rules_;
   std::vector<WorkloadNodes> workload_nodes_;
   std::vector<ServiceNodes> service_nodes_;
   std::vector<Located> policy_nodes_;
@@ -244,6 +259,10 @@ class LocalConfigParser {
   std::vector<Reference> rate_limit_targets_;
   std::map<std::string, int, std::less<>> rate_limit_lines_;
   std::map<std::string, std::pair<std::string, int>, std::less<>> rate_limit_target_owner_;
+  // DestinationRules: "namespace/name" -> line; service host -> (rule key, line); the hosts.
+  std::map<std::string, int, std::less<>> destination_rule_lines_;
+  std::map<std::string, std::pair<std::string, int>, std::less<>> destination_rule_hosts_;
+  std::vector<Reference> destination_rule_refs_;
   bool policies_ok_ = true;
 };
 

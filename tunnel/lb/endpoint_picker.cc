@@ -120,7 +120,8 @@ EndpointPicker::EndpointPicker(LbOptions options)
 
 Result<Pick> EndpointPicker::pick(const model::Snapshot& snapshot, const model::Service& service,
                                   uint16_t service_port, const ClientLocality& client,
-                                  std::span<const std::string> exclude_uids, TimePoint now) {
+                                  std::span<const std::string> exclude_uids, TimePoint now,
+                                  const OutlierPolicy* outlier) {
   const model::LoadBalancing* lb = service.load_balancing ? &*service.load_balancing : nullptr;
   const LoadBalancingMode mode = lb != nullptr ? lb->mode : LoadBalancingMode::UnspecifiedMode;
   static const std::vector<LoadBalancingScope> kNoPreferences;
@@ -175,13 +176,36 @@ Result<Pick> EndpointPicker::pick(const model::Snapshot& snapshot, const model::
       continue;
     }
     State* s = findState(w->uid, port);
-    candidates_.push_back(Candidate{w, port, rank, s == nullptr || usable(*s, now), s});
+    // Outlier ejections count only under an outlier policy (a rule removed since frees them).
+    const bool connect_ok = s == nullptr || usable(*s, now);
+    const bool outlier_out = outlier != nullptr && s != nullptr && now < s->outlier_ejected_until;
+    candidates_.push_back(
+        Candidate{w, port, rank, connect_ok && !outlier_out, outlier_out && connect_ok, s});
   }
   if (candidates_.empty()) {
     return Error{EHOSTUNREACH,
                  fmt::format("service {} port {}: no endpoint left{}", service.key(), service_port,
                              endpoints.empty() ? std::string(" (it has none)")
                                                : " (" + skipped.describe(preferences) + ")")};
+  }
+
+  // Outlier detection's panic threshold (Istio's minHealthPercent, Envoy's
+  // healthy_panic_threshold): with fewer endpoints in than that, its ejections are ignored. At 0
+  // (Istio's default) never: a service whose endpoints are all ejected for their responses has
+  // none to offer (Envoy's 503 "no healthy upstream").
+  if (outlier != nullptr) {
+    const auto in = static_cast<size_t>(std::count_if(candidates_.begin(), candidates_.end(),
+                                                      [](const Candidate& c) { return c.usable; }));
+    const auto out = static_cast<size_t>(std::count_if(
+        candidates_.begin(), candidates_.end(), [](const Candidate& c) { return c.outlier; }));
+    if (out > 0 &&
+        in * 100 < static_cast<size_t>(outlier->min_health_percent) * candidates_.size()) {
+      for (Candidate& c : candidates_) c.usable = c.usable || c.outlier;
+    } else if (in == 0 && out == candidates_.size()) {
+      return Error{EHOSTUNREACH,
+                   fmt::format("service {} port {}: all {} endpoints ejected by outlier detection",
+                               service.key(), service_port, out)};
+    }
   }
 
   // Ejected endpoints count as gone, also for FAILOVER (an ejected same-node endpoint fails over
@@ -346,6 +370,60 @@ void EndpointPicker::connectionClosed(const EndpointId& endpoint) {
   if (it != states_.end() && it->second.active > 0) --it->second.active;
 }
 
+OutlierVerdict EndpointPicker::responseReceived(const EndpointId& endpoint, int status,
+                                                const OutlierPolicy& policy,
+                                                std::string_view cluster, size_t cluster_size,
+                                                TimePoint now) {
+  OutlierVerdict v;
+  State& s = state(endpoint, now);
+  // A response to a request sent before the ejection adds nothing: the endpoint is out already.
+  if (now < s.outlier_ejected_until) return v;
+  // Envoy lowers the multiplier of an endpoint that is in by one on each interval tick; done here
+  // lazily, one step per whole interval since the ejection ended (or the last step).
+  if (s.outlier_ejections > 0 && policy.interval.count() > 0 && now > s.outlier_decay_at) {
+    const auto steps = (now - s.outlier_decay_at) / policy.interval;
+    s.outlier_ejections -= static_cast<uint32_t>(std::min<int64_t>(steps, s.outlier_ejections));
+    s.outlier_decay_at += steps * policy.interval;
+  }
+  const bool server_error = status >= 500 && status <= 599;
+  const bool gateway_error = status == 502 || status == 503 || status == 504;
+  s.consecutive_5xx = server_error ? s.consecutive_5xx + 1 : 0;
+  s.consecutive_gateway = gateway_error ? s.consecutive_gateway + 1 : 0;
+  // Envoy checks gateway errors first: the more specific cause is the one logged.
+  if (policy.consecutive_gateway > 0 && s.consecutive_gateway >= policy.consecutive_gateway) {
+    v.cause = "consecutive gateway errors";
+    v.errors = s.consecutive_gateway;
+  } else if (policy.consecutive_5xx > 0 && s.consecutive_5xx >= policy.consecutive_5xx) {
+    v.cause = "consecutive 5xx";
+    v.errors = s.consecutive_5xx;
+  } else {
+    return v;
+  }
+  // Counted again from zero whether or not the ejection happens (Envoy).
+  s.consecutive_5xx = 0;
+  s.consecutive_gateway = 0;
+  for (const auto& [id, other] : states_) {
+    if (other.outlier_cluster == cluster && now < other.outlier_ejected_until) ++v.ejected;
+  }
+  if (v.ejected * 100 >= static_cast<size_t>(policy.max_ejection_percent) * cluster_size) {
+    v.kind = OutlierVerdict::Kind::kCapped;
+    return v;
+  }
+  // base * n, n the ejections in a row; n stops growing once the cap is reached (Envoy).
+  if (policy.base_ejection * (s.outlier_ejections + 1) <= policy.max_ejection ||
+      s.outlier_ejections == 0) {
+    ++s.outlier_ejections;
+  }
+  v.kind = OutlierVerdict::Kind::kEjected;
+  v.ejections = s.outlier_ejections;
+  v.duration = std::min(policy.base_ejection * s.outlier_ejections, policy.max_ejection);
+  s.outlier_ejected_until = now + v.duration;
+  s.outlier_decay_at = s.outlier_ejected_until;
+  s.outlier_cluster = std::string(cluster);
+  ++s.ejections_total;
+  return v;
+}
+
 std::vector<EndpointStats> EndpointPicker::stats(TimePoint now) const {
   std::vector<EndpointStats> out;
   out.reserve(states_.size());
@@ -362,6 +440,8 @@ std::vector<EndpointStats> EndpointPicker::stats(TimePoint now) const {
     st.probation = s.ejection_streak > 0 && now >= s.ejected_until;
     st.connects_total = s.connects_total;
     st.failures_total = s.failures_total;
+    if (now < s.outlier_ejected_until) st.outlier_ejected_until = s.outlier_ejected_until;
+    st.outlier_ejections = s.outlier_ejections;
     out.push_back(std::move(st));
   }
   return out;
@@ -372,7 +452,8 @@ void EndpointPicker::prune(TimePoint now) {
       std::max<Clock::duration>(options_.max_ejection, 10 * options_.latency_decay);
   std::erase_if(states_, [&](const auto& entry) {
     const State& s = entry.second;
-    return s.active == 0 && now >= s.ejected_until && now - s.last_event > keep_for;
+    return s.active == 0 && now >= s.ejected_until && now >= s.outlier_ejected_until &&
+           now - s.last_event > keep_for;
   });
 }
 

@@ -69,6 +69,38 @@ struct LbOptions {
   uint64_t seed = 0;
 };
 
+// Outlier detection on responses (Envoy's consecutive_5xx and consecutive_gateway_failure, as an
+// Istio DestinationRule's outlierDetection configures them), for a proxy that sees HTTP status
+// codes (the waypoint). Independent of the connect-failure ejection above: the node agent never
+// reports responses, so its behaviour does not change.
+struct OutlierPolicy {
+  uint32_t consecutive_5xx = 0;      // any 5xx; 0: off
+  uint32_t consecutive_gateway = 0;  // 502, 503, 504; 0: off
+  // An endpoint that stays in lowers its ejection count by one per interval (Envoy).
+  std::chrono::milliseconds interval = std::chrono::seconds(10);
+  // The n-th ejection in a row lasts base_ejection * n, at most max_ejection (Envoy's
+  // max_ejection_time default; Istio does not set it).
+  std::chrono::milliseconds base_ejection = std::chrono::seconds(30);
+  std::chrono::milliseconds max_ejection = std::chrono::seconds(300);
+  // No ejection while this share of the service's endpoints is ejected already (so one endpoint
+  // can always be ejected, as in Envoy before always_eject_one_host).
+  uint32_t max_ejection_percent = 10;
+  // Below this share of endpoints not ejected, pick() ignores the outlier ejections (Envoy's
+  // panic threshold); 0 never does, and a service whose endpoints are all ejected gets none.
+  uint32_t min_health_percent = 0;
+};
+
+// What a response report did.
+struct OutlierVerdict {
+  enum class Kind { kNone, kEjected, kCapped };  // kCapped: max_ejection_percent said no
+  Kind kind = Kind::kNone;
+  std::string_view cause;  // "consecutive 5xx" or "consecutive gateway errors"
+  uint32_t errors = 0;     // the consecutive errors that counted
+  uint32_t ejections = 0;  // the endpoint's ejection count (the multiplier), when ejected
+  std::chrono::milliseconds duration{0};
+  size_t ejected = 0;  // the service's endpoints ejected before this one
+};
+
 // Where the client is, for Istio's routing preferences (LoadBalancing.routingPreference).
 struct ClientLocality {
   std::string network;
@@ -111,6 +143,8 @@ struct EndpointStats {
   bool probation = false;  // the ejection ended; one connect at a time until one succeeds
   uint64_t connects_total = 0;
   uint64_t failures_total = 0;
+  std::optional<TimePoint> outlier_ejected_until;  // set while ejected for its responses
+  uint32_t outlier_ejections = 0;                  // the outlier ejection multiplier
 };
 
 class EndpointPicker {
@@ -128,9 +162,12 @@ class EndpointPicker {
   // all candidates are ejected. Among the rest: power of two choices, weighted by capacity.
   // Errors: EINVAL when the service has no such port or is PASSTHROUGH (the tunnel then connects
   // to the original destination itself), EHOSTUNREACH when no endpoint is left, with the reasons.
+  // With `outlier` (the service's outlier policy), endpoints ejected for their responses are
+  // skipped as the policy's min_health_percent says.
   Result<Pick> pick(const model::Snapshot& snapshot, const model::Service& service,
                     uint16_t service_port, const ClientLocality& client,
-                    std::span<const std::string> exclude_uids, TimePoint now);
+                    std::span<const std::string> exclude_uids, TimePoint now,
+                    const OutlierPolicy* outlier = nullptr);
 
   // Outcome reports. Every connectStarted() is followed by exactly one connectSucceeded() or
   // connectFailed() (a timeout is a failure), and every connectSucceeded() by one
@@ -140,6 +177,14 @@ class EndpointPicker {
                         TimePoint now);
   void connectFailed(const EndpointId& endpoint, TimePoint now);
   void connectionClosed(const EndpointId& endpoint);
+
+  // The HTTP status of a response `endpoint` gave to a request of the service `cluster` (its
+  // key; `cluster_size` endpoints), under that service's outlier policy. Counts consecutive
+  // 5xx and gateway errors, and ejects the endpoint when a count reaches its threshold. Reports
+  // of an endpoint ejected already count for nothing. Independent of the connect outcomes.
+  OutlierVerdict responseReceived(const EndpointId& endpoint, int status,
+                                  const OutlierPolicy& policy, std::string_view cluster,
+                                  size_t cluster_size, TimePoint now);
 
   // Every endpoint the picker has state for, ordered by EndpointId.
   std::vector<EndpointStats> stats(TimePoint now) const;
@@ -163,12 +208,20 @@ class EndpointPicker {
     uint64_t ejections_total = 0;
     uint64_t connects_total = 0;
     uint64_t failures_total = 0;
+    // Outlier detection on responses (responseReceived).
+    uint32_t consecutive_5xx = 0;
+    uint32_t consecutive_gateway = 0;
+    uint32_t outlier_ejections = 0;  // the multiplier; lowered one per interval spent in
+    TimePoint outlier_ejected_until;
+    TimePoint outlier_decay_at;   // the multiplier was last lowered (or the ejection ended)
+    std::string outlier_cluster;  // the service it was ejected from
   };
   struct Candidate {
     const model::Workload* workload;
     uint16_t port;
     unsigned rank;  // routing preferences matched (FAILOVER)
     bool usable;    // not ejected, no probe in flight
+    bool outlier;   // ejected for its responses (and for nothing else)
     State* state;   // nullptr: nothing known yet
   };
   // Lookup by (uid, port) without building an EndpointId.

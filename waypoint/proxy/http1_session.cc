@@ -174,7 +174,9 @@ void Http1Session::onRequestHead(const http1::RequestHead& head, const http1::Re
   up->s = this;
   up->table = std::move(r.table);
   up->decision = std::move(r.decision);
-  up->target = UpstreamTarget{r.conn, r.authority, r.endpoint_uid, r.endpoint_port};
+  up->target = UpstreamTarget{r.conn, r.authority, r.endpoint_uid, r.endpoint_port,
+                              r.max_requests_per_connection};
+  up->service_key = std::move(r.service_key);
   http1::RequestHead out = head;
   if (r.forward) out = std::move(*r.forward);
   http1::stripHopByHop(out.headers);
@@ -385,6 +387,7 @@ void Http1Session::Up::onResponseHead(const http1::ResponseHead& head,
   }
   response_started = true;
   response_latency = Clock::now() - attempt_start;
+  response_status = head.status;
   if (s->exchange_) s->exchange_->response_code = static_cast<uint32_t>(head.status);
   if (decision) {
     // ResponseHeaderModifier filters of the route that served it.
@@ -447,9 +450,11 @@ void Http1Session::releaseUp(bool clean) {
   if (up_->conn) router_.upstreams().release(up_->conn, clean);
   up_->conn = nullptr;
   EndpointOutcome outcome{up_->target.endpoint_uid, up_->target.endpoint_port};
+  outcome.service = up_->service_key;
   if (up_->response_started) {
     outcome.kind = EndpointOutcome::Kind::kResponded;
     outcome.latency = up_->response_latency;
+    outcome.status = up_->response_status;
   } else if (up_->failed) {
     outcome.kind = EndpointOutcome::Kind::kFailed;
   }

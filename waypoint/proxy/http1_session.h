@@ -56,6 +56,8 @@ struct RouteResult {
   std::string authority;      // CONNECT authority: the endpoint's podIP:targetPort
   std::string endpoint_uid;
   uint16_t endpoint_port = 0;  // the target port it was picked on
+  std::string service_key;     // the backend service it was picked from (empty: a pod)
+  uint32_t max_requests_per_connection = 0;  // UpstreamTarget::max_requests
   // Endpoints of the decision's mirrors (their services' endpoints, already chosen).
   std::vector<UpstreamTarget> mirrors;
 };
@@ -72,6 +74,9 @@ struct EndpointOutcome {
   uint16_t endpoint_port = 0;
   Kind kind = Kind::kAbandoned;
   std::chrono::nanoseconds latency{0};
+  int status = 0;              // kResponded: the response's status (outlier detection)
+  bool http2 = false;          // an Http2Session's request (circuit breaking counts by protocol)
+  std::string_view service{};  // RouteResult::service_key (circuit breaking, outlier detection)
 };
 
 // One finished request as the session saw it, for the metrics and the access log.
@@ -155,6 +160,8 @@ class Http1Session final : public http1::ServerHandler {
     bool retried = false;
     bool failed = false;  // the endpoint failed it before a response (EndpointOutcome)
     std::chrono::nanoseconds response_latency{0};  // request sent to response head
+    int response_status = 0;                       // of the final response head
+    std::string service_key;                       // RouteResult::service_key
     std::shared_ptr<const RouteTable> table;       // keeps `decision` valid
     std::optional<RouteDecision> decision;
     http1::RequestHead request;  // as sent upstream

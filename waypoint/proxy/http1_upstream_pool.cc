@@ -136,6 +136,7 @@ Result<Http1Upstream*> Http1UpstreamPool::acquire(const UpstreamTarget& target,
         up->state_ = Http1Upstream::State::kLeased;
         up->user_ = &user;
         up->reused_ = true;
+        ++up->leases_;
         up->received_in_lease_ = false;
         ++stats_.reuses;
         return up;
@@ -151,6 +152,7 @@ Result<Http1Upstream*> Http1UpstreamPool::acquire(const UpstreamTarget& target,
   if (!codec) return codec.error();
   up->codec_ = std::move(*codec);
   up->target_ = target;
+  up->leases_ = 1;
   up->user_ = &user;
   hbone::ConnectHeaders headers;
   auto stream = target.conn->openConnect(target.authority, headers, up);
@@ -170,7 +172,8 @@ void Http1UpstreamPool::release(Http1Upstream* up, bool clean) {
   const bool reusable = clean && up->open_ && up->codec_->isReusable() &&
                         up->codec_->pendingBytes() == 0 && up->in_.empty() && !up->eof_ &&
                         up->target_.conn->state() == HboneConn::State::kOpen &&
-                        idle.size() < options_.max_idle_per_endpoint;
+                        idle.size() < options_.max_idle_per_endpoint &&
+                        (up->target_.max_requests == 0 || up->leases_ < up->target_.max_requests);
   if (!reusable) {
     if (idle.empty()) idle_.erase(up->target_.authority);
     return close(up, /*graceful=*/clean);

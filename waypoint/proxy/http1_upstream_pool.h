@@ -42,6 +42,9 @@ struct UpstreamTarget {
   std::string authority;      // the CONNECT authority: the endpoint's podIP:targetPort
   std::string endpoint_uid;
   uint16_t endpoint_port = 0;  // the target port it was picked on (the load balancer's key)
+  // Requests a connection carries before it is closed (DestinationRule maxRequestsPerConnection,
+  // of the request that opened it); 0: unlimited.
+  uint32_t max_requests = 0;
 };
 
 struct Http1UpstreamPoolOptions {
@@ -131,6 +134,7 @@ class Http1Upstream final : public StreamOwner, private http1::ClientHandler {
   bool eof_ = false;                     // the endpoint ended its side
   bool eof_delivered_ = false;
   bool reused_ = false;
+  uint32_t leases_ = 0;  // requests it carried (UpstreamTarget::max_requests)
   bool received_in_lease_ = false;
   Clock::time_point idle_since_;
   std::list<std::unique_ptr<Http1Upstream>>::iterator self_;

@@ -236,6 +236,7 @@ void Http2Session::onRequestHeaders(http2::StreamId stream, const http2::Request
   }
   r.endpoint_uid = route.endpoint_uid;
   x.endpoint_port = route.endpoint_port;
+  x.service_key = std::move(route.service_key);
   r.upstream_host = SocketAddress::parse(route.authority).valueOr(SocketAddress{});
   x.table = std::move(route.table);
   x.decision = std::move(route.decision);
@@ -519,9 +520,12 @@ void Http2Session::releaseUp(Exchange& x, uint32_t reset_code) {
   if (!x.up_released && !x.record.endpoint_uid.empty()) {
     x.up_released = true;
     EndpointOutcome outcome{x.record.endpoint_uid, x.endpoint_port};
+    outcome.service = x.service_key;
+    outcome.http2 = true;
     if (x.responded) {
       outcome.kind = EndpointOutcome::Kind::kResponded;
       outcome.latency = x.response_latency;
+      outcome.status = static_cast<int>(x.record.response_code);
     } else if (x.failed) {
       outcome.kind = EndpointOutcome::Kind::kFailed;
     }

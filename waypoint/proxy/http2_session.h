@@ -60,6 +60,7 @@ struct H2RouteResult {
   std::string authority;  // the endpoint's podIP:targetPort
   std::string endpoint_uid;
   uint16_t endpoint_port = 0;  // the target port it was picked on
+  std::string service_key;     // the backend service it was picked from (empty: a pod)
   // The pooled HBONE connection to the endpoint's 15008, when a new upstream is needed.
   std::function<HboneConn*(std::string*)> connect;
   // Endpoints of the decision's mirrors (their services' endpoints, already chosen).
@@ -117,6 +118,7 @@ class Http2Session final : public http2::H2CodecHandler {
     bool grpc = false;
     ExchangeRecord record;
     uint16_t endpoint_port = 0;  // with record.endpoint_uid: the load balancer's key
+    std::string service_key;     // H2RouteResult::service_key
     std::unique_ptr<H2UpstreamCall> up;
     bool up_released = false;                 // router_.finished() was called
     std::shared_ptr<const RouteTable> table;  // keeps `decision` valid

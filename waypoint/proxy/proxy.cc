@@ -41,6 +41,12 @@ void Proxy::setSnapshot(model::SnapshotPtr snapshot) {
   // Routing preferences (locality) are the waypoint's own, as for an Envoy waypoint.
   const model::Workload* self = snapshot ? snapshot->workloadByUid(self_uid_) : nullptr;
   locality_ = self ? tunnel::lb::ClientLocality::of(*self) : tunnel::lb::ClientLocality{};
+  cluster_sizes_.clear();
+  if (snapshot) {
+    for (const model::Service& s : snapshot->services()) {
+      if (snapshot->destinationRuleFor(s)) cluster_sizes_[s.key()] = snapshot->endpoints(s).size();
+    }
+  }
   snapshot_ = std::move(snapshot);
 }
 
@@ -91,7 +97,9 @@ UpstreamChoice Proxy::chooseEndpoint(const model::Service& service, uint16_t por
     const model::Workload* w = snap.workloadByUid(ep.workload_uid);
     if (w && !model::inMesh(*w)) outside.push_back(w->uid);
   }
-  auto pick = picker_.pick(snap, service, port, locality_, outside, Clock::now());
+  const std::optional<tunnel::lb::OutlierPolicy> outlier = outlierPolicy(service);
+  auto pick = picker_.pick(snap, service, port, locality_, outside, Clock::now(),
+                           outlier ? &*outlier : nullptr);
   if (!pick) {
     return fail(hbone::kStatusServiceUnavailable,
                 fmt::format("no healthy endpoint in the mesh for {}: {}", service.key(),
@@ -237,7 +245,7 @@ hbone::ConnectHeaders Proxy::connectHeaders(const hbone::ConnectRequest& request
   return headers;
 }
 
-Proxy::Routed Proxy::InboundRouter::routeToEndpoint(RequestHead& head, bool grpc) {
+Proxy::Routed Proxy::InboundRouter::routeToEndpoint(RequestHead& head, bool grpc, bool http2) {
   Routed d;
   auto fail = [&d](int status, std::string why) {
     d.status = status;
@@ -293,6 +301,18 @@ Proxy::Routed Proxy::InboundRouter::routeToEndpoint(RequestHead& head, bool grpc
     d.flag = ResponseFlag::kRateLimited;
     return fail(429, "local_rate_limited");  // Envoy's local rate limit filter's body
   }
+  // Circuit breaking (DestinationRule connectionPool) on the backend the request would go to.
+  if (d.choice.service) {
+    if (auto why = proxy->overflow(*d.choice.service, http2)) {
+      ++proxy->stats_.upstream_overflow;
+      spdlog::debug("waypoint: circuit breaker: {}", *why);
+      d.flag = ResponseFlag::kUpstreamOverflow;
+      // Envoy's body for an overflow.
+      return fail(503,
+                  "upstream connect error or disconnect/reset before headers. reset reason: "
+                  "overflow");
+    }
+  }
   return d;
 }
 
@@ -305,7 +325,7 @@ RouteResult Proxy::InboundRouter::route(const http1::RequestHead& head,
     return r;
   };
   RequestHead routed = toRoutingHead(head, info);
-  Routed d = routeToEndpoint(routed, /*grpc=*/false);
+  Routed d = routeToEndpoint(routed, /*grpc=*/false, /*http2=*/false);
   const bool forwarded = d.decision && d.decision->action == RouteAction::Forward;
   if (forwarded) {
     r.table = d.table;
@@ -334,14 +354,22 @@ RouteResult Proxy::InboundRouter::route(const http1::RequestHead& head,
   r.authority = choice.address.toString();
   r.endpoint_uid = choice.workload->uid;
   r.endpoint_port = choice.address.port;
-  proxy->endpointStarted(r.endpoint_uid, r.endpoint_port);
+  if (choice.service) {
+    r.service_key = choice.service->key();
+    const model::DestinationRule* rule = proxy->ruleFor(*choice.service);
+    if (rule && rule->connection_pool) {
+      r.max_requests_per_connection =
+          rule->connection_pool->max_requests_per_connection.value_or(0);
+    }
+  }
+  proxy->endpointStarted(r.endpoint_uid, r.endpoint_port, r.service_key);
   return r;
 }
 
 H2RouteResult Proxy::InboundRouter::routeH2(const RequestHead& head, bool grpc) {
   H2RouteResult r;
   r.forward = head;
-  Routed d = routeToEndpoint(r.forward, grpc);
+  Routed d = routeToEndpoint(r.forward, grpc, /*http2=*/true);
   r.table = std::move(d.table);
   r.decision = std::move(d.decision);
   if (d.status != hbone::kStatusOk) {
@@ -371,7 +399,8 @@ H2RouteResult Proxy::InboundRouter::routeH2(const RequestHead& head, bool grpc) 
       }
     }
   }
-  proxy->endpointStarted(r.endpoint_uid, r.endpoint_port);
+  if (d.choice.service) r.service_key = d.choice.service->key();
+  proxy->endpointStarted(r.endpoint_uid, r.endpoint_port, r.service_key, /*http2=*/true);
   return r;
 }
 
@@ -452,16 +481,30 @@ void Proxy::reportPassthrough(const Inbound& in, bool closing) {
   }
 }
 
-void Proxy::endpointStarted(const std::string& uid, uint16_t port) {
+void Proxy::endpointStarted(const std::string& uid, uint16_t port, const std::string& service_key,
+                            bool http2) {
   picker_.connectStarted(tunnel::lb::EndpointId{uid, port}, Clock::now());
+  if (service_key.empty()) return;
+  ClusterLoad& load = cluster_load_[service_key];
+  ++load.total;
+  if (!http2) ++load.http1;
 }
 
 void Proxy::endpointDone(const EndpointOutcome& outcome) {
   const tunnel::lb::EndpointId id{std::string(outcome.endpoint_uid), outcome.endpoint_port};
+  if (!outcome.service.empty()) {
+    auto it = cluster_load_.find(outcome.service);
+    if (it != cluster_load_.end()) {
+      if (it->second.total > 0) --it->second.total;
+      if (!outcome.http2 && it->second.http1 > 0) --it->second.http1;
+      if (it->second.total == 0) cluster_load_.erase(it);
+    }
+  }
   switch (outcome.kind) {
     case EndpointOutcome::Kind::kResponded:
       picker_.connectSucceeded(id, outcome.latency, Clock::now());
       picker_.connectionClosed(id);
+      responseSeen(outcome);
       break;
     case EndpointOutcome::Kind::kFailed:
       picker_.connectFailed(id, Clock::now());
@@ -470,6 +513,82 @@ void Proxy::endpointDone(const EndpointOutcome& outcome) {
       picker_.connectionClosed(id);
       break;
   }
+}
+
+const model::DestinationRule* Proxy::ruleFor(const model::Service& service) const {
+  return snapshot_ ? snapshot_->destinationRuleFor(service) : nullptr;
+}
+
+std::optional<tunnel::lb::OutlierPolicy> Proxy::outlierPolicy(const model::Service& service) const {
+  const model::DestinationRule* rule = ruleFor(service);
+  if (!rule || !rule->outlier_detection) return std::nullopt;
+  const model::OutlierDetection& od = *rule->outlier_detection;
+  tunnel::lb::OutlierPolicy p;
+  p.consecutive_5xx = od.consecutive_5xx_errors;
+  p.consecutive_gateway = od.consecutive_gateway_errors;
+  p.interval = od.interval;
+  p.base_ejection = od.base_ejection_time;
+  p.max_ejection_percent = od.max_ejection_percent;
+  p.min_health_percent = od.min_health_percent;
+  return p;
+}
+
+void Proxy::responseSeen(const EndpointOutcome& outcome) {
+  if (outcome.service.empty() || !snapshot_) return;
+  const model::Service* service = snapshot_->serviceByKey(outcome.service);
+  if (!service) return;  // gone with a new snapshot
+  const std::optional<tunnel::lb::OutlierPolicy> policy = outlierPolicy(*service);
+  if (!policy) return;
+  auto size = cluster_sizes_.find(outcome.service);
+  const size_t endpoints = size != cluster_sizes_.end() ? size->second : 1;
+  const tunnel::lb::EndpointId id{std::string(outcome.endpoint_uid), outcome.endpoint_port};
+  const tunnel::lb::OutlierVerdict v = picker_.responseReceived(
+      id, outcome.status, *policy, outcome.service, endpoints, Clock::now());
+  const model::Workload* w = snapshot_->workloadByUid(outcome.endpoint_uid);
+  const std::string name =
+      w ? w->namespace_name + "/" + w->name : std::string(outcome.endpoint_uid);
+  if (v.kind == tunnel::lb::OutlierVerdict::Kind::kEjected) {
+    ++stats_.outlier_ejections;
+    spdlog::info(
+        "waypoint: outlier detection: ejected {} ({}:{}) of {} for {} ms after {} {} responses "
+        "(ejection {} in a row)",
+        name, outcome.endpoint_uid, outcome.endpoint_port, outcome.service, v.duration.count(),
+        v.errors, v.cause, v.ejections);
+  } else if (v.kind == tunnel::lb::OutlierVerdict::Kind::kCapped) {
+    spdlog::info(
+        "waypoint: outlier detection: {} ({}:{}) of {} not ejected after {} {} responses: {} of "
+        "its {} endpoints are ejected already (maxEjectionPercent {})",
+        name, outcome.endpoint_uid, outcome.endpoint_port, outcome.service, v.errors, v.cause,
+        v.ejected, endpoints, policy->max_ejection_percent);
+  }
+}
+
+std::optional<std::string> Proxy::overflow(const model::Service& service, bool http2) const {
+  const model::DestinationRule* rule = ruleFor(service);
+  if (!rule || !rule->connection_pool) return std::nullopt;
+  const model::ConnectionPool& pool = *rule->connection_pool;
+  auto it = cluster_load_.find(service.key());
+  const ClusterLoad load = it != cluster_load_.end() ? it->second : ClusterLoad{};
+  // Envoy's max_requests (Istio's http2MaxRequests) bounds the requests in flight of either
+  // protocol.
+  if (pool.http2_max_requests && load.total >= *pool.http2_max_requests) {
+    return fmt::format("{}: {} requests in flight, http2MaxRequests {}", service.key(), load.total,
+                       *pool.http2_max_requests);
+  }
+  // HTTP/1.1: each request in flight holds a connection. The waypoint does not queue a request
+  // for a free connection: what Envoy would hold pending is sent at once on a connection of its
+  // own, so the bound is maxConnections + http1MaxPendingRequests (either unset: unlimited).
+  if (!http2 && pool.max_connections && pool.http1_max_pending_requests) {
+    const uint64_t limit =
+        uint64_t{*pool.max_connections} + uint64_t{*pool.http1_max_pending_requests};
+    if (load.http1 >= limit) {
+      return fmt::format(
+          "{}: {} HTTP/1.1 requests in flight, maxConnections {} + "
+          "http1MaxPendingRequests {}",
+          service.key(), load.http1, *pool.max_connections, *pool.http1_max_pending_requests);
+    }
+  }
+  return std::nullopt;
 }
 
 void Proxy::onTimer() {

@@ -16,6 +16,7 @@
 #include <list>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 
@@ -62,6 +63,10 @@ struct ProxyStats {
   H2UpstreamStats h2_upstreams;  // the multiplexed HTTP/2 upstream connections
   PolicyStats policy;            // denials by authorization policy
   Http1UpstreamStats upstream;   // HTTP/1.1 upstream connections, mirrors, route timeouts
+  // DestinationRule traffic policies: endpoints ejected by outlier detection, requests answered
+  // 503 UO by a circuit breaker (connectionPool limits).
+  uint64_t outlier_ejections = 0;
+  uint64_t upstream_overflow = 0;
   // Requests answered 429 by a local rate limit, per policy and limit.
   std::vector<RateLimitCounter> rate_limited;
   // DATA bytes the HTTP/2 codecs (client connections and upstreams) delivered and nobody gave
@@ -138,7 +143,7 @@ class Proxy final : public ConnectAcceptor {
     H2RouteResult routeH2(const RequestHead& head, bool grpc) override;
     // The part both protocols share: route `head` (request filters applied to it in place) and
     // pick an endpoint of the chosen backend.
-    Routed routeToEndpoint(RequestHead& head, bool grpc);
+    Routed routeToEndpoint(RequestHead& head, bool grpc, bool http2);
     // How an HTTP/2 upstream reaches `choice` (an HBONE connection that checks its identity).
     Result<std::function<HboneConn*(std::string*)>> h2Connect(const UpstreamChoice& choice) const;
     void finished(const EndpointOutcome& outcome) override;
@@ -168,8 +173,18 @@ class Proxy final : public ConnectAcceptor {
   hbone::ConnectHeaders connectHeaders(const hbone::ConnectRequest& request) const;
   // The load balancer's view of a request (or passthrough connection) to an endpoint: started,
   // then how it ended.
-  void endpointStarted(const std::string& uid, uint16_t port);
+  // `service_key`: the backend service of an HTTP request (empty for a passthrough connection),
+  // whose requests in flight the circuit breaker counts.
+  void endpointStarted(const std::string& uid, uint16_t port, const std::string& service_key = {},
+                       bool http2 = false);
   void endpointDone(const EndpointOutcome& outcome);
+  // DestinationRule trafficPolicy (outlier detection and circuit breaking, docs/waypoint.md).
+  const model::DestinationRule* ruleFor(const model::Service& service) const;
+  std::optional<tunnel::lb::OutlierPolicy> outlierPolicy(const model::Service& service) const;
+  // Feeds a response status to outlier detection; logs and counts an ejection.
+  void responseSeen(const EndpointOutcome& outcome);
+  // Why a new request to `service` must be answered 503 UO (connectionPool limits), or nullopt.
+  std::optional<std::string> overflow(const model::Service& service, bool http2) const;
 
   // The passthrough connection's telemetry record (open, or closed with its totals).
   void reportPassthrough(const Inbound& in, bool closing);
@@ -187,6 +202,14 @@ class Proxy final : public ConnectAcceptor {
   // Requests (not connections) are balanced: a pick per request, its outcome reported.
   tunnel::lb::EndpointPicker picker_;
   tunnel::lb::ClientLocality locality_;  // the waypoint's own, for routing preferences
+  // Per backend service key: its endpoint count (for maxEjectionPercent), for the services with
+  // a DestinationRule; and the HTTP requests in flight to it (circuit breaking).
+  struct ClusterLoad {
+    uint32_t http1 = 0;  // each holds an upstream HTTP/1.1 connection
+    uint32_t total = 0;
+  };
+  std::map<std::string, size_t, std::less<>> cluster_sizes_;
+  std::map<std::string, ClusterLoad, std::less<>> cluster_load_;
   Clock::time_point next_prune_{};
   ProxyStats stats_;
   WaypointPolicy policy_;    // L4 authorization with the original client (policy.h)

@@ -133,6 +133,7 @@ class Harness {
   void advance(Clock::duration d) { now_ += d; }
   TimePoint now() const { return now_; }
   EndpointPicker& picker() { return picker_; }
+  const model::SnapshotPtr& snapshot() const { return snapshot_; }
 
  private:
   EndpointPicker picker_;
