@@ -38,6 +38,44 @@ struct StringMatch {
   bool operator==(const StringMatch&) const = default;
 };
 
+// Istio's HTTP string form, as AuthorizationPolicy writes `methods`, `paths`, `hosts` and
+// `requestPrincipals`: "*" is Presence, "x*" Prefix(x), "*x" Suffix(x), anything else Exact.
+StringMatch istioStringMatch(std::string_view text);
+
+// One `when` condition of Istio's AuthorizationPolicy: the attribute named by `key` must have one
+// of `values` (when given) and none of `not_values`. Values use the Istio string form above,
+// except for the IP keys, whose values are CIDRs or addresses (kept as written and parsed by
+// the config loader, which rejects bad ones).
+struct Condition {
+  enum class Key {
+    kRequestHeader,    // request.headers[name]
+    kAuthPrincipal,    // request.auth.principal ("iss/sub" of the validated JWT)
+    kAuthAudiences,    // request.auth.audiences
+    kAuthPresenter,    // request.auth.presenter (azp)
+    kAuthClaim,        // request.auth.claims[a] or [a][b]...
+    kSourcePrincipal,  // source.principal
+    kSourceNamespace,  // source.namespace
+    kSourceIp,         // source.ip
+    kRemoteIp,         // remote.ip (the original client: same as source.ip here)
+    kDestinationIp,    // destination.ip
+    kDestinationPort,  // destination.port
+  };
+  Key key = Key::kRequestHeader;
+  std::string key_text;                 // as written: "request.headers[x-user]"
+  std::string header;                   // kRequestHeader: the name, lowercase
+  std::vector<std::string> claim_path;  // kAuthClaim: ["a", "b"] for claims[a][b]
+  std::vector<StringMatch> values;
+  std::vector<StringMatch> not_values;
+  std::vector<Cidr> ips;  // the IP keys: values as CIDRs
+  std::vector<Cidr> not_ips;
+  std::vector<uint16_t> ports;  // kDestinationPort
+  std::vector<uint16_t> not_ports;
+
+  // True for keys only an HTTP proxy can check (request.*).
+  bool isL7() const;
+  bool operator==(const Condition&) const = default;
+};
+
 // Matches a peer whose identity has exactly this namespace and service account.
 struct ServiceAccountMatch {
   std::string namespace_name;
@@ -51,9 +89,11 @@ struct ServiceAccountMatch {
 // "spiffe://" scheme ("cluster.local/ns/shop/sa/frontend"), as in Istio.
 //
 // `l7_fields` names the HTTP attributes of Istio's AuthorizationPolicy that the match mentions
-// (config keys such as "methods", "notPaths", "requestPrincipals"). An L4 data plane cannot
-// check them; policy/ applies Istio's rules for them (see docs/policy.md): a rule naming one
-// never matches in an ALLOW policy, and the attribute counts as matched in a DENY policy.
+// (config keys such as "methods", "notPaths", "requestPrincipals", "when"), and the fields
+// below them hold their values. An L4 data plane cannot check them; policy/ applies Istio's
+// rules for them there (see docs/policy.md): a rule naming one never matches in an ALLOW
+// policy, and the attribute counts as matched in a DENY policy. The waypoint checks them per
+// request.
 struct Match {
   std::vector<StringMatch> namespaces;
   std::vector<StringMatch> not_namespaces;
@@ -68,6 +108,19 @@ struct Match {
   std::vector<uint16_t> destination_ports;
   std::vector<uint16_t> not_destination_ports;
   std::vector<std::string> l7_fields;
+  // HTTP attributes (Istio's Operation and Source fields), in the Istio string form.
+  std::vector<StringMatch> hosts;  // compared lowercase, port stripped
+  std::vector<StringMatch> not_hosts;
+  std::vector<StringMatch> methods;
+  std::vector<StringMatch> not_methods;
+  std::vector<StringMatch> paths;  // the path without its query
+  std::vector<StringMatch> not_paths;
+  std::vector<StringMatch> request_principals;  // "iss/sub" of the validated JWT
+  std::vector<StringMatch> not_request_principals;
+  std::vector<Cidr> remote_ip_blocks;  // the original client's address
+  std::vector<Cidr> not_remote_ip_blocks;
+  // AND'd; a condition on an L4 key (source.*, destination.*) is checked at L4 too.
+  std::vector<Condition> when;
   // Opaque extensions istiod attached to the match (kept, not evaluated).
   std::vector<Extension> extensions;
 

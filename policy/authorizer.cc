@@ -57,10 +57,97 @@ bool fieldMatches(const std::vector<T>& positive, const std::vector<T>& negative
   return std::none_of(negative.begin(), negative.end(), pred);
 }
 
-// L7 attributes are not looked at here: a rule naming them in an ALLOW policy was dropped
-// before (Compiled::rule_dropped), and in a DENY policy they count as matched.
+// A string-valued attribute against a positive and a negative list. Absent (nullopt): no value
+// matches, so a positive list fails and a negative list passes (as Envoy's matchers do).
+bool stringField(const std::vector<model::StringMatch>& positive,
+                 const std::vector<model::StringMatch>& negative,
+                 const std::optional<std::string_view>& value) {
+  auto one = [&](const model::StringMatch& s) { return value && s.matches(*value); };
+  return fieldMatches(positive, negative, one);
+}
+
+// A multi-valued attribute (JWT audiences, a list claim): a pattern matches when one value does.
+bool listField(const std::vector<model::StringMatch>& positive,
+               const std::vector<model::StringMatch>& negative,
+               const std::vector<std::string>* values) {
+  auto one = [&](const model::StringMatch& s) {
+    return values && std::any_of(values->begin(), values->end(),
+                                 [&](const std::string& v) { return s.matches(v); });
+  };
+  return fieldMatches(positive, negative, one);
+}
+
+bool conditionMatches(const model::Condition& c, const Peer& peer,
+                      const ConnectionAttributes& conn) {
+  using Key = model::Condition::Key;
+  const RequestAttributes* req = conn.request;
+  const RequestAuth* auth = req ? req->auth : nullptr;
+  auto ip = [&](const IpAddress& address) {
+    return fieldMatches(c.ips, c.not_ips, [&](const Cidr& cidr) { return cidr.contains(address); });
+  };
+  switch (c.key) {
+    case Key::kRequestHeader: {
+      std::optional<std::string> value = req && req->header ? req->header(c.header) : std::nullopt;
+      std::optional<std::string_view> view;
+      if (value) view = *value;
+      return stringField(c.values, c.not_values, view);
+    }
+    case Key::kAuthPrincipal:
+      return stringField(c.values, c.not_values,
+                         auth ? std::optional<std::string_view>(auth->principal) : std::nullopt);
+    case Key::kAuthPresenter:
+      return stringField(c.values, c.not_values,
+                         auth && !auth->presenter.empty()
+                             ? std::optional<std::string_view>(auth->presenter)
+                             : std::nullopt);
+    case Key::kAuthAudiences:
+      return listField(c.values, c.not_values, auth ? &auth->audiences : nullptr);
+    case Key::kAuthClaim: {
+      const std::vector<std::string>* values = nullptr;
+      if (auth) {
+        auto it = auth->claims.find(c.claim_path);
+        if (it != auth->claims.end()) values = &it->second;
+      }
+      return listField(c.values, c.not_values, values);
+    }
+    case Key::kSourcePrincipal:
+      return stringField(c.values, c.not_values, peer.principal);
+    case Key::kSourceNamespace:
+      return stringField(c.values, c.not_values, peer.namespace_name);
+    case Key::kSourceIp:
+    case Key::kRemoteIp:
+      return ip(conn.source_ip);
+    case Key::kDestinationIp:
+      return ip(conn.destination_ip);
+    case Key::kDestinationPort:
+      return fieldMatches(c.ports, c.not_ports,
+                          [&](uint16_t p) { return p == conn.destination_port; });
+  }
+  return false;
+}
+
+// The HTTP attributes of a match against one request (the waypoint's check).
+bool httpMatches(const Match& m, const RequestAttributes& req, const ConnectionAttributes& conn) {
+  std::optional<std::string_view> principal;
+  if (req.auth) principal = req.auth->principal;
+  auto remote = [&](const Cidr& c) { return c.contains(conn.source_ip); };
+  return stringField(m.methods, m.not_methods, req.method) &&
+         stringField(m.paths, m.not_paths, req.path) &&
+         stringField(m.hosts, m.not_hosts, req.host) &&
+         stringField(m.request_principals, m.not_request_principals, principal) &&
+         fieldMatches(m.remote_ip_blocks, m.not_remote_ip_blocks, remote);
+}
+
+// Without request facts (L4), L7 attributes are not looked at here: a rule naming them in an
+// ALLOW policy was dropped before (Compiled::rule_dropped), and in a DENY policy they count as
+// matched. With them (the waypoint), they are checked like the L4 fields.
 bool matchMatches(const Match& m, const Peer& peer, const ConnectionAttributes& conn) {
   if (m.empty()) return false;  // ztunnel skips a match with no fields
+  if (conn.request && !httpMatches(m, *conn.request, conn)) return false;
+  for (const model::Condition& c : m.when) {
+    if (c.isL7() && !conn.request) continue;
+    if (!conditionMatches(c, peer, conn)) return false;
+  }
   auto principal = [&](const model::StringMatch& s) {
     return peer.principal && s.matches(*peer.principal);
   };
@@ -96,7 +183,7 @@ std::optional<size_t> firstMatchingRule(const Authorization& p,
                                         const std::vector<bool>& rule_dropped, const Peer& peer,
                                         const ConnectionAttributes& conn) {
   for (size_t i = 0; i < p.rules.size(); ++i) {
-    if (rule_dropped[i]) continue;
+    if (rule_dropped[i] && !conn.request) continue;  // the waypoint checks L7 rules itself
     if (ruleMatches(p.rules[i], peer, conn)) return i;
   }
   return std::nullopt;

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -19,6 +20,26 @@
 
 namespace nodemesh::policy {
 
+// What a validated JWT (Istio's RequestAuthentication) tells the policies about a request.
+struct RequestAuth {
+  std::string principal;  // "<iss>/<sub>"
+  std::vector<std::string> audiences;
+  std::string presenter;  // azp
+  // Claim path (["groups"], or ["a", "b"] for a nested claim) -> its values: a string as it is,
+  // a list of strings one value each, other JSON values as their JSON text (as Envoy does).
+  std::map<std::vector<std::string>, std::vector<std::string>> claims;
+};
+
+// The HTTP facts of one request at the waypoint. Non-owning: everything must outlive check().
+struct RequestAttributes {
+  std::string_view method;
+  std::string_view host;  // :authority / Host, lowercase, without the port
+  std::string_view path;  // without the query
+  // All values of a request header (lowercase name) joined with ","; nullopt when absent.
+  std::function<std::optional<std::string>(std::string_view)> header;
+  const RequestAuth* auth = nullptr;  // null: no (valid) JWT came with the request
+};
+
 // The facts about one inbound connection that policies can match. Non-owning: the identity
 // string must outlive the check() call.
 struct ConnectionAttributes {
@@ -28,6 +49,10 @@ struct ConnectionAttributes {
   // The peer's SPIFFE identity, "spiffe://<td>/ns/<ns>/sa/<sa>", as its certificate proved it;
   // nullopt for a plaintext client (no mTLS, so no identity).
   std::optional<std::string_view> source_identity;
+  // Set by the waypoint for an HTTP request: the HTTP attributes of matches (methods, paths,
+  // hosts, requestPrincipals, remoteIpBlocks, `when` on request.* keys) are then checked
+  // against it. Null at L4, where they get Istio's L4 treatment (docs/policy.md).
+  const RequestAttributes* request = nullptr;
 };
 
 // A policy rule that matched. `policy` is "namespace/name" and points into the Authorizer.

@@ -131,6 +131,8 @@ class LocalConfigParser {
               const std::set<std::string>& names);
 
   model::Match parseMatch(const YAML::Node& node, const std::string& path);
+  // One `when` condition: {key, values, notValues}; unknown keys and bad values are problems.
+  std::optional<model::Condition> parseCondition(const YAML::Node& node, const std::string& path);
 
   // ztunnel's StringMatch is an externally tagged enum: {Exact: v}, {Prefix: v}, {Suffix: v},
   // {Presence: []}; serde_yaml also reads the tag form (!Exact v).

@@ -2,6 +2,8 @@
 
 #include "config/local/local_config_parser.h"
 
+#include <algorithm>
+#include <cctype>
 #include <span>
 #include <utility>
 
@@ -12,22 +14,62 @@ namespace {
 // Field names exactly as ztunnel's serde structs spell them (rename_all = "camelCase").
 constexpr std::string_view kPolicyFields[] = {"name",   "namespace", "scope",
                                               "action", "rules",     "dryRun"};
-// The L4 fields are ztunnel's; the HTTP ones (hosts ... notRemoteIpBlocks) are the attributes of
-// Istio's AuthorizationPolicy that istiod's ambient conversion flags as needing a waypoint
-// (httpOperations / httpSources). ztunnel's format has no place for them; nodemesh accepts them
-// so that a policy written with them gets Istio's treatment instead of a load error.
+// The L4 fields are ztunnel's; the HTTP ones (hosts ... when) are the attributes of Istio's
+// AuthorizationPolicy that istiod's ambient conversion flags as needing a waypoint
+// (httpOperations / httpSources, conditions). ztunnel's format has no place for them; nodemesh
+// keeps them for the waypoint, and the node agent gives them Istio's L4 treatment.
+// Four per row (clang-format would put one per line).
+// clang-format off
 constexpr std::string_view kMatchFields[] = {
     "namespaces",     "notNamespaces",     "serviceAccounts",   "notServiceAccounts",
     "principals",     "notPrincipals",     "sourceIps",         "notSourceIps",
     "destinationIps", "notDestinationIps", "destinationPorts",  "notDestinationPorts",
     "hosts",          "notHosts",          "methods",           "notMethods",
     "paths",          "notPaths",          "requestPrincipals", "notRequestPrincipals",
-    "remoteIpBlocks", "notRemoteIpBlocks"};
+    "remoteIpBlocks", "notRemoteIpBlocks", "when"};
+// clang-format on
 constexpr size_t kL4MatchFieldCount = 12;
 constexpr std::span<const std::string_view> kL7MatchFields =
     std::span(kMatchFields).subspan(kL4MatchFieldCount);
-static_assert(kL7MatchFields.front() == "hosts" && kL7MatchFields.size() == 10);
+static_assert(kL7MatchFields.front() == "hosts" && kL7MatchFields.size() == 11);
 constexpr std::string_view kServiceAccountMatchFields[] = {"namespace", "serviceAccount"};
+constexpr std::string_view kConditionFields[] = {"key", "values", "notValues"};
+
+using Key = model::Condition::Key;
+
+// The `when` keys Istio documents for AuthorizationPolicy conditions that nodemesh checks
+// (https://istio.io/latest/docs/reference/config/security/conditions/), without brackets.
+constexpr std::pair<std::string_view, Key> kConditionKeys[] = {
+    {"request.auth.principal", Key::kAuthPrincipal},
+    {"request.auth.audiences", Key::kAuthAudiences},
+    {"request.auth.presenter", Key::kAuthPresenter},
+    {"source.principal", Key::kSourcePrincipal},
+    {"source.namespace", Key::kSourceNamespace},
+    {"source.ip", Key::kSourceIp},
+    {"remote.ip", Key::kRemoteIp},
+    {"destination.ip", Key::kDestinationIp},
+    {"destination.port", Key::kDestinationPort},
+};
+
+// "[a][b]" -> {"a", "b"}; nullopt when malformed (no brackets, an empty or unclosed one).
+std::optional<std::vector<std::string>> bracketPath(std::string_view text) {
+  std::vector<std::string> out;
+  while (!text.empty()) {
+    if (text.front() != '[') return std::nullopt;
+    size_t close = text.find(']');
+    if (close == std::string_view::npos || close == 1) return std::nullopt;
+    out.emplace_back(text.substr(1, close - 1));
+    text.remove_prefix(close + 1);
+  }
+  if (out.empty()) return std::nullopt;
+  return out;
+}
+
+std::string lowercase(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
 
 }  // namespace
 
@@ -99,7 +141,7 @@ void LocalConfigParser::warnL7(const YAML::Node& at, const std::string& path,
     list += name;
   }
   std::string text = "policy '" + p.key() + "' names HTTP attributes (" + list +
-                     ") that an L4 data plane cannot check; ";
+                     ") that the node agent (L4) cannot check; ";
   if (p.action == model::PolicyAction::Allow) {
     text +=
         "in an ALLOW policy a rule naming them never matches, so the policy allows less than "
@@ -109,7 +151,8 @@ void LocalConfigParser::warnL7(const YAML::Node& at, const std::string& path,
         "in a DENY policy they count as matched, so the policy denies more than written (all "
         "traffic its L4 fields match)";
   }
-  r_.warning(at, path, text + "; enforce HTTP rules in a waypoint");
+  r_.warning(at, path,
+             text + "; a waypoint checks them per request for the services that have one");
 }
 
 model::Match LocalConfigParser::parseMatch(const YAML::Node& node, const std::string& path) {
@@ -171,16 +214,111 @@ model::Match LocalConfigParser::parseMatch(const YAML::Node& node, const std::st
   cidrs("notDestinationIps", m.not_destination_ips);
   ports("destinationPorts", m.destination_ports);
   ports("notDestinationPorts", m.not_destination_ports);
-  // Only the names are kept: the values cannot be checked at L4. An empty list names nothing
-  // (istiod flags a field only when it has values).
-  for (std::string_view key : kL7MatchFields) {
-    if (auto n = f.get(key)) {
-      std::vector<std::string> values;
-      readStringList(*n, f.pathOf(key), values);
-      if (!values.empty()) m.l7_fields.emplace_back(key);
+  // HTTP attributes in Istio's string form ("*", "x*", "*x", exact). Their names go in
+  // l7_fields for the L4 evaluator; an empty list names nothing (istiod flags a field only when
+  // it has values).
+  auto http = [&](std::string_view key, std::vector<model::StringMatch>& out, bool lower) {
+    auto n = f.get(key);
+    if (!n) return;
+    std::vector<std::string> values;
+    readStringList(*n, f.pathOf(key), values);
+    for (const std::string& v : values) {
+      if (v.empty()) {
+        r_.problem(*n, f.pathOf(key), "an empty " + std::string(key) + " value matches nothing");
+        continue;
+      }
+      out.push_back(model::istioStringMatch(lower ? lowercase(v) : v));
+    }
+    if (!values.empty()) m.l7_fields.emplace_back(key);
+  };
+  http("hosts", m.hosts, /*lower=*/true);
+  http("notHosts", m.not_hosts, /*lower=*/true);
+  http("methods", m.methods, false);
+  http("notMethods", m.not_methods, false);
+  http("paths", m.paths, false);
+  http("notPaths", m.not_paths, false);
+  http("requestPrincipals", m.request_principals, false);
+  http("notRequestPrincipals", m.not_request_principals, false);
+  for (auto [key, out] : {std::pair{"remoteIpBlocks", &m.remote_ip_blocks},
+                          std::pair{"notRemoteIpBlocks", &m.not_remote_ip_blocks}}) {
+    cidrs(key, *out);
+    if (!out->empty()) m.l7_fields.emplace_back(key);
+  }
+  if (auto n = f.get("when")) {
+    r_.forEachItem(*n, f.pathOf("when"), [&](const YAML::Node& item, const std::string& p) {
+      if (auto c = parseCondition(item, p)) m.when.push_back(std::move(*c));
+    });
+    if (std::any_of(m.when.begin(), m.when.end(), [](const auto& c) { return c.isL7(); })) {
+      m.l7_fields.emplace_back("when");
     }
   }
   return m;
+}
+
+std::optional<model::Condition> LocalConfigParser::parseCondition(const YAML::Node& node,
+                                                                  const std::string& path) {
+  FieldMap f(r_, node, path, "when condition", kConditionFields);
+  if (!f.valid()) return std::nullopt;
+  model::Condition c;
+  auto key_node = f.require("key");
+  if (!key_node) return std::nullopt;
+  auto key = r_.readString(*key_node, f.pathOf("key"));
+  if (!key) return std::nullopt;
+  c.key_text = *key;
+  auto bad_key = [&](const std::string& why) {
+    r_.problem(*key_node, f.pathOf("key"), "when key '" + *key + "': " + why);
+    return std::nullopt;
+  };
+  std::string_view k = *key;
+  if (k.starts_with("request.headers")) {
+    auto names = bracketPath(k.substr(std::string_view("request.headers").size()));
+    if (!names || names->size() != 1) return bad_key("expected request.headers[<name>]");
+    c.key = Key::kRequestHeader;
+    c.header = lowercase(names->front());
+  } else if (k.starts_with("request.auth.claims")) {
+    auto names = bracketPath(k.substr(std::string_view("request.auth.claims").size()));
+    if (!names) return bad_key("expected request.auth.claims[<name>] or [<a>][<b>]...");
+    c.key = Key::kAuthClaim;
+    c.claim_path = std::move(*names);
+  } else {
+    auto it = std::find_if(std::begin(kConditionKeys), std::end(kConditionKeys),
+                           [&](const auto& e) { return e.first == k; });
+    if (it == std::end(kConditionKeys)) {
+      return bad_key(
+          "unknown or unsupported key; supported: request.headers[<name>], "
+          "request.auth.principal, request.auth.audiences, request.auth.presenter, "
+          "request.auth.claims[<name>], source.principal, source.namespace, source.ip, "
+          "remote.ip, destination.ip, destination.port");
+    }
+    c.key = it->second;
+  }
+  const bool ip_key =
+      c.key == Key::kSourceIp || c.key == Key::kRemoteIp || c.key == Key::kDestinationIp;
+  auto values = [&](std::string_view field, std::vector<model::StringMatch>& strings,
+                    std::vector<Cidr>& ips, std::vector<uint16_t>& ports) {
+    auto n = f.get(field);
+    if (!n) return;
+    if (ip_key) {
+      r_.forEachItem(*n, f.pathOf(field), [&](const YAML::Node& item, const std::string& p) {
+        if (auto cidr = r_.readCidr(item, p)) ips.push_back(*cidr);
+      });
+    } else if (c.key == Key::kDestinationPort) {
+      r_.forEachItem(*n, f.pathOf(field), [&](const YAML::Node& item, const std::string& p) {
+        if (auto port = r_.readPort(item, p)) ports.push_back(*port);
+      });
+    } else {
+      std::vector<std::string> list;
+      readStringList(*n, f.pathOf(field), list);
+      for (const std::string& v : list) strings.push_back(model::istioStringMatch(v));
+    }
+  };
+  values("values", c.values, c.ips, c.ports);
+  values("notValues", c.not_values, c.not_ips, c.not_ports);
+  if (!f.get("values") && !f.get("notValues")) {
+    r_.problem(node, path, "a when condition needs values or notValues (Istio requires one)");
+    return std::nullopt;
+  }
+  return c;
 }
 
 // ztunnel's StringMatch is an externally tagged enum: {Exact: v}, {Prefix: v}, {Suffix: v},

@@ -157,6 +157,7 @@ void Http1Session::onRequestHead(const http1::RequestHead& head, const http1::Re
 
   RouteResult r = router_.route(head, info);
   if (r.decision && r.decision->matched) x.route_name = r.decision->matched->describe();
+  x.authz = std::move(r.authz);
   if (r.status != 200) {
     if (r.flag) {
       x.flags.set(*r.flag);

@@ -36,6 +36,7 @@
 #include "waypoint/proxy/hbone_conn.h"
 #include "waypoint/proxy/http1_mirror.h"
 #include "waypoint/proxy/http1_upstream_pool.h"
+#include "waypoint/proxy/policy.h"
 #include "waypoint/routing/route_table.h"
 #include "waypoint/telemetry/response_flags.h"
 
@@ -52,6 +53,7 @@ struct RouteResult {
   // The routing decision, for the response filters; `table` keeps what it points into.
   std::shared_ptr<const RouteTable> table;
   std::optional<RouteDecision> decision;
+  PolicyDecision authz;       // the request's authorization, for the access log
   HboneConn* conn = nullptr;  // the pooled connection to the endpoint's 15008
   std::string authority;      // CONNECT authority: the endpoint's podIP:targetPort
   std::string endpoint_uid;
@@ -95,6 +97,7 @@ struct ExchangeRecord {
   std::string endpoint_uid;             // empty: answered by the waypoint itself
   std::optional<SocketAddress> upstream_host;
   std::string route_name;
+  PolicyDecision authz;        // default ("-") when the request was answered before policies
   uint32_t response_code = 0;  // 0: no response reached the client
   ResponseFlags flags;
   uint64_t request_bytes = 0;

@@ -223,6 +223,7 @@ void Http2Session::onRequestHeaders(http2::StreamId stream, const http2::Request
 
   H2RouteResult route = router_.routeH2(toRouting(head), x.grpc);
   if (route.decision && route.decision->matched) r.route_name = route.decision->matched->describe();
+  r.authz = std::move(route.authz);
   if (route.status != 200) {
     if (route.flag) {
       r.flags.set(*route.flag);

@@ -57,6 +57,7 @@ struct H2RouteResult {
   // The routing decision, for the response filters; `table` keeps what it points into.
   std::shared_ptr<const RouteTable> table;
   std::optional<RouteDecision> decision;
+  PolicyDecision authz;   // the request's authorization, for the access log
   std::string authority;  // the endpoint's podIP:targetPort
   std::string endpoint_uid;
   uint16_t endpoint_port = 0;  // the target port it was picked on

@@ -5,6 +5,30 @@
 
 namespace nodemesh::waypoint {
 
+std::string_view PolicyDecision::result() const {
+  if (outcome == policy::Outcome::NoPolicy) return "-";
+  return allowed ? "allow" : "deny";
+}
+
+policy::RequestAttributes requestAttributes(const RequestHead& head, std::string& host,
+                                            std::string& path) {
+  // Istio matches `hosts` case-insensitively and ignores the port of the authority.
+  host = hostWithoutPort(head.authority);  // lowercase too
+  // Envoy's RBAC `paths` (url_path) ignore the query string.
+  path = std::string(pathWithoutQuery(head.path));
+  policy::RequestAttributes attrs;
+  attrs.method = head.method;
+  attrs.host = host;
+  attrs.path = path;
+  attrs.header = [&head](std::string_view name) -> std::optional<std::string> {
+    if (name == "host" || name == ":authority") return head.authority;
+    if (name == ":method") return head.method;
+    if (name == ":path") return head.path;
+    return headerValue(head.headers, name);
+  };
+  return attrs;
+}
+
 void WaypointPolicy::setSnapshot(const model::SnapshotPtr& snapshot) {
   authorizer_ = snapshot ? std::make_shared<const policy::Authorizer>(snapshot) : nullptr;
 }
@@ -19,8 +43,11 @@ PolicyDecision WaypointPolicy::check(const PolicyFacts& facts) const {
   attrs.destination_ip = facts.destination_address.ip;
   attrs.destination_port = facts.destination_address.port;
   if (!facts.source_principal.empty()) attrs.source_identity = facts.source_principal;
+  attrs.request = facts.request;
   policy::Verdict verdict = authorizer_->check(*facts.destination, attrs);
   d.allowed = verdict.allowed;
+  d.outcome = verdict.outcome;
+  d.rule = verdict.rule;
   d.reason = verdict.reason();
   d.policy = std::string(verdict.policy);
   for (std::string_view unmatched : verdict.unmatched_allow) {

@@ -20,6 +20,7 @@
 #include "common/ip_address.h"
 #include "model/snapshot.h"
 #include "policy/authorizer.h"
+#include "waypoint/routing/http_head.h"
 
 namespace nodemesh::waypoint {
 
@@ -32,13 +33,27 @@ struct PolicyFacts {
   std::optional<SocketAddress> source_address;   // the original client (forwarded for=)
   const model::Workload* destination = nullptr;  // the endpoint picked
   SocketAddress destination_address;             // its ip:targetPort
+  // An HTTP request's facts (method, path, host, headers, JWT): the policies' HTTP attributes
+  // are checked against them. Null for a passthrough connection (L4 treatment).
+  const policy::RequestAttributes* request = nullptr;
 };
 
 struct PolicyDecision {
   bool allowed = true;
-  std::string policy;  // the deciding policy ("ns/name"), or the unmatched ALLOW policies
-  std::string reason;  // policy::Verdict::reason(), for logs
+  policy::Outcome outcome = policy::Outcome::NoPolicy;
+  std::string policy;          // the deciding policy ("ns/name"), or the unmatched ALLOW policies
+  std::optional<size_t> rule;  // the deciding rule (Denied and Allowed only)
+  std::string reason;          // policy::Verdict::reason(), for logs
+
+  // For the access log: "allow", "deny" or "-" (no policy applies).
+  std::string_view result() const;
 };
+
+// The HTTP facts of `head` for the policies: `host` and `path` are filled into the two strings
+// given (the lowercase host without its port, the path without its query), which must outlive
+// the result; headers are looked up in `head` (kept by reference).
+policy::RequestAttributes requestAttributes(const RequestHead& head, std::string& host,
+                                            std::string& path);
 
 struct PolicyStats {
   uint64_t denied_connections = 0;  // TCP passthrough connections reset

@@ -271,17 +271,24 @@ Proxy::Routed Proxy::InboundRouter::routeToEndpoint(RequestHead& head, bool grpc
     }
     const ChosenBackend& backend = *decision.backend;
     d.choice = proxy->chooseEndpoint(*backend.service, backend.port);
-    if (d.choice.status == hbone::kStatusOk && !decision.default_route) {
-      applyRequestFilters(decision, head);
-      d.filtered = true;
-    }
   }
   if (d.choice.status != hbone::kStatusOk) {
     return fail(d.choice.status == hbone::kStatusBadRequest ? 404 : 503, d.choice.error);
   }
-  const PolicyFacts facts{source_principal, source_address, d.choice.workload, d.choice.address};
-  if (!proxy->policy_.authorize(PolicySubject::kRequest, facts).allowed) {
+  // Policies see the request as the client sent it (Envoy's RBAC filter runs before the
+  // router's filters), with its HTTP attributes.
+  std::string policy_host;
+  std::string policy_path;
+  const policy::RequestAttributes request = requestAttributes(head, policy_host, policy_path);
+  const PolicyFacts facts{source_principal, source_address, d.choice.workload, d.choice.address,
+                          &request};
+  d.authz = proxy->policy_.authorize(PolicySubject::kRequest, facts);
+  if (!d.authz.allowed) {
     return fail(403, "RBAC: access denied");  // Envoy's RBAC filter's answer
+  }
+  if (d.decision && !d.decision->default_route) {
+    applyRequestFilters(*d.decision, head);
+    d.filtered = true;
   }
   // Rate limits last: a request refused for another reason is not charged to its client.
   RateLimitRequest limit_request;
@@ -326,6 +333,7 @@ RouteResult Proxy::InboundRouter::route(const http1::RequestHead& head,
   };
   RequestHead routed = toRoutingHead(head, info);
   Routed d = routeToEndpoint(routed, /*grpc=*/false, /*http2=*/false);
+  r.authz = std::move(d.authz);
   const bool forwarded = d.decision && d.decision->action == RouteAction::Forward;
   if (forwarded) {
     r.table = d.table;
@@ -370,6 +378,7 @@ H2RouteResult Proxy::InboundRouter::routeH2(const RequestHead& head, bool grpc) 
   H2RouteResult r;
   r.forward = head;
   Routed d = routeToEndpoint(r.forward, grpc, /*http2=*/true);
+  r.authz = std::move(d.authz);
   r.table = std::move(d.table);
   r.decision = std::move(d.decision);
   if (d.status != hbone::kStatusOk) {
@@ -435,6 +444,9 @@ void Proxy::InboundRouter::requestDone(const ExchangeRecord& x) {
   r.destination_principal = destination_principal;
   r.upstream_host = x.upstream_host;
   r.route_name = x.route_name;
+  r.authz_result = x.authz.result();
+  r.authz_policy = x.authz.policy;
+  r.authz_rule = x.authz.rule;
   r.method = x.method;
   r.authority = x.authority;
   r.path = x.path;

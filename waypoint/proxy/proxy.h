@@ -130,6 +130,7 @@ class Proxy final : public ConnectAcceptor {
     std::shared_ptr<const RouteTable> table;  // keeps `decision` valid
     std::optional<RouteDecision> decision;    // none for a pod addressed directly
     bool filtered = false;                    // request filters changed the head
+    PolicyDecision authz;                     // the request's authorization
     UpstreamChoice choice;
   };
   // Routes the requests of one client connection (its CONNECT's destination).

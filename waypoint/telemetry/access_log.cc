@@ -98,6 +98,13 @@ void writeFields(const RequestRecord& r, Fields& f) {
   f.number("duration_ms", duration_ms.count());
   f.text("upstream_host", addressText(r.upstream_host));
   f.text("route_name", r.route_name);
+  f.text("authz", r.authz_result);
+  f.text("authz_policy", r.authz_policy);
+  if (r.authz_rule) {
+    f.number("authz_rule", static_cast<int64_t>(*r.authz_rule));
+  } else {
+    f.text("authz_rule", "");
+  }
   f.text("authority", r.authority);
   f.text("request_id", r.request_id);
   f.text("user_agent", r.user_agent);

@@ -8,6 +8,7 @@
 // passed to, which keeps none of them.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -48,6 +49,12 @@ struct RequestRecord {
   std::optional<SocketAddress> upstream_host;
   // The route (HTTPRoute/GRPCRoute "namespace/name", and rule) that served it; empty for none.
   std::string_view route_name;
+  // The authorization of the request: "allow", "deny", or "-" when no policy applied (or the
+  // waypoint answered before checking); the deciding policy ("namespace/name", or the
+  // unmatched ALLOW policies, comma-separated) and rule index.
+  std::string_view authz_result = "-";
+  std::string_view authz_policy;
+  std::optional<size_t> authz_rule;
 
   // --- the request ---
   std::string_view method;

@@ -223,6 +223,25 @@ const BadCase kBadCases[] = {
      "services:\n- name: a\n  namespace: shop\n  hostname: a.shop\n  vips: []\n  ports: {}\n"
      "  loadBalancer:\n    routingPreferences: [Rack]\n    mode: Strict\n",
      8, "invalid routing preference 'Rack'"},
+// HTTP attributes and `when` conditions.
+#define L7_POLICY \
+  "policies:\n- name: p\n  namespace: shop\n  scope: Namespace\n  action: Allow\n  rules:\n"
+    {"WhenUnknownKey", L7_POLICY "  - - - when: [{key: request.time, values: [x]}]\n", 7,
+     "when key 'request.time': unknown or unsupported key"},
+    {"WhenBadHeaderKey", L7_POLICY "  - - - when: [{key: 'request.headers[]', values: [x]}]\n", 7,
+     "expected request.headers[<name>]"},
+    {"WhenUnclosedClaim",
+     L7_POLICY "  - - - when: [{key: 'request.auth.claims[groups', values: [x]}]\n", 7,
+     "expected request.auth.claims[<name>]"},
+    {"WhenNoValues", L7_POLICY "  - - - when: [{key: source.namespace}]\n", 7,
+     "needs values or notValues"},
+    {"WhenBadIp", L7_POLICY "  - - - when: [{key: source.ip, values: [10.0.0.300]}]\n", 7, ""},
+    {"WhenUnknownField",
+     L7_POLICY "  - - - when: [{key: source.ip, values: [10.0.0.1], value: x}]\n", 7,
+     "unknown field 'value'"},
+    {"EmptyMethod", L7_POLICY "  - - - methods: ['']\n", 7, "an empty methods value"},
+    {"MethodsNotAList", L7_POLICY "  - - - methods: GET\n", 7, ""},
+#undef L7_POLICY
 };
 
 class BadConfigTest : public ::testing::TestWithParam<BadCase> {};

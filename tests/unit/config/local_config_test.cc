@@ -395,5 +395,49 @@ TEST(LocalConfigTest, HttpMatchFieldsAreRecordedWithAWarning) {
   EXPECT_THAT(r.warnings[1].reason, HasSubstr("in a DENY policy they count as matched"));
 }
 
+// The values of the HTTP attributes are kept, in Istio's string form, for the waypoint.
+TEST(LocalConfigTest, HttpMatchValuesAndWhenConditions) {
+  LoadResult r = parseLocalConfig(
+      "policies:\n"
+      "- name: l7\n"
+      "  namespace: shop\n"
+      "  scope: Namespace\n"
+      "  action: Allow\n"
+      "  rules:\n"
+      "  - - - methods: [GET, '*']\n"
+      "        paths: [/api/*, '*.css', /exact]\n"
+      "        notHosts: [Admin.Example.com:8080]\n"
+      "        requestPrincipals: [https://iss/*]\n"
+      "        when:\n"
+      "        - {key: 'request.headers[X-User]', values: [alice]}\n"
+      "        - {key: 'request.auth.claims[realm][role]', notValues: [guest]}\n"
+      "        - {key: source.ip, values: [10.0.0.0/8]}\n"
+      "        - {key: destination.port, values: [8080]}\n",
+      "l7.yaml");
+  ASSERT_TRUE(r.ok()) << allProblems(r);
+  const model::Authorization* p = r.snapshot->policy("shop/l7");
+  ASSERT_NE(p, nullptr);
+  const model::Match& m = p->rules[0][0][0];
+  using model::StringMatch;
+  EXPECT_EQ(m.methods,
+            (std::vector<StringMatch>{StringMatch::exact("GET"), StringMatch::presence()}));
+  EXPECT_EQ(m.paths,
+            (std::vector<StringMatch>{StringMatch::prefix("/api/"), StringMatch::suffix(".css"),
+                                      StringMatch::exact("/exact")}));
+  EXPECT_EQ(m.not_hosts, std::vector<StringMatch>{StringMatch::exact("admin.example.com:8080")});
+  EXPECT_EQ(m.request_principals, std::vector<StringMatch>{StringMatch::prefix("https://iss/")});
+  ASSERT_EQ(m.when.size(), 4u);
+  EXPECT_EQ(m.when[0].key, model::Condition::Key::kRequestHeader);
+  EXPECT_EQ(m.when[0].header, "x-user");
+  EXPECT_EQ(m.when[1].key, model::Condition::Key::kAuthClaim);
+  EXPECT_EQ(m.when[1].claim_path, (std::vector<std::string>{"realm", "role"}));
+  EXPECT_EQ(m.when[1].not_values, std::vector<StringMatch>{StringMatch::exact("guest")});
+  EXPECT_EQ(m.when[2].ips.size(), 1u);
+  EXPECT_EQ(m.when[3].ports, std::vector<uint16_t>{8080});
+  EXPECT_EQ(m.l7_fields, (std::vector<std::string>{"notHosts", "methods", "paths",
+                                                   "requestPrincipals", "when"}));
+  EXPECT_FALSE(m.l4Empty());  // source.ip and destination.port are L4 conditions
+}
+
 }  // namespace
 }  // namespace nodemesh::config::local_config_test

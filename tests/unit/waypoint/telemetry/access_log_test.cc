@@ -18,7 +18,8 @@ TEST(RequestLogTest, TextLineIsExact) {
             "2026-11-18T11:06:40.123Z access reporter=waypoint method=GET path=\"/cart?id=7\" "
             "protocol=HTTP/1.1 response_code=200 response_flags=- grpc_status=- "
             "bytes_received=0 bytes_sent=512 duration_ms=12 upstream_host=10.244.2.20:8080 "
-            "route_name=shop/cart authority=cart.shop.svc.cluster.local:80 "
+            "route_name=shop/cart authz=- authz_policy=- authz_rule=- "
+            "authority=cart.shop.svc.cluster.local:80 "
             "request_id=5f1c8a4e-2b7d-4c1a-9e3f-0a1b2c3d4e5f user_agent=curl/8.5.0 "
             "trace_id=4bf92f3577b34da6a3ce929d0e0e4736 span_id=00f067aa0ba902b7 "
             "src=10.244.1.10:40290 src_identity=spiffe://cluster.local/ns/shop/sa/frontend "
@@ -48,7 +49,8 @@ TEST(RequestLogTest, TextLineOfAFailedRequestFromAnUnknownPlaintextClient) {
             "2026-11-18T11:06:40.123Z access reporter=waypoint method=GET "
             "path=\"/cart.Cart/Get\\nforged=1\" protocol=HTTP/2 response_code=503 "
             "response_flags=UH grpc_status=14 bytes_received=0 bytes_sent=512 duration_ms=0 "
-            "upstream_host=- route_name=- authority=cart.shop.svc.cluster.local:80 "
+            "upstream_host=- route_name=- authz=- authz_policy=- authz_rule=- "
+            "authority=cart.shop.svc.cluster.local:80 "
             "request_id=5f1c8a4e-2b7d-4c1a-9e3f-0a1b2c3d4e5f "
             "user_agent=\"grpc-go/1.60 (linux)\" trace_id=4bf92f3577b34da6a3ce929d0e0e4736 "
             "span_id=00f067aa0ba902b7 src=10.244.1.10:40290 src_identity=- src_workload=- "
@@ -62,6 +64,7 @@ TEST(RequestLogTest, JsonLineIsExact) {
             R"("path":"/cart?id=7","protocol":"HTTP/1.1","response_code":200,)"
             R"("response_flags":"-","grpc_status":null,"bytes_received":0,"bytes_sent":512,)"
             R"("duration_ms":12,"upstream_host":"10.244.2.20:8080","route_name":"shop/cart",)"
+            R"("authz":"-","authz_policy":null,"authz_rule":null,)"
             R"("authority":"cart.shop.svc.cluster.local:80",)"
             R"("request_id":"5f1c8a4e-2b7d-4c1a-9e3f-0a1b2c3d4e5f","user_agent":"curl/8.5.0",)"
             R"("trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7",)"
@@ -84,6 +87,22 @@ TEST(RequestLogTest, JsonLineHasNullsForAbsentValuesAndSurvivesBadUtf8) {
   EXPECT_TRUE(j["dst_workload"].is_null());
   EXPECT_EQ(j["grpc_status"], 0);
   EXPECT_EQ(j["user_agent"], "bad\xEF\xBF\xBD utf8");  // U+FFFD replacement
+}
+
+TEST(RequestLogTest, AuthorizationDecisionNamesPolicyAndRule) {
+  Mesh mesh;
+  RequestRecord r = cartRequest(mesh);
+  r.response_code = 403;
+  r.authz_result = "deny";
+  r.authz_policy = "shop/deny-post";
+  r.authz_rule = 2;
+  const std::string text = formatRequestLog(r, AccessLogFormat::kText);
+  EXPECT_NE(text.find(" authz=deny authz_policy=shop/deny-post authz_rule=2 "), std::string::npos)
+      << text;
+  auto j = nlohmann::json::parse(formatRequestLog(r, AccessLogFormat::kJson));
+  EXPECT_EQ(j["authz"], "deny");
+  EXPECT_EQ(j["authz_policy"], "shop/deny-post");
+  EXPECT_EQ(j["authz_rule"], 2);
 }
 
 }  // namespace
