@@ -256,6 +256,7 @@ Status Daemon::startTunnel() {
 
   NetnsPodSourceOptions pod_options;
   pod_options.netns_dir = options_.netns_dir;
+  pod_options.name_prefix = options_.netns_prefix;
   pod_options.process_scan_interval = std::chrono::milliseconds(options_.process_scan_interval_ms);
   pod_options.proc_dir = options_.proc_dir;
   pods_ = std::make_unique<NetnsPodSource>(pod_options, steady_clock_);

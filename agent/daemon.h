@@ -51,6 +51,7 @@ struct DaemonOptions {
   int scan_interval_ms = 200;
   int process_scan_interval_ms = 2000;
   std::string netns_dir = "/var/run/netns";
+  std::string netns_prefix;  // NetnsPodSourceOptions::name_prefix
   std::string state_dir = "/var/lib/nodemesh";
   std::string trust_domain = "cluster.local";
   int cert_lifetime_s = 24 * 3600;

@@ -120,6 +120,9 @@ int agentMain(int argc, char** argv) {
       ->check(CLI::Range(10, 600000));
   app.add_option("--netns-dir", flags.daemon.netns_dir, "where named network namespaces live")
       ->capture_default_str();
+  app.add_option("--netns-prefix", flags.daemon.netns_prefix,
+                 "only named network namespaces whose name starts with this are looked at (and "
+                 "no process in another named one); empty: all");
   app.add_option("--state-dir", flags.daemon.state_dir,
                  "the local CA's root key and certificate (0600), shared by the agents of a "
                  "cluster; created on first start")

@@ -18,7 +18,8 @@ std::vector<PodNetns> NetnsPodSource::list(bool searching) {
   const auto now = clock_.now();
   bool scan_processes =
       searching || !listed_once_ || now - last_process_scan_ >= options_.process_scan_interval;
-  auto candidates = listNetns(options_.netns_dir, options_.proc_dir, scan_processes);
+  auto candidates =
+      listNetns(options_.netns_dir, options_.proc_dir, scan_processes, options_.name_prefix);
   if (!scan_processes) {
     // A name that disappeared may leave a namespace some process still uses: look before
     // reporting it gone.
@@ -27,7 +28,8 @@ std::vector<PodNetns> NetnsPodSource::list(bool searching) {
     for (const auto& [inode, c] : known_) {
       scan_processes = scan_processes || (c.named && !named.count(inode));
     }
-    if (scan_processes) candidates = listNetns(options_.netns_dir, options_.proc_dir, true);
+    if (scan_processes)
+      candidates = listNetns(options_.netns_dir, options_.proc_dir, true, options_.name_prefix);
   }
   if (scan_processes) {
     last_process_scan_ = now;

@@ -14,6 +14,9 @@ namespace nodemesh::agent {
 
 struct NetnsPodSourceOptions {
   std::string netns_dir = "/var/run/netns";
+  // Only named namespaces whose name starts with this (and no process that uses another named
+  // one): several simulated clusters on one machine, or a runtime's own prefix ("cni-").
+  std::string name_prefix;
   std::string proc_dir = "/proc";
   // How often namespaces used only by processes (/proc/*/ns/net) are looked for while the agent
   // is not searching. Named namespaces are looked at on every list(); so are processes on the

@@ -34,7 +34,7 @@ uint64_t ownInode() {
 }  // namespace
 
 std::vector<NetnsCandidate> listNetns(const std::string& netns_dir, const std::string& proc_dir,
-                                      bool include_processes) {
+                                      bool include_processes, std::string_view name_prefix) {
   std::vector<NetnsCandidate> out;
   std::set<uint64_t> seen;
   seen.insert(ownInode());
@@ -42,7 +42,10 @@ std::vector<NetnsCandidate> listNetns(const std::string& netns_dir, const std::s
   for (const auto& entry : fs::directory_iterator(netns_dir, ec)) {
     struct stat st {};
     if (::stat(entry.path().c_str(), &st) != 0) continue;  // gone meanwhile, or not mounted
-    if (seen.insert(st.st_ino).second) out.push_back({st.st_ino, entry.path().string(), true});
+    const bool ours = entry.path().filename().string().starts_with(name_prefix);
+    if (seen.insert(st.st_ino).second && ours) {
+      out.push_back({st.st_ino, entry.path().string(), true});
+    }
   }
   if (!include_processes) return out;
   for (const auto& entry : fs::directory_iterator(proc_dir, ec)) {

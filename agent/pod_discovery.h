@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/fd.h"
@@ -21,9 +22,12 @@ struct NetnsCandidate {
 // a process under proc_dir, once each, except the caller's own. No namespace is entered: a stat
 // per name and a readlink per process. The process pass is the expensive one (a readlink per
 // process on the machine, ~5 us each), so callers run it less often than the named one.
+// With a `name_prefix`, named namespaces whose name does not start with it are left out, and
+// so are the processes that use them (only their namespace is looked at, and it is not ours).
 std::vector<NetnsCandidate> listNetns(const std::string& netns_dir = "/var/run/netns",
                                       const std::string& proc_dir = "/proc",
-                                      bool include_processes = true);
+                                      bool include_processes = true,
+                                      std::string_view name_prefix = {});
 
 // Tells whether names under a directory (the named network namespaces) were created, removed
 // or renamed, through inotify, so that a node whose pods are all enrolled need not list them on

@@ -295,10 +295,10 @@ class Nodemesh final : public Mode {
     spec.netns_path = cluster.nodeNetnsPath(node);
     spec.cgroup_path = cluster.nodeCgroupPath(node);
     // One worker per agent: the peers run one worker each too.
-    spec.argv =
-        env_.pinned(node, {agent_, "--config", env_.meshConfig(), "--node", node, "--cgroup",
-                           spec.cgroup_path, "--bpffs", cluster.bpffsDir() + "/" + node,
-                           "--state-dir", cluster.workDir() + "/ca", "--workers", "1"});
+    spec.argv = env_.pinned(
+        node, {agent_, "--config", env_.meshConfig(), "--node", node, "--cgroup", spec.cgroup_path,
+               "--bpffs", cluster.bpffsDir() + "/" + node, "--state-dir", cluster.workDir() + "/ca",
+               "--netns-prefix", cluster.prefix() + "-", "--workers", "1"});
     const auto& extra = env_.options().agent_flags;
     spec.argv.insert(spec.argv.end(), extra.begin(), extra.end());
     const std::string stem =

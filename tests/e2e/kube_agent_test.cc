@@ -135,6 +135,8 @@ class KubeAgentTest : public ::testing::Test {
                  cluster_->bpffsDir() + "/agent",
                  "--state-dir",
                  cluster_->workDir() + "/ca",
+                 "--netns-prefix",
+                 cluster_->prefix() + "-",
                  "--scan-interval-ms",
                  "100",
                  "--access-log-flush-ms",

@@ -189,6 +189,8 @@ class MeshTest : public ::testing::Test {
                  "100"};
     // One CA for the cluster, private to this test (never the machine's /var/lib/nodemesh).
     spec.argv.insert(spec.argv.end(), {"--state-dir", cluster_->workDir() + "/ca"});
+    // Only this cluster's pods: tests running at the same time have pods with the same addresses.
+    spec.argv.insert(spec.argv.end(), {"--netns-prefix", cluster_->prefix() + "-"});
     spec.argv.insert(spec.argv.end(), extra.begin(), extra.end());
     if (config == kNoConfigFile) spec.argv.erase(spec.argv.begin() + 1, spec.argv.begin() + 3);
     spec.stdout_path =

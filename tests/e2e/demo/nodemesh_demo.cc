@@ -168,7 +168,9 @@ int runDemo(const std::string& config_path, uint64_t bytes, bool with_waypoint,
                  "--bpffs",
                  cluster.bpffsDir() + "/" + node,
                  "--state-dir",
-                 cluster.workDir() + "/ca"};
+                 cluster.workDir() + "/ca",
+                 "--netns-prefix",
+                 cluster.prefix() + "-"};
     spec.stdout_path = cluster.workDir() + "/agent-" + node + ".log";
     spec.stderr_path = spec.stdout_path;
     agents[node] = &cluster.startProcess(spec);

@@ -88,6 +88,23 @@ TEST_F(PodDiscoveryTest, WithoutProcessesListsOnlyNamedNamespaces) {
   EXPECT_TRUE(named[0].named);
 }
 
+// --netns-prefix: another cluster's named namespace is left out, and so is a process in it;
+// a process in a namespace nobody named is still found.
+TEST_F(PodDiscoveryTest, NamePrefixLeavesOutOtherNamesAndTheirProcesses) {
+  const uint64_t ours = name("nmt1x0-p-cart");
+  const uint64_t theirs = name("nmt2x0-p-cart");
+  process("100", "net:[" + std::to_string(theirs) + "]");
+  process("101", "net:[900001]");
+  const auto all =
+      listNetns((root_ / "netns").string(), (root_ / "proc").string(), true, "nmt1x0-");
+  ASSERT_EQ(all.size(), 2u);
+  ASSERT_NE(find(all, ours), nullptr);
+  EXPECT_TRUE(find(all, ours)->named);
+  EXPECT_EQ(find(all, theirs), nullptr);
+  ASSERT_NE(find(all, 900001), nullptr);
+  EXPECT_EQ(list(true).size(), 3u) << "without a prefix: every namespace";
+}
+
 TEST_F(PodDiscoveryTest, MissingDirectoriesListNothing) {
   EXPECT_TRUE(
       listNetns((root_ / "absent").string(), (root_ / "absent-proc").string(), true).empty());
