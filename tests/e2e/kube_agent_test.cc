@@ -136,7 +136,7 @@ class KubeAgentTest : public ::testing::Test {
                  "--state-dir",
                  cluster_->workDir() + "/ca",
                  "--netns-prefix",
-                 cluster_->prefix() + "-",
+                 tag_ + "p",  // newPodNetns()
                  "--scan-interval-ms",
                  "100",
                  "--access-log-flush-ms",
