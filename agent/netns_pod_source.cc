@@ -9,7 +9,9 @@
 namespace nodemesh::agent {
 
 NetnsPodSource::NetnsPodSource(NetnsPodSourceOptions options, const SteadyClock& clock)
-    : options_(std::move(options)), clock_(clock), watch_(options_.netns_dir) {}
+    : options_(std::move(options)),
+      clock_(clock),
+      watch_(options_.netns_dir, options_.name_prefix) {}
 
 std::vector<PodNetns> NetnsPodSource::list(bool searching) {
   // The process pass reads a link per process on the machine (hundreds of microseconds on

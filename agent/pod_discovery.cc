@@ -104,12 +104,14 @@ bool NetnsDirWatch::changed() {
     for (ssize_t off = 0; off < n;) {
       const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
       off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
-      changed = true;
       // The directory itself went away or moved, or events were lost: watch it afresh.
       if ((ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF | IN_Q_OVERFLOW)) != 0) {
         drop();
         return true;
       }
+      // ev->name is NUL-padded to ev->len.
+      if (ev->len > 0 && !std::string_view(ev->name).starts_with(prefix_)) continue;
+      changed = true;
     }
   }
   return changed;

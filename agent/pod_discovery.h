@@ -34,7 +34,9 @@ std::vector<NetnsCandidate> listNetns(const std::string& netns_dir = "/var/run/n
 // every pass. Not thread-safe; never blocks.
 class NetnsDirWatch {
  public:
-  explicit NetnsDirWatch(std::string dir) : dir_(std::move(dir)) {}
+  // Names that do not start with `name_prefix` are not changes (listNetns leaves them out).
+  explicit NetnsDirWatch(std::string dir, std::string name_prefix = {})
+      : dir_(std::move(dir)), prefix_(std::move(name_prefix)) {}
 
   // True when a name changed since the last call, and also whenever the watch is not in place
   // (inotify unavailable, the directory missing, or it was removed, moved or overflowed the
@@ -48,6 +50,7 @@ class NetnsDirWatch {
   void drop();
 
   std::string dir_;
+  std::string prefix_;
   UniqueFd fd_;
   int wd_ = -1;
 };

@@ -152,5 +152,19 @@ TEST_F(PodDiscoveryTest, NetnsDirWatchReportsNamesComingAndGoing) {
   EXPECT_TRUE(watch.changed());
 }
 
+// With a prefix, names of other clusters coming and going are not changes.
+TEST_F(PodDiscoveryTest, NetnsDirWatchWithAPrefixIgnoresOtherNames) {
+  const fs::path dir = root_ / "netns";
+  NetnsDirWatch watch(dir.string(), "nmt1x0-");
+  EXPECT_TRUE(watch.changed());
+  name("nmt2x0-p-cart");
+  fs::remove(dir / "nmt2x0-p-cart");
+  EXPECT_FALSE(watch.changed());
+  name("nmt1x0-p-cart");
+  EXPECT_TRUE(watch.changed());
+  fs::remove(dir / "nmt1x0-p-cart");
+  EXPECT_TRUE(watch.changed());
+}
+
 }  // namespace
 }  // namespace nodemesh::agent
