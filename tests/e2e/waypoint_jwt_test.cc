@@ -123,16 +123,16 @@ class WaypointJwtTest : public WaypointTest {
                   bool http2 = false) {
     std::vector<std::string> argv = {"curl", "-sS",         "-w",         "%{http_code} ",
                                      "-o",   "/dev/stderr", "--max-time", "10"};
-    if (http2) argv.push_back("--http2-prior-knowledge");
+    if (http2) argv.emplace_back("--http2-prior-knowledge");
     if (headers) {
-      argv.push_back("-D");
-      argv.push_back("/dev/stderr");
+      argv.emplace_back("-D");
+      argv.emplace_back("/dev/stderr");
     }
     if (!token.empty()) {
-      argv.push_back("-H");
-      argv.push_back("Authorization: Bearer " + token);
+      argv.emplace_back("-H");
+      argv.emplace_back("Authorization: Bearer " + token);
     }
-    argv.push_back("http://10.96.0.20:80" + path);
+    argv.emplace_back("http://10.96.0.20:80" + path);
     auto r = cluster_->runInPod("frontend", argv, seconds(20));
     return r.out + r.err;
   }

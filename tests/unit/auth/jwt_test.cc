@@ -24,17 +24,18 @@ int64_t at(std::chrono::seconds offset) {
   return std::chrono::duration_cast<std::chrono::seconds>(kNow.time_since_epoch() + offset).count();
 }
 
+// Made once for the suite: an RSA key takes a while to generate.
+const TestJwtKey& sharedRsa() {
+  static const TestJwtKey kKey = TestJwtKey::rsa("rsa-1");
+  return kKey;
+}
+const TestJwtKey& sharedEc() {
+  static const TestJwtKey kKey = TestJwtKey::ec("ec-1");
+  return kKey;
+}
+
 class JwtTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    rsa_ = new TestJwtKey(TestJwtKey::rsa("rsa-1"));
-    ec_ = new TestJwtKey(TestJwtKey::ec("ec-1"));
-  }
-  static void TearDownTestSuite() {
-    delete rsa_;
-    delete ec_;
-  }
-
   JwtVerifier verifier(std::vector<std::string> audiences = {}) const {
     auto jwks = Jwks::parse(testing::jwksOf({rsa_, ec_}));
     EXPECT_TRUE(jwks.ok()) << jwks.error().message;
@@ -60,12 +61,9 @@ class JwtTest : public ::testing::Test {
                                                  : JwtFailureReason::kMalformed;
   }
 
-  static TestJwtKey* rsa_;
-  static TestJwtKey* ec_;
+  const TestJwtKey* rsa_ = &sharedRsa();
+  const TestJwtKey* ec_ = &sharedEc();
 };
-
-TestJwtKey* JwtTest::rsa_ = nullptr;
-TestJwtKey* JwtTest::ec_ = nullptr;
 
 TEST(Base64UrlTest, RoundTripsAndRefusesBadInput) {
   for (std::string s : {"", "f", "fo", "foo", "foob", "fooba", "foobar", "\xff\xfe\x00"}) {

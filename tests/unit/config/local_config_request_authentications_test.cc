@@ -35,11 +35,11 @@ using ::testing::HasSubstr;
   "    - issuer: https://issuer.example\n"
 
 const std::string& jwks() {
-  static const std::string text = [] {
+  static const std::string kText = [] {
     testing::TestJwtKey key = testing::TestJwtKey::ec("k1");
     return testing::jwksOf({&key});
   }();
-  return text;
+  return kText;
 }
 
 std::string inlineJwks() {
