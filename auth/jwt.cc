@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "auth/base64url.h"
@@ -92,6 +93,13 @@ std::variant<std::optional<double>, JwtFailure> numericDate(const Json& payload,
     return fail(JwtFailureReason::kMalformed, std::string("[") + name + "] is not a number");
   }
   return std::optional<double>(it->get<double>());
+}
+
+// A NumericDate for a log line. Not through int64_t: a token may say 1e300.
+std::string dateText(double seconds) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.0f", seconds);
+  return buf;
 }
 
 bool verifySignature(const ParsedJwt& jwt, const Jwk& key) {
@@ -268,12 +276,12 @@ std::variant<policy::RequestAuth, JwtFailure> verifyJwt(const ParsedJwt& jwt,
   auto exp = numericDate(*payload, "exp");
   if (auto* f = std::get_if<JwtFailure>(&exp)) return *f;
   if (auto e = std::get<std::optional<double>>(exp); e && now_s > *e + skew) {
-    return fail(JwtFailureReason::kExpired, "exp " + std::to_string(static_cast<int64_t>(*e)));
+    return fail(JwtFailureReason::kExpired, "exp " + dateText(*e));
   }
   auto nbf = numericDate(*payload, "nbf");
   if (auto* f = std::get_if<JwtFailure>(&nbf)) return *f;
   if (auto n = std::get<std::optional<double>>(nbf); n && now_s + skew < *n) {
-    return fail(JwtFailureReason::kNotYetValid, "nbf " + std::to_string(static_cast<int64_t>(*n)));
+    return fail(JwtFailureReason::kNotYetValid, "nbf " + dateText(*n));
   }
 
   policy::RequestAuth auth;

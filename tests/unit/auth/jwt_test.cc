@@ -133,6 +133,10 @@ TEST_F(JwtTest, ExpiryAndNotBeforeWithSixtySecondsOfSkew) {
   EXPECT_EQ(std::get<JwtFailure>(early).message(), "Jwt not yet valid");
 
   p = claims();
+  p["nbf"] = 1e300;  // far beyond any integer type: refused, not undefined behaviour
+  EXPECT_EQ(reasonOf(check(rsa_->sign(p), verifier())), JwtFailureReason::kNotYetValid);
+
+  p = claims();
   p["exp"] = "tomorrow";
   EXPECT_EQ(reasonOf(check(rsa_->sign(p), verifier())), JwtFailureReason::kMalformed);
 }
