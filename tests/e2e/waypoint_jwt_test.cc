@@ -25,7 +25,8 @@ using nodemesh::testing::TestJwtKey;
 
 constexpr const char* kIssuer = "https://issuer.example";
 
-// Answers every request 200 with "pod=<pod> path=<path> authorization=<...> x-jwt-sub=<...>".
+// Answers every request 200 with "pod=<pod> path=<path> authorization=<...> x-jwt-sub=<...>";
+// prints "listening" once it does.
 Process& echoServer(SimCluster& cluster, const std::string& pod) {
   const std::string script = R"(import http.server, sys
 POD = sys.argv[1]
@@ -41,7 +42,9 @@ class H(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
     def log_message(self, *a): pass
-http.server.ThreadingHTTPServer(('0.0.0.0', 8080), H).serve_forever()
+server = http.server.ThreadingHTTPServer(('0.0.0.0', 8080), H)
+print('listening', flush=True)
+server.serve_forever()
 )";
   return cluster.startInPod(pod, {"/usr/bin/python3", "-c", script, pod});
 }
@@ -97,13 +100,11 @@ class WaypointJwtTest : public WaypointTest {
     WaypointTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
     for (const char* pod : {"cart-v1", "cart-v2"}) {
-      if (!http2_) {
-        echoServer(*cluster_, pod);
-        continue;
-      }
-      // Prior-knowledge HTTP/2 to the endpoints as well (answers "<pod>\n").
-      Process& p = cluster_->startInPod(
-          pod, {"/usr/bin/python3", e2eScript("h2_server.py"), pod, "8080", "0"});
+      // Both endpoints listen before the first request: the load balancer may pick either.
+      // With http2_, prior-knowledge HTTP/2 to the endpoints as well (answers "<pod>\n").
+      Process& p = http2_ ? cluster_->startInPod(pod, {"/usr/bin/python3",
+                                                       e2eScript("h2_server.py"), pod, "8080", "0"})
+                          : echoServer(*cluster_, pod);
       ASSERT_TRUE(p.waitForOutput("listening", seconds(10))) << p.output();
     }
     ASSERT_TRUE(waitFor([&] { return get("/public", "", false, http2_).substr(0, 3) == "200"; },
