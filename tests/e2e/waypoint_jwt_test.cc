@@ -193,6 +193,17 @@ TEST_F(WaypointJwtTest, ExpiredTokenIsAnswered401) {
   const std::string line = accessLine("/secure/expired");
   EXPECT_NE(line.find("response_code=401"), std::string::npos) << line;
   EXPECT_NE(line.find(" jwt=expired "), std::string::npos) << line;
+  // Counted by reason (the waypoint publishes its counters once a second).
+  const std::string want = "nodemesh_waypoint_jwt_failures_total{reason=\"expired\"} 2\n";
+  std::string metrics;
+  EXPECT_TRUE(waitFor(
+      [&] {
+        metrics =
+            cluster_->runInPod("waypoint", {"curl", "-s", "http://127.0.0.1:15020/metrics"}).out;
+        return metrics.find(want) != std::string::npos;
+      },
+      seconds(5)))
+      << metrics;
 }
 
 TEST_F(WaypointJwtTest, MissingTokenIsDeniedByThePolicy) {
