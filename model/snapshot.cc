@@ -37,14 +37,16 @@ void indexRoute(const std::vector<ParentRef>& parents, const std::string& route_
 Snapshot::Snapshot(std::vector<Workload> workloads, std::vector<Service> services,
                    std::vector<Authorization> policies, std::vector<HttpRoute> http_routes,
                    std::vector<GrpcRoute> grpc_routes, std::vector<RateLimitPolicy> rate_limits,
-                   std::vector<DestinationRule> destination_rules)
+                   std::vector<DestinationRule> destination_rules,
+                   std::vector<RequestAuthentication> request_authentications)
     : workloads_(std::move(workloads)),
       services_(std::move(services)),
       policies_(std::move(policies)),
       http_routes_(std::move(http_routes)),
       grpc_routes_(std::move(grpc_routes)),
       rate_limits_(std::move(rate_limits)),
-      destination_rules_(std::move(destination_rules)) {
+      destination_rules_(std::move(destination_rules)),
+      request_authentications_(std::move(request_authentications)) {
   for (size_t i = 0; i < destination_rules_.size(); ++i) {
     destination_rule_by_host_.emplace(destination_rules_[i].service_host, i);
   }
@@ -74,16 +76,16 @@ Snapshot::Snapshot(std::vector<Workload> workloads, std::vector<Service> service
   }
 }
 
-std::shared_ptr<const Snapshot> Snapshot::create(std::vector<Workload> workloads,
-                                                 std::vector<Service> services,
-                                                 std::vector<Authorization> policies,
-                                                 std::vector<HttpRoute> http_routes,
-                                                 std::vector<GrpcRoute> grpc_routes,
-                                                 std::vector<RateLimitPolicy> rate_limits,
-                                                 std::vector<DestinationRule> destination_rules) {
+std::shared_ptr<const Snapshot> Snapshot::create(
+    std::vector<Workload> workloads, std::vector<Service> services,
+    std::vector<Authorization> policies, std::vector<HttpRoute> http_routes,
+    std::vector<GrpcRoute> grpc_routes, std::vector<RateLimitPolicy> rate_limits,
+    std::vector<DestinationRule> destination_rules,
+    std::vector<RequestAuthentication> request_authentications) {
   return std::make_shared<const Snapshot>(
       std::move(workloads), std::move(services), std::move(policies), std::move(http_routes),
-      std::move(grpc_routes), std::move(rate_limits), std::move(destination_rules));
+      std::move(grpc_routes), std::move(rate_limits), std::move(destination_rules),
+      std::move(request_authentications));
 }
 
 const DestinationRule* Snapshot::destinationRuleFor(const Service& service) const {
@@ -171,6 +173,10 @@ std::string Snapshot::summary() const {
   }
   if (!destination_rules_.empty()) {
     out += ", " + plural(destination_rules_.size(), "destination rule", "destination rules");
+  }
+  if (!request_authentications_.empty()) {
+    out += ", " + plural(request_authentications_.size(), "request authentication",
+                         "request authentications");
   }
   return out;
 }

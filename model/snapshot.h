@@ -17,6 +17,7 @@
 #include "model/authorization.h"
 #include "model/destination_rule.h"
 #include "model/rate_limit.h"
+#include "model/request_authentication.h"
 #include "model/route.h"
 #include "model/service.h"
 #include "model/workload.h"
@@ -40,13 +41,15 @@ class Snapshot {
   Snapshot(std::vector<Workload> workloads, std::vector<Service> services,
            std::vector<Authorization> policies, std::vector<HttpRoute> http_routes = {},
            std::vector<GrpcRoute> grpc_routes = {}, std::vector<RateLimitPolicy> rate_limits = {},
-           std::vector<DestinationRule> destination_rules = {});
+           std::vector<DestinationRule> destination_rules = {},
+           std::vector<RequestAuthentication> request_authentications = {});
 
   static std::shared_ptr<const Snapshot> create(
       std::vector<Workload> workloads, std::vector<Service> services,
       std::vector<Authorization> policies, std::vector<HttpRoute> http_routes = {},
       std::vector<GrpcRoute> grpc_routes = {}, std::vector<RateLimitPolicy> rate_limits = {},
-      std::vector<DestinationRule> destination_rules = {});
+      std::vector<DestinationRule> destination_rules = {},
+      std::vector<RequestAuthentication> request_authentications = {});
 
   const std::vector<Workload>& workloads() const { return workloads_; }
   const std::vector<Service>& services() const { return services_; }
@@ -59,6 +62,10 @@ class Snapshot {
   const std::vector<DestinationRule>& destinationRules() const { return destination_rules_; }
   // The rule whose host names the service's hostname, if any (the loader allows one per host).
   const DestinationRule* destinationRuleFor(const Service& service) const;
+  // Istio RequestAuthentications (request_authentication.h), in file order.
+  const std::vector<RequestAuthentication>& requestAuthentications() const {
+    return request_authentications_;
+  }
 
   const Workload* workloadByUid(std::string_view uid) const;
   // Network-agnostic. When several workloads share the address, prefers (like ztunnel) a pod
@@ -88,7 +95,8 @@ class Snapshot {
 
   bool empty() const {
     return workloads_.empty() && services_.empty() && policies_.empty() && http_routes_.empty() &&
-           grpc_routes_.empty() && rate_limits_.empty() && destination_rules_.empty();
+           grpc_routes_.empty() && rate_limits_.empty() && destination_rules_.empty() &&
+           request_authentications_.empty();
   }
   // "4 workloads, 1 service, 2 policies", plus ", 3 routes" when there are routes.
   std::string summary() const;
@@ -102,6 +110,7 @@ class Snapshot {
   std::vector<RateLimitPolicy> rate_limits_;
   std::vector<DestinationRule> destination_rules_;
   std::map<std::string, size_t, std::less<>> destination_rule_by_host_;
+  std::vector<RequestAuthentication> request_authentications_;
 
   std::map<std::string, size_t, std::less<>> workload_by_uid_;
   std::map<IpAddress, size_t> workload_by_ip_;

@@ -348,6 +348,16 @@ std::string destinationRulesText(const model::Snapshot& snapshot) {
 }
 
 // {"namespace/name": {"total": n, "identity": n, ...}}, the limits that rejected something.
+// {"authenticated": n, "failures": {"expired": n, ...}}
+nlohmann::json jwtJson(const JwtStats& stats) {
+  nlohmann::json failures = nlohmann::json::object();
+  for (size_t i = 0; i < stats.failures.size(); ++i) {
+    failures[std::string(auth::toString(static_cast<auth::JwtFailureReason>(i)))] =
+        stats.failures[i];
+  }
+  return {{"authenticated", stats.authenticated}, {"failures", std::move(failures)}};
+}
+
 nlohmann::json rateLimitedJson(const std::vector<RateLimitCounter>& counters) {
   nlohmann::json j = nlohmann::json::object();
   for (const RateLimitCounter& c : counters) {
@@ -407,6 +417,19 @@ std::string renderWaypointMetrics(const LoopStats& s, const RequestTelemetry* te
       "nodemesh_waypoint_policy_denials_total{{subject=\"connection\"}} {}\n"
       "nodemesh_waypoint_policy_denials_total{{subject=\"request\"}} {}\n",
       s.proxy.policy.denied_connections, s.proxy.policy.denied_requests);
+  // RequestAuthentication: one series per auth::JwtFailureReason (nine, fixed), so a dashboard
+  // sees zeros rather than missing series; never the issuer or principal (unbounded).
+  counter("nodemesh_waypoint_jwt_authenticated_total",
+          "HTTP requests whose JWT verified (RequestAuthentication)", s.proxy.jwt.authenticated);
+  out +=
+      "# HELP nodemesh_waypoint_jwt_failures_total HTTP requests answered 401 because their JWT "
+      "did not verify, by reason\n"
+      "# TYPE nodemesh_waypoint_jwt_failures_total counter\n";
+  for (size_t i = 0; i < s.proxy.jwt.failures.size(); ++i) {
+    out += fmt::format("nodemesh_waypoint_jwt_failures_total{{reason=\"{}\"}} {}\n",
+                       auth::toString(static_cast<auth::JwtFailureReason>(i)),
+                       s.proxy.jwt.failures[i]);
+  }
   // Labels: the policy ("namespace/name", bounded by the config) and which of its limits
   // rejected (total, identity, override, header: four values). Never the client identity or the
   // header value: those are unbounded, and the access log has them.
@@ -493,6 +516,7 @@ Result<std::unique_ptr<AdminServers>> AdminServers::start(const AdminInfo& info,
                           {"policyDenials",
                            {{"connections", st.proxy.policy.denied_connections},
                             {"requests", st.proxy.policy.denied_requests}}},
+                          {"jwt", jwtJson(st.proxy.jwt)},
                           {"rateLimited", rateLimitedJson(st.proxy.rate_limited)},
                           {"http1_upstream",
                            {{"connects", st.proxy.upstream.connects},

@@ -14,9 +14,9 @@ namespace {
 
 // Field names exactly as ztunnel's serde structs spell them (rename_all = "camelCase"), plus the
 // Gateway API route lists for the waypoint.
-constexpr std::string_view kTopFields[] = {"workloads",       "services",   "policies",
-                                           "httpRoutes",      "grpcRoutes", "rateLimitPolicies",
-                                           "destinationRules"};
+constexpr std::string_view kTopFields[] = {
+    "workloads",  "services",          "policies",         "httpRoutes",
+    "grpcRoutes", "rateLimitPolicies", "destinationRules", "requestAuthentications"};
 constexpr std::string_view kGatewayFields[] = {"destination", "hboneMtlsPort"};
 
 }  // namespace
@@ -40,7 +40,8 @@ LoadResult LocalConfigParser::run() {
   if (result.problems.empty()) {
     result.snapshot = model::Snapshot::create(
         std::move(workloads_), std::move(services_), std::move(policies_), std::move(http_routes_),
-        std::move(grpc_routes_), std::move(rate_limits_), std::move(destination_rules_));
+        std::move(grpc_routes_), std::move(rate_limits_), std::move(destination_rules_),
+        std::move(request_authentications_));
   }
   return result;
 }
@@ -105,9 +106,16 @@ void LocalConfigParser::parse() {
       parseDestinationRule(item, path);
     });
   }
+  if (auto node = top.get("requestAuthentications")) {
+    r_.forEachItem(*node, "requestAuthentications",
+                   [&](const YAML::Node& item, const std::string& path) {
+                     parseRequestAuthentication(item, path);
+                   });
+  }
   checkReferences();
   checkRateLimitTargets();
   checkDestinationRuleHosts();
+  checkRequestAuthentications();
 }
 
 void LocalConfigParser::readString(const FieldMap& f, std::string_view key, std::string& out) {

@@ -232,6 +232,16 @@ class LocalConfigParser {
   // Hosts that name no service of the file: warnings.
   void checkDestinationRuleHosts();
 
+  // ---- Istio RequestAuthentications (local_config_request_authentications.cc) ----
+
+  void parseRequestAuthentication(const YAML::Node& node, const std::string& path);
+  void readRequestAuthenticationTarget(const YAML::Node& node, const std::string& path,
+                                       model::RequestAuthentication& ra);
+  // One jwtRule, its JWKS parsed; nullopt after a problem.
+  std::optional<model::JwtRule> readJwtRule(const YAML::Node& node, const std::string& path);
+  // Targets that name no Service of the file (warnings); one jwtRule per issuer.
+  void checkRequestAuthentications();
+
   // ---- cross references: model::validate() plus the routes' references ----
 
   void checkReferences();
@@ -265,6 +275,10 @@ class LocalConfigParser {
   std::map<std::string, int, std::less<>> destination_rule_lines_;
   std::map<std::string, std::pair<std::string, int>, std::less<>> destination_rule_hosts_;
   std::vector<Reference> destination_rule_refs_;
+  // RequestAuthentications: the objects, "namespace/name" -> line, the Services they target.
+  std::vector<model::RequestAuthentication> request_authentications_;
+  std::map<std::string, int, std::less<>> request_authentication_lines_;
+  std::vector<Reference> request_authentication_refs_;
   bool policies_ok_ = true;
 };
 

@@ -44,6 +44,9 @@ struct PolicyDecision {
   std::string policy;          // the deciding policy ("ns/name"), or the unmatched ALLOW policies
   std::optional<size_t> rule;  // the deciding rule (Denied and Allowed only)
   std::string reason;          // policy::Verdict::reason(), for logs
+  // RequestAuthentication's outcome for the access log (JwtCheck::summary()): the principal,
+  // why the token was refused, "missing", or empty when no RequestAuthentication applied.
+  std::string jwt;
 
   // For the access log: "allow", "deny" or "-" (no policy applies).
   std::string_view result() const;

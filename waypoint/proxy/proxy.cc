@@ -37,6 +37,7 @@ bool servedBy(const model::Snapshot& snapshot, const SocketAddress& dst,
 void Proxy::setSnapshot(model::SnapshotPtr snapshot) {
   table_ = snapshot ? std::make_shared<const RouteTable>(snapshot) : nullptr;
   policy_.setSnapshot(snapshot);
+  jwt_.setSnapshot(snapshot);
   rate_limits_.setSnapshot(snapshot);
   // Routing preferences (locality) are the waypoint's own, as for an Envoy waypoint.
   const model::Workload* self = snapshot ? snapshot->workloadByUid(self_uid_) : nullptr;
@@ -275,14 +276,30 @@ Proxy::Routed Proxy::InboundRouter::routeToEndpoint(RequestHead& head, bool grpc
   if (d.choice.status != hbone::kStatusOk) {
     return fail(d.choice.status == hbone::kStatusBadRequest ? 404 : 503, d.choice.error);
   }
+  // RequestAuthentication first (Envoy's jwt_authn filter runs before its RBAC filter): a token
+  // that is present must verify; a valid one gives the policies its principal and claims.
+  JwtCheck jwt;
+  if (service) {
+    jwt = proxy->jwt_.check(*service, head, std::chrono::system_clock::now());
+    d.authz.jwt = jwt.summary();
+    if (jwt.result == JwtCheck::Result::kRejected) {
+      d.response_headers.push_back({"www-authenticate", jwt.www_authenticate});
+      return fail(401, std::string(jwt.failure->message()));
+    }
+    // The token header removed, claims added: the HTTP/1.1 head is rebuilt from `head`.
+    if (jwt.result == JwtCheck::Result::kAuthenticated) d.filtered = true;
+  }
   // Policies see the request as the client sent it (Envoy's RBAC filter runs before the
   // router's filters), with its HTTP attributes.
   std::string policy_host;
   std::string policy_path;
-  const policy::RequestAttributes request = requestAttributes(head, policy_host, policy_path);
+  policy::RequestAttributes request = requestAttributes(head, policy_host, policy_path);
+  if (jwt.result == JwtCheck::Result::kAuthenticated) request.auth = &jwt.auth;
   const PolicyFacts facts{source_principal, source_address, d.choice.workload, d.choice.address,
                           &request};
+  std::string jwt_summary = std::move(d.authz.jwt);
   d.authz = proxy->policy_.authorize(PolicySubject::kRequest, facts);
+  d.authz.jwt = std::move(jwt_summary);
   if (!d.authz.allowed) {
     return fail(403, "RBAC: access denied");  // Envoy's RBAC filter's answer
   }
@@ -446,6 +463,7 @@ void Proxy::InboundRouter::requestDone(const ExchangeRecord& x) {
   r.route_name = x.route_name;
   r.authz_result = x.authz.result();
   r.authz_policy = x.authz.policy;
+  r.jwt = x.authz.jwt;
   r.authz_rule = x.authz.rule;
   r.method = x.method;
   r.authority = x.authority;
@@ -626,6 +644,7 @@ void Proxy::onTimer() {
 ProxyStats Proxy::stats() const {
   ProxyStats s = stats_;
   s.policy = policy_.stats();
+  s.jwt = jwt_.stats();
   s.rate_limited = rate_limits_.counters();
   s.http2_unconsumed_bytes = h2_upstreams_.unconsumedBytes();
   for (const Inbound& in : inbound_) {

@@ -27,6 +27,7 @@
 #include "waypoint/proxy/hbone_conn.h"
 #include "waypoint/proxy/http1_session.h"
 #include "waypoint/proxy/http2_session.h"
+#include "waypoint/proxy/jwt_auth.h"
 #include "waypoint/proxy/policy.h"
 #include "waypoint/proxy/stream_join.h"
 #include "waypoint/ratelimit/rate_limiter.h"
@@ -62,6 +63,7 @@ struct ProxyStats {
   uint64_t bytes_out = 0;
   H2UpstreamStats h2_upstreams;  // the multiplexed HTTP/2 upstream connections
   PolicyStats policy;            // denials by authorization policy
+  JwtStats jwt;                  // RequestAuthentication: tokens verified, 401s by reason
   Http1UpstreamStats upstream;   // HTTP/1.1 upstream connections, mirrors, route timeouts
   // DestinationRule traffic policies: endpoints ejected by outlier detection, requests answered
   // 503 UO by a circuit breaker (connectionPool limits).
@@ -214,6 +216,7 @@ class Proxy final : public ConnectAcceptor {
   Clock::time_point next_prune_{};
   ProxyStats stats_;
   WaypointPolicy policy_;    // L4 authorization with the original client (policy.h)
+  WaypointJwt jwt_;          // RequestAuthentication (jwt_auth.h)
   RateLimiter rate_limits_;  // local rate limits (ratelimit/rate_limiter.h)
 };
 

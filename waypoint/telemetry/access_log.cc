@@ -105,6 +105,7 @@ void writeFields(const RequestRecord& r, Fields& f) {
   } else {
     f.text("authz_rule", "");
   }
+  f.text("jwt", r.jwt);
   f.text("authority", r.authority);
   f.text("request_id", r.request_id);
   f.text("user_agent", r.user_agent);

@@ -55,6 +55,9 @@ struct RequestRecord {
   std::string_view authz_result = "-";
   std::string_view authz_policy;
   std::optional<size_t> authz_rule;
+  // RequestAuthentication: the token's principal ("iss/sub"), why it was refused ("expired",
+  // "bad_signature", ...), "missing"; empty when no RequestAuthentication applied.
+  std::string_view jwt;
 
   // --- the request ---
   std::string_view method;
