@@ -52,6 +52,7 @@ struct Options {
   std::vector<std::string> headers;
   bool grpc = false;
   std::string source_namespace;
+  std::string source_principal;
 };
 
 size_t terminalWidth(const Options& o) {
@@ -213,6 +214,7 @@ int waypointExplainCommand(const Options& o) {
   }
   if (o.grpc) query.emplace_back("grpc", "1");
   if (!o.source_namespace.empty()) query.emplace_back("source_namespace", o.source_namespace);
+  if (!o.source_principal.empty()) query.emplace_back("source_principal", o.source_principal);
   auto e = client(o).getQuery("/explain/request", query);
   if (!e) return failRequest(e.error());
   print(waypointExplainView(*e), o);
@@ -326,13 +328,20 @@ int ctlMain(int argc, char** argv) {
   waypoint_explain->add_flag("--grpc", o.grpc, "a gRPC request (GRPCRoutes apply)");
   waypoint_explain->add_option("--source-namespace", o.source_namespace,
                                "the client's namespace (consumer routes)");
+  waypoint_explain->add_option(
+      "--source-principal", o.source_principal,
+      "the client's SPIFFE ID, for the authorization policies (default: none, as plaintext)");
   waypoint_explain->footer(
       "Examples:\n  nodemeshctl waypoint explain --service shop/cart --port 80 --path /api\n"
       "  nodemeshctl waypoint explain --service shop/cart --port 80 -H 'x-user-group: beta'\n"
+      "  nodemeshctl waypoint explain --service shop/cart --port 80 --method POST \\\n"
+      "      --source-principal spiffe://cluster.local/ns/shop/sa/frontend \\\n"
+      "      -H \"authorization: Bearer $TOKEN\"\n"
       "  nodemeshctl waypoint explain --service shop/greeter --port 9090 --grpc \\\n"
       "      --path /helloworld.Greeter/SayHello\n"
       "Exit code 0 when the request would be forwarded or redirected, 1 when the waypoint\n"
-      "would answer it with an error itself (no route, no backend).");
+      "would answer it with an error itself (no route, no backend, a refused token: 401, an\n"
+      "authorization policy: 403).");
   auto* completion = app.add_subcommand("completion", "print a shell completion script");
   completion->add_option("SHELL", o.shell, "bash")->required()->check(CLI::IsMember({"bash"}));
   completion->footer("Example: source <(nodemeshctl completion bash)");

@@ -10,6 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include "model/mesh.h"
+#include "waypoint/proxy/jwt_auth.h"
+#include "waypoint/proxy/policy.h"
 #include "waypoint/routing/explain.h"
 
 namespace nodemesh::waypoint {
@@ -187,11 +189,90 @@ json routesJson(const model::Snapshot& snapshot, const std::string& self_uid) {
       {"waypoint", self_uid}, {"services", std::move(services)}, {"routes", std::move(routes)}};
 }
 
+namespace {
+
+// RequestAuthentication and AuthorizationPolicy for a forwarded request, by the code the data
+// path runs (WaypointJwt::check, then WaypointPolicy::check, proxy.cc routeToEndpoint): the
+// token of `request` (its authorization header) is verified now, and the policies are checked
+// against each endpoint of the backend (their selectors may differ). A 401 or 403 becomes the
+// explanation's status.
+void explainAccess(const model::SnapshotPtr& snapshot, const model::Service& service,
+                   const ChosenBackend& backend, RequestHead request,
+                   const std::string& source_principal, json& j, std::string& text) {
+  WaypointJwt jwt;
+  jwt.setSnapshot(snapshot);
+  const JwtCheck check = jwt.check(service, request, std::chrono::system_clock::now());
+  json a;
+  a["sourcePrincipal"] = source_principal.empty() ? json(nullptr) : json(source_principal);
+  std::string line;
+  switch (check.result) {
+    case JwtCheck::Result::kNotApplicable:
+      a["jwt"] = {{"result", "none"}};
+      line = "no RequestAuthentication applies";
+      break;
+    case JwtCheck::Result::kNoToken:
+      a["jwt"] = {{"result", "missing"}};
+      line = "no token: the request goes on unauthenticated (the policies decide)";
+      break;
+    case JwtCheck::Result::kAuthenticated:
+      a["jwt"] = {{"result", "authenticated"}, {"principal", check.auth.principal}};
+      line = "token verified: request principal " + check.auth.principal;
+      break;
+    case JwtCheck::Result::kRejected:
+      a["jwt"] = {{"result", "rejected"}, {"reason", check.summary()}};
+      line = fmt::format("token refused: 401 {}", check.failure->message());
+      break;
+  }
+  text += "  authentication: " + line + "\n";
+  if (check.result == JwtCheck::Result::kRejected) {
+    j["status"] = 401;
+    j["outcome"] = "respond 401 (jwt)";
+    j["authorization"] = a;
+    return;
+  }
+  WaypointPolicy policy;
+  policy.setSnapshot(snapshot);
+  std::string host;
+  std::string path;
+  policy::RequestAttributes attributes = requestAttributes(request, host, path);
+  if (check.result == JwtCheck::Result::kAuthenticated) attributes.auth = &check.auth;
+  json per_endpoint = json::array();
+  bool denied = false;
+  const auto service_port = backend.service->ports.find(backend.port);
+  for (const model::Endpoint& ep : snapshot->endpoints(*backend.service)) {
+    const model::Workload* w = snapshot->workloadByUid(ep.workload_uid);
+    if (!w || w->workload_ips.empty() || service_port == backend.service->ports.end()) continue;
+    const auto target_port = ep.ports.find(backend.port);
+    const SocketAddress address{w->workload_ips.front(), target_port != ep.ports.end()
+                                                             ? target_port->second
+                                                             : service_port->second};
+    const PolicyFacts facts{source_principal, std::nullopt, w, address, &attributes};
+    const PolicyDecision d = policy.check(facts);
+    denied = denied || !d.allowed;
+    json one = {{"workload", w->namespace_name + "/" + w->name},
+                {"result", d.allowed ? "allow" : "deny"},
+                {"policy", d.policy.empty() ? json(nullptr) : json(d.policy)},
+                {"rule", d.rule ? json(*d.rule) : json(nullptr)},
+                {"reason", d.reason}};
+    text += fmt::format("  authorization for {}: {}{}\n", w->namespace_name + "/" + w->name,
+                        d.allowed ? "" : "403, ", d.reason);
+    per_endpoint.push_back(std::move(one));
+  }
+  a["endpoints"] = std::move(per_endpoint);
+  j["authorization"] = std::move(a);
+  if (denied) {
+    j["status"] = 403;
+    j["outcome"] = "respond 403 (RBAC) for at least one endpoint";
+  }
+}
+
+}  // namespace
+
 http::HttpResponse explainRequest(const model::SnapshotPtr& snapshot, const std::string& self_uid,
                                   const QueryParams& query) {
   if (!snapshot) return jsonResponse(503, json{{"error", "no config yet"}});
   static const std::set<std::string, std::less<>> kSingle = {
-      "service", "port", "method", "path", "host", "grpc", "source_namespace"};
+      "service", "port", "method", "path", "host", "grpc", "source_namespace", "source_principal"};
   std::map<std::string, std::string, std::less<>> single;
   std::vector<std::string> headers;
   for (const auto& [key, value] : query) {
@@ -200,7 +281,7 @@ http::HttpResponse explainRequest(const model::SnapshotPtr& snapshot, const std:
     } else if (!kSingle.count(key)) {
       return badRequest("unknown parameter '" + key +
                         "' (known: service, port, method, path, host, header, grpc, "
-                        "source_namespace)");
+                        "source_namespace, source_principal)");
     } else if (!single.emplace(key, value).second) {
       return badRequest("parameter '" + key + "' given more than once");
     }
@@ -253,6 +334,15 @@ http::HttpResponse explainRequest(const model::SnapshotPtr& snapshot, const std:
   if (const std::string* ns = get("source_namespace")) {
     if (!ns->empty() && !isToken(*ns)) return badRequest("source_namespace: invalid '" + *ns + "'");
     target.source_namespace = *ns;
+  }
+  std::string source_principal;
+  if (const std::string* p = get("source_principal")) {
+    if (!p->empty() && (!p->starts_with("spiffe://") || hasControl(*p) ||
+                        p->find_first_of(" \t") != std::string::npos)) {
+      return badRequest("source_principal: want a SPIFFE ID (spiffe://td/ns/N/sa/S), got '" + *p +
+                        "'");
+    }
+    source_principal = *p;
   }
 
   RequestHead request;
@@ -310,6 +400,9 @@ http::HttpResponse explainRequest(const model::SnapshotPtr& snapshot, const std:
         *service_name + " does not use this waypoint: its traffic never reaches it";
     j["notes"].push_back(note);
     text += "  note: " + note + "\n";
+  }
+  if (e.decision.action == RouteAction::Forward && e.decision.backend) {
+    explainAccess(snapshot, *service, *e.decision.backend, request, source_principal, j, text);
   }
   j["text"] = text;
   return jsonResponse(200, j);

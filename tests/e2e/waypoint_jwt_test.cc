@@ -181,6 +181,44 @@ TEST_F(WaypointJwtTest, ValidEs256TokenIsAllowedToo) {
   EXPECT_EQ(answer.substr(0, 4), "200 ") << answer << waypoint_->output();
 }
 
+// nodemeshctl waypoint explain runs the same checks: alice's token verified and the policy rule
+// that allows her, an expired token's 401, and the 403 for a request without one (exit 1).
+TEST_F(WaypointJwtTest, ExplainShowsTheTokenAndThePolicyDecision) {
+  auto explain = [&](const std::string& path, const std::string& token) {
+    std::vector<std::string> argv = {binDir() + "/nodemeshctl",
+                                     "waypoint",
+                                     "explain",
+                                     "--service",
+                                     "shop/cart",
+                                     "--port",
+                                     "80",
+                                     "--path",
+                                     path,
+                                     "--source-principal",
+                                     kFrontendIdentity};
+    if (!token.empty()) argv.insert(argv.end(), {"-H", "authorization: Bearer " + token});
+    return cluster_->runInPod("waypoint", argv, seconds(20));
+  };
+  auto ok = explain("/secure/x", token(rsa_, std::chrono::hours(1)));
+  EXPECT_EQ(ok.exit_code, 0) << ok.describe() << ok.out << ok.err;
+  EXPECT_NE(ok.out.find("authentication: token verified: request principal " +
+                        std::string(kIssuer) + "/alice"),
+            std::string::npos)
+      << ok.out;
+  EXPECT_NE(ok.out.find("authorization for shop/cart-v1-5c2a: allowed by ALLOW policy "
+                        "shop/require-alice rule 0"),
+            std::string::npos)
+      << ok.out;
+  auto expired = explain("/secure/x", token(rsa_, -std::chrono::hours(1)));
+  EXPECT_EQ(expired.exit_code, 1) << expired.describe();
+  EXPECT_NE(expired.out.find("token refused: 401 Jwt is expired"), std::string::npos)
+      << expired.out;
+  auto missing = explain("/secure/x", "");
+  EXPECT_EQ(missing.exit_code, 1) << missing.describe();
+  EXPECT_NE(missing.out.find("authorization for shop/cart-v1-5c2a: 403, "), std::string::npos)
+      << missing.out;
+}
+
 TEST_F(WaypointJwtTest, ExpiredTokenIsAnswered401) {
   const std::string expired = token(rsa_, -std::chrono::hours(1));
   EXPECT_EQ(get("/secure/expired", expired), "401 Jwt is expired\n") << waypoint_->output();

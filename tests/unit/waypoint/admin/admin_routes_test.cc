@@ -3,6 +3,9 @@
 // parameters get 400 with a message).
 #include <gtest/gtest.h>
 
+#include <chrono>
+
+#include "tests/support/jwt_signer.h"
 #include "tests/unit/waypoint/waypoint_mesh_util.h"
 #include "waypoint/admin.h"
 
@@ -182,6 +185,108 @@ TEST(WaypointAdminMetricsTest, PolicyDenialsAreCountedBySubject) {
   EXPECT_NE(text.find("nodemesh_waypoint_policy_denials_total{subject=\"request\"} 5\n"),
             std::string::npos)
       << text;
+}
+
+// Explain runs RequestAuthentication and the AuthorizationPolicies on a request the route
+// forwards, as the data path does: a DENY on POST, an ALLOW for /public and for alice's token on
+// /secure, and a RequestAuthentication for the namespace.
+class WaypointAdminExplainAccessTest : public ::testing::Test {
+ protected:
+  WaypointAdminExplainAccessTest() : key_(nodemesh::testing::TestJwtKey::rsa("k1")) {
+    std::string yaml = mesh_test::meshYaml(
+        "- name: deny-post\n"
+        "  namespace: shop\n"
+        "  scope: Namespace\n"
+        "  action: Deny\n"
+        "  rules:\n"
+        "  - - - methods: [POST]\n"
+        "- name: require-alice\n"
+        "  namespace: shop\n"
+        "  scope: Namespace\n"
+        "  action: Allow\n"
+        "  rules:\n"
+        "  - - - requestPrincipals: ['https://issuer.example/alice']\n"
+        "    - - paths: ['/secure*']\n"
+        "  - - - paths: ['/public*']\n");
+    yaml +=
+        "requestAuthentications:\n"
+        "- apiVersion: security.istio.io/v1\n"
+        "  kind: RequestAuthentication\n"
+        "  metadata: {name: shop-jwt, namespace: shop}\n"
+        "  spec:\n"
+        "    jwtRules:\n"
+        "    - issuer: https://issuer.example\n"
+        "      jwks: '" +
+        nodemesh::testing::jwksOf({&key_}) + "'\n";
+    config::LoadResult r = config::parseLocalConfig(yaml, "test.yaml");
+    EXPECT_TRUE(r.ok()) << r.problemsText();
+    snap_ = r.snapshot;
+  }
+
+  std::string token(std::chrono::seconds expires_in) const {
+    const auto exp = std::chrono::duration_cast<std::chrono::seconds>(
+                         (std::chrono::system_clock::now() + expires_in).time_since_epoch())
+                         .count();
+    return key_.sign({{"iss", "https://issuer.example"}, {"sub", "alice"}, {"exp", exp}});
+  }
+
+  json explainAccess(QueryParams q) {
+    q.insert(q.begin(), {{"service", "shop/cart"}, {"port", "80"}});
+    return explain(snap_, q);
+  }
+
+  nodemesh::testing::TestJwtKey key_;
+  model::SnapshotPtr snap_;
+};
+
+TEST_F(WaypointAdminExplainAccessTest, NamesThePolicyAndRuleThatAllowOrDeny) {
+  json get = explainAccess({{"path", "/public/a"}, {"source_principal", mesh_test::kFrontend}});
+  EXPECT_EQ(get["outcome"], "forward (default)") << get.dump(2);
+  EXPECT_EQ(get["authorization"]["jwt"]["result"], "missing");
+  ASSERT_EQ(get["authorization"]["endpoints"].size(), 2u) << get.dump(2);  // cart-v1, cart-v2
+  for (const json& e : get["authorization"]["endpoints"]) {
+    EXPECT_EQ(e["result"], "allow") << e.dump();
+    EXPECT_EQ(e["policy"], "shop/require-alice") << e.dump();
+    EXPECT_EQ(e["rule"], 1) << e.dump();
+  }
+  EXPECT_NE(
+      get["text"].get<std::string>().find(
+          "authorization for shop/cart-v1-0: allowed by ALLOW policy shop/require-alice rule 1"),
+      std::string::npos)
+      << get["text"];
+
+  json post = explainAccess({{"method", "POST"}, {"path", "/public/a"}});
+  EXPECT_EQ(post["status"], 403) << post.dump(2);
+  EXPECT_EQ(post["authorization"]["endpoints"][0]["result"], "deny");
+  EXPECT_EQ(post["authorization"]["endpoints"][0]["policy"], "shop/deny-post");
+  EXPECT_EQ(post["authorization"]["endpoints"][0]["rule"], 0);
+
+  // /secure without alice's token: no ALLOW rule matches.
+  json secure = explainAccess({{"path", "/secure/b"}});
+  EXPECT_EQ(secure["status"], 403) << secure.dump(2);
+}
+
+TEST_F(WaypointAdminExplainAccessTest, VerifiesTheTokenAndRefusesAnExpiredOne) {
+  json ok = explainAccess(
+      {{"path", "/secure/b"}, {"header", "authorization: Bearer " + token(std::chrono::hours(1))}});
+  EXPECT_EQ(ok["outcome"], "forward (default)") << ok.dump(2);
+  EXPECT_EQ(ok["authorization"]["jwt"]["result"], "authenticated");
+  EXPECT_EQ(ok["authorization"]["jwt"]["principal"], "https://issuer.example/alice");
+  EXPECT_EQ(ok["authorization"]["endpoints"][0]["rule"], 0);
+  EXPECT_NE(ok["text"].get<std::string>().find(
+                "authentication: token verified: request principal https://issuer.example/alice"),
+            std::string::npos)
+      << ok["text"];
+
+  json expired =
+      explainAccess({{"path", "/secure/b"},
+                     {"header", "authorization: Bearer " + token(-std::chrono::hours(1))}});
+  EXPECT_EQ(expired["status"], 401) << expired.dump(2);
+  EXPECT_EQ(expired["authorization"]["jwt"]["result"], "rejected");
+  EXPECT_EQ(expired["authorization"]["jwt"]["reason"], "expired");
+  EXPECT_NE(expired["text"].get<std::string>().find("token refused: 401 Jwt is expired"),
+            std::string::npos)
+      << expired["text"];
 }
 
 }  // namespace
