@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <charconv>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -61,7 +62,10 @@ std::vector<std::pair<int, std::string>> responses(const std::string& out) {
       continue;
     }
     body += line.substr(0, at);
-    r.emplace_back(std::atoi(line.c_str() + at + 5), body);
+    int code = 0;  // stays 0 when curl printed no number (no response)
+    const char* digits = line.c_str() + at + 5;
+    std::from_chars(digits, line.c_str() + line.size(), code);
+    r.emplace_back(code, body);
     body.clear();
   }
   return r;
