@@ -40,6 +40,16 @@ struct RouteTimeouts {
   bool operator==(const RouteTimeouts&) const = default;
 };
 
+// GEP-1731 (HTTPRouteRetry): how the rule's requests are retried. Absent from a rule, the
+// waypoint's default applies (Istio's: 2 retries on 503, connection failures and resets).
+struct RouteRetry {
+  std::vector<int> codes;            // response statuses retried (400-599)
+  std::optional<uint32_t> attempts;  // retries after the first try; absent: the default's
+  std::optional<std::chrono::milliseconds> backoff;  // base interval; absent: the default's
+
+  bool operator==(const RouteRetry&) const = default;
+};
+
 struct HttpRouteRule {
   std::optional<std::string> name;
   // Never empty: the loader puts the API's default (PathPrefix "/") in when none is given.
@@ -47,6 +57,7 @@ struct HttpRouteRule {
   std::vector<RouteFilter> filters;
   std::vector<RouteBackendRef> backend_refs;
   RouteTimeouts timeouts;
+  std::optional<RouteRetry> retry;
 
   bool operator==(const HttpRouteRule&) const = default;
 };

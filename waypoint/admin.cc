@@ -128,6 +128,12 @@ json routeJson(const model::Snapshot& snapshot, const Route& route, RouteKind ki
       if (rule.timeouts.backend_request) {
         r["timeouts"]["backendRequestMs"] = rule.timeouts.backend_request->count();
       }
+      if (rule.retry) {
+        json retry{{"codes", rule.retry->codes}};
+        if (rule.retry->attempts) retry["attempts"] = *rule.retry->attempts;
+        if (rule.retry->backoff) retry["backoffMs"] = rule.retry->backoff->count();
+        r["retry"] = std::move(retry);
+      }
     }
     rules.push_back(std::move(r));
   }
@@ -541,6 +547,20 @@ std::string renderWaypointMetrics(const LoopStats& s, const RequestTelemetry* te
   counter("nodemesh_waypoint_upstream_overflow_total",
           "HTTP requests answered 503 UO by a circuit breaker (DestinationRule connectionPool)",
           s.proxy.upstream_overflow);
+  // Envoy's upstream_rq_retry, upstream_rq_retry_overflow, upstream_rq_retry_limit_exceeded.
+  out += fmt::format(
+      "# HELP nodemesh_waypoint_retries_total Requests sent again by a route's retry policy (or "
+      "the default), by what the attempt before got\n"
+      "# TYPE nodemesh_waypoint_retries_total counter\n"
+      "nodemesh_waypoint_retries_total{{cause=\"status\"}} {}\n"
+      "nodemesh_waypoint_retries_total{{cause=\"failure\"}} {}\n",
+      s.proxy.retry.on_status, s.proxy.retry.on_failure);
+  counter("nodemesh_waypoint_retry_budget_exhausted_total",
+          "Retries not made because the backend's retry budget was spent",
+          s.proxy.retry.budget_exhausted);
+  counter("nodemesh_waypoint_retry_limit_exceeded_total",
+          "Requests still failing when their retry attempts ran out (flag URX)",
+          s.proxy.retry.limit_exceeded);
   const Http1UpstreamStats& up = s.proxy.upstream;
   counter("nodemesh_waypoint_upstream_http1_connects_total",
           "HTTP/1.1 connections opened to endpoints (CONNECT streams)", up.connects);
@@ -622,6 +642,11 @@ Result<std::unique_ptr<AdminServers>> AdminServers::start(const AdminInfo& info,
                             {"failed", st.proxy.upstream.mirrors_failed},
                             {"cancelled", st.proxy.upstream.mirrors_cancelled}}},
                           {"route_timeouts", st.proxy.upstream.request_timeouts},
+                          {"retries",
+                           {{"on_status", st.proxy.retry.on_status},
+                            {"on_failure", st.proxy.retry.on_failure},
+                            {"budget_exhausted", st.proxy.retry.budget_exhausted},
+                            {"limit_exceeded", st.proxy.retry.limit_exceeded}}},
                           {"outlier_ejections", st.proxy.outlier_ejections},
                           {"upstream_overflow", st.proxy.upstream_overflow},
                           // Flow-control credit not given back yet: 0 when idle.

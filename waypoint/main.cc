@@ -47,6 +47,8 @@ struct Flags {
   unsigned request_timeout_ms = 30000;
   unsigned upstream_max_idle = 32;
   unsigned upstream_idle_timeout_ms = 15000;
+  double retry_budget_ratio = 0.2;
+  unsigned retry_budget_min_per_second = 10;
 };
 
 int run(const Flags& flags) {
@@ -114,6 +116,8 @@ int run(const Flags& flags) {
   options.request_timeout = std::chrono::milliseconds(flags.request_timeout_ms);
   options.upstream.max_idle_per_endpoint = flags.upstream_max_idle;
   options.upstream.idle_timeout = std::chrono::milliseconds(flags.upstream_idle_timeout_ms);
+  options.retry_budget.ratio = flags.retry_budget_ratio;
+  options.retry_budget.min_per_second = flags.retry_budget_min_per_second;
   {
     auto started =
         waypoint::Loop::start(options, tls, *self_id, flags.workload, snapshot, &telemetry);
@@ -183,6 +187,15 @@ int waypointMain(int argc, char** argv) {
   app.add_option("--upstream-idle-timeout-ms", flags.upstream_idle_timeout_ms,
                  "an idle HTTP/1.1 upstream connection is closed after this long")
       ->check(CLI::Range(100U, 3600U * 1000))
+      ->capture_default_str();
+  app.add_option("--retry-budget-ratio", flags.retry_budget_ratio,
+                 "retries of a backend's requests in the last 10 s may be at most this share of "
+                 "its requests, plus the minimum below (Linkerd's retry budget)")
+      ->check(CLI::Range(0.0, 10.0))
+      ->capture_default_str();
+  app.add_option("--retry-budget-min-per-second", flags.retry_budget_min_per_second,
+                 "retries per second a backend may get whatever the ratio")
+      ->check(CLI::Range(0U, 100000U))
       ->capture_default_str();
   app.add_option("--access-log-format", flags.access_log_format,
                  "one line per request: text or json")

@@ -199,6 +199,7 @@ class LocalConfigParser {
   std::optional<model::GrpcRouteMatch> readGrpcMatch(const YAML::Node& node,
                                                      const std::string& path);
   std::optional<model::RouteTimeouts> readTimeouts(const YAML::Node& node, const std::string& path);
+  std::optional<model::RouteRetry> readRetry(const YAML::Node& node, const std::string& path);
   // Rule names unique within a route; at most 128 matches over all rules.
   void checkRuleLimits(const YAML::Node& rules, const std::string& path,
                        const std::vector<std::optional<std::string>>& names, size_t matches);

@@ -11,8 +11,8 @@ namespace nodemesh::config::local_internal {
 
 namespace {
 
-constexpr std::string_view kHttpRuleFields[] = {"name", "matches", "filters", "backendRefs",
-                                                "timeouts"};
+constexpr std::string_view kHttpRuleFields[] = {"name",        "matches",  "filters",
+                                                "backendRefs", "timeouts", "retry"};
 constexpr std::string_view kGrpcRuleFields[] = {"name", "matches", "filters", "backendRefs"};
 constexpr std::string_view kHttpMatchFields[] = {"path", "headers", "queryParams", "method"};
 constexpr std::string_view kGrpcMatchFields[] = {"method", "headers"};
@@ -20,6 +20,11 @@ constexpr std::string_view kPathMatchFields[] = {"type", "value"};
 constexpr std::string_view kHeaderMatchFields[] = {"type", "name", "value"};
 constexpr std::string_view kMethodMatchFields[] = {"type", "service", "method"};
 constexpr std::string_view kTimeoutFields[] = {"request", "backendRequest"};
+constexpr std::string_view kRetryFields[] = {"codes", "attempts", "backoff"};
+
+// A rule may ask for this many retries at most: more would multiply a failing backend's load
+// beyond what the retry budget is there to stop.
+constexpr uint32_t kMaxRetryAttempts = 10;
 
 constexpr size_t kMaxRules = 16;
 constexpr size_t kMaxMatchesPerRule = 64;
@@ -97,6 +102,7 @@ void LocalConfigParser::readHttpRules(const FieldMap& spec, const std::string& r
           if (auto v = f.get("timeouts")) {
             if (auto t = readTimeouts(*v, f.pathOf("timeouts"))) rule.timeouts = *t;
           }
+          if (auto v = f.get("retry")) rule.retry = readRetry(*v, f.pathOf("retry"));
           checkHttpRule(item, path, rule);
           out.push_back(std::move(rule));
         });
@@ -266,6 +272,61 @@ std::optional<model::RouteTimeouts> LocalConfigParser::readTimeouts(const YAML::
       *out.backend_request > *out.request) {
     r_.problem(node, path, "backendRequest timeout cannot be longer than request timeout");
     ok = false;
+  }
+  return ok ? std::optional(out) : std::nullopt;
+}
+
+std::optional<model::RouteRetry> LocalConfigParser::readRetry(const YAML::Node& node,
+                                                              const std::string& path) {
+  FieldMap f(r_, node, path, "retry", kRetryFields);
+  if (!f.valid()) return std::nullopt;
+  model::RouteRetry out;
+  bool ok = true;
+  if (auto v = f.get("codes")) {
+    r_.forEachItem(*v, f.pathOf("codes"), [&](const YAML::Node& item, const std::string& p) {
+      auto code = r_.readUint32(item, p);
+      if (!code) {
+        ok = false;
+        return;
+      }
+      // HTTPRouteRetryStatusCode: +kubebuilder:validation:Minimum=400, Maximum=599.
+      if (*code < 400 || *code > 599) {
+        r_.problem(item, p,
+                   "a retry code must be between 400 and 599, not " + std::to_string(*code));
+        ok = false;
+        return;
+      }
+      if (std::find(out.codes.begin(), out.codes.end(), *code) == out.codes.end()) {
+        out.codes.push_back(static_cast<int>(*code));
+      }
+    });
+  }
+  if (auto v = f.get("attempts")) {
+    if (auto n = r_.readUint32(*v, f.pathOf("attempts"))) {
+      if (*n > kMaxRetryAttempts) {
+        r_.problem(*v, f.pathOf("attempts"),
+                   "retry attempts must be between 0 and " + std::to_string(kMaxRetryAttempts) +
+                       ", not " + std::to_string(*n));
+        ok = false;
+      } else {
+        out.attempts = *n;
+      }
+    } else {
+      ok = false;
+    }
+  }
+  if (auto v = f.get("backoff")) {
+    if (auto text = r_.readString(*v, f.pathOf("backoff"))) {
+      auto d = model::parseGatewayDuration(*text);
+      if (!d) {
+        r_.problem(*v, f.pathOf("backoff"), "invalid duration: " + d.error().message);
+        ok = false;
+      } else {
+        out.backoff = *d;
+      }
+    } else {
+      ok = false;
+    }
   }
   return ok ? std::optional(out) : std::nullopt;
 }

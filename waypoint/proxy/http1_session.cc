@@ -82,7 +82,9 @@ void Http1Session::Down::onStreamClosed(uint32_t error_code, const std::string& 
 void Http1Session::feedDown() {
   if (done_ || !server_) return;
   while (!in_.empty() && server_->wantsRead()) {
-    // The upstream must keep up with the request body before more is read.
+    // The upstream must keep up with the request body before more is read; nothing is read
+    // while a retry waits for its backoff.
+    if (up_ && up_->waiting) break;
     if (up_ && up_->conn && up_->conn->codec().pendingBytes() > kMaxPendingOutput) break;
     auto& chunk = in_.front();
     std::span<const uint8_t> rest(chunk.data() + in_front_off_, chunk.size() - in_front_off_);
@@ -187,17 +189,21 @@ void Http1Session::onRequestHead(const http1::RequestHead& head, const http1::Re
   out.headers.add("traceparent", trace.context.traceparent());
   if (!trace.tracestate.empty()) out.headers.add("tracestate", trace.tracestate);
   out.headers.add("x-request-id", x.request_id);
+  up->retry = RetryPolicy::of(up->decision ? up->decision->retry : std::nullopt);
+  up->tried.push_back(r.endpoint_uid);
+  x.upstream_attempts = 1;
   up->body_length = bodyLength(info.framing, info.content_length);
   // A retry needs the body again: kept only when the request may be retried at all.
   up->body_kept = up->body_length == 0 || idempotent(out.method);
   up->request = std::move(out);
   up_ = std::move(up);
   if (Status st = startAttempt(/*fresh=*/false); !st.ok()) {
-    const bool bad_head = st.error().code == EINVAL;
-    up_->failed = !bad_head;
-    releaseUp(/*clean=*/false);
-    if (exchange_ && !bad_head) exchange_->flags.set(ResponseFlag::kUpstreamConnectionFailure);
-    return respondLocally(bad_head ? 400 : 503, "open upstream stream: " + st.error().message);
+    if (st.error().code == EINVAL) {  // the head cannot be sent as it is
+      releaseUp(/*clean=*/false);
+      return respondLocally(400, "open upstream stream: " + st.error().message);
+    }
+    upstreamFailed("open upstream stream: " + st.error().message, /*connect=*/true);
+    if (!up_ || !up_->waiting) return;  // answered
   }
   // Mirrors: copies of the request as it goes out, each to its own backend, their responses
   // discarded. Route timeouts bound them too.
@@ -239,7 +245,8 @@ void Http1Session::onRequestBody(std::span<const uint8_t> data) {
   bytes_from_client_ += data.size();
   if (exchange_) exchange_->request_bytes += data.size();
   for (Http1Mirror* m : mirrors_) m->body(data);
-  if (!up_ || !up_->conn) return;  // answered locally: the body is dropped
+  const bool waiting = up_ && up_->waiting;      // kept for the retry (bytes read in one go)
+  if (!up_ || (!up_->conn && !waiting)) return;  // answered locally: the body is dropped
   if (up_->body_kept) {
     if (up_->body.size() + data.size() <= kMaxRetryBody) {
       up_->body.insert(up_->body.end(), data.begin(), data.end());
@@ -248,6 +255,7 @@ void Http1Session::onRequestBody(std::span<const uint8_t> data) {
       std::vector<uint8_t>().swap(up_->body);
     }
   }
+  if (waiting) return;
   if (auto st = up_->conn->codec().sendBody(data); !st) return upstreamFailed(st.error().message);
   flushUp();
 }
@@ -324,7 +332,7 @@ void Http1Session::checkRouteTimeouts(Clock::time_point now) {
   const bool request_expired =
       t.request && t.request->count() > 0 && now - exchange_->start_steady >= *t.request;
   const bool attempt_expired = t.backend_request && t.backend_request->count() > 0 &&
-                               now - up_->attempt_start >= *t.backend_request;
+                               !up_->waiting && now - up_->attempt_start >= *t.backend_request;
   if (!request_expired && !attempt_expired) return;
   ++router_.upstreams().stats().request_timeouts;
   spdlog::info("waypoint: {} timeout of {} {} to {}",
@@ -386,9 +394,13 @@ void Http1Session::Up::onResponseHead(const http1::ResponseHead& head,
     }
     return;
   }
-  response_started = true;
   response_latency = Clock::now() - attempt_start;
   response_status = head.status;
+  if (s->policyAllowsRetry(head.status)) {
+    discarding = true;  // the body is read and dropped; the retry follows its end
+    return;
+  }
+  response_started = true;
   if (s->exchange_) s->exchange_->response_code = static_cast<uint32_t>(head.status);
   if (decision) {
     // ResponseHeaderModifier filters of the route that served it.
@@ -400,12 +412,14 @@ void Http1Session::Up::onResponseHead(const http1::ResponseHead& head,
 }
 
 void Http1Session::Up::onResponseBody(std::span<const uint8_t> data) {
+  if (discarding) return;
   s->bytes_to_client_ += data.size();
   if (s->exchange_) s->exchange_->response_bytes += data.size();
   (void)s->server_->sendBody(data);
 }
 
 void Http1Session::Up::onResponseComplete() {
+  if (discarding) return s->scheduleRetry(/*clean=*/true);
   response_done = true;
   (void)s->server_->sendEnd();
   s->requestDone();
@@ -420,9 +434,98 @@ void Http1Session::Up::onResponseError(const http1::Rejection& rejection) {
   s->upstreamFailed("bad response from the endpoint: " + rejection.reason);
 }
 
-void Http1Session::upstreamFailed(const std::string& why) {
-  if (!up_ || !up_->conn) return;
-  if (mayRetry()) {
+void Http1Session::Up::onRetryDue() {
+  s->startRetry();
+}
+
+bool Http1Session::policyAllowsRetry(int status) {
+  Up& up = *up_;
+  if (status != 0 && !up.retry.retriesStatus(status)) return false;
+  // What was sent must be sendable again; a status retry also needs the request whole (the
+  // response is the client's answer while its body is still coming).
+  if (!up.body_kept || (status != 0 && !request_done_)) return false;
+  if (up.retries >= up.retry.attempts) {
+    if (up.retry.attempts > 0 && exchange_) {
+      exchange_->flags.set(ResponseFlag::kUpstreamRetryLimitExceeded);
+      ++router_.retryStats().limit_exceeded;
+    }
+    return false;
+  }
+  if (!router_.admitRetry(up.service_key)) {
+    ++router_.retryStats().budget_exhausted;
+    spdlog::debug("waypoint: retry budget of {} exhausted: {} {} not retried", up.service_key,
+                  up.request.method, up.request.target);
+    return false;
+  }
+  ++(status != 0 ? router_.retryStats().on_status : router_.retryStats().on_failure);
+  return true;
+}
+
+void Http1Session::scheduleRetry(bool clean) {
+  Up& up = *up_;
+  if (up.conn) router_.upstreams().release(up.conn, clean);
+  up.conn = nullptr;
+  // The attempt's outcome, as releaseUp() would give it: a discarded response is a response
+  // (outlier detection sees its status), anything else a failure.
+  EndpointOutcome outcome{up.target.endpoint_uid, up.target.endpoint_port};
+  outcome.service = up.service_key;
+  if (up.discarding) {
+    outcome.kind = EndpointOutcome::Kind::kResponded;
+    outcome.latency = up.response_latency;
+    outcome.status = up.response_status;
+  } else {
+    outcome.kind = EndpointOutcome::Kind::kFailed;
+  }
+  up.accounted = false;
+  router_.finished(outcome);
+  up.waiting = true;
+  const auto delay = up.retry.delay(up.retries + 1, router_.retryRandom());
+  spdlog::debug("waypoint: {} {} to {}: {}, retry {} in {} ms", up.request.method,
+                up.request.target, up.target.endpoint_uid,
+                up.discarding ? "answered " + std::to_string(up.response_status) : "failed",
+                up.retries + 1, delay.count());
+  router_.retryTimers().schedule(Clock::now() + delay, &up);
+}
+
+void Http1Session::startRetry() {
+  if (done_ || !up_ || !up_->waiting) return;
+  Up& up = *up_;
+  up.waiting = false;
+  if (!up.body_kept) {  // more body arrived while waiting than a retry keeps
+    releaseUp(/*clean=*/false);
+    return respondLocally(503, "upstream failed and the request is too large to retry");
+  }
+  RetryPick pick = router_.retarget(up.decision, up.tried);
+  if (pick.status != 200) {
+    releaseUp(/*clean=*/false);
+    if (exchange_) exchange_->flags.set(ResponseFlag::kNoHealthyUpstream);
+    return respondLocally(pick.status, pick.error);
+  }
+  pick.target.max_requests = up.target.max_requests;
+  up.target = std::move(pick.target);
+  up.accounted = true;
+  up.tried.push_back(up.target.endpoint_uid);
+  ++up.retries;
+  up.response_started = false;
+  up.discarding = false;
+  up.failed = false;
+  up.response_status = 0;
+  up.response_latency = std::chrono::nanoseconds(0);
+  if (exchange_) {
+    exchange_->endpoint_uid = up.target.endpoint_uid;
+    exchange_->upstream_host = SocketAddress::parse(up.target.authority).valueOr(SocketAddress{});
+    exchange_->upstream_attempts = up.retries + 1;
+  }
+  if (Status st = startAttempt(/*fresh=*/false); !st.ok()) {
+    upstreamFailed("open upstream stream: " + st.error().message, /*connect=*/true);
+    return;
+  }
+  feedDown();  // what the client sent meanwhile
+}
+
+void Http1Session::upstreamFailed(const std::string& why, bool connect) {
+  if (!up_ || up_->waiting || (!up_->conn && !connect)) return;
+  if (up_->conn && mayRetry()) {
     // The pod closed the idle connection as we sent on it: once more on a new connection.
     spdlog::debug("waypoint: reused upstream {} failed before responding ({}), retrying",
                   up_->target.authority, why);
@@ -437,10 +540,19 @@ void Http1Session::upstreamFailed(const std::string& why) {
     spdlog::info("waypoint: retry to {} failed: {}", up_->target.authority, st.error().message);
   }
   const bool started = up_->response_started;
+  // A failure while a retryable response was being dropped: that retry was decided already.
+  if (!started && (up_->discarding || policyAllowsRetry(0))) {
+    spdlog::debug("waypoint: upstream {} failed: {}", up_->target.endpoint_uid, why);
+    up_->failed = !up_->discarding;
+    return scheduleRetry(/*clean=*/false);
+  }
   spdlog::info("waypoint: upstream {} failed: {}", up_->target.endpoint_uid, why);
   up_->failed = !started;
   releaseUp(/*clean=*/false);
-  if (exchange_) exchange_->flags.set(ResponseFlag::kUpstreamConnectionTermination);
+  if (exchange_) {
+    exchange_->flags.set(connect ? ResponseFlag::kUpstreamConnectionFailure
+                                 : ResponseFlag::kUpstreamConnectionTermination);
+  }
   if (!started) return respondLocally(503, "upstream failed: " + why);
   requestDone();
   finish(/*reset_down=*/true);  // a response cut short: the client must not take it as whole
@@ -448,8 +560,14 @@ void Http1Session::upstreamFailed(const std::string& why) {
 
 void Http1Session::releaseUp(bool clean) {
   if (!up_) return;
+  router_.retryTimers().cancel(up_.get());
+  up_->waiting = false;
   if (up_->conn) router_.upstreams().release(up_->conn, clean);
   up_->conn = nullptr;
+  if (!up_->accounted) {  // between attempts: the last one was reported
+    retired_.push_back(std::move(up_));
+    return;
+  }
   EndpointOutcome outcome{up_->target.endpoint_uid, up_->target.endpoint_port};
   outcome.service = up_->service_key;
   if (up_->response_started) {

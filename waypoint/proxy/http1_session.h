@@ -16,6 +16,13 @@
 // closed its idle connection meanwhile) is sent once more on a new connection, if it has no
 // body or an idempotent method and its body (up to kMaxRetryBody) was kept.
 //
+// Retries (retry.h): a response with a status the route's retry policy names (503 by
+// default), or a failure before any response, is not relayed: after the backoff the request
+// is sent again, to an endpoint not tried yet when there is one, while attempts and the
+// budget last and the request may be sent again (as above, and received whole for a status
+// retry). The client's further bytes wait meanwhile. A discarded response still counts for
+// the load balancer and outlier detection.
+//
 // Back-pressure: bytes read from a stream are acknowledged (consumed()) only once a codec took
 // them, and a codec takes no more while its output to the other stream holds more than
 // kMaxPendingOutput: a slow reader on either side slows the writer on the other, and a session
@@ -37,6 +44,7 @@
 #include "waypoint/proxy/http1_mirror.h"
 #include "waypoint/proxy/http1_upstream_pool.h"
 #include "waypoint/proxy/policy.h"
+#include "waypoint/proxy/retry.h"
 #include "waypoint/routing/route_table.h"
 #include "waypoint/telemetry/response_flags.h"
 
@@ -97,13 +105,21 @@ struct ExchangeRecord {
   std::string endpoint_uid;             // empty: answered by the waypoint itself
   std::optional<SocketAddress> upstream_host;
   std::string route_name;
-  PolicyDecision authz;        // default ("-") when the request was answered before policies
-  uint32_t response_code = 0;  // 0: no response reached the client
+  uint32_t upstream_attempts = 0;  // requests sent upstream: 1, or more after retries
+  PolicyDecision authz;            // default ("-") when the request was answered before policies
+  uint32_t response_code = 0;      // 0: no response reached the client
   ResponseFlags flags;
   uint64_t request_bytes = 0;
   uint64_t response_bytes = 0;
   std::chrono::system_clock::time_point start;
   std::chrono::steady_clock::time_point start_steady;
+};
+
+// Another endpoint for a retry (Router::retarget).
+struct RetryPick {
+  int status = 200;  // not 200: there is none, and why
+  std::string error;
+  UpstreamTarget target;
 };
 
 class Router {
@@ -114,6 +130,15 @@ class Router {
   virtual void requestDone(const ExchangeRecord& /*record*/) {}
   // Where upstream HTTP/1.1 connections are leased (shared by every session of the loop).
   virtual Http1UpstreamPool& upstreams() = 0;
+  // Retries (retry.h). An endpoint of the decision's backend (the same pod for a request to a
+  // pod), one not in `tried` when there is one; its start is counted as route()'s pick is.
+  virtual RetryPick retarget(const std::optional<RouteDecision>& decision,
+                             const std::vector<std::string>& tried) = 0;
+  // Whether the retry budget of the backend `service_key` allows one more retry (counted).
+  virtual bool admitRetry(std::string_view service_key) = 0;
+  virtual RetryTimers& retryTimers() = 0;
+  virtual RetryStats& retryStats() = 0;
+  virtual RandomSource& retryRandom() = 0;
 };
 
 class Http1Session final : public http1::ServerHandler {
@@ -154,14 +179,21 @@ class Http1Session final : public http1::ServerHandler {
     void onStreamClosed(uint32_t error_code, const std::string& why) override;
   };
   // One request's upstream side: the leased connection and what a retry needs.
-  struct Up final : Http1UpstreamUser {
+  struct Up final : Http1UpstreamUser, RetryWaiter {
     Http1Session* s = nullptr;
     Http1Upstream* conn = nullptr;  // leased from the pool; null once released
     UpstreamTarget target;
-    bool response_started = false;
+    bool response_started = false;  // the response head went to the client
     bool response_done = false;
-    bool retried = false;
-    bool failed = false;  // the endpoint failed it before a response (EndpointOutcome)
+    bool retried = false;  // sent again after a stale kept-alive connection failed
+    bool failed = false;   // the endpoint failed it before a response (EndpointOutcome)
+    // The load balancer counts this attempt as started (Router::finished not called yet).
+    bool accounted = true;
+    RetryPolicy retry;               // the route's, or the default
+    uint32_t retries = 0;            // retries sent
+    std::vector<std::string> tried;  // the endpoints tried, in order
+    bool discarding = false;         // this attempt's response is dropped: a retry follows it
+    bool waiting = false;            // between attempts: the retry is due on the timer
     std::chrono::nanoseconds response_latency{0};  // request sent to response head
     int response_status = 0;                       // of the final response head
     std::string service_key;                       // RouteResult::service_key
@@ -180,6 +212,7 @@ class Http1Session final : public http1::ServerHandler {
     void onResponseBody(std::span<const uint8_t> data) override;
     void onResponseComplete() override;
     void onResponseError(const http1::Rejection& rejection) override;
+    void onRetryDue() override;
   };
 
   // ServerHandler
@@ -202,10 +235,20 @@ class Http1Session final : public http1::ServerHandler {
   Status startAttempt(bool fresh);
   // A reused connection failed before any response byte, and the request may be sent again.
   bool mayRetry() const;
+  // Whether the current attempt's failure (`status` 0: no response) may be retried by the
+  // policy: it must be one the policy names, the request whole and kept, an attempt left and
+  // the budget willing (the last two counted when they say no).
+  bool policyAllowsRetry(int status);
+  // Ends the current attempt (its connection released, `clean` or reset; its outcome given to
+  // the load balancer) and waits for the backoff before the next one.
+  void scheduleRetry(bool clean);
+  // The backoff passed: the next attempt, on another endpoint when there is one.
+  void startRetry();
   // The request's upstream is finished with: `clean` after a whole exchange (the connection
   // may serve the next request), else it is reset.
   void releaseUp(bool clean);
-  void upstreamFailed(const std::string& why);
+  // `connect`: the attempt could not be started (UF), else it failed on its way (UC).
+  void upstreamFailed(const std::string& why, bool connect = false);
   // The route's request / backendRequest timeout expired.
   void checkRouteTimeouts(Clock::time_point now);
   // Mirrors of a request that will not complete are cancelled; all are let go.

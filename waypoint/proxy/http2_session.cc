@@ -239,6 +239,7 @@ void Http2Session::onRequestHeaders(http2::StreamId stream, const http2::Request
   x.endpoint_port = route.endpoint_port;
   x.service_key = std::move(route.service_key);
   r.upstream_host = SocketAddress::parse(route.authority).valueOr(SocketAddress{});
+  r.upstream_attempts = 1;
   x.table = std::move(route.table);
   x.decision = std::move(route.decision);
   http2::RequestHead out = toH2(route.forward);

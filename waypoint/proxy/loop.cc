@@ -1,6 +1,7 @@
 #include "waypoint/proxy/loop.h"
 
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -29,6 +30,9 @@ Result<std::unique_ptr<Loop>> Loop::start(const LoopOptions& options, hbone::Tls
   loop->listen_fd_ = std::move(*fd);
   loop->wake_fd_.reset(::eventfd(0, EFD_CLOEXEC));
   if (!loop->wake_fd_.valid()) return Error::fromErrno("eventfd");
+  loop->retry_fd_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC));
+  if (!loop->retry_fd_.valid()) return Error::fromErrno("timerfd_create");
+  loop->proxy_.setRetryBudget(options.retry_budget);
   loop->proxy_.setSnapshot(std::move(snapshot));
   loop->proxy_.setTelemetry(telemetry);
   loop->proxy_.setRequestTimeout(options.request_timeout);
@@ -100,10 +104,12 @@ void Loop::run() {
   ring_->acceptMultishot(listen_fd_.get(), &accept_tag_);
   ring_->read(wake_fd_.get(), &wake_buf_, sizeof(wake_buf_), &wake_tag_);
   ring_->timeout(timer_interval_, &timer_tag_);
+  ring_->read(retry_fd_.get(), &retry_buf_, sizeof(retry_buf_), &retry_tag_);
   while (!stopping_) {
     ring_->submitAndDispatch();
     conns_->flush();
     proxy_.reap();
+    armRetryTimer();
   }
   conns_->failAll("waypoint stopping");
   conns_->flush();
@@ -126,6 +132,12 @@ void Loop::onCompletion(uint8_t op, int res, unsigned flags) {
       return;
     case kWake:
       return onWake();
+    case kRetryTimer:
+      // Expired: the due retries run and the read is armed again.
+      retry_armed_.reset();
+      proxy_.runRetries(Clock::now());
+      if (!stopping_) ring_->read(retry_fd_.get(), &retry_buf_, sizeof(retry_buf_), &retry_tag_);
+      return;
     case kTimer:
       receivers_->rearmStarved();
       conns_->onTimer();
@@ -136,6 +148,25 @@ void Loop::onCompletion(uint8_t op, int res, unsigned flags) {
     default:
       return;
   }
+}
+
+void Loop::armRetryTimer() {
+  const std::optional<Clock::time_point> next = proxy_.nextRetry();
+  if (next == retry_armed_) return;
+  itimerspec spec{};
+  if (next) {
+    // steady_clock is CLOCK_MONOTONIC; 0 would disarm, so a due retry gets 1 ns.
+    const auto ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(next->time_since_epoch()).count();
+    spec.it_value.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+    spec.it_value.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+    if (spec.it_value.tv_sec == 0 && spec.it_value.tv_nsec == 0) spec.it_value.tv_nsec = 1;
+  }
+  if (::timerfd_settime(retry_fd_.get(), TFD_TIMER_ABSTIME, &spec, nullptr) != 0) {
+    spdlog::warn("waypoint: timerfd_settime: {}", std::strerror(errno));
+    return;
+  }
+  retry_armed_ = next;
 }
 
 void Loop::onWake() {

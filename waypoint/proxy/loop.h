@@ -29,6 +29,7 @@ struct LoopOptions {
   HboneConnOptions hbone;
   std::chrono::milliseconds request_timeout{30000};  // see Proxy::setRequestTimeout
   Http1UpstreamPoolOptions upstream;                 // see Proxy::setUpstreamOptions
+  RetryBudgetOptions retry_budget;                   // see Proxy::setRetryBudget
 };
 
 struct LoopStats {
@@ -53,13 +54,15 @@ class Loop final : public io::CompletionHandler {
   LoopStats stats() const;
 
  private:
-  enum Op : uint8_t { kAccept, kWake, kTimer };
+  enum Op : uint8_t { kAccept, kWake, kTimer, kRetryTimer };
   Loop(const LoopOptions& options, hbone::TlsProvider& tls, identity::SpiffeId self,
        std::string self_uid);
   void run();
   void onCompletion(uint8_t op, int res, unsigned flags) override;
   void onWake();
   void publishStats();
+  // Sets the retry timer (a timerfd read on the ring) to the proxy's next retry, if changed.
+  void armRetryTimer();
 
   LoopOptions options_;
   hbone::TlsProvider& tls_;
@@ -74,7 +77,12 @@ class Loop final : public io::CompletionHandler {
   io::OpTag accept_tag_{this, kAccept};
   io::OpTag wake_tag_{this, kWake};
   io::OpTag timer_tag_{this, kTimer};
+  io::OpTag retry_tag_{this, kRetryTimer};
   uint64_t wake_buf_ = 0;
+  // Retry backoffs are shorter than the tick: a timerfd set to the earliest one.
+  UniqueFd retry_fd_;
+  uint64_t retry_buf_ = 0;
+  std::optional<Clock::time_point> retry_armed_;
   // Route timeouts are checked on this tick, so it is their resolution.
   __kernel_timespec timer_interval_{0, 100'000'000};
   bool stopping_ = false;

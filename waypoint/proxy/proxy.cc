@@ -78,7 +78,8 @@ UpstreamChoice Proxy::choose(const SocketAddress& dst) {
   return c;
 }
 
-UpstreamChoice Proxy::chooseEndpoint(const model::Service& service, uint16_t port) {
+UpstreamChoice Proxy::chooseEndpoint(const model::Service& service, uint16_t port,
+                                     const std::vector<std::string>& avoid) {
   UpstreamChoice c;
   c.service = &service;
   auto fail = [&c](int status, std::string why) {
@@ -101,6 +102,14 @@ UpstreamChoice Proxy::chooseEndpoint(const model::Service& service, uint16_t por
   const std::optional<tunnel::lb::OutlierPolicy> outlier = outlierPolicy(service);
   auto pick = picker_.pick(snap, service, port, locality_, outside, Clock::now(),
                            outlier ? &*outlier : nullptr);
+  if (!avoid.empty()) {
+    // A retry: an endpoint not tried yet if there is one (Envoy's previous_hosts), else any.
+    std::vector<std::string> left_out = outside;
+    left_out.insert(left_out.end(), avoid.begin(), avoid.end());
+    auto other = picker_.pick(snap, service, port, locality_, left_out, Clock::now(),
+                              outlier ? &*outlier : nullptr);
+    if (other) pick = std::move(other);
+  }
   if (!pick) {
     return fail(hbone::kStatusServiceUnavailable,
                 fmt::format("no healthy endpoint in the mesh for {}: {}", service.key(),
@@ -388,7 +397,50 @@ RouteResult Proxy::InboundRouter::route(const http1::RequestHead& head,
     }
   }
   proxy->endpointStarted(r.endpoint_uid, r.endpoint_port, r.service_key);
+  if (!r.service_key.empty()) {
+    proxy->retry_budgets_.try_emplace(r.service_key, proxy->retry_budget_)
+        .first->second.deposit(Clock::now());
+  }
   return r;
+}
+
+RetryPick Proxy::InboundRouter::retarget(const std::optional<RouteDecision>& decision,
+                                         const std::vector<std::string>& tried) {
+  RetryPick p;
+  auto fail = [&p](std::string why) {
+    p.status = 503;
+    p.error = std::move(why);
+    return p;
+  };
+  if (!proxy->snapshot_) return fail("no config");
+  UpstreamChoice choice;
+  if (decision && decision->backend) {
+    // The snapshot may have changed since the first attempt: the backend as it is now.
+    const std::string key = decision->backend->service->key();
+    const model::Service* service = proxy->snapshot_->serviceByKey(key);
+    if (!service) return fail("backend " + key + " is gone");
+    choice = proxy->chooseEndpoint(*service, decision->backend->port, tried);
+  } else {
+    choice = proxy->choose(dst);  // a pod addressed directly: the same pod
+  }
+  if (choice.status != hbone::kStatusOk) return fail(choice.error);
+  std::string error;
+  HboneConn* conn = proxy->connectionFor(choice, &error);
+  if (!conn) return fail(error);
+  p.target =
+      UpstreamTarget{conn, choice.address.toString(), choice.workload->uid, choice.address.port};
+  proxy->endpointStarted(p.target.endpoint_uid, p.target.endpoint_port,
+                         choice.service ? choice.service->key() : std::string());
+  return p;
+}
+
+bool Proxy::InboundRouter::admitRetry(std::string_view service_key) {
+  if (service_key.empty()) return true;  // a pod addressed directly: its attempts bound it
+  auto it = proxy->retry_budgets_.find(service_key);
+  if (it == proxy->retry_budgets_.end()) {
+    it = proxy->retry_budgets_.emplace(std::string(service_key), proxy->retry_budget_).first;
+  }
+  return it->second.withdraw(Clock::now());
 }
 
 H2RouteResult Proxy::InboundRouter::routeH2(const RequestHead& head, bool grpc) {
@@ -460,6 +512,7 @@ void Proxy::InboundRouter::requestDone(const ExchangeRecord& x) {
       r.destination_workload ? r.destination_workload->identity() : "";
   r.destination_principal = destination_principal;
   r.upstream_host = x.upstream_host;
+  r.upstream_attempts = x.upstream_attempts;
   r.route_name = x.route_name;
   r.authz_result = x.authz.result();
   r.authz_policy = x.authz.policy;
@@ -626,6 +679,7 @@ void Proxy::onTimer() {
   if (now >= next_prune_) {
     picker_.prune(now);    // the state of endpoints that are gone
     rate_limits_.prune();  // per-client limiter states back to full
+    std::erase_if(retry_budgets_, [now](const auto& b) { return b.second.idle(now); });
     next_prune_ = now + std::chrono::seconds(10);
   }
   h2_upstreams_.onTimer(now);

@@ -29,6 +29,7 @@
 #include "waypoint/proxy/http2_session.h"
 #include "waypoint/proxy/jwt_auth.h"
 #include "waypoint/proxy/policy.h"
+#include "waypoint/proxy/retry.h"
 #include "waypoint/proxy/stream_join.h"
 #include "waypoint/ratelimit/rate_limiter.h"
 #include "waypoint/routing/random_source.h"
@@ -69,6 +70,7 @@ struct ProxyStats {
   // 503 UO by a circuit breaker (connectionPool limits).
   uint64_t outlier_ejections = 0;
   uint64_t upstream_overflow = 0;
+  RetryStats retry;  // retries by the routes' retry policies, and those not made
   // Requests answered 429 by a local rate limit, per policy and limit.
   std::vector<RateLimitCounter> rate_limited;
   // DATA bytes the HTTP/2 codecs (client connections and upstreams) delivered and nobody gave
@@ -92,8 +94,13 @@ class Proxy final : public ConnectAcceptor {
   void setUpstreamOptions(const Http1UpstreamPoolOptions& options) {
     upstreams_.setOptions(options);
   }
+  // The retry budget of each backend (before traffic).
+  void setRetryBudget(const RetryBudgetOptions& options) { retry_budget_ = options; }
   // The routes are compiled once per snapshot.
   void setSnapshot(model::SnapshotPtr snapshot);
+  // When the next retry is due (the loop arms a timer for it), and the retries due by `now`.
+  std::optional<Clock::time_point> nextRetry() const { return retry_timers_.next(); }
+  void runRetries(Clock::time_point now) { retry_timers_.runDue(now); }
 
   void onConnectRequest(HboneConn& conn, hbone::StreamId stream,
                         const hbone::ConnectRequest& request) override;
@@ -107,8 +114,9 @@ class Proxy final : public ConnectAcceptor {
   // The endpoint a CONNECT to `dst` would be sent to now (no routes: the destination service's
   // own endpoints).
   UpstreamChoice choose(const SocketAddress& dst);
-  // An endpoint of `service` for service port `port`.
-  UpstreamChoice chooseEndpoint(const model::Service& service, uint16_t port);
+  // An endpoint of `service` for service port `port`, none of `avoid` (workload uids) if it can.
+  UpstreamChoice chooseEndpoint(const model::Service& service, uint16_t port,
+                                const std::vector<std::string>& avoid = {});
 
  private:
   struct Inbound;
@@ -152,6 +160,12 @@ class Proxy final : public ConnectAcceptor {
     void finished(const EndpointOutcome& outcome) override;
     void requestDone(const ExchangeRecord& x) override;
     Http1UpstreamPool& upstreams() override { return proxy->upstreams_; }
+    RetryPick retarget(const std::optional<RouteDecision>& decision,
+                       const std::vector<std::string>& tried) override;
+    bool admitRetry(std::string_view service_key) override;
+    RetryTimers& retryTimers() override { return proxy->retry_timers_; }
+    RetryStats& retryStats() override { return proxy->stats_.retry; }
+    RandomSource& retryRandom() override { return proxy->route_random_; }
   };
   struct Inbound {
     HboneConn* conn = nullptr;
@@ -215,9 +229,12 @@ class Proxy final : public ConnectAcceptor {
   std::map<std::string, ClusterLoad, std::less<>> cluster_load_;
   Clock::time_point next_prune_{};
   ProxyStats stats_;
-  WaypointPolicy policy_;    // L4 authorization with the original client (policy.h)
-  WaypointJwt jwt_;          // RequestAuthentication (jwt_auth.h)
-  RateLimiter rate_limits_;  // local rate limits (ratelimit/rate_limiter.h)
+  WaypointPolicy policy_;     // L4 authorization with the original client (policy.h)
+  WaypointJwt jwt_;           // RequestAuthentication (jwt_auth.h)
+  RateLimiter rate_limits_;   // local rate limits (ratelimit/rate_limiter.h)
+  RetryTimers retry_timers_;  // retries waiting for their backoff
+  RetryBudgetOptions retry_budget_;
+  std::map<std::string, RetryBudget, std::less<>> retry_budgets_;  // per backend service key
 };
 
 }  // namespace nodemesh::waypoint

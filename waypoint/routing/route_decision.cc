@@ -63,6 +63,7 @@ RouteDecision RouteTable::decide(const Candidate& winner, const RouteTarget& tar
   if (winner.route.kind == RouteKind::Http) {
     const model::HttpRouteRule& rule = http_[winner.route.index].route->rules[winner.rule];
     d.timeouts = rule.timeouts;
+    d.retry = rule.retry;
     const model::PathMatch& path = rule.matches[winner.match].path;
     if (path.type == model::PathMatchType::PathPrefix) d.matched_prefix = path.value;
   }

@@ -109,6 +109,7 @@ struct RouteDecision {
   // The PathPrefix value of the deciding match, for ReplacePrefixMatch.
   std::optional<std::string> matched_prefix;
   model::RouteTimeouts timeouts;
+  std::optional<model::RouteRetry> retry;  // the rule's; none: the waypoint's default
 };
 
 // What route() saw, for explain: the routes considered and why some were left out, and every

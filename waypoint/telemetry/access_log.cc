@@ -97,6 +97,7 @@ void writeFields(const RequestRecord& r, Fields& f) {
   f.number("bytes_sent", static_cast<int64_t>(r.response_bytes));
   f.number("duration_ms", duration_ms.count());
   f.text("upstream_host", addressText(r.upstream_host));
+  f.number("upstream_attempts", r.upstream_attempts);
   f.text("route_name", r.route_name);
   f.text("authz", r.authz_result);
   f.text("authz_policy", r.authz_policy);

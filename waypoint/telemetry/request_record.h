@@ -47,6 +47,9 @@ struct RequestRecord {
   std::string_view destination_principal;
   // The endpoint address the last attempt went to (Envoy's %UPSTREAM_HOST%).
   std::optional<SocketAddress> upstream_host;
+  // Requests sent upstream (Envoy's %UPSTREAM_REQUEST_ATTEMPT_COUNT%): 1, more after retries,
+  // 0 when the waypoint answered without an upstream.
+  uint32_t upstream_attempts = 0;
   // The route (HTTPRoute/GRPCRoute "namespace/name", and rule) that served it; empty for none.
   std::string_view route_name;
   // The authorization of the request: "allow", "deny", or "-" when no policy applied (or the
