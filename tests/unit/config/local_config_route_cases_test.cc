@@ -238,8 +238,16 @@ const RouteCase kCases[] = {
     {"DuplicateRuleName", HTTP_ROUTE_HEAD "    rules: [{name: a}, {name: a}]\n", 6,
      "rule name 'a' must be unique within the route"},
     {"BadRuleName", HTTP_RULES "name: Rule_1\n", 7, "invalid rule name"},
-    {"RetryIsNotSupported", HTTP_RULES "retry: {attempts: 2}\n", 7,
-     "unknown field 'retry' in HTTPRoute rule"},
+    {"RetryCodeOutOfRange", HTTP_RULES "retry: {codes: [503, 302]}\n", 7,
+     "a retry code must be between 400 and 599, not 302"},
+    {"RetryCodeNotANumber", HTTP_RULES "retry: {codes: [5xx]}\n", 7, "5xx"},
+    {"RetryTooManyAttempts", HTTP_RULES "retry: {attempts: 11}\n", 7,
+     "retry attempts must be between 0 and 10, not 11"},
+    {"RetryNegativeAttempts", HTTP_RULES "retry: {attempts: -1}\n", 7, "-1"},
+    {"RetryBadBackoff", HTTP_RULES "retry: {backoff: fast}\n", 7,
+     "invalid duration: 'fast' is not a duration"},
+    {"RetryUnknownField", HTTP_RULES "retry: {perTryTimeout: 1s}\n", 7,
+     "unknown field 'perTryTimeout' in retry"},
     // GRPCRoute.
     {"GrpcKindInWrongList",
      "grpcRoutes:\n- apiVersion: gateway.networking.k8s.io/v1\n  kind: HTTPRoute\n"

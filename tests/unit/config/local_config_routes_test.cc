@@ -74,6 +74,7 @@ httpRoutes:
           urlRewrite: {hostname: cart-v2.internal, path: {type: ReplaceFullPath, replaceFullPath: /v2/api}}
       - {group: "", kind: Service, name: cart, port: 80}
       timeouts: {request: 1m30s, backendRequest: 500ms}
+      retry: {codes: [500, 502, 500], attempts: 3, backoff: 100ms}
     - matches: [{path: {value: /old}}]
       filters:
       - type: RequestRedirect
@@ -156,6 +157,11 @@ TEST(LocalConfigRoutesTest, EveryHttpRouteFieldLoads) {
   EXPECT_EQ(rule.backend_refs[2].weight, 1u);  // the API's default weight
   EXPECT_EQ(rule.timeouts.request, 90s);
   EXPECT_EQ(rule.timeouts.backend_request, 500ms);
+  ASSERT_TRUE(rule.retry);
+  EXPECT_EQ(rule.retry->codes, (std::vector<int>{500, 502}));  // repeated codes once
+  EXPECT_EQ(rule.retry->attempts, 3u);
+  EXPECT_EQ(rule.retry->backoff, 100ms);
+  EXPECT_FALSE(route.rules[1].retry);  // no retry: the waypoint's default applies
 
   const auto& redirect = std::get<model::RequestRedirect>(route.rules[1].filters[0].config);
   EXPECT_EQ(redirect.scheme, "https");

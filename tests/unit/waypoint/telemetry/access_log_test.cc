@@ -18,6 +18,7 @@ TEST(RequestLogTest, TextLineIsExact) {
             "2026-11-18T11:06:40.123Z access reporter=waypoint method=GET path=\"/cart?id=7\" "
             "protocol=HTTP/1.1 response_code=200 response_flags=- grpc_status=- "
             "bytes_received=0 bytes_sent=512 duration_ms=12 upstream_host=10.244.2.20:8080 "
+            "upstream_attempts=2 "
             "route_name=shop/cart authz=- authz_policy=- authz_rule=- jwt=- "
             "authority=cart.shop.svc.cluster.local:80 "
             "request_id=5f1c8a4e-2b7d-4c1a-9e3f-0a1b2c3d4e5f user_agent=curl/8.5.0 "
@@ -36,6 +37,7 @@ TEST(RequestLogTest, TextLineOfAFailedRequestFromAnUnknownPlaintextClient) {
   r.destination_workload = nullptr;
   r.destination_principal = "";
   r.upstream_host.reset();
+  r.upstream_attempts = 0;
   r.route_name = "";
   r.response_code = 503;
   r.response_flags = {ResponseFlag::kNoHealthyUpstream};
@@ -45,16 +47,17 @@ TEST(RequestLogTest, TextLineOfAFailedRequestFromAnUnknownPlaintextClient) {
   r.user_agent = "grpc-go/1.60 (linux)";
   r.path = "/cart.Cart/Get\nforged=1";
   r.duration = std::chrono::microseconds(800);
-  EXPECT_EQ(formatRequestLog(r, AccessLogFormat::kText),
-            "2026-11-18T11:06:40.123Z access reporter=waypoint method=GET "
-            "path=\"/cart.Cart/Get\\nforged=1\" protocol=HTTP/2 response_code=503 "
-            "response_flags=UH grpc_status=14 bytes_received=0 bytes_sent=512 duration_ms=0 "
-            "upstream_host=- route_name=- authz=- authz_policy=- authz_rule=- jwt=- "
-            "authority=cart.shop.svc.cluster.local:80 "
-            "request_id=5f1c8a4e-2b7d-4c1a-9e3f-0a1b2c3d4e5f "
-            "user_agent=\"grpc-go/1.60 (linux)\" trace_id=4bf92f3577b34da6a3ce929d0e0e4736 "
-            "span_id=00f067aa0ba902b7 src=10.244.1.10:40290 src_identity=- src_workload=- "
-            "dst_service=cart.shop.svc.cluster.local dst_workload=- dst_identity=-");
+  EXPECT_EQ(
+      formatRequestLog(r, AccessLogFormat::kText),
+      "2026-11-18T11:06:40.123Z access reporter=waypoint method=GET "
+      "path=\"/cart.Cart/Get\\nforged=1\" protocol=HTTP/2 response_code=503 "
+      "response_flags=UH grpc_status=14 bytes_received=0 bytes_sent=512 duration_ms=0 "
+      "upstream_host=- upstream_attempts=0 route_name=- authz=- authz_policy=- authz_rule=- jwt=- "
+      "authority=cart.shop.svc.cluster.local:80 "
+      "request_id=5f1c8a4e-2b7d-4c1a-9e3f-0a1b2c3d4e5f "
+      "user_agent=\"grpc-go/1.60 (linux)\" trace_id=4bf92f3577b34da6a3ce929d0e0e4736 "
+      "span_id=00f067aa0ba902b7 src=10.244.1.10:40290 src_identity=- src_workload=- "
+      "dst_service=cart.shop.svc.cluster.local dst_workload=- dst_identity=-");
 }
 
 TEST(RequestLogTest, JsonLineIsExact) {
@@ -63,7 +66,8 @@ TEST(RequestLogTest, JsonLineIsExact) {
             R"({"start_time":"2026-11-18T11:06:40.123Z","reporter":"waypoint","method":"GET",)"
             R"("path":"/cart?id=7","protocol":"HTTP/1.1","response_code":200,)"
             R"("response_flags":"-","grpc_status":null,"bytes_received":0,"bytes_sent":512,)"
-            R"("duration_ms":12,"upstream_host":"10.244.2.20:8080","route_name":"shop/cart",)"
+            R"("duration_ms":12,"upstream_host":"10.244.2.20:8080","upstream_attempts":2,)"
+            R"("route_name":"shop/cart",)"
             R"("authz":"-","authz_policy":null,"authz_rule":null,"jwt":null,)"
             R"("authority":"cart.shop.svc.cluster.local:80",)"
             R"("request_id":"5f1c8a4e-2b7d-4c1a-9e3f-0a1b2c3d4e5f","user_agent":"curl/8.5.0",)"

@@ -59,6 +59,7 @@ inline RequestRecord cartRequest(const Mesh& mesh) {
   r.destination_workload = &mesh.cart_v1;
   r.destination_principal = kCartId;
   r.upstream_host = addr("10.244.2.20:8080");
+  r.upstream_attempts = 2;
   r.route_name = "shop/cart";
   r.method = "GET";
   r.authority = "cart.shop.svc.cluster.local:80";
