@@ -4,30 +4,6 @@
 
 namespace nodemesh::waypoint {
 
-RetryPolicy RetryPolicy::of(const std::optional<model::RouteRetry>& retry) {
-  RetryPolicy p;
-  if (!retry) return p;
-  p.from_route = true;
-  p.codes = retry->codes;  // GEP-1731: no codes, no status is retried
-  if (retry->attempts) p.attempts = *retry->attempts;
-  if (retry->backoff) p.backoff = *retry->backoff;
-  return p;
-}
-
-bool RetryPolicy::retriesStatus(int status) const {
-  return std::find(codes.begin(), codes.end(), status) != codes.end();
-}
-
-std::chrono::milliseconds RetryPolicy::delay(uint32_t n, RandomSource& random) const {
-  if (backoff.count() <= 0 || n == 0) return std::chrono::milliseconds(0);
-  // Envoy's fully jittered exponential backoff, capped at 10x the base interval.
-  const uint64_t base = static_cast<uint64_t>(backoff.count());
-  const uint64_t cap = base * 10;
-  const uint32_t shift = std::min<uint32_t>(n, 20);
-  const uint64_t ceiling = std::min(cap, ((uint64_t{1} << shift) - 1) * base);
-  return std::chrono::milliseconds(random.below(ceiling + 1));
-}
-
 RetryBudget::Bucket& RetryBudget::bucket(Clock::time_point now) {
   const int64_t second =
       std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();

@@ -1,17 +1,11 @@
 #pragma once
 
-// Retries in the waypoint (docs/waypoint.md, "Retries"): which failures of a request are tried
-// again, how long to wait first, and the budget that keeps retries from multiplying the load
-// on a failing service.
+// Retries in the waypoint (docs/waypoint.md, "Retries"): the budget that keeps retries from
+// multiplying the load on a failing service, and the timers of their backoff. Which failures
+// are retried and how long to wait: routing/retry_policy.h.
 //
-// - The policy: the rule's GEP-1731 `retry` (codes, attempts, backoff), else Istio's default
-//   for a waypoint: 2 retries on a 503 and on a connection failure or reset before any
-//   response. Both also retry such a failure (Istio's connect-failure, refused-stream,
-//   reset), as GEP-1731 lets an implementation do.
 // - A retry goes to an endpoint not tried yet when the backend has one (Envoy's
 //   previous_hosts predicate, which Istio sets), else to any.
-// - Backoff as Envoy's: the n-th retry waits a random time in [0, (2^n - 1) x base], at most
-//   10 x base (base 25 ms by default).
 // - The budget (Linkerd's): per backend service, retries within the last 10 s may be at most
 //   `ratio` of the requests in that window plus `min_per_second` x 10. A retry over it is not
 //   made: the client gets the failure as it came.
@@ -24,28 +18,11 @@
 #include <string>
 #include <vector>
 
-#include "model/route.h"
-#include "waypoint/routing/random_source.h"
+#include "waypoint/routing/retry_policy.h"
 
 namespace nodemesh::waypoint {
 
 using Clock = std::chrono::steady_clock;
-
-struct RetryPolicy {
-  static constexpr uint32_t kDefaultAttempts = 2;
-  static constexpr std::chrono::milliseconds kDefaultBackoff{25};
-
-  uint32_t attempts = kDefaultAttempts;  // retries after the first try
-  std::vector<int> codes{503};           // response statuses retried
-  std::chrono::milliseconds backoff = kDefaultBackoff;
-  bool from_route = false;  // the rule's `retry` (else the default)
-
-  // A rule's `retry`, or the default when it has none; its absent fields take the default's.
-  static RetryPolicy of(const std::optional<model::RouteRetry>& retry);
-  bool retriesStatus(int status) const;
-  // How long to wait before retry number `n` (1 for the first).
-  std::chrono::milliseconds delay(uint32_t n, RandomSource& random) const;
-};
 
 struct RetryBudgetOptions {
   double ratio = 0.2;            // retries per request, over the window

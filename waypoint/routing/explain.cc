@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "waypoint/routing/retry_policy.h"
+
 namespace nodemesh::waypoint {
 namespace {
 
@@ -145,6 +147,13 @@ nlohmann::json RouteExplanation::toJson() const {
                              {"filters", b.filters}});
   }
   j["filters"] = filters;
+  if (decision.action == RouteAction::Forward) {
+    const RetryPolicy retry = RetryPolicy::of(decision.retry);
+    j["retry"] = {{"attempts", retry.attempts},
+                  {"codes", retry.codes},
+                  {"backoffMs", retry.backoff.count()},
+                  {"source", retry.from_route ? "rule" : "default"}};
+  }
   j["mirrors"] = nlohmann::json::array();
   for (const Mirror& m : mirrors) {
     j["mirrors"].push_back(
@@ -173,6 +182,9 @@ std::string RouteExplanation::toText() const {
     for (const std::string& f : b.filters) out += "    filter " + f + "\n";
   }
   for (const std::string& f : filters) out += "  filter " + f + "\n";
+  if (decision.action == RouteAction::Forward) {
+    out += "  retry: " + RetryPolicy::of(decision.retry).describe() + "\n";
+  }
   for (const Mirror& m : mirrors) {
     out += "  mirror " + m.service + ":" + std::to_string(m.port) + " " +
            std::to_string(static_cast<int>(m.percent)) + "%" +

@@ -6,7 +6,8 @@
 //
 //   text: 2026-11-18T11:06:40.123Z access reporter=waypoint method=GET path=/cart
 //         protocol=HTTP/1.1 response_code=200 response_flags=- grpc_status=- bytes_received=0
-//         bytes_sent=512 duration_ms=12 upstream_host=10.244.2.20:8080 route_name=shop/cart
+//         bytes_sent=512 duration_ms=12 upstream_host=10.244.2.20:8080 upstream_attempts=1
+//         route_name=shop/cart
 //         authority=cart.shop.svc.cluster.local:8080 request_id=... user_agent=curl/8.5.0
 //         trace_id=... span_id=... src=10.244.1.10:40290 src_identity=spiffe://...
 //         src_workload=shop/frontend-7d9f dst_service=cart.shop.svc.cluster.local

@@ -113,5 +113,22 @@ TEST(RouteExplainTest, RedirectShowsTheLocation) {
   EXPECT_THAT(e.filters, ::testing::ElementsAre("RequestRedirect: status 301, scheme https"));
 }
 
+TEST(RouteExplainTest, ShowsTheRetryPolicyOfTheRuleOrTheDefault) {
+  RouteTable table(
+      mesh(httpRoute("retrying", std::string("{").append(kToCart) +
+                                     ", rules: [{matches: [{path: {value: /pay}}], backendRefs: "
+                                     "[{name: cart, port: 80}], retry: {codes: [500, 502], "
+                                     "attempts: 1, backoff: 10ms}}, {backendRefs: [{name: cart, "
+                                     "port: 80}]}]}")));
+  RouteExplanation pay = explainRoute(table, toCart(), request("GET", "/pay", {}));
+  EXPECT_THAT(pay.toText(), HasSubstr("  retry: 1 retry on 500, 502 and failures before a "
+                                      "response, backoff 10 ms (the rule's)\n"));
+  EXPECT_EQ(pay.toJson()["retry"]["source"], "rule");
+  EXPECT_EQ(pay.toJson()["retry"]["attempts"], 1);
+  RouteExplanation other = explainRoute(table, toCart(), request("GET", "/", {}));
+  EXPECT_THAT(other.toText(), HasSubstr("  retry: 2 retries on 503 and failures before a "
+                                        "response, backoff 25 ms (default)\n"));
+}
+
 }  // namespace
 }  // namespace nodemesh::waypoint::routing_test
