@@ -4,7 +4,9 @@
 // request by the service's HTTPRoute to the Service reviews-v1 or reviews-v2 (one Service per
 // version, as in Istio's examples), whose pods answer with their version. The demo changes the
 // route by rewriting the config file, as an operator would with `kubectl apply`, and measures
-// what the client gets; last, a rate limit on the route throttles the client with 429s.
+// what the client gets; then reviews-v2 turns flaky (every other request 503) and the waypoint's
+// retries hide it from the client, as they stop doing when the route turns retries off; last, a
+// rate limit on the route throttles the client with 429s.
 #include "tests/e2e/demo/waypoint_demo.h"
 
 #include <signal.h>
@@ -18,6 +20,8 @@
 #include <set>
 #include <sstream>
 #include <thread>
+
+#include <regex>
 
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
@@ -49,6 +53,8 @@ constexpr double kTolerance5050Small = 20;
 // then one every 1/kRateLimit s: GCRA) and sends kThrottledRequests back to back.
 constexpr int kRateLimit = 10;
 constexpr int kThrottledRequests = 60;
+// The flaky step: requests sent while reviews-v2 fails every other one.
+constexpr int kFlakyRequests = 100;
 
 struct Pod {
   std::string name, node, ip;
@@ -120,15 +126,17 @@ struct RouteSpec {
   int v1_weight = 0;
   int v2_weight = 0;
   bool beta_rule = false;
-  int rate_limit = 0;  // requests/s per client identity on the route; 0: no limit
+  int rate_limit = 0;       // requests/s per client identity on the route; 0: no limit
+  int retry_attempts = -1;  // the split rule's retry.attempts; -1: no retry (the default policy)
   std::string describe() const {
     return fmt::format(
-        "reviews-v1 weight {}, reviews-v2 weight {}{}{}", v1_weight, v2_weight,
+        "reviews-v1 weight {}, reviews-v2 weight {}{}{}{}", v1_weight, v2_weight,
         beta_rule ? "; header x-user-group: beta -> reviews-v2" : "",
         rate_limit > 0
             ? fmt::format("; HTTPLocalRateLimitPolicy: {} requests/s per client identity",
                           rate_limit)
-            : "");
+            : "",
+        retry_attempts >= 0 ? fmt::format("; retry: {{attempts: {}}}", retry_attempts) : "");
   }
 };
 
@@ -163,12 +171,16 @@ std::string routeYaml(const RouteSpec& route) {
         "      - {{name: reviews-v2, port: {}}}\n",
         kReviewsPort);
   }
-  return out + fmt::format(
-                   "    - name: split\n"
-                   "      backendRefs:\n"
-                   "      - {{name: reviews-v1, port: {0}, weight: {1}}}\n"
-                   "      - {{name: reviews-v2, port: {0}, weight: {2}}}\n",
-                   kReviewsPort, route.v1_weight, route.v2_weight);
+  out += fmt::format(
+      "    - name: split\n"
+      "      backendRefs:\n"
+      "      - {{name: reviews-v1, port: {0}, weight: {1}}}\n"
+      "      - {{name: reviews-v2, port: {0}, weight: {2}}}\n",
+      kReviewsPort, route.v1_weight, route.v2_weight);
+  if (route.retry_attempts >= 0) {
+    out += fmt::format("      retry: {{attempts: {}}}\n", route.retry_attempts);
+  }
+  return out;
 }
 
 // The user's config with the demo's objects appended to its lists. Through yaml-cpp rather
@@ -209,6 +221,7 @@ std::string accessField(const std::string& log, const std::string& needle, const
 struct Tally {
   std::map<std::string, int> served;  // by the version that answered
   int throttled = 0;                  // 429 local_rate_limited, with a retry-after
+  int unavailable = 0;                // 503 from a version (the flaky step)
   int failed = 0;
   std::string first_failure;
   std::string retry_after;  // of the first 429
@@ -244,6 +257,8 @@ Tally sendRequests(SimCluster& cluster, const std::string& url, int count,
       ++t.served[body];
     } else if (status == "429" && body == "local_rate_limited" && !retry_after.empty()) {
       if (t.throttled++ == 0) t.retry_after = retry_after;
+    } else if (status == "503" && body.find(" failed") != std::string::npos) {
+      ++t.unavailable;
     } else {
       fail("status " + status + ": " + body.substr(0, 200));
     }
@@ -251,6 +266,12 @@ Tally sendRequests(SimCluster& cluster, const std::string& url, int count,
   for (; answers < count; ++answers) fail(r.describe() + " " + r.err.substr(0, 300));
   if (t.failed > 0 && !r.err.empty()) t.first_failure += " (curl: " + trim(r.err) + ")";
   return t;
+}
+
+int served(const Tally& t) {
+  int n = 0;
+  for (const auto& [version, count] : t.served) n += count;
+  return n;
 }
 
 // One line per version: how many of `t` it served, against the share wanted. Returns the
@@ -369,6 +390,11 @@ class WaypointDemo {
   bool applyRoute(const RouteSpec& route);
   // A rate limit on the route: the client, sending faster than it allows, gets 429s.
   int throttleStep();
+  // reviews-v2 fails every other request: retried, the client sees no failure; with the rule's
+  // retries off, it sees them.
+  int flakyStep();
+  // The waypoint's retries after a retryable status so far (/stats), -1 when unreadable.
+  int64_t statusRetries();
   Tally send(int count, const std::string& header = "") {
     Tally t = sendRequests(cluster_, url_, count, header);
     for (const auto& [version, n] : t.served) answered_[version] += n;
@@ -381,6 +407,7 @@ class WaypointDemo {
   std::string additions_;  // the pods' workloads and the services
   Process* waypoint_ = nullptr;
   std::string url_;
+  std::string flaky_flag_;  // while this file exists, reviews-v2 fails every other request
   std::map<std::string, int> answered_;  // every 200 the client got, by version
 };
 
@@ -438,6 +465,53 @@ int WaypointDemo::throttleStep() {
   // Back to the route without a limit, so the rest of the demo is not throttled.
   if (!applyRoute({50, 50, false})) return 1;
   return ok ? 0 : 1;
+}
+
+int64_t WaypointDemo::statusRetries() {
+  std::this_thread::sleep_for(milliseconds(300));  // the waypoint publishes /stats on its tick
+  const std::string stats =
+      cluster_.runInPod(kWaypoint, {"curl", "-s", "http://127.0.0.1:15000/stats"}).out;
+  std::smatch m;
+  if (!std::regex_search(stats, m, std::regex(R"("on_status": (\d+))"))) return -1;
+  return std::stoll(m[1]);
+}
+
+int WaypointDemo::flakyStep() {
+  std::ofstream(flaky_flag_) << "1";
+  std::cout << "\n  reviews-v2 turns flaky: its server now answers every other request 503.\n"
+            << fmt::format(
+                   "  {} requests (no retry on the rule: the waypoint's default, 2 "
+                   "retries on 503):\n",
+                   kFlakyRequests);
+  const int64_t before = statusRetries();
+  const Tally t = send(kFlakyRequests);
+  const int64_t retried = statusRetries() - before;
+  const bool hidden = t.failed == 0 && t.unavailable == 0 && retried >= 1;
+  std::cout << fmt::format(
+      "    answered 200 {:>3}   (reviews-v1 {}, reviews-v2 {})\n"
+      "    503s from reviews-v2 retried by the waypoint: {}; the client saw {}   {}\n"
+      "    (each retry went to reviews-v2 again, the only pod of its Service, which answered it)\n",
+      served(t), t.served.count(kVersions[0]) ? t.served.at(kVersions[0]) : 0,
+      t.served.count(kVersions[1]) ? t.served.at(kVersions[1]) : 0, retried, t.unavailable,
+      hidden ? "ok" : "NOT HIDDEN");
+  int failures = hidden ? 0 : 1;
+  if (t.failed > 0) {
+    std::cout << fmt::format("    {} request(s) FAILED; the first: {}\n", t.failed,
+                             t.first_failure);
+  }
+  // The same with the rule's retries turned off: the failures reach the client.
+  if (!applyRoute({50, 50, false, 0, /*retry_attempts=*/0})) return failures + 1;
+  std::cout << fmt::format("  {} requests:\n", kFlakyRequests);
+  const Tally u = send(kFlakyRequests);
+  const bool seen = u.failed == 0 && u.unavailable >= 1;
+  std::cout << fmt::format(
+      "    answered 200 {:>3}, 503 {:>3}: without retries reviews-v2's failures reach the "
+      "client   {}\n",
+      served(u), u.unavailable, seen ? "ok" : "NOT AS EXPECTED");
+  failures += seen ? 0 : 1;
+  std::filesystem::remove(flaky_flag_);
+  if (!applyRoute({50, 50, false})) return failures + 1;
+  return failures;
 }
 
 int WaypointDemo::run() {
@@ -503,17 +577,21 @@ int WaypointDemo::run() {
       return 1;
     }
   }
+  // Each version's server answers its name; reviews-v2's fails every other request while the
+  // flaky step's flag file exists.
+  flaky_flag_ = cluster_.workDir() + "/reviews-v2.flaky";
+  const std::string server = (std::filesystem::path(NODEMESH_EXAMPLES_DIR).parent_path() /
+                              "tests/e2e/scripts" / "flaky_server.py")
+                                 .string();
   for (const Pod& p : {v1, v2}) {
-    const std::string dir = cluster_.workDir() + "/www-" + p.name;
-    std::filesystem::create_directories(dir);
-    std::ofstream(dir + "/reviews") << p.name;  // the whole body: the version
-    cluster_.startInPod(
-        p.name, {"/usr/bin/python3", "-m", "http.server", std::to_string(kReviewsPort), "--bind",
-                 "0.0.0.0", "--directory", dir});
+    std::vector<std::string> env;
+    if (p.name == kVersions[1]) env.push_back("FLAKY_FLAG=" + flaky_flag_);
+    cluster_.startInPod(p.name, {"/usr/bin/python3", server, p.name, std::to_string(kReviewsPort)},
+                        env);
     const std::string local = fmt::format("http://127.0.0.1:{}/reviews", kReviewsPort);
     if (!sim::waitFor(
             [&] {
-              return cluster_.runInPod(p.name, {"curl", "-s", local}).out == p.name;
+              return trim(cluster_.runInPod(p.name, {"curl", "-s", local}).out) == p.name;
             },
             seconds(10), milliseconds(100))) {
       std::cout << "  FAILED: the HTTP server in " << p.name << " did not start\n";
@@ -553,6 +631,7 @@ int WaypointDemo::run() {
   failures += reportSplit(send(kHeaderRequests), kHeaderRequests,
                           {{kVersions[0], 50}, {kVersions[1], 50}}, kTolerance5050Small);
 
+  failures += flakyStep();
   failures += throttleStep();
 
   failures += reportMetrics(cluster_, answered_);
@@ -566,7 +645,9 @@ int WaypointDemo::run() {
                "to the waypoint,\n  which parses HTTP/1.1 and chooses a backend for every "
                "request by the HTTPRoute: by weight, or\n  by the header rule, which takes "
                "precedence because it has a header match. The waypoint applies\n  a changed "
-               "route as soon as the file changes, without a restart.\n";
+               "route as soon as the file changes, without a restart. A request a version "
+               "answered 503\n  is sent again (Istio's default retry policy) before the client "
+               "sees it; a rate limit answers\n  429 to what exceeds it.\n";
   return failures;
 }
 

@@ -1,6 +1,7 @@
 """An HTTP/1.1 server for the waypoint's retry tests (tests/e2e/waypoint_retry_test.cc).
 
-Usage: flaky_server.py POD_NAME [PORT]. Paths:
+Usage: flaky_server.py POD_NAME [PORT]. With FLAKY_FLAG=FILE in the environment, every other
+request (to any path but /stats) is answered 503 while FILE exists (nodemesh-demo). Paths:
   /flaky    every other request (the 1st, 3rd, ...) is answered 503 when the pod runs with
             FLAKY=1 in its environment, else 200
   /fail500  always 500
@@ -16,6 +17,7 @@ import threading
 NAME = sys.argv[1]
 PORT = int(sys.argv[2]) if len(sys.argv) > 2 else 8080
 FLAKY = os.environ.get("FLAKY") == "1"
+FLAKY_FLAG = os.environ.get("FLAKY_FLAG")
 lock = threading.Lock()
 counts = {"served": 0, "failed": 0, "flaky": 0}
 
@@ -34,7 +36,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send(200, body)
         status = 200
         with lock:
-            if path == "/flaky":
+            if FLAKY_FLAG and os.path.exists(FLAKY_FLAG):
+                counts["flaky"] += 1
+                if counts["flaky"] % 2 == 1:
+                    status = 503
+            elif path == "/flaky":
                 counts["flaky"] += 1
                 if FLAKY and counts["flaky"] % 2 == 1:
                     status = 503
