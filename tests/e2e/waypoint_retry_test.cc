@@ -231,9 +231,28 @@ TEST_F(WaypointRetryTest, TheRulesRetryPolicyAndWhatIsNeverRetried) {
   lines = logLines("/fail503?post", 1);
   ASSERT_EQ(lines.size(), 1u) << waypoint_->output();
   EXPECT_NE(lines[0].find("upstream_attempts=1 "), std::string::npos) << lines[0];
+  // An idempotent PUT is, with its body sent again each time (up to 64 KiB kept); a larger one
+  // is not.
+  const std::string small(4000, 'x');
+  const std::string large(100 * 1024, 'y');
+  for (const auto& [query, body] : std::vector<std::pair<std::string, std::string>>{
+           {"?put-small", small}, {"?put-large", large}}) {
+    const std::string file = cluster_->writeFile("body" + query.substr(1), body);
+    auto put = cluster_->runInPod(
+        "frontend", {"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT",
+                     "--data-binary", "@" + file, "http://10.96.0.20:80/fail503" + query});
+    EXPECT_EQ(put.out, "503") << put.describe();
+  }
+  lines = logLines("/fail503?put-small", 1);
+  ASSERT_EQ(lines.size(), 1u) << waypoint_->output();
+  EXPECT_NE(lines[0].find("upstream_attempts=3 "), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("bytes_received=4000 "), std::string::npos) << lines[0];
+  lines = logLines("/fail503?put-large", 1);
+  ASSERT_EQ(lines.size(), 1u) << waypoint_->output();
+  EXPECT_NE(lines[0].find("upstream_attempts=1 "), std::string::npos) << lines[0];
   const auto after = retryStats();
-  EXPECT_EQ(field(after, "on_status") - field(before, "on_status"), 3 + 2);
-  EXPECT_EQ(field(after, "limit_exceeded") - field(before, "limit_exceeded"), 3 + 1);
+  EXPECT_EQ(field(after, "on_status") - field(before, "on_status"), 3 + 2 + 2);
+  EXPECT_EQ(field(after, "limit_exceeded") - field(before, "limit_exceeded"), 3 + 1 + 1);
   // The rule's policy is in the waypoint's /routes.
   const std::string routes =
       cluster_->runInPod("waypoint", {"curl", "-s", "http://127.0.0.1:15000/routes"}).out;

@@ -503,6 +503,8 @@ void Http1Session::startRetry() {
   }
   pick.target.max_requests = up.target.max_requests;
   up.target = std::move(pick.target);
+  // The client had its 100 Continue (or sent the body anyway): the body goes with the head.
+  up.request.headers.remove("expect");
   up.accounted = true;
   up.tried.push_back(up.target.endpoint_uid);
   ++up.retries;

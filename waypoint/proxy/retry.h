@@ -56,10 +56,8 @@ class RetryBudget {
 // Something waiting for its retry's backoff to pass.
 class RetryWaiter {
  public:
+  virtual ~RetryWaiter() = default;
   virtual void onRetryDue() = 0;
-
- protected:
-  ~RetryWaiter() = default;
 };
 
 // The waiters of one loop, by deadline. The loop arms a timer for next() and calls runDue().
