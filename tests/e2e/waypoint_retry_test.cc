@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <map>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -50,7 +51,8 @@ class WaypointRetryTest : public WaypointTest {
     for (const char* pod : {"cart-v1", "cart-v2"}) {
       std::vector<std::string> env;
       if (std::string(pod) == "cart-v2") env.emplace_back("FLAKY=1");
-      cluster_->startInPod(pod, {"/usr/bin/python3", e2eScript("flaky_server.py"), pod}, env);
+      servers_[pod] =
+          &cluster_->startInPod(pod, {"/usr/bin/python3", e2eScript("flaky_server.py"), pod}, env);
       ASSERT_TRUE(waitFor(
           [&] {
             auto r = cluster_->runInPod(pod, {"curl", "-s", "http://127.0.0.1:8080/who"});
@@ -77,6 +79,8 @@ class WaypointRetryTest : public WaypointTest {
         },
         seconds(10)));
   }
+
+  std::map<std::string, Process*> servers_;
 
   // The pod's server's counters: (served, failed).
   std::pair<int, int> podStats(const std::string& pod) {
@@ -258,6 +262,37 @@ TEST_F(WaypointRetryTest, TheRulesRetryPolicyAndWhatIsNeverRetried) {
       cluster_->runInPod("waypoint", {"curl", "-s", "http://127.0.0.1:15000/routes"}).out;
   EXPECT_NE(routes.find(R"("attempts": 1,)"), std::string::npos) << routes;
   EXPECT_NE(routes.find(R"("backoffMs": 10,)"), std::string::npos) << routes;
+}
+
+// A pod whose server is down: its agent refuses the CONNECT, so nothing of the request reached
+// an application and even a POST with a body is retried, on the other endpoint.
+TEST_F(WaypointRetryTest, ARequestThatNeverReachedThePodIsRetriedWhateverItsMethod) {
+  startServers();
+  if (HasFatalFailure()) return;
+  servers_.at("cart-v2")->kill();
+  ASSERT_TRUE(waitFor(
+      [&] {
+        return cluster_->runInPod("cart-v2", {"ss", "-Hltn", "sport = :8080"}).out.empty();
+      },
+      seconds(5)));
+  std::vector<std::string> argv = {"curl", "-s", "-w", "code=%{http_code}\\n"};
+  for (int i = 0; i < 20; ++i) {
+    argv.insert(argv.end(),
+                {"-X", "POST", "-d", "order=" + std::to_string(i), "http://10.96.0.20:80/order"});
+  }
+  auto r = cluster_->runInPod("frontend", argv, seconds(60));
+  EXPECT_EQ(countOf(r.out, "cart-v1\ncode=200"), 20u) << r.describe() << waypoint_->output();
+  const auto lines = logLines("/order", 20);
+  size_t retried = 0;
+  for (const std::string& line : lines) {
+    if (line.find("upstream_attempts=2 ") == std::string::npos) continue;
+    ++retried;
+    EXPECT_NE(line.find("method=POST "), std::string::npos) << line;
+    EXPECT_NE(line.find("response_code=200 "), std::string::npos) << line;
+  }
+  // The load balancer tried cart-v2 at least once before ejecting it (3 failures).
+  EXPECT_GE(retried, 1u) << waypoint_->output();
+  EXPECT_LE(retried, 3u) << waypoint_->output();
 }
 
 }  // namespace

@@ -193,8 +193,7 @@ void Http1Session::onRequestHead(const http1::RequestHead& head, const http1::Re
   up->tried.push_back(r.endpoint_uid);
   x.upstream_attempts = 1;
   up->body_length = bodyLength(info.framing, info.content_length);
-  // A retry needs the body again: kept only when the request may be retried at all.
-  up->body_kept = up->body_length == 0 || idempotent(out.method);
+  up->idempotent = up->body_length == 0 || idempotent(out.method);
   up->request = std::move(out);
   up_ = std::move(up);
   if (Status st = startAttempt(/*fresh=*/false); !st.ok()) {
@@ -238,7 +237,7 @@ Status Http1Session::startAttempt(bool fresh) {
 bool Http1Session::mayRetry() const {
   if (!up_ || !up_->conn || up_->retried || up_->response_started) return false;
   if (!up_->conn->reused() || up_->conn->receivedAny()) return false;
-  return up_->body_kept;  // kept only for bodyless requests and idempotent methods
+  return up_->body_kept && up_->idempotent;
 }
 
 void Http1Session::onRequestBody(std::span<const uint8_t> data) {
@@ -441,9 +440,13 @@ void Http1Session::Up::onRetryDue() {
 bool Http1Session::policyAllowsRetry(int status) {
   Up& up = *up_;
   if (status != 0 && !up.retry.retriesStatus(status)) return false;
-  // What was sent must be sendable again; a status retry also needs the request whole (the
-  // response is the client's answer while its body is still coming).
-  if (!up.body_kept || (status != 0 && !request_done_)) return false;
+  // What was sent must be sendable again: the body kept, and either the request may be
+  // processed twice or nothing of it reached the pod (its agent refused the CONNECT, or no
+  // stream opened). A status retry also needs the request whole (the response is the
+  // client's answer while its body is still coming).
+  const bool never_reached = status == 0 && (!up.conn || !up.conn->established());
+  if (!up.body_kept || (!up.idempotent && !never_reached)) return false;
+  if (status != 0 && !request_done_) return false;
   if (up.retries >= up.retry.attempts) {
     if (up.retry.attempts > 0 && exchange_) {
       exchange_->flags.set(ResponseFlag::kUpstreamRetryLimitExceeded);

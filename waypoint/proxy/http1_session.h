@@ -14,13 +14,15 @@
 // one fires before the response started the client gets 504 (flag UT), after it the streams are
 // reset. A request sent on a reused connection that fails before any response byte (the pod
 // closed its idle connection meanwhile) is sent once more on a new connection, if it has no
-// body or an idempotent method and its body (up to kMaxRetryBody) was kept.
+// body or an idempotent method and its body (up to kMaxRetryBody, kept for every request) was
+// kept.
 //
 // Retries (retry.h): a response with a status the route's retry policy names (503 by
 // default), or a failure before any response, is not relayed: after the backoff the request
 // is sent again, to an endpoint not tried yet when there is one, while attempts and the
 // budget last and the request may be sent again (as above, and received whole for a status
-// retry). The client's further bytes wait meanwhile. A discarded response still counts for
+// retry), or nothing of it reached the pod (its agent refused the CONNECT: any method). The
+// client's further bytes wait meanwhile. A discarded response still counts for
 // the load balancer and outlier detection.
 //
 // Back-pressure: bytes read from a stream are acknowledged (consumed()) only once a codec took
@@ -202,7 +204,8 @@ class Http1Session final : public http1::ServerHandler {
     http1::RequestHead request;  // as sent upstream
     std::optional<uint64_t> body_length;
     std::vector<uint8_t> body;  // sent so far, for a retry, while `body_kept`
-    bool body_kept = false;
+    bool body_kept = true;      // all of it so far (at most kMaxRetryBody)
+    bool idempotent = false;    // its method, or it has no body: it may be processed twice
     Clock::time_point attempt_start;
 
     void onUpstreamData() override;

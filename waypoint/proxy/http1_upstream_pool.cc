@@ -39,7 +39,10 @@ Status Http1Upstream::pump(const std::function<bool()>& more) {
 }
 
 void Http1Upstream::onConnectResponse(int status) {
-  if (status == hbone::kStatusOk) return;
+  if (status == hbone::kStatusOk) {
+    established_ = true;
+    return;
+  }
   const std::string why = "the endpoint's agent answered " + std::to_string(status);
   if (user_) return user_->onUpstreamFailed(why);
   pool_.close(this, /*graceful=*/false);

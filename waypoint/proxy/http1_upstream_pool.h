@@ -97,6 +97,9 @@ class Http1Upstream final : public StreamOwner, private http1::ClientHandler {
   bool reused() const { return reused_; }
   // Whether the endpoint sent any byte during this lease (its end of stream is not a byte).
   bool receivedAny() const { return received_in_lease_; }
+  // The endpoint's agent accepted the CONNECT (it reached the pod): before that, nothing sent
+  // on it can have reached the application.
+  bool established() const { return established_; }
   // Writes the codec's output to the stream as far as the stream takes it.
   Status flush();
   // Gives received bytes to the codec while `more()` says the user keeps up, then the endpoint's
@@ -134,6 +137,7 @@ class Http1Upstream final : public StreamOwner, private http1::ClientHandler {
   bool eof_ = false;                     // the endpoint ended its side
   bool eof_delivered_ = false;
   bool reused_ = false;
+  bool established_ = false;
   uint32_t leases_ = 0;  // requests it carried (UpstreamTarget::max_requests)
   bool received_in_lease_ = false;
   Clock::time_point idle_since_;
