@@ -66,6 +66,7 @@ struct DaemonOptions {
   int connect_timeout_ms = 10000;
   int hbone_keepalive_s = 30;
   int hbone_idle_timeout_s = 300;
+  int hbone_server_idle_timeout_s = 360;
   unsigned connect_attempts = 3;
   // Per-workload caps on inbound connections (docs/tunnel.md); 0: none.
   unsigned max_inbound_connections_per_workload = 0;

@@ -207,6 +207,11 @@ int agentMain(int argc, char** argv) {
                  "seconds")
       ->capture_default_str()
       ->check(CLI::Range(1, 86400));
+  app.add_option("--hbone-server-idle-timeout-s", flags.daemon.hbone_server_idle_timeout_s,
+                 "an accepted HBONE connection (a pod's 15008) without a stream for this long "
+                 "gets GOAWAY and is closed, in seconds")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400));
   app.add_option("--proc-dir", flags.daemon.proc_dir,
                  "the node's /proc, where namespaces used by processes are found (in a "
                  "container: the host's /proc mounted elsewhere)")

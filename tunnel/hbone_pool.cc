@@ -145,6 +145,22 @@ void HbonePool::onTimer() {
     (void)c->h2().goaway();
     c->socket_.fail("");
   }
+  // Accepted connections: the peer's to close, but not to keep forever without a stream.
+  std::vector<HboneConnection*> idle_servers;
+  for (auto& c : conns_) {
+    if (c->state() == State::kOpen && c->socket_.role() == hbone::H2Role::kServer &&
+        c->socket_.transport().established() && c->streams_.empty() &&
+        now - c->idle_since_ >= options_.server_idle_timeout) {
+      idle_servers.push_back(c.get());
+    }
+  }
+  for (HboneConnection* c : idle_servers) {
+    bump(ctx_.counters.hbone_server_idle_closed);
+    spdlog::debug("{}: HBONE connection from {} idle for {} s: closed", c->podName(),
+                  c->peer().toString(), options_.server_idle_timeout.count());
+    (void)c->h2().goaway();
+    c->socket_.drainAndFail("");  // the GOAWAY leaves, then a FIN
+  }
 }
 
 void HbonePool::forgetPod(const Pod& pod) {

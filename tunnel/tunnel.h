@@ -41,6 +41,10 @@ struct TunnelOptions {
   unsigned connect_attempts = 3;
   // A pooled HBONE connection with no stream for this long is closed (ztunnel: 5 minutes).
   std::chrono::seconds pool_idle_timeout{300};
+  // An accepted HBONE connection (a pod's 15008) with no stream for this long gets GOAWAY and
+  // is closed, so that a peer cannot hold file descriptors with idle connections. Longer than
+  // the clients' pool_idle_timeout, so a well-behaved peer closes first.
+  std::chrono::seconds server_idle_timeout{360};
   // An HBONE connection whose TLS handshake has not finished by then is closed (a peer that
   // stalls mid-handshake must not hold a connection forever).
   std::chrono::seconds handshake_timeout{10};

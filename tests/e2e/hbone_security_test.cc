@@ -362,6 +362,32 @@ TEST_F(HboneSecurityTest, StalledHandshakeIsClosedAfterTheTimeout) {
   expectCartV1StillServes("a stalled handshake was closed");
 }
 
+// Floods (reliability issue): an authenticated peer that opens no stream cannot keep the
+// connection (a file descriptor of the agent's) forever: after the server idle timeout (here
+// 2 s) it gets a GOAWAY, the connection is closed and counted, and the agent keeps serving.
+TEST_F(HboneSecurityTest, IdleAuthenticatedConnectionIsClosedAfterTheServerIdleTimeout) {
+  startAgents({"--hbone-server-idle-timeout-s", "2"});
+  auto before = tunnelStats(*agent2_);
+  std::vector<std::string> args = credentialArgs(meshClient());
+  args.insert(args.end(), {"--timeout", "20"});
+  auto r = hboneClient("idle", args);
+  EXPECT_EQ(field(r, "handshake"), "ok") << r.dump();
+  EXPECT_TRUE(r.value("goaway", false)) << r.dump();
+  EXPECT_EQ(number(r, "goaway_error"), 0) << r.dump();  // NO_ERROR
+  EXPECT_TRUE(closedByServer(r)) << r.dump();
+  const double secs = r.value("seconds", 0.0);
+  EXPECT_GE(secs, 1.9) << r.dump();
+  EXPECT_LE(secs, 6.0) << r.dump();  // the check runs once a second
+  EXPECT_TRUE(waitFor(
+      [&] {
+        return tunnelStats(*agent2_)["hbone_server_idle_closed"] ==
+               before["hbone_server_idle_closed"] + 1;
+      },
+      seconds(5)))
+      << agent2_->output();
+  expectCartV1StillServes("an idle connection was closed");
+}
+
 // ---- interop ----
 
 // Must show 9: python-h2 over Python's ssl (TLS 1.3, ALPN h2, a client certificate from the

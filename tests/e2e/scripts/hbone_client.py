@@ -291,6 +291,49 @@ def mode_probe(args, result):
     result["closed"] = None
 
 
+def mode_idle(args, result):
+    """Opens an authenticated HTTP/2 connection, opens no stream, and waits for the server to
+    end it: "goaway" says whether a GOAWAY came first, "seconds" how long it took."""
+    tls = open_tls(args, result)
+    if tls is None:
+        return
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    tls.sendall(conn.data_to_send())
+    start = time.monotonic()
+    deadline = start + args.timeout
+    result["goaway"] = False
+    result["closed"] = "timeout"
+    while time.monotonic() < deadline:
+        tls.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            data = tls.recv(65536)
+        except socket.timeout:
+            break
+        except (OSError, ssl.SSLError) as exc:
+            result["closed"] = describe_exception(exc)
+            break
+        if not data:
+            result["closed"] = "eof"
+            break
+        try:
+            events = conn.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            result["closed"] = "client protocol error: " + str(exc)
+            break
+        for event in events:
+            if isinstance(event, h2.events.ConnectionTerminated):
+                result["goaway"] = True
+                result["goaway_error"] = int(event.error_code)
+        pending = conn.data_to_send()
+        if pending:
+            try:
+                tls.sendall(pending)
+            except (OSError, ssl.SSLError):
+                pass
+    result["seconds"] = round(time.monotonic() - start, 3)
+
+
 def mode_garbage(args, result):
     rng = random.Random(args.seed)
     payload = bytes(rng.getrandbits(8) for _ in range(args.bytes))
@@ -449,6 +492,7 @@ MODES = {
     "huge-header": mode_huge_header,
     "data-first": mode_data_first,
     "no-preface": mode_no_preface,
+    "idle": mode_idle,
 }
 
 
