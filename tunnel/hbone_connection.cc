@@ -1,5 +1,6 @@
 #include "tunnel/hbone_connection.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "tunnel/hbone_pool.h"
@@ -47,9 +48,22 @@ void HboneConnection::onResponse(hbone::StreamId stream, int status) {
 void HboneConnection::onRequestRejected(hbone::StreamId /*stream*/, int status,
                                         std::string_view reason) {
   bump(ctx_.counters.hbone_streams_rejected);
-  spdlog::info("{}: HBONE request from {} refused with {}: {}", podName(), peer().toString(),
-               status, reason);
+  logRefusal("HBONE request", status, reason);
   markDirty();
+}
+
+void HboneConnection::logRefusal(const std::string& what, int status, std::string_view why) {
+  RateLimitedLog& log = pool_.refusalLog();
+  uint64_t held_back = 0;
+  if (!log.admit(RateLimitedLog::Clock::now(), &held_back)) return;
+  spdlog::info(
+      "{}: {} from {} refused with {}: {}{}", podName(), what, peer().toString(), status, why,
+      held_back == 0
+          ? std::string()
+          : fmt::format(" ({} more refused since the last such line, not logged: at most {} "
+                        "lines per {} s per worker; all are counted in "
+                        "nodemesh_hbone_streams_total{{event=\"rejected\"}})",
+                        held_back, log.burst(), log.interval().count()));
 }
 
 void HboneConnection::onData(hbone::StreamId stream, std::span<const uint8_t> data) {

@@ -49,6 +49,9 @@ class HboneConnection final : public hbone::H2Handler,
   const std::string& podName() const { return socket_.label(); }
   // Server side: the pod whose 15008 accepted it; null once the pod is being removed.
   Pod* serverPod() const { return server_pod_; }
+  // Logs a stream refused to the peer: at most one line per interval per worker, the rest
+  // counted into the next line (a peer can cause refusals at will).
+  void logRefusal(const std::string& what, int status, std::string_view why);
   // The client's identity from its certificate (server side), if it showed one.
   const std::optional<identity::SpiffeId>& peerIdentity() const;
   State state() const { return socket_.state(); }

@@ -16,6 +16,7 @@
 #include "hbone/h2_session.h"
 #include "identity/spiffe_id.h"
 #include "tunnel/hbone_connection.h"
+#include "tunnel/rate_limited_log.h"
 #include "tunnel/relay_context.h"
 
 namespace nodemesh::hbone {
@@ -63,6 +64,8 @@ class HbonePool {
   void forgetPod(const Pod& pod);
   void failAll(const std::string& why);
   bool empty() const { return conns_.empty(); }
+  // The worker's log of refused streams (CONNECTs and bad requests a peer sends at will).
+  RateLimitedLog& refusalLog() { return refusal_log_; }
 
  private:
   friend class HboneConnection;
@@ -80,6 +83,7 @@ class HbonePool {
   std::multimap<std::string, HboneConnection*> pool_;
   std::vector<HboneConnection*> dirty_;
   std::vector<HboneConnection*> flushing_;  // flushDirty's batch
+  RateLimitedLog refusal_log_;
 };
 
 }  // namespace nodemesh::tunnel

@@ -94,8 +94,7 @@ void Inbound::onConnectRequest(HboneConnection& conn, hbone::StreamId stream,
                                const hbone::ConnectRequest& req) {
   auto reject = [&](int status, const std::string& why) {
     bump(ctx_.counters.hbone_streams_rejected);
-    spdlog::info("{}: HBONE CONNECT {} from {} refused with {}: {}", conn.podName(), req.authority,
-                 conn.peer().toString(), status, why);
+    conn.logRefusal("HBONE CONNECT " + req.authority, status, why);
     (void)conn.h2().respond(stream, status);
   };
   const auto& peer_id = conn.peerIdentity();

@@ -18,9 +18,12 @@
 #include "identity/spiffe_id.h"
 #include "identity/workload_certificate.h"
 #include "tests/e2e/mesh_fixture.h"
+#include "tunnel/rate_limited_log.h"
 
 namespace nodemesh::sim {
 namespace {
+
+using tunnel::RateLimitedLog;
 
 // Debian's interpreter: `python3` on PATH may be another one, without python3-h2.
 constexpr const char* kPython = "/usr/bin/python3";
@@ -386,6 +389,32 @@ TEST_F(HboneSecurityTest, IdleAuthenticatedConnectionIsClosedAfterTheServerIdleT
       seconds(5)))
       << agent2_->output();
   expectCartV1StillServes("an idle connection was closed");
+}
+
+// Floods (reliability issue): 500 CONNECTs a peer sends to an address that is not the pod's are
+// each answered 400 and counted, but the agent logs at most 10 such lines per 10 s per worker
+// (the next line says how many it held back) and keeps serving.
+TEST_F(HboneSecurityTest, RefusedStreamFloodIsCountedButNotLoggedLineByLine) {
+  startAgents();
+  auto before = tunnelStats(*agent2_);
+  const size_t lines_before = countOf(agent2_->output(), "refused with 400");
+  std::vector<std::string> args = credentialArgs(meshClient());
+  args.insert(args.end(), {"--authority", "10.244.2.99:8080", "--count", "500"});
+  auto r = hboneClient("refused-flood", args);
+  EXPECT_EQ(number(r, "sent"), 500) << r.dump();
+  ASSERT_TRUE(r.contains("statuses")) << r.dump();
+  EXPECT_EQ(r["statuses"].value("400", 0), 500) << r.dump();
+  EXPECT_TRUE(waitFor(
+      [&] {
+        return tunnelStats(*agent2_)["hbone_streams_rejected"] ==
+               before["hbone_streams_rejected"] + 500;
+      },
+      seconds(5)))
+      << agent2_->output();
+  const size_t lines = countOf(agent2_->output(), "refused with 400") - lines_before;
+  EXPECT_GE(lines, 1u);
+  EXPECT_LE(lines, 2u * RateLimitedLog::kDefaultBurst) << agent2_->output();  // a worker each
+  expectCartV1StillServes("a flood of refused streams");
 }
 
 // ---- interop ----

@@ -334,6 +334,44 @@ def mode_idle(args, result):
     result["seconds"] = round(time.monotonic() - start, 3)
 
 
+def mode_refused_flood(args, result):
+    """--count CONNECT requests to --authority, 50 at a time on one connection: "statuses"
+    counts the answers by status."""
+    tls = open_tls(args, result)
+    if tls is None:
+        return
+    client = H2Client(tls, args.timeout)
+    client.start()
+    statuses = {}
+    answered = [0]
+
+    handle = client.handle
+
+    def on_event(event):
+        if isinstance(event, h2.events.ResponseReceived):
+            status = dict(event.headers).get(b":status", b"0").decode()
+            statuses[status] = statuses.get(status, 0) + 1
+            answered[0] += 1
+        else:
+            handle(event)
+
+    client.handle = on_event
+    sent = 0
+    while sent < args.count and client.closed is None:
+        batch = min(50, args.count - sent)
+        for _ in range(batch):
+            stream_id = client.conn.get_next_available_stream_id()
+            client.conn.send_headers(stream_id, connect_headers(args.authority))
+        client.flush()
+        sent += batch
+        if not client.wait(lambda: answered[0] >= sent):
+            break
+    result["sent"] = sent
+    result["statuses"] = statuses
+    result["closed"] = client.closed
+    result["goaway"] = client.goaway_code
+
+
 def mode_garbage(args, result):
     rng = random.Random(args.seed)
     payload = bytes(rng.getrandbits(8) for _ in range(args.bytes))
@@ -493,6 +531,7 @@ MODES = {
     "data-first": mode_data_first,
     "no-preface": mode_no_preface,
     "idle": mode_idle,
+    "refused-flood": mode_refused_flood,
 }
 
 
@@ -508,6 +547,7 @@ def main():
     parser.add_argument("--send", type=int, default=0, help="payload bytes to the app")
     parser.add_argument("--expect", type=int, default=0, help="payload bytes from the app")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--count", type=int, default=100, help="requests (refused-flood)")
     parser.add_argument("--bytes", type=int, default=4096, help="garbage bytes")
     parser.add_argument("--tls-record", action="store_true", help="garbage inside a record")
     parser.add_argument("--header-bytes", type=int, default=32768)
