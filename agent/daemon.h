@@ -67,6 +67,7 @@ struct DaemonOptions {
   int hbone_keepalive_s = 30;
   int hbone_idle_timeout_s = 300;
   int hbone_server_idle_timeout_s = 360;
+  unsigned max_pending_handshakes = 512;
   unsigned connect_attempts = 3;
   // Per-workload caps on inbound connections (docs/tunnel.md); 0: none.
   unsigned max_inbound_connections_per_workload = 0;

@@ -212,6 +212,11 @@ int agentMain(int argc, char** argv) {
                  "gets GOAWAY and is closed, in seconds")
       ->capture_default_str()
       ->check(CLI::Range(1, 86400));
+  app.add_option("--max-pending-handshakes", flags.daemon.max_pending_handshakes,
+                 "accepted HBONE connections still in their TLS handshake, over all workers; "
+                 "at the bound a new one closes the oldest pending one")
+      ->capture_default_str()
+      ->check(CLI::Range(1U, 1000000U));
   app.add_option("--proc-dir", flags.daemon.proc_dir,
                  "the node's /proc, where namespaces used by processes are found (in a "
                  "container: the host's /proc mounted elsewhere)")

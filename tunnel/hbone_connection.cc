@@ -103,6 +103,7 @@ std::string HboneConnection::onConnectFailed(int res) {
 }
 
 void HboneConnection::onEstablished() {
+  pool_.handshakeDone(this);
   bump(socket_.role() == hbone::H2Role::kClient ? ctx_.counters.tls_handshakes_client
                                                 : ctx_.counters.tls_handshakes_server);
 }

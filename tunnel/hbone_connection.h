@@ -97,8 +97,9 @@ class HboneConnection final : public hbone::H2Handler,
   HbonePool& pool_;
   RelayContext& ctx_;
   bool dirty_ = false;
-  Pod* server_pod_ = nullptr;  // server: the pod whose 15008 accepted it
-  std::string pool_key_;       // client: where it sits in the pool
+  Pod* server_pod_ = nullptr;       // server: the pod whose 15008 accepted it
+  bool handshake_pending_ = false;  // server: counted in HbonePool::pending_handshakes_
+  std::string pool_key_;            // client: where it sits in the pool
   hbone_io::HboneSocket socket_;
   Clock::time_point last_ping_;
   std::map<hbone::StreamId, StreamBridge*> streams_;

@@ -58,9 +58,39 @@ void HbonePool::acceptServer(Pod& pod, UniqueFd fd) {
   if (!transport) return refuse(transport.error().message);
   auto peer = peerAddress(fd.get());
   if (!peer) return refuse(peer.error().message);
+  if (pending_handshakes_ >= options_.max_pending_handshakes) shedOldestHandshake(pod);
   conn->socket_.attach(std::move(fd), std::move(*transport), *peer, buffers_, pod.name);
   conn->server_pod_ = &pod;
+  conn->handshake_pending_ = true;
+  ++pending_handshakes_;
   add(std::move(conn))->socket_.receive();
+}
+
+void HbonePool::handshakeDone(HboneConnection* c) {
+  if (!c->handshake_pending_) return;
+  c->handshake_pending_ = false;
+  --pending_handshakes_;
+}
+
+void HbonePool::shedOldestHandshake(const Pod& pod) {
+  HboneConnection* oldest = nullptr;
+  for (auto& c : conns_) {
+    if (c->handshake_pending_ && (!oldest || c->idle_since_ < oldest->idle_since_)) {
+      oldest = c.get();
+    }
+  }
+  if (!oldest) return;
+  bump(ctx_.counters.hbone_handshakes_shed);
+  uint64_t held_back = 0;
+  if (shed_log_.admit(RateLimitedLog::Clock::now(), &held_back)) {
+    spdlog::warn(
+        "{}: {} TLS handshakes pending on this worker (--max-pending-handshakes): the oldest, "
+        "from {}, is closed to make room ({} more since the last such line; all counted in "
+        "nodemesh_hbone_handshakes_shed_total)",
+        pod.name, pending_handshakes_, oldest->peer().toString(), held_back);
+  }
+  handshakeDone(oldest);
+  oldest->socket_.fail("too many pending TLS handshakes");
 }
 
 void HbonePool::markDirty(HboneConnection* c) {
@@ -87,6 +117,7 @@ void HbonePool::flushDirty() {
 }
 
 void HbonePool::release(HboneConnection* c) {
+  handshakeDone(c);
   c->socket_.releaseReceiver();
   if (c->socket_.role() == hbone::H2Role::kClient) subtract(ctx_.counters.hbone_pool_size);
   conns_.erase(c->self_);  // closes the socket

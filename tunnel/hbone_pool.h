@@ -73,6 +73,10 @@ class HbonePool {
   void removeFromPool(HboneConnection* c);
   HboneConnection* add(std::unique_ptr<HboneConnection> conn);
   void release(HboneConnection* c);
+  // A server connection's handshake ended (done, failed, or the connection closed).
+  void handshakeDone(HboneConnection* c);
+  // At the pending-handshake bound: closes the oldest pending server handshake.
+  void shedOldestHandshake(const Pod& pod);
 
   RelayContext ctx_;
   io::ReceiveBuffers& buffers_;  // for HBONE sockets
@@ -84,6 +88,8 @@ class HbonePool {
   std::vector<HboneConnection*> dirty_;
   std::vector<HboneConnection*> flushing_;  // flushDirty's batch
   RateLimitedLog refusal_log_;
+  size_t pending_handshakes_ = 0;  // server connections whose TLS handshake is not done
+  RateLimitedLog shed_log_;
 };
 
 }  // namespace nodemesh::tunnel

@@ -45,6 +45,11 @@ struct TunnelOptions {
   // is closed, so that a peer cannot hold file descriptors with idle connections. Longer than
   // the clients' pool_idle_timeout, so a well-behaved peer closes first.
   std::chrono::seconds server_idle_timeout{360};
+  // Accepted HBONE connections whose TLS handshake is still pending, over all workers (each
+  // worker gets its share): at the bound, a new one sheds the oldest pending one, so a peer
+  // that opens handshakes and stalls holds a bounded amount of memory (about 53 KB each) and
+  // cannot keep quick handshakes out.
+  unsigned max_pending_handshakes = 512;
   // An HBONE connection whose TLS handshake has not finished by then is closed (a peer that
   // stalls mid-handshake must not hold a connection forever).
   std::chrono::seconds handshake_timeout{10};

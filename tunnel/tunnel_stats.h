@@ -53,6 +53,8 @@
     "Pooled HBONE connections closed after --hbone-idle-timeout-s without a stream")               \
   X(hbone_server_idle_closed, Counter, "nodemesh_hbone_server_idle_closed_total", "", "",         \
     "Accepted HBONE connections closed after --hbone-server-idle-timeout-s without a stream")      \
+  X(hbone_handshakes_shed, Counter, "nodemesh_hbone_handshakes_shed_total", "", "",               \
+    "Accepted HBONE connections closed mid-handshake to make room (--max-pending-handshakes)")    \
   X(hbone_pool_size, Gauge, "nodemesh_hbone_pool_connections", "", "",                             \
     "Pooled HBONE client connections open (one TLS connection each)")                              \
   X(denied, Counter, "nodemesh_tunnel_policy_denials_total", "when", "connect",                    \

@@ -88,6 +88,7 @@ Result<std::unique_ptr<Tunnel>> startTunnel(const TunnelOptions& options, OrigDs
                                             const ConnectionOpenFn& on_open) {
   TunnelOptions opts = options;
   if (opts.workers == 0) opts.workers = defaultWorkerCount();
+  opts.max_pending_handshakes = std::max(1U, opts.max_pending_handshakes / opts.workers);
   // One set of per-workload caps for all workers: a pod's inbound connections land on any.
   static const RealSteadyClock kClock;
   auto limits = opts.inbound_limits.enabled()

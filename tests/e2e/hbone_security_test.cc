@@ -417,6 +417,49 @@ TEST_F(HboneSecurityTest, RefusedStreamFloodIsCountedButNotLoggedLineByLine) {
   expectCartV1StillServes("a flood of refused streams");
 }
 
+// Floods (reliability issue): connections that start a TLS handshake and stall are bounded by
+// --max-pending-handshakes (here 4 over the agent's workers): each one beyond it closes the
+// oldest pending one at once (counted), a quick handshake still gets through, and the ones left
+// end at the handshake timeout.
+TEST_F(HboneSecurityTest, StalledHandshakesBeyondTheBoundShedTheOldest) {
+  startAgents({"--max-pending-handshakes", "4"});
+  auto before = tunnelStats(*agent2_);
+  constexpr int kStalls = 10;
+  std::vector<Process*> stalls;
+  for (int i = 0; i < kStalls; ++i) {
+    stalls.push_back(&cluster_->startInPod(
+        "outsider", {kPython, clientScript(), "stall", "--to", kCartV1Hbone, "--timeout", "25"}));
+    ASSERT_TRUE(stalls.back()->waitForOutput("\"stalled\"", seconds(10)))
+        << stalls.back()->output();
+  }
+  auto probe = hboneClient("probe", credentialArgs(meshClient()));
+  EXPECT_TRUE(probe.value("h2_settings", false)) << probe.dump();
+  int shed = 0;
+  int timed_out = 0;
+  for (Process* p : stalls) {
+    ASSERT_TRUE(p->waitExit(seconds(30)).has_value()) << p->output();
+    auto r = findEvent(p->output(), "result");
+    ASSERT_TRUE(r.has_value()) << p->output();
+    EXPECT_TRUE(closedByServer(*r)) << r->dump();
+    const double secs = r->value("seconds", 0.0);
+    if (secs < 8.0) ++shed;
+    if (secs >= 9.0) ++timed_out;
+  }
+  std::cout << "pending handshakes e2e: " << shed << " of " << kStalls
+            << " stalled handshakes shed at once, " << timed_out << " ended at the timeout\n";
+  EXPECT_GE(shed, kStalls - 4);
+  EXPECT_EQ(shed + timed_out, kStalls);
+  EXPECT_TRUE(waitFor(
+      [&] {
+        return tunnelStats(*agent2_)["hbone_handshakes_shed"] ==
+               before["hbone_handshakes_shed"] + static_cast<uint64_t>(shed);
+      },
+      seconds(5)))
+      << agent2_->output();
+  EXPECT_TRUE(agent2_->waitForOutput("is closed to make room", seconds(2))) << agent2_->output();
+  expectCartV1StillServes("stalled handshakes were shed");
+}
+
 // ---- interop ----
 
 // Must show 9: python-h2 over Python's ssl (TLS 1.3, ALPN h2, a client certificate from the
