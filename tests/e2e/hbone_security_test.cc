@@ -460,6 +460,38 @@ TEST_F(HboneSecurityTest, StalledHandshakesBeyondTheBoundShedTheOldest) {
   expectCartV1StillServes("stalled handshakes were shed");
 }
 
+// The figures for docs/tunnel.md: agent2's RSS before and while 2,000 connections stall in their
+// TLS handshake, with the default bound, a small one and (practically) none. Not an assertion
+// (CI machines differ); run with --gtest_also_run_disabled_tests.
+TEST_F(HboneSecurityTest, DISABLED_StalledHandshakeFloodMemory) {
+  auto rssKb = [](Process& p) {
+    std::ifstream in("/proc/" + std::to_string(p.pid()) + "/status");
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+    }
+    return -1L;
+  };
+  for (const char* bound : {"512", "64", "1000000"}) {
+    startAgents({"--max-pending-handshakes", bound});
+    std::this_thread::sleep_for(seconds(1));
+    const long before = rssKb(*agent2_);
+    Process& flood =
+        cluster_->startInPod("outsider", {kPython, clientScript(), "stall-many", "--to",
+                                          kCartV1Hbone, "--count", "2000", "--timeout", "6"});
+    ASSERT_TRUE(flood.waitForOutput("\"stalled\"", seconds(60))) << flood.output();
+    std::this_thread::sleep_for(seconds(2));
+    const long during = rssKb(*agent2_);
+    ASSERT_TRUE(flood.waitExit(seconds(30)).has_value());
+    std::cout << "stalled handshake flood: --max-pending-handshakes " << bound << ": agent RSS "
+              << before / 1024 << " MB before, " << during / 1024
+              << " MB with 2,000 stalled handshakes; " << flood.output() << "\n";
+    for (Process* agent : {agent1_, agent2_}) {
+      agent->signal(SIGTERM);
+      (void)agent->waitExit(seconds(10));
+    }
+  }
+}
+
 // ---- interop ----
 
 // Must show 9: python-h2 over Python's ssl (TLS 1.3, ALPN h2, a client certificate from the

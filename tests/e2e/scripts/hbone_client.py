@@ -419,6 +419,35 @@ def mode_stall(args, result):
     sock.close()
 
 
+def mode_stall_many(args, result):
+    """--count connections that each send half a ClientHello and stall; after --timeout
+    seconds: how many the server had closed ("closed") and how many are still open."""
+    hello = client_hello(args)
+    part = hello[:len(hello) // 2]
+    host, port = split_host_port(args.to)
+    socks = []
+    for _ in range(args.count):
+        sock = socket.create_connection((host, port), timeout=args.timeout)
+        sock.sendall(part)
+        sock.setblocking(False)
+        socks.append(sock)
+    print(json.dumps({"event": "stalled", "count": len(socks)}), flush=True)
+    time.sleep(args.timeout)
+    closed = 0
+    for sock in socks:
+        try:
+            data = sock.recv(1)
+            if not data:
+                closed += 1
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed += 1
+        sock.close()
+    result["closed"] = closed
+    result["open"] = len(socks) - closed
+
+
 def mode_connect(args, result):
     tls = open_tls(args, result)
     if tls is None:
@@ -531,6 +560,7 @@ MODES = {
     "data-first": mode_data_first,
     "no-preface": mode_no_preface,
     "idle": mode_idle,
+    "stall-many": mode_stall_many,
     "refused-flood": mode_refused_flood,
 }
 
