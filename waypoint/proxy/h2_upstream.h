@@ -11,6 +11,8 @@
 // - A request the server did not process (a close the codec marks retryable: REFUSED_STREAM,
 //   above a GOAWAY's last stream id, never sent) is sent once more on a new connection, with
 //   the request body kept for that (up to kMaxReplayBytes; a longer body is not retried).
+// - The owner's retries (retry.h) reuse what a call keeps: a call it reset() is sent again, to
+//   another endpoint, with send().
 // - Back-pressure is the codec's: response DATA is given back (consumed()) by the call's owner
 //   once it passed it on, request DATA is taken only while the stream's send queue has room.
 // - Nothing is freed inside a callback: closed connections wait for reap().
@@ -91,6 +93,10 @@ class H2UpstreamCall {
   // Gives back n bytes of onUpstreamData.
   void consumed(size_t n);
   bool open() const { return conn_ != nullptr; }
+  // Whether the body taken so far, with `more` bytes still to come, is kept whole for a retry.
+  bool replayable(size_t more = 0) const {
+    return replayable_ && replay_.size() + more <= kMaxReplayBytes;
+  }
 
  private:
   friend class H2Upstreams;
@@ -187,6 +193,14 @@ class H2Upstreams {
                                                const std::string& authority,
                                                std::function<HboneConn*(std::string*)> connect,
                                                H2UpstreamHandler& handler);
+  // open() in two steps, for an owner that retries: the call, not sent yet ...
+  static std::unique_ptr<H2UpstreamCall> call(http2::RequestHead head, bool end_stream,
+                                              H2UpstreamHandler& handler);
+  // ... and its request sent to `authority` as open() does. A call sent before must not be
+  // open (reset()) and must be replayable(): its head, the body it kept and its end (trailers)
+  // go again, to the endpoint given now (the owner's retry).
+  Status send(H2UpstreamCall& call, std::string authority,
+              std::function<HboneConn*(std::string*)> connect);
   // Keeps a RequestMirror copy (h2_mirror.h) until it has finished and its session forgot it;
   // returns it for the session to start and feed.
   H2Mirror* adoptMirror(std::unique_ptr<H2Mirror> mirror);
