@@ -107,6 +107,7 @@ Status H2UpstreamConn::submit(H2UpstreamCall& call) {
   call.conn_ = this;
   call.stream_ = *id;
   call.unconsumed_ = 0;
+  call.reached_ = established_;
   ++pool_.stats_.requests;
   if (!call.replay_.empty()) {
     auto taken = codec_->sendData(*id, call.replay_);
@@ -186,7 +187,12 @@ void H2UpstreamConn::fail(const std::string& why) {
 // ---- the HBONE stream ----
 
 void H2UpstreamConn::onConnectResponse(int status) {
-  if (status == hbone::kStatusOk) return;
+  if (status == hbone::kStatusOk) {
+    // The requests sent with the CONNECT go on to the pod now.
+    established_ = true;
+    for (auto& [stream, call] : calls_) call->reached_ = true;
+    return;
+  }
   fail(fmt::format("the endpoint's agent answered the CONNECT with {}", status));
 }
 
@@ -314,6 +320,7 @@ Status H2Upstreams::send(H2UpstreamCall& call, std::string authority,
   // A new attempt: the server's one-time REFUSED_STREAM retry is its own again.
   call.retried_ = false;
   call.response_seen_ = false;
+  call.reached_ = false;
   call.unconsumed_ = 0;
   return place(call, nullptr);
 }

@@ -93,6 +93,9 @@ class H2UpstreamCall {
   // Gives back n bytes of onUpstreamData.
   void consumed(size_t n);
   bool open() const { return conn_ != nullptr; }
+  // Whether the request went out on a connection the endpoint's agent accepted (its CONNECT
+  // answered 200): the pod may have seen it. Else a failure means nothing of it was processed.
+  bool reached() const { return reached_; }
   // Whether the body taken so far, with `more` bytes still to come, is kept whole for a retry.
   bool replayable(size_t more = 0) const {
     return replayable_ && replay_.size() + more <= kMaxReplayBytes;
@@ -114,6 +117,7 @@ class H2UpstreamCall {
   bool ended_ = false;
   http2::HeaderList trailers_;
   bool retried_ = false;
+  bool reached_ = false;  // see reached()
   bool response_seen_ = false;
   uint64_t unconsumed_ = 0;  // onUpstreamData bytes not yet given back
 };
@@ -178,6 +182,7 @@ class H2UpstreamConn final : public StreamOwner, public http2::H2CodecHandler {
   bool flush_wanted_ = false;
   bool closing_ = false;
   bool dead_ = false;
+  bool established_ = false;  // the CONNECT was answered 200
 };
 
 class H2Upstreams {

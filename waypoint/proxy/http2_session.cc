@@ -559,11 +559,14 @@ bool Http2Session::policyAllowsRetry(Exchange& x, int status, std::optional<uint
       !(x.grpc && grpc_status && x.retry.retriesGrpcStatus(*grpc_status))) {
     return false;
   }
-  // What was sent must be sendable again: no body, or an idempotent method, and the body kept
-  // whole (what is still queued for the upstream included). A status retry also needs the
-  // request whole: the response is the client's answer while its body is still coming.
+  // What was sent must be sendable again: the body kept whole (what is still queued for the
+  // upstream included), and either the request may be processed twice (no body, or an
+  // idempotent method) or nothing of it reached the pod (no connection, or the endpoint's agent
+  // refused its CONNECT). A status retry also needs the request whole: the response is the
+  // client's answer while its body is still coming.
   const bool bodyless = x.client_ended && x.record.request_bytes == 0;
-  if (!bodyless && !idempotentMethod(x.record.method)) return false;
+  const bool never_reached = status == 0 && !x.up->reached();
+  if (!bodyless && !idempotentMethod(x.record.method) && !never_reached) return false;
   size_t queued = 0;
   for (const auto& chunk : x.to_up) queued += chunk.size();
   if (!x.up->replayable(queued) || (status != 0 && !x.client_ended)) return false;

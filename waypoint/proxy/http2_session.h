@@ -31,9 +31,10 @@
 //   and dropped, and after the backoff (RetryTimers) the same H2UpstreamCall sends the request
 //   again (its kept body, H2UpstreamCall::replayable()) to an endpoint not tried yet when there
 //   is one; while attempts and the budget last, for a request with no body or an idempotent
-//   method, received whole for a status retry. The client's DATA waits meanwhile (its stream
-//   window holds it). Each attempt is reported to the router (finished()) once; the route's
-//   `request` timeout covers all attempts, `backendRequest` each (not the backoff).
+//   method (any request that never reached the pod: H2UpstreamCall::reached()), received whole
+//   for a status retry. The client's DATA waits meanwhile (its stream window holds it). Each
+//   attempt is reported to the router (finished()) once; the route's `request` timeout covers
+//   all attempts, `backendRequest` each (not the backoff).
 
 #include <cstdint>
 #include <deque>
