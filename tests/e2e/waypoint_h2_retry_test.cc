@@ -5,14 +5,16 @@
 // other /flaky with 503 and every other /flaky-grpc with a trailers-only grpc-status 14.
 // - With the default policy (Istio's: 2 retries on 503, to an endpoint not tried yet), the
 //   HTTP/2 client sees no failure: every 503 is retried, on cart-v1.
-// - A POST with a body is never retried; a GET that keeps failing is tried three times and
-//   flagged URX; a rule's GEP-1731 retry (attempts 1) bounds it to two.
+// - A POST with a body is not retried once it reached the pod, and is when it never did (the
+//   pod's server down); a GET that keeps failing is tried three times and flagged URX; a rule's
+//   GEP-1731 retry (attempts 1) bounds it to two.
 // - A gRPC request answered UNAVAILABLE in a trailers-only response is retried.
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <charconv>
+#include <iostream>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -217,6 +219,43 @@ TEST_F(WaypointH2RetryTest, APostWithABodyIsNotRetriedAndAFailingGetRunsOutOfAtt
   EXPECT_EQ(field(after, "on_failure"), field(before, "on_failure")) << after.dump();
 }
 
+// A pod whose server is down: its agent refuses the CONNECT of the HTTP/2 upstream, so nothing
+// of the request reached an application and even a POST with a body is retried, on the other
+// endpoint.
+TEST_F(WaypointH2RetryTest, ARequestThatNeverReachedThePodIsRetriedWhateverItsMethod) {
+  startServers();
+  if (HasFatalFailure()) return;
+  v2_->kill();
+  ASSERT_TRUE(waitFor(
+      [&] {
+        return cluster_->runInPod("cart-v2", {"ss", "-Hltn", "sport = :8080"}).out.empty();
+      },
+      seconds(5)));
+  constexpr int kPosts = 20;
+  auto r =
+      cluster_->runInPod("frontend",
+                         {"sh", "-c",
+                          "for i in $(seq " + std::to_string(kPosts) +
+                              "); do curl -sS --http2-prior-knowledge -d order=$i -o /dev/null "
+                              "-w '%{http_code}\\n' http://" +
+                              kCartVip + "/order || exit 1; done"},
+                         seconds(60));
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_EQ(countLines(r.out, "200"), static_cast<size_t>(kPosts)) << r.out << waypoint_->output();
+  const auto lines = logLines("/order", kPosts);
+  ASSERT_EQ(lines.size(), static_cast<size_t>(kPosts)) << waypoint_->output();
+  size_t retried = 0;
+  for (const std::string& line : lines) {
+    EXPECT_NE(line.find("method=POST "), std::string::npos) << line;
+    EXPECT_NE(line.find("response_code=200 "), std::string::npos) << line;
+    EXPECT_NE(line.find("dst_workload=shop/cart-v1"), std::string::npos) << line;
+    if (line.find("upstream_attempts=2 ") != std::string::npos) ++retried;
+  }
+  std::cout << "HTTP/2 retry e2e: " << retried << " of " << kPosts
+            << " POSTs retried after cart-v2's agent refused them\n";
+  EXPECT_GE(retried, 1u) << "cart-v2 was picked first for some of them";
+}
+
 // (3) gRPC: a trailers-only response with grpc-status 14 (UNAVAILABLE) is retried like a 503 (a
 // bodyless call: one with a body is a POST, which is not retried).
 TEST_F(WaypointH2RetryTest, AGrpcUnavailableTrailersOnlyAnswerIsRetried) {
@@ -249,6 +288,8 @@ TEST_F(WaypointH2RetryTest, AGrpcUnavailableTrailersOnlyAnswerIsRetried) {
     ++retried;
     EXPECT_NE(line.find("dst_workload=shop/cart-v1"), std::string::npos) << line;
   }
+  std::cout << "HTTP/2 retry e2e: " << retried << " of " << kCalls
+            << " gRPC calls retried after UNAVAILABLE\n";
   EXPECT_EQ(retried, v2_failed);
   nlohmann::json after;
   EXPECT_TRUE(retryCounterGrew(before, "on_status", static_cast<int64_t>(v2_failed), after))
