@@ -107,6 +107,7 @@ Status H2UpstreamConn::submit(H2UpstreamCall& call) {
   call.conn_ = this;
   call.stream_ = *id;
   call.unconsumed_ = 0;
+  call.reached_ = established_;
   ++pool_.stats_.requests;
   if (!call.replay_.empty()) {
     auto taken = codec_->sendData(*id, call.replay_);
@@ -186,7 +187,12 @@ void H2UpstreamConn::fail(const std::string& why) {
 // ---- the HBONE stream ----
 
 void H2UpstreamConn::onConnectResponse(int status) {
-  if (status == hbone::kStatusOk) return;
+  if (status == hbone::kStatusOk) {
+    // The requests sent with the CONNECT go on to the pod now.
+    established_ = true;
+    for (auto& [stream, call] : calls_) call->reached_ = true;
+    return;
+  }
   fail(fmt::format("the endpoint's agent answered the CONNECT with {}", status));
 }
 
@@ -293,11 +299,30 @@ H2Upstreams::~H2Upstreams() = default;
 Result<std::unique_ptr<H2UpstreamCall>> H2Upstreams::open(
     http2::RequestHead head, bool end_stream, const std::string& authority,
     std::function<HboneConn*(std::string*)> connect, H2UpstreamHandler& handler) {
-  auto call =
-      std::make_unique<H2UpstreamCall>(handler, std::move(head), authority, std::move(connect));
-  call->ended_ = end_stream;
-  if (Status st = place(*call, nullptr); !st) return st.error();
-  return call;
+  auto c = call(std::move(head), end_stream, handler);
+  if (Status st = send(*c, authority, std::move(connect)); !st) return st.error();
+  return c;
+}
+
+std::unique_ptr<H2UpstreamCall> H2Upstreams::call(http2::RequestHead head, bool end_stream,
+                                                  H2UpstreamHandler& handler) {
+  auto c = std::make_unique<H2UpstreamCall>(handler, std::move(head), std::string(), nullptr);
+  c->ended_ = end_stream;
+  return c;
+}
+
+Status H2Upstreams::send(H2UpstreamCall& call, std::string authority,
+                         std::function<HboneConn*(std::string*)> connect) {
+  if (call.conn_) return Error{EBUSY, "the upstream request is still open"};
+  if (!call.replayable_) return Error{EFBIG, "the request body was too long to keep for a retry"};
+  call.authority_ = std::move(authority);
+  call.connect_ = std::move(connect);
+  // A new attempt: the server's one-time REFUSED_STREAM retry is its own again.
+  call.retried_ = false;
+  call.response_seen_ = false;
+  call.reached_ = false;
+  call.unconsumed_ = 0;
+  return place(call, nullptr);
 }
 
 Status H2Upstreams::place(H2UpstreamCall& call, const H2UpstreamConn* avoid) {

@@ -11,6 +11,8 @@
 // - A request the server did not process (a close the codec marks retryable: REFUSED_STREAM,
 //   above a GOAWAY's last stream id, never sent) is sent once more on a new connection, with
 //   the request body kept for that (up to kMaxReplayBytes; a longer body is not retried).
+// - The owner's retries (retry.h) reuse what a call keeps: a call it reset() is sent again, to
+//   another endpoint, with send().
 // - Back-pressure is the codec's: response DATA is given back (consumed()) by the call's owner
 //   once it passed it on, request DATA is taken only while the stream's send queue has room.
 // - Nothing is freed inside a callback: closed connections wait for reap().
@@ -91,6 +93,13 @@ class H2UpstreamCall {
   // Gives back n bytes of onUpstreamData.
   void consumed(size_t n);
   bool open() const { return conn_ != nullptr; }
+  // Whether the request went out on a connection the endpoint's agent accepted (its CONNECT
+  // answered 200): the pod may have seen it. Else a failure means nothing of it was processed.
+  bool reached() const { return reached_; }
+  // Whether the body taken so far, with `more` bytes still to come, is kept whole for a retry.
+  bool replayable(size_t more = 0) const {
+    return replayable_ && replay_.size() + more <= kMaxReplayBytes;
+  }
 
  private:
   friend class H2Upstreams;
@@ -108,6 +117,7 @@ class H2UpstreamCall {
   bool ended_ = false;
   http2::HeaderList trailers_;
   bool retried_ = false;
+  bool reached_ = false;  // see reached()
   bool response_seen_ = false;
   uint64_t unconsumed_ = 0;  // onUpstreamData bytes not yet given back
 };
@@ -172,6 +182,7 @@ class H2UpstreamConn final : public StreamOwner, public http2::H2CodecHandler {
   bool flush_wanted_ = false;
   bool closing_ = false;
   bool dead_ = false;
+  bool established_ = false;  // the CONNECT was answered 200
 };
 
 class H2Upstreams {
@@ -187,6 +198,14 @@ class H2Upstreams {
                                                const std::string& authority,
                                                std::function<HboneConn*(std::string*)> connect,
                                                H2UpstreamHandler& handler);
+  // open() in two steps, for an owner that retries: the call, not sent yet ...
+  static std::unique_ptr<H2UpstreamCall> call(http2::RequestHead head, bool end_stream,
+                                              H2UpstreamHandler& handler);
+  // ... and its request sent to `authority` as open() does. A call sent before must not be
+  // open (reset()) and must be replayable(): its head, the body it kept and its end (trailers)
+  // go again, to the endpoint given now (the owner's retry).
+  Status send(H2UpstreamCall& call, std::string authority,
+              std::function<HboneConn*(std::string*)> connect);
   // Keeps a RequestMirror copy (h2_mirror.h) until it has finished and its session forgot it;
   // returns it for the session to start and feed.
   H2Mirror* adoptMirror(std::unique_ptr<H2Mirror> mirror);

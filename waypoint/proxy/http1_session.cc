@@ -24,12 +24,6 @@ std::optional<uint64_t> bodyLength(http1::BodyFraming framing, uint64_t content_
   }
 }
 
-// RFC 9110 §9.2.2: a request with one of these may be sent again with the same effect.
-bool idempotent(std::string_view method) {
-  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "TRACE" ||
-         method == "PUT" || method == "DELETE";
-}
-
 }  // namespace
 
 Http1Session::Http1Session(HboneConn& down, hbone::StreamId stream, Router& router,
@@ -193,7 +187,7 @@ void Http1Session::onRequestHead(const http1::RequestHead& head, const http1::Re
   up->tried.push_back(r.endpoint_uid);
   x.upstream_attempts = 1;
   up->body_length = bodyLength(info.framing, info.content_length);
-  up->idempotent = up->body_length == 0 || idempotent(out.method);
+  up->idempotent = up->body_length == 0 || idempotentMethod(out.method);
   up->request = std::move(out);
   up_ = std::move(up);
   if (Status st = startAttempt(/*fresh=*/false); !st.ok()) {

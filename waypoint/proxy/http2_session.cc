@@ -79,6 +79,10 @@ Http2Session::Http2Session(HboneConn& down, hbone::StreamId stream, H2Router& ro
 }
 
 Http2Session::~Http2Session() {
+  // finish() released every request; a session freed without it leaves no retry waiting.
+  for (auto& [id, x] : exchanges_) {
+    if (x->waiting) router_.retryTimers().cancel(x.get());
+  }
   if (down_open_) down_conn_->detach(down_stream_);
 }
 
@@ -242,6 +246,8 @@ void Http2Session::onRequestHeaders(http2::StreamId stream, const http2::Request
   r.upstream_attempts = 1;
   x.table = std::move(route.table);
   x.decision = std::move(route.decision);
+  x.retry = RetryPolicy::of(x.decision ? x.decision->retry : std::nullopt);
+  x.tried.push_back(r.endpoint_uid);
   http2::RequestHead out = toH2(route.forward);
   removeHeaders(out.headers, "traceparent");
   removeHeaders(out.headers, "tracestate");
@@ -253,15 +259,11 @@ void Http2Session::onRequestHeaders(http2::StreamId stream, const http2::Request
   x.attempt_start = Clock::now();
   std::optional<http2::RequestHead> mirror_head;
   if (!route.mirrors.empty()) mirror_head = out;
-  auto call =
-      upstreams_.open(std::move(out), end_stream, route.authority, std::move(route.connect), x);
-  if (!call) {
-    x.failed = true;
-    releaseUp(x, hbone::kH2Cancel);
-    r.flags.set(ResponseFlag::kUpstreamConnectionFailure);
-    return respondLocally(x, 503, "upstream: " + call.error().message);
+  // The call outlives a failed send: a retry sends it again.
+  x.up = H2Upstreams::call(std::move(out), end_stream, x);
+  if (Status st = upstreams_.send(*x.up, route.authority, std::move(route.connect)); !st) {
+    sendFailed(x, st.error().message);
   }
-  x.up = std::move(*call);
   if (x.response_started) return releaseUp(x, hbone::kH2Cancel);  // it failed while opening
   if (mirror_head) startMirrors(x, route, *mirror_head, end_stream);
 }
@@ -370,6 +372,7 @@ void Http2Session::onStreamClosed(http2::StreamId stream, const http2::StreamClo
 }
 
 void Http2Session::pumpUp(Exchange& x) {
+  if (x.waiting) return;  // kept for the retry: the client's stream window holds it meanwhile
   if (x.local || !x.up || !x.up->open()) {
     // Answered by the waypoint, or the upstream is gone: the body is dropped.
     for (const auto& chunk : x.to_up) (void)codec_->consumed(x.id, chunk.size());
@@ -379,13 +382,18 @@ void Http2Session::pumpUp(Exchange& x) {
   while (!x.to_up.empty()) {
     std::vector<uint8_t>& front = x.to_up.front();
     auto taken = x.up->sendData(front);
-    if (!taken || !x.up->open()) return pumpUp(x);  // the upstream failed meanwhile
+    if (!taken) return pumpUp(x);  // the upstream failed meanwhile
+    // Taken bytes are the call's now (kept for a retry): out of the queue even when the
+    // upstream failed as they went out.
     if (*taken > 0) (void)codec_->consumed(x.id, *taken);
-    if (*taken < front.size()) {
+    const bool whole = *taken == front.size();
+    if (whole) {
+      x.to_up.pop_front();
+    } else {
       front.erase(front.begin(), front.begin() + static_cast<long>(*taken));
-      break;  // onUpstreamWritable brings us back
     }
-    x.to_up.pop_front();
+    if (!x.up->open()) return pumpUp(x);
+    if (!whole) break;  // onUpstreamWritable brings us back
   }
   if (x.to_up.empty() && x.client_ended && !x.up_end_sent) {
     x.up_end_sent = true;
@@ -477,13 +485,14 @@ void Http2Session::checkTimeouts(Exchange& x, Clock::time_point now,
                                  std::chrono::milliseconds request_timeout) {
   if (x.local || x.down_end_sent) return;
   // The route's timeouts (GEP-1742; a zero duration disables one), while the upstream's
-  // response is not whole.
+  // response is not whole: `request` covers every attempt and the backoffs between them,
+  // `backendRequest` one attempt.
   if (x.decision && x.up && !x.upstream_ended) {
     const model::RouteTimeouts& t = x.decision->timeouts;
     const bool request_expired =
         t.request && t.request->count() > 0 && now - x.record.start_steady >= *t.request;
     const bool attempt_expired = t.backend_request && t.backend_request->count() > 0 &&
-                                 now - x.attempt_start >= *t.backend_request;
+                                 !x.waiting && now - x.attempt_start >= *t.backend_request;
     if (request_expired || attempt_expired) {
       ++router_.upstreams().stats().request_timeouts;
       spdlog::info("waypoint: {} timeout of HTTP/2 {} {} to {}",
@@ -518,21 +527,119 @@ void Http2Session::checkTimeouts(Exchange& x, Clock::time_point now,
 }
 
 void Http2Session::releaseUp(Exchange& x, uint32_t reset_code) {
-  if (x.up) x.up->reset(reset_code);  // nothing when the stream already closed
-  if (!x.up_released && !x.record.endpoint_uid.empty()) {
-    x.up_released = true;
-    EndpointOutcome outcome{x.record.endpoint_uid, x.endpoint_port};
-    outcome.service = x.service_key;
-    outcome.http2 = true;
-    if (x.responded) {
-      outcome.kind = EndpointOutcome::Kind::kResponded;
-      outcome.latency = x.response_latency;
-      outcome.status = static_cast<int>(x.record.response_code);
-    } else if (x.failed) {
-      outcome.kind = EndpointOutcome::Kind::kFailed;
-    }
-    router_.finished(outcome);
+  if (x.waiting) {  // between attempts: the last one was reported
+    router_.retryTimers().cancel(&x);
+    x.waiting = false;
   }
+  if (x.up) x.up->reset(reset_code);  // nothing when the stream already closed
+  reportAttempt(x);
+}
+
+void Http2Session::reportAttempt(Exchange& x) {
+  if (x.up_released || x.record.endpoint_uid.empty()) return;
+  x.up_released = true;
+  EndpointOutcome outcome{x.record.endpoint_uid, x.endpoint_port};
+  outcome.service = x.service_key;
+  outcome.http2 = true;
+  if (x.responded) {  // a discarded response too: outlier detection sees its status
+    outcome.kind = EndpointOutcome::Kind::kResponded;
+    outcome.latency = x.response_latency;
+    outcome.status = x.response_status;
+  } else if (x.failed) {
+    outcome.kind = EndpointOutcome::Kind::kFailed;
+  }
+  router_.finished(outcome);
+}
+
+// ---- retries ----
+
+bool Http2Session::policyAllowsRetry(Exchange& x, int status, std::optional<uint32_t> grpc_status) {
+  if (x.local || x.response_started || !x.up) return false;
+  if (status != 0 && !x.retry.retriesStatus(status) &&
+      !(x.grpc && grpc_status && x.retry.retriesGrpcStatus(*grpc_status))) {
+    return false;
+  }
+  // What was sent must be sendable again: the body kept whole (what is still queued for the
+  // upstream included), and either the request may be processed twice (no body, or an
+  // idempotent method) or nothing of it reached the pod (no connection, or the endpoint's agent
+  // refused its CONNECT). A status retry also needs the request whole: the response is the
+  // client's answer while its body is still coming.
+  const bool bodyless = x.client_ended && x.record.request_bytes == 0;
+  const bool never_reached = status == 0 && !x.up->reached();
+  if (!bodyless && !idempotentMethod(x.record.method) && !never_reached) return false;
+  size_t queued = 0;
+  for (const auto& chunk : x.to_up) queued += chunk.size();
+  if (!x.up->replayable(queued) || (status != 0 && !x.client_ended)) return false;
+  if (x.retries >= x.retry.attempts) {
+    if (x.retry.attempts > 0) {
+      x.record.flags.set(ResponseFlag::kUpstreamRetryLimitExceeded);
+      ++router_.retryStats().limit_exceeded;
+    }
+    return false;
+  }
+  if (!router_.admitRetry(x.service_key)) {
+    ++router_.retryStats().budget_exhausted;
+    spdlog::debug("waypoint: retry budget of {} exhausted: HTTP/2 {} {} not retried", x.service_key,
+                  x.record.method, x.record.path);
+    return false;
+  }
+  ++(status != 0 ? router_.retryStats().on_status : router_.retryStats().on_failure);
+  return true;
+}
+
+void Http2Session::scheduleRetry(Exchange& x) {
+  // No RST_STREAM when both ends are over already (a dropped response read to its end).
+  if (x.up) x.up->reset(hbone::kH2Cancel);
+  reportAttempt(x);
+  x.waiting = true;
+  const auto delay = x.retry.delay(x.retries + 1, router_.retryRandom());
+  spdlog::debug("waypoint: HTTP/2 {} {} to {}: {}, retry {} in {} ms", x.record.method,
+                x.record.path, x.record.endpoint_uid,
+                x.responded ? "answered " + std::to_string(x.response_status) : "failed",
+                x.retries + 1, delay.count());
+  router_.retryTimers().schedule(Clock::now() + delay, &x);
+}
+
+void Http2Session::startRetry(Exchange& x) {
+  if (done_ || !x.waiting) return;
+  x.waiting = false;
+  H2RetryPick pick = router_.retargetH2(x.decision, x.tried);
+  if (pick.status != 200) {
+    x.record.flags.set(ResponseFlag::kNoHealthyUpstream);
+    return respondLocally(x, pick.status, pick.error);
+  }
+  x.tried.push_back(pick.endpoint_uid);
+  ++x.retries;
+  x.record.upstream_attempts = x.retries + 1;
+  x.record.endpoint_uid = std::move(pick.endpoint_uid);
+  x.record.upstream_host = SocketAddress::parse(pick.authority).valueOr(SocketAddress{});
+  x.endpoint_port = pick.endpoint_port;
+  x.service_key = std::move(pick.service_key);
+  x.up_released = false;  // the router counted this attempt as started
+  x.responded = false;
+  x.failed = false;
+  x.discarding = false;
+  x.response_status = 0;
+  x.response_latency = std::chrono::nanoseconds(0);
+  x.attempt_start = Clock::now();
+  if (Status st = upstreams_.send(*x.up, std::move(pick.authority), std::move(pick.connect)); !st) {
+    sendFailed(x, st.error().message);
+  } else if (!x.response_started && !x.waiting) {
+    pumpUp(x);  // the body that waited, and the end
+  }
+  if (x.response_started) releaseUp(x, hbone::kH2Cancel);  // answered: it failed while opening
+  flushDown();
+}
+
+void Http2Session::sendFailed(Exchange& x, const std::string& why) {
+  x.failed = true;
+  if (policyAllowsRetry(x, 0, std::nullopt)) {
+    spdlog::debug("waypoint: HTTP/2 upstream {} not reached: {}", x.record.endpoint_uid, why);
+    return scheduleRetry(x);
+  }
+  releaseUp(x, hbone::kH2Cancel);
+  x.record.flags.set(ResponseFlag::kUpstreamConnectionFailure);
+  respondLocally(x, 503, "upstream: " + why);
 }
 
 // ---- the endpoint's side of one request ----
@@ -547,8 +654,18 @@ void Http2Session::Exchange::onUpstreamResponse(const http2::ResponseHead& head,
   if (!responded) {
     responded = true;
     response_latency = Clock::now() - attempt_start;
+    response_status = head.status;
   }
-  if (response_started) return;
+  if (response_started || discarding) return;
+  // A gRPC response that ends here (trailers-only) carries its grpc-status in these headers;
+  // one that goes on has relayed nothing yet either, but its status comes in its trailers.
+  const std::optional<uint32_t> grpc_status =
+      grpc && end_stream ? grpcStatusOf(head.headers) : std::nullopt;
+  if (s->policyAllowsRetry(*this, head.status, grpc_status)) {
+    if (end_stream) return s->scheduleRetry(*this);
+    discarding = true;  // the body is read and dropped; the retry follows its end
+    return;
+  }
   response_started = true;
   http2::ResponseHead out = head;
   if (decision) {
@@ -573,16 +690,19 @@ void Http2Session::Exchange::onUpstreamResponse(const http2::ResponseHead& head,
 }
 
 void Http2Session::Exchange::onUpstreamData(std::span<const uint8_t> data) {
+  if (discarding) return up->consumed(data.size());
   to_down.emplace_back(data.begin(), data.end());
   s->pumpDown(*this);
 }
 
 void Http2Session::Exchange::onUpstreamTrailers(const http2::HeaderList& trailers) {
+  if (discarding) return;
   upstream_trailers = trailers;
   if (grpc) record.grpc_status = grpcStatusOf(trailers);
 }
 
 void Http2Session::Exchange::onUpstreamEnd() {
+  if (discarding) return s->scheduleRetry(*this);
   upstream_ended = true;
   s->pumpDown(*this);
 }
@@ -593,6 +713,11 @@ void Http2Session::Exchange::onUpstreamWritable() {
 
 void Http2Session::Exchange::onUpstreamClosed(uint32_t error_code, const std::string& why) {
   if (error_code != hbone::kH2NoError && !local && !responded) failed = true;
+  // A failure while a retryable response was being dropped: that retry was decided already.
+  if (discarding || (failed && !response_started && s->policyAllowsRetry(*this, 0, std::nullopt))) {
+    spdlog::debug("waypoint: HTTP/2 upstream {} failed: {}", record.endpoint_uid, why);
+    return s->scheduleRetry(*this);
+  }
   s->releaseUp(*this, hbone::kH2Cancel);
   if (error_code == hbone::kH2NoError) return;
   if (local) return;
@@ -607,6 +732,10 @@ void Http2Session::Exchange::onUpstreamClosed(uint32_t error_code, const std::st
     (void)s->codec_->resetStream(id, hbone::kH2Cancel);
   }
   s->flushDown();
+}
+
+void Http2Session::Exchange::onRetryDue() {
+  s->startRetry(*this);
 }
 
 }  // namespace nodemesh::waypoint

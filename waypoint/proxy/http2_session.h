@@ -25,6 +25,16 @@
 //   status gRPC maps 408 to, UNKNOWN, as Envoy's request_timeout does) and its upstream request
 //   is cancelled; once a response started the timer no longer applies (Envoy disarms its
 //   request_timeout there too), so streaming calls live on.
+// - Retries (retry.h), as for HTTP/1.1: a final response whose status the policy names (503 by
+//   default), a gRPC response that ends with its headers carrying grpc-status UNAVAILABLE or
+//   CANCELLED, or a failure before any response, is not relayed: the response's body is read
+//   and dropped, and after the backoff (RetryTimers) the same H2UpstreamCall sends the request
+//   again (its kept body, H2UpstreamCall::replayable()) to an endpoint not tried yet when there
+//   is one; while attempts and the budget last, for a request with no body or an idempotent
+//   method (any request that never reached the pod: H2UpstreamCall::reached()), received whole
+//   for a status retry. The client's DATA waits meanwhile (its stream window holds it). Each
+//   attempt is reported to the router (finished()) once; the route's `request` timeout covers
+//   all attempts, `backendRequest` each (not the backoff).
 
 #include <cstdint>
 #include <deque>
@@ -42,6 +52,7 @@
 #include "waypoint/proxy/h2_upstream.h"
 #include "waypoint/proxy/hbone_conn.h"
 #include "waypoint/proxy/http1_session.h"
+#include "waypoint/proxy/retry.h"
 #include "waypoint/routing/route_table.h"
 
 namespace nodemesh::waypoint {
@@ -68,6 +79,17 @@ struct H2RouteResult {
   std::vector<H2MirrorTarget> mirrors;
 };
 
+// Another endpoint for a retry (H2Router::retargetH2): as H2RouteResult's.
+struct H2RetryPick {
+  int status = 200;  // not 200: there is none, and why
+  std::string error;
+  std::string authority;
+  std::string endpoint_uid;
+  uint16_t endpoint_port = 0;
+  std::string service_key;
+  std::function<HboneConn*(std::string*)> connect;
+};
+
 class H2Router {
  public:
   virtual ~H2Router() = default;
@@ -78,6 +100,16 @@ class H2Router {
   // The HTTP/1.1 pool: its mirror and route-timeout counters and its mirror body limit are the
   // waypoint's for both protocols.
   virtual Http1UpstreamPool& upstreams() = 0;
+  // Retries (retry.h), as Router's: an endpoint of the decision's backend (the same pod for a
+  // request to a pod), one not in `tried` when there is one; its start is counted as routeH2()'s
+  // pick is.
+  virtual H2RetryPick retargetH2(const std::optional<RouteDecision>& decision,
+                                 const std::vector<std::string>& tried) = 0;
+  // Whether the retry budget of the backend `service_key` allows one more retry (counted).
+  virtual bool admitRetry(std::string_view service_key) = 0;
+  virtual RetryTimers& retryTimers() = 0;
+  virtual RetryStats& retryStats() = 0;
+  virtual RandomSource& retryRandom() = 0;
 };
 
 class Http2Session final : public http2::H2CodecHandler {
@@ -113,15 +145,16 @@ class Http2Session final : public http2::H2CodecHandler {
     void onStreamClosed(uint32_t error_code, const std::string& why) override;
   };
   // One request, from its HEADERS to the close of the client's stream.
-  struct Exchange final : H2UpstreamHandler {
+  struct Exchange final : H2UpstreamHandler, RetryWaiter {
     Http2Session* s = nullptr;
     http2::StreamId id = 0;
     bool grpc = false;
     ExchangeRecord record;
     uint16_t endpoint_port = 0;  // with record.endpoint_uid: the load balancer's key
     std::string service_key;     // H2RouteResult::service_key
+    // Every attempt's: reset between attempts and sent again (H2Upstreams::send).
     std::unique_ptr<H2UpstreamCall> up;
-    bool up_released = false;                 // router_.finished() was called
+    bool up_released = false;                 // router_.finished() was called for this attempt
     std::shared_ptr<const RouteTable> table;  // keeps `decision` valid
     std::optional<RouteDecision> decision;
     // Client -> upstream: body not yet taken by the upstream codec, then the end.
@@ -144,7 +177,13 @@ class Http2Session final : public http2::H2CodecHandler {
     bool responded = false;
     bool failed = false;
     std::chrono::nanoseconds response_latency{0};
+    int response_status = 0;         // of this attempt's final response head
     std::vector<H2Mirror*> mirrors;  // RequestMirror copies, owned by H2Upstreams
+    RetryPolicy retry;               // the route's, or the default
+    uint32_t retries = 0;            // retries sent
+    std::vector<std::string> tried;  // the endpoints tried, in order
+    bool discarding = false;         // this attempt's response is dropped: a retry follows it
+    bool waiting = false;            // between attempts: the retry is due on the timer
 
     void onUpstreamInformational(const http2::ResponseHead& head) override;
     void onUpstreamResponse(const http2::ResponseHead& head, bool end_stream) override;
@@ -153,6 +192,7 @@ class Http2Session final : public http2::H2CodecHandler {
     void onUpstreamEnd() override;
     void onUpstreamWritable() override;
     void onUpstreamClosed(uint32_t error_code, const std::string& why) override;
+    void onRetryDue() override;
   };
 
   // H2CodecHandler (the client's connection)
@@ -182,7 +222,23 @@ class Http2Session final : public http2::H2CodecHandler {
   void dropMirrors(Exchange& x);
   // The route's timeouts, then the request timeout, for one request.
   void checkTimeouts(Exchange& x, Clock::time_point now, std::chrono::milliseconds request_timeout);
+  // The upstream request is finished with (reset with `reset_code` if still open), its attempt
+  // reported to the router unless it was, a waiting retry cancelled.
   void releaseUp(Exchange& x, uint32_t reset_code);
+  // Reports the current attempt's outcome to the router (once per attempt).
+  void reportAttempt(Exchange& x);
+  // Whether the current attempt's failure (`status` 0: none, the upstream failed before any
+  // response; `grpc_status` of a response that ended with its headers) may be retried: one the
+  // policy names, the request sendable again, an attempt left and the budget willing (the last
+  // two counted when they say no).
+  bool policyAllowsRetry(Exchange& x, int status, std::optional<uint32_t> grpc_status);
+  // Ends the current attempt (its stream reset if open, its outcome reported) and waits for the
+  // backoff before the next one.
+  void scheduleRetry(Exchange& x);
+  // The backoff passed: the next attempt, on another endpoint when there is one.
+  void startRetry(Exchange& x);
+  // The upstream request could not be sent (`why`): retried, or answered 503 with flag UF.
+  void sendFailed(Exchange& x, const std::string& why);
   // Writes what the codec has for the client (later when inside a codec callback).
   void flushDown();
   void finish();

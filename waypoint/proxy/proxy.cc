@@ -397,11 +397,30 @@ RouteResult Proxy::InboundRouter::route(const http1::RequestHead& head,
     }
   }
   proxy->endpointStarted(r.endpoint_uid, r.endpoint_port, r.service_key);
-  if (!r.service_key.empty()) {
-    proxy->retry_budgets_.try_emplace(r.service_key, proxy->retry_budget_)
-        .first->second.deposit(Clock::now());
-  }
+  if (!r.service_key.empty()) proxy->retryBudget(r.service_key).deposit(Clock::now());
   return r;
+}
+
+UpstreamChoice Proxy::InboundRouter::retryChoice(const std::optional<RouteDecision>& decision,
+                                                 const std::vector<std::string>& tried) {
+  UpstreamChoice choice;
+  auto fail = [&choice](std::string why) {
+    choice.status = 503;
+    choice.error = std::move(why);
+    return choice;
+  };
+  if (!proxy->snapshot_) return fail("no config");
+  if (decision && decision->backend) {
+    // The snapshot may have changed since the first attempt: the backend as it is now.
+    const std::string key = decision->backend->service->key();
+    const model::Service* service = proxy->snapshot_->serviceByKey(key);
+    if (!service) return fail("backend " + key + " is gone");
+    choice = proxy->chooseEndpoint(*service, decision->backend->port, tried);
+  } else {
+    choice = proxy->choose(dst);  // a pod addressed directly: the same pod
+  }
+  if (choice.status != hbone::kStatusOk) choice.status = 503;
+  return choice;
 }
 
 RetryPick Proxy::InboundRouter::retarget(const std::optional<RouteDecision>& decision,
@@ -412,18 +431,8 @@ RetryPick Proxy::InboundRouter::retarget(const std::optional<RouteDecision>& dec
     p.error = std::move(why);
     return p;
   };
-  if (!proxy->snapshot_) return fail("no config");
-  UpstreamChoice choice;
-  if (decision && decision->backend) {
-    // The snapshot may have changed since the first attempt: the backend as it is now.
-    const std::string key = decision->backend->service->key();
-    const model::Service* service = proxy->snapshot_->serviceByKey(key);
-    if (!service) return fail("backend " + key + " is gone");
-    choice = proxy->chooseEndpoint(*service, decision->backend->port, tried);
-  } else {
-    choice = proxy->choose(dst);  // a pod addressed directly: the same pod
-  }
-  if (choice.status != hbone::kStatusOk) return fail(choice.error);
+  UpstreamChoice choice = retryChoice(decision, tried);
+  if (choice.status != hbone::kStatusOk) return fail(std::move(choice.error));
   std::string error;
   HboneConn* conn = proxy->connectionFor(choice, &error);
   if (!conn) return fail(error);
@@ -434,13 +443,38 @@ RetryPick Proxy::InboundRouter::retarget(const std::optional<RouteDecision>& dec
   return p;
 }
 
+H2RetryPick Proxy::InboundRouter::retargetH2(const std::optional<RouteDecision>& decision,
+                                             const std::vector<std::string>& tried) {
+  H2RetryPick p;
+  auto fail = [&p](std::string why) {
+    p.status = 503;
+    p.error = std::move(why);
+    return p;
+  };
+  UpstreamChoice choice = retryChoice(decision, tried);
+  if (choice.status != hbone::kStatusOk) return fail(std::move(choice.error));
+  auto connect = h2Connect(choice);
+  if (!connect) return fail(connect.error().message);
+  p.authority = choice.address.toString();
+  p.endpoint_uid = choice.workload->uid;
+  p.endpoint_port = choice.address.port;
+  if (choice.service) p.service_key = choice.service->key();
+  p.connect = std::move(*connect);
+  proxy->endpointStarted(p.endpoint_uid, p.endpoint_port, p.service_key, /*http2=*/true);
+  return p;
+}
+
 bool Proxy::InboundRouter::admitRetry(std::string_view service_key) {
   if (service_key.empty()) return true;  // a pod addressed directly: its attempts bound it
-  auto it = proxy->retry_budgets_.find(service_key);
-  if (it == proxy->retry_budgets_.end()) {
-    it = proxy->retry_budgets_.emplace(std::string(service_key), proxy->retry_budget_).first;
+  return proxy->retryBudget(service_key).withdraw(Clock::now());
+}
+
+RetryBudget& Proxy::retryBudget(std::string_view service_key) {
+  auto it = retry_budgets_.find(service_key);
+  if (it == retry_budgets_.end()) {
+    it = retry_budgets_.emplace(std::string(service_key), retry_budget_).first;
   }
-  return it->second.withdraw(Clock::now());
+  return it->second;
 }
 
 H2RouteResult Proxy::InboundRouter::routeH2(const RequestHead& head, bool grpc) {
@@ -479,6 +513,7 @@ H2RouteResult Proxy::InboundRouter::routeH2(const RequestHead& head, bool grpc) 
   }
   if (d.choice.service) r.service_key = d.choice.service->key();
   proxy->endpointStarted(r.endpoint_uid, r.endpoint_port, r.service_key, /*http2=*/true);
+  if (!r.service_key.empty()) proxy->retryBudget(r.service_key).deposit(Clock::now());
   return r;
 }
 

@@ -160,8 +160,14 @@ class Proxy final : public ConnectAcceptor {
     void finished(const EndpointOutcome& outcome) override;
     void requestDone(const ExchangeRecord& x) override;
     Http1UpstreamPool& upstreams() override { return proxy->upstreams_; }
+    // Router's and H2Router's retries: the endpoint (retryChoice), then what each protocol's
+    // upstreams need to reach it.
     RetryPick retarget(const std::optional<RouteDecision>& decision,
                        const std::vector<std::string>& tried) override;
+    H2RetryPick retargetH2(const std::optional<RouteDecision>& decision,
+                           const std::vector<std::string>& tried) override;
+    UpstreamChoice retryChoice(const std::optional<RouteDecision>& decision,
+                               const std::vector<std::string>& tried);
     bool admitRetry(std::string_view service_key) override;
     RetryTimers& retryTimers() override { return proxy->retry_timers_; }
     RetryStats& retryStats() override { return proxy->stats_.retry; }
@@ -202,6 +208,8 @@ class Proxy final : public ConnectAcceptor {
   void responseSeen(const EndpointOutcome& outcome);
   // Why a new request to `service` must be answered 503 UO (connectionPool limits), or nullopt.
   std::optional<std::string> overflow(const model::Service& service, bool http2) const;
+  // The retry budget of the backend `service_key` (made on first use).
+  RetryBudget& retryBudget(std::string_view service_key);
 
   // The passthrough connection's telemetry record (open, or closed with its totals).
   void reportPassthrough(const Inbound& in, bool closing);
@@ -213,6 +221,7 @@ class Proxy final : public ConnectAcceptor {
   model::SnapshotPtr snapshot_;
   std::shared_ptr<const RouteTable> table_;
   SeededRandom route_random_{std::random_device{}()};
+  RetryTimers retry_timers_;     // before inbound_: sessions cancel their retries as they go
   H2Upstreams h2_upstreams_;     // before inbound_: the sessions' calls go first
   Http1UpstreamPool upstreams_;  // before inbound_: sessions release into it when they go
   std::list<Inbound> inbound_;
@@ -229,10 +238,9 @@ class Proxy final : public ConnectAcceptor {
   std::map<std::string, ClusterLoad, std::less<>> cluster_load_;
   Clock::time_point next_prune_{};
   ProxyStats stats_;
-  WaypointPolicy policy_;     // L4 authorization with the original client (policy.h)
-  WaypointJwt jwt_;           // RequestAuthentication (jwt_auth.h)
-  RateLimiter rate_limits_;   // local rate limits (ratelimit/rate_limiter.h)
-  RetryTimers retry_timers_;  // retries waiting for their backoff
+  WaypointPolicy policy_;    // L4 authorization with the original client (policy.h)
+  WaypointJwt jwt_;          // RequestAuthentication (jwt_auth.h)
+  RateLimiter rate_limits_;  // local rate limits (ratelimit/rate_limiter.h)
   RetryBudgetOptions retry_budget_;
   std::map<std::string, RetryBudget, std::less<>> retry_budgets_;  // per backend service key
 };

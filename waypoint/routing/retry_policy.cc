@@ -21,6 +21,13 @@ bool RetryPolicy::retriesStatus(int status) const {
   return std::find(codes.begin(), codes.end(), status) != codes.end();
 }
 
+bool RetryPolicy::retriesGrpcStatus(uint32_t grpc_status) const {
+  // gRPC's status codes (grpc/doc/statuscodes.md); routing knows no gRPC codec.
+  constexpr uint32_t kCancelled = 1;
+  constexpr uint32_t kUnavailable = 14;
+  return grpc_status == kCancelled || grpc_status == kUnavailable;
+}
+
 std::chrono::milliseconds RetryPolicy::delay(uint32_t n, RandomSource& random) const {
   if (backoff.count() <= 0 || n == 0) return std::chrono::milliseconds(0);
   // Envoy's fully jittered exponential backoff, capped at 10x the base interval.
@@ -37,6 +44,11 @@ std::string RetryPolicy::describe() const {
   return fmt::format("{} retr{} on {}failures before a response, backoff {} ms ({})", attempts,
                      attempts == 1 ? "y" : "ies", on, backoff.count(),
                      from_route ? "the rule's" : "default");
+}
+
+bool idempotentMethod(std::string_view method) {
+  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "TRACE" ||
+         method == "PUT" || method == "DELETE";
 }
 
 }  // namespace nodemesh::waypoint

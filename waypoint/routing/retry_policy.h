@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "model/route.h"
@@ -30,6 +31,10 @@ struct RetryPolicy {
   // A rule's `retry`, or the default when it has none; its absent fields take the default's.
   static RetryPolicy of(const std::optional<model::RouteRetry>& retry);
   bool retriesStatus(int status) const;
+  // gRPC statuses retried when a response ends with its headers (trailers-only): Istio's
+  // retryOn `unavailable,cancelled`, in its default and in what it makes of an HTTPRoute's
+  // `retry` alike.
+  bool retriesGrpcStatus(uint32_t grpc_status) const;
   // How long to wait before retry number `n` (1 for the first).
   std::chrono::milliseconds delay(uint32_t n, RandomSource& random) const;
 
@@ -37,5 +42,8 @@ struct RetryPolicy {
   // (default)".
   std::string describe() const;
 };
+
+// RFC 9110 §9.2.2: a request with one of these methods may be sent again with the same effect.
+bool idempotentMethod(std::string_view method);
 
 }  // namespace nodemesh::waypoint

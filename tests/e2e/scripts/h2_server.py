@@ -13,7 +13,13 @@ later.
 With GOAWAY_EVERY, a connection ends after that many requests: GOAWAY with the last answered
 stream, then FIN; requests the client sent after it are not processed (RFC 9113 section 6.8) and
 may be retried elsewhere.
+For the retry tests (waypoint_h2_retry_test.cc), each answer that fails also prints
+"failed PATH": /fail503 is always answered 503 (a query string aside); with FLAKY=1 in the environment every other
+request (the 1st, 3rd, ...) to /flaky is answered 503, and to /flaky-grpc with a trailers-only
+gRPC response carrying grpc-status 14 (UNAVAILABLE); otherwise both are answered as any path
+(/flaky-grpc as a gRPC response: the body, then trailers with grpc-status 0).
 """
+import os
 import socket
 import sys
 import threading
@@ -23,6 +29,23 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+
+
+FLAKY = os.environ.get("FLAKY") == "1"
+flaky_lock = threading.Lock()
+flaky_counts = {}
+
+
+def fails(path):
+    """Whether this request to `path` gets a failure (see the module's doc)."""
+    path = path.split("?")[0]
+    if path == "/fail503":
+        return True
+    if path not in ("/flaky", "/flaky-grpc"):
+        return False
+    with flaky_lock:
+        flaky_counts[path] = flaky_counts.get(path, 0) + 1
+        return FLAKY and flaky_counts[path] % 2 == 1
 
 
 def serve(sock, name, goaway_every):
@@ -117,6 +140,27 @@ def serve(sock, name, goaway_every):
                             ("content-length", "11")])
                         conn.send_data(event.stream_id, b"first\n")
                         delayed.append((time.monotonic() + 3, event.stream_id, b"rest\n", True))
+                        continue
+                    if fails(path):
+                        print("failed", path, flush=True)
+                        if path.startswith("/flaky-grpc"):
+                            conn.send_headers(event.stream_id, [
+                                (":status", "200"), ("content-type", "application/grpc"),
+                                ("grpc-status", "14"), ("grpc-message", "unavailable")],
+                                end_stream=True)
+                        else:
+                            failed = (name + " failed\n").encode()
+                            conn.send_headers(event.stream_id, [
+                                (":status", "503"), ("content-type", "text/plain"),
+                                ("content-length", str(len(failed)))])
+                            conn.send_data(event.stream_id, failed, end_stream=True)
+                        continue
+                    if path.startswith("/flaky-grpc"):
+                        conn.send_headers(event.stream_id, [
+                            (":status", "200"), ("content-type", "application/grpc")])
+                        conn.send_data(event.stream_id, reply)
+                        conn.send_headers(event.stream_id, [("grpc-status", "0")],
+                                          end_stream=True)
                         continue
                     if not respond(event.stream_id, reply):
                         continue

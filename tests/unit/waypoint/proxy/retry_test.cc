@@ -50,6 +50,24 @@ TEST(RetryPolicyTest, ARulesRetryReplacesTheCodesAndKeepsTheDefaultsItLeavesOut)
   EXPECT_EQ(p.attempts, 0u);
 }
 
+TEST(RetryPolicyTest, EitherPolicyRetriesGrpcUnavailableAndCancelled) {
+  model::RouteRetry r;
+  r.codes = {500};
+  for (const RetryPolicy& p : {RetryPolicy::of(std::nullopt), RetryPolicy::of(r)}) {
+    EXPECT_TRUE(p.retriesGrpcStatus(14));  // UNAVAILABLE
+    EXPECT_TRUE(p.retriesGrpcStatus(1));   // CANCELLED
+    EXPECT_FALSE(p.retriesGrpcStatus(0));
+    EXPECT_FALSE(p.retriesGrpcStatus(4));  // DEADLINE_EXCEEDED: it may have been processed
+  }
+}
+
+TEST(RetryPolicyTest, IdempotentMethodsAreThoseOfRfc9110) {
+  for (const char* m : {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}) {
+    EXPECT_TRUE(idempotentMethod(m)) << m;
+  }
+  for (const char* m : {"POST", "PATCH", "CONNECT", "get"}) EXPECT_FALSE(idempotentMethod(m)) << m;
+}
+
 TEST(RetryPolicyTest, BackoffIsJitteredExponentialCappedAtTenTimesTheBase) {
   RetryPolicy p;
   p.backoff = milliseconds(25);
