@@ -107,6 +107,30 @@ class WaypointTest : public MeshTest {
     ASSERT_TRUE(waypoint_->waitForOutput("serving HBONE on", seconds(10))) << waypoint_->output();
   }
 
+  // Waits until each of `pods` answers GET /who on 127.0.0.1:8080 with its name, the waypoint
+  // has its config, and the pods' agents accept HBONE (enrollment may lag the servers).
+  void waitPodsServing(const std::vector<std::string>& pods) {
+    for (const std::string& pod : pods) {
+      ASSERT_TRUE(waitFor(
+          [&] {
+            auto r = cluster_->runInPod(pod, {"curl", "-s", "http://127.0.0.1:8080/who"});
+            return r.out == pod + "\n";
+          },
+          seconds(10)))
+          << pod;
+    }
+    ASSERT_TRUE(waypoint_->waitForOutput("waypoint: config in force", seconds(10)));
+    ASSERT_TRUE(waitFor(
+        [&] {
+          for (const std::string& pod : pods) {
+            auto r = cluster_->runInPod(pod, {"ss", "-Hltn", "sport = :15008"});
+            if (r.out.find("15008") == std::string::npos) return false;
+          }
+          return true;
+        },
+        seconds(15)));
+  }
+
   Process* waypoint_ = nullptr;
 };
 

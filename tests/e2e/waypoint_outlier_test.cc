@@ -78,27 +78,8 @@ class WaypointTrafficPolicyTest : public WaypointTest {
   virtual std::string rule() = 0;
 
   void startServers(int delay_ms) {
-    for (const char* pod : {"cart-v1", "cart-v2"}) {
-      whoServer(*cluster_, pod, delay_ms, flag(pod));
-      ASSERT_TRUE(waitFor(
-          [&] {
-            auto r = cluster_->runInPod(pod, {"curl", "-s", "http://127.0.0.1:8080/who"});
-            return r.out == std::string(pod) + "\n";
-          },
-          seconds(10)))
-          << pod;
-    }
-    ASSERT_TRUE(waypoint_->waitForOutput("waypoint: config in force", seconds(10)));
-    // Through the mesh: both pods' agents accept HBONE (enrollment may lag the servers).
-    ASSERT_TRUE(waitFor(
-        [&] {
-          for (const char* pod : {"cart-v1", "cart-v2"}) {
-            auto r = cluster_->runInPod(pod, {"ss", "-Hltn", "sport = :15008"});
-            if (r.out.find("15008") == std::string::npos) return false;
-          }
-          return true;
-        },
-        seconds(15)));
+    for (const char* pod : {"cart-v1", "cart-v2"}) whoServer(*cluster_, pod, delay_ms, flag(pod));
+    waitPodsServing({"cart-v1", "cart-v2"});
   }
 
   // While this file exists, the pod's server answers 503.

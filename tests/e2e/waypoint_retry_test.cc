@@ -53,24 +53,9 @@ class WaypointRetryTest : public WaypointTest {
       if (std::string(pod) == "cart-v2") env.emplace_back("FLAKY=1");
       servers_[pod] =
           &cluster_->startInPod(pod, {"/usr/bin/python3", e2eScript("flaky_server.py"), pod}, env);
-      ASSERT_TRUE(waitFor(
-          [&] {
-            auto r = cluster_->runInPod(pod, {"curl", "-s", "http://127.0.0.1:8080/who"});
-            return r.out == std::string(pod) + "\n";
-          },
-          seconds(10)))
-          << pod;
     }
-    ASSERT_TRUE(waypoint_->waitForOutput("waypoint: config in force", seconds(10)));
-    ASSERT_TRUE(waitFor(
-        [&] {
-          for (const char* pod : {"cart-v1", "cart-v2"}) {
-            auto r = cluster_->runInPod(pod, {"ss", "-Hltn", "sport = :15008"});
-            if (r.out.find("15008") == std::string::npos) return false;
-          }
-          return true;
-        },
-        seconds(15)));
+    waitPodsServing({"cart-v1", "cart-v2"});
+    if (HasFatalFailure()) return;
     // Through the mesh once (not counted: the counters are read as differences).
     ASSERT_TRUE(waitFor(
         [&] {
