@@ -40,10 +40,12 @@ std::chrono::milliseconds RetryPolicy::delay(uint32_t n, RandomSource& random) c
 
 std::string RetryPolicy::describe() const {
   if (attempts == 0) return "none (attempts: 0)";
-  std::string on = codes.empty() ? "" : fmt::format("{} and ", fmt::join(codes, ", "));
-  return fmt::format("{} retr{} on {}failures before a response, backoff {} ms ({})", attempts,
-                     attempts == 1 ? "y" : "ies", on, backoff.count(),
-                     from_route ? "the rule's" : "default");
+  std::string on = codes.empty() ? "" : fmt::format("{}, ", fmt::join(codes, ", "));
+  return fmt::format(
+      "{} retr{} on {}gRPC UNAVAILABLE/CANCELLED and failures before a response, backoff {} ms "
+      "({})",
+      attempts, attempts == 1 ? "y" : "ies", on, backoff.count(),
+      from_route ? "the rule's" : "default");
 }
 
 bool idempotentMethod(std::string_view method) {

@@ -38,8 +38,8 @@ struct RetryPolicy {
   // How long to wait before retry number `n` (1 for the first).
   std::chrono::milliseconds delay(uint32_t n, RandomSource& random) const;
 
-  // One line for explain: "2 retries on 503 and failures before a response, backoff 25 ms
-  // (default)".
+  // One line for explain: "2 retries on 503, gRPC UNAVAILABLE/CANCELLED and failures before
+  // a response, backoff 25 ms (default)".
   std::string describe() const;
 };
 

@@ -121,13 +121,17 @@ TEST(RouteExplainTest, ShowsTheRetryPolicyOfTheRuleOrTheDefault) {
                                      "attempts: 1, backoff: 10ms}}, {backendRefs: [{name: cart, "
                                      "port: 80}]}]}")));
   RouteExplanation pay = explainRoute(table, toCart(), request("GET", "/pay", {}));
-  EXPECT_THAT(pay.toText(), HasSubstr("  retry: 1 retry on 500, 502 and failures before a "
-                                      "response, backoff 10 ms (the rule's)\n"));
+  EXPECT_THAT(
+      pay.toText(),
+      HasSubstr("  retry: 1 retry on 500, 502, gRPC UNAVAILABLE/CANCELLED and failures before a "
+                "response, backoff 10 ms (the rule's)\n"));
   EXPECT_EQ(pay.toJson()["retry"]["source"], "rule");
   EXPECT_EQ(pay.toJson()["retry"]["attempts"], 1);
   RouteExplanation other = explainRoute(table, toCart(), request("GET", "/", {}));
-  EXPECT_THAT(other.toText(), HasSubstr("  retry: 2 retries on 503 and failures before a "
-                                        "response, backoff 25 ms (default)\n"));
+  EXPECT_THAT(
+      other.toText(),
+      HasSubstr("  retry: 2 retries on 503, gRPC UNAVAILABLE/CANCELLED and failures before a "
+                "response, backoff 25 ms (default)\n"));
 }
 
 }  // namespace
