@@ -464,7 +464,7 @@ TEST_F(HboneSecurityTest, StalledHandshakesBeyondTheBoundShedTheOldest) {
 // TLS handshake, with the default bound, a small one and (practically) none. Not an assertion
 // (CI machines differ); run with --gtest_also_run_disabled_tests.
 TEST_F(HboneSecurityTest, DISABLED_StalledHandshakeFloodMemory) {
-  auto rssKb = [](Process& p) {
+  auto rss_kb = [](Process& p) {
     std::ifstream in("/proc/" + std::to_string(p.pid()) + "/status");
     for (std::string line; std::getline(in, line);) {
       if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
@@ -474,13 +474,13 @@ TEST_F(HboneSecurityTest, DISABLED_StalledHandshakeFloodMemory) {
   for (const char* bound : {"512", "64", "1000000"}) {
     startAgents({"--max-pending-handshakes", bound});
     std::this_thread::sleep_for(seconds(1));
-    const long before = rssKb(*agent2_);
+    const long before = rss_kb(*agent2_);
     Process& flood =
         cluster_->startInPod("outsider", {kPython, clientScript(), "stall-many", "--to",
                                           kCartV1Hbone, "--count", "2000", "--timeout", "6"});
     ASSERT_TRUE(flood.waitForOutput("\"stalled\"", seconds(60))) << flood.output();
     std::this_thread::sleep_for(seconds(2));
-    const long during = rssKb(*agent2_);
+    const long during = rss_kb(*agent2_);
     ASSERT_TRUE(flood.waitExit(seconds(30)).has_value());
     std::cout << "stalled handshake flood: --max-pending-handshakes " << bound << ": agent RSS "
               << before / 1024 << " MB before, " << during / 1024
