@@ -34,7 +34,8 @@ Result<std::unique_ptr<H2Session>> H2Session::create(H2Role role, H2Handler& han
                                                      const H2Options& options) {
   if (options.initial_stream_window > kMaxWindow || options.connection_window > kMaxWindow ||
       options.connection_window < kDefaultWindow || options.max_send_queue_bytes == 0 ||
-      options.output_batch_bytes == 0) {
+      options.output_batch_bytes == 0 ||
+      options.max_pending_output_bytes < options.output_batch_bytes) {
     return Error::invalid("HTTP/2 options out of range");
   }
   // The constructor is private (the session must stay at one address: nghttp2 holds `this`),
@@ -99,8 +100,14 @@ Status H2Session::receive(std::span<const uint8_t> data) {
   ++depth_;
   const ssize_t rv = nghttp2_session_mem_recv(session_, data.data(), data.size());
   --depth_;
+  if (rv == NGHTTP2_ERR_FLOODED) {
+    // More ACKs than nghttp2 keeps (1,000) wait behind output the peer does not read.
+    dead_ = true;
+    flood(H2Flood::kControlFrames, "more than 1000 PING/SETTINGS ACKs unread by the peer");
+    return sessionError();
+  }
   if (rv < 0) {
-    // Fatal for nghttp2 (bad client preface, flood, callback failure): the session must not
+    // Fatal for nghttp2 (bad client preface, callback failure): the session must not
     // be used any more; whatever is already in out_ may still be written.
     std::string message = std::string("HTTP/2: ") + nghttp2_strerror(static_cast<int>(rv));
     if (!last_invalid_.empty()) {
@@ -111,10 +118,36 @@ Status H2Session::receive(std::span<const uint8_t> data) {
     return sessionError();
   }
   fillOutput(/*for_receive=*/true);
+  // Output beyond max_pending_output_bytes stays inside nghttp2. Its own bound counts only
+  // PING and SETTINGS ACKs; resets (refused streams, invalid frames) and error responses are
+  // bounded here.
+  if (!failed_ && out_.size() >= options_.max_pending_output_bytes &&
+      nghttp2_session_get_outbound_queue_size(session_) > options_.max_queued_frames) {
+    flood(H2Flood::kControlFrames,
+          std::to_string(nghttp2_session_get_outbound_queue_size(session_)) +
+              " frames queued behind " + std::to_string(out_.size()) +
+              " bytes of output unread by the peer");
+  }
   if (failed_) {
     return sessionError();
   }
   return okStatus();
+}
+
+void H2Session::flood(H2Flood kind, const std::string& detail) {
+  if (flooded_) {
+    return;
+  }
+  flooded_ = true;
+  if (dead_) {
+    h2_common::appendGoaway(out_, nghttp2_session_get_last_proc_stream_id(session_),
+                            kH2EnhanceYourCalm);
+  } else {
+    // Queued ahead of other frames; nghttp2 reads nothing more from the peer.
+    (void)nghttp2_session_terminate_session(session_, kH2EnhanceYourCalm);
+  }
+  fail("HTTP/2 flood: " + detail + ": sent GOAWAY ENHANCE_YOUR_CALM");
+  handler_.onFlood(kind, detail);
 }
 
 void H2Session::fillOutput(bool for_receive) {
@@ -123,8 +156,11 @@ void H2Session::fillOutput(bool for_receive) {
   }
   ++depth_;
   last_frame_was_data_ = false;
-  if (int err = h2_common::pullFrames(session_, out_, {.batch_bytes = options_.output_batch_bytes},
-                                      for_receive, last_frame_was_data_);
+  const h2_common::OutputBatching batching{
+      .batch_bytes = options_.output_batch_bytes,
+      .max_pending_bytes = options_.max_pending_output_bytes,
+  };
+  if (int err = h2_common::pullFrames(session_, out_, batching, for_receive, last_frame_was_data_);
       err != 0) {
     fail(std::string("HTTP/2 send: ") + nghttp2_strerror(err));
     dead_ = true;

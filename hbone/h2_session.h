@@ -13,6 +13,7 @@
 //   much it took; after a short write the owner stops reading its TCP socket until
 //   H2Handler::onWritable.
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -55,6 +56,27 @@ struct H2Options {
   uint32_t max_header_list_bytes = 16 * 1024;
   size_t max_send_queue_bytes = 256 * 1024;  // per stream, see send()
   size_t output_batch_bytes = 64 * 1024;     // pendingOutput() gathers frames up to this
+  // Flood bounds (the peer is sent GOAWAY ENHANCE_YOUR_CALM and H2Handler::onFlood is called).
+  // Output the peer's own frames make (PING and SETTINGS ACKs, RST_STREAMs, error responses)
+  // while it does not read: after a receive(), frames are moved out of nghttp2 only up to
+  // max_pending_output_bytes of unwritten output; behind that, nghttp2 keeps at most 1,000
+  // ACKs (nghttp2_option_set_max_outbound_ack) and max_queued_frames frames in all, and either
+  // bound reached is a flood. A slow reader of tunnel DATA is not one: DATA waits in the
+  // streams' send queues, not in nghttp2's frame queue.
+  size_t max_pending_output_bytes = 256 * 1024;
+  size_t max_queued_frames = 1000;
+  // Server: rapid reset (CVE-2023-44487), Envoy's premature-reset rule: a stream the peer
+  // resets before it was answered or within premature_reset_min_lifetime of its request is
+  // premature; once premature resets reach half of max(streams opened,
+  // premature_reset_stream_count), the connection is a flood. 0 turns the check off.
+  uint32_t premature_reset_stream_count = 500;
+  std::chrono::milliseconds premature_reset_min_lifetime{1000};
+};
+
+// What made a session a flood (H2Handler::onFlood).
+enum class H2Flood {
+  kControlFrames,  // frames that need an answer (PING, SETTINGS, ...) faster than it is read
+  kRapidReset,     // streams opened and reset at once
 };
 
 struct Header {
@@ -91,6 +113,7 @@ struct H2Stats {
   uint64_t bytes_sent = 0;  // DATA payload
   uint64_t bytes_received = 0;
   uint64_t pings_acked = 0;
+  uint64_t premature_resets = 0;  // server: see H2Options::premature_reset_stream_count
 };
 
 // Events of one session. Callbacks run only inside receive() and pendingOutput(). They may call
@@ -124,6 +147,9 @@ class H2Handler {
   // REFUSED_STREAM) and openConnect() fails from now on.
   virtual void onGoaway(StreamId /*last_stream*/, uint32_t /*error_code*/) {}
   virtual void onPingAck(uint64_t /*opaque*/) {}
+  // The peer floods the session: GOAWAY ENHANCE_YOUR_CALM is queued and receive() fails from
+  // now on (`detail` says what was seen, for the log).
+  virtual void onFlood(H2Flood /*kind*/, std::string_view /*detail*/) {}
 };
 
 class H2Session {
@@ -215,6 +241,11 @@ class H2Session {
   void submitResponse(Stream& stream, int status);
   void closeStream(StreamId id, uint32_t error_code);
   void fail(std::string message);
+  // Ends the session as a flood: GOAWAY ENHANCE_YOUR_CALM (written by hand when nghttp2 itself
+  // gave up), onFlood, and receive() fails.
+  void flood(H2Flood kind, const std::string& detail);
+  // Server: the peer reset a stream; counts it when premature and checks the rapid-reset bound.
+  void onPeerReset(StreamId id);
   Error sessionError() const;
 
   H2Role role_;
@@ -233,6 +264,7 @@ class H2Session {
   uint32_t owner_goaway_code_ = kH2NoError;  // a GOAWAY with this code is not a failure
   bool dead_ = false;  // nghttp2 returned a fatal error: only out_ is left to write
   bool failed_ = false;
+  bool flooded_ = false;
   std::string error_;         // why the session failed, for receive()
   std::string last_invalid_;  // last invalid-frame / library error message, for context
   int depth_ = 0;             // > 0 while inside nghttp2 (receive, fillOutput)

@@ -138,6 +138,7 @@ int H2Session::Callbacks::onFrameRecv(nghttp2_session* /*session*/, const nghttp
     }
     case NGHTTP2_RST_STREAM:
       ++s.stats_.resets_received;
+      s.onPeerReset(frame->hd.stream_id);
       return 0;
     case NGHTTP2_GOAWAY:
       s.handler_.onGoaway(frame->goaway.last_stream_id, frame->goaway.error_code);

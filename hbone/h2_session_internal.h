@@ -26,7 +26,8 @@ struct H2Session::Stream : h2_common::StreamBase {
   explicit Stream(StreamId stream_id) : StreamBase(stream_id) {}
 
   bool responded = false;
-  bool can_send = false;  // tunnel up: the data provider may produce DATA
+  std::chrono::steady_clock::time_point opened;  // server: when onRequest got it
+  bool can_send = false;                         // tunnel up: the data provider may produce DATA
 
   // The header block being received (request on the server, response on the client).
   int status = 0;

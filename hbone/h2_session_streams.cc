@@ -153,6 +153,7 @@ void H2Session::finishRequestHeaders(Stream& stream) {
   }
   stream.request.target = *target;
   stream.visible = true;
+  stream.opened = std::chrono::steady_clock::now();
   ++stats_.streams_opened;
   ++stats_.streams_active;
   handler_.onRequest(stream.id, stream.request);
@@ -262,6 +263,27 @@ Status H2Session::resetStream(StreamId stream_id, uint32_t error_code) {
     return Error{EPROTO, std::string("nghttp2_submit_rst_stream: ") + nghttp2_strerror(rv)};
   }
   return okStatus();
+}
+
+void H2Session::onPeerReset(StreamId id) {
+  const Stream* stream = findStream(id);
+  if (role_ != H2Role::kServer || options_.premature_reset_stream_count == 0 || flooded_ ||
+      stream == nullptr || !stream->visible) {
+    return;
+  }
+  if (stream->responded &&
+      std::chrono::steady_clock::now() - stream->opened >= options_.premature_reset_min_lifetime) {
+    return;
+  }
+  ++stats_.premature_resets;
+  const uint64_t bound =
+      std::max<uint64_t>(stats_.streams_opened, options_.premature_reset_stream_count);
+  if (stats_.premature_resets * 2 >= bound) {
+    flood(H2Flood::kRapidReset,
+          std::to_string(stats_.premature_resets) + " of " + std::to_string(stats_.streams_opened) +
+              " streams reset by the peer before their answer or within " +
+              std::to_string(options_.premature_reset_min_lifetime.count()) + " ms");
+  }
 }
 
 void H2Session::closeStream(StreamId id, uint32_t error_code) {

@@ -2,6 +2,8 @@
 
 #include "hbone/nghttp2_output.h"
 
+#include <array>
+
 namespace nodemesh::hbone::h2_common {
 
 int pullFrames(nghttp2_session* session, OutputQueue& out, const OutputBatching& batching,
@@ -21,6 +23,31 @@ int pullFrames(nghttp2_session* session, OutputQueue& out, const OutputBatching&
     }
     out.append({data, static_cast<size_t>(n)});
   }
+}
+
+void appendGoaway(OutputQueue& out, int32_t last_stream, uint32_t error_code) {
+  constexpr uint8_t kGoawayFrameType = 0x7;
+  const auto last = static_cast<uint32_t>(last_stream) & 0x7fffffffU;
+  const auto byte = [](uint32_t v, int shift) { return static_cast<uint8_t>(v >> shift); };
+  // Length 8, type, no flags, stream 0; then the last stream id and the error code.
+  const std::array<uint8_t, 17> frame = {0,
+                                         0,
+                                         8,
+                                         kGoawayFrameType,
+                                         0,
+                                         0,
+                                         0,
+                                         0,
+                                         0,
+                                         byte(last, 24),
+                                         byte(last, 16),
+                                         byte(last, 8),
+                                         byte(last, 0),
+                                         byte(error_code, 24),
+                                         byte(error_code, 16),
+                                         byte(error_code, 8),
+                                         byte(error_code, 0)};
+  out.append(frame);
 }
 
 size_t readSendQueue(StreamBase& stream, std::span<uint8_t> buf, uint32_t* data_flags,

@@ -30,6 +30,11 @@ struct OutputBatching {
 int pullFrames(nghttp2_session* session, OutputQueue& out, const OutputBatching& batching,
                bool for_receive, const bool& last_frame_was_data);
 
+// Appends a GOAWAY frame (RFC 9113 6.8), written by hand: after a fatal error nghttp2 can no
+// longer produce frames, but the peer should still learn why the connection ends and which
+// streams were processed.
+void appendGoaway(OutputQueue& out, int32_t last_stream, uint32_t error_code);
+
 // The data provider's copy: up to buf.size() bytes off stream.queue, with EOF once the queue is
 // drained after end_requested. A stream whose send came up short gets onWritable (its id goes
 // to `writable`) once the queue is down to half of max_queue_bytes. Returns the bytes copied.

@@ -95,6 +95,13 @@ void HboneConnection::onGoaway(hbone::StreamId /*last_stream*/, uint32_t /*error
   socket_.goingAway();  // the open streams finish
 }
 
+void HboneConnection::onFlood(hbone::H2Flood kind, std::string_view /*detail*/) {
+  // The session fails with the detail, and HboneSocket logs it once for the connection.
+  bump(kind == hbone::H2Flood::kRapidReset ? ctx_.counters.hbone_floods_reset
+                                           : ctx_.counters.hbone_floods_control);
+  markDirty();
+}
+
 // ---- socket events ----
 
 std::string HboneConnection::onConnectFailed(int res) {

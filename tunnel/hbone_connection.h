@@ -78,6 +78,7 @@ class HboneConnection final : public hbone::H2Handler,
   void onStreamClosed(hbone::StreamId stream, uint32_t error_code) override;
   void onWritable(hbone::StreamId stream) override;
   void onGoaway(hbone::StreamId last_stream, uint32_t error_code) override;
+  void onFlood(hbone::H2Flood kind, std::string_view detail) override;
 
  private:
   friend class HbonePool;

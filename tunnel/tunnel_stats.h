@@ -55,6 +55,13 @@
     "Accepted HBONE connections closed after --hbone-server-idle-timeout-s without a stream")      \
   X(hbone_handshakes_shed, Counter, "nodemesh_hbone_handshakes_shed_total", "", "",               \
     "Accepted HBONE connections closed mid-handshake to make room (--max-pending-handshakes)")    \
+  X(hbone_floods_control, Counter, "nodemesh_hbone_floods_total", "kind", "control_frames",       \
+    "HBONE connections ended with GOAWAY ENHANCE_YOUR_CALM: frames needing an answer (PING, "      \
+    "SETTINGS, refused streams) sent faster than the answers were read, or a rapid reset")          \
+  X(hbone_floods_reset, Counter, "nodemesh_hbone_floods_total", "kind", "rapid_reset", "")         \
+  X(hbone_reset_before_connect, Counter, "nodemesh_hbone_streams_reset_before_connect_total", "",  \
+    "", "Accepted CONNECT streams the peer reset before the application was connected (no "       \
+    "connection made)")                                                                             \
   X(hbone_pool_size, Gauge, "nodemesh_hbone_pool_connections", "", "",                             \
     "Pooled HBONE client connections open (one TLS connection each)")                              \
   X(denied, Counter, "nodemesh_tunnel_policy_denials_total", "when", "connect",                    \

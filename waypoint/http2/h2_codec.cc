@@ -23,34 +23,9 @@ using hbone::kH2InternalError;
 using hbone::kH2NoError;
 using hbone::kH2ProtocolError;
 
+using hbone::h2_common::appendGoaway;
 using hbone::h2_common::kDefaultWindow;
 using hbone::h2_common::kMaxWindow;
-
-constexpr uint8_t kGoawayFrameType = 0x7;
-
-// RFC 9113 §6.8, written by hand: after a fatal error nghttp2 can no longer produce frames, but
-// the peer should still learn why the connection ends and which streams were processed.
-void appendGoaway(hbone::OutputQueue& out, StreamId last_stream, uint32_t error_code) {
-  const auto last = static_cast<uint32_t>(last_stream) & 0x7fffffffU;
-  const std::array<uint8_t, 17> frame = {0,
-                                         0,
-                                         8,
-                                         kGoawayFrameType,
-                                         0,
-                                         0,
-                                         0,
-                                         0,
-                                         0,  // length 8, no flags, stream 0
-                                         static_cast<uint8_t>(last >> 24),
-                                         static_cast<uint8_t>(last >> 16),
-                                         static_cast<uint8_t>(last >> 8),
-                                         static_cast<uint8_t>(last),
-                                         static_cast<uint8_t>(error_code >> 24),
-                                         static_cast<uint8_t>(error_code >> 16),
-                                         static_cast<uint8_t>(error_code >> 8),
-                                         static_cast<uint8_t>(error_code)};
-  out.append(frame);
-}
 
 }  // namespace
 
