@@ -46,9 +46,8 @@ void StreamBridge::attach(StreamCarrier* conn, hbone::StreamId stream) {
 }
 
 void StreamBridge::connectApplication() {
-  socklen_t len = toSockaddr(record.dst, &dst_addr_);
-  ctx().ring.connect(tcp_.get(), dst_addr_, len, &connect_tag_);
-  connect_in_flight_ = true;
+  connect_deferred_ = true;
+  owner_.deferred_connects_.push_back(this);
 }
 
 void StreamBridge::detach(bool reset) {
@@ -280,7 +279,24 @@ StreamBridge* StreamBridges::create(StreamCarrier* conn, UniqueFd tcp, Direction
   return b;
 }
 
+void StreamBridges::startDeferredConnects() {
+  // Swapped out first: nothing below defers more, but a bridge may finish (and leave the list).
+  std::vector<StreamBridge*> pending;
+  pending.swap(deferred_connects_);
+  for (StreamBridge* b : pending) {
+    b->connect_deferred_ = false;
+    socklen_t len = toSockaddr(b->record.dst, &b->dst_addr_);
+    ctx_.ring.connect(b->tcp_.get(), b->dst_addr_, len, &b->connect_tag_);
+    b->connect_in_flight_ = true;
+  }
+}
+
 void StreamBridges::drop(StreamBridge* b) {
+  if (b->connect_deferred_) {
+    // Reset (or its connection lost) before the connect started: no connection was made.
+    bump(ctx_.counters.hbone_reset_before_connect);
+    std::erase(deferred_connects_, b);
+  }
   subtract(ctx_.counters.active);
   bridges_.erase(b->self_);
 }

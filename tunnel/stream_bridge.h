@@ -79,7 +79,10 @@ class StreamBridge final : public io::CompletionHandler {
 
   // The HBONE stream the bridge carries (outbound: once the CONNECT is sent).
   void attach(StreamCarrier* conn, hbone::StreamId stream);
-  // Inbound: connects the delivery socket to the application at record.dst.
+  // Inbound: connects the delivery socket to the application at record.dst, once the input
+  // batch that carried the request is processed (StreamBridges::startDeferredConnects): a
+  // stream the peer resets in the same batch (rapid reset) never costs the application a
+  // connection.
   void connectApplication();
 
   // Events of the stream, from its HBONE connection.
@@ -134,6 +137,7 @@ class StreamBridge final : public io::CompletionHandler {
   ToTcp to_tcp_ = ToTcp::kOpen;
   // Operations in flight (the receive's is rx_.armed).
   bool connect_in_flight_ = false;
+  bool connect_deferred_ = false;  // waiting for StreamBridges::startDeferredConnects
   bool send_in_flight_ = false;
   bool shutdown_in_flight_ = false;
   io::OpTag connect_tag_{this, kConnect};
@@ -165,6 +169,9 @@ class StreamBridges {
   std::vector<StreamBridge*> openInbound() const;
   void describe(std::vector<ConnectionInfo>& out, Clock::time_point now) const;
   bool empty() const { return bridges_.empty(); }
+  // Connects the inbound bridges whose connectApplication() came during the completion batch
+  // just processed and that are still wanted. Called by the worker after each batch.
+  void startDeferredConnects();
 
  private:
   friend class StreamBridge;
@@ -175,6 +182,7 @@ class StreamBridges {
 
   RelayContext ctx_;
   std::list<std::unique_ptr<StreamBridge>> bridges_;
+  std::vector<StreamBridge*> deferred_connects_;
 };
 
 }  // namespace nodemesh::tunnel

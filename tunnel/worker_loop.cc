@@ -63,6 +63,8 @@ void WorkerLoop::run() {
     }
     ring_->submitAndDispatch();
     if (pool_) pool_->flushDirty();
+    // After the flush: it may feed input held back and so accept more streams.
+    bridges_.startDeferredConnects();
     if (shared_.mailbox.stopping() && shutdownDone()) break;
   }
 }

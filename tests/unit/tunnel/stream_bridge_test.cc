@@ -208,12 +208,32 @@ TEST_F(StreamBridgeTest, InboundAnswers200OnceTheApplicationAccepted) {
   b->record.dst = SocketAddress::parse("10.0.0.2:80").value();
   b->attach(&carrier_, 3);
   b->connectApplication();
+  EXPECT_FALSE(ring_.has(FakeOp::kConnect, tcp)) << "connected before the input batch ended";
+  bridges_.startDeferredConnects();
   EXPECT_TRUE(carrier_.responses.empty());
   ring_.complete(FakeOp::kConnect, tcp, 0);
   EXPECT_EQ(carrier_.responses, std::vector<int>{200});
   EXPECT_EQ(b->state(), StreamBridge::State::kStreaming);
   EXPECT_EQ(counters_.hbone_streams_accepted.load(), 1u);
   EXPECT_TRUE(ring_.has(FakeOp::kRecv, tcp));
+}
+
+// Rapid reset: a stream reset in the input batch that carried its request never costs the
+// application a connection.
+TEST_F(StreamBridgeTest, InboundStreamResetBeforeTheBatchEndsIsNeverConnected) {
+  UniqueFd delivery = socketFd();
+  const int tcp = delivery.get();
+  StreamBridge* b = bridges_.create(&carrier_, std::move(delivery), Direction::kInbound, "ns/pod");
+  b->record.dst = SocketAddress::parse("10.0.0.2:80").value();
+  b->attach(&carrier_, 3);
+  b->connectApplication();
+  b->onStreamClosed(hbone::kH2Cancel);  // the RST_STREAM, in the same batch
+  bridges_.startDeferredConnects();
+  EXPECT_FALSE(ring_.has(FakeOp::kConnect, tcp));
+  EXPECT_TRUE(bridges_.empty());
+  EXPECT_EQ(counters_.hbone_reset_before_connect.load(), 1u);
+  ASSERT_EQ(events_.finished_records.size(), 1u);
+  EXPECT_EQ(events_.finished_records[0].error, "HBONE stream reset: CANCEL");
 }
 
 TEST_F(StreamBridgeTest, InboundAnswers503WhenTheApplicationRefuses) {
@@ -223,6 +243,7 @@ TEST_F(StreamBridgeTest, InboundAnswers503WhenTheApplicationRefuses) {
   b->record.dst = SocketAddress::parse("10.0.0.2:80").value();
   b->attach(&carrier_, 3);
   b->connectApplication();
+  bridges_.startDeferredConnects();
   ring_.complete(FakeOp::kConnect, tcp, -ECONNREFUSED);
   EXPECT_EQ(carrier_.responses, std::vector<int>{503});
   EXPECT_EQ(carrier_.resets, 0) << "answered, not reset";
