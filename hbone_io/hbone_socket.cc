@@ -1,5 +1,8 @@
 #include "hbone_io/hbone_socket.h"
 
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -133,8 +136,7 @@ void HboneSocket::flush() {
       out = transport_->finalOutput();
     }
     if (out.empty()) {
-      // Everything said: close with a FIN, not a reset, so the peer reads our last words.
-      if (state_ == State::kDraining) fail(drain_reason_, /*reset=*/false);
+      if (state_ == State::kDraining) finishDrain();
       return;
     }
     sendbuf_.assign(out.begin(), out.end());
@@ -162,13 +164,31 @@ void HboneSocket::onSend(int res) {
 void HboneSocket::drainAndFail(const std::string& why) {
   if (state_ == State::kDead || state_ == State::kDraining) return;
   state_ = State::kDraining;
-  rx_.closed = true;
+  // Nothing more is read: a flooding peer meets TCP flow control, and unread input makes
+  // finishDrain() linger rather than reset.
+  receivers_.stop(rx_);
   drain_reason_ = why;
   drain_since_ = std::chrono::steady_clock::now();
   owner_.onDraining();
   // The streams cannot continue: their other ends are told now.
   owner_.loseStreams(why);
   owner_.markDirty();
+}
+
+void HboneSocket::finishDrain() {
+  if (fin_sent_) return;  // lingering until the owner's drain deadline
+  // Everything said: close with a FIN, not a reset, so the peer reads our last words. But
+  // closing a socket with unread input makes the kernel send a reset, which discards what our
+  // send buffer still holds (a flooding peer's last ACKs and the GOAWAY behind them): then
+  // send the FIN alone and keep the socket, unread, until the drain deadline (a lingering
+  // close, as HTTP servers do).
+  int unread = 0;
+  if (::ioctl(fd_.get(), FIONREAD, &unread) == 0 && unread > 0 &&
+      ::shutdown(fd_.get(), SHUT_WR) == 0) {
+    fin_sent_ = true;
+    return;
+  }
+  fail(drain_reason_, /*reset=*/false);
 }
 
 void HboneSocket::fail(const std::string& why, bool reset) {

@@ -93,7 +93,8 @@ class HboneSocket final : public io::CompletionHandler {
   // (for failures).
   void fail(const std::string& why, bool reset = true);
   // Failed with something to tell the peer (an alert, a GOAWAY): stops reading, sends that,
-  // then closes (RFC 9113 5.4.1).
+  // then closes (RFC 9113 5.4.1). The owner fails it for good when it is still draining after
+  // its deadline (a peer that does not read).
   void drainAndFail(const std::string& why);
   // Gives back the receive buffers it holds; the connection is about to be freed.
   void releaseReceiver();
@@ -122,6 +123,8 @@ class HboneSocket final : public io::CompletionHandler {
   void onConnect(int res);
   void onRecv(int res, unsigned flags);
   void onSend(int res);
+  // Everything is written after drainAndFail: closes with a FIN, or lingers (see the .cc).
+  void finishDrain();
 
   HboneSocketOwner& owner_;
   io::Ring& ring_;
@@ -142,6 +145,7 @@ class HboneSocket final : public io::CompletionHandler {
   io::Receiver rx_;               // multishot receive on the socket
   std::vector<uint8_t> sendbuf_;  // ciphertext being written (copied out of TLS: its buffer
   size_t send_off_ = 0;           // may grow while a write is in flight)
+  bool fin_sent_ = false;         // draining: FIN sent, closed at the owner's drain deadline
   std::string drain_reason_;
   std::chrono::steady_clock::time_point drain_since_;
 };

@@ -128,6 +128,14 @@ void Receivers::rearmStarved() {
   }
 }
 
+void Receivers::stop(Receiver& rx) {
+  rx.closed = true;
+  if (rx.armed && !rx.cancelling) {
+    ring_.cancel(rx.tag);
+    rx.cancelling = true;
+  }
+}
+
 void Receivers::release(Receiver& rx) {
   rx.closed = true;
   for (const RecvChunk& c : rx.chunks) rx.buffers->recycle(c.bid);

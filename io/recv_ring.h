@@ -105,6 +105,9 @@ class Receivers {
   void onCompletion(Receiver& rx, int res, unsigned flags);
   // The consumer took `n` bytes of the first chunk: recycles it when empty, re-arms.
   void consume(Receiver& rx, size_t n);
+  // Stops receiving for good: a multishot receive still armed is cancelled, and what it still
+  // delivers is dropped. The owner keeps the chunks it holds until release().
+  void stop(Receiver& rx);
   // Gives back what rx holds; its owner is about to be freed (nothing in flight).
   void release(Receiver& rx);
   // Receivers stopped by ENOBUFS try again (buffers came back, or the timer's safety net).
