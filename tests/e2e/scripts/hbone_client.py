@@ -19,6 +19,12 @@ Modes:
   huge-header  --header-bytes N: a CONNECT whose header block holds one N-byte value
   data-first   a DATA frame on stream 1 before any HEADERS
   no-preface   an HTTP/1.1 request instead of the HTTP/2 client preface
+  ping-flood   --count N [--hold S]: N PING frames as fast as the server takes them, never
+               reading; prints {"event": "flooding"} when it stops (all sent, or the server
+               stopped reading for --timeout s), waits --hold s, then reads everything to the
+               close: the PING ACKs it got and the GOAWAY code
+  rapid-reset  --count N: CONNECTs to --authority, each reset (CANCEL) in the same write, 100
+               per write; reports how many were sent and the GOAWAY code
 """
 
 import argparse
@@ -372,6 +378,100 @@ def mode_refused_flood(args, result):
     result["goaway"] = client.goaway_code
 
 
+def scan_frames(data):
+    """Frames in a plaintext HTTP/2 byte stream: (PING ACKs, last GOAWAY code or None, rest)."""
+    acks = 0
+    goaway = None
+    offset = 0
+    while len(data) - offset >= 9:
+        length = int.from_bytes(data[offset:offset + 3], "big")
+        if len(data) - offset < 9 + length:
+            break
+        kind, flags = data[offset + 3], data[offset + 4]
+        payload = data[offset + 9:offset + 9 + length]
+        if kind == 0x6 and flags & 0x1:
+            acks += 1
+        elif kind == 0x7 and length >= 8:
+            goaway = int.from_bytes(payload[4:8], "big")
+        offset += 9 + length
+    return acks, goaway, data[offset:]
+
+
+def mode_ping_flood(args, result):
+    tls = open_tls(args, result)
+    if tls is None:
+        return
+    client = H2Client(tls, args.timeout)
+    client.start()
+    ping = b"\x00\x00\x08\x06\x00\x00\x00\x00\x00" + b"flooding"
+    batch = ping * 1000
+    sent = 0
+    tls.settimeout(args.timeout)
+    start = time.monotonic()
+    try:
+        while sent < args.count:
+            tls.sendall(batch)
+            sent += 1000
+        result["stopped"] = "all sent"
+    except (OSError, ssl.SSLError) as exc:
+        # A timeout: the server stopped reading (its receive buffer and ours are full).
+        result["stopped"] = describe_exception(exc)
+    result["pings_sent"] = sent
+    result["send_seconds"] = round(time.monotonic() - start, 3)
+    print(json.dumps({"event": "flooding", "pings_sent": sent}), flush=True)
+    time.sleep(args.hold)
+    # Everything the server wrote, in order: its SETTINGS, the ACKs, then (if it gave up) a
+    # GOAWAY and the close.
+    acks = 0
+    goaway = None
+    pending = b""
+    tls.settimeout(args.timeout)
+    while True:
+        try:
+            data = tls.recv(1 << 20)
+        except (OSError, ssl.SSLError) as exc:
+            result["closed"] = describe_exception(exc)
+            break
+        if not data:
+            result["closed"] = "eof"
+            break
+        got_acks, got_goaway, pending = scan_frames(pending + data)
+        acks += got_acks
+        goaway = got_goaway if got_goaway is not None else goaway
+    result["acks_received"] = acks
+    result["goaway"] = goaway
+    tls.close()
+
+
+def mode_rapid_reset(args, result):
+    tls = open_tls(args, result)
+    if tls is None:
+        return
+    client = H2Client(tls, args.timeout)
+    client.start()
+    sent = 0
+    try:
+        while sent < args.count and client.closed is None and client.goaway_code is None:
+            for _ in range(min(100, args.count - sent)):
+                stream_id = client.conn.get_next_available_stream_id()
+                client.conn.send_headers(stream_id, connect_headers(args.authority))
+                client.conn.reset_stream(stream_id, error_code=8)  # CANCEL
+                sent += 1
+            client.flush()
+            # Whatever the server said meanwhile (a GOAWAY ends the loop), without waiting.
+            client.read_once(time.monotonic() + 0.01)
+            if client.closed == "timeout":
+                client.closed = None
+    except (OSError, ssl.SSLError, h2.exceptions.ProtocolError) as exc:
+        client.closed = describe_exception(exc)
+    if client.goaway_code is None and client.closed is None:
+        client.wait(lambda: client.goaway_code is not None)
+    result["sent"] = sent
+    result["goaway"] = client.goaway_code
+    result["closed"] = client.closed
+    tls.close()
+
+
 def mode_garbage(args, result):
     rng = random.Random(args.seed)
     payload = bytes(rng.getrandbits(8) for _ in range(args.bytes))
@@ -562,6 +662,8 @@ MODES = {
     "idle": mode_idle,
     "stall-many": mode_stall_many,
     "refused-flood": mode_refused_flood,
+    "ping-flood": mode_ping_flood,
+    "rapid-reset": mode_rapid_reset,
 }
 
 
@@ -582,6 +684,7 @@ def main():
     parser.add_argument("--tls-record", action="store_true", help="garbage inside a record")
     parser.add_argument("--header-bytes", type=int, default=32768)
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per wait")
+    parser.add_argument("--hold", type=float, default=0.0, help="ping-flood: seconds before reading")
     args = parser.parse_args()
     if bool(args.cert) != bool(args.key):
         parser.error("--cert and --key go together")
