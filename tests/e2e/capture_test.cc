@@ -412,6 +412,39 @@ TEST_F(CaptureTest, RestartReusesPinsAndSigtermRemovesEverything) {
   EXPECT_EQ(hostOf(conn->value("peer", "")), "10.244.1.10");
 }
 
+// Reliability issue, restarts: a crashed agent (SIGKILL) loses the connections it carried, but
+// its pins keep capture in place (failing closed meanwhile), and the agent started after it
+// serves new connections within a second of its start: the time from the start to the first
+// connection that gets through is measured and printed (docs/security.md). Bound at 3 s here,
+// as a CI machine may be busy.
+TEST_F(CaptureTest, CrashedAgentServesNewConnectionsSoonAfterItsRestart) {
+  Process& first = startAgent("node1");
+  ASSERT_TRUE(first.waitForOutput("enrolled pod shop/frontend-7d9f", seconds(10)))
+      << first.output();
+  Process& server = serve("cart-v2", 8080, /*count=*/0);
+  auto before = connect("frontend", "10.244.1.21:8080", 4096, 4096);
+  ASSERT_TRUE(before.value("ok", false)) << before.dump();
+
+  first.kill();
+  ASSERT_TRUE(first.waitExit(seconds(5)).has_value());
+  const auto start = std::chrono::steady_clock::now();
+  Process& second = startAgent("node1");
+  int attempts = 0;
+  bool served = false;
+  while (!served && std::chrono::steady_clock::now() - start < seconds(10)) {
+    ++attempts;
+    served = connect("frontend", "10.244.1.21:8080", 16, 16).value("ok", false);
+  }
+  const auto elapsed =
+      std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - start);
+  std::cout << "crash restart: first connection served " << elapsed.count()
+            << " ms after the new agent's start (" << attempts << " attempts)\n";
+  ASSERT_TRUE(served) << second.output();
+  EXPECT_LT(elapsed, seconds(3)) << second.output();
+  (void)server.signal(SIGTERM);
+  (void)server.waitExit(seconds(5));
+}
+
 // Must show 7 (reload half): a good new config applies, a bad one is rejected with file:line
 // and the last good snapshot stays in force.
 TEST_F(CaptureTest, ConfigReloadAppliesGoodVersionsAndKeepsLastGoodOnError) {

@@ -4,8 +4,10 @@
 #include <time.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <ctime>
+#include <thread>
 
 #include "tests/e2e/hbone_tunnel_test_util.h"
 #include "tests/e2e/mesh_fixture.h"
@@ -269,6 +271,64 @@ std::optional<PeerCertificate> probeServerCertificate(SimCluster& cluster) {
   std::string text = m[2];
   if (strptime(text.c_str(), "%b %d %H:%M:%S %Y GMT", &tm) == nullptr) return std::nullopt;
   return PeerCertificate{m[1], text, std::chrono::system_clock::from_time_t(timegm(&tm))};
+}
+
+// Reliability issue, "certificate rotation and config reloads under load: 0 failed
+// connections": sequential short connections frontend -> cart-v1 (cross-node, HBONE) for about
+// 8 s while both agents rotate their 4-second certificates (every ~2 s) and agent1's config is
+// rewritten every second (a rename, as a ConfigMap update does; each version adds or removes an
+// unrelated principal). Every connection succeeds.
+TEST_F(HboneTunnelTest, CertificateRotationAndConfigReloadsUnderLoadFailNoConnection) {
+  const std::string config = testConfig();
+  const std::string kAllowFrontend = "principals: [{Exact: cluster.local/ns/shop/sa/frontend}]";
+  const auto at = config.find(kAllowFrontend);
+  ASSERT_NE(at, std::string::npos) << "examples/two-nodes.yaml changed";
+  std::string other = config;
+  other.replace(at, kAllowFrontend.size(),
+                "principals: [{Exact: cluster.local/ns/shop/sa/frontend}, "
+                "{Exact: cluster.local/ns/shop/sa/reviews}]");
+  startAgents({"--cert-lifetime", "4"});
+  if (HasFatalFailure()) return;
+  Process& server = serveParallel("cart-v1", 8080, /*count=*/0, /*parallel=*/4);
+  const size_t rotations = countOf(agent1_->output(), "rotated ");
+  const size_t reloads = countOf(agent1_->output(), "config in force");
+
+  std::atomic<bool> done{false};
+  std::thread reloader([&] {
+    for (int i = 0; i < 8 && !done; ++i) {
+      std::this_thread::sleep_for(seconds(1));
+      cluster_->writeFile("mesh.yaml.tmp", i % 2 == 0 ? other : config);
+      fs::rename(cluster_->workDir() + "/mesh.yaml.tmp", config_path_);
+    }
+  });
+  uint64_t total = 0;
+  uint64_t failed = 0;
+  std::vector<std::string> errors;
+  const auto start = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - start < seconds(8)) {
+    auto r = cluster_->runInPod(
+        "frontend",
+        {testappPath(), "connect-many", "--to", std::string(kCartV1) + ":8080", "--count", "100",
+         "--send", "1024", "--expect", "1024", "--concurrency", "2"},
+        seconds(60));
+    auto many = findEvent(r.out, "many");
+    ASSERT_TRUE(many.has_value()) << r.describe() << r.out;
+    total += many->value("count", uint64_t{0});
+    failed += many->value("failed", uint64_t{0});
+    if (!many->value("ok", false)) errors.push_back(many->dump());
+  }
+  done = true;
+  reloader.join();
+  std::cout << "under rotation and reloads: " << total << " connections, " << failed << " failed, "
+            << countOf(agent1_->output(), "rotated ") - rotations << " rotations and "
+            << countOf(agent1_->output(), "config in force") - reloads
+            << " config versions on agent1\n";
+  EXPECT_EQ(failed, 0u) << ::testing::PrintToString(errors);
+  EXPECT_GE(total, 400u);
+  EXPECT_GE(countOf(agent1_->output(), "rotated ") - rotations, 2u) << agent1_->output();
+  EXPECT_GE(countOf(agent1_->output(), "config in force") - reloads, 5u) << agent1_->output();
+  (void)server.signal(SIGTERM);
+  (void)server.waitExit(seconds(5));
 }
 
 // HBONE, must show 7: with 4-second certificates (rotated every ~2 s) a transfer that lasts
