@@ -70,6 +70,13 @@ Status readPrevResult(const ordered_json& j, PluginConfig* config) {
       return cniError(kErrInvalidNetworkConfig,
                       "\"prevResult.ips\" holds an entry without an \"address\" string");
     }
+    // The agent refuses a request with a malformed address (decodeRequest): say so here, as a
+    // config error, rather than pass it on.
+    if (!isIpCidr(address->get_ref<const std::string&>())) {
+      return cniError(kErrInvalidNetworkConfig,
+                      fmt::format("\"prevResult.ips\" holds {}, not an address/prefix",
+                                  address->dump(-1, ' ', false, json::error_handler_t::replace)));
+    }
     config->ips.push_back(address->get<std::string>());
   }
   return okStatus();
@@ -208,6 +215,17 @@ Result<PluginConfig> parsePluginConfig(std::string_view stdin_bytes) {
 }
 
 Result<std::map<std::string, std::string>> parseCniArgs(std::string_view args) {
+  // The CNI spec makes CNI_ARGS alphanumeric pairs, and the values we read (Kubernetes names and
+  // UIDs) are ASCII. A control or non-ASCII byte is refused rather than passed on: invalid UTF-8
+  // would reach the agent as U+FFFD (the request is JSON), naming another pod than the runtime's.
+  for (size_t i = 0; i < args.size(); ++i) {
+    const auto c = static_cast<unsigned char>(args[i]);
+    if (c < 0x20 || c > 0x7e) {
+      return cniError(kErrInvalidEnvironment,
+                      fmt::format("CNI_ARGS: byte 0x{:02x} at offset {} is not printable ASCII",
+                                  static_cast<unsigned>(c), i));
+    }
+  }
   std::map<std::string, std::string> out;
   while (!args.empty()) {
     const size_t semi = args.find(';');

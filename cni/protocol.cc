@@ -62,8 +62,9 @@ Status readString(const json& j, const char* key, std::string* out, bool require
   return okStatus();
 }
 
-// "10.244.1.5/24": an address and a prefix length that fits it.
-bool validIpCidr(std::string_view text) {
+}  // namespace
+
+bool isIpCidr(std::string_view text) {
   const size_t slash = text.find('/');
   if (slash == std::string_view::npos) return false;
   auto ip = IpAddress::parse(text.substr(0, slash));
@@ -78,8 +79,6 @@ bool validIpCidr(std::string_view text) {
   const bool v4 = text.substr(0, slash).find(':') == std::string_view::npos;
   return n <= (v4 ? 32 : 128);
 }
-
-}  // namespace
 
 std::string_view commandName(CniCommand command) {
   switch (command) {
@@ -155,7 +154,7 @@ Result<CniRequest> decodeRequest(std::string_view line) {
   if (const auto ips = j.find("ips"); ips != j.end() && !ips->is_null()) {
     if (!ips->is_array()) return Error::invalid("CNI request: \"ips\" is not an array");
     for (const json& ip : *ips) {
-      if (!ip.is_string() || !validIpCidr(ip.get<std::string>())) {
+      if (!ip.is_string() || !isIpCidr(ip.get<std::string>())) {
         return Error::invalid(fmt::format("CNI request: \"ips\" holds {}, not an address/prefix",
                                           ip.dump(-1, ' ', false, json::error_handler_t::replace)));
       }

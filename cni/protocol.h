@@ -70,4 +70,8 @@ std::string encodeReply(const CniReply& reply);
 Result<CniRequest> decodeRequest(std::string_view line);
 Result<CniReply> decodeReply(std::string_view line);
 
+// "10.244.1.5/24": an address and a prefix length that fits it, the form of CniRequest::ips
+// (decodeRequest refuses anything else; the plugin checks prevResult's ips with it).
+bool isIpCidr(std::string_view text);
+
 }  // namespace nodemesh::cni

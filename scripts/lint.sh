@@ -49,7 +49,7 @@ jobs=${LINT_JOBS:-$(nproc)}
 
 # Directories with our C++. bpf/ is kernel C and has its own rules (bpf/include/capture_abi.h is
 # shared with C++ but keeps the kernel's snake_case nm_* names).
-dirs=(common model policy identity hbone io hbone_io config xds cni telemetry k8s waypoint tunnel agent cli sim tests bench)
+dirs=(common model policy identity hbone io hbone_io config xds cni telemetry k8s waypoint tunnel agent cli sim tests bench fuzz)
 
 start=$(date +%s)
 status=0

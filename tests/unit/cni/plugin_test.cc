@@ -1,5 +1,6 @@
 #include "cni/plugin.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <optional>
@@ -306,6 +307,12 @@ TEST_F(CniPluginTest, BadConfigsGetTheRightCode) {
       {R"({"cniVersion":"1.0.0","name":"n","prevResult":{"ips":{}}})", 7},
       {R"({"cniVersion":"1.0.0","name":"n","prevResult":{"ips":[{"address":5}]}})", 7},
       {R"({"cniVersion":"1.0.0","name":"n","prevResult":{"ips":[7]}})", 7},
+      // Addresses the agent would refuse (found by fuzz/cni_fuzz.cc: the plugin passed them on
+      // and the pod failed with the agent's error; fuzz/corpus/cni/crash_prev_result_bad_ip).
+      {R"({"cniVersion":"1.0.0","name":"n","prevResult":{"ips":[{"address":"fd00:19:9:5/64"}]}})",
+       7},
+      {R"({"cniVersion":"1.0.0","name":"n","prevResult":{"ips":[{"address":"10.0.0.1"}]}})", 7},
+      {R"({"cniVersion":"1.0.0","name":"n","prevResult":{"ips":[{"address":"10.0.0.1/33"}]}})", 7},
       // ADD without prevResult: a chained plugin cannot produce a result on its own.
       {R"({"cniVersion":"1.0.0","name":"n"})", 7},
   };
@@ -359,6 +366,32 @@ TEST(CniArgsTest, ParsesKeyValuePairs) {
   EXPECT_EQ(v->at("B"), "");
   EXPECT_FALSE(parseCniArgs("A=1;junk").ok());
   EXPECT_FALSE(parseCniArgs("=1").ok());
+}
+
+// Found by fuzz/cni_fuzz.cc (its corpus keeps the input: fuzz/corpus/cni/crash_args_not_utf8):
+// a pod name with bytes that are not UTF-8 reached the agent as U+FFFD, another pod's name.
+TEST(CniArgsTest, RefusesControlAndNonAsciiBytes) {
+  for (const std::string& args :
+       {std::string("K8S_POD_NAME=cart\xb7\xc7-1"), std::string("K8S_POD_NAME=cart\0-1", 20),
+        std::string("K8S_POD_NAME=a\nb"), std::string("K\x7f=1")}) {
+    auto a = parseCniArgs(args);
+    ASSERT_FALSE(a.ok()) << args;
+    EXPECT_EQ(a.error().code, kErrInvalidEnvironment);
+    EXPECT_THAT(a.error().message, ::testing::HasSubstr("not printable ASCII"));
+  }
+  FakeAgent agent;
+  PluginEnv e;
+  e.command = "ADD";
+  e.container_id = "ctr-1";
+  e.netns = "/var/run/netns/pod1";
+  e.if_name = "eth0";
+  e.args = "K8S_POD_NAMESPACE=shop;K8S_POD_NAME=cart\xb7";
+  const std::string conf =
+      R"({"cniVersion":"1.0.0","name":"n","type":"nodemesh-cni","prevResult":)" +
+      std::string(kPrevResult) + "}";
+  const PluginOutcome o = runPlugin(e, conf, agent.call());
+  EXPECT_EQ(o.exit_code, kErrInvalidEnvironment);
+  EXPECT_TRUE(agent.requests.empty());  // the agent never hears of a mangled name
 }
 
 }  // namespace
