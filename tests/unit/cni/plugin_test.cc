@@ -390,7 +390,9 @@ TEST(CniArgsTest, RefusesControlAndNonAsciiBytes) {
       R"({"cniVersion":"1.0.0","name":"n","type":"nodemesh-cni","prevResult":)" +
       std::string(kPrevResult) + "}";
   const PluginOutcome o = runPlugin(e, conf, agent.call());
-  EXPECT_EQ(o.exit_code, kErrInvalidEnvironment);
+  EXPECT_EQ(o.exit_code, 1);  // CNI: exit 1, the error code in the error object
+  EXPECT_THAT(o.out, ::testing::HasSubstr("\"code\":" + std::to_string(kErrInvalidEnvironment)))
+      << o.out;
   EXPECT_TRUE(agent.requests.empty());  // the agent never hears of a mangled name
 }
 
