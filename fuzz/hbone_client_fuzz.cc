@@ -16,11 +16,13 @@ using nodemesh::hbone::ConnectHeaders;
 using nodemesh::hbone::H2Role;
 using nodemesh::hbone::H2Session;
 
+// NOLINTNEXTLINE(readability-identifier-naming): libFuzzer calls it by this name.
 extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
   nodemesh::fuzz::quietLogs();
   return 0;
 }
 
+// NOLINTNEXTLINE(readability-identifier-naming): libFuzzer calls it by this name.
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   nodemesh::fuzz::H2FuzzHandler handler;
   auto created = H2Session::create(H2Role::kClient, handler);

@@ -34,6 +34,7 @@ auth::JwtVerifier* verifier = nullptr;
 
 }  // namespace
 
+// NOLINTNEXTLINE(readability-identifier-naming): libFuzzer calls it by this name.
 extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
   nodemesh::fuzz::quietLogs();
   auto jwks = auth::Jwks::parse(kJwks);
@@ -45,6 +46,7 @@ extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
   return 0;
 }
 
+// NOLINTNEXTLINE(readability-identifier-naming): libFuzzer calls it by this name.
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto token = nodemesh::fuzz::asText(data, size);
   // 2026-01-01T00:00:00Z, inside the seeds' validity.

@@ -11,11 +11,13 @@
 #include "config/local/local_config.h"
 #include "fuzz/fuzz_support.h"
 
+// NOLINTNEXTLINE(readability-identifier-naming): libFuzzer calls it by this name.
 extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
   nodemesh::fuzz::quietLogs();
   return 0;
 }
 
+// NOLINTNEXTLINE(readability-identifier-naming): libFuzzer calls it by this name.
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const nodemesh::config::LoadResult result =
       nodemesh::config::parseLocalConfig(nodemesh::fuzz::asText(data, size), "mesh.yaml");

@@ -84,6 +84,7 @@ Server* server = nullptr;
 
 }  // namespace
 
+// NOLINTNEXTLINE(readability-identifier-naming): libFuzzer calls it by this name.
 extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
   nodemesh::fuzz::quietLogs();
   static Server the_server;
@@ -107,6 +108,7 @@ extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
   return 0;
 }
 
+// NOLINTNEXTLINE(readability-identifier-naming): libFuzzer calls it by this name.
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto tls = nodemesh::tls::TlsSession::server(server->context.get());
   check(tls.ok());

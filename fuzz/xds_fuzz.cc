@@ -21,6 +21,7 @@
 namespace model = nodemesh::model;
 namespace xds = nodemesh::xds;
 
+// NOLINTNEXTLINE(readability-identifier-naming): libFuzzer calls it by this name.
 extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
   nodemesh::fuzz::quietLogs();
   // Protobuf logs every string field with invalid UTF-8 it parses; null discards its messages.
@@ -28,6 +29,7 @@ extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
   return 0;
 }
 
+// NOLINTNEXTLINE(readability-identifier-naming): libFuzzer calls it by this name.
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const int length = static_cast<int>(size);
   std::vector<model::Workload> workloads;
