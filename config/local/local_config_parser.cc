@@ -3,9 +3,12 @@
 #include "config/local/local_config_parser.h"
 
 #include <fmt/format.h>
+#include <yaml-cpp/eventhandler.h>
 
 #include <algorithm>
 #include <exception>
+#include <optional>
+#include <sstream>
 #include <utility>
 
 namespace nodemesh::config::local_internal {
@@ -18,6 +21,56 @@ constexpr std::string_view kTopFields[] = {
     "workloads",  "services",          "policies",         "httpRoutes",
     "grpcRoutes", "rateLimitPolicies", "destinationRules", "requestAuthentications"};
 constexpr std::string_view kGatewayFields[] = {"destination", "hboneMtlsPort"};
+
+// yaml-cpp 0.7 (Debian 12) has a parser bug, fixed upstream in 0.8.0 (jbeder/yaml-cpp#1319):
+// for some malformed input (a ',' where a node should start, for example) the parser neither
+// consumes the token nor throws, so LoadAll() appends an empty document for ever, allocating
+// until the process is killed. A mistyped config file would hang a reload and take the agent's
+// memory with it. The fix is upstream's: stop at a document that starts where the previous one
+// started. yaml-cpp's public API has no way to build nodes while watching the documents, so a
+// first pass streams the events into this handler, which keeps nothing but the last start.
+class StalledDocumentDetector final : public YAML::EventHandler {
+ public:
+  struct Stalled {
+    YAML::Mark mark;
+  };
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (last_start_ && last_start_->pos == mark.pos) throw Stalled{mark};
+    last_start_ = mark;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& /*mark*/, YAML::anchor_t /*anchor*/) override {}
+  void OnAlias(const YAML::Mark& /*mark*/, YAML::anchor_t /*anchor*/) override {}
+  void OnScalar(const YAML::Mark& /*mark*/, const std::string& /*tag*/, YAML::anchor_t /*anchor*/,
+                const std::string& /*value*/) override {}
+  void OnSequenceStart(const YAML::Mark& /*mark*/, const std::string& /*tag*/,
+                       YAML::anchor_t /*anchor*/, YAML::EmitterStyle::value /*style*/) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& /*mark*/, const std::string& /*tag*/, YAML::anchor_t /*anchor*/,
+                  YAML::EmitterStyle::value /*style*/) override {}
+  void OnMapEnd() override {}
+
+ private:
+  std::optional<YAML::Mark> last_start_;
+};
+
+// The place where yaml-cpp's parser would stall on `text`, if it would. Syntax errors it throws
+// are left to the real parse, which reports them.
+std::optional<YAML::Mark> findStalledDocument(std::string_view text) {
+  std::istringstream input{std::string(text)};
+  YAML::Parser parser(input);
+  StalledDocumentDetector detector;
+  try {
+    while (parser.HandleNextDocument(detector)) {
+    }
+  } catch (const StalledDocumentDetector::Stalled& stalled) {
+    return stalled.mark;
+  } catch (const YAML::Exception&) {
+    return std::nullopt;
+  }
+  return std::nullopt;
+}
 
 }  // namespace
 
@@ -47,6 +100,16 @@ LoadResult LocalConfigParser::run() {
 }
 
 void LocalConfigParser::parse() {
+  if (auto stalled = findStalledDocument(text_)) {
+    const auto pos = static_cast<size_t>(stalled->pos);
+    const std::string what = pos < text_.size() && text_[pos] >= 0x21 && text_[pos] <= 0x7e
+                                 ? fmt::format("'{}'", text_[pos])
+                                 : std::string("this character");
+    r_.problemAtLine(stalled->line + 1, "",
+                     fmt::format("YAML syntax error: a node cannot start with {} (column {})", what,
+                                 stalled->column + 1));
+    return;
+  }
   std::vector<YAML::Node> docs;
   try {
     docs = YAML::LoadAll(std::string(text_));

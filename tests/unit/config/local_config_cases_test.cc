@@ -30,6 +30,10 @@ const BadCase kBadCases[] = {
     {"BadIndentation", WORKLOAD_HEAD "  workloadIps: []\n   node: n1\n", 5, "YAML syntax error"},
     {"UnterminatedQuoteAtEnd", WORKLOAD_HEAD "  workloadIps: []\n  node: \"node1\n", 5,
      "unterminated quoted string"},
+    // yaml-cpp 0.7 would load empty documents here for ever (jbeder/yaml-cpp#1319).
+    {"LeadingComma", ",\n", 1, "YAML syntax error: a node cannot start with ',' (column 1)"},
+    {"CommaAfterComments", "# a mesh\n# two nodes\n, three pods\nworkloads: []\n", 3,
+     "YAML syntax error: a node cannot start with ','"},
     {"TwoDocuments", "workloads: []\n---\npolicies: []\n", 3, "more than one YAML document"},
     {"TopLevelList", "- uid: a\n", 1, "got a list"},
     {"TopLevelScalar", "hello\n", 1, "expected the top level (a map), got 'hello'"},

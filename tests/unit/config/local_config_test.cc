@@ -251,6 +251,18 @@ TEST(LocalConfigTest, TruncatedFileIsASyntaxError) {
   EXPECT_THAT(r.problems[0].reason, HasSubstr("YAML syntax error"));
 }
 
+// Found by fuzzing (docs/fuzzing.md): a stray ',' at the start of a line made yaml-cpp 0.7's
+// LoadAll() append empty documents until the process ran out of memory. Broken, this test never
+// ends (ctest's timeout fails it).
+TEST(LocalConfigTest, AStrayCommaIsASyntaxErrorNotAHang) {
+  std::string path = kTestdata + "/stalled_document.yaml";
+  LoadResult r = loadLocalConfigFile(path);
+  EXPECT_EQ(r.snapshot, nullptr);
+  ASSERT_EQ(r.problems.size(), 1u) << allProblems(r);
+  EXPECT_EQ(r.problems[0].line, 5);
+  EXPECT_EQ(r.problems[0].reason, "YAML syntax error: a node cannot start with ',' (column 1)");
+}
+
 TEST(LocalConfigTest, ReportsEveryProblemInFileOrder) {
   std::string path = kTestdata + "/many_problems.yaml";
   LoadResult r = loadLocalConfigFile(path);
