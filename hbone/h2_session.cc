@@ -218,6 +218,19 @@ Result<uint64_t> H2Session::ping() {
   return opaque;
 }
 
+Status H2Session::shutdownNotice() {
+  if (dead_ || failed_) {
+    return sessionError();
+  }
+  if (goaway_sent_) {
+    return okStatus();
+  }
+  if (const int rv = nghttp2_submit_shutdown_notice(session_); rv != 0) {
+    return Error{EPROTO, std::string("GOAWAY (shutdown notice): ") + nghttp2_strerror(rv)};
+  }
+  return okStatus();
+}
+
 Status H2Session::goaway(uint32_t error_code) {
   if (dead_ || failed_) {
     return sessionError();

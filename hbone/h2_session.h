@@ -215,6 +215,10 @@ class H2Session {
   Result<uint64_t> ping();
   // Sends GOAWAY: no new streams; the session closes when the active ones are done.
   Status goaway(uint32_t error_code = kH2NoError);
+  // Server only: the first half of a graceful shutdown (RFC 9113 6.8), a GOAWAY with the
+  // largest stream ID: the peer stops opening streams here, and those it has sent meanwhile are
+  // still served. goaway() a round trip later ends the session.
+  Status shutdownNotice();
 
   H2Role role() const { return role_; }
   const H2Stats& stats() const { return stats_; }

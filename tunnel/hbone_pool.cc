@@ -176,6 +176,24 @@ void HbonePool::onTimer() {
     (void)c->h2().goaway();
     c->socket_.fail("");
   }
+  if (draining_since_ && !drain_goaway_sent_ && now - *draining_since_ >= std::chrono::seconds(1)) {
+    // The notices have arrived: streams sent before them are here, none come after.
+    drain_goaway_sent_ = true;
+    std::vector<HboneConnection*> servers;
+    for (auto& c : conns_) {
+      if (c->state() == State::kOpen && c->socket_.role() == hbone::H2Role::kServer) {
+        servers.push_back(c.get());
+      }
+    }
+    for (HboneConnection* c : servers) {
+      (void)c->h2().goaway();
+      if (c->streams_.empty() && c->socket_.transport().established()) {
+        c->socket_.drainAndFail("");
+      } else {
+        c->markDirty();
+      }
+    }
+  }
   // Accepted connections: the peer's to close, but not to keep forever without a stream.
   std::vector<HboneConnection*> idle_servers;
   for (auto& c : conns_) {
@@ -191,6 +209,16 @@ void HbonePool::onTimer() {
                   c->peer().toString(), options_.server_idle_timeout.count());
     (void)c->h2().goaway();
     c->socket_.drainAndFail("");  // the GOAWAY leaves, then a FIN
+  }
+}
+
+void HbonePool::drainServers() {
+  draining_since_ = Clock::now();
+  for (auto& c : conns_) {
+    if (c->state() != HboneConnection::State::kOpen || c->socket_.role() != hbone::H2Role::kServer)
+      continue;
+    (void)c->h2().shutdownNotice();
+    c->markDirty();
   }
 }
 

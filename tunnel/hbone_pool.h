@@ -9,6 +9,7 @@
 #include <list>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,9 @@ class HbonePool {
   // Server connections of a pod being removed forget it (they answer 503 from now on).
   void forgetPod(const Pod& pod);
   void failAll(const std::string& why);
+  // Upgrades: every server connection gets a shutdown notice now and GOAWAY a second later
+  // (onTimer), so peers open their next streams to the next agent and lose none on the way.
+  void drainServers();
   bool empty() const { return conns_.empty(); }
   // The worker's log of refused streams (CONNECTs and bad requests a peer sends at will).
   RateLimitedLog& refusalLog() { return refusal_log_; }
@@ -89,6 +93,8 @@ class HbonePool {
   std::vector<HboneConnection*> flushing_;  // flushDirty's batch
   RateLimitedLog refusal_log_;
   size_t pending_handshakes_ = 0;  // server connections whose TLS handshake is not done
+  std::optional<Clock::time_point> draining_since_;  // drainServers()
+  bool drain_goaway_sent_ = false;
   RateLimitedLog shed_log_;
 };
 

@@ -41,6 +41,11 @@ void Mailbox::postStop() {
   wake();
 }
 
+void Mailbox::postDrain() {
+  drain_.store(true);
+  wake();
+}
+
 std::vector<Mailbox::PodCommand> Mailbox::takePods() {
   std::vector<PodCommand> pods;
   std::lock_guard<std::mutex> lock(mu_);

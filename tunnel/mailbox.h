@@ -38,6 +38,7 @@ class Mailbox {
   void postPod(uint64_t cookie, std::unique_ptr<Pod> pod);
   void postPolicyChange();
   void postStop();
+  void postDrain();
   bool stopping() const { return stopping_.load(); }
   // Waits at most a second for the loop's answer (empty then).
   std::vector<ConnectionInfo> requestConnections();
@@ -51,6 +52,7 @@ class Mailbox {
   // In the order posted: a pod removed and added again ends up with the new listeners.
   std::vector<PodCommand> takePods();
   bool takePolicyChange() { return policy_changed_.exchange(false); }
+  bool takeDrain() { return drain_.exchange(false); }
   // Answers the pending requests with what `list` returns (called once, if any is pending).
   void answerConnections(const std::function<std::vector<ConnectionInfo>()>& list);
 
@@ -68,6 +70,7 @@ class Mailbox {
   UniqueFd wake_fd_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> policy_changed_{false};
+  std::atomic<bool> drain_{false};
   std::mutex mu_;
   std::vector<PodCommand> pods_;
   std::vector<std::shared_ptr<ConnectionsRequest>> requests_;

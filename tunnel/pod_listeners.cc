@@ -17,7 +17,8 @@ namespace nodemesh::tunnel {
 
 Result<std::unique_ptr<Pod>> createPod(const PodSpec& spec, bool outbound,
                                        const TunnelOptions& options, hbone::TlsProvider* tls,
-                                       PodListenerFds* fds) {
+                                       PodListenerFds* fds,
+                                       std::vector<InheritedListener>* inherited) {
   auto pod = std::make_unique<Pod>();
   pod->cookie = spec.netns_cookie;
   pod->name = spec.name;
@@ -39,18 +40,41 @@ Result<std::unique_ptr<Pod>> createPod(const PodSpec& spec, bool outbound,
   if (auto st = installDeliveryRouting(options.delivery_mark, options.delivery_route_table); !st) {
     return Error{st.error().code, spec.name + ": " + st.error().message};
   }
+  auto keep = [&](UniqueFd fd, ListenerKind kind, bool ipv6, int* out) {
+    auto l = std::make_unique<Listener>();
+    l->fd = std::move(fd);
+    l->pod = pod.get();
+    l->kind = kind;
+    if (*out < 0) *out = l->fd.get();
+    fds->all.push_back(ListenerFd{kind, ipv6, l->fd.get()});
+    pod->listeners.push_back(std::move(l));
+  };
   auto add = [&](const char* ip, uint16_t port, ListenerKind kind, int* out) -> Status {
     auto addr = SocketAddress{IpAddress::parse(ip).value(), port};
+    const bool ipv6 = !addr.ip.isV4();
+    if (inherited) {
+      // The previous agent's sockets: bound, listening, already in the capture maps.
+      bool took = false;
+      for (auto& in : *inherited) {
+        if (in.kind != kind || in.ipv6 != ipv6 || !in.fd.valid()) continue;
+        keep(std::move(in.fd), kind, ipv6, out);
+        took = true;
+      }
+      if (took) return okStatus();
+    }
     // Only inbound listeners form a group across workers (outbound has one owner).
     auto fd = listenTcp(addr, options.outbound_mark,
                         options.workers > 1 && kind != ListenerKind::kOutbound);
-    if (!fd) return Error{fd.error().code, spec.name + ": " + fd.error().message};
-    auto l = std::make_unique<Listener>();
-    l->fd = std::move(*fd);
-    l->pod = pod.get();
-    l->kind = kind;
-    *out = l->fd.get();
-    pod->listeners.push_back(std::move(l));
+    if (!fd) {
+      if (inherited && fd.error().code == EADDRINUSE) {
+        // The previous agent's socket for this port went to another worker and its group
+        // admits no other member (it ran one worker): that worker accepts for the pod.
+        spdlog::debug("{}: {} listener stays with another worker", spec.name, addr.toString());
+        return okStatus();
+      }
+      return Error{fd.error().code, spec.name + ": " + fd.error().message};
+    }
+    keep(std::move(*fd), kind, ipv6, out);
     return okStatus();
   };
   if (outbound) {
@@ -137,7 +161,9 @@ void PodListeners::retire(uint64_t cookie) {
       ring_.cancel(&l->backoff_tag);
     }
   }
-  if (auto scope = ScopedNetns::enter(pod->netns.get()); scope) {
+  if (keep_routing_) {
+    // Drained for an upgrade: the next agent delivers with the same routing.
+  } else if (auto scope = ScopedNetns::enter(pod->netns.get()); scope) {
     if (auto st = removeDeliveryRouting(options_.delivery_mark, options_.delivery_route_table);
         !st) {
       spdlog::warn("{}: removing delivery routing: {}", pod->name, st.error().message);
@@ -152,6 +178,20 @@ void PodListeners::retireAll() {
   std::vector<uint64_t> cookies;
   for (auto& [cookie, pod] : pods_) cookies.push_back(cookie);
   for (uint64_t cookie : cookies) retire(cookie);
+}
+
+void PodListeners::drain() {
+  keep_routing_ = true;
+  for (auto& [cookie, pod] : pods_) {
+    for (auto& l : pod->listeners) {
+      if (l->closing || l->stopped) continue;
+      l->stopped = true;
+      if (l->in_flight) {
+        ring_.cancel(&l->accept_tag);
+        ring_.cancel(&l->backoff_tag);
+      }
+    }
+  }
 }
 
 void PodListeners::reap() {
@@ -176,6 +216,7 @@ void PodListeners::onAccept(Listener* l, int res, unsigned flags) {
   }
   if (more) return;
   if (l->closing) return reap();
+  if (l->stopped) return;
   if (res == -EMFILE || res == -ENFILE || res == -ENOMEM || res == -ENOBUFS) {
     // Out of descriptors or memory: retrying at once would spin. Pending connections wait
     // in the backlog meanwhile.
@@ -189,6 +230,7 @@ void PodListeners::onAccept(Listener* l, int res, unsigned flags) {
 void PodListeners::onBackoff(Listener* l) {
   l->in_flight = false;
   if (l->closing) return reap();
+  if (l->stopped) return;
   arm(l);
 }
 

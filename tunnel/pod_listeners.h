@@ -28,8 +28,6 @@ class TlsProvider;
 
 namespace nodemesh::tunnel {
 
-enum class ListenerKind { kOutbound, kInbound, kHbone };
-
 struct Pod;
 class PodListeners;
 
@@ -46,6 +44,7 @@ struct Listener final : io::CompletionHandler {
   ListenerKind kind = ListenerKind::kOutbound;
   bool in_flight = false;
   bool closing = false;
+  bool stopped = false;  // drained: not re-armed, but what it still accepts is served
 };
 
 struct Pod {
@@ -64,9 +63,13 @@ struct Pod {
 // On the caller's thread: the pod's listeners, created inside its network namespace, and the
 // delivery routing there (inpod_routing.h). With `outbound` false the pod gets no 15001
 // listener (another worker owns it). Without `tls` the pod keeps no identity (plain TCP only).
+// `inherited` (null: none): sockets of this pod handed over by the previous agent, taken
+// instead of new ones (every one given is used; a kind with none given is made anew, or left to
+// the other workers when the inherited group does not admit another member).
 Result<std::unique_ptr<Pod>> createPod(const PodSpec& spec, bool outbound,
                                        const TunnelOptions& options, hbone::TlsProvider* tls,
-                                       PodListenerFds* fds);
+                                       PodListenerFds* fds,
+                                       std::vector<InheritedListener>* inherited = nullptr);
 
 class PodHandler {
  public:
@@ -92,6 +95,10 @@ class PodListeners {
   // The pod lives on, retired, until its listeners' accepts have completed.
   void retire(uint64_t cookie);
   void retireAll();
+  // Upgrades: stops accepting on every pod, keeps the pods (their HBONE server connections
+  // still serve streams) and leaves the delivery routing in place from now on, retireAll()
+  // included: the next agent uses it.
+  void drain();
   Pod* find(uint64_t cookie);
   // No pod, and no retired pod still waiting for its accepts.
   bool empty() const { return pods_.empty() && retired_.empty(); }
@@ -108,6 +115,7 @@ class PodListeners {
   PodHandler& handler_;
   std::unordered_map<uint64_t, std::unique_ptr<Pod>> pods_;
   std::list<std::unique_ptr<Pod>> retired_;
+  bool keep_routing_ = false;
 };
 
 }  // namespace nodemesh::tunnel

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "capture_abi.h"
+#include "common/fd.h"
 #include "common/ip_address.h"
 #include "common/result.h"
 #include "identity/spiffe_id.h"
@@ -97,14 +98,34 @@ struct PodSpec {
   std::optional<identity::SpiffeId> identity;
 };
 
+enum class ListenerKind : uint8_t { kOutbound, kInbound, kHbone };
+
+// One listening socket of a pod, as its worker made it.
+struct ListenerFd {
+  ListenerKind kind = ListenerKind::kOutbound;
+  bool ipv6 = false;
+  int fd = -1;
+};
+
+// A pod's listening socket handed from one agent process to the next (an upgrade, see
+// agent/handoff.h): the same socket, so its accept queue and its place in the capture maps
+// carry over and no connection attempt meets a closed port.
+struct InheritedListener {
+  uint64_t netns_cookie = 0;
+  ListenerKind kind = ListenerKind::kOutbound;
+  bool ipv6 = false;
+  UniqueFd fd;
+};
+
 // The pod's listening sockets, owned by the tunnel and valid until removePod(); -1 = absent.
 struct PodListenerFds {
-  int outbound_v4 = -1;  // 127.0.0.1:15001
-  int outbound_v6 = -1;  // [::1]:15001
-  int inbound_v4 = -1;   // 0.0.0.0:15006
-  int inbound_v6 = -1;   // [::]:15006 (IPv6 only)
-  int hbone_v4 = -1;     // 0.0.0.0:15008
-  int hbone_v6 = -1;     // [::]:15008 (IPv6 only)
+  int outbound_v4 = -1;         // 127.0.0.1:15001
+  int outbound_v6 = -1;         // [::1]:15001
+  int inbound_v4 = -1;          // 0.0.0.0:15006
+  int inbound_v6 = -1;          // [::]:15006 (IPv6 only)
+  int hbone_v4 = -1;            // 0.0.0.0:15008
+  int hbone_v6 = -1;            // [::]:15008 (IPv6 only)
+  std::vector<ListenerFd> all;  // every listener, of every worker
 };
 
 enum class Direction { kOutbound, kInbound };
@@ -184,6 +205,19 @@ class Tunnel {
   virtual std::vector<ConnectionInfo> connections() const { return {}; }
   // Closes everything and joins the worker threads. Idempotent.
   virtual void stop() = 0;
+
+  // ---- upgrades (agent/handoff.h, docs/agent.md) ----
+  // The listening sockets of every pod, duplicated, for the next agent process.
+  virtual std::vector<InheritedListener> exportListeners() const { return {}; }
+  // Sockets handed over by the previous agent process: a pod added from now on with one of
+  // these cookies takes its sockets instead of making new ones.
+  virtual void adoptListeners(std::vector<InheritedListener> /*listeners*/) {}
+  // Closes the adopted sockets that no pod took (pods gone meanwhile); returns how many.
+  virtual size_t dropUnadoptedListeners() { return 0; }
+  // The next agent took over: stop accepting (connections already queued on the shared
+  // sockets go to it), leave each pod's delivery routing in place for it, and ask HBONE peers
+  // to open new streams elsewhere (GOAWAY). Open connections go on until they end or stop().
+  virtual void drain() {}
 };
 
 // One per CPU this process may run on.

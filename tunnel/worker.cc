@@ -50,9 +50,10 @@ Result<PodListenerFds> Worker::addPod(const PodSpec& spec) {
   return addPod(spec, true);
 }
 
-Result<PodListenerFds> Worker::addPod(const PodSpec& spec, bool outbound) {
+Result<PodListenerFds> Worker::addPod(const PodSpec& spec, bool outbound,
+                                      std::vector<InheritedListener>* inherited) {
   PodListenerFds fds;
-  auto pod = createPod(spec, outbound, options_, tls_, &fds);
+  auto pod = createPod(spec, outbound, options_, tls_, &fds, inherited);
   if (!pod) return pod.error();
   if (limits_) (*pod)->limiter = limits_->forPod(spec.netns_cookie);
   mailbox_->postPod(spec.netns_cookie, std::move(*pod));
@@ -78,6 +79,10 @@ void Worker::setSnapshot(model::SnapshotPtr snapshot,
 std::vector<ConnectionInfo> Worker::connections() const {
   if (!thread_.joinable()) return {};
   return mailbox_->requestConnections();
+}
+
+void Worker::drain() {
+  mailbox_->postDrain();
 }
 
 void Worker::stop() {

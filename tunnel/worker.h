@@ -27,8 +27,10 @@ class Worker final : public Tunnel {
   // Starts the thread and its loop; fails when the ring cannot be made.
   Status init();
   Result<PodListenerFds> addPod(const PodSpec& spec) override;
-  // With `outbound` false the pod gets no 15001 listener here (another worker owns it).
-  Result<PodListenerFds> addPod(const PodSpec& spec, bool outbound);
+  // With `outbound` false the pod gets no 15001 listener here (another worker owns it);
+  // `inherited`: sockets handed over by the previous agent for this worker (createPod()).
+  Result<PodListenerFds> addPod(const PodSpec& spec, bool outbound,
+                                std::vector<InheritedListener>* inherited = nullptr);
   void removePod(uint64_t cookie) override;
   void setSnapshot(model::SnapshotPtr snapshot) override;
   // With the authorizer already built for the snapshot (Workers builds one for all workers).
@@ -37,6 +39,7 @@ class Worker final : public Tunnel {
   TunnelStats stats() const override { return counters_.snapshot(); }
   std::vector<ConnectionInfo> connections() const override;
   void stop() override;
+  void drain() override;
 
  private:
   TunnelOptions options_;

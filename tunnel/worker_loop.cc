@@ -92,6 +92,10 @@ void WorkerLoop::onWake() {
     if (command.pod) pods_.add(std::move(command.pod));
   }
   const bool stopping = mailbox.stopping();
+  if (mailbox.takeDrain() && !stopping) {
+    pods_.drain();
+    if (pool_) pool_->drainServers();
+  }
   if (stopping) {
     pods_.retireAll();
     relay_.abortAll("agent stopping");

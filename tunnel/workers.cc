@@ -1,7 +1,12 @@
 // Several workers, one ring and one thread each, behind one Tunnel; and startTunnel().
 #include <sched.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <map>
+#include <mutex>
 
 #include "tunnel/worker.h"
 
@@ -22,12 +27,19 @@ class Workers final : public Tunnel {
   Workers& operator=(const Workers&) = delete;
 
   Result<PodListenerFds> addPod(const PodSpec& pod) override {
+    // Held until the pod is posted: exportListeners() sees either the pod's sockets or none,
+    // never a descriptor a worker may be closing.
+    std::lock_guard<std::mutex> lock(listeners_mu_);
     const size_t owner = pod.netns_cookie % workers_.size();
+    auto inherited = takeInherited(pod.netns_cookie, owner);
     PodListenerFds result;
+    std::vector<ListenerFd> all;
     for (size_t i = 0; i < workers_.size(); ++i) {
-      auto fds = workers_[i]->addPod(pod, /*outbound=*/i == owner);
+      auto fds = workers_[i]->addPod(pod, /*outbound=*/i == owner,
+                                     inherited.empty() ? nullptr : &inherited[i]);
       if (!fds) {
         for (size_t j = 0; j < i; ++j) workers_[j]->removePod(pod.netns_cookie);
+        listeners_.erase(pod.netns_cookie);
         return fds.error();
       }
       if (i == 0) result = *fds;  // the inbound groups' registered members
@@ -35,11 +47,41 @@ class Workers final : public Tunnel {
         result.outbound_v4 = fds->outbound_v4;
         result.outbound_v6 = fds->outbound_v6;
       }
+      all.insert(all.end(), fds->all.begin(), fds->all.end());
     }
+    result.all = all;
+    listeners_[pod.netns_cookie] = std::move(all);
     return result;
   }
   void removePod(uint64_t netns_cookie) override {
+    std::lock_guard<std::mutex> lock(listeners_mu_);
+    listeners_.erase(netns_cookie);
     for (auto& w : workers_) w->removePod(netns_cookie);
+  }
+  std::vector<InheritedListener> exportListeners() const override {
+    std::lock_guard<std::mutex> lock(listeners_mu_);
+    std::vector<InheritedListener> out;
+    for (const auto& [cookie, fds] : listeners_) {
+      for (const ListenerFd& l : fds) {
+        UniqueFd dup(::fcntl(l.fd, F_DUPFD_CLOEXEC, 0));
+        if (dup.valid()) out.push_back(InheritedListener{cookie, l.kind, l.ipv6, std::move(dup)});
+      }
+    }
+    return out;
+  }
+  void adoptListeners(std::vector<InheritedListener> listeners) override {
+    std::lock_guard<std::mutex> lock(listeners_mu_);
+    for (auto& l : listeners) inherited_[l.netns_cookie].push_back(std::move(l));
+  }
+  size_t dropUnadoptedListeners() override {
+    std::lock_guard<std::mutex> lock(listeners_mu_);
+    size_t dropped = 0;
+    for (const auto& [cookie, sockets] : inherited_) dropped += sockets.size();
+    inherited_.clear();
+    return dropped;
+  }
+  void drain() override {
+    for (auto& w : workers_) w->drain();
   }
   void setSnapshot(model::SnapshotPtr snapshot) override {
     // One authorizer for all workers: built once per config version.
@@ -65,7 +107,27 @@ class Workers final : public Tunnel {
   }
 
  private:
+  // The pod's inherited sockets, one list per worker: the outbound ones to the pod's owner, each
+  // inbound group's members spread over the workers (with as many workers as the previous
+  // agent, one each).
+  std::vector<std::vector<InheritedListener>> takeInherited(uint64_t cookie, size_t owner) {
+    auto it = inherited_.find(cookie);
+    if (it == inherited_.end()) return {};
+    std::vector<std::vector<InheritedListener>> per_worker(workers_.size());
+    std::map<std::pair<ListenerKind, bool>, size_t> next;
+    for (auto& l : it->second) {
+      const size_t i =
+          l.kind == ListenerKind::kOutbound ? owner : next[{l.kind, l.ipv6}]++ % workers_.size();
+      per_worker[i].push_back(std::move(l));
+    }
+    inherited_.erase(it);
+    return per_worker;
+  }
+
   std::vector<std::unique_ptr<Worker>> workers_;
+  mutable std::mutex listeners_mu_;
+  std::map<uint64_t, std::vector<ListenerFd>> listeners_;  // every pod's sockets, by cookie
+  std::map<uint64_t, std::vector<InheritedListener>> inherited_;
 };
 
 }  // namespace
@@ -100,7 +162,6 @@ Result<std::unique_ptr<Tunnel>> startTunnel(const TunnelOptions& options, OrigDs
     if (auto st = worker->init(); !st) return st.error();
     workers.push_back(std::move(worker));
   }
-  if (workers.size() == 1) return std::unique_ptr<Tunnel>(std::move(workers.front()));
   return std::unique_ptr<Tunnel>(std::make_unique<Workers>(std::move(workers)));
 }
 
