@@ -79,10 +79,13 @@ Result<std::unique_ptr<Daemon>> Daemon::start(DaemonOptions options) {
   std::unique_ptr<Daemon> self(new Daemon(std::move(options)));
   // Each step adds members; returning early destroys the ones added so far, newest first.
   self->loop_thread_ = pthread_self();
-  for (auto step : {&Daemon::startConfig, &Daemon::startCapture, &Daemon::startIdentity,
-                    &Daemon::startTunnel, &Daemon::startKubernetes, &Daemon::startServers}) {
+  for (auto step :
+       {&Daemon::startConfig, &Daemon::startCapture, &Daemon::startIdentity, &Daemon::startTunnel,
+        &Daemon::startHandoff, &Daemon::startKubernetes, &Daemon::startServers}) {
     if (auto st = (self.get()->*step)(); !st) return st.error();
   }
+  // After an upgrade, run() listens once it has taken over from the previous agent.
+  if (!self->inheritance_) self->listenForHandoff();
   self->running_ = true;
   spdlog::info("nodemesh-agent running on node {} ({} tunnel worker{})", self->options_.node,
                self->workers_, self->workers_ == 1 ? "" : "s");
@@ -356,6 +359,7 @@ void Daemon::publishMerged() {
 }
 
 Status Daemon::startServers() {
+  std::lock_guard<std::mutex> lock(servers_mu_);
   // Off the data path: each server has its own threads; /metrics reads atomics, the pinned
   // counter map and a copy of the TCP metrics (see agent/metrics/agent_metrics.h).
   auto admin = serve("admin", admin::kAdminAddress, options_.admin_port, 2,
@@ -385,13 +389,27 @@ void Daemon::run() {
   // Named namespaces are watched: once every pod is enrolled, a pass runs when one comes or
   // goes rather than every interval (a pass on the tunnel's CPU showed in its p99.9 latency).
   while (true) {
+    if (handed_over_) return;
     const bool pods_changed = pods_->changed();
-    if (agent_->scanDue(pods_changed)) {
+    if (!handoff_in_progress_ && agent_->scanDue(pods_changed)) {
       // Both lists were complete before this pass started: it saw every pod of the node.
       const bool listed = kube_ && kube_->synced();
       agent_->reconcile();
       if (kube_) kube_->passDone();
       if (listed) readiness_.setPodsEnrolled();
+      if (inheritance_) {
+        // The first pass took the pods, on the previous agent's sockets: it can stop accepting.
+        if (size_t dropped = tunnel_->dropUnadoptedListeners(); dropped > 0) {
+          spdlog::info("handoff: closed {} inherited sockets of pods that are gone", dropped);
+        }
+        if (auto st = confirmHandoff(*inheritance_); !st) {
+          spdlog::warn("handoff: telling the previous agent: {}", st.error().message);
+        } else {
+          spdlog::info("handoff: took over from the previous agent");
+        }
+        inheritance_.reset();
+        listenForHandoff();
+      }
     }
     int sig = sigtimedwait(&signals, nullptr, &interval);
     if (sig == SIGTERM || sig == SIGINT) {
@@ -414,10 +432,100 @@ void Daemon::run() {
 Status Daemon::stop(std::unique_ptr<Daemon> daemon) {
   Status result = okStatus();
   daemon->readiness_.setStopping();
-  if (daemon->kube_) daemon->decideCaptureOnStop();
+  // No new agent may take over from one that is going away.
+  daemon->handoff_server_.reset();
+  if (daemon->handed_over_) {
+    daemon->drainForNextAgent();
+  } else if (daemon->kube_) {
+    daemon->decideCaptureOnStop();
+  }
   daemon->stop_status_ = &result;
   daemon.reset();
   return result;
+}
+
+Status Daemon::startHandoff() {
+  if (options_.handoff_socket.empty()) return okStatus();
+  auto handoff = requestHandoff(options_.handoff_socket, std::chrono::seconds(10));
+  if (!handoff) {
+    return failed(Error{handoff.error().code, "taking over from the running agent at " +
+                                                  options_.handoff_socket + ": " +
+                                                  handoff.error().message});
+  }
+  if (!*handoff) return okStatus();  // no agent runs: a plain start
+  spdlog::info("handoff: took {} listening sockets from the running agent at {}",
+               (*handoff)->listeners.size(), options_.handoff_socket);
+  tunnel_->adoptListeners(std::move((*handoff)->listeners));
+  inheritance_ = std::move(**handoff);
+  return okStatus();
+}
+
+void Daemon::listenForHandoff() {
+  if (options_.handoff_socket.empty()) return;
+  HandoffServer::Hooks hooks;
+  hooks.release_ports = [this] {
+    handoff_in_progress_ = true;
+    std::lock_guard<std::mutex> lock(servers_mu_);
+    admin_server_.reset();
+    metrics_server_.reset();
+    readiness_server_.reset();
+    if (kube_) kube_->releaseCniSocket();
+  };
+  hooks.export_listeners = [this] { return tunnel_->exportListeners(); };
+  hooks.restore_ports = [this] {
+    if (auto st = startServers(); !st) {
+      spdlog::error("handoff: serving the admin, metrics and readiness ports again: {}",
+                    st.error().message);
+    }
+    if (kube_) {
+      if (auto st = kube_->restoreCniSocket(); !st) {
+        spdlog::error("handoff: serving the CNI socket again: {}", st.error().message);
+      }
+    }
+    handoff_in_progress_ = false;
+  };
+  hooks.handed_over = [this] {
+    handed_over_ = true;
+    pthread_kill(loop_thread_, SIGUSR2);
+  };
+  auto server = HandoffServer::start(options_.handoff_socket, std::move(hooks));
+  if (!server) {
+    spdlog::warn("handoff: not listening at {} ({}): an upgrade will restart connections",
+                 options_.handoff_socket, server.error().message);
+    return;
+  }
+  handoff_server_ = std::move(*server);
+}
+
+void Daemon::drainForNextAgent() {
+  // Nothing of the capture is removed: the new agent runs on it.
+  keep_capture_ = true;
+  agent_->leaveEnrolled();
+  tunnel_->drain();
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(options_.drain_timeout_s);
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  const timespec tick{0, 100 * 1000 * 1000};
+  uint64_t open = tunnel_->stats().active;
+  spdlog::info("draining {} open connection{} for at most {} s", open, open == 1 ? "" : "s",
+               options_.drain_timeout_s);
+  while (open > 0 && std::chrono::steady_clock::now() < deadline) {
+    const int sig = sigtimedwait(&signals, nullptr, &tick);
+    if (sig == SIGTERM || sig == SIGINT) {
+      spdlog::info("received {} while draining: closing the rest", strsignal(sig));
+      break;
+    }
+    open = tunnel_->stats().active;
+  }
+  if (open > 0) {
+    spdlog::info("drain over with {} connection{} still open: closing them", open,
+                 open == 1 ? "" : "s");
+  } else {
+    spdlog::info("drained: every connection ended");
+  }
 }
 
 void Daemon::decideCaptureOnStop() {

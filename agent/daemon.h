@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -15,6 +16,7 @@
 #include "agent/agent_admin_state.h"
 #include "agent/bpf/capture_programs.h"
 #include "agent/cleanup.h"
+#include "agent/handoff.h"
 #include "agent/kube_integration.h"
 #include "agent/netns_pod_source.h"
 #include "agent/snapshot_fanout.h"
@@ -90,6 +92,11 @@ struct DaemonOptions {
   // DaemonSet will replace it, the capture stays in place for the next agent.
   std::string pod_namespace;
   std::string pod_name;
+  // Upgrades (agent/handoff.h, docs/agent.md): the unix socket where this agent hands its
+  // listening sockets to the next one (empty: no handoff; default /run/nodemesh/<node>.handoff),
+  // and how long it then serves its open connections before it exits.
+  std::string handoff_socket;
+  int drain_timeout_s = 25;
 };
 
 // The node agent: config source, capture programs, identity, tunnel, pod discovery and the
@@ -105,7 +112,8 @@ class Daemon {
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
 
-  // The discovery loop, until SIGTERM or SIGINT; SIGUSR1 logs the counters.
+  // The discovery loop, until SIGTERM or SIGINT, or until a new agent took over (handoff);
+  // SIGUSR1 logs the counters.
   void run();
   // Stops everything (the destructors, newest first) and reports whether the capture programs
   // were detached and every pin removed.
@@ -120,6 +128,13 @@ class Daemon {
   Status startTunnel();
   Status startKubernetes();
   Status startServers();
+  // Upgrades: takes the listening sockets of the agent running at the handoff socket, if any.
+  Status startHandoff();
+  // Listens at the handoff socket for the next agent.
+  void listenForHandoff();
+  // After a handoff: serves the open connections until they end, the drain deadline passes or
+  // SIGTERM/SIGINT comes; the capture stays for the next agent.
+  void drainForNextAgent();
   // The source's snapshot plus the workloads of this node's pods from the Kubernetes API.
   void publishMerged();
   // The config dump's "controlPlane": where config and certificates come from.
@@ -158,6 +173,7 @@ class Daemon {
   std::unique_ptr<ConnectionTelemetry> telemetry_;
   std::unique_ptr<tunnel::Tunnel> tunnel_;
   std::optional<Cleanup> stop_tunnel_;  // joins the workers, logs the final counters
+  std::optional<Handoff> inheritance_;  // from the previous agent, until confirmed in run()
   RealSteadyClock steady_clock_;
   std::unique_ptr<NetnsPodSource> pods_;
   std::unique_ptr<Agent> agent_;  // unenrolls every pod when destroyed
@@ -165,9 +181,13 @@ class Daemon {
   std::unique_ptr<SnapshotFanout::Subscription> config_subscription_;
   std::unique_ptr<KubeIntegration> kube_;  // calls into agent_ and config_: stopped before them
   admin::Readiness readiness_;
+  std::mutex servers_mu_;  // the servers below are closed and reopened by a handoff
   std::unique_ptr<admin::HttpServer> admin_server_;  // 127.0.0.1 only
   std::unique_ptr<admin::HttpServer> metrics_server_;
   std::unique_ptr<admin::HttpServer> readiness_server_;
+  std::atomic<bool> handoff_in_progress_{false};  // no discovery pass meanwhile
+  std::atomic<bool> handed_over_{false};          // run() returns, stop() drains
+  std::unique_ptr<HandoffServer> handoff_server_;
 };
 
 }  // namespace nodemesh::agent

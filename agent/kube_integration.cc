@@ -86,17 +86,7 @@ Result<std::unique_ptr<KubeIntegration>> KubeIntegration::start(KubeIntegrationO
       k8s::Informer::start(std::move(clients[2]), k8s::podInformerOptions(self->options_.pods.node),
                            std::move(pod_callbacks));
 
-  if (!self->options_.cni_socket.empty()) {
-    auto server = cni::CniServer::start(
-        cni::CniServerOptions{self->options_.cni_socket, 2000},
-        [k](const cni::CniRequest& request) { return k->handleCni(request); });
-    if (!server) {
-      return Error{server.error().code,
-                   "CNI socket " + self->options_.cni_socket + ": " + server.error().message};
-    }
-    self->cni_server_ = std::move(*server);
-    spdlog::info("CNI plugin socket listening on {}", self->options_.cni_socket);
-  }
+  if (auto st = self->startCniServer(); !st) return st.error();
   if (!self->options_.cni_conf_dir.empty()) {
     cni::InstallOptions& install = self->install_;
     install.conf_dir = self->options_.cni_conf_dir;
@@ -149,6 +139,28 @@ void KubeIntegration::uninstallCni() {
       errno != ENOENT) {
     spdlog::warn("removing {}: {}", options_.cni_state_file, std::strerror(errno));
   }
+}
+
+Status KubeIntegration::startCniServer() {
+  if (options_.cni_socket.empty()) return okStatus();
+  auto server =
+      cni::CniServer::start(cni::CniServerOptions{options_.cni_socket, 2000},
+                            [this](const cni::CniRequest& request) { return handleCni(request); });
+  if (!server) {
+    return Error{server.error().code,
+                 "CNI socket " + options_.cni_socket + ": " + server.error().message};
+  }
+  cni_server_ = std::move(*server);
+  spdlog::info("CNI plugin socket listening on {}", options_.cni_socket);
+  return okStatus();
+}
+
+void KubeIntegration::releaseCniSocket() {
+  if (cni_server_) cni_server_->stop();
+}
+
+Status KubeIntegration::restoreCniSocket() {
+  return startCniServer();
 }
 
 KubeIntegration::~KubeIntegration() {

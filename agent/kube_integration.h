@@ -87,10 +87,15 @@ class KubeIntegration {
   // nodemesh instead of waiting for an agent that will not come. Idempotent.
   void uninstallCni();
   uint64_t cniRequests() const { return cni_server_ ? cni_server_->served() : 0; }
+  // Upgrades (agent/handoff.h): the next agent binds the CNI socket; if it fails, this one
+  // listens again. Meanwhile the plugin falls back to the state file.
+  void releaseCniSocket();
+  Status restoreCniSocket();
 
  private:
   KubeIntegration(KubeIntegrationOptions options, KubeIntegrationHooks hooks);
 
+  Status startCniServer();
   void onChange();  // after a change of KubePods: state file, snapshot, annotator
   void writeState();
   cni::CniReply handleCni(const cni::CniRequest& request);

@@ -4,11 +4,13 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <cstdio>
 #include <iostream>
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -39,6 +41,26 @@ int validate(const std::string& path) {
   return 0;
 }
 
+// The agents that hand over to each other are those that share their pins.
+std::string defaultHandoffSocket(const std::string& bpffs) {
+  std::string name;
+  for (char c : bpffs) {
+    if (c == '/') {
+      if (!name.empty() && name.back() != '-') name += '-';
+    } else {
+      name += c;
+    }
+  }
+  while (!name.empty() && name.back() == '-') name.pop_back();
+  constexpr size_t kMaxName = 80;  // sun_path holds 107 bytes
+  if (name.size() > kMaxName) {
+    uint64_t fnv = 14695981039346656037ULL;  // FNV-1a: the same name in every build
+    for (unsigned char c : bpffs) fnv = (fnv ^ c) * 1099511628211ULL;
+    name = fmt::format("{:016x}", fnv);
+  }
+  return "/run/nodemesh/" + name + ".handoff";
+}
+
 int run(DaemonOptions options) {
   auto daemon = Daemon::start(std::move(options));
   if (!daemon) return 1;  // logged
@@ -57,7 +79,9 @@ int agentMain(int argc, char** argv) {
       "  nodemesh-agent --config mesh.yaml --node node1 --cgroup /sys/fs/cgroup/unified/test \\\n"
       "      --bpffs /sys/fs/bpf/nodemesh-test --exclude-outbound-ports 9000,9001\n"
       "Signals: SIGTERM/SIGINT detach and remove everything the agent created; SIGUSR1 logs\n"
-      "the capture counters. A killed agent leaves its pins; the next start reuses them.");
+      "the capture counters. A killed agent leaves its pins; the next start reuses them.\n"
+      "Upgrades: start the new agent while the old one runs; it takes the old one's listening\n"
+      "sockets (--handoff-socket), and the old one drains its connections and exits.");
   auto* config = app.add_option("--config", flags.daemon.config,
                                 "local config file (ztunnel's local config format)")
                      ->check(CLI::ExistingFile);
@@ -259,6 +283,17 @@ int agentMain(int argc, char** argv) {
   app.add_option("--cluster-id", flags.daemon.cluster_id,
                  "cluster name in the workload uids (istiod's CLUSTER_ID)")
       ->capture_default_str();
+  auto* handoff = app.add_option(
+      "--handoff-socket", flags.daemon.handoff_socket,
+      "unix socket where an upgrade happens: a new agent started on the node takes the "
+      "running agent's listening sockets there, and the running one drains and exits "
+      "(default: /run/nodemesh/<--bpffs, '/' as '-'>.handoff: agents that share their pins "
+      "hand over to each other; \"none\": no handoff; docs/agent.md)");
+  app.add_option("--drain-timeout-s", flags.daemon.drain_timeout_s,
+                 "after handing over to a new agent, how long open connections are served "
+                 "before they are closed")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 3600));
   CLI11_PARSE(app, argc, argv);
   if (config->count() == 0 && xds->count() == 0) {
     std::cerr << "one of --config or --xds-address is required\n";
@@ -291,6 +326,11 @@ int agentMain(int argc, char** argv) {
       ::gethostname(host, sizeof(host) - 1);
       flags.daemon.node = host;
     }
+  }
+  if (handoff->count() == 0) {
+    flags.daemon.handoff_socket = defaultHandoffSocket(flags.daemon.bpffs);
+  } else if (flags.daemon.handoff_socket == "none") {
+    flags.daemon.handoff_socket.clear();
   }
   // The downward API's names of the agent's own pod (the chart sets them).
   for (auto [name, field] : {std::pair{"POD_NAMESPACE", &flags.daemon.pod_namespace},

@@ -8,7 +8,7 @@
 //                      [--v4-mapped 1]   (IPv4 destination through an AF_INET6 socket)
 //                      [--rate BYTES]    (pace the upload at BYTES per second)
 //   nm-testapp connect-many --to IP:PORT --count N [--send N] [--expect M] [--seed S]
-//                           [--timeout-ms T] [--parallel P | --concurrency C]
+//                           [--timeout-ms T] [--parallel P | --concurrency C] [--rate BYTES]
 //
 // serve --parallel N handles up to N connections at once (a thread each); the default, 1,
 // serves them one after the other. Either way it prints one "conn" line per connection.

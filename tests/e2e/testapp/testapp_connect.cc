@@ -171,7 +171,7 @@ int connectCommand(int argc, char** argv) {
 int connectMany(int argc, char** argv) {
   auto flags = parseFlags(
       argc, argv, 2,
-      {"to", "count", "send", "expect", "seed", "timeout-ms", "parallel", "concurrency"});
+      {"to", "count", "send", "expect", "seed", "timeout-ms", "parallel", "concurrency", "rate"});
   if (!flags.count("count")) usage("connect-many needs --count");
   uint32_t count = parseU32(flags, "count", 0);
   uint32_t parallel = parseU32(flags, "parallel", 1);

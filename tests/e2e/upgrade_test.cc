@@ -1,0 +1,124 @@
+// Agent upgrades (agent/handoff.h): a new agent takes the running one's listening sockets and
+// the old one drains, under load, on both nodes, without one failed connection.
+
+#include <atomic>
+#include <chrono>
+#include <iostream>
+#include <thread>
+
+#include "tests/e2e/hbone_tunnel_test_util.h"
+#include "tests/e2e/mesh_fixture.h"
+
+namespace nodemesh::sim::hbone_tunnel_test {
+namespace {
+
+using UpgradeTest = HboneTunnelTest;
+
+// Issue 21, must show 4: both agents are upgraded (node2's, which serves HBONE from node1's
+// pool, then node1's, which owns the clients' outbound listeners) while short connections run
+// back to back from frontend to cart-v1 across the nodes and 50 long transfers are open. No
+// new connection fails, and every long transfer, which ends within the drain window, arrives
+// whole: the old agents stop accepting, serve what they have, and exit by themselves.
+TEST_F(UpgradeTest, UpgradingBothAgentsUnderLoadFailsNoConnection) {
+  const std::vector<std::string> drain = {"--drain-timeout-s", "20"};
+  startAgents(drain);
+  if (HasFatalFailure()) return;
+  Process& server = serveParallel("cart-v1", 8080, /*count=*/0, /*parallel=*/128);
+  Process& old1 = *agent1_;
+  Process& old2 = *agent2_;
+
+  // 50 transfers of 2 MiB paced at 256 KiB/s: 8 s each, open across both upgrades.
+  Process& longs = cluster_->startInPod(
+      "frontend", {testappPath(), "connect-many", "--to", std::string(kCartV1) + ":8080", "--count",
+                   "50", "--concurrency", "50", "--send", "2M", "--expect", "64K", "--rate", "256K",
+                   "--timeout-ms", "30000", "--seed", "5"});
+
+  // The load runs on a thread of its own; the agents are started from this one (the
+  // simulated cluster's processes die with the thread that started them: PR_SET_PDEATHSIG).
+  std::atomic<bool> done{false};
+  uint64_t total = 0;
+  uint64_t failed = 0;
+  std::vector<std::string> errors;
+  const auto start = std::chrono::steady_clock::now();
+  std::thread load([&] {
+    while (!done && std::chrono::steady_clock::now() - start < seconds(40)) {
+      auto r = cluster_->runInPod(
+          "frontend",
+          {testappPath(), "connect-many", "--to", std::string(kCartV1) + ":8080", "--count", "200",
+           "--send", "1024", "--expect", "1024", "--concurrency", "4"},
+          seconds(60));
+      auto many = findEvent(r.out, "many");
+      if (!many) {
+        errors.push_back(r.describe() + r.out);
+        return;
+      }
+      total += many->value("count", uint64_t{0});
+      failed += many->value("failed", uint64_t{0});
+      if (!many->value("ok", false)) errors.push_back(many->dump());
+    }
+  });
+
+  std::this_thread::sleep_for(milliseconds(1500));
+  Process& new2 =
+      startAgent("node2", {"--exclude-inbound-ports", "9191", "--drain-timeout-s", "20"});
+  const bool took2 = new2.waitForOutput("handoff: took over from the previous agent", seconds(15));
+  std::this_thread::sleep_for(milliseconds(1500));
+  Process& new1 =
+      startAgent("node1", {"--exclude-outbound-ports", "9090", "--drain-timeout-s", "20"});
+  const bool took1 =
+      took2 && new1.waitForOutput("handoff: took over from the previous agent", seconds(15));
+  std::this_thread::sleep_for(milliseconds(1500));
+  done = true;
+  load.join();
+  const double elapsed_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  agent1_ = &new1;
+  agent2_ = &new2;
+  ASSERT_TRUE(took2) << new2.output();
+  ASSERT_TRUE(took1) << new1.output();
+
+  // The long transfers end within the drain window, whole.
+  auto long_exit = longs.waitExit(seconds(40));
+  auto long_many = findEvent(longs.output(), "many");
+  ASSERT_TRUE(long_many.has_value()) << longs.output();
+
+  // The old agents drained and left by themselves, leaving the capture to the new ones.
+  const double rate = static_cast<double>(total) / elapsed_s;
+  auto old2_exit = old2.waitExit(seconds(25));
+  auto old1_exit = old1.waitExit(seconds(25));
+  std::cout << "upgrades of both agents under load: " << total << " short connections in "
+            << elapsed_s << " s (" << static_cast<uint64_t>(rate) << "/s), " << failed
+            << " failed; long transfers: " << long_many->value("count", uint64_t{0}) << ", "
+            << long_many->value("failed", uint64_t{0}) << " failed\n";
+  EXPECT_EQ(failed, 0u) << ::testing::PrintToString(errors);
+  EXPECT_TRUE(errors.empty()) << ::testing::PrintToString(errors);
+  EXPECT_GE(rate, 200.0);
+  EXPECT_EQ(long_exit, 0) << longs.output();
+  EXPECT_EQ(long_many->value("count", uint64_t{0}), 50u) << long_many->dump();
+  EXPECT_EQ(long_many->value("failed", uint64_t{0}), 0u) << long_many->dump();
+  EXPECT_EQ(old2_exit, 0) << old2.output();
+  EXPECT_EQ(old1_exit, 0) << old1.output();
+  for (Process* old : {&old1, &old2}) {
+    EXPECT_NE(old->output().find("handoff: the new agent accepts on the sockets: draining"),
+              std::string::npos)
+        << old->output();
+    EXPECT_NE(old->output().find("drained: every connection ended"), std::string::npos)
+        << old->output();
+    EXPECT_NE(old->output().find("capture left in place"), std::string::npos) << old->output();
+  }
+
+  // Only the new agents are left, and they serve.
+  auto after = cluster_->runInPod(
+      "frontend",
+      {testappPath(), "connect-many", "--to", std::string(kCartV1) + ":8080", "--count", "20",
+       "--send", "4096", "--expect", "4096", "--concurrency", "2"},
+      seconds(30));
+  auto after_many = findEvent(after.out, "many");
+  ASSERT_TRUE(after_many.has_value()) << after.describe() << after.out;
+  EXPECT_TRUE(after_many->value("ok", false)) << after_many->dump() << new1.output();
+  (void)server.signal(SIGTERM);
+  (void)server.waitExit(seconds(5));
+}
+
+}  // namespace
+}  // namespace nodemesh::sim::hbone_tunnel_test
