@@ -239,6 +239,7 @@ bool HandoffServer::handOver(UniqueFd conn) {
       hooks_.handed_over();
       return true;
     }
+    if (!ready && ready.error().code == ECANCELED) return false;  // this agent is stopping
     spdlog::warn(
         "handoff: the new agent went away before taking over ({}); serving on",
         ready ? (ready->text.empty() ? "closed" : "'" + ready->text + "'") : ready.error().message);
