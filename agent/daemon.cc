@@ -509,16 +509,24 @@ void Daemon::drainForNextAgent() {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   const timespec tick{0, 100 * 1000 * 1000};
-  uint64_t open = tunnel_->stats().active;
-  spdlog::info("draining {} open connection{} for at most {} s", open, open == 1 ? "" : "s",
-               options_.drain_timeout_s);
+  // Relayed connections, and accepted HBONE connections (a peer may still open a stream on one
+  // until its GOAWAY): both must be gone.
+  auto remaining = [this] {
+    const tunnel::TunnelStats stats = tunnel_->stats();
+    return stats.active + stats.hbone_server_conns;
+  };
+  const tunnel::TunnelStats at_start = tunnel_->stats();
+  uint64_t open = at_start.active + at_start.hbone_server_conns;
+  spdlog::info("draining {} open connection{} and {} accepted HBONE connection{} for at most {} s",
+               at_start.active, at_start.active == 1 ? "" : "s", at_start.hbone_server_conns,
+               at_start.hbone_server_conns == 1 ? "" : "s", options_.drain_timeout_s);
   while (open > 0 && std::chrono::steady_clock::now() < deadline) {
     const int sig = sigtimedwait(&signals, nullptr, &tick);
     if (sig == SIGTERM || sig == SIGINT) {
       spdlog::info("received {} while draining: closing the rest", strsignal(sig));
       break;
     }
-    open = tunnel_->stats().active;
+    open = remaining();
   }
   if (open > 0) {
     spdlog::info("drain over with {} connection{} still open: closing them", open,

@@ -16,8 +16,10 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <regex>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
 #include <fmt/format.h>
@@ -168,6 +170,33 @@ std::vector<std::string> staleEntries(const std::string& dir) {
   return out;
 }
 
+// The agents' upgrade handoff sockets: by default /run/nodemesh/<--bpffs with '/' as
+// '-'>.handoff (agent/main.cc), so for this cluster's pins "sys-fs-bpf-<prefix>-<node>.handoff".
+// An agent removes its own on a clean stop; one killed (as teardown kills) leaves it.
+constexpr const char* kHandoffDir = "/run/nodemesh";
+constexpr std::string_view kHandoffPrefix = "sys-fs-bpf-";
+
+// Removes the handoff sockets whose cluster prefix satisfies `match`, then the directory if
+// nothing else is in it.
+void removeHandoffSockets(const std::function<bool(const std::string&)>& match,
+                          std::vector<std::string>& problems) {
+  std::error_code ec;
+  std::vector<fs::path> doomed;
+  for (auto it = fs::directory_iterator(kHandoffDir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind(kHandoffPrefix, 0) != 0) continue;
+    std::string rest = name.substr(kHandoffPrefix.size());
+    const std::string cluster = rest.substr(0, rest.find_first_of("-."));
+    if (match(cluster)) doomed.push_back(it->path());
+  }
+  for (const auto& path : doomed) {
+    if (!fs::remove(path, ec) && ec)
+      problems.push_back("remove " + path.string() + ": " + ec.message());
+  }
+  fs::remove(kHandoffDir, ec);  // only when empty; an error (not empty, absent) is fine
+}
+
 void reportProblems(const std::string& what, const std::vector<std::string>& problems) {
   for (const auto& p : problems)
     std::fprintf(stderr, "[sim_cluster] %s: %s\n", what.c_str(), p.c_str());
@@ -215,6 +244,8 @@ void SimCluster::teardown() {
 
     // 3. Pins (links pinned here would keep programs attached), cgroups, files.
     removeTree(bpffs_dir_, problems);
+    removeHandoffSockets([this](const std::string& cluster) { return cluster == prefix_; },
+                         problems);
     if (!cgroup_base_.empty()) removeCgroupTree(cgroup_base_, problems);
     if (!options_.keep_logs) {
       removeTree(work_dir_, problems);
@@ -244,6 +275,12 @@ void SimCluster::sweepStale() {
       std::fprintf(stderr, "[sim_cluster] sweeping stale bpffs dir %s\n", name.c_str());
       removeTree(std::string(kBpffsRoot) + "/" + name, problems);
     }
+    removeHandoffSockets(
+        [](const std::string& cluster) {
+          auto pid = embeddedPid(cluster);
+          return pid && !pidAlive(*pid);
+        },
+        problems);
     for (const auto& name : cgroups) removeCgroupTree(*root + "/" + name, problems);
     for (const auto& name : staleEntries(tempRoot())) {
       std::fprintf(stderr, "[sim_cluster] sweeping stale work dir %s\n", name.c_str());
@@ -270,6 +307,14 @@ std::vector<std::string> SimCluster::findLeftovers(const std::string& prefix) {
     left.push_back("bpffs " + std::string(kBpffsRoot) + "/" + prefix);
   }
   if (exists(tempRoot() + "/" + prefix)) left.push_back("work dir " + tempRoot() + "/" + prefix);
+  ec.clear();
+  for (auto it = fs::directory_iterator(kHandoffDir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind(std::string(kHandoffPrefix) + prefix + "-", 0) == 0) {
+      left.push_back("handoff socket " + it->path().string());
+    }
+  }
   return left;
 }
 }  // namespace nodemesh::sim

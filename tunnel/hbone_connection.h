@@ -16,6 +16,7 @@
 #include <list>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -98,7 +99,10 @@ class HboneConnection final : public hbone::H2Handler,
   HbonePool& pool_;
   RelayContext& ctx_;
   bool dirty_ = false;
-  Pod* server_pod_ = nullptr;       // server: the pod whose 15008 accepted it
+  Pod* server_pod_ = nullptr;  // server: the pod whose 15008 accepted it
+  // Upgrades (HbonePool::drainServers): when the shutdown notice went, and the final GOAWAY.
+  std::optional<Clock::time_point> drain_notice_at_;
+  bool drain_goaway_sent_ = false;
   bool handshake_pending_ = false;  // server: counted in HbonePool::pending_handshakes_
   std::string pool_key_;            // client: where it sits in the pool
   hbone_io::HboneSocket socket_;

@@ -63,6 +63,7 @@ void HbonePool::acceptServer(Pod& pod, UniqueFd fd) {
   conn->server_pod_ = &pod;
   conn->handshake_pending_ = true;
   ++pending_handshakes_;
+  bump(ctx_.counters.hbone_server_conns);
   add(std::move(conn))->socket_.receive();
 }
 
@@ -119,7 +120,11 @@ void HbonePool::flushDirty() {
 void HbonePool::release(HboneConnection* c) {
   handshakeDone(c);
   c->socket_.releaseReceiver();
-  if (c->socket_.role() == hbone::H2Role::kClient) subtract(ctx_.counters.hbone_pool_size);
+  if (c->socket_.role() == hbone::H2Role::kClient) {
+    subtract(ctx_.counters.hbone_pool_size);
+  } else {
+    subtract(ctx_.counters.hbone_server_conns);
+  }
   conns_.erase(c->self_);  // closes the socket
 }
 
@@ -176,24 +181,7 @@ void HbonePool::onTimer() {
     (void)c->h2().goaway();
     c->socket_.fail("");
   }
-  if (draining_since_ && !drain_goaway_sent_ && now - *draining_since_ >= std::chrono::seconds(1)) {
-    // The notices have arrived: streams sent before them are here, none come after.
-    drain_goaway_sent_ = true;
-    std::vector<HboneConnection*> servers;
-    for (auto& c : conns_) {
-      if (c->state() == State::kOpen && c->socket_.role() == hbone::H2Role::kServer) {
-        servers.push_back(c.get());
-      }
-    }
-    for (HboneConnection* c : servers) {
-      (void)c->h2().goaway();
-      if (c->streams_.empty() && c->socket_.transport().established()) {
-        c->socket_.drainAndFail("");
-      } else {
-        c->markDirty();
-      }
-    }
-  }
+  if (draining_since_) drainTick(now);
   // Accepted connections: the peer's to close, but not to keep forever without a stream.
   std::vector<HboneConnection*> idle_servers;
   for (auto& c : conns_) {
@@ -214,11 +202,32 @@ void HbonePool::onTimer() {
 
 void HbonePool::drainServers() {
   draining_since_ = Clock::now();
+  drainTick(*draining_since_);
+}
+
+void HbonePool::drainTick(Clock::time_point now) {
+  // Each server connection, accepted before the drain or (from a connect already queued) after
+  // it: a shutdown notice once its handshake is done, the final GOAWAY a second later (the
+  // notice has arrived: streams sent before it are here, none come after), and a close as soon
+  // as it has no stream left.
+  std::vector<HboneConnection*> servers;
   for (auto& c : conns_) {
-    if (c->state() != HboneConnection::State::kOpen || c->socket_.role() != hbone::H2Role::kServer)
-      continue;
-    (void)c->h2().shutdownNotice();
-    c->markDirty();
+    if (c->state() == HboneConnection::State::kOpen &&
+        c->socket_.role() == hbone::H2Role::kServer && c->socket_.transport().established()) {
+      servers.push_back(c.get());
+    }
+  }
+  for (HboneConnection* c : servers) {
+    if (!c->drain_notice_at_) {
+      (void)c->h2().shutdownNotice();
+      c->drain_notice_at_ = now;
+      c->markDirty();
+    } else if (!c->drain_goaway_sent_ && now - *c->drain_notice_at_ >= std::chrono::seconds(1)) {
+      c->drain_goaway_sent_ = true;
+      (void)c->h2().goaway();
+      c->markDirty();
+    }
+    if (c->drain_goaway_sent_ && c->streams_.empty()) c->socket_.drainAndFail("");
   }
 }
 

@@ -77,6 +77,8 @@ class HbonePool {
   void removeFromPool(HboneConnection* c);
   HboneConnection* add(std::unique_ptr<HboneConnection> conn);
   void release(HboneConnection* c);
+  // At the drain's start and once a second after: see drainServers().
+  void drainTick(Clock::time_point now);
   // A server connection's handshake ended (done, failed, or the connection closed).
   void handshakeDone(HboneConnection* c);
   // At the pending-handshake bound: closes the oldest pending server handshake.
@@ -94,7 +96,6 @@ class HbonePool {
   RateLimitedLog refusal_log_;
   size_t pending_handshakes_ = 0;  // server connections whose TLS handshake is not done
   std::optional<Clock::time_point> draining_since_;  // drainServers()
-  bool drain_goaway_sent_ = false;
   RateLimitedLog shed_log_;
 };
 

@@ -156,6 +156,20 @@ void Outbound::openStream(Pod& pod, UniqueFd app, const SocketAddress& app_addr,
   }
   bump(ctx_.counters.hbone_streams_opened);
   b->attach(c, *stream);
+  // A refused stream is opened again on a usable connection (the refusing one is going away).
+  b->reopen = [this, cookie = pod.cookie, dst_id = *peer_id, connect_to = hop.connect_to,
+               authority = hop.authority.toString(), headers](StreamBridge& bridge) {
+    Pod* p = pods_.find(cookie);
+    if (p == nullptr || !p->identity) return false;
+    std::string why;
+    HboneConnection* again = pool_->clientFor(*p, dst_id, connect_to, &why);
+    if (again == nullptr) return false;
+    auto reopened = again->h2().openConnect(authority, headers);
+    if (!reopened) return false;
+    bump(ctx_.counters.hbone_streams_opened);
+    bridge.attach(again, *reopened);
+    return true;
+  };
 }
 
 std::string Outbound::newTraceparent() {

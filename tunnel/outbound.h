@@ -26,7 +26,7 @@ class Outbound final : public ServiceDialer::Connector {
  public:
   Outbound(RelayContext ctx, const TunnelOptions& options, OrigDstResolver& resolver,
            const MeshState& mesh, TcpRelay& relay, StreamBridges& bridges, HbonePool* pool,
-           ServiceDialer& dialer)
+           ServiceDialer& dialer, PodListeners& pods)
       : ctx_(ctx),
         options_(options),
         resolver_(resolver),
@@ -34,7 +34,8 @@ class Outbound final : public ServiceDialer::Connector {
         relay_(relay),
         bridges_(bridges),
         pool_(pool),
-        dialer_(dialer) {}
+        dialer_(dialer),
+        pods_(pods) {}
 
   // A connection accepted on the pod's 15001.
   void accept(Pod& pod, UniqueFd fd);
@@ -73,6 +74,7 @@ class Outbound final : public ServiceDialer::Connector {
   StreamBridges& bridges_;
   HbonePool* pool_;  // null without TLS: no pod has an identity then
   ServiceDialer& dialer_;
+  PodListeners& pods_;
   std::mt19937_64 rng_{std::random_device{}()};  // trace ids
 };
 

@@ -215,6 +215,16 @@ void StreamBridge::onStreamClosed(uint32_t error_code) {
   // a client that half-closed): they are still written, but nothing would give their window back.
   giveBackHeld();
   conn_ = nullptr;  // the connection already forgot the stream
+  if (error_code == hbone::kH2RefusedStream && state_ == State::kOpening && reopen && !reopened_) {
+    // RFC 9113 8.7: a refused stream was not processed (its request crossed a GOAWAY, which an
+    // upgrading or idle peer sends), and nothing was read from the application before the
+    // CONNECT's answer: open it again, once, on another connection.
+    reopened_ = true;
+    if (reopen(*this)) {
+      bump(ctx().counters.hbone_streams_reopened);
+      return;
+    }
+  }
   if (error_code != hbone::kH2NoError) {
     return abort(std::string("HBONE stream reset: ") + std::string(hbone::h2ErrorName(error_code)));
   }

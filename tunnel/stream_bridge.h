@@ -14,6 +14,7 @@
 
 #include <sys/socket.h>
 
+#include <functional>
 #include <list>
 #include <memory>
 #include <span>
@@ -76,6 +77,9 @@ class StreamBridge final : public io::CompletionHandler {
   std::unique_ptr<ServiceTarget> service;
   // Inbound: the stream's place under its workload's cap, given back when it is freed.
   ConnectionSlot slot;
+  // Outbound HBONE: opens the stream again, on a usable connection of the pool, after the peer
+  // refused it (REFUSED_STREAM: a GOAWAY crossed the request); false when it cannot.
+  std::function<bool(StreamBridge&)> reopen;
 
   // The HBONE stream the bridge carries (outbound: once the CONNECT is sent).
   void attach(StreamCarrier* conn, hbone::StreamId stream);
@@ -138,6 +142,7 @@ class StreamBridge final : public io::CompletionHandler {
   // Operations in flight (the receive's is rx_.armed).
   bool connect_in_flight_ = false;
   bool connect_deferred_ = false;  // waiting for StreamBridges::startDeferredConnects
+  bool reopened_ = false;          // `reopen` was used
   bool send_in_flight_ = false;
   bool shutdown_in_flight_ = false;
   io::OpTag connect_tag_{this, kConnect};

@@ -64,6 +64,11 @@
     "connection made)")                                                                             \
   X(hbone_pool_size, Gauge, "nodemesh_hbone_pool_connections", "", "",                             \
     "Pooled HBONE client connections open (one TLS connection each)")                              \
+  X(hbone_streams_reopened, Counter, "nodemesh_hbone_streams_reopened_total", "", "",              \
+    "Outbound HBONE streams the peer refused unprocessed (a GOAWAY crossed them) and that were "  \
+    "opened again on another connection")                                                          \
+  X(hbone_server_conns, Gauge, "nodemesh_hbone_server_connections", "", "",                        \
+    "Accepted HBONE connections open (on the pods' 15008)")                                        \
   X(denied, Counter, "nodemesh_tunnel_policy_denials_total", "when", "connect",                    \
     "Inbound connections refused by authorization policy: when they arrived, or open ones closed " \
     "after a policy change")                                                                       \

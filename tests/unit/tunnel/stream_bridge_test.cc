@@ -189,6 +189,65 @@ TEST_F(StreamBridgeTest, RefusedServiceAttemptIsRetriedElsewhere) {
   EXPECT_TRUE(bridges_.empty());
 }
 
+// A stream the peer refused unprocessed (a GOAWAY crossed the CONNECT) is opened again once,
+// on another connection; the application never notices. A second refusal fails it.
+TEST_F(StreamBridgeTest, RefusedStreamIsOpenedAgainOnceElsewhere) {
+  UniqueFd app = socketFd();
+  const int tcp = app.get();
+  StreamBridge* b = bridges_.create(nullptr, std::move(app), Direction::kOutbound, "ns/pod");
+  b->record.dst = SocketAddress::parse("10.0.0.2:80").value();
+  b->attach(&carrier_, 1);
+  FakeCarrier other;
+  int reopens = 0;
+  b->reopen = [&](StreamBridge& bridge) {
+    ++reopens;
+    bridge.attach(&other, 3);
+    return true;
+  };
+  carrier_.streams.erase(1);  // the connection forgets the stream before telling the bridge
+  b->onStreamClosed(hbone::kH2RefusedStream);
+  EXPECT_EQ(reopens, 1);
+  EXPECT_EQ(other.streams.count(3), 1u);
+  EXPECT_EQ(counters_.hbone_streams_reopened.load(), 1u);
+  EXPECT_TRUE(events_.finished_records.empty());
+  b->onConnectResponse(200);
+  EXPECT_EQ(b->state(), StreamBridge::State::kStreaming);
+  EXPECT_TRUE(ring_.has(FakeOp::kRecv, tcp));
+}
+
+TEST_F(StreamBridgeTest, ASecondRefusalOrOneAfterTheAnswerIsNotReopened) {
+  UniqueFd app = socketFd();
+  StreamBridge* b = bridges_.create(nullptr, std::move(app), Direction::kOutbound, "ns/pod");
+  b->record.dst = SocketAddress::parse("10.0.0.2:80").value();
+  b->attach(&carrier_, 1);
+  FakeCarrier other;
+  int reopens = 0;
+  b->reopen = [&](StreamBridge& bridge) {
+    ++reopens;
+    bridge.attach(&other, 3);
+    return true;
+  };
+  carrier_.streams.erase(1);
+  b->onStreamClosed(hbone::kH2RefusedStream);
+  other.streams.erase(3);
+  b->onStreamClosed(hbone::kH2RefusedStream);
+  EXPECT_EQ(reopens, 1);
+  ASSERT_EQ(events_.finished_records.size(), 1u);
+  EXPECT_EQ(events_.finished_records[0].error, "HBONE stream reset: REFUSED_STREAM");
+
+  // Once streaming, bytes may have gone: a refusal then is a failure, never a reopen.
+  int tcp = -1;
+  StreamBridge* c = streaming(&tcp);
+  c->reopen = [&](StreamBridge& /*bridge*/) {
+    ++reopens;
+    return true;
+  };
+  carrier_.streams.erase(1);
+  c->onStreamClosed(hbone::kH2RefusedStream);
+  EXPECT_EQ(reopens, 1);
+  EXPECT_EQ(c->state(), StreamBridge::State::kAborting);
+}
+
 TEST_F(StreamBridgeTest, LostConnectionBeforeTheAnswerFailsWithoutRetries) {
   UniqueFd app = socketFd();
   StreamBridge* b = bridges_.create(nullptr, std::move(app), Direction::kOutbound, "ns/pod");
