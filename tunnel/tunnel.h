@@ -210,8 +210,9 @@ class Tunnel {
   // The listening sockets of every pod, duplicated, for the next agent process.
   virtual std::vector<InheritedListener> exportListeners() const { return {}; }
   // Sockets handed over by the previous agent process: a pod added from now on with one of
-  // these cookies takes its sockets instead of making new ones.
-  virtual void adoptListeners(std::vector<InheritedListener> /*listeners*/) {}
+  // these cookies takes its sockets instead of making new ones. A tunnel that cannot adopt
+  // closes them.
+  virtual void adoptListeners(std::vector<InheritedListener> listeners) { listeners.clear(); }
   // Closes the adopted sockets that no pod took (pods gone meanwhile); returns how many.
   virtual size_t dropUnadoptedListeners() { return 0; }
   // The next agent took over: stop accepting (connections already queued on the shared
