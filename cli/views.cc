@@ -75,7 +75,11 @@ std::string matchSummary(const json& m) {
     for (const auto& v : values) {
       std::string item;
       if (v.is_object() && v.size() == 1) {
-        const auto& [kind, value] = *v.items().begin();
+        // The object's only member. Not `*v.items().begin()`: that binds to a temporary that
+        // is gone at the end of the statement (ASan: stack-use-after-scope).
+        const auto member = v.begin();
+        const std::string& kind = member.key();
+        const json& value = member.value();
         if (kind == "Exact" && value.is_string()) {
           item = value.get<std::string>();
         } else if (kind == "Prefix" && value.is_string()) {
