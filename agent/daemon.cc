@@ -235,6 +235,7 @@ Status Daemon::startTunnel() {
   tunnel_options.pool_idle_timeout = std::chrono::seconds(options_.hbone_idle_timeout_s);
   tunnel_options.server_idle_timeout = std::chrono::seconds(options_.hbone_server_idle_timeout_s);
   tunnel_options.max_pending_handshakes = options_.max_pending_handshakes;
+  tunnel_options.max_buffered_bytes = options_.max_buffered_bytes;
   tunnel_options.inbound_limits.max_connections = options_.max_inbound_connections_per_workload;
   tunnel_options.inbound_limits.connections_per_second =
       options_.max_inbound_connection_rate_per_workload;

@@ -70,6 +70,7 @@ struct DaemonOptions {
   int hbone_idle_timeout_s = 300;
   int hbone_server_idle_timeout_s = 360;
   unsigned max_pending_handshakes = 512;
+  uint64_t max_buffered_bytes = uint64_t{256} << 20;  // tunnel::TunnelOptions
   unsigned connect_attempts = 3;
   // Per-workload caps on inbound connections (docs/tunnel.md); 0: none.
   unsigned max_inbound_connections_per_workload = 0;

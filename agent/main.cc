@@ -236,6 +236,13 @@ int agentMain(int argc, char** argv) {
                  "gets GOAWAY and is closed, in seconds")
       ->capture_default_str()
       ->check(CLI::Range(1, 86400));
+  app.add_option("--max-buffered-bytes", flags.daemon.max_buffered_bytes,
+                 "budget for bytes HBONE peers sent that applications have not read yet, over "
+                 "all workers (suffixes KiB, MiB, GiB); at the budget new streams from peers that "
+                 "hold much get 503, over it the streams holding the most are reset; 0: no "
+                 "budget")
+      ->transform(CLI::AsSizeValue(false))
+      ->default_str("256MiB");
   app.add_option("--max-pending-handshakes", flags.daemon.max_pending_handshakes,
                  "accepted HBONE connections still in their TLS handshake, over all workers; "
                  "at the bound a new one closes the oldest pending one")

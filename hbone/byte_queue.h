@@ -71,7 +71,10 @@ class ByteQueue {
 
 class OutputQueue {
  public:
-  explicit OutputQueue(size_t block_bytes) : block_bytes_(block_bytes) {}
+  // `keep_spare_when_empty` false: a queue that runs empty frees its last block, for owners
+  // that may idle for long (a tunnel stream) rather than produce steadily (a session's frames).
+  explicit OutputQueue(size_t block_bytes, bool keep_spare_when_empty = true)
+      : block_bytes_(block_bytes), keep_spare_when_empty_(keep_spare_when_empty) {}
 
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
@@ -113,6 +116,7 @@ class OutputQueue {
         spare_ = std::move(block);
         blocks_.pop_front();
         head_ = 0;
+        if (blocks_.empty() && !keep_spare_when_empty_) spare_ = {};
       }
     }
   }
@@ -129,6 +133,7 @@ class OutputQueue {
   }
 
   size_t block_bytes_;
+  bool keep_spare_when_empty_;
   std::deque<std::vector<uint8_t>> blocks_;
   std::vector<uint8_t> spare_;
   size_t head_ = 0;  // consumed bytes of blocks_.front()

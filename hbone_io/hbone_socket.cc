@@ -102,7 +102,14 @@ void HboneSocket::feed() {
     const bool was_established = transport_->established();
     auto taken = transport_->onSocketData(rx_.front());
     if (!taken) {
-      if (!was_established && !transport_->established()) owner_.onHandshakeFailure();
+      if (transport_->established() && !established_seen_) {
+        // The handshake completed in this very input, and what followed it failed (a client's
+        // Finished and a bad HTTP/2 preface in one read): a handshake all the same.
+        established_seen_ = true;
+        owner_.onEstablished();
+      } else if (!was_established && !transport_->established()) {
+        owner_.onHandshakeFailure();
+      }
       spdlog::warn("{}: HBONE connection with {} failed: {}", label_, peer_.toString(),
                    taken.error().message);
       // What the peer should learn first (a TLS alert, an HTTP/2 GOAWAY) is queued: send it,

@@ -52,6 +52,12 @@ void HboneConnection::onRequestRejected(hbone::StreamId /*stream*/, int status,
   markDirty();
 }
 
+uint64_t HboneConnection::bufferedBytes() const {
+  uint64_t sum = 0;
+  for (const auto& [stream, bridge] : streams_) sum += bridge->held();
+  return sum;
+}
+
 void HboneConnection::logRefusal(const std::string& what, int status, std::string_view why) {
   RateLimitedLog& log = pool_.refusalLog();
   uint64_t held_back = 0;

@@ -81,6 +81,9 @@ class HboneConnection final : public hbone::H2Handler,
   void onGoaway(hbone::StreamId last_stream, uint32_t error_code) override;
   void onFlood(hbone::H2Flood kind, std::string_view detail) override;
 
+  // Bytes this connection's streams received and their applications have not read yet.
+  uint64_t bufferedBytes() const;
+
  private:
   friend class HbonePool;
   // hbone_io::HboneSocketOwner

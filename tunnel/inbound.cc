@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <optional>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "tunnel/inpod_sockets.h"
@@ -127,6 +128,21 @@ void Inbound::onConnectRequest(HboneConnection& conn, hbone::StreamId stream,
   if (!authorizer_.authorize(record, record.src_identity)) {
     reject(401, record.reason);
     record.error = "denied: " + record.reason;
+    ctx_.events.finished(record);
+    return;
+  }
+  // The node's budget for unread bytes is spent (buffer_budget.h): a peer whose streams hold
+  // the budget's shed floor or more gets 503 until the streams holding the most are shed (like
+  // Envoy's overload manager stops accepting); other peers, which hold little, are still served.
+  if (ctx_.budget.full() && conn.bufferedBytes() >= ctx_.budget.shedFloor()) {
+    bump(ctx_.counters.hbone_streams_rejected);
+    bump(ctx_.counters.overload_streams_refused);
+    const std::string why = fmt::format(
+        "overload: {} bytes buffered for applications that do not read (--max-buffered-bytes {})",
+        ctx_.budget.used(), ctx_.budget.limit());
+    conn.logRefusal("HBONE CONNECT " + req.authority, 503, why);
+    (void)conn.h2().respond(stream, 503);
+    record.error = why;
     ctx_.events.finished(record);
     return;
   }

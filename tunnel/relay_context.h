@@ -13,6 +13,7 @@
 #include "io/recv_ring.h"
 #include "io/ring.h"
 #include "model/snapshot.h"
+#include "tunnel/buffer_budget.h"
 #include "tunnel/lb/endpoint_picker.h"
 #include "tunnel/tunnel.h"
 #include "tunnel/tunnel_stats.h"
@@ -71,6 +72,7 @@ struct RelayContext {
   TunnelCounters& counters;
   ConnectionEvents& events;
   ServiceAttempts& services;
+  BufferBudget& budget;                       // shared by the workers
   std::chrono::milliseconds connect_timeout;  // the ring's, for messages
 };
 

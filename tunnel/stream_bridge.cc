@@ -1,7 +1,11 @@
 #include "tunnel/stream_bridge.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "common/sockets.h"
 #include "tunnel/inpod_sockets.h"
@@ -60,10 +64,22 @@ void StreamBridge::detach(bool reset) {
 
 void StreamBridge::giveBackHeld() {
   if (!conn_) return;
-  const size_t held = out_.size() + (inflight_.size() - inflight_off_);
-  if (held == 0) return;
-  (void)conn_->consumed(stream_, held);
+  const size_t n = held();
+  if (n == 0) return;
+  (void)conn_->consumed(stream_, n);
   conn_->markDirty();
+}
+
+void StreamBridge::account() {
+  const uint64_t now = held();
+  if (now > budgeted_) {
+    ctx().budget.add(now - budgeted_);
+    bump(ctx().counters.buffered_bytes, now - budgeted_);
+  } else if (now < budgeted_) {
+    ctx().budget.remove(budgeted_ - now);
+    subtract(ctx().counters.buffered_bytes, budgeted_ - now);
+  }
+  budgeted_ = now;
 }
 
 // ---- outbound: the CONNECT's answer ----
@@ -149,7 +165,8 @@ void StreamBridge::pushToStream() {
 // ---- stream -> TCP ----
 
 void StreamBridge::onStreamData(std::span<const uint8_t> data) {
-  out_.insert(out_.end(), data.begin(), data.end());
+  out_.append(data);
+  account();
   sendToTcp();
 }
 
@@ -160,19 +177,14 @@ void StreamBridge::onStreamEnd() {
 
 void StreamBridge::sendToTcp() {
   if (send_in_flight_ || shutdown_in_flight_ || state_ == State::kAborting) return;
-  if (inflight_.empty()) {
-    if (out_.empty()) {
-      if (to_tcp_ == ToTcp::kPeerEnded) {
-        ctx().ring.shutdownWrite(tcp_.get(), &shutdown_tag_);
-        shutdown_in_flight_ = true;
-      }
-      return;
+  if (out_.empty()) {
+    if (to_tcp_ == ToTcp::kPeerEnded) {
+      ctx().ring.shutdownWrite(tcp_.get(), &shutdown_tag_);
+      shutdown_in_flight_ = true;
     }
-    inflight_.swap(out_);
-    inflight_off_ = 0;
+    return;
   }
-  ctx().ring.send(tcp_.get(), std::span<const uint8_t>(inflight_).subspan(inflight_off_),
-                  &send_tag_);
+  ctx().ring.send(tcp_.get(), out_.front(), &send_tag_);
   send_in_flight_ = true;
 }
 
@@ -185,7 +197,7 @@ void StreamBridge::onSend(int res) {
     return abort(std::string("send: ") + std::strerror(-res));
   }
   const auto n = static_cast<size_t>(res);
-  inflight_off_ += n;
+  out_.drop(n);
   const bool outbound = record.direction == Direction::kOutbound;
   (outbound ? record.bytes_from_dst : record.bytes_to_dst) += n;
   bump(outbound ? ctx().counters.bytes_from_dst : ctx().counters.bytes_to_dst, n);
@@ -194,10 +206,7 @@ void StreamBridge::onSend(int res) {
     (void)conn_->consumed(stream_, n);
     conn_->markDirty();
   }
-  if (inflight_off_ == inflight_.size()) {
-    inflight_.clear();
-    inflight_off_ = 0;
-  }
+  account();
   sendToTcp();
   advance();
 }
@@ -252,14 +261,18 @@ void StreamBridge::abort(const std::string& why) {
     ctx().ring.cancelFd(tcp_.get());
   }
   detach(/*reset=*/true);
+  // What the application will never read goes now, unless a send in flight still reads it
+  // (then when the bridge is freed).
+  if (!send_in_flight_) out_.drop(out_.size());
+  account();
   advance();
 }
 
 void StreamBridge::advance() {
   if (connect_in_flight_ || rx_.armed || send_in_flight_ || shutdown_in_flight_) return;
   if (state_ != State::kAborting) {
-    const bool done = !conn_ && to_stream_ == ToStream::kEnded && to_tcp_ == ToTcp::kShut &&
-                      out_.empty() && inflight_.empty();
+    const bool done =
+        !conn_ && to_stream_ == ToStream::kEnded && to_tcp_ == ToTcp::kShut && out_.empty();
     if (!done) return;
     bump(ctx().counters.completed);
   }
@@ -307,6 +320,10 @@ void StreamBridges::drop(StreamBridge* b) {
     bump(ctx_.counters.hbone_reset_before_connect);
     std::erase(deferred_connects_, b);
   }
+  if (b->budgeted_ > 0) {
+    ctx_.budget.remove(b->budgeted_);
+    subtract(ctx_.counters.buffered_bytes, b->budgeted_);
+  }
   subtract(ctx_.counters.active);
   bridges_.erase(b->self_);
 }
@@ -319,6 +336,49 @@ void StreamBridges::finish(StreamBridge* b) {
       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - b->start_);
   ctx_.events.finished(b->record);
   drop(b);  // closes the TCP socket (RST when aborting)
+}
+
+void StreamBridges::shedOverBudget() {
+  BufferBudget& budget = ctx_.budget;
+  if (!budget.over()) return;
+  std::vector<StreamBridge*> heavy;
+  for (const auto& b : bridges_) {
+    if (b->state_ != StreamBridge::State::kAborting && b->budgeted_ >= budget.shedFloor()) {
+      heavy.push_back(b.get());
+    }
+  }
+  std::sort(heavy.begin(), heavy.end(), [](const StreamBridge* a, const StreamBridge* b) {
+    return a->budgeted_ > b->budgeted_;
+  });
+  // What the total will be once the shed bridges are gone (a send in flight keeps its buffer
+  // until it completes, so used() lags behind).
+  const uint64_t used = budget.used();
+  uint64_t projected = used;
+  uint64_t shed = 0;
+  uint64_t shed_bytes = 0;
+  for (StreamBridge* b : heavy) {
+    if (projected <= budget.lowWater()) break;
+    const uint64_t holds = b->budgeted_;
+    projected -= std::min(projected, holds);
+    ++shed;
+    shed_bytes += holds;
+    bump(ctx_.counters.overload_streams_shed);
+    b->abort(
+        fmt::format("overload: reset while holding {} bytes its application had not read "
+                    "(all streams: {} bytes, over --max-buffered-bytes {})",
+                    holds, used, budget.limit()));
+  }
+  uint64_t held_back = 0;
+  if (shed > 0 && shed_log_.admit(RateLimitedLog::Clock::now(), &held_back)) {
+    spdlog::warn(
+        "overload: {} bytes buffered for applications that do not read, over "
+        "--max-buffered-bytes {}: reset {} streams holding {} bytes{}",
+        used, budget.limit(), shed, shed_bytes,
+        held_back == 0 ? std::string()
+                       : fmt::format(" ({} such lines held back; every reset is counted in "
+                                     "nodemesh_tunnel_overload_total{{action=\"reset_stream\"}})",
+                                     held_back));
+  }
 }
 
 std::vector<StreamBridge*> StreamBridges::openInbound() const {

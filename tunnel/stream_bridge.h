@@ -22,7 +22,9 @@
 #include <vector>
 
 #include "common/fd.h"
+#include "hbone/byte_queue.h"
 #include "hbone/h2_session.h"
+#include "tunnel/rate_limited_log.h"
 #include "tunnel/relay_context.h"
 
 namespace nodemesh::tunnel {
@@ -107,10 +109,13 @@ class StreamBridge final : public io::CompletionHandler {
   ToStream toStream() const { return to_stream_; }
   ToTcp toTcp() const { return to_tcp_; }
   bool attached() const { return conn_ != nullptr; }
+  // Bytes received from the stream and not yet written to the socket.
+  size_t held() const { return out_.size(); }
   ConnectionInfo describe(Clock::time_point now) const;
 
  private:
   friend class StreamBridges;
+  static constexpr size_t kBlockBytes = 64 * 1024;  // the most one send writes
   enum Op : uint8_t { kConnect, kRecv, kSend, kShutdown };
   void onCompletion(uint8_t op, int res, unsigned flags) override;
   void onApplicationConnect(int res);
@@ -131,6 +136,8 @@ class StreamBridge final : public io::CompletionHandler {
   void giveBackHeld();
   // Finishes the bridge when nothing is in flight and it is aborting or both directions ended.
   void advance();
+  // Brings the worker's gauge and the shared budget to held() (budgeted_ is what they count).
+  void account();
   RelayContext& ctx();
 
   StreamBridges& owner_;
@@ -151,10 +158,13 @@ class StreamBridge final : public io::CompletionHandler {
   io::OpTag shutdown_tag_{this, kShutdown};
   UniqueFd tcp_;
   sockaddr_storage dst_addr_{};
-  io::Receiver rx_;                // multishot receive on the socket
-  std::vector<uint8_t> out_;       // received from the stream, not yet handed to the socket
-  std::vector<uint8_t> inflight_;  // being written (a separate buffer: out_ may grow meanwhile)
-  size_t inflight_off_ = 0;
+  io::Receiver rx_;  // multishot receive on the socket
+  // Received from the stream, not yet written to the socket; a send in flight reads its front
+  // block, which stays put while more is appended behind it. Fixed-size blocks: memory follows
+  // what is held, and freed blocks are all alike, so the allocator reuses them whole (a vector
+  // that doubles left up to 4x the held bytes resident under a flood of unread data).
+  hbone::OutputQueue out_{kBlockBytes, /*keep_spare_when_empty=*/false};
+  uint64_t budgeted_ = 0;  // this bridge's bytes in the budget and the gauge
   Clock::time_point start_;
   std::list<std::unique_ptr<StreamBridge>>::iterator self_;
 };
@@ -177,6 +187,10 @@ class StreamBridges {
   // Connects the inbound bridges whose connectApplication() came during the completion batch
   // just processed and that are still wanted. Called by the worker after each batch.
   void startDeferredConnects();
+  // Over the buffered-bytes budget: resets this worker's bridges that hold the most (at least
+  // the budget's shed floor each), largest first, until the total would be under the budget's
+  // low-water mark. Called by the worker after each batch; cheap when under the budget.
+  void shedOverBudget();
 
  private:
   friend class StreamBridge;
@@ -188,6 +202,7 @@ class StreamBridges {
   RelayContext ctx_;
   std::list<std::unique_ptr<StreamBridge>> bridges_;
   std::vector<StreamBridge*> deferred_connects_;
+  RateLimitedLog shed_log_;
 };
 
 }  // namespace nodemesh::tunnel

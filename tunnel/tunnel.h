@@ -51,6 +51,10 @@ struct TunnelOptions {
   // that opens handshakes and stalls holds a bounded amount of memory (about 53 KB each) and
   // cannot keep quick handshakes out.
   unsigned max_pending_handshakes = 512;
+  // The budget for bytes HBONE peers sent that applications have not read yet, over all
+  // workers (buffer_budget.h): at the budget new streams from peers that hold much get 503, over
+  // it the streams holding the most are reset. 0: no budget.
+  uint64_t max_buffered_bytes = uint64_t{256} << 20;
   // An HBONE connection whose TLS handshake has not finished by then is closed (a peer that
   // stalls mid-handshake must not hold a connection forever).
   std::chrono::seconds handshake_timeout{10};

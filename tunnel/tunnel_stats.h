@@ -69,6 +69,13 @@
     "opened again on another connection")                                                          \
   X(hbone_server_conns, Gauge, "nodemesh_hbone_server_connections", "", "",                        \
     "Accepted HBONE connections open (on the pods' 15008)")                                        \
+  X(buffered_bytes, Gauge, "nodemesh_tunnel_buffered_bytes", "", "",                               \
+    "Bytes HBONE peers sent that applications have not read yet (--max-buffered-bytes)")          \
+  X(overload_streams_shed, Counter, "nodemesh_tunnel_overload_total", "action", "reset_stream",    \
+    "HBONE streams reset (the ones holding the most) or refused with 503 because the buffered "   \
+    "bytes were over --max-buffered-bytes")                                                        \
+  X(overload_streams_refused, Counter, "nodemesh_tunnel_overload_total", "action",                 \
+    "refuse_stream", "")                                                                           \
   X(denied, Counter, "nodemesh_tunnel_policy_denials_total", "when", "connect",                    \
     "Inbound connections refused by authorization policy: when they arrived, or open ones closed " \
     "after a policy change")                                                                       \

@@ -9,13 +9,15 @@ namespace nodemesh::tunnel {
 
 Worker::Worker(const TunnelOptions& options, OrigDstResolver& resolver, hbone::TlsProvider* tls,
                AccessLogFn access_log, ConnectionOpenFn on_open,
-               std::shared_ptr<ConnectionLimits> limits)
+               std::shared_ptr<ConnectionLimits> limits, std::shared_ptr<BufferBudget> budget)
     : options_(options),
       resolver_(resolver),
       tls_(tls),
       access_log_(std::move(access_log)),
       on_open_(std::move(on_open)),
-      limits_(std::move(limits)) {}
+      limits_(std::move(limits)),
+      budget_(budget ? std::move(budget)
+                     : std::make_shared<BufferBudget>(options.max_buffered_bytes)) {}
 
 Worker::~Worker() {
   stop();
@@ -31,8 +33,8 @@ Status Worker::init() {
   std::promise<Status> ready;
   auto started = ready.get_future();
   thread_ = std::thread([this, ready = std::move(ready)]() mutable {
-    const WorkerShared shared{options_,  resolver_,   tls_,     mesh_,        counters_,
-                              *mailbox_, access_log_, on_open_, limits_.get()};
+    const WorkerShared shared{options_,  resolver_,   tls_,     mesh_,         counters_,
+                              *mailbox_, access_log_, on_open_, limits_.get(), *budget_};
     auto loop = WorkerLoop::create(shared);
     if (!loop) {
       ready.set_value(loop.error());

@@ -7,6 +7,7 @@
 #include <memory>
 #include <thread>
 
+#include "tunnel/buffer_budget.h"
 #include "tunnel/mailbox.h"
 #include "tunnel/mesh_state.h"
 #include "tunnel/tunnel.h"
@@ -18,7 +19,8 @@ class Worker final : public Tunnel {
  public:
   Worker(const TunnelOptions& options, OrigDstResolver& resolver, hbone::TlsProvider* tls,
          AccessLogFn access_log, ConnectionOpenFn on_open,
-         std::shared_ptr<ConnectionLimits> limits = nullptr);
+         std::shared_ptr<ConnectionLimits> limits = nullptr,
+         std::shared_ptr<BufferBudget> budget = nullptr);
   ~Worker() override;
   // The worker thread holds `this`.
   Worker(const Worker&) = delete;
@@ -48,6 +50,7 @@ class Worker final : public Tunnel {
   AccessLogFn access_log_;
   ConnectionOpenFn on_open_;
   std::shared_ptr<ConnectionLimits> limits_;  // shared by the workers; null: no caps
+  std::shared_ptr<BufferBudget> budget_;      // shared by the workers
   MeshState mesh_;
   TunnelCounters counters_;
   std::unique_ptr<Mailbox> mailbox_;

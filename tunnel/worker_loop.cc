@@ -27,13 +27,8 @@ WorkerLoop::WorkerLoop(const WorkerShared& shared, std::unique_ptr<io::UringRing
       receivers_(*ring_, &shared.counters.recv_buffers_exhausted),
       pods_(*ring_, shared.options, *this),
       dialer_(shared.options, shared.counters, pods_, outbound_),
-      ctx_{*ring_,
-           receivers_,
-           *app_buffers_,
-           shared.counters,
-           *this,
-           dialer_,
-           shared.options.connect_timeout},
+      ctx_{*ring_, receivers_, *app_buffers_, shared.counters,
+           *this,  dialer_,    shared.budget, shared.options.connect_timeout},
       relay_(ctx_),
       bridges_(ctx_),
       authorizer_(shared.mesh, shared.counters),
@@ -62,6 +57,8 @@ void WorkerLoop::run() {
       }
     }
     ring_->submitAndDispatch();
+    // Before the flush: the resets of shed streams go out with it.
+    bridges_.shedOverBudget();
     if (pool_) pool_->flushDirty();
     // After the flush: it may feed input held back and so accept more streams.
     bridges_.startDeferredConnects();

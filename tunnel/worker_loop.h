@@ -36,6 +36,7 @@ struct WorkerShared {
   const AccessLogFn& access_log;
   const ConnectionOpenFn& on_open;
   ConnectionLimits* limits;  // null: no per-workload caps
+  BufferBudget& budget;
 };
 
 class WorkerLoop final : public PodHandler, public ConnectionEvents, public io::CompletionHandler {

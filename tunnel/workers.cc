@@ -156,9 +156,11 @@ Result<std::unique_ptr<Tunnel>> startTunnel(const TunnelOptions& options, OrigDs
   auto limits = opts.inbound_limits.enabled()
                     ? std::make_shared<ConnectionLimits>(opts.inbound_limits, kClock)
                     : nullptr;
+  auto budget = std::make_shared<BufferBudget>(opts.max_buffered_bytes);
   std::vector<std::unique_ptr<Worker>> workers;
   for (unsigned i = 0; i < opts.workers; ++i) {
-    auto worker = std::make_unique<Worker>(opts, resolver, tls, access_log, on_open, limits);
+    auto worker =
+        std::make_unique<Worker>(opts, resolver, tls, access_log, on_open, limits, budget);
     if (auto st = worker->init(); !st) return st.error();
     workers.push_back(std::move(worker));
   }

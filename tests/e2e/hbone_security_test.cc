@@ -590,6 +590,91 @@ TEST_F(HboneSecurityTest, RapidResetIsCutAndResetStreamsNeverReachTheApplication
   expectCartV1StillServes("a rapid reset");
 }
 
+// Floods (reliability issue): authenticated peers write into streams whose application never
+// reads. Flow control holds each stream to 4 MiB and each connection to 16 MiB, but only the
+// buffer budget bounds the sum: six peers, four streams each, may hold 96 MiB at a time (agent
+// RSS +88 MB with --max-buffered-bytes 0) and write GBs over the flood as streams are replaced.
+// Against a 4 MiB budget the agent resets the streams holding the most and refuses new ones
+// from the peers that hold much, counts both, keeps its memory near the budget whatever the
+// flood's length, keeps serving a normal client meanwhile, and holds nothing once the peers
+// are gone.
+TEST_F(HboneSecurityTest, UnreadDataBeyondTheBufferBudgetShedsTheStreamsHoldingTheMost) {
+  // cart-v1's port 9090 (the application that never reads) is allowed for frontend too.
+  std::string config = testConfig();
+  const std::string kPorts = "destinationPorts: [8080]";
+  auto at = config.find(kPorts);
+  ASSERT_NE(at, std::string::npos) << "examples/two-nodes.yaml changed";
+  config.replace(at, kPorts.size(), "destinationPorts: [8080, 9090]");
+  startAgents({"--max-buffered-bytes", "4MiB"}, cluster_->writeFile("budget.yaml", config));
+  if (HasFatalFailure()) return;
+  // Accepts and never reads; a small receive buffer keeps what it does not read in the agent
+  // rather than in the kernel.
+  Process& sink = cluster_->startInPod(
+      "cart-v1", {kPython, "-c",
+                  "import json, socket\n"
+                  "s = socket.socket()\n"
+                  "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+                  "s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)\n"
+                  "s.bind(('0.0.0.0', 9090))\n"
+                  "s.listen(512)\n"
+                  "print(json.dumps({'event': 'listening', 'port': 9090}), flush=True)\n"
+                  "held = []\n"
+                  "while True:\n"
+                  "    held.append(s.accept()[0])\n"});
+  ASSERT_TRUE(sink.waitForOutput("listening", seconds(10))) << sink.output();
+  auto before = tunnelStats(*agent2_);
+  std::this_thread::sleep_for(seconds(1));
+  const long rss_before = rssKb(*agent2_);
+  std::vector<std::string> argv = {kPython,
+                                   clientScript(),
+                                   "fill",
+                                   "--to",
+                                   kCartV1Hbone,
+                                   "--authority",
+                                   "10.244.2.20:9090",
+                                   "--count",
+                                   "4",
+                                   "--duration",
+                                   "6"};
+  for (const std::string& a : credentialArgs(meshClient())) argv.push_back(a);
+  std::vector<Process*> peers;
+  const long peak = peakRssKbWhile(*agent2_, [&] {
+    for (int i = 0; i < 6; ++i) peers.push_back(&cluster_->startInPod("outsider", argv));
+    std::this_thread::sleep_for(seconds(2));  // the budget is reached by now
+    expectCartV1StillServes("2 s into the flood of unread data");
+    for (Process* p : peers) ASSERT_TRUE(p->waitExit(seconds(60)).has_value()) << p->output();
+  });
+  uint64_t sent = 0;
+  int64_t resets = 0;
+  for (Process* p : peers) {
+    auto r = findEvent(p->output(), "result");
+    ASSERT_TRUE(r.has_value()) << p->output();
+    sent += static_cast<uint64_t>(number(*r, "bytes_sent", 0));
+    resets += number(*r, "reset", 0);
+    EXPECT_GE(number(*r, "accepted"), 1) << r->dump();
+  }
+  auto after = tunnelStats(*agent2_);
+  const uint64_t shed = after["overload_streams_shed"] - before["overload_streams_shed"];
+  std::cout << "unread-data flood: " << sent << " bytes sent by 6 peers, " << shed
+            << " streams reset by the agent (the peers saw " << resets << "), "
+            << after["overload_streams_refused"] - before["overload_streams_refused"]
+            << " refused; agent RSS " << rss_before << " KiB before, peak " << peak << " KiB\n";
+  EXPECT_GT(sent, uint64_t{64} << 20) << "the peers could not write past the budget";
+  EXPECT_GE(shed, 4u);
+  EXPECT_GE(after["overload_streams_refused"], before["overload_streams_refused"] + 1)
+      << "no peer holding much was refused a new stream while the budget was spent";
+  EXPECT_GE(resets, 4);
+  EXPECT_TRUE(agent2_->waitForOutput("overload:", seconds(2))) << agent2_->output();
+  // The budget, the receive buffers the flood fills (2 MiB per worker and ring) and the
+  // allocator's slack: 19 MB measured.
+  EXPECT_LE(peak - rss_before, 32 * 1024)
+      << "agent RSS grew from " << rss_before << " to " << peak << " KiB";
+  // The peers are gone: nothing stays counted.
+  EXPECT_TRUE(waitFor([&] { return tunnelStats(*agent2_)["buffered_bytes"] == 0; }, seconds(5)))
+      << tunnelStats(*agent2_)["buffered_bytes"];
+  expectCartV1StillServes("a flood of unread data");
+}
+
 // ---- interop ----
 
 // Must show 9: python-h2 over Python's ssl (TLS 1.3, ALPN h2, a client certificate from the

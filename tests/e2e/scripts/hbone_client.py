@@ -25,6 +25,9 @@ Modes:
                close: the PING ACKs it got and the GOAWAY code
   rapid-reset  --count N: CONNECTs to --authority, each reset (CANCEL) in the same write, 100
                per write; reports how many were sent and the GOAWAY code
+  fill         --count N --duration S: N CONNECT streams to --authority at a time, written into
+               as fast as the windows allow for S seconds, never reading; a refused, reset or
+               ended stream is replaced; reports the counts and the bytes sent
 """
 
 import argparse
@@ -472,6 +475,99 @@ def mode_rapid_reset(args, result):
     tls.close()
 
 
+def mode_fill(args, result):
+    """Keeps --count CONNECT streams to --authority open for --duration seconds and writes into
+    them as fast as the windows allow, never reading the application's side. Against an
+    application that does not read, the server holds whatever the windows let through. A
+    stream the server refuses, resets or ends is replaced by a new one."""
+    tls = open_tls(args, result)
+    if tls is None:
+        return
+    config = h2.config.H2Configuration(client_side=True, validate_outbound_headers=False,
+                                       header_encoding=None)
+    conn = h2.connection.H2Connection(config=config)
+    conn.initiate_connection()
+    streams = {}  # stream id -> answered 200
+    counts = {"opened": 0, "accepted": 0, "refused": 0, "reset": 0, "ended": 0}
+    statuses = {}
+    sent = 0
+    goaway = None
+    chunk = b"\x5a" * 16384
+
+    def open_stream():
+        stream_id = conn.get_next_available_stream_id()
+        conn.send_headers(stream_id, connect_headers(args.authority))
+        streams[stream_id] = False
+        counts["opened"] += 1
+
+    for _ in range(args.count):
+        open_stream()
+    deadline = time.monotonic() + args.duration
+    try:
+        tls.sendall(conn.data_to_send())
+        while time.monotonic() < deadline and goaway is None:
+            for stream_id, answered in list(streams.items()):
+                if not answered:
+                    continue
+                while True:
+                    window = min(conn.local_flow_control_window(stream_id),
+                                 conn.max_outbound_frame_size, len(chunk))
+                    if window <= 0:
+                        break
+                    conn.send_data(stream_id, chunk[:window])
+                    sent += window
+            data = conn.data_to_send()
+            if data:
+                tls.settimeout(args.timeout)
+                tls.sendall(data)
+            tls.settimeout(0.1)
+            try:
+                incoming = tls.recv(65536)
+            except socket.timeout:
+                continue
+            if not incoming:
+                result["closed"] = "eof"
+                break
+            for event in conn.receive_data(incoming):
+                stream_id = getattr(event, "stream_id", None)
+                if isinstance(event, h2.events.ResponseReceived):
+                    status = int(dict(event.headers).get(b":status", b"0"))
+                    statuses[str(status)] = statuses.get(str(status), 0) + 1
+                    if status == 200:
+                        streams[stream_id] = True
+                        counts["accepted"] += 1
+                    else:
+                        counts["refused"] += 1
+                        streams.pop(stream_id, None)
+                        if not event.stream_ended:
+                            conn.reset_stream(stream_id)
+                        open_stream()
+                elif isinstance(event, h2.events.StreamReset):
+                    if streams.pop(stream_id, None) is not None:
+                        counts["reset"] += 1
+                        open_stream()
+                elif isinstance(event, h2.events.StreamEnded):
+                    if streams.pop(stream_id, None) is not None:
+                        counts["ended"] += 1
+                        conn.reset_stream(stream_id)
+                        open_stream()
+                elif isinstance(event, h2.events.ConnectionTerminated):
+                    goaway = int(event.error_code)
+            data = conn.data_to_send()
+            if data:
+                tls.settimeout(args.timeout)
+                tls.sendall(data)
+    except (OSError, ssl.SSLError) as exc:
+        result["closed"] = describe_exception(exc)
+    except h2.exceptions.ProtocolError as exc:
+        result["protocol_error"] = str(exc)
+    result.update(counts)
+    result["statuses"] = statuses
+    result["bytes_sent"] = sent
+    result["goaway"] = goaway
+    tls.close()
+
+
 def mode_garbage(args, result):
     rng = random.Random(args.seed)
     payload = bytes(rng.getrandbits(8) for _ in range(args.bytes))
@@ -664,6 +760,7 @@ MODES = {
     "refused-flood": mode_refused_flood,
     "ping-flood": mode_ping_flood,
     "rapid-reset": mode_rapid_reset,
+    "fill": mode_fill,
 }
 
 
@@ -685,6 +782,7 @@ def main():
     parser.add_argument("--header-bytes", type=int, default=32768)
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per wait")
     parser.add_argument("--hold", type=float, default=0.0, help="ping-flood: seconds before reading")
+    parser.add_argument("--duration", type=float, default=5.0, help="fill: seconds of writing")
     args = parser.parse_args()
     if bool(args.cert) != bool(args.key):
         parser.error("--cert and --key go together")

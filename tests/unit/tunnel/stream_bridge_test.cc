@@ -65,7 +65,7 @@ class StreamBridgeTest : public ::testing::Test {
  protected:
   StreamBridgeTest()
       : receivers_(ring_),
-        bridges_(RelayContext{ring_, receivers_, buffers_, counters_, events_, services_,
+        bridges_(RelayContext{ring_, receivers_, buffers_, counters_, events_, services_, budget_,
                               std::chrono::milliseconds(10000)}) {}
 
   // An outbound bridge whose CONNECT (stream 1) was answered 200.
@@ -90,6 +90,7 @@ class StreamBridgeTest : public ::testing::Test {
   TunnelCounters counters_;
   RecordingEvents events_;
   RecordingServices services_;
+  BufferBudget budget_{16 * 1024};  // shed floor 1 KiB, low-water 14,746 bytes
   StreamBridges bridges_;
   FakeCarrier carrier_;
 };
@@ -133,6 +134,70 @@ TEST_F(StreamBridgeTest, CarriesBothWaysAndFinishesWhenBothSidesEnded) {
   EXPECT_EQ(counters_.completed.load(), 1u);
   EXPECT_EQ(counters_.active.load(), 0u);
   EXPECT_TRUE(bridges_.empty());
+}
+
+// Bytes from the stream count in the worker's gauge and the shared budget until the socket
+// took them.
+TEST_F(StreamBridgeTest, BufferedBytesCountUntilTheApplicationTookThem) {
+  int tcp = -1;
+  StreamBridge* b = streaming(&tcp);
+  const std::string data(1000, 'x');
+  b->onStreamData(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(data.data()), 1000));
+  EXPECT_EQ(budget_.used(), 1000u);
+  EXPECT_EQ(counters_.buffered_bytes.load(), 1000u);
+  b->onStreamData(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(data.data()), 500));
+  EXPECT_EQ(budget_.used(), 1500u) << "queued behind the send in flight";
+  ring_.complete(FakeOp::kSend, tcp, 400);
+  EXPECT_EQ(budget_.used(), 1100u);
+  ring_.complete(FakeOp::kSend, tcp, 600);
+  ring_.complete(FakeOp::kSend, tcp, 500);
+  EXPECT_EQ(budget_.used(), 0u);
+  EXPECT_EQ(counters_.buffered_bytes.load(), 0u);
+  // A bridge that ends while holding bytes gives them all back.
+  b->onStreamData(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(data.data()), 700));
+  b->abort("test");
+  ring_.runCancels();
+  EXPECT_TRUE(bridges_.empty());
+  EXPECT_EQ(budget_.used(), 0u);
+  EXPECT_EQ(counters_.buffered_bytes.load(), 0u);
+}
+
+// Over the budget the bridge holding the most is reset first, and only as many as bring the
+// total under the low-water mark; bridges under the shed floor are never shed.
+TEST_F(StreamBridgeTest, OverTheBudgetTheStreamsHoldingTheMostAreResetFirst) {
+  int tcp_small = -1;
+  StreamBridge* small = streaming(&tcp_small);
+  FakeCarrier c2;
+  FakeCarrier c3;
+  auto open = [&](FakeCarrier& c, size_t bytes) {
+    UniqueFd app = socketFd();
+    StreamBridge* b = bridges_.create(nullptr, std::move(app), Direction::kOutbound, "ns/pod");
+    b->attach(&c, 1);
+    b->onConnectResponse(200);
+    const std::vector<uint8_t> data(bytes, 0x5a);
+    b->onStreamData(data);
+    return b;
+  };
+  const std::vector<uint8_t> tiny(512, 1);
+  small->onStreamData(tiny);  // under the 1 KiB floor
+  StreamBridge* medium = open(c2, 6000);
+  bridges_.shedOverBudget();
+  EXPECT_EQ(counters_.overload_streams_shed.load(), 0u) << "under the budget";
+  StreamBridge* large = open(c3, 10000);
+  ASSERT_EQ(budget_.used(), 16512u);
+  EXPECT_TRUE(budget_.over());
+  bridges_.shedOverBudget();
+  EXPECT_EQ(counters_.overload_streams_shed.load(), 1u);
+  EXPECT_EQ(large->state(), StreamBridge::State::kAborting);
+  EXPECT_EQ(c3.resets, 1) << "the shed stream is reset";
+  EXPECT_EQ(medium->state(), StreamBridge::State::kStreaming) << "6,512 left is under low water";
+  EXPECT_EQ(small->state(), StreamBridge::State::kStreaming);
+  ring_.runCancels();
+  EXPECT_EQ(budget_.used(), 6512u);
+  ASSERT_EQ(events_.finished_records.size(), 1u);
+  EXPECT_NE(events_.finished_records[0].error.find("overload: reset while holding 10000 bytes"),
+            std::string::npos)
+      << events_.finished_records[0].error;
 }
 
 TEST_F(StreamBridgeTest, AFullStreamStopsReadingUntilItIsWritable) {

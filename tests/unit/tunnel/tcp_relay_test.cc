@@ -22,7 +22,7 @@ class TcpRelayTest : public ::testing::Test {
  protected:
   TcpRelayTest()
       : receivers_(ring_),
-        relay_(RelayContext{ring_, receivers_, buffers_, counters_, events_, services_,
+        relay_(RelayContext{ring_, receivers_, buffers_, counters_, events_, services_, budget_,
                             std::chrono::milliseconds(10000)}) {}
 
   // An outbound connection to 10.0.0.2:80, connected; returns it with its two descriptors.
@@ -47,6 +47,7 @@ class TcpRelayTest : public ::testing::Test {
   TunnelCounters counters_;
   RecordingEvents events_;
   RecordingServices services_;
+  BufferBudget budget_{0};
   TcpRelay relay_;
 };
 
