@@ -45,6 +45,8 @@ class Ring {
   virtual void recvMultishot(int fd, uint16_t buffer_group, OpTag* tag) = 0;
   // `data` must stay valid until the completion.
   virtual void send(int fd, std::span<const uint8_t> data, OpTag* tag) = 0;
+  // A gathering send; `msg` and its iovecs must stay valid until the completion.
+  virtual void sendmsg(int fd, const msghdr* msg, OpTag* tag) = 0;
   virtual void shutdownWrite(int fd, OpTag* tag) = 0;
   // Bounded by the tunnel's connect timeout: a connect still pending then completes with
   // -ECANCELED. `addr` must stay valid until the completion.

@@ -105,6 +105,12 @@ void UringRing::send(int fd, std::span<const uint8_t> data, OpTag* tag) {
   io_uring_sqe_set_data(s, tag);
 }
 
+void UringRing::sendmsg(int fd, const msghdr* msg, OpTag* tag) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_sendmsg(s, fd, msg, MSG_NOSIGNAL);
+  io_uring_sqe_set_data(s, tag);
+}
+
 void UringRing::shutdownWrite(int fd, OpTag* tag) {
   io_uring_sqe* s = sqe();
   io_uring_prep_shutdown(s, fd, SHUT_WR);

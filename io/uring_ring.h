@@ -42,6 +42,7 @@ class UringRing final : public Ring {
   void acceptMultishot(int fd, OpTag* tag) override;
   void recvMultishot(int fd, uint16_t buffer_group, OpTag* tag) override;
   void send(int fd, std::span<const uint8_t> data, OpTag* tag) override;
+  void sendmsg(int fd, const msghdr* msg, OpTag* tag) override;
   void shutdownWrite(int fd, OpTag* tag) override;
   void connect(int fd, const sockaddr_storage& addr, socklen_t len, OpTag* tag) override;
   void timeout(const __kernel_timespec& after, OpTag* tag) override;

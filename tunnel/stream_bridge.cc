@@ -14,7 +14,7 @@ namespace nodemesh::tunnel {
 
 StreamBridge::StreamBridge(StreamBridges& owner, StreamCarrier* conn, UniqueFd tcp,
                            Direction direction, const std::string& pod)
-    : owner_(owner), conn_(conn), tcp_(std::move(tcp)), start_(Clock::now()) {
+    : owner_(owner), conn_(conn), tcp_(std::move(tcp)), out_(owner.blocks_), start_(Clock::now()) {
   rx_.fd = tcp_.get();
   rx_.tag = &recv_tag_;
   rx_.buffers = &owner.ctx_.buffers;
@@ -184,7 +184,17 @@ void StreamBridge::sendToTcp() {
     }
     return;
   }
-  ctx().ring.send(tcp_.get(), out_.front(), &send_tag_);
+  // Everything queued, up to kMaxSendBlocks blocks, in one send: a fast application takes
+  // megabytes per call, as it did from one contiguous buffer.
+  const size_t blocks = out_.gather(iov_.data(), iov_.size());
+  if (blocks == 1) {
+    ctx().ring.send(tcp_.get(), out_.front(), &send_tag_);
+  } else {
+    msg_ = {};
+    msg_.msg_iov = iov_.data();
+    msg_.msg_iovlen = blocks;
+    ctx().ring.sendmsg(tcp_.get(), &msg_, &send_tag_);
+  }
   send_in_flight_ = true;
 }
 

@@ -13,7 +13,9 @@
 // flight. advance() is the one place that decides when the bridge is finished.
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 
+#include <array>
 #include <functional>
 #include <list>
 #include <memory>
@@ -115,7 +117,7 @@ class StreamBridge final : public io::CompletionHandler {
 
  private:
   friend class StreamBridges;
-  static constexpr size_t kBlockBytes = 64 * 1024;  // the most one send writes
+  static constexpr size_t kMaxSendBlocks = 16;  // one send writes at most 1 MiB
   enum Op : uint8_t { kConnect, kRecv, kSend, kShutdown };
   void onCompletion(uint8_t op, int res, unsigned flags) override;
   void onApplicationConnect(int res);
@@ -160,10 +162,14 @@ class StreamBridge final : public io::CompletionHandler {
   sockaddr_storage dst_addr_{};
   io::Receiver rx_;  // multishot receive on the socket
   // Received from the stream, not yet written to the socket; a send in flight reads its front
-  // block, which stays put while more is appended behind it. Fixed-size blocks: memory follows
-  // what is held, and freed blocks are all alike, so the allocator reuses them whole (a vector
-  // that doubles left up to 4x the held bytes resident under a flood of unread data).
-  hbone::OutputQueue out_{kBlockBytes, /*keep_spare_when_empty=*/false};
+  // blocks, which stay put while more is appended behind them. Fixed-size blocks from the
+  // worker's pool: memory follows what is held, and a written block serves the next burst of
+  // any stream (a vector that doubled left up to 4x the held bytes resident under a flood of
+  // unread data, and kept a burst's size while its stream idled).
+  hbone::OutputQueue out_;  // blocks from StreamBridges::blocks_
+  // The send in flight when it gathers more than one block.
+  std::array<iovec, kMaxSendBlocks> iov_{};
+  msghdr msg_{};
   uint64_t budgeted_ = 0;  // this bridge's bytes in the budget and the gauge
   Clock::time_point start_;
   std::list<std::unique_ptr<StreamBridge>>::iterator self_;
@@ -200,6 +206,9 @@ class StreamBridges {
   void finish(StreamBridge* b);
 
   RelayContext ctx_;
+  // The bridges' buffer blocks: 64 KiB each, up to 64 kept free (4 MiB per worker). Before
+  // bridges_: it outlives them.
+  hbone::BlockPool blocks_{64 * 1024, 64};
   std::list<std::unique_ptr<StreamBridge>> bridges_;
   std::vector<StreamBridge*> deferred_connects_;
   RateLimitedLog shed_log_;

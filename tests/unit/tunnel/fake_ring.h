@@ -48,6 +48,15 @@ class FakeRing final : public io::Ring {
     FakeOp op{FakeOp::kSend, fd, tag, std::string(data.begin(), data.end())};
     pending.push_back(op);
   }
+  // Recorded as a kSend of the gathered bytes (sends counts the calls of each kind).
+  void sendmsg(int fd, const msghdr* msg, io::OpTag* tag) override {
+    std::string data;
+    for (size_t i = 0; i < msg->msg_iovlen; ++i) {
+      data.append(static_cast<const char*>(msg->msg_iov[i].iov_base), msg->msg_iov[i].iov_len);
+    }
+    ++gathered_sends;
+    pending.push_back(FakeOp{FakeOp::kSend, fd, tag, std::move(data)});
+  }
   void shutdownWrite(int fd, io::OpTag* tag) override { push(FakeOp::kShutdown, fd, tag); }
   void connect(int fd, const sockaddr_storage& /*addr*/, socklen_t /*len*/,
                io::OpTag* tag) override {
@@ -103,6 +112,7 @@ class FakeRing final : public io::Ring {
   std::deque<FakeOp> pending;
   std::vector<io::OpTag*> cancels;
   std::vector<int> cancelled_fds;
+  int gathered_sends = 0;
 
  private:
   void push(FakeOp::Kind kind, int fd, io::OpTag* tag) {

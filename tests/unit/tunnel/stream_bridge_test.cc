@@ -200,6 +200,29 @@ TEST_F(StreamBridgeTest, OverTheBudgetTheStreamsHoldingTheMostAreResetFirst) {
       << events_.finished_records[0].error;
 }
 
+// What queued up behind a send in flight goes out in one gathering send over its blocks, and a
+// partial write resumes where it stopped.
+TEST_F(StreamBridgeTest, QueuedBlocksGoOutInOneGatheringSend) {
+  int tcp = -1;
+  StreamBridge* b = streaming(&tcp);
+  const std::vector<uint8_t> first(1000, 'a');
+  b->onStreamData(first);
+  std::string more;
+  for (size_t i = 0; i < 200 * 1024; ++i) more.push_back(static_cast<char>('0' + i % 10));
+  b->onStreamData(
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(more.data()), more.size()));
+  ring_.complete(FakeOp::kSend, tcp, 1000);
+  ASSERT_TRUE(ring_.has(FakeOp::kSend, tcp));
+  EXPECT_EQ(ring_.find(FakeOp::kSend, tcp)->data, more);
+  EXPECT_EQ(ring_.gathered_sends, 1);
+  ring_.complete(FakeOp::kSend, tcp, 70000);
+  EXPECT_EQ(ring_.find(FakeOp::kSend, tcp)->data, more.substr(70000));
+  EXPECT_EQ(carrier_.consumed_bytes, 71000u);
+  ring_.complete(FakeOp::kSend, tcp, static_cast<int>(more.size() - 70000));
+  EXPECT_FALSE(ring_.has(FakeOp::kSend, tcp));
+  EXPECT_EQ(budget_.used(), 0u);
+}
+
 TEST_F(StreamBridgeTest, AFullStreamStopsReadingUntilItIsWritable) {
   int tcp = -1;
   StreamBridge* b = streaming(&tcp);
