@@ -10,4 +10,5 @@ build_dir=${NODEMESH_BUILD_DIR:-build}
 ./scripts/install-deps.sh
 NODEMESH_WERROR=ON ./scripts/build.sh
 ./scripts/lint.sh "$build_dir"
-ctest --test-dir "$build_dir" --output-on-failure --timeout 600
+# Unit tests two (or nproc) at a time; the e2e tests, marked RUN_SERIAL, one at a time.
+ctest --test-dir "$build_dir" --output-on-failure --timeout 600 -j "$(nproc)"
