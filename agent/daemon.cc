@@ -236,6 +236,11 @@ Status Daemon::startTunnel() {
   tunnel_options.server_idle_timeout = std::chrono::seconds(options_.hbone_server_idle_timeout_s);
   tunnel_options.max_pending_handshakes = options_.max_pending_handshakes;
   tunnel_options.max_buffered_bytes = options_.max_buffered_bytes;
+  tunnel_options.h2.initial_stream_window = static_cast<uint32_t>(options_.hbone_stream_window);
+  tunnel_options.h2.connection_window = static_cast<uint32_t>(options_.hbone_connection_window);
+  tunnel_options.h2.max_concurrent_streams = options_.hbone_max_streams;
+  tunnel_options.h2.max_pending_output_bytes = options_.hbone_max_pending_output;
+  tunnel_options.handshake_timeout = std::chrono::seconds(options_.hbone_handshake_timeout_s);
   tunnel_options.inbound_limits.max_connections = options_.max_inbound_connections_per_workload;
   tunnel_options.inbound_limits.connections_per_second =
       options_.max_inbound_connection_rate_per_workload;

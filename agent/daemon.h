@@ -71,6 +71,12 @@ struct DaemonOptions {
   int hbone_server_idle_timeout_s = 360;
   unsigned max_pending_handshakes = 512;
   uint64_t max_buffered_bytes = uint64_t{256} << 20;  // tunnel::TunnelOptions
+  // The HBONE sessions' bounds (hbone::H2Options).
+  uint64_t hbone_stream_window = uint64_t{4} << 20;
+  uint64_t hbone_connection_window = uint64_t{16} << 20;
+  unsigned hbone_max_streams = 100;
+  uint64_t hbone_max_pending_output = uint64_t{256} << 10;
+  int hbone_handshake_timeout_s = 10;
   unsigned connect_attempts = 3;
   // Per-workload caps on inbound connections (docs/tunnel.md); 0: none.
   unsigned max_inbound_connections_per_workload = 0;

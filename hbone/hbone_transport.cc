@@ -6,8 +6,9 @@ namespace nodemesh::hbone {
 
 Result<std::unique_ptr<HboneTransport>> HboneTransport::create(std::unique_ptr<tls::TlsSession> tls,
                                                                hbone::H2Role role,
-                                                               hbone::H2Handler& handler) {
-  auto h2 = hbone::H2Session::create(role, handler);
+                                                               hbone::H2Handler& handler,
+                                                               const hbone::H2Options& options) {
+  auto h2 = hbone::H2Session::create(role, handler, options);
   if (!h2) return h2.error();
   return std::unique_ptr<HboneTransport>(new HboneTransport(std::move(tls), std::move(*h2)));
 }

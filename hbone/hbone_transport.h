@@ -19,7 +19,8 @@ class HboneTransport {
  public:
   static Result<std::unique_ptr<HboneTransport>> create(std::unique_ptr<tls::TlsSession> tls,
                                                         hbone::H2Role role,
-                                                        hbone::H2Handler& handler);
+                                                        hbone::H2Handler& handler,
+                                                        const hbone::H2Options& options = {});
 
   // Bytes read from the socket. Returns how many were taken (TLS input is bounded: feed the
   // rest again after the output was written). HTTP/2 callbacks run inside.

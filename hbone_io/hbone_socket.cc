@@ -216,7 +216,8 @@ void HboneSocket::fail(const std::string& why, bool reset) {
 Result<std::unique_ptr<hbone::HboneTransport>> clientTransport(hbone::TlsProvider& provider,
                                                                const identity::SpiffeId& self,
                                                                const identity::SpiffeId& peer,
-                                                               hbone::H2Handler& handler) {
+                                                               hbone::H2Handler& handler,
+                                                               const hbone::H2Options& options) {
   auto ctx = provider.clientContext(self);
   if (!ctx) {
     return Error{ctx.error().code,
@@ -224,17 +225,20 @@ Result<std::unique_ptr<hbone::HboneTransport>> clientTransport(hbone::TlsProvide
   }
   auto session = tls::TlsSession::client(*ctx, {peer});
   if (!session) return session.error();
-  return hbone::HboneTransport::create(std::move(*session), hbone::H2Role::kClient, handler);
+  return hbone::HboneTransport::create(std::move(*session), hbone::H2Role::kClient, handler,
+                                       options);
 }
 
 Result<std::unique_ptr<hbone::HboneTransport>> serverTransport(hbone::TlsProvider& provider,
                                                                const identity::SpiffeId& self,
-                                                               hbone::H2Handler& handler) {
+                                                               hbone::H2Handler& handler,
+                                                               const hbone::H2Options& options) {
   auto ctx = provider.serverContext(self);
   if (!ctx) return Error{ctx.error().code, "server certificate: " + ctx.error().message};
   auto session = tls::TlsSession::server(*ctx);
   if (!session) return session.error();
-  return hbone::HboneTransport::create(std::move(*session), hbone::H2Role::kServer, handler);
+  return hbone::HboneTransport::create(std::move(*session), hbone::H2Role::kServer, handler,
+                                       options);
 }
 
 }  // namespace nodemesh::hbone_io

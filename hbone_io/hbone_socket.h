@@ -151,14 +151,13 @@ class HboneSocket final : public io::CompletionHandler {
 };
 
 // The transport of a client connection for `self` whose server must prove `peer`, over TLS
-// from `provider`; HTTP/2 events go to `handler`.
-Result<std::unique_ptr<hbone::HboneTransport>> clientTransport(hbone::TlsProvider& provider,
-                                                               const identity::SpiffeId& self,
-                                                               const identity::SpiffeId& peer,
-                                                               hbone::H2Handler& handler);
+// from `provider`; HTTP/2 events go to `handler`, and `options` bound the session.
+Result<std::unique_ptr<hbone::HboneTransport>> clientTransport(
+    hbone::TlsProvider& provider, const identity::SpiffeId& self, const identity::SpiffeId& peer,
+    hbone::H2Handler& handler, const hbone::H2Options& options = {});
 // The transport of a server connection that proves `self`.
-Result<std::unique_ptr<hbone::HboneTransport>> serverTransport(hbone::TlsProvider& provider,
-                                                               const identity::SpiffeId& self,
-                                                               hbone::H2Handler& handler);
+Result<std::unique_ptr<hbone::HboneTransport>> serverTransport(
+    hbone::TlsProvider& provider, const identity::SpiffeId& self, hbone::H2Handler& handler,
+    const hbone::H2Options& options = {});
 
 }  // namespace nodemesh::hbone_io

@@ -28,7 +28,7 @@ HboneConnection* HbonePool::clientFor(const Pod& pod, const identity::SpiffeId& 
     if (it->second->socket_.usable()) return it->second;
   }
   auto conn = std::make_unique<HboneConnection>(*this, hbone::H2Role::kClient);
-  auto transport = hbone_io::clientTransport(tls_, *pod.identity, dst_id, *conn);
+  auto transport = hbone_io::clientTransport(tls_, *pod.identity, dst_id, *conn, options_.h2);
   if (!transport) {
     *error = transport.error().message;
     return nullptr;
@@ -54,7 +54,7 @@ void HbonePool::acceptServer(Pod& pod, UniqueFd fd) {
     resetOnClose(fd.get());
   };
   auto conn = std::make_unique<HboneConnection>(*this, hbone::H2Role::kServer);
-  auto transport = hbone_io::serverTransport(tls_, *pod.identity, *conn);
+  auto transport = hbone_io::serverTransport(tls_, *pod.identity, *conn, options_.h2);
   if (!transport) return refuse(transport.error().message);
   auto peer = peerAddress(fd.get());
   if (!peer) return refuse(peer.error().message);

@@ -12,6 +12,7 @@
 #include "common/fd.h"
 #include "common/ip_address.h"
 #include "common/result.h"
+#include "hbone/h2_session.h"
 #include "identity/spiffe_id.h"
 #include "model/snapshot.h"
 #include "tunnel/connection_limits.h"
@@ -58,6 +59,9 @@ struct TunnelOptions {
   // An HBONE connection whose TLS handshake has not finished by then is closed (a peer that
   // stalls mid-handshake must not hold a connection forever).
   std::chrono::seconds handshake_timeout{10};
+  // The HTTP/2 sessions of HBONE connections, both sides: flow-control windows, concurrent
+  // streams, and the flood bounds (hbone/h2_session.h; the agent's --hbone-* flags).
+  hbone::H2Options h2;
   // Idle pooled connections are probed with an HTTP/2 PING this often.
   std::chrono::seconds keepalive_interval{30};
   // The routing table, in each pod's netns, that brings the application's replies to a

@@ -590,6 +590,32 @@ TEST_F(HboneSecurityTest, RapidResetIsCutAndResetStreamsNeverReachTheApplication
   expectCartV1StillServes("a rapid reset");
 }
 
+// The --hbone-* bounds reach the sessions: a client sees the stream window and the stream limit
+// in the agent's SETTINGS and the connection window in its first WINDOW_UPDATE, and a stalled
+// handshake is closed after --hbone-handshake-timeout-s.
+TEST_F(HboneSecurityTest, HboneBoundFlagsReachTheSessions) {
+  startAgents({"--hbone-stream-window", "1MiB", "--hbone-connection-window", "8MiB",
+               "--hbone-max-streams", "7", "--hbone-handshake-timeout-s", "2",
+               "--hbone-max-pending-output", "64KiB"});
+  if (HasFatalFailure()) return;
+  auto probe = hboneClient("probe", credentialArgs(meshClient()));
+  ASSERT_TRUE(probe.contains("settings")) << probe.dump();
+  // SETTINGS_MAX_CONCURRENT_STREAMS (3) and SETTINGS_INITIAL_WINDOW_SIZE (4).
+  EXPECT_EQ(probe["settings"].value("3", -1), 7) << probe.dump();
+  EXPECT_EQ(probe["settings"].value("4", -1), 1 << 20) << probe.dump();
+  EXPECT_EQ(number(probe, "connection_window_increment"), (8 << 20) - 65535) << probe.dump();
+
+  Process& stall = cluster_->startInPod(
+      "outsider", {kPython, clientScript(), "stall", "--to", kCartV1Hbone, "--timeout", "25"});
+  ASSERT_TRUE(stall.waitExit(seconds(30)).has_value()) << stall.output();
+  auto r = findEvent(stall.output(), "result");
+  ASSERT_TRUE(r.has_value()) << stall.output();
+  EXPECT_TRUE(closedByServer(*r)) << r->dump();
+  EXPECT_GE(r->value("seconds", 0.0), 1.5) << r->dump();
+  EXPECT_LE(r->value("seconds", 99.0), 6.0) << "not the 2 s handshake timeout: " << r->dump();
+  expectCartV1StillServes("an agent with its own HBONE bounds");
+}
+
 // Floods (reliability issue): authenticated peers write into streams whose application never
 // reads. Flow control holds each stream to 4 MiB and each connection to 16 MiB, but only the
 // buffer budget bounds the sum: six peers, four streams each, may hold 96 MiB at a time (agent

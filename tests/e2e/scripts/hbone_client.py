@@ -297,6 +297,16 @@ def mode_probe(args, result):
         result["closed"] = "client protocol error: " + str(exc)
         return
     result["h2_settings"] = any(isinstance(e, h2.events.RemoteSettingsChanged) for e in events)
+    # What the server announced: its SETTINGS (by identifier) and its connection window's
+    # first WINDOW_UPDATE.
+    settings = {}
+    for event in events:
+        if isinstance(event, h2.events.RemoteSettingsChanged):
+            for key, change in event.changed_settings.items():
+                settings[str(int(key))] = change.new_value
+        elif isinstance(event, h2.events.WindowUpdated) and event.stream_id == 0:
+            result["connection_window_increment"] = event.delta
+    result["settings"] = settings
     result["closed"] = None
 
 
