@@ -15,7 +15,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <deque>
 #include <span>
 #include <utility>
 #include <vector>
@@ -117,7 +116,7 @@ class OutputQueue {
   explicit OutputQueue(BlockPool& pool) : block_bytes_(pool.blockBytes()), pool_(&pool) {}
   ~OutputQueue() {
     if (pool_ == nullptr) return;
-    for (std::vector<uint8_t>& block : blocks_) pool_->give(std::move(block));
+    for (size_t i = first_; i < blocks_.size(); ++i) pool_->give(std::move(blocks_[i]));
   }
   OutputQueue(const OutputQueue&) = delete;
   OutputQueue& operator=(const OutputQueue&) = delete;
@@ -132,12 +131,13 @@ class OutputQueue {
   size_t gather(iovec* iov, size_t max) const {
     size_t n = 0;
     size_t skip = head_;
-    for (const std::vector<uint8_t>& block : blocks_) {
+    for (size_t i = first_; i < blocks_.size(); ++i) {
+      const std::vector<uint8_t>& block = blocks_[i];
       if (n == max) break;
       if (block.size() > skip) {
         // iovec's base is not const: sendmsg() only reads through it.
-        iov[n].iov_base = const_cast<uint8_t*>(
-            block.data() + skip);  // NOLINT(cppcoreguidelines-pro-type-const-cast)
+        // NOLINTNEXTLINE(cppcoreguidelines-pro-type-const-cast)
+        iov[n].iov_base = const_cast<uint8_t*>(block.data() + skip);
         iov[n].iov_len = block.size() - skip;
         ++n;
       }
@@ -148,16 +148,16 @@ class OutputQueue {
 
   // The unwritten part of the oldest block; stays valid until drop() releases it.
   std::span<const uint8_t> front() const {
-    if (blocks_.empty()) {
+    if (first_ == blocks_.size()) {
       return {};
     }
-    const std::vector<uint8_t>& block = blocks_.front();
+    const std::vector<uint8_t>& block = blocks_[first_];
     return {block.data() + head_, block.size() - head_};
   }
 
   void append(std::span<const uint8_t> data) {
     while (!data.empty()) {
-      if (blocks_.empty() || blocks_.back().size() == blocks_.back().capacity()) {
+      if (first_ == blocks_.size() || blocks_.back().size() == blocks_.back().capacity()) {
         newBlock();
       }
       std::vector<uint8_t>& block = blocks_.back();
@@ -171,8 +171,8 @@ class OutputQueue {
 
   // Releases up to n bytes from the front.
   void drop(size_t n) {
-    while (n > 0 && !blocks_.empty()) {
-      std::vector<uint8_t>& block = blocks_.front();
+    while (n > 0 && first_ < blocks_.size()) {
+      std::vector<uint8_t>& block = blocks_[first_];
       const size_t take = n < block.size() - head_ ? n : block.size() - head_;
       head_ += take;
       size_ -= take;
@@ -185,14 +185,27 @@ class OutputQueue {
           block.clear();
           spare_ = std::move(block);
         }
-        blocks_.pop_front();
+        popFront();
         head_ = 0;
       }
     }
   }
 
  private:
+  void popFront() {
+    ++first_;
+    if (first_ == blocks_.size()) {
+      blocks_.clear();
+      first_ = 0;
+    }
+  }
+
   void newBlock() {
+    // Written blocks' slots at the front are reused before the vector would grow.
+    if (first_ > 0 && blocks_.size() == blocks_.capacity()) {
+      blocks_.erase(blocks_.begin(), blocks_.begin() + static_cast<std::ptrdiff_t>(first_));
+      first_ = 0;
+    }
     if (pool_ != nullptr) {
       blocks_.push_back(pool_->take());
     } else if (spare_.capacity() >= block_bytes_) {
@@ -206,9 +219,12 @@ class OutputQueue {
 
   size_t block_bytes_;
   BlockPool* pool_ = nullptr;
-  std::deque<std::vector<uint8_t>> blocks_;
+  // blocks_[first_..] are queued; a vector rather than a deque, which allocates 600 bytes
+  // even while empty (a tunnel stream holds one queue for its whole life).
+  std::vector<std::vector<uint8_t>> blocks_;
+  size_t first_ = 0;
   std::vector<uint8_t> spare_;
-  size_t head_ = 0;  // consumed bytes of blocks_.front()
+  size_t head_ = 0;  // consumed bytes of blocks_[first_]
   size_t size_ = 0;
 };
 

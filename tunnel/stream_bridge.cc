@@ -186,14 +186,14 @@ void StreamBridge::sendToTcp() {
   }
   // Everything queued, up to kMaxSendBlocks blocks, in one send: a fast application takes
   // megabytes per call, as it did from one contiguous buffer.
-  const size_t blocks = out_.gather(iov_.data(), iov_.size());
-  if (blocks == 1) {
+  if (out_.front().size() == out_.size()) {
     ctx().ring.send(tcp_.get(), out_.front(), &send_tag_);
   } else {
-    msg_ = {};
-    msg_.msg_iov = iov_.data();
-    msg_.msg_iovlen = blocks;
-    ctx().ring.sendmsg(tcp_.get(), &msg_, &send_tag_);
+    if (!gather_) gather_ = std::make_unique<GatherSend>();
+    gather_->msg = {};
+    gather_->msg.msg_iov = gather_->iov.data();
+    gather_->msg.msg_iovlen = out_.gather(gather_->iov.data(), gather_->iov.size());
+    ctx().ring.sendmsg(tcp_.get(), &gather_->msg, &send_tag_);
   }
   send_in_flight_ = true;
 }
@@ -208,6 +208,7 @@ void StreamBridge::onSend(int res) {
   }
   const auto n = static_cast<size_t>(res);
   out_.drop(n);
+  if (out_.empty()) gather_.reset();
   const bool outbound = record.direction == Direction::kOutbound;
   (outbound ? record.bytes_from_dst : record.bytes_to_dst) += n;
   bump(outbound ? ctx().counters.bytes_from_dst : ctx().counters.bytes_to_dst, n);

@@ -167,9 +167,13 @@ class StreamBridge final : public io::CompletionHandler {
   // any stream (a vector that doubled left up to 4x the held bytes resident under a flood of
   // unread data, and kept a burst's size while its stream idled).
   hbone::OutputQueue out_;  // blocks from StreamBridges::blocks_
-  // The send in flight when it gathers more than one block.
-  std::array<iovec, kMaxSendBlocks> iov_{};
-  msghdr msg_{};
+  // The send in flight when it gathers more than one block; made on the first such send and
+  // dropped once the queue is empty, so that an idle stream does not carry it.
+  struct GatherSend {
+    std::array<iovec, kMaxSendBlocks> iov{};
+    msghdr msg{};
+  };
+  std::unique_ptr<GatherSend> gather_;
   uint64_t budgeted_ = 0;  // this bridge's bytes in the budget and the gauge
   Clock::time_point start_;
   std::list<std::unique_ptr<StreamBridge>>::iterator self_;

@@ -39,6 +39,30 @@ TEST(OutputQueueTest, GatherSpansTheBlocksFromTheUnwrittenFront) {
   EXPECT_EQ(gathered(q, 8), "");
 }
 
+// Written blocks at the front make room for new ones at the back, in order.
+TEST(OutputQueueTest, AppendsAndDropsInterleavedKeepTheOrder) {
+  OutputQueue q(4);
+  std::string expected;
+  std::string all;
+  for (int round = 0; round < 20; ++round) {
+    const std::string chunk = std::to_string(round * 1000 + 123456);
+    q.append(bytes(chunk));
+    all += chunk;
+    if (round % 3 == 2) q.drop(5);
+  }
+  size_t dropped = 0;
+  for (int round = 0; round < 20; ++round) dropped += round % 3 == 2 ? 5 : 0;
+  expected = all.substr(dropped);
+  ASSERT_EQ(q.size(), expected.size());
+  std::string out;
+  while (!q.empty()) {
+    const std::span<const uint8_t> f = q.front();
+    out.append(f.begin(), f.end());
+    q.drop(f.size());
+  }
+  EXPECT_EQ(out, expected);
+}
+
 TEST(OutputQueueTest, PooledBlocksGoBackOnceWrittenAndServeTheNextQueue) {
   BlockPool pool(4, 2);
   {
