@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <iostream>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -236,42 +237,39 @@ int agentMain(int argc, char** argv) {
                  "gets GOAWAY and is closed, in seconds")
       ->capture_default_str()
       ->check(CLI::Range(1, 86400));
-  app.add_option("--max-buffered-bytes", flags.daemon.max_buffered_bytes,
-                 "budget for bytes HBONE peers sent that applications have not read yet, over "
-                 "all workers (suffixes KiB, MiB, GiB); at the budget new streams from peers that "
-                 "hold much get 503, over it the streams holding the most are reset; 0: no "
-                 "budget")
-      ->transform(CLI::AsSizeValue(false))
-      ->default_str("256MiB");
+  // A byte count with a unit suffix (KiB, MiB, GiB; plain bytes without one), within a range.
+  auto add_size = [&app](const std::string& name, uint64_t& value, const std::string& help,
+                         uint64_t min, uint64_t max, const std::string& fallback) {
+    app.add_option(name, value, help + " (suffixes KiB, MiB, GiB)")
+        ->transform(CLI::AsSizeValue(false))
+        ->check(CLI::Range(min, max))
+        ->default_str(fallback);
+  };
+  add_size("--max-buffered-bytes", flags.daemon.max_buffered_bytes,
+           "budget for bytes HBONE peers sent that applications have not read yet, over all "
+           "workers; at the budget new streams from peers that hold much get 503, over it the "
+           "streams holding the most are reset; 0: no budget",
+           0, std::numeric_limits<uint64_t>::max(), "256MiB");
   // HTTP/2 windows are 31-bit (RFC 9113 6.9.1) and at least the protocol's default.
-  const CLI::Range window_range(uint64_t{65535}, uint64_t{0x7fffffff});
-  app.add_option("--hbone-stream-window", flags.daemon.hbone_stream_window,
-                 "HTTP/2 flow-control window of each HBONE stream (SETTINGS_INITIAL_WINDOW_SIZE): "
-                 "the most a peer may send on a stream ahead of the application reading it "
-                 "(suffixes KiB, MiB)")
-      ->transform(CLI::AsSizeValue(false))
-      ->check(window_range)
-      ->default_str("4MiB");
-  app.add_option("--hbone-connection-window", flags.daemon.hbone_connection_window,
-                 "HTTP/2 flow-control window of each HBONE connection: the most a peer may send "
-                 "on all of a connection's streams ahead of the applications (suffixes KiB, MiB)")
-      ->transform(CLI::AsSizeValue(false))
-      ->check(window_range)
-      ->default_str("16MiB");
+  add_size("--hbone-stream-window", flags.daemon.hbone_stream_window,
+           "HTTP/2 flow-control window of each HBONE stream (SETTINGS_INITIAL_WINDOW_SIZE): the "
+           "most a peer may send on a stream ahead of the application reading it",
+           65535, 0x7fffffff, "4MiB");
+  add_size("--hbone-connection-window", flags.daemon.hbone_connection_window,
+           "HTTP/2 flow-control window of each HBONE connection: the most a peer may send on all "
+           "of a connection's streams ahead of the applications",
+           65535, 0x7fffffff, "16MiB");
   app.add_option("--hbone-max-streams", flags.daemon.hbone_max_streams,
                  "concurrent streams per HBONE connection: advertised to peers "
                  "(SETTINGS_MAX_CONCURRENT_STREAMS; more are refused) and the most this agent "
                  "opens on one pooled connection")
       ->capture_default_str()
       ->check(CLI::Range(1U, 10000U));
-  app.add_option("--hbone-max-pending-output", flags.daemon.hbone_max_pending_output,
-                 "unwritten output an HBONE connection may hold before the agent stops taking "
-                 "frames that need an answer (PING, SETTINGS) from a peer that does not read; "
-                 "behind it at most 1,000 frames, then GOAWAY ENHANCE_YOUR_CALM (suffixes KiB, "
-                 "MiB)")
-      ->transform(CLI::AsSizeValue(false))
-      ->check(CLI::Range(uint64_t{16} << 10, uint64_t{64} << 20))
-      ->default_str("256KiB");
+  add_size("--hbone-max-pending-output", flags.daemon.hbone_max_pending_output,
+           "unwritten output an HBONE connection may hold before the agent stops taking frames "
+           "that need an answer (PING, SETTINGS) from a peer that does not read; behind it at "
+           "most 1,000 frames, then GOAWAY ENHANCE_YOUR_CALM",
+           uint64_t{16} << 10, uint64_t{64} << 20, "256KiB");
   app.add_option("--hbone-handshake-timeout-s", flags.daemon.hbone_handshake_timeout_s,
                  "an HBONE connection whose TLS handshake has not finished by then is closed, in "
                  "seconds")
