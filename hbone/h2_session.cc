@@ -64,6 +64,13 @@ Status H2Session::init() {
   if (!option.ok()) {
     return option.error();
   }
+  // nghttp2's own rapid-reset guard (burst 1,000, then 33/s) counts every RST_STREAM a server
+  // receives, answered streams included, and ends the connection with INTERNAL_ERROR. The
+  // client agent cancels each stream refused with 503 (an application that stopped accepting),
+  // so a burst of refusals would reset every healthy tunnel sharing the connection. The
+  // premature-reset rule (onPeerReset) guards against rapid reset instead; this bucket never
+  // runs dry.
+  nghttp2_option_set_stream_reset_rate_limit(option->get(), uint64_t{1} << 40, uint64_t{1} << 20);
   return h2_common::newSession(&session_, limits, cbs->get(), option->get(), this);
 }
 

@@ -268,7 +268,9 @@ Status H2Session::resetStream(StreamId stream_id, uint32_t error_code) {
 void H2Session::onPeerReset(StreamId id) {
   const Stream* stream = findStream(id);
   if (role_ != H2Role::kServer || options_.premature_reset_stream_count == 0 || flooded_ ||
-      stream == nullptr || !stream->visible) {
+      stream == nullptr || !stream->visible || stream->rejected) {
+    // A stream we refused (an error answer, then our own RST_STREAM NO_ERROR) is the peer's
+    // to cancel: its reset cost us nothing.
     return;
   }
   if (stream->responded &&

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The soak (docs/security.md, "Soak"): both agents of a simulated two-node cluster under mixed
-# load (short connections back to back, paced long transfers, a config change every 5 s,
+# load (short connections at up to 400/s, paced long transfers, a config change every 5 s,
 # 60-second certificates) for SECONDS, sampled for leaks: RSS, open descriptors and CPU time of
 # each agent. The test fails on any failed connection, on RSS or descriptors that grew after the
 # warm-up, or (runs of 5 minutes or more) on CPU per connection that doubled.

@@ -4,7 +4,11 @@
 // docs/security.md) and keeps the samples.
 //
 // Load, all cross-node (frontend on node1 to cart-v1 on node2, over HBONE):
-//  - short connections back to back, 2 at a time (1 KiB each way);
+//  - short connections, 2 at a time (1 KiB each way), at most 400 per second: one client
+//    address to one server address and port has 28,232 source ports (32768-60999), each held
+//    60 s in TIME_WAIT once used, so Linux sustains ~470 new connections per second between
+//    them, with or without a mesh (the agent's delivery socket holds the TIME_WAIT where the
+//    client's would);
 //  - 8 long transfers at a time, each 4 MiB paced at 256 KiB/s (16 s), started again as they end;
 //  - a config change every 5 s (an extra principal in a policy, then back), and certificates
 //    that live 60 s (rotated every ~30 s).
@@ -123,12 +127,15 @@ TEST_F(SoakTest, MixedLoadWithReloadsAndRotationsLeaksNothingAndFailsNothing) {
     std::lock_guard<std::mutex> lock(errors_mu);
     if (errors.size() < 10) errors.push_back(e);
   };
-  // Each load loop runs its batches until `done`; a batch's "many" line is its tally.
-  auto loop = [&](std::vector<std::string> argv, std::atomic<uint64_t>& total,
-                  std::atomic<uint64_t>& failed) {
-    return std::thread([&, argv = std::move(argv)] {
+  // Each load loop runs its batches until `done`, each taking at least `min_batch`; a batch's
+  // "many" line is its tally.
+  auto loop = [&](std::vector<std::string> argv, milliseconds min_batch,
+                  std::atomic<uint64_t>& total, std::atomic<uint64_t>& failed) {
+    return std::thread([&, argv = std::move(argv), min_batch] {
       while (!done) {
+        const auto batch_end = std::chrono::steady_clock::now() + min_batch;
         auto r = cluster_->runInPod("frontend", argv, seconds(120));
+        std::this_thread::sleep_until(batch_end);
         auto many = findEvent(r.out, "many");
         if (!many) {
           note(r.describe() + r.out);
@@ -143,11 +150,11 @@ TEST_F(SoakTest, MixedLoadWithReloadsAndRotationsLeaksNothingAndFailsNothing) {
   };
   std::thread shorts = loop({testappPath(), "connect-many", "--to", to, "--count", "200", "--send",
                              "1024", "--expect", "1024", "--concurrency", "2"},
-                            short_total, short_failed);
+                            milliseconds(500), short_total, short_failed);
   std::thread longs =
       loop({testappPath(), "connect-many", "--to", to, "--count", "8", "--concurrency", "8",
             "--send", "4M", "--expect", "64K", "--rate", "256K", "--timeout-ms", "60000"},
-           long_total, long_failed);
+           milliseconds(0), long_total, long_failed);
   std::thread reloader([&] {
     for (int i = 0; !done; ++i) {
       for (int t = 0; t < 50 && !done; ++t) std::this_thread::sleep_for(milliseconds(100));

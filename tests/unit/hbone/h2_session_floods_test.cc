@@ -200,6 +200,46 @@ TEST(H2SessionFloodsTest, ResetsOfAnsweredLongLivedStreamsAreNotPremature) {
   EXPECT_TRUE(server.floods.empty());
 }
 
+TEST(H2SessionFloodsTest, RefusedStreamsTheClientCancelsAreNoFlood) {
+  // An application that stopped accepting: every CONNECT is answered 503 and the client agent
+  // cancels each one. 2,000 of them within a second, beyond nghttp2's own reset bucket (1,000),
+  // end neither the connection nor a stream that is still open on it.
+  H2Options options;
+  FloodRecorder server(options);
+  ASSERT_TRUE(server->receive(asBytes(prefaceAndSettings())).ok());
+  ASSERT_TRUE(server->receive(asBytes(frame(kHeaders, kEndHeaders, 1, connectBlock()))).ok());
+  ASSERT_TRUE(server->respond(1, kStatusOk).ok());
+  std::vector<uint8_t> out = server.takeOutput();
+  uint32_t id = 3;
+  for (int round = 0; round < 40; ++round) {
+    const uint32_t first = id;
+    std::string bytes;
+    for (int i = 0; i < 50; ++i, id += 2) {
+      bytes += frame(kHeaders, kEndHeaders, id, connectBlock());
+    }
+    ASSERT_TRUE(server->receive(asBytes(bytes)).ok());
+    bytes.clear();
+    for (uint32_t refused = first; refused < id; refused += 2) {
+      ASSERT_TRUE(server->respond(refused, kStatusServiceUnavailable).ok());
+      bytes += frame(kRstStream, 0, refused, rstPayload(kH2Cancel));
+    }
+    const std::vector<uint8_t> answers = server.takeOutput();
+    out.insert(out.end(), answers.begin(), answers.end());
+    ASSERT_TRUE(server->receive(asBytes(bytes)).ok()) << "round " << round;
+  }
+  const std::vector<uint8_t> rest = server.takeOutput();
+  out.insert(out.end(), rest.begin(), rest.end());
+  EXPECT_EQ(goawayCode({reinterpret_cast<const char*>(out.data()), out.size()}), std::nullopt);
+  EXPECT_EQ(server->stats().premature_resets, 0u);
+  EXPECT_TRUE(server.floods.empty());
+  EXPECT_FALSE(server->isClosed());
+  const std::string_view still = "still open";
+  auto sent =
+      server->send(1, std::span(reinterpret_cast<const uint8_t*>(still.data()), still.size()));
+  ASSERT_TRUE(sent.ok());
+  EXPECT_EQ(*sent, still.size());
+}
+
 TEST(H2SessionFloodsTest, FewPrematureResetsAmongManyStreamsAreNoFlood) {
   // Clients do cancel some streams before the answer (a closed application socket): below
   // half of the streams, that is ordinary.
