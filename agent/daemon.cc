@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -403,8 +404,9 @@ void Daemon::run() {
       agent_->reconcile();
       if (kube_) kube_->passDone();
       if (listed) readiness_.setPodsEnrolled();
-      if (inheritance_) {
-        // The first pass took the pods, on the previous agent's sockets: it can stop accepting.
+      if (inheritance_ && (!kube_ || listed)) {
+        // The first pass that saw every pod took them, on the previous agent's sockets: it can
+        // stop accepting. (With --kubernetes, passes before the pods are listed see none.)
         if (size_t dropped = tunnel_->dropUnadoptedListeners(); dropped > 0) {
           spdlog::info("handoff: closed {} inherited sockets of pods that are gone", dropped);
         }
@@ -526,10 +528,24 @@ void Daemon::drainForNextAgent() {
   spdlog::info("draining {} open connection{} and {} accepted HBONE connection{} for at most {} s",
                at_start.active, at_start.active == 1 ? "" : "s", at_start.hbone_server_conns,
                at_start.hbone_server_conns == 1 ? "" : "s", options_.drain_timeout_s);
+  // In a pod (--kubernetes) the DaemonSet deletes this agent's pod as soon as the new one is
+  // ready, a few seconds into the drain: SIGTERM there means "the pod goes", not "cut the
+  // drain", and the pod's grace period (the chart: the drain plus 5 s) bounds it. SIGINT, or
+  // SIGTERM outside Kubernetes, ends the drain at once.
+  bool terminated = false;
   while (open > 0 && std::chrono::steady_clock::now() < deadline) {
     const int sig = sigtimedwait(&signals, nullptr, &tick);
-    if (sig == SIGTERM || sig == SIGINT) {
+    if (sig == SIGTERM && kube_ && !terminated) {
+      terminated = true;
+      const auto left =
+          std::chrono::ceil<std::chrono::seconds>(deadline - std::chrono::steady_clock::now());
+      spdlog::info(
+          "received {} while draining: the pod is deleted; the drain goes on for at "
+          "most {} s",
+          strsignal(sig), left.count());
+    } else if (sig == SIGTERM || sig == SIGINT) {
       spdlog::info("received {} while draining: closing the rest", strsignal(sig));
+      terminated = true;
       break;
     }
     open = remaining();
@@ -539,6 +555,15 @@ void Daemon::drainForNextAgent() {
                  open == 1 ? "" : "s");
   } else {
     spdlog::info("drained: every connection ended");
+  }
+  if (kube_ && !terminated) {
+    // Exiting while the pod still exists would make the kubelet start this agent again, and
+    // that agent would take the sockets back from the new one.
+    spdlog::info("handoff done: waiting for this pod's deletion (SIGTERM) to exit");
+    int sig = 0;
+    while (sig != SIGTERM && sig != SIGINT) {
+      if (sigwait(&signals, &sig) != 0) break;
+    }
   }
 }
 

@@ -1,7 +1,7 @@
 // Checks what issue 16 asks of the rendered chart, beyond schema validity: the ClusterRole grants
 // exactly the listed permissions (plus a Role to read its own DaemonSet), the DaemonSet is not
-// privileged and drops every capability but the listed ones, rolls one node at a time (host ports
-// rule out a surge), is node-critical, tolerates every taint, is scraped by Prometheus and probed
+// privileged and drops every capability but the listed ones, rolls one node at a time with a surge
+// pod that takes the old agent's sockets (so it declares no host ports), is node-critical, tolerates every taint, is scraped by Prometheus and probed
 // on 15021, and mounts the host paths the agent needs.
 // Usage: node check_rendered.mjs RENDERED.yaml   (exit 0: all hold; 1: a check failed)
 import { readFileSync } from "node:fs";
@@ -58,9 +58,9 @@ const ds = one("DaemonSet");
 const spec = ds.spec?.template?.spec ?? {};
 const annotations = ds.spec?.template?.metadata?.annotations ?? {};
 const strategy = ds.spec?.updateStrategy ?? {};
-expect(strategy.type === "RollingUpdate" && strategy.rollingUpdate?.maxUnavailable === 1 &&
-  strategy.rollingUpdate?.maxSurge === 0,
-  "RollingUpdate with maxUnavailable 1, maxSurge 0 (host ports: no surge)");
+expect(strategy.type === "RollingUpdate" && strategy.rollingUpdate?.maxUnavailable === 0 &&
+  strategy.rollingUpdate?.maxSurge === 1,
+  "RollingUpdate with maxUnavailable 0, maxSurge 1 (the new agent starts beside the old one)");
 expect(spec.priorityClassName === "system-node-critical", "priorityClassName system-node-critical");
 expect(spec.serviceAccountName === account.metadata?.name, "runs as the chart's ServiceAccount");
 expect(spec.hostNetwork === true && spec.dnsPolicy === "ClusterFirstWithHostNet", "hostNetwork with ClusterFirstWithHostNet");
@@ -74,9 +74,16 @@ expect(annotations["prometheus.io/scrape"] === "true" && annotations["prometheus
 const containers = Object.fromEntries((spec.containers ?? []).map((c) => [c.name, c]));
 expect(same(Object.keys(containers), ["agent"]), "one container, the agent (it installs the CNI plugin too)");
 const agent = containers.agent ?? {};
+const arg = (c, flag) => (c.command ?? []).find((a) => a.startsWith(`${flag}=`))?.slice(flag.length + 1);
 expect(agent.readinessProbe?.httpGet?.path === "/healthz/ready" && agent.readinessProbe?.httpGet?.port === 15021,
   "agent readiness: GET /healthz/ready on 15021");
-expect(same((agent.ports ?? []).map((p) => p.containerPort).sort(), [15008, 15020, 15021]), "agent ports 15008, 15020, 15021");
+expect((spec.containers ?? []).every((c) => !c.ports?.length),
+  "no declared ports (host ports would keep the surge pod off the node)");
+expect(arg(agent, "--handoff-socket") === "/var/run/nodemesh/agent.handoff",
+  "agent: --handoff-socket in the mounted /var/run/nodemesh");
+const drain = Number(arg(agent, "--drain-timeout-s"));
+expect(drain === 25 && spec.terminationGracePeriodSeconds >= drain + 5,
+  `agent: --drain-timeout-s 25 and a grace period past it (got ${drain}, ${spec.terminationGracePeriodSeconds})`);
 for (const [name, path] of [["NODE_NAME", "spec.nodeName"], ["POD_NAME", "metadata.name"],
   ["POD_NAMESPACE", "metadata.namespace"]]) {
   expect((agent.env ?? []).some((e) => e.name === name && e.valueFrom?.fieldRef?.fieldPath === path),
@@ -105,7 +112,6 @@ expect(am["/var/lib/nodemesh"]?.host === "/var/lib/nodemesh", "agent: state dir 
 expect(am["/etc/nodemesh"]?.host === "configmap", "agent: the ConfigMap at /etc/nodemesh");
 expect(am["/host/opt/cni/bin"]?.host === "/opt/cni/bin" && am["/host/etc/cni/net.d"]?.host === "/etc/cni/net.d",
   "agent: the node's CNI bin and conf dirs");
-const arg = (c, flag) => (c.command ?? []).find((a) => a.startsWith(`${flag}=`))?.slice(flag.length + 1);
 expect(arg(agent, "--cni-socket") === "/var/run/nodemesh/cni.sock" &&
   arg(agent, "--cni-state-file") === "/var/lib/nodemesh/cni-state.json" &&
   arg(agent, "--cni-conf-dir") === "/host/etc/cni/net.d" && arg(agent, "--cni-bin-dir") === "/host/opt/cni/bin",

@@ -611,5 +611,79 @@ TEST_F(KubeAgentTest, UpgradeKeepsTheCaptureAndUninstallRemovesIt) {
   EXPECT_TRUE(after.ok()) << after.describe();
 }
 
+// The chart's upgrade (maxSurge 1): the new agent's pod starts beside the old one and takes its
+// sockets (--handoff-socket); the DaemonSet deletes the old pod once the new one is ready, a
+// few seconds into the old agent's drain. That SIGTERM does not cut the drain: a transfer the old
+// agent relays finishes. An old agent that has nothing left to drain waits for its SIGTERM
+// rather than exit (the kubelet would start it again, and it would take the sockets back).
+TEST_F(KubeAgentTest, SurgeUpgradeDrainsBeyondTheOldPodsDeletion) {
+  api_->upsert(Kind::kNamespaces, namespaceObject("shop", true));
+  api_->upsert(Kind::kPods, podObject("shop", "cart", "uid-cart"));
+  api_->upsert(Kind::kDaemonSets,
+               {{"metadata", {{"name", "nodemesh"}, {"namespace", "istio-system"}}}});
+  const std::string handoff = cluster_->workDir() + "/run/agent.handoff";
+  extra_flags_ = {"--handoff-socket", handoff, "--drain-timeout-s", "20"};
+  Process& old_agent = startAgent({"POD_NAMESPACE=istio-system", "POD_NAME=nodemesh-old"});
+  ASSERT_TRUE(old_agent.waitForOutput("pods of node n1 listed", std::chrono::seconds(10)));
+  std::string cart_ip;
+  const std::string cart = newPodNetns();
+  ASSERT_TRUE(cniAdd(cart, "shop", "cart", "uid-cart", &cart_ip).ok);
+  json cart_pod = *api_->get(Kind::kPods, "shop", "cart");
+  cart_pod["status"] = {{"phase", "Running"}, {"podIPs", {{{"ip", cart_ip}}}}};
+  api_->upsert(Kind::kPods, cart_pod);  // what the kubelet writes after the ADD
+  ASSERT_TRUE(waitFor([&] { return annotated("shop", "cart"); }, milliseconds(3000)));
+  ASSERT_TRUE(connectFrom(cart).ok());
+
+  // 1.5 MiB each way at 256 KiB/s: about 6 s, relayed by the old agent.
+  CommandResult transfer;
+  std::thread long_one([&] {
+    CommandSpec spec;
+    spec.netns_path = cart;
+    spec.cgroup_path = cluster_->nodeCgroupPath(kNode);
+    spec.argv = {testappPath(), "connect", "--to",     gateway_ + ":" + kServerPort,
+                 "--send",      "1536K",   "--expect", "1536K",
+                 "--rate",      "256K"};
+    spec.timeout = std::chrono::seconds(60);
+    transfer = runCommand(spec);
+  });
+  std::this_thread::sleep_for(milliseconds(1000));  // the transfer is under way
+
+  Process& new_agent = startAgent({"POD_NAMESPACE=istio-system", "POD_NAME=nodemesh-new"});
+  ASSERT_TRUE(old_agent.waitForOutput("draining 1 open connection", std::chrono::seconds(10)))
+      << old_agent.output();
+  ASSERT_TRUE(
+      new_agent.waitForOutput("took over from the previous agent", std::chrono::seconds(10)));
+  // The DaemonSet deletes the old pod: the transfer is still going.
+  ASSERT_TRUE(old_agent.signal(SIGTERM));
+  ASSERT_TRUE(old_agent.waitForOutput("the drain goes on", std::chrono::seconds(5)))
+      << old_agent.output();
+  long_one.join();
+  EXPECT_TRUE(transfer.ok()) << transfer.describe() << old_agent.output();
+  auto code = old_agent.waitExit(std::chrono::seconds(10));
+  ASSERT_TRUE(code.has_value()) << old_agent.output();
+  EXPECT_EQ(*code, 0);
+  EXPECT_NE(old_agent.output().find("drained: every connection ended"), std::string::npos)
+      << old_agent.output();
+  // New connections went to the new agent all along.
+  const size_t from = new_agent.output().size();
+  ASSERT_TRUE(connectFrom(cart).ok());
+  EXPECT_TRUE(captured("shop/cart", milliseconds(2000), from));
+
+  // The next upgrade, with nothing open: the drain ends at once and the old agent stays until
+  // its pod is deleted.
+  Process& next_agent = startAgent({"POD_NAMESPACE=istio-system", "POD_NAME=nodemesh-next"});
+  ASSERT_TRUE(new_agent.waitForOutput("waiting for this pod's deletion", std::chrono::seconds(10)))
+      << new_agent.output();
+  std::this_thread::sleep_for(milliseconds(1000));
+  EXPECT_TRUE(new_agent.isRunning());
+  ASSERT_TRUE(new_agent.signal(SIGTERM));
+  code = new_agent.waitExit(std::chrono::seconds(5));
+  ASSERT_TRUE(code.has_value()) << new_agent.output();
+  EXPECT_EQ(*code, 0);
+  ASSERT_TRUE(connectFrom(cart).ok());
+  EXPECT_TRUE(captured("shop/cart", milliseconds(2000)));
+  EXPECT_TRUE(next_agent.isRunning());
+}
+
 }  // namespace
 }  // namespace nodemesh::sim
