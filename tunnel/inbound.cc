@@ -124,27 +124,29 @@ void Inbound::onConnectRequest(HboneConnection& conn, hbone::StreamId stream,
   record.src_identity = peer_id ? peer_id->toString() : "";
   record.dst_identity = pod->identity ? pod->identity->toString() : "";
   ctx_.events.opened(record);
+  // A refusal once the record is open also ends the record; `log_line`: false where the
+  // refusal is logged in summary instead (admit()).
+  auto refuse_recorded = [&](int status, const std::string& why, std::string error, bool log_line) {
+    bump(ctx_.counters.hbone_streams_rejected);
+    if (log_line) conn.logRefusal("HBONE CONNECT " + req.authority, status, why);
+    (void)conn.h2().respond(stream, status);
+    record.error = std::move(error);
+    ctx_.events.finished(record);
+  };
   // Authorization, before anything is connected to the application: 401 when denied.
   if (!authorizer_.authorize(record, record.src_identity)) {
-    reject(401, record.reason);
-    record.error = "denied: " + record.reason;
-    ctx_.events.finished(record);
-    return;
+    const std::string reason = record.reason;
+    return refuse_recorded(401, reason, "denied: " + reason, true);
   }
   // The node's budget for unread bytes is spent (buffer_budget.h): a peer whose streams hold
   // the budget's shed floor or more gets 503 until the streams holding the most are shed (like
   // Envoy's overload manager stops accepting); other peers, which hold little, are still served.
   if (ctx_.budget.full() && conn.bufferedBytes() >= ctx_.budget.shedFloor()) {
-    bump(ctx_.counters.hbone_streams_rejected);
     bump(ctx_.counters.overload_streams_refused);
     const std::string why = fmt::format(
         "overload: {} bytes buffered for applications that do not read (--max-buffered-bytes {})",
         ctx_.budget.used(), ctx_.budget.limit());
-    conn.logRefusal("HBONE CONNECT " + req.authority, 503, why);
-    (void)conn.h2().respond(stream, 503);
-    record.error = why;
-    ctx_.events.finished(record);
-    return;
+    return refuse_recorded(503, why, why, true);
   }
   // Over the workload's caps: 503, the answer for a destination that cannot take the stream now
   // (RFC 9110 15.6.4; Envoy's circuit breakers answer overflow so, ztunnel answers a failed
@@ -153,11 +155,7 @@ void Inbound::onConnectRequest(HboneConnection& conn, hbone::StreamId stream,
   // carries on with its others. Logged in summary by admit(), not per stream like reject().
   ConnectionSlot slot;
   if (auto refused = admit(*pod, &slot)) {
-    bump(ctx_.counters.hbone_streams_rejected);
-    (void)conn.h2().respond(stream, 503);
-    record.error = *refused;
-    ctx_.events.finished(record);
-    return;
+    return refuse_recorded(503, *refused, *refused, false);
   }
   // Delivered from the client's address, like 15006: the TCP peer of the HBONE connection is
   // the client pod.
