@@ -14,7 +14,8 @@ std::string formatAccessLog(const tunnel::ConnectionRecord& r,
                             const metrics::ConnectionPeers& peers, AccessLogFormat format,
                             std::chrono::system_clock::time_point now) {
   const char* direction = r.direction == tunnel::Direction::kOutbound ? "outbound" : "inbound";
-  const bool hbone = r.transport == tunnel::Transport::kHbone;
+  const bool proven = tunnel::identitiesProven(r.transport);
+  const char* transport = tunnel::transportName(r.transport);
   const std::string src_workload = metrics::workloadKey(peers.source);
   const std::string dst_workload = metrics::workloadKey(peers.destination);
   const metrics::Verdict verdict = metrics::verdictOf(r);
@@ -29,7 +30,7 @@ std::string formatAccessLog(const tunnel::ConnectionRecord& r,
         {"dst_workload", peers.destination ? dst_workload : ""},
         {"src_identity", r.src_identity},
         {"dst_identity", r.dst_identity},
-        {"transport", hbone ? "hbone" : "tcp"},
+        {"transport", transport},
         {"bytes_to_dst", r.bytes_to_dst},
         {"bytes_from_dst", r.bytes_from_dst},
         {"duration_ms", r.duration.count()},
@@ -52,8 +53,8 @@ std::string formatAccessLog(const tunnel::ConnectionRecord& r,
       "duration_ms={} result={} transport={}",
       telemetry::logTimestamp(now), direction, r.pod, r.src.toString(), r.dst.toString(),
       r.bytes_to_dst, r.bytes_from_dst, r.duration.count(),
-      r.error.empty() ? "ok" : "\"" + r.error + "\"", hbone ? "hbone" : "tcp");
-  if (hbone) {
+      r.error.empty() ? "ok" : "\"" + r.error + "\"", transport);
+  if (proven) {
     line += fmt::format(" src_identity={} dst_identity={}", telemetry::logTextValue(r.src_identity),
                         telemetry::logTextValue(r.dst_identity));
   }

@@ -237,6 +237,7 @@ Status Daemon::startTunnel() {
   tunnel_options.server_idle_timeout = std::chrono::seconds(options_.hbone_server_idle_timeout_s);
   tunnel_options.max_pending_handshakes = options_.max_pending_handshakes;
   tunnel_options.max_buffered_bytes = options_.max_buffered_bytes;
+  tunnel_options.same_node_fast_path = options_.same_node_fast_path;
   tunnel_options.h2.initial_stream_window = static_cast<uint32_t>(options_.hbone_stream_window);
   tunnel_options.h2.connection_window = static_cast<uint32_t>(options_.hbone_connection_window);
   tunnel_options.h2.max_concurrent_streams = options_.hbone_max_streams;

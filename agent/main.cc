@@ -245,6 +245,10 @@ int agentMain(int argc, char** argv) {
         ->check(CLI::Range(min, max))
         ->default_str(fallback);
   };
+  app.add_flag("--same-node-fast-path", flags.daemon.same_node_fast_path,
+               "deliver connections between two pods of this node without HBONE (no TLS, no "
+               "HTTP/2), with the destination's policy, caps, access log and metrics as over "
+               "HBONE; connections through a waypoint still use HBONE");
   add_size("--max-buffered-bytes", flags.daemon.max_buffered_bytes,
            "budget for bytes HBONE peers sent that applications have not read yet, over all "
            "workers; at the budget new streams from peers that hold much get 503, over it the "

@@ -91,6 +91,40 @@ void Inbound::acceptPlaintext(Pod& pod, UniqueFd fd) {
                           c->record.src.port);
 }
 
+void Inbound::deliverOnNode(TcpConnection* c, Pod& server, const SocketAddress& client) {
+  auto owned = std::make_unique<ConnectionRecord>();
+  ConnectionRecord& r = *owned;
+  r.direction = Direction::kInbound;
+  r.pod = server.name;
+  r.transport = Transport::kLocal;
+  r.src = client;
+  r.dst = c->record.dst;
+  r.src_identity = c->record.src_identity;
+  r.dst_identity = c->record.dst_identity;
+  c->delivery = std::move(owned);
+  ctx_.events.opened(r);
+  // What HBONE would have answered 400, 401 or 503 resets the client's connection here.
+  auto refuse = [&](const std::string& why) {
+    r.error = why;
+    relay_.abort(c, server.name + " refused the connection: " + why);
+  };
+  if (tunnelPort(r.dst.port)) {
+    return refuse("target port " + std::to_string(r.dst.port) + " is the tunnel's own");
+  }
+  if (!authorizer_.authorize(r, r.src_identity)) {
+    // The client's side knows the verdict too (over HBONE it learns only the 401).
+    c->record.denied = true;
+    c->record.policy = r.policy;
+    c->record.reason = r.reason;
+    return refuse("denied: " + r.reason);
+  }
+  if (auto refused = admit(server, &c->slot)) return refuse(*refused);
+  const bool transparent =
+      client.ip.isV4() == r.dst.ip.isV4() && (r.dst.ip.isV4() || server.ipv6_delivery);
+  const IpAddress* bind_ip = transparent ? &client.ip : &r.dst.ip;
+  relay_.connectFromNetns(c, server.netns.get(), options_.delivery_mark, bind_ip, transparent);
+}
+
 void Inbound::onConnectRequest(HboneConnection& conn, hbone::StreamId stream,
                                const hbone::ConnectRequest& req) {
   auto reject = [&](int status, const std::string& why) {

@@ -34,6 +34,12 @@ class Inbound final : public InboundStreams {
 
   // A plaintext connection accepted on the pod's 15006.
   void acceptPlaintext(Pod& pod, UniqueFd fd);
+  // The same-node fast path: `c`, an outbound connection of a pod of this node to `server`
+  // (c->record.dst), is checked as a CONNECT from `client` with c->record.src_identity would
+  // be (the target port, the server's policy and caps), gets the server's inbound record
+  // (c->delivery) and is connected in the server pod from the client's address. A refusal
+  // resets the client's connection.
+  void deliverOnNode(TcpConnection* c, Pod& server, const SocketAddress& client);
   // A CONNECT request on a connection accepted on a pod's 15008.
   void onConnectRequest(HboneConnection& conn, hbone::StreamId stream,
                         const hbone::ConnectRequest& request) override;

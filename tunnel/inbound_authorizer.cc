@@ -49,12 +49,15 @@ bool InboundAuthorizer::authorize(ConnectionRecord& r, const std::string& peer_i
 
 void InboundAuthorizer::revokeDenied(TcpRelay& relay, StreamBridges& bridges) {
   for (TcpConnection* c : relay.openInbound()) {
-    ConnectionRecord probe = c->record;
-    if (check(probe, "")) continue;
+    // A same-node delivery is checked as its server pod's inbound record, with the client's
+    // identity; a plaintext inbound connection has none.
+    ConnectionRecord& r = c->delivery ? *c->delivery : c->record;
+    ConnectionRecord probe = r;
+    if (check(probe, c->delivery ? r.src_identity : "")) continue;
     bump(counters_.closed_by_policy);
-    c->record.denied = true;
-    c->record.policy = probe.policy;
-    c->record.reason = probe.reason;
+    r.denied = true;
+    r.policy = probe.policy;
+    r.reason = probe.reason;
     relay.abort(c, "closed by policy change: " + probe.reason);
   }
   for (StreamBridge* b : bridges.openInbound()) {

@@ -112,8 +112,37 @@ void Outbound::relayToWaypoint(Pod& pod, UniqueFd app, const SocketAddress& app_
   openStream(pod, std::move(app), app_addr, hop, std::move(target));
 }
 
+void Outbound::deliverOnNode(Pod& pod, Pod& server, UniqueFd app, const SocketAddress& app_addr,
+                             const HboneHop& hop, std::unique_ptr<ServiceTarget> target) {
+  TcpConnection* c = relay_.create(Direction::kOutbound, pod.name, std::move(app));
+  c->record.src = app_addr;
+  c->record.dst = hop.authority;
+  c->record.transport = Transport::kLocal;
+  c->record.src_identity = pod.identity->toString();
+  c->record.dst_identity = server.identity->toString();
+  if (target) {
+    c->record.dst_service = target->service->key();
+    c->record.service_addr = target->vip;
+    c->record.attempts = static_cast<unsigned>(target->tried.size());
+    c->service = std::move(target);
+  }
+  // Metrics count a service connection once, at its first attempt.
+  if (!c->service || c->service->tried.size() == 1) ctx_.events.opened(c->record);
+  bump(ctx_.counters.same_node_deliveries);
+  // The client as HBONE's `forwarded` header would name it: the pod's address and the
+  // application's port.
+  inbound_.deliverOnNode(c, server,
+                         SocketAddress{pod.ips.empty() ? app_addr.ip : pod.ips[0], app_addr.port});
+}
+
 void Outbound::openStream(Pod& pod, UniqueFd app, const SocketAddress& app_addr,
                           const HboneHop& hop, std::unique_ptr<ServiceTarget> target) {
+  if (options_.same_node_fast_path && hop.waypoint.empty()) {
+    Pod* server = pods_.findByIp(hop.authority.ip);
+    if (server != nullptr && server->identity && pod.identity) {
+      return deliverOnNode(pod, *server, std::move(app), app_addr, hop, std::move(target));
+    }
+  }
   const model::Workload& peer = *hop.peer;
   auto peer_id =
       identity::SpiffeId::create(peer.trust_domain, peer.namespace_name, peer.service_account);

@@ -1,5 +1,7 @@
 #include "tunnel/pod_listeners.h"
 
+#include <algorithm>
+
 #include <liburing.h>
 #include <unistd.h>
 
@@ -141,6 +143,15 @@ void PodListeners::add(std::unique_ptr<Pod> pod) {
 Pod* PodListeners::find(uint64_t cookie) {
   auto it = pods_.find(cookie);
   return it == pods_.end() ? nullptr : it->second.get();
+}
+
+Pod* PodListeners::findByIp(const IpAddress& ip) {
+  // A node holds tens of pods, each with one or two addresses: a scan per new connection costs
+  // less than keeping an index in step with every add and retire.
+  for (auto& [cookie, pod] : pods_) {
+    if (std::find(pod->ips.begin(), pod->ips.end(), ip) != pod->ips.end()) return pod.get();
+  }
+  return nullptr;
 }
 
 void PodListeners::arm(Listener* l) {

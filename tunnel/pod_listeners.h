@@ -100,6 +100,8 @@ class PodListeners {
   // included: the next agent uses it.
   void drain();
   Pod* find(uint64_t cookie);
+  // The enrolled (not retired) pod with this address, or null.
+  Pod* findByIp(const IpAddress& ip);
   // No pod, and no retired pod still waiting for its accepts.
   bool empty() const { return pods_.empty() && retired_.empty(); }
 

@@ -49,6 +49,17 @@ ConnectionInfo TcpConnection::describe(Clock::time_point now) const {
   return info;
 }
 
+std::optional<ConnectionInfo> TcpConnection::describeDelivery(Clock::time_point now) const {
+  if (!delivery) return std::nullopt;
+  ConnectionInfo info = describe(now);
+  const ConnectionInfo inbound = describeRecord(*delivery, info.age);
+  info.direction = inbound.direction;
+  info.pod = inbound.pod;
+  info.src = inbound.src;
+  info.dst_service.clear();
+  return info;
+}
+
 TcpConnection* TcpRelay::create(Direction direction, const std::string& pod, UniqueFd down) {
   auto conn = std::make_unique<TcpConnection>(*this, direction, pod, std::move(down));
   TcpConnection* c = conn.get();
@@ -59,6 +70,13 @@ TcpConnection* TcpRelay::create(Direction direction, const std::string& pod, Uni
 }
 
 void TcpRelay::drop(TcpConnection* c) {
+  if (c->delivery) {
+    // The server pod's side of a failed attempt ends here; the client's goes on elsewhere.
+    if (c->delivery->error.empty()) c->delivery->error = "handed to a retry";
+    c->delivery->duration =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - c->start_);
+    ctx_.events.finished(*c->delivery);
+  }
   subtract(ctx_.counters.active);
   conns_.erase(c->self_);
 }
@@ -88,6 +106,7 @@ void TcpRelay::onConnect(TcpConnection* c, int res) {
   if (res < 0) {
     c->state_ = TcpConnection::State::kNew;  // nothing in flight: a retry may take the client
     std::string why = "connect " + c->record.dst.toString() + ": " + connectFailure(ctx_, res);
+    if (c->delivery) c->delivery->error = why;
     if (c->service && ctx_.services.retry(c->service, c->down_, c->record.src, why)) {
       return drop(c);
     }
@@ -208,6 +227,14 @@ void TcpRelay::finish(TcpConnection* c) {
   c->record.duration =
       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - c->start_);
   ctx_.events.finished(c->record);
+  if (c->delivery) {
+    ConnectionRecord& d = *c->delivery;
+    d.bytes_to_dst = c->record.bytes_to_dst;
+    d.bytes_from_dst = c->record.bytes_from_dst;
+    d.duration = c->record.duration;
+    if (d.error.empty()) d.error = c->record.error;
+    ctx_.events.finished(d);
+  }
   subtract(ctx_.counters.active);
   conns_.erase(c->self_);  // closes both sockets (RST when aborting: SO_LINGER 0)
 }
@@ -221,7 +248,7 @@ void TcpRelay::abortAll(const std::string& why) {
 std::vector<TcpConnection*> TcpRelay::openInbound() const {
   std::vector<TcpConnection*> out;
   for (const auto& c : conns_) {
-    if (c->record.direction == Direction::kInbound &&
+    if ((c->record.direction == Direction::kInbound || c->delivery) &&
         c->state_ != TcpConnection::State::kAborting) {
       out.push_back(c.get());
     }
@@ -230,7 +257,10 @@ std::vector<TcpConnection*> TcpRelay::openInbound() const {
 }
 
 void TcpRelay::describe(std::vector<ConnectionInfo>& out, Clock::time_point now) const {
-  for (const auto& c : conns_) out.push_back(c->describe(now));
+  for (const auto& c : conns_) {
+    out.push_back(c->describe(now));
+    if (auto delivery = c->describeDelivery(now)) out.push_back(std::move(*delivery));
+  }
 }
 
 }  // namespace nodemesh::tunnel

@@ -11,6 +11,7 @@
 
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -48,10 +49,15 @@ class TcpConnection final : public io::CompletionHandler {
   std::unique_ptr<ServiceTarget> service;
   // Inbound: the connection's place under its workload's cap, given back when it is freed.
   ConnectionSlot slot;
+  // Same-node fast path (an outbound connection delivered to a pod of this node): the server
+  // pod's inbound record, finished with this one (its own error, or this one's).
+  std::unique_ptr<ConnectionRecord> delivery;
 
   State state() const { return state_; }
   HalfState halfState(int i) const { return half_[i].state; }
   ConnectionInfo describe(Clock::time_point now) const;
+  // The same for the delivery record (null: none).
+  std::optional<ConnectionInfo> describeDelivery(Clock::time_point now) const;
 
  private:
   friend class TcpRelay;
@@ -104,7 +110,8 @@ class TcpRelay {
   void drop(TcpConnection* c);
   void abortAll(const std::string& why);
 
-  // Inbound connections not already failing (re-authorized after a policy change).
+  // Inbound connections not already failing, and same-node deliveries (re-authorized after a
+  // policy change).
   std::vector<TcpConnection*> openInbound() const;
   void describe(std::vector<ConnectionInfo>& out, Clock::time_point now) const;
   bool empty() const { return conns_.empty(); }

@@ -56,6 +56,11 @@ struct TunnelOptions {
   // workers (buffer_budget.h): at the budget new streams from peers that hold much get 503, over
   // it the streams holding the most are reset. 0: no budget.
   uint64_t max_buffered_bytes = uint64_t{256} << 20;
+  // Same-node fast path: a connection from an enrolled pod to another pod enrolled on this node
+  // (no waypoint) is delivered straight from the client's socket to one the agent connects in
+  // the server pod, with the server's policy, caps, access log and metrics as over HBONE, but
+  // without TLS or HTTP/2 (Transport::kLocal).
+  bool same_node_fast_path = false;
   // An HBONE connection whose TLS handshake has not finished by then is closed (a peer that
   // stalls mid-handshake must not hold a connection forever).
   std::chrono::seconds handshake_timeout{10};
@@ -138,8 +143,27 @@ struct PodListenerFds {
 
 enum class Direction { kOutbound, kInbound };
 
-// How a connection crossed the mesh.
-enum class Transport { kTcp, kHbone };
+// How a connection crossed the mesh. kLocal: client and server pods on this node, joined in
+// the agent without HBONE (TunnelOptions::same_node_fast_path); the agent knows both identities
+// as surely as HBONE's mutual TLS would have shown them.
+enum class Transport { kTcp, kHbone, kLocal };
+
+// Whether the record's identities are proven (HBONE's mutual TLS, or both pods this agent's).
+inline bool identitiesProven(Transport t) {
+  return t != Transport::kTcp;
+}
+// "tcp", "hbone" or "local": the access log's and the admin API's word.
+inline const char* transportName(Transport t) {
+  switch (t) {
+    case Transport::kHbone:
+      return "hbone";
+    case Transport::kLocal:
+      return "local";
+    case Transport::kTcp:
+      break;
+  }
+  return "tcp";
+}
 
 // One finished connection, for the access log.
 struct ConnectionRecord {

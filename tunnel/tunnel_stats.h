@@ -47,6 +47,8 @@
   X(hbone_streams_rejected, Counter, "nodemesh_hbone_streams_total", "event", "rejected", "")      \
   X(waypoint_streams, Counter, "nodemesh_tunnel_waypoint_connections_total", "", "",               \
     "Outbound connections sent to a waypoint (their destination has one)")                         \
+  X(same_node_deliveries, Counter, "nodemesh_tunnel_same_node_connections_total", "", "",         \
+    "Connections between two pods of this node delivered without HBONE (--same-node-fast-path)")  \
   X(hbone_keepalive_pings, Counter, "nodemesh_hbone_keepalive_pings_total", "", "",              \
     "HTTP/2 PINGs sent on idle pooled HBONE connections (--hbone-keepalive-s)")                    \
   X(hbone_idle_closed, Counter, "nodemesh_hbone_idle_closed_total", "", "",                        \

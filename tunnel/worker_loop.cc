@@ -37,7 +37,7 @@ WorkerLoop::WorkerLoop(const WorkerShared& shared, std::unique_ptr<io::UringRing
                                                      shared.options, inbound_)
                        : nullptr),
       outbound_(ctx_, shared.options, shared.resolver, shared.mesh, relay_, bridges_, pool_.get(),
-                dialer_, pods_) {}
+                dialer_, pods_, inbound_) {}
 
 void WorkerLoop::run() {
   armWake();

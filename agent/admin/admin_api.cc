@@ -130,7 +130,7 @@ json connectionsJson(const std::vector<tunnel::ConnectionInfo>& connections) {
         {"src", c.src.toString()},
         {"dst", c.dst.toString()},
         {"dst_service", c.dst_service},
-        {"transport", c.transport == tunnel::Transport::kHbone ? "hbone" : "tcp"},
+        {"transport", tunnel::transportName(c.transport)},
         {"src_identity", c.src_identity},
         {"dst_identity", c.dst_identity},
         {"bytes_to_dst", c.bytes_to_dst},

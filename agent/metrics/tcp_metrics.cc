@@ -10,7 +10,8 @@ TcpLabels tcpLabels(const model::Snapshot* snapshot, const tunnel::ConnectionRec
   ConnectionPeers peers;
   if (snapshot) peers = resolvePeers(*snapshot, r);
   const bool outbound = r.direction == tunnel::Direction::kOutbound;
-  const bool mtls = r.transport == tunnel::Transport::kHbone;
+  // HBONE's mutual TLS, or both pods on this node (the fast path): the same principals.
+  const bool mtls = tunnel::identitiesProven(r.transport);
   telemetry::TcpLabelInput in;
   in.reporter = outbound ? "source" : "destination";
   in.source = telemetry::workloadLabels(peers.source);
