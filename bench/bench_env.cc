@@ -80,7 +80,10 @@ Environment::Environment(const Options& options)
   cluster_->addPod("node2", kServerPod, kServerIp);
   cluster_->addPod("node2", kServerV2Pod, kServerV2Ip);
   cluster_->addPod("node2", kProxyPod, kProxyIp);
-  for (const char* pod : {kClientPod, kServerPod, kServerV2Pod, kProxyPod}) tunePod(pod);
+  cluster_->addPod("node1", kLocalServerPod, kLocalServerIp);
+  for (const char* pod : {kClientPod, kServerPod, kServerV2Pod, kProxyPod, kLocalServerPod}) {
+    tunePod(pod);
+  }
   makeCertificates();
   // The pods are mesh workloads; no policy (everything is allowed). The waypoint's pod has
   // protocol TCP: it terminates and originates HBONE itself, no agent enrolls it
@@ -105,6 +108,13 @@ Environment::Environment(const Options& options)
   services:
     bench/backend.bench.svc.cluster.local: {{{0}: {1}}}
     bench/backend-v1.bench.svc.cluster.local: {{{0}: {1}}}
+- uid: bench//v1/Pod/bench/local-server
+  name: local-server
+  namespace: bench
+  serviceAccount: server
+  workloadIps: ["10.244.1.20"]
+  protocol: HBONE
+  node: node1
 - uid: bench//v1/Pod/bench/server-v2
   name: server-v2
   namespace: bench
@@ -213,27 +223,31 @@ void Environment::makeCertificates() {
 }
 
 void Environment::startServers() {
-  startInPod(kServerPod, {"iperf3", "-s", "-p", std::to_string(appPort(Service::kIperf))});
-  startInPod(kServerPod, {"sockperf", "sr", "--tcp", "-i", "0.0.0.0", "-p",
-                          std::to_string(appPort(Service::kSockperf))});
-  startInPod(kServerPod,
-             {loadgenPath(), "echo-server", "--port", std::to_string(appPort(Service::kEcho))});
-  for (const char* pod : {kServerPod, kServerV2Pod}) {
+  for (const char* pod : {kServerPod, kLocalServerPod}) {
+    startInPod(pod, {"iperf3", "-s", "-p", std::to_string(appPort(Service::kIperf))});
+    startInPod(pod, {"sockperf", "sr", "--tcp", "-i", "0.0.0.0", "-p",
+                     std::to_string(appPort(Service::kSockperf))});
+    startInPod(pod,
+               {loadgenPath(), "echo-server", "--port", std::to_string(appPort(Service::kEcho))});
+  }
+  for (const char* pod : {kServerPod, kServerV2Pod, kLocalServerPod}) {
     startInPod(pod, {loadgenPath(), "http-server", "--port",
                      std::to_string(appPort(Service::kHttp)), "--body", "1024"});
   }
   bool listening = sim::waitFor(
       [&] {
-        CommandResult r = cluster_->runInPod(kServerPod, {"ss", "-Hltn"});
-        for (Service s : kServices) {
-          if (r.out.find(fmt::format(":{} ", appPort(s))) == std::string::npos) return false;
+        for (const char* pod : {kServerPod, kLocalServerPod}) {
+          CommandResult r = cluster_->runInPod(pod, {"ss", "-Hltn"});
+          for (Service s : kServices) {
+            if (r.out.find(fmt::format(":{} ", appPort(s))) == std::string::npos) return false;
+          }
         }
-        r = cluster_->runInPod(kServerV2Pod, {"ss", "-Hltn"});
+        CommandResult r = cluster_->runInPod(kServerV2Pod, {"ss", "-Hltn"});
         return r.out.find(fmt::format(":{} ", appPort(Service::kHttp))) != std::string::npos;
       },
       seconds(10), milliseconds(100));
   if (!listening) throw HarnessError("the server applications did not start listening");
-  probe(kServerIp, appPort(Service::kEcho), seconds(10));
+  probe(serverIp(), appPort(Service::kEcho), seconds(10));
 }
 
 std::vector<std::string> Environment::pinned(const std::string& node,

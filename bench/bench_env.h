@@ -56,6 +56,9 @@ struct Options {
   // Each node's processes (its tunnel, its pod's applications) on a CPU of its own: two
   // single-core nodes rather than six processes floating over the machine's cores.
   bool pin = true;
+  // Client and server pods on one node (the direct and nodemesh modes only): what the agent
+  // does for two pods it owns both ends of.
+  bool same_node = false;
   // TCP congestion control in the pods, where every TCP endpoint of every mode lives: Linux's
   // default, whatever the host's default is (with BBR, one connection's ping-pong p50 lands 10-25%
   // above the floor or not, by the state its pacing settles in). "host" keeps the host's. A pod
@@ -100,6 +103,12 @@ class Environment {
   static constexpr const char* kProxyPod = "proxy";
   static constexpr const char* kProxyIp = "10.244.2.9";
   static constexpr const char* kWaypointUid = "bench//v1/Pod/bench/waypoint";
+  // The same applications as the server's in a pod on the client's node (--same-node).
+  static constexpr const char* kLocalServerPod = "local-server";
+  static constexpr const char* kLocalServerIp = "10.244.1.20";
+  // The server the direct and nodemesh modes reach: the local one with Options::same_node.
+  const char* serverIp() const { return options_.same_node ? kLocalServerIp : kServerIp; }
+  const char* serverPod() const { return options_.same_node ? kLocalServerPod : kServerPod; }
 
   // Builds the cluster, the CA and certificates, and starts the server applications. Throws
   // sim::HarnessError.

@@ -66,10 +66,10 @@ class Direct final : public Mode {
  public:
   explicit Direct(Environment& env) : env_(env) {}
   std::string name() const override { return "direct"; }
-  void start() override { env_.probe(Environment::kServerIp, appPort(Service::kEcho), seconds(5)); }
+  void start() override { env_.probe(env_.serverIp(), appPort(Service::kEcho), seconds(5)); }
   std::map<std::string, std::string> stop() override { return {}; }
   SocketAddress endpoint(Service service) const override {
-    return address(Environment::kServerIp, appPort(service));
+    return address(env_.serverIp(), appPort(service));
   }
   std::vector<pid_t> tunnelPids() const override { return {}; }
 
@@ -128,6 +128,7 @@ class Nodemesh final : public Mode {
     try {
       waitForLog(*agents_[0], "enrolled pod bench/client", kReadyTimeout);
       waitForLog(*agents_[1], "enrolled pod bench/server", kReadyTimeout);
+      waitForLog(*agents_[0], "enrolled pod bench/local-server", kReadyTimeout);
       if (with_waypoint_) waitForLog(*agents_[1], "enrolled pod bench/server-v2", kReadyTimeout);
     } catch (const HarnessError& e) {
       // What holds the pods' ports, for a failed enrollment ("Address already in use").
@@ -143,7 +144,7 @@ class Nodemesh final : public Mode {
     // the probe would pass all the same: probe until the client's agent has accepted it.
     const bool captured = sim::waitFor(
         [&] {
-          env_.probe(Environment::kServerIp, appPort(Service::kEcho), kReadyTimeout);
+          env_.probe(env_.serverIp(), appPort(Service::kEcho), kReadyTimeout);
           return statOf(*agents_[0], "accepted_outbound") > 0;
         },
         kReadyTimeout, milliseconds(200));
@@ -200,18 +201,22 @@ class Nodemesh final : public Mode {
       }
     }
     agents_.clear();
-    // The traffic must have crossed the mesh as HBONE, or the figures are not nodemesh's.
+    // The traffic must have crossed the mesh as HBONE (or, on one node, through the agent's
+    // fast path when the variant turns it on), or the figures are not nodemesh's.
     const std::string& stats = facts["client_agent_stats"];
-    std::smatch m;
-    if (!std::regex_search(stats, m, std::regex("hbone_streams_opened=([0-9]+)")) ||
-        m[1].str() == "0") {
-      throw HarnessError("nodemesh carried no HBONE stream: " + stats);
+    auto counted = [&](const char* name) {
+      std::smatch m;
+      return std::regex_search(stats, m, std::regex(std::string(name) + "=([0-9]+)")) &&
+             m[1].str() != "0";
+    };
+    if (!counted("hbone_streams_opened") && !counted("same_node_deliveries")) {
+      throw HarnessError("nodemesh carried no HBONE stream and no same-node connection: " + stats);
     }
     return facts;
   }
 
   SocketAddress endpoint(Service service) const override {
-    return address(Environment::kServerIp, appPort(service));
+    return address(env_.serverIp(), appPort(service));
   }
 
   std::vector<pid_t> tunnelPids() const override {

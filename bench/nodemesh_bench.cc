@@ -213,6 +213,10 @@ int run(int argc, char** argv) {
   app.add_flag("--no-pin", no_pin,
                "let every process float over the machine's CPUs (default: each simulated node "
                "on a CPU of its own)");
+  app.add_flag("--same-node", o.same_node,
+               "client and server pods on one node (modes direct and nodemesh only): with "
+               "--agent-flag=--same-node-fast-path or a variant that passes it, the agent's fast "
+               "path; without, HBONE within the node");
   app.add_option("--congestion-control", o.congestion_control,
                  "TCP congestion control in the pods, for every mode (host: the host's default)")
       ->capture_default_str();
@@ -269,6 +273,11 @@ int run(int argc, char** argv) {
   for (const auto& m : o.modes) {
     if (!isKnownMode(m, o)) {
       std::cerr << "nodemesh-bench: unknown mode " << m << "\n";
+      return kExitFailed;
+    }
+    if (o.same_node && m != "direct" && m.rfind("nodemesh", 0) != 0) {
+      std::cerr << "nodemesh-bench: --same-node runs only the direct and nodemesh modes, not " << m
+                << "\n";
       return kExitFailed;
     }
   }
@@ -561,6 +570,7 @@ int run(int argc, char** argv) {
         {"idle_note", o.idle_note},
         {"fd_limit", o.fd_limit},
         {"pinned", o.pin},
+        {"same_node", o.same_node},
         {"congestion_control", congestion_used},
         {"congestion_control_requested", o.congestion_control},
         {"congestion_control_fallback", congestion_fallback},

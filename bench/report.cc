@@ -320,6 +320,15 @@ std::string Results::toMarkdown(const nlohmann::json& machine, const nlohmann::j
   if (run.contains("settings") && run["settings"].contains("congestion_control")) {
     md << congestionControlLine(run["settings"]) << "\n\n";
   }
+  if (run.contains("settings")) {
+    const nlohmann::json& settings = run["settings"];
+    md << fmt::format("Placement: {}; {}.\n\n",
+                      settings.value("same_node", false)
+                          ? "client and server pods on one node (--same-node)"
+                          : "client and server pods on two nodes",
+                      settings.value("pinned", true) ? "each node pinned to a CPU of its own"
+                                                     : "nothing pinned (--no-pin)");
+  }
   if (subject_ != "waypoint" && run.contains("settings") &&
       !run["settings"].value("idle_note", "").empty()) {
     md << "Note: " << run["settings"].value("idle_note", "") << ".\n\n";
