@@ -263,6 +263,29 @@ class KubeAgentTest : public ::testing::Test {
         timeout);
   }
 
+  // A pod of an ambient namespace through the chain, then Running with its address (what the
+  // kubelet writes after the ADD), and enrolled (annotated). Returns its netns path, or ""
+  // after a failure (reported).
+  std::string runningAmbientPod(const std::string& ns, const std::string& name,
+                                const std::string& uid) {
+    std::string ip;
+    std::string pod = newPodNetns();
+    const Added added = cniAdd(pod, ns, name, uid, &ip);
+    if (!added.ok) {
+      ADD_FAILURE() << "CNI ADD " << ns << "/" << name << ": " << added.exit_code << " "
+                    << added.out << added.err;
+      return "";
+    }
+    json object = *api_->get(Kind::kPods, ns, name);
+    object["status"] = {{"phase", "Running"}, {"podIPs", {{{"ip", ip}}}}};
+    api_->upsert(Kind::kPods, object);
+    if (!waitFor([&] { return annotated(ns, name); }, milliseconds(3000))) {
+      ADD_FAILURE() << ns << "/" << name << " was not enrolled";
+      return "";
+    }
+    return pod;
+  }
+
   bool annotated(const std::string& ns, const std::string& name) {
     auto pod = api_->get(Kind::kPods, ns, name);
     return pod && (*pod)["metadata"]
@@ -575,13 +598,8 @@ TEST_F(KubeAgentTest, UpgradeKeepsTheCaptureAndUninstallRemovesIt) {
       << readFile(primary_path);
   list_override_ = json::parse(readFile(primary_path));
   ASSERT_TRUE(agent_->waitForOutput("pods of node n1 listed", std::chrono::seconds(10)));
-  std::string cart_ip;
-  const std::string cart = newPodNetns();
-  ASSERT_TRUE(cniAdd(cart, "shop", "cart", "uid-cart", &cart_ip).ok);
-  json cart_pod = *api_->get(Kind::kPods, "shop", "cart");
-  cart_pod["status"] = {{"phase", "Running"}, {"podIPs", {{{"ip", cart_ip}}}}};
-  api_->upsert(Kind::kPods, cart_pod);  // what the kubelet writes after the ADD
-  ASSERT_TRUE(waitFor([&] { return annotated("shop", "cart"); }, milliseconds(3000)));
+  const std::string cart = runningAmbientPod("shop", "cart", "uid-cart");
+  ASSERT_FALSE(cart.empty());
 
   // The upgrade: stopped while the DaemonSet exists.
   stopAgent();
@@ -625,13 +643,8 @@ TEST_F(KubeAgentTest, SurgeUpgradeDrainsBeyondTheOldPodsDeletion) {
   extra_flags_ = {"--handoff-socket", handoff, "--drain-timeout-s", "20"};
   Process& old_agent = startAgent({"POD_NAMESPACE=istio-system", "POD_NAME=nodemesh-old"});
   ASSERT_TRUE(old_agent.waitForOutput("pods of node n1 listed", std::chrono::seconds(10)));
-  std::string cart_ip;
-  const std::string cart = newPodNetns();
-  ASSERT_TRUE(cniAdd(cart, "shop", "cart", "uid-cart", &cart_ip).ok);
-  json cart_pod = *api_->get(Kind::kPods, "shop", "cart");
-  cart_pod["status"] = {{"phase", "Running"}, {"podIPs", {{{"ip", cart_ip}}}}};
-  api_->upsert(Kind::kPods, cart_pod);  // what the kubelet writes after the ADD
-  ASSERT_TRUE(waitFor([&] { return annotated("shop", "cart"); }, milliseconds(3000)));
+  const std::string cart = runningAmbientPod("shop", "cart", "uid-cart");
+  ASSERT_FALSE(cart.empty());
   ASSERT_TRUE(connectFrom(cart).ok());
 
   // 1.5 MiB each way at 256 KiB/s: about 6 s, relayed by the old agent.
