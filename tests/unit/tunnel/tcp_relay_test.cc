@@ -192,5 +192,59 @@ TEST_F(TcpRelayTest, AbortDuringConnectWaitsForTheConnect) {
   EXPECT_TRUE(relay_.empty());
 }
 
+// The same-node fast path: the server pod's inbound record rides on the client's connection
+// and is finished with it, with the same bytes and, unless it has its own, the same error.
+TEST_F(TcpRelayTest, ADeliveryRecordIsFinishedWithTheConnection) {
+  int down = -1;
+  int up = -1;
+  TcpConnection* c = connected(&down, &up);
+  c->delivery = std::make_unique<ConnectionRecord>();
+  c->delivery->direction = Direction::kInbound;
+  c->delivery->pod = "ns/server";
+  // Listed for re-authorization and in /connections as the server pod's.
+  const std::vector<TcpConnection*> inbound = relay_.openInbound();
+  ASSERT_EQ(inbound.size(), 1u);
+  EXPECT_EQ(inbound[0], c);
+  std::vector<ConnectionInfo> infos;
+  relay_.describe(infos, Clock::now());
+  ASSERT_EQ(infos.size(), 2u);
+  EXPECT_EQ(infos[1].direction, Direction::kInbound);
+  EXPECT_EQ(infos[1].pod, "ns/server");
+
+  buffers_.deliver(ring_, down, "0123456789");
+  ring_.complete(FakeOp::kSend, up, 10);
+  relay_.abort(c, "closed by policy change: denied");
+  ring_.runCancels();
+  ASSERT_EQ(events_.finished_records.size(), 2u);
+  const ConnectionRecord& client_side = events_.finished_records[0];
+  const ConnectionRecord& server_side = events_.finished_records[1];
+  EXPECT_EQ(client_side.direction, Direction::kOutbound);
+  EXPECT_EQ(server_side.direction, Direction::kInbound);
+  EXPECT_EQ(server_side.pod, "ns/server");
+  EXPECT_EQ(server_side.bytes_to_dst, 10u);
+  EXPECT_EQ(server_side.error, "closed by policy change: denied");
+  EXPECT_TRUE(relay_.empty());
+}
+
+TEST_F(TcpRelayTest, ADeliveryRecordEndsWithAFailedAttemptHandedToARetry) {
+  UniqueFd client = socketFd();
+  TcpConnection* c = relay_.create(Direction::kOutbound, "ns/pod", std::move(client));
+  c->record.dst = SocketAddress::parse("10.0.0.2:80").value();
+  c->service = std::make_unique<ServiceTarget>();
+  c->delivery = std::make_unique<ConnectionRecord>();
+  c->delivery->direction = Direction::kInbound;
+  UniqueFd server = socketFd();
+  const int up = server.get();
+  relay_.connect(c, std::move(server));
+  services_.accept_retry = true;
+  ring_.complete(FakeOp::kConnect, up, -ECONNREFUSED);
+  ASSERT_EQ(services_.retries.size(), 1u);
+  // The client's side goes on with the retry (no line yet); the server pod's attempt ended.
+  ASSERT_EQ(events_.finished_records.size(), 1u);
+  EXPECT_EQ(events_.finished_records[0].direction, Direction::kInbound);
+  EXPECT_EQ(events_.finished_records[0].error, "connect 10.0.0.2:80: Connection refused");
+  EXPECT_TRUE(relay_.empty());
+}
+
 }  // namespace
 }  // namespace nodemesh::tunnel
