@@ -129,10 +129,16 @@ void Outbound::deliverOnNode(Pod& pod, Pod& server, UniqueFd app, const SocketAd
   // Metrics count a service connection once, at its first attempt.
   if (!c->service || c->service->tried.size() == 1) ctx_.events.opened(c->record);
   bump(ctx_.counters.same_node_deliveries);
-  // The client as HBONE's `forwarded` header would name it: the pod's address and the
-  // application's port.
-  inbound_.deliverOnNode(c, server,
-                         SocketAddress{pod.ips.empty() ? app_addr.ip : pod.ips[0], app_addr.port});
+  // The client as the server's side of HBONE would see it: the pod's address of the
+  // destination's family (the connection's), and the application's port.
+  const IpAddress* client_ip = pod.ips.empty() ? &app_addr.ip : &pod.ips[0];
+  for (const IpAddress& ip : pod.ips) {
+    if (ip.isV4() == hop.authority.ip.isV4()) {
+      client_ip = &ip;
+      break;
+    }
+  }
+  inbound_.deliverOnNode(c, server, SocketAddress{*client_ip, app_addr.port});
 }
 
 void Outbound::openStream(Pod& pod, UniqueFd app, const SocketAddress& app_addr,

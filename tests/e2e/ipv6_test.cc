@@ -114,6 +114,21 @@ TEST_F(Ipv6Test, SameNodeHboneKeepsTheClientAddress) {
       << agent1_->output();
 }
 
+// The same with the same-node fast path: no HBONE, the addresses kept all the same.
+TEST_F(Ipv6Test, SameNodeFastPathKeepsTheClientAddress) {
+  startAgents({"--same-node-fast-path"});
+  Process& server = serve6("cart-v2", 8080);
+  auto done = connect("frontend", "[fd00:244:1::21]:8080", k1MiB, k1MiB);
+  EXPECT_EQ(done.value("error", ""), "");
+  auto conn = served(server);
+  ASSERT_TRUE(conn.has_value()) << server.output();
+  EXPECT_EQ(conn->value("peer", "").rfind("[fd00:244:1::10]:", 0), 0u) << *conn;
+  EXPECT_TRUE(agent1_->waitForOutput("direction=inbound pod=shop/cart-v2-9b1e src=[fd00:244:1::10]",
+                                     seconds(5)))
+      << agent1_->output();
+  EXPECT_NE(agent1_->output().find("transport=local"), std::string::npos) << agent1_->output();
+}
+
 // A client outside the mesh reaches a mesh pod over IPv6: sk_lookup steers the SYN to the pod's
 // [::]:15006, and the application still sees the client's address (IPV6_TRANSPARENT and the
 // pod's `ip -6 rule` for the delivery mark).
