@@ -67,6 +67,22 @@ class Ipv6Test : public MeshTest {
     if (!server.waitForOutput("\"event\":\"conn\"", seconds(10))) return std::nullopt;
     return findEvent(server.output(), "conn");
   }
+
+  // frontend -> cart-v2 (both on node1) over IPv6: the application sees frontend's address,
+  // and node1's agent logs the server's side from it, carried as `transport`.
+  void expectSameNodeKeepsTheClientAddress(const std::string& transport) {
+    Process& server = serve6("cart-v2", 8080);
+    auto done = connect("frontend", "[fd00:244:1::21]:8080", k1MiB, k1MiB);
+    EXPECT_EQ(done.value("error", ""), "");
+    EXPECT_EQ(done.value("peer", ""), "[fd00:244:1::21]:8080");
+    auto conn = served(server);
+    ASSERT_TRUE(conn.has_value()) << server.output();
+    EXPECT_EQ(conn->value("peer", "").rfind("[fd00:244:1::10]:", 0), 0u) << *conn;
+    ASSERT_TRUE(agent1_->waitForOutput(
+        "direction=inbound pod=shop/cart-v2-9b1e src=[fd00:244:1::10]", seconds(5)))
+        << agent1_->output();
+    EXPECT_NE(agent1_->output().find(transport), std::string::npos) << agent1_->output();
+  }
 };
 
 // Between pods on two nodes, over IPv6: captured by connect6, carried as HBONE to the
@@ -99,34 +115,16 @@ TEST_F(Ipv6Test, CrossNodeHboneKeepsAddressesOnBothSides) {
   }
 }
 
-// Same node, IPv6: the agent is both ends, the addresses are kept all the same.
+// Same node, IPv6: the agent is both ends, the addresses are kept all the same, over HBONE and
+// through the same-node fast path.
 TEST_F(Ipv6Test, SameNodeHboneKeepsTheClientAddress) {
   startAgents();
-  Process& server = serve6("cart-v2", 8080);
-  auto done = connect("frontend", "[fd00:244:1::21]:8080", k1MiB, k1MiB);
-  EXPECT_EQ(done.value("error", ""), "");
-  EXPECT_EQ(done.value("peer", ""), "[fd00:244:1::21]:8080");
-  auto conn = served(server);
-  ASSERT_TRUE(conn.has_value()) << server.output();
-  EXPECT_EQ(conn->value("peer", "").rfind("[fd00:244:1::10]:", 0), 0u) << *conn;
-  EXPECT_TRUE(agent1_->waitForOutput("direction=inbound pod=shop/cart-v2-9b1e src=[fd00:244:1::10]",
-                                     seconds(5)))
-      << agent1_->output();
+  expectSameNodeKeepsTheClientAddress("transport=hbone");
 }
 
-// The same with the same-node fast path: no HBONE, the addresses kept all the same.
 TEST_F(Ipv6Test, SameNodeFastPathKeepsTheClientAddress) {
   startAgents({"--same-node-fast-path"});
-  Process& server = serve6("cart-v2", 8080);
-  auto done = connect("frontend", "[fd00:244:1::21]:8080", k1MiB, k1MiB);
-  EXPECT_EQ(done.value("error", ""), "");
-  auto conn = served(server);
-  ASSERT_TRUE(conn.has_value()) << server.output();
-  EXPECT_EQ(conn->value("peer", "").rfind("[fd00:244:1::10]:", 0), 0u) << *conn;
-  EXPECT_TRUE(agent1_->waitForOutput("direction=inbound pod=shop/cart-v2-9b1e src=[fd00:244:1::10]",
-                                     seconds(5)))
-      << agent1_->output();
-  EXPECT_NE(agent1_->output().find("transport=local"), std::string::npos) << agent1_->output();
+  expectSameNodeKeepsTheClientAddress("transport=local");
 }
 
 // A client outside the mesh reaches a mesh pod over IPv6: sk_lookup steers the SYN to the pod's

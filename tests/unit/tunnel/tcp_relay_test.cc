@@ -41,6 +41,18 @@ class TcpRelayTest : public ::testing::Test {
     return c;
   }
 
+  // An outbound attempt of a service connection to 10.0.0.2:80, its connect in flight on `up`.
+  TcpConnection* serviceAttempt(int* up) {
+    UniqueFd client = socketFd();
+    TcpConnection* c = relay_.create(Direction::kOutbound, "ns/pod", std::move(client));
+    c->record.dst = SocketAddress::parse("10.0.0.2:80").value();
+    c->service = std::make_unique<ServiceTarget>();
+    UniqueFd server = socketFd();
+    *up = server.get();
+    relay_.connect(c, std::move(server));
+    return c;
+  }
+
   FakeRing ring_;
   FakeBuffers buffers_;
   io::Receivers receivers_;
@@ -142,13 +154,8 @@ TEST_F(TcpRelayTest, NotFreedWhileAnOperationIsStillInFlight) {
 }
 
 TEST_F(TcpRelayTest, FailedConnectOfAServiceAttemptIsHandedToARetry) {
-  UniqueFd client = socketFd();
-  TcpConnection* c = relay_.create(Direction::kOutbound, "ns/pod", std::move(client));
-  c->record.dst = SocketAddress::parse("10.0.0.2:80").value();
-  c->service = std::make_unique<ServiceTarget>();
-  UniqueFd server = socketFd();
-  const int up = server.get();
-  relay_.connect(c, std::move(server));
+  int up = -1;
+  serviceAttempt(&up);
   services_.accept_retry = true;
   ring_.complete(FakeOp::kConnect, up, -ECONNREFUSED);
   ASSERT_EQ(services_.retries.size(), 1u);
@@ -227,15 +234,10 @@ TEST_F(TcpRelayTest, ADeliveryRecordIsFinishedWithTheConnection) {
 }
 
 TEST_F(TcpRelayTest, ADeliveryRecordEndsWithAFailedAttemptHandedToARetry) {
-  UniqueFd client = socketFd();
-  TcpConnection* c = relay_.create(Direction::kOutbound, "ns/pod", std::move(client));
-  c->record.dst = SocketAddress::parse("10.0.0.2:80").value();
-  c->service = std::make_unique<ServiceTarget>();
+  int up = -1;
+  TcpConnection* c = serviceAttempt(&up);
   c->delivery = std::make_unique<ConnectionRecord>();
   c->delivery->direction = Direction::kInbound;
-  UniqueFd server = socketFd();
-  const int up = server.get();
-  relay_.connect(c, std::move(server));
   services_.accept_retry = true;
   ring_.complete(FakeOp::kConnect, up, -ECONNREFUSED);
   ASSERT_EQ(services_.retries.size(), 1u);
