@@ -238,6 +238,8 @@ Status Daemon::startTunnel() {
   tunnel_options.max_pending_handshakes = options_.max_pending_handshakes;
   tunnel_options.max_buffered_bytes = options_.max_buffered_bytes;
   tunnel_options.same_node_fast_path = options_.same_node_fast_path;
+  tunnel_options.splice = options_.splice;
+  tunnel_options.splice_pipe_bytes = options_.splice_pipe_bytes;
   tunnel_options.h2.initial_stream_window = static_cast<uint32_t>(options_.hbone_stream_window);
   tunnel_options.h2.connection_window = static_cast<uint32_t>(options_.hbone_connection_window);
   tunnel_options.h2.max_concurrent_streams = options_.hbone_max_streams;

@@ -72,6 +72,8 @@ struct DaemonOptions {
   unsigned max_pending_handshakes = 512;
   uint64_t max_buffered_bytes = uint64_t{256} << 20;  // tunnel::TunnelOptions
   bool same_node_fast_path = false;                   // tunnel::TunnelOptions
+  bool splice = false;                                // tunnel::TunnelOptions
+  uint64_t splice_pipe_bytes = uint64_t{64} << 10;    // tunnel::TunnelOptions
   // The HBONE sessions' bounds (hbone::H2Options).
   uint64_t hbone_stream_window = uint64_t{4} << 20;
   uint64_t hbone_connection_window = uint64_t{16} << 20;

@@ -249,6 +249,13 @@ int agentMain(int argc, char** argv) {
                "deliver connections between two pods of this node without HBONE (no TLS, no "
                "HTTP/2), with the destination's policy, caps, access log and metrics as over "
                "HBONE; connections through a waypoint still use HBONE");
+  app.add_flag("--splice", flags.daemon.splice,
+               "the plain TCP relay (same-node fast path, passthrough, plain inbound) moves bytes "
+               "with splice(2) through a pipe per direction, without copying them through the "
+               "agent");
+  add_size("--splice-pipe-size", flags.daemon.splice_pipe_bytes,
+           "with --splice, the most a pipe holds per direction of a connection (F_SETPIPE_SZ)",
+           4096, uint64_t{1} << 20, "64KiB");
   add_size("--max-buffered-bytes", flags.daemon.max_buffered_bytes,
            "budget for bytes HBONE peers sent that applications have not read yet, over all "
            "workers; at the budget new streams from peers that hold much get 503, over it the "

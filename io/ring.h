@@ -54,6 +54,9 @@ class Ring {
   // Completes with -ETIME after `after` (which must stay valid until then).
   virtual void timeout(const __kernel_timespec& after, OpTag* tag) = 0;
   virtual void removeTimeout(OpTag* tag) = 0;
+  // One-shot readiness: completes with the ready events of `events` (plus POLLERR/POLLHUP)
+  // once the descriptor has any.
+  virtual void poll(int fd, unsigned events, OpTag* tag) = 0;
   // `buf` must stay valid until the completion.
   virtual void read(int fd, void* buf, size_t len, OpTag* tag) = 0;
   // Cancels the operation(s) carrying `tag` / every operation on `fd`; each cancelled one

@@ -142,6 +142,12 @@ void UringRing::removeTimeout(OpTag* tag) {
   io_uring_sqe_set_data(s, nullptr);
 }
 
+void UringRing::poll(int fd, unsigned events, OpTag* tag) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_poll_add(s, fd, events);
+  io_uring_sqe_set_data(s, tag);
+}
+
 void UringRing::read(int fd, void* buf, size_t len, OpTag* tag) {
   io_uring_sqe* s = sqe();
   io_uring_prep_read(s, fd, buf, static_cast<unsigned>(len), 0);

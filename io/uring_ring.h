@@ -47,6 +47,7 @@ class UringRing final : public Ring {
   void connect(int fd, const sockaddr_storage& addr, socklen_t len, OpTag* tag) override;
   void timeout(const __kernel_timespec& after, OpTag* tag) override;
   void removeTimeout(OpTag* tag) override;
+  void poll(int fd, unsigned events, OpTag* tag) override;
   void read(int fd, void* buf, size_t len, OpTag* tag) override;
   void cancel(OpTag* tag) override;
   void cancelFd(int fd) override;

@@ -105,6 +105,7 @@ void Inbound::deliverOnNode(TcpConnection* c, Pod& server, const SocketAddress& 
   ctx_.events.opened(r);
   // What HBONE would have answered 400, 401 or 503 resets the client's connection here.
   auto refuse = [&](const std::string& why) {
+    bump(ctx_.counters.same_node_refused);
     r.error = why;
     relay_.abort(c, server.name + " refused the connection: " + why);
   };

@@ -15,6 +15,7 @@
 #include "model/snapshot.h"
 #include "tunnel/buffer_budget.h"
 #include "tunnel/lb/endpoint_picker.h"
+#include "tunnel/splice_pipes.h"
 #include "tunnel/tunnel.h"
 #include "tunnel/tunnel_stats.h"
 
@@ -74,6 +75,8 @@ struct RelayContext {
   ServiceAttempts& services;
   BufferBudget& budget;                       // shared by the workers
   std::chrono::milliseconds connect_timeout;  // the ring's, for messages
+  // Set: the plain TCP relay splices (TunnelOptions::splice) through these pipes.
+  SplicePipes* pipes = nullptr;
 };
 
 // What a connection's access log record already says about it, for /connections.

@@ -1,5 +1,8 @@
 #include "tunnel/tcp_relay.h"
 
+#include <fcntl.h>
+#include <poll.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -19,6 +22,7 @@ TcpConnection::TcpConnection(TcpRelay& relay, Direction direction, const std::st
     half_[i].recv_tag = io::OpTag{this, static_cast<uint8_t>(kRecv + half)};
     half_[i].send_tag = io::OpTag{this, static_cast<uint8_t>(kSend + half)};
     half_[i].shut_tag = io::OpTag{this, static_cast<uint8_t>(kShutdown + half)};
+    half_[i].poll_tag = io::OpTag{this, static_cast<uint8_t>(kPoll + half)};
   }
 }
 
@@ -33,6 +37,8 @@ void TcpConnection::onCompletion(uint8_t op, int res, unsigned flags) {
       return relay_.onSend(this, i, res);
     case kShutdown:
       return relay_.onShutdown(this, i, res);
+    case kPoll:
+      return relay_.onPoll(this, i, res);
     default:
       return;
   }
@@ -115,15 +121,118 @@ void TcpRelay::onConnect(TcpConnection* c, int res) {
   }
   c->state_ = TcpConnection::State::kRelaying;
   if (c->service) ctx_.services.established(*c->service);
+  if (ctx_.pipes) {
+    // splice(2) blocks on a blocking socket whatever its flags say. io_uring has no use for
+    // the flag: the relay's other operations on these sockets (shutdown) are not affected.
+    for (int fd : {c->down_.get(), c->up_.get()}) {
+      const int fl = ::fcntl(fd, F_GETFL);
+      if (fl < 0 || ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+        bump(ctx_.counters.failed_io);
+        return abort(c, std::string("fcntl O_NONBLOCK: ") + std::strerror(errno));
+      }
+    }
+  }
   for (int i = 0; i < 2; ++i) {
     TcpConnection::Half& h = c->half_[i];
-    const int from = i == 0 ? c->down_.get() : c->up_.get();
+    h.from = i == 0 ? c->down_.get() : c->up_.get();
     h.to = i == 0 ? c->up_.get() : c->down_.get();
-    h.rx.fd = from;
+    if (ctx_.pipes) {
+      // Bytes may be waiting already: a poll of a ready socket completes at once.
+      ctx_.ring.poll(h.from, POLLIN, &h.poll_tag);
+      h.polling = true;
+      continue;
+    }
+    h.rx.fd = h.from;
     h.rx.tag = &h.recv_tag;
     h.rx.buffers = &ctx_.buffers;
     ctx_.receivers.arm(h.rx);
   }
+}
+
+void TcpRelay::onPoll(TcpConnection* c, int i, int res) {
+  c->half_[i].polling = false;
+  if (c->state_ == TcpConnection::State::kAborting) return advance(c);
+  if (res < 0) {
+    bump(ctx_.counters.failed_io);
+    return abort(c, std::string("poll: ") + std::strerror(-res));
+  }
+  // Readable, writable, or failed: splice finds out which, and what the error is.
+  splice(c, i);
+}
+
+void TcpRelay::splice(TcpConnection* c, int i) {
+  using HalfState = TcpConnection::HalfState;
+  TcpConnection::Half& h = c->half_[i];
+  const char* source = i == 0 ? "client" : "destination";
+  const char* sink = i == 0 ? "destination" : "client";
+  const unsigned flags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
+  // A read shorter than the pipe took what the socket had: the poll, not another splice that
+  // would fail with EAGAIN, finds out when more comes (a syscall less per message).
+  bool dry = false;
+  auto wait_readable = [&] {
+    if (h.pipe.valid()) ctx_.pipes->give(std::move(h.pipe));
+    ctx_.ring.poll(h.from, POLLIN, &h.poll_tag);
+    h.polling = true;
+  };
+  // A few pipes' worth per readiness event, so that one busy connection does not hold the
+  // worker from the others; then the poll comes back at once if there is more.
+  for (int round = 0; round < 4; ++round) {
+    if (h.in_pipe > 0) {
+      // SIGPIPE, for a destination that reset, is ignored by the agent (agent/main.cc).
+      const ssize_t n = ::splice(h.pipe.read.get(), nullptr, h.to, nullptr, h.in_pipe, flags);
+      if (n > 0) {
+        const auto moved = static_cast<uint64_t>(n);
+        h.in_pipe -= static_cast<size_t>(n);
+        h.bytes += moved;
+        bump(i == 0 ? ctx_.counters.bytes_to_dst : ctx_.counters.bytes_from_dst, moved);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) {
+        h.state = HalfState::kSending;
+        ctx_.ring.poll(h.to, POLLOUT, &h.poll_tag);
+        h.polling = true;
+        return;
+      }
+      bump(ctx_.counters.failed_io);
+      return abort(c, std::string(sink) + " send: " + std::strerror(n < 0 ? errno : EPIPE));
+    }
+    h.state = HalfState::kIdle;
+    if (h.eof) {
+      // EOF: pass the half-close on, keep the other direction open (RFC 9293 3.6).
+      if (h.pipe.valid()) ctx_.pipes->give(std::move(h.pipe));
+      ctx_.ring.shutdownWrite(h.to, &h.shut_tag);
+      h.state = HalfState::kShuttingDown;
+      return;
+    }
+    if (dry) return wait_readable();
+    if (!h.pipe.valid()) {
+      auto pipe = ctx_.pipes->take();
+      if (!pipe) {
+        bump(ctx_.counters.failed_io);
+        return abort(c, "splice: " + pipe.error().message);
+      }
+      h.pipe = std::move(*pipe);
+    }
+    const size_t room = ctx_.pipes->pipeBytes();
+    const ssize_t n = ::splice(h.from, nullptr, h.pipe.write.get(), nullptr, room, flags);
+    if (n > 0) {
+      h.in_pipe = static_cast<size_t>(n);
+      dry = h.in_pipe < room;
+      continue;
+    }
+    if (n == 0) {
+      h.eof = true;
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) return wait_readable();
+    bump(ctx_.counters.failed_io);
+    return abort(c, std::string(source) + " recv: " + std::strerror(errno));
+  }
+  if (h.in_pipe > 0) h.state = HalfState::kSending;
+  ctx_.ring.poll(h.in_pipe > 0 ? h.to : h.from, h.in_pipe > 0 ? POLLOUT : POLLIN, &h.poll_tag);
+  h.polling = true;
 }
 
 bool TcpRelay::pump(TcpConnection* c, int i) {
@@ -201,7 +310,8 @@ void TcpRelay::abort(TcpConnection* c, const std::string& why) {
 void TcpRelay::advance(TcpConnection* c) {
   using HalfState = TcpConnection::HalfState;
   for (const auto& h : c->half_) {
-    if (h.rx.armed || h.state == HalfState::kSending || h.state == HalfState::kShuttingDown) {
+    if (h.rx.armed || h.polling || h.state == HalfState::kShuttingDown ||
+        (h.state == HalfState::kSending && !ctx_.pipes)) {
       return;
     }
   }

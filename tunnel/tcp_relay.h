@@ -6,6 +6,12 @@
 // and passes a half-close on (RFC 9293 3.6); a failure resets both sides. Memory per
 // connection is bounded (Receiver::kMaxChunks buffers per direction): a slow reader slows the
 // writer.
+//
+// With RelayContext::pipes (TunnelOptions::splice) each direction splices instead: on the
+// source socket's readiness it moves what arrived into a pipe and from the pipe into the other
+// socket (splice(2), non-blocking, by page reference: no copy through the agent), and waits for
+// the other socket to be writable while the pipe is not drained (the pipe's capacity is the
+// bound per direction).
 
 #include <sys/socket.h>
 
@@ -33,7 +39,8 @@ class TcpConnection final : public io::CompletionHandler {
   // One direction: 0 client -> destination, 1 destination -> client.
   enum class HalfState {
     kIdle,          // waiting for received bytes (or for EOF)
-    kSending,       // a send of the first received chunk is in flight
+    kSending,       // a send of the first received chunk is in flight (splicing: the
+                    // destination is not writable and bytes wait in the pipe)
     kShuttingDown,  // EOF received: shutdown(SHUT_WR) of the other socket in flight
     kDone,          // the half-close was passed on
   };
@@ -65,13 +72,21 @@ class TcpConnection final : public io::CompletionHandler {
     io::OpTag recv_tag;
     io::OpTag send_tag;
     io::OpTag shut_tag;
+    io::OpTag poll_tag;
+    int from = -1;
     int to = -1;
     io::Receiver rx;  // multishot receive on the source socket
     uint64_t bytes = 0;
     HalfState state = HalfState::kIdle;
+    // Splicing: the pipe holding bytes read and not yet written (none while drained), their
+    // count, the EOF read, and a readiness poll in flight.
+    SplicePipe pipe;
+    size_t in_pipe = 0;
+    bool eof = false;
+    bool polling = false;
   };
   // Op codes: the kind times two plus the half.
-  enum Op : uint8_t { kConnect = 0, kRecv = 2, kSend = 4, kShutdown = 6 };
+  enum Op : uint8_t { kConnect = 0, kRecv = 2, kSend = 4, kShutdown = 6, kPoll = 8 };
 
   void onCompletion(uint8_t op, int res, unsigned flags) override;
 
@@ -122,8 +137,13 @@ class TcpRelay {
   void onRecv(TcpConnection* c, int i, int res, unsigned flags);
   void onSend(TcpConnection* c, int i, int res);
   void onShutdown(TcpConnection* c, int i, int res);
+  void onPoll(TcpConnection* c, int i, int res);
   // Starts the half's next operation. Returns false when it ended the connection.
   bool pump(TcpConnection* c, int i);
+  // Splicing: moves what the half's source has to its destination until one of them would
+  // block (then polls it), EOF (then passes it on) or a failure (then aborts).
+  // The caller must not use c afterwards (it may be freed).
+  void splice(TcpConnection* c, int i);
   // Frees c when nothing is in flight and it is either aborting or both halves are done.
   void advance(TcpConnection* c);
   void finish(TcpConnection* c);

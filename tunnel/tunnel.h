@@ -61,6 +61,12 @@ struct TunnelOptions {
   // the server pod, with the server's policy, caps, access log and metrics as over HBONE, but
   // without TLS or HTTP/2 (Transport::kLocal).
   bool same_node_fast_path = false;
+  // The plain TCP relay (the fast path, passthrough to destinations outside the mesh, plain
+  // inbound) moves bytes with splice(2) through a pipe per direction instead of receiving them
+  // into the agent's buffers and sending them again: no copy through user space. A pipe holds
+  // at most `splice_pipe_bytes` per direction (0: the kernel's default, 64 KiB).
+  bool splice = false;
+  size_t splice_pipe_bytes = 0;
   // An HBONE connection whose TLS handshake has not finished by then is closed (a peer that
   // stalls mid-handshake must not hold a connection forever).
   std::chrono::seconds handshake_timeout{10};

@@ -49,6 +49,11 @@
     "Outbound connections sent to a waypoint (their destination has one)")                         \
   X(same_node_deliveries, Counter, "nodemesh_tunnel_same_node_connections_total", "", "",         \
     "Connections between two pods of this node delivered without HBONE (--same-node-fast-path)")  \
+  X(same_node_refused, Counter, "nodemesh_tunnel_same_node_refused_total", "", "",                \
+    "Same-node fast-path connections refused before delivery (a tunnel port, the destination's "   \
+    "policy or caps: what HBONE would have answered 400, 401 or 503)")                             \
+  X(splice_pipes_created, Counter, "nodemesh_tunnel_splice_pipes_created_total", "", "",          \
+    "Pipes made for the plain relay's splicing (--splice); a worker reuses drained ones")          \
   X(hbone_keepalive_pings, Counter, "nodemesh_hbone_keepalive_pings_total", "", "",              \
     "HTTP/2 PINGs sent on idle pooled HBONE connections (--hbone-keepalive-s)")                    \
   X(hbone_idle_closed, Counter, "nodemesh_hbone_idle_closed_total", "", "",                        \

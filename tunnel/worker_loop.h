@@ -78,6 +78,7 @@ class WorkerLoop final : public PodHandler, public ConnectionEvents, public io::
   io::Receivers receivers_;
   PodListeners pods_;
   ServiceDialer dialer_;  // its Connector is outbound_, used only once the loop runs
+  SplicePipes pipes_;     // the plain relay's, with TunnelOptions::splice
   RelayContext ctx_;
   TcpRelay relay_;
   StreamBridges bridges_;

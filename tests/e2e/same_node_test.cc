@@ -88,6 +88,28 @@ TEST_F(SameNodeTest, FastPathKeepsIdentityPolicyAccessLogAndMetrics) {
       << metrics;
 }
 
+TEST_F(SameNodeTest, FastPathWithSpliceRelaysIntactThroughAFewPipes) {
+  startAgents({"--same-node-fast-path", "--splice", "--splice-pipe-size", "16KiB"});
+  if (HasFatalFailure()) return;
+  // 8 MiB each way through 16 KiB pipes, checked intact at both ends.
+  Process& server = serveParallel("cart-v2", 8080, 1, 1);
+  auto done = connectSeeded("frontend", std::string(kCartV2) + ":8080", 8 << 20, 11);
+  EXPECT_TRUE(done.value("ok", false)) << done.dump();
+  ASSERT_EQ(server.waitExit(seconds(20)), 0) << server.output();
+  ASSERT_TRUE(agent1_->waitForOutput("direction=inbound pod=shop/cart-v2-9b1e", seconds(5)));
+  EXPECT_TRUE(std::regex_search(
+      agent1_->output(),
+      std::regex(R"(access direction=inbound pod=shop/cart-v2-9b1e src=10\.244\.1\.10:\d+ )"
+                 R"(dst=10\.244\.1\.21:8080 bytes_to_dst=8388624 bytes_from_dst=8388608 )"
+                 R"(duration_ms=\d+ result=ok transport=local )")))
+      << agent1_->output();
+  // Spliced: pipes were made, and reused rather than made per chunk (at most one per direction
+  // blocked at a time, plus the other connections' of the test).
+  const auto stats = tunnelStats(*agent1_);
+  EXPECT_GE(stats.at("splice_pipes_created"), 1u);
+  EXPECT_LE(stats.at("splice_pipes_created"), 8u);
+}
+
 TEST_F(SameNodeTest, FastPathAppliesTheDestinationsPolicy) {
   startAgents({"--same-node-fast-path"});
   if (HasFatalFailure()) return;
@@ -117,6 +139,7 @@ TEST_F(SameNodeTest, FastPathAppliesTheDestinationsPolicy) {
   // The application never saw it.
   EXPECT_EQ(server.output().find("\"event\":\"conn\""), std::string::npos) << server.output();
   EXPECT_GE(tunnelStats(*agent1_).at("denied"), 1u);
+  EXPECT_GE(tunnelStats(*agent1_).at("same_node_refused"), 1u);
 }
 
 TEST_F(SameNodeTest, APolicyChangeClosesAnOpenFastPathConnectionItNowDenies) {

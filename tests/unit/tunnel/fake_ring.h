@@ -31,11 +31,12 @@ inline UniqueFd socketFd() {
 }
 
 struct FakeOp {
-  enum Kind { kAccept, kRecv, kSend, kShutdown, kConnect, kTimeout, kRead };
+  enum Kind { kAccept, kRecv, kSend, kShutdown, kConnect, kTimeout, kRead, kPoll };
   Kind kind;
   int fd = -1;
   io::OpTag* tag = nullptr;
-  std::string data;  // a send's bytes
+  std::string data;     // a send's bytes
+  unsigned events = 0;  // a poll's
 };
 
 class FakeRing final : public io::Ring {
@@ -66,6 +67,9 @@ class FakeRing final : public io::Ring {
     push(FakeOp::kTimeout, -1, tag);
   }
   void removeTimeout(io::OpTag* tag) override { cancel(tag); }
+  void poll(int fd, unsigned events, io::OpTag* tag) override {
+    pending.push_back(FakeOp{FakeOp::kPoll, fd, tag, {}, events});
+  }
   void read(int fd, void* /*buf*/, size_t /*len*/, io::OpTag* tag) override {
     push(FakeOp::kRead, fd, tag);
   }
@@ -94,6 +98,25 @@ class FakeRing final : public io::Ring {
     return nullptr;
   }
   bool has(FakeOp::Kind kind, int fd) { return find(kind, fd) != nullptr; }
+  // The pending poll on `fd` for `events` (a descriptor may carry two: one per direction).
+  FakeOp* findPoll(int fd, unsigned events) {
+    for (auto& op : pending) {
+      if (op.kind == FakeOp::kPoll && op.fd == fd && op.events == events) return &op;
+    }
+    return nullptr;
+  }
+  // Completes that poll as the kernel would once the descriptor is ready: with the events.
+  void completePoll(int fd, unsigned events) {
+    for (auto it = pending.begin(); it != pending.end(); ++it) {
+      if (it->kind == FakeOp::kPoll && it->fd == fd && it->events == events) {
+        io::OpTag* tag = it->tag;
+        pending.erase(it);
+        tag->handler->onCompletion(tag->op, static_cast<int>(events), 0);
+        return;
+      }
+    }
+    ADD_FAILURE_AT(__FILE__, __LINE__) << "no poll for " << events << " pending on fd " << fd;
+  }
 
   // Completes (and forgets) the pending operation of `kind` on `fd` with `res`.
   void complete(FakeOp::Kind kind, int fd, int res, unsigned flags = 0) {
