@@ -39,21 +39,42 @@ Result<std::unique_ptr<BufferRing>> BufferRing::create(io_uring* ring, uint16_t 
     return Error{ENOMEM, "allocating receive buffers"};
   }
   self->base_ = static_cast<uint8_t*>(data);
-  const int mask = io_uring_buf_ring_mask(count);
-  for (unsigned i = 0; i < count; ++i) {
-    io_uring_buf_ring_add(self->br_, self->buffer(static_cast<uint16_t>(i)),
-                          static_cast<unsigned>(buffer_size), static_cast<uint16_t>(i), mask,
-                          static_cast<int>(i));
-  }
-  io_uring_buf_ring_advance(self->br_, static_cast<int>(count));
+  // The lowest ids go into the ring first.
+  for (unsigned i = count; i > 0; --i) self->spare_.push_back(static_cast<uint16_t>(i - 1));
+  self->window_ = std::min(count, kInitialWindow);
+  self->topUp();
   return self;
+}
+
+void BufferRing::topUp() {
+  int added = 0;
+  const int mask = io_uring_buf_ring_mask(count_);
+  while (in_ring_ < window_ && !spare_.empty()) {
+    const uint16_t bid = spare_.back();
+    spare_.pop_back();
+    io_uring_buf_ring_add(br_, buffer(bid), static_cast<unsigned>(size_), bid, mask, added);
+    ++added;
+    ++in_ring_;
+  }
+  if (added > 0) io_uring_buf_ring_advance(br_, added);
+}
+
+void BufferRing::taken() {
+  ++in_use_;
+  if (in_ring_ > 0) --in_ring_;
+  // The kernel took the last one: the next receive would find none.
+  if (in_ring_ == 0) ranDry();
+}
+
+void BufferRing::ranDry() {
+  window_ = std::min(count_, window_ * 2);
+  topUp();
 }
 
 void BufferRing::recycle(uint16_t bid) {
   --in_use_;
-  io_uring_buf_ring_add(br_, buffer(bid), static_cast<unsigned>(size_), bid,
-                        io_uring_buf_ring_mask(count_), 0);
-  io_uring_buf_ring_advance(br_, 1);
+  spare_.push_back(bid);
+  topUp();
 }
 
 BufferRing::~BufferRing() {
@@ -93,13 +114,12 @@ void Receivers::onCompletion(Receiver& rx, int res, unsigned flags) {
   }
   if (res == 0) {
     rx.eof = true;
-  } else if (res == -ENOBUFS && rx.buffers->available() > 0) {
-    // Buffers came back between the kernel's attempt and this completion: try again now.
-    if (exhausted_ != nullptr) exhausted_->fetch_add(1, std::memory_order_relaxed);
   } else if (res == -ENOBUFS) {
     if (exhausted_ != nullptr) exhausted_->fetch_add(1, std::memory_order_relaxed);
-    // The worker's ring is empty: wait for buffers to come back (consume).
-    if (!rx.closed && !rx.starved) {
+    rx.buffers->ranDry();
+    // With buffers to pick again (a larger window, or some came back between the kernel's
+    // attempt and this completion), re-armed below; otherwise wait for some (consume).
+    if (rx.buffers->available() == 0 && !rx.closed && !rx.starved) {
       rx.starved = true;
       starved_.push_back(&rx);
     }

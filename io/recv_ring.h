@@ -34,9 +34,15 @@ class ReceiveBuffers {
   virtual void taken() = 0;
   // Buffers the kernel can pick from now.
   virtual unsigned available() const = 0;
+  // A receive found none to pick (ENOBUFS): offer more if there are.
+  virtual void ranDry() {}
 };
 
-// ReceiveBuffers as an io_uring provided buffer ring.
+// ReceiveBuffers as an io_uring provided buffer ring. The kernel takes buffers from the ring
+// in order, so a ring holding every buffer would cycle through all of them (and make all of
+// their pages resident) under any load. The ring holds a window of them instead, refilled from
+// the free buffers most recently used first: the memory touched follows the load. The window
+// starts at kInitialWindow and doubles each time the kernel takes its last buffer or finds none.
 class BufferRing final : public ReceiveBuffers {
  public:
   static Result<std::unique_ptr<BufferRing>> create(io_uring* ring, uint16_t group, unsigned count,
@@ -48,11 +54,17 @@ class BufferRing final : public ReceiveBuffers {
   uint16_t group() const override { return group_; }
   uint8_t* buffer(uint16_t bid) override { return base_ + static_cast<size_t>(bid) * size_; }
   void recycle(uint16_t bid) override;
-  void taken() override { ++in_use_; }
-  unsigned available() const override { return count_ - in_use_; }
+  void taken() override;
+  unsigned available() const override { return in_ring_; }
+  void ranDry() override;
+
+  static constexpr unsigned kInitialWindow = 16;
+  unsigned window() const { return window_; }
 
  private:
   BufferRing() = default;
+  // Moves free buffers into the ring until it holds the window's worth.
+  void topUp();
   io_uring* ring_ = nullptr;
   io_uring_buf_ring* br_ = nullptr;
   size_t ring_bytes_ = 0;
@@ -60,7 +72,10 @@ class BufferRing final : public ReceiveBuffers {
   unsigned count_ = 0;
   size_t size_ = 0;
   uint16_t group_ = 0;
-  unsigned in_use_ = 0;
+  unsigned in_use_ = 0;          // handed to receivers
+  unsigned in_ring_ = 0;         // the kernel can pick them
+  unsigned window_ = 0;          // in_ring_'s target
+  std::vector<uint16_t> spare_;  // free, not in the ring; the last one first
 };
 
 struct RecvChunk {
