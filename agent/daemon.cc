@@ -229,6 +229,7 @@ Status Daemon::startTunnel() {
   tunnel_options.workers = options_.workers ? options_.workers : tunnel::defaultWorkerCount();
   tunnel_options.recv_buffer_count = options_.recv_buffers;
   tunnel_options.busy_poll = std::chrono::microseconds(options_.busy_poll_us);
+  tunnel_options.busy_poll_adaptive = !options_.busy_poll_fixed;
   tunnel_options.node = options_.node;
   tunnel_options.connect_timeout = std::chrono::milliseconds(options_.connect_timeout_ms);
   tunnel_options.connect_attempts = options_.connect_attempts;

@@ -60,6 +60,7 @@ struct DaemonOptions {
   unsigned workers = 0;
   unsigned recv_buffers = 128;
   unsigned busy_poll_us = 0;
+  bool busy_poll_fixed = false;  // tunnel::TunnelOptions::busy_poll_adaptive, inverted
   uint16_t admin_port = admin::kDefaultAdminPort;
   uint16_t metrics_port = admin::kDefaultMetricsPort;
   uint16_t readiness_port = admin::kDefaultReadinessPort;

@@ -69,11 +69,14 @@ UringRing::PollResult UringRing::pollBeforeWait(std::chrono::microseconds budget
   };
   if (work_waiting()) return PollResult::kReady;
   const auto until = std::chrono::steady_clock::now() + budget;
-  do {
-    if (std::chrono::steady_clock::now() >= until) return PollResult::kExpired;
+  while (true) {
     ::sched_yield();
-  } while (!work_waiting());
-  return PollResult::kFound;
+    const bool late = std::chrono::steady_clock::now() >= until;
+    // A yield that handed the CPU to another task for longer than the budget saved nothing,
+    // work or not: a miss, so that adaptive polling backs off on a CPU shared with busy tasks.
+    if (late) return PollResult::kExpired;
+    if (work_waiting()) return PollResult::kFound;
+  }
 }
 
 io_uring_sqe* UringRing::sqe() {

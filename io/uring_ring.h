@@ -35,7 +35,8 @@ class UringRing final : public Ring {
   // Busy polling: submits, then polls until a completion or pending completion work shows up
   // or `budget` runs out, yielding the CPU between looks so that the pod's own processes on
   // the agent's CPU still run. kReady: work was waiting already (no poll); kFound: the poll
-  // found work, a sleep and wake-up saved; kExpired: it found none, the worker then sleeps.
+  // found work within the budget, a sleep and wake-up saved; kExpired: it found none in time
+  // (also when a yield gave the CPU away past the budget), the worker then waits.
   enum class PollResult { kReady, kFound, kExpired };
   PollResult pollBeforeWait(std::chrono::microseconds budget);
 

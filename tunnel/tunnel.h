@@ -89,6 +89,8 @@ struct TunnelOptions {
   // which on a VM whose idle vCPUs halt costs 25-50 us each; the price is a CPU kept busy for
   // up to this long after each burst of work (docs/tunnel.md, bench/README.md).
   std::chrono::microseconds busy_poll{0};
+  // Adaptive: polls only while they find work (poll_backoff.h); fixed: before every sleep.
+  bool busy_poll_adaptive = true;
   // Per-workload caps on inbound connections (15006 and 15008), over all workers; the
   // defaults cap nothing (connection_limits.h, docs/tunnel.md).
   InboundLimits inbound_limits;

@@ -98,8 +98,10 @@
   X(connect_timeouts, Counter, "nodemesh_tunnel_connect_timeouts_total", "", "",                   \
     "Connects that did not complete within --connect-timeout-ms")                                  \
   X(busy_poll_hits, Counter, "nodemesh_tunnel_busy_polls_total", "result", "hit",                  \
-    "Tunnel workers' busy polls (--busy-poll-us): found work (hit) or slept (miss)")               \
+    "Tunnel workers' busy polls (--busy-poll-us): found work (hit), ran out (miss), or not made "  \
+    "because polls kept missing (skipped, adaptive polling)")                                      \
   X(busy_poll_misses, Counter, "nodemesh_tunnel_busy_polls_total", "result", "miss", "")          \
+  X(busy_poll_skipped, Counter, "nodemesh_tunnel_busy_polls_total", "result", "skipped", "")      \
   X(recv_buffers_exhausted, Counter, "nodemesh_tunnel_receive_buffers_exhausted_total", "", "",    \
     "Receives that found the worker's receive buffers all in use (ENOBUFS; --recv-buffers)")
 // clang-format on

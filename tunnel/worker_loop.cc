@@ -1,5 +1,7 @@
 #include "tunnel/worker_loop.h"
 
+#include "tunnel/poll_backoff.h"
+
 namespace nodemesh::tunnel {
 
 Result<std::unique_ptr<WorkerLoop>> WorkerLoop::create(const WorkerShared& shared) {
@@ -51,17 +53,24 @@ void WorkerLoop::run() {
   armWake();
   armTimer();
   const auto busy_poll = shared_.options.busy_poll;
+  PollBackoff backoff(shared_.options.busy_poll_adaptive);
   while (true) {
     if (busy_poll.count() > 0) {
-      switch (ring_->pollBeforeWait(busy_poll)) {
-        case io::UringRing::PollResult::kReady:
-          break;
-        case io::UringRing::PollResult::kFound:
-          bump(shared_.counters.busy_poll_hits);
-          break;
-        case io::UringRing::PollResult::kExpired:
-          bump(shared_.counters.busy_poll_misses);
-          break;
+      if (!backoff.shouldPoll()) {
+        bump(shared_.counters.busy_poll_skipped);
+      } else {
+        switch (ring_->pollBeforeWait(busy_poll)) {
+          case io::UringRing::PollResult::kReady:
+            break;
+          case io::UringRing::PollResult::kFound:
+            bump(shared_.counters.busy_poll_hits);
+            backoff.hit();
+            break;
+          case io::UringRing::PollResult::kExpired:
+            bump(shared_.counters.busy_poll_misses);
+            backoff.miss();
+            break;
+        }
       }
     }
     ring_->submitAndDispatch();
