@@ -228,4 +228,25 @@ class RecordingServices final : public ServiceAttempts {
   int ended_count = 0;
 };
 
+// The parts every relay fixture needs: the fake ring and buffers, and the parties a relay
+// reports to, with the RelayContext over them.
+class RelayTestBase : public ::testing::Test {
+ protected:
+  explicit RelayTestBase(uint64_t budget_bytes = 0) : budget_(budget_bytes) {}
+
+  RelayContext context(SplicePipes* pipes = nullptr) {
+    return RelayContext{ring_,   receivers_, buffers_, counters_,
+                        events_, services_,  budget_,  std::chrono::milliseconds(10000),
+                        pipes};
+  }
+
+  FakeRing ring_;
+  FakeBuffers buffers_;
+  io::Receivers receivers_{ring_};
+  TunnelCounters counters_;
+  RecordingEvents events_;
+  RecordingServices services_;
+  BufferBudget budget_;
+};
+
 }  // namespace nodemesh::tunnel::testing

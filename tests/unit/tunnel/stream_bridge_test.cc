@@ -13,11 +13,7 @@
 namespace nodemesh::tunnel {
 namespace {
 
-using testing::FakeBuffers;
 using testing::FakeOp;
-using testing::FakeRing;
-using testing::RecordingEvents;
-using testing::RecordingServices;
 using testing::socketFd;
 
 // An HTTP/2 connection as the bridge sees it: takes at most `window` bytes per stream until the
@@ -61,12 +57,10 @@ class FakeCarrier final : public StreamCarrier {
   int dirty = 0;
 };
 
-class StreamBridgeTest : public ::testing::Test {
+// The buffer budget: 16 KiB, so shed floor 1 KiB, low-water 14,746 bytes.
+class StreamBridgeTest : public testing::RelayTestBase {
  protected:
-  StreamBridgeTest()
-      : receivers_(ring_),
-        bridges_(RelayContext{ring_, receivers_, buffers_, counters_, events_, services_, budget_,
-                              std::chrono::milliseconds(10000)}) {}
+  StreamBridgeTest() : RelayTestBase(16 * 1024), bridges_(context()) {}
 
   // An outbound bridge whose CONNECT (stream 1) was answered 200.
   StreamBridge* streaming(int* tcp) {
@@ -84,13 +78,6 @@ class StreamBridgeTest : public ::testing::Test {
     return b;
   }
 
-  FakeRing ring_;
-  FakeBuffers buffers_;
-  io::Receivers receivers_;
-  TunnelCounters counters_;
-  RecordingEvents events_;
-  RecordingServices services_;
-  BufferBudget budget_{16 * 1024};  // shed floor 1 KiB, low-water 14,746 bytes
   StreamBridges bridges_;
   FakeCarrier carrier_;
 };

@@ -17,11 +17,7 @@
 namespace nodemesh::tunnel {
 namespace {
 
-using testing::FakeBuffers;
 using testing::FakeOp;
-using testing::FakeRing;
-using testing::RecordingEvents;
-using testing::RecordingServices;
 
 // Both ends of a TCP connection on 127.0.0.1.
 struct TcpPair {
@@ -55,12 +51,9 @@ std::string readSome(int fd, size_t max = 1 << 20, int timeout_ms = 1000) {
   return out;
 }
 
-class TcpRelaySpliceTest : public ::testing::Test {
+class TcpRelaySpliceTest : public testing::RelayTestBase {
  protected:
-  TcpRelaySpliceTest()
-      : receivers_(ring_),
-        relay_(RelayContext{ring_, receivers_, buffers_, counters_, events_, services_, budget_,
-                            std::chrono::milliseconds(10000), &pipes_}) {}
+  TcpRelaySpliceTest() : relay_(context(&pipes_)) {}
 
   // client_ <-> down (the relay's accepted socket), up (the relay's) <-> server_; relaying.
   TcpConnection* connected() {
@@ -78,13 +71,6 @@ class TcpRelaySpliceTest : public ::testing::Test {
     return c;
   }
 
-  FakeRing ring_;
-  FakeBuffers buffers_;
-  io::Receivers receivers_;
-  TunnelCounters counters_;
-  RecordingEvents events_;
-  RecordingServices services_;
-  BufferBudget budget_{0};
   SplicePipes pipes_{16 * 1024};
   TcpRelay relay_;
   UniqueFd client_;

@@ -11,19 +11,12 @@
 namespace nodemesh::tunnel {
 namespace {
 
-using testing::FakeBuffers;
 using testing::FakeOp;
-using testing::FakeRing;
-using testing::RecordingEvents;
-using testing::RecordingServices;
 using testing::socketFd;
 
-class TcpRelayTest : public ::testing::Test {
+class TcpRelayTest : public testing::RelayTestBase {
  protected:
-  TcpRelayTest()
-      : receivers_(ring_),
-        relay_(RelayContext{ring_, receivers_, buffers_, counters_, events_, services_, budget_,
-                            std::chrono::milliseconds(10000)}) {}
+  TcpRelayTest() : relay_(context()) {}
 
   // An outbound connection to 10.0.0.2:80, connected; returns it with its two descriptors.
   TcpConnection* connected(int* down, int* up) {
@@ -53,13 +46,6 @@ class TcpRelayTest : public ::testing::Test {
     return c;
   }
 
-  FakeRing ring_;
-  FakeBuffers buffers_;
-  io::Receivers receivers_;
-  TunnelCounters counters_;
-  RecordingEvents events_;
-  RecordingServices services_;
-  BufferBudget budget_{0};
   TcpRelay relay_;
 };
 
