@@ -15,7 +15,9 @@
 # instrumentation; configured here when missing), NODEMESH_FUZZ_WORK (default
 # $NODEMESH_FUZZ_BUILD_DIR/fuzz-work), NODEMESH_FUZZ_FRESH=1 (start from the seeds only),
 # NODEMESH_FUZZ_SKIP_BUILD=1 (run the binaries as they are, e.g. a long campaign while the build
-# directory is being rebuilt).
+# directory is being rebuilt), NODEMESH_FUZZ_LOG=NAME (the log's file name in $work/TARGET,
+# default last-run.log: two runs of one target side by side, one per core, share its corpus —
+# libFuzzer reloads the corpus directory every second — but each needs its own log).
 # The whole script is one { } block: bash reads it completely before running it, so editing this
 # file does not disturb a campaign that is running.
 {
@@ -80,7 +82,7 @@ for t in "${targets[@]}"; do
     http1_server) dict=fuzz/http1.dict ;;
   esac
   [ -n "$dict" ] && flags+=(-dict="$dict")
-  log="$work/last-run.log"
+  log="$work/${NODEMESH_FUZZ_LOG:-last-run.log}"
   echo "fuzz.sh: $t for ${seconds}s: $build_dir/bin/fuzz_$t ${flags[*]} $* $work/corpus"
   start=$(date +%s)
   rc=0

@@ -275,6 +275,13 @@ FieldMap::FieldMap(YamlReader& reader, const YAML::Node& node, std::string path,
                          std::string_view best;
                          size_t best_distance = 3;  // suggest only close matches
                          for (std::string_view candidate : allowed) {
+                           // The distance is at least the difference in length: a name that
+                           // long cannot be a close match (and a fuzzed kilobyte-long key
+                           // would cost a kilobyte-squared table per candidate).
+                           size_t gap = name.size() > candidate.size()
+                                            ? name.size() - candidate.size()
+                                            : candidate.size() - name.size();
+                           if (gap >= best_distance) continue;
                            size_t d = editDistance(name, candidate);
                            if (d < best_distance) {
                              best_distance = d;
