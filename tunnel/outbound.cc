@@ -7,6 +7,22 @@
 #include "tunnel/pod_listeners.h"
 
 namespace nodemesh::tunnel {
+namespace {
+
+// What the fast path's and HBONE's records of an outbound connection have in common: the
+// client, the hop's destination, the client's identity and the service attempt, if any.
+void recordHop(ConnectionRecord& record, const Pod& pod, const SocketAddress& app_addr,
+               const SocketAddress& authority, const ServiceTarget* target) {
+  record.src = app_addr;
+  record.dst = authority;
+  record.src_identity = pod.identity->toString();
+  if (target == nullptr) return;
+  record.dst_service = target->service->key();
+  record.service_addr = target->vip;
+  record.attempts = static_cast<unsigned>(target->tried.size());
+}
+
+}  // namespace
 
 void Outbound::accept(Pod& pod, UniqueFd fd) {
   bump(ctx_.counters.accepted_outbound);
@@ -115,17 +131,10 @@ void Outbound::relayToWaypoint(Pod& pod, UniqueFd app, const SocketAddress& app_
 void Outbound::deliverOnNode(Pod& pod, Pod& server, UniqueFd app, const SocketAddress& app_addr,
                              const HboneHop& hop, std::unique_ptr<ServiceTarget> target) {
   TcpConnection* c = relay_.create(Direction::kOutbound, pod.name, std::move(app));
-  c->record.src = app_addr;
-  c->record.dst = hop.authority;
+  recordHop(c->record, pod, app_addr, hop.authority, target.get());
   c->record.transport = Transport::kLocal;
-  c->record.src_identity = pod.identity->toString();
   c->record.dst_identity = server.identity->toString();
-  if (target) {
-    c->record.dst_service = target->service->key();
-    c->record.service_addr = target->vip;
-    c->record.attempts = static_cast<unsigned>(target->tried.size());
-    c->service = std::move(target);
-  }
+  c->service = std::move(target);
   // Metrics count a service connection once, at its first attempt.
   if (!c->service || c->service->tried.size() == 1) ctx_.events.opened(c->record);
   bump(ctx_.counters.same_node_deliveries);
@@ -153,19 +162,11 @@ void Outbound::openStream(Pod& pod, UniqueFd app, const SocketAddress& app_addr,
   auto peer_id =
       identity::SpiffeId::create(peer.trust_domain, peer.namespace_name, peer.service_account);
   StreamBridge* b = bridges_.create(nullptr, std::move(app), Direction::kOutbound, pod.name);
-  b->record.src = app_addr;
-  b->record.dst = hop.authority;
-  b->record.src_identity = pod.identity->toString();
+  recordHop(b->record, pod, app_addr, hop.authority, target.get());
   b->record.waypoint = hop.waypoint;
-  const bool via_waypoint = !hop.waypoint.empty();
-  if (target) {
-    b->record.dst_service = target->service->key();
-    b->record.service_addr = target->vip;
-    b->record.attempts = static_cast<unsigned>(target->tried.size());
-    // Failures below are retried by abort() over the service's endpoints; a waypoint's
-    // failure is not (its instances are not the service's endpoints).
-    if (!via_waypoint) b->service = std::move(target);
-  }
+  // Failures below are retried by abort() over the service's endpoints; a waypoint's failure
+  // is not (its instances are not the service's endpoints).
+  if (hop.waypoint.empty()) b->service = std::move(target);
   if (peer_id) b->record.dst_identity = peer_id->toString();
   // Metrics count a service connection once, at its first attempt.
   if (!b->service || b->service->tried.size() == 1) ctx_.events.opened(b->record);

@@ -138,8 +138,7 @@ void TcpRelay::onConnect(TcpConnection* c, int res) {
     h.to = i == 0 ? c->up_.get() : c->down_.get();
     if (ctx_.pipes) {
       // Bytes may be waiting already: a poll of a ready socket completes at once.
-      ctx_.ring.poll(h.from, POLLIN, &h.poll_tag);
-      h.polling = true;
+      pollHalf(h, h.from, POLLIN);
       continue;
     }
     h.rx.fd = h.from;
@@ -171,8 +170,7 @@ void TcpRelay::splice(TcpConnection* c, int i) {
   bool dry = false;
   auto wait_readable = [&] {
     if (h.pipe.valid()) ctx_.pipes->give(std::move(h.pipe));
-    ctx_.ring.poll(h.from, POLLIN, &h.poll_tag);
-    h.polling = true;
+    pollHalf(h, h.from, POLLIN);
   };
   // A few pipes' worth per readiness event, so that one busy connection does not hold the
   // worker from the others; then the poll comes back at once if there is more.
@@ -190,9 +188,7 @@ void TcpRelay::splice(TcpConnection* c, int i) {
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && errno == EAGAIN) {
         h.state = HalfState::kSending;
-        ctx_.ring.poll(h.to, POLLOUT, &h.poll_tag);
-        h.polling = true;
-        return;
+        return pollHalf(h, h.to, POLLOUT);
       }
       bump(ctx_.counters.failed_io);
       return abort(c, std::string(sink) + " send: " + std::strerror(n < 0 ? errno : EPIPE));
@@ -230,8 +226,13 @@ void TcpRelay::splice(TcpConnection* c, int i) {
     bump(ctx_.counters.failed_io);
     return abort(c, std::string(source) + " recv: " + std::strerror(errno));
   }
-  if (h.in_pipe > 0) h.state = HalfState::kSending;
-  ctx_.ring.poll(h.in_pipe > 0 ? h.to : h.from, h.in_pipe > 0 ? POLLOUT : POLLIN, &h.poll_tag);
+  if (h.in_pipe == 0) return pollHalf(h, h.from, POLLIN);
+  h.state = HalfState::kSending;
+  pollHalf(h, h.to, POLLOUT);
+}
+
+void TcpRelay::pollHalf(TcpConnection::Half& h, int fd, unsigned events) {
+  ctx_.ring.poll(fd, events, &h.poll_tag);
   h.polling = true;
 }
 

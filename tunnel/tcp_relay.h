@@ -144,6 +144,8 @@ class TcpRelay {
   // block (then polls it), EOF (then passes it on) or a failure (then aborts).
   // The caller must not use c afterwards (it may be freed).
   void splice(TcpConnection* c, int i);
+  // Splice mode: waits (one io_uring poll) for `events` on `fd`, one of the half's sockets.
+  void pollHalf(TcpConnection::Half& h, int fd, unsigned events);
   // Frees c when nothing is in flight and it is either aborting or both halves are done.
   void advance(TcpConnection* c);
   void finish(TcpConnection* c);
