@@ -159,7 +159,7 @@ class Profiler {
   sim::Process* process_;
 };
 
-// The 10,000 idle connections need two descriptors each in every tunnel process (children
+// The 10,000 idle connections need one or two descriptors each in every tunnel process (children
 // inherit the limit). Raising the hard limit needs CAP_SYS_RESOURCE; without it the soft limit
 // goes up to the hard one. Returns the limit in force.
 rlim_t raiseFdLimit() {
@@ -169,6 +169,35 @@ rlim_t raiseFdLimit() {
   lim.rlim_cur = lim.rlim_max;
   ::setrlimit(RLIMIT_NOFILE, &lim);
   return lim.rlim_cur;
+}
+
+struct IdleCap {
+  int connections;
+  std::string why;
+};
+
+// How many idle connections every mode of the run can hold under the descriptor limit (in
+// hundreds). The load generator's client and server, and a nodemesh agent on either side, hold
+// one descriptor per connection (the HBONE connections are shared); HAProxy holds both ends of
+// each connection in one process; stunnel also serves at most RLIMIT_NOFILE x 125/256 clients
+// (its max_clients).
+IdleCap idleCap(const std::vector<std::string>& modes, int fd_limit) {
+  const int usable = fd_limit - static_cast<int>(kFdReserve);
+  // An agent's own descriptors (each pod's listeners per worker, rings, pooled HBONE
+  // connections) are about 300: at 19,800 connections under a limit of 20,000 it ran out.
+  IdleCap cap{fd_limit - 1000,
+              "an agent and the load generator hold one descriptor per connection"};
+  auto has = [&](const char* mode) {
+    return std::find(modes.begin(), modes.end(), mode) != modes.end();
+  };
+  if (has("haproxy")) cap = {usable / 2, "HAProxy holds two descriptors per connection"};
+  if (has("stunnel")) {
+    cap = {std::min(usable / 2, fd_limit * 125 / 256),
+           "stunnel holds two descriptors per connection and serves at most RLIMIT_NOFILE x "
+           "125/256 clients"};
+  }
+  cap.connections = cap.connections / 100 * 100;
+  return cap;
 }
 
 int run(int argc, char** argv) {
@@ -335,18 +364,14 @@ int run(int argc, char** argv) {
     }
   }
   o.fd_limit = static_cast<int>(raiseFdLimit());
-  // Two descriptors per connection in a tunnel process, and stunnel serves at most
-  // RLIMIT_NOFILE x 125/256 clients (its max_clients); a round number below both.
-  const int max_idle =
-      std::min((o.fd_limit - static_cast<int>(kFdReserve)) / 2, o.fd_limit * 125 / 256) / 100 * 100;
-  if (o.idle_connections > max_idle) {
+  const IdleCap cap = idleCap(o.modes, o.fd_limit);
+  if (o.idle_connections > cap.connections) {
     o.idle_note = fmt::format(
         "{} idle connections instead of {}: RLIMIT_NOFILE is {} here (no CAP_SYS_RESOURCE to "
-        "raise it); a tunnel process holds two descriptors per connection and stunnel serves "
-        "at most RLIMIT_NOFILE x 125/256 clients",
-        max_idle, o.idle_connections, o.fd_limit);
+        "raise it), and {}",
+        cap.connections, o.idle_connections, o.fd_limit, cap.why);
     log(o.idle_note);
-    o.idle_connections = max_idle;
+    o.idle_connections = cap.connections;
   }
 
   std::string command = "bench/run";
