@@ -13,6 +13,7 @@
 #include <fmt/chrono.h>
 #include <spdlog/spdlog.h>
 
+#include "agent/istiod_loader.h"
 #include "common/cgroup.h"
 #include "hbone/tls/tls_context.h"
 
@@ -65,6 +66,15 @@ xds::IstiodConnection Daemon::istiodConnection(const std::string& address) const
   return c;
 }
 
+Result<xds::Istiod*> Daemon::istiod() {
+  if (istiod_ == nullptr) {
+    auto loaded = loadIstiodModule(options_.istiod_module);
+    if (!loaded) return loaded.error();
+    istiod_ = *loaded;
+  }
+  return istiod_;
+}
+
 Daemon::~Daemon() {
   // The informers' callbacks publish through publishMerged(), which reads kube_ under
   // publish_mu_: take it out under the lock, stop it (joining those threads) outside it.
@@ -106,14 +116,14 @@ Status Daemon::startConfig() {
     config_source_ = std::make_unique<config::LocalFileSource>(options_.config);
   } else {
     // istiod: the first snapshot (both types answered) before anything is installed.
-    xds::XdsSourceOptions xds_options;
-    xds_options.client.connection = istiodConnection(options_.xds_address);
-    xds_options.client.node = xds::NodeInfo::fromEnvironment();
-    if (xds_options.client.node.node_name.empty())
-      xds_options.client.node.node_name = options_.node;
-    xds_options.client.node.cluster_id = options_.cluster_id;
+    auto istiod_module = istiod();
+    if (!istiod_module) return failed(istiod_module.error());
+    xds::IstiodConfigOptions xds_options;
+    xds_options.connection = istiodConnection(options_.xds_address);
+    xds_options.node_name = options_.node;
+    xds_options.cluster_id = options_.cluster_id;
     xds_options.initial_timeout = std::chrono::seconds(options_.xds_initial_timeout_s);
-    auto source = xds::XdsSource::create(std::move(xds_options));
+    auto source = (*istiod_module)->configSource(std::move(xds_options));
     if (!source) return failed(Error{source.error().code, "xDS: " + source.error().message});
     xds_ = source->get();
     config_source_ = std::move(*source);
@@ -189,11 +199,9 @@ Status Daemon::startIdentity() {
           : (options_.ca_address.empty() ? options_.xds_address : options_.ca_address);
   if (!ca_address.empty()) {
     // Istio's CA: certificates for this node's workloads, asked for as ztunnel does.
-    const auto connection = istiodConnection(ca_address);
-    auto channel = xds::makeIstiodChannel(connection);
-    if (!channel)
-      return failed(Error{channel.error().code, "Istio CA: " + channel.error().message});
-    auto ca = xds::IstioCaClient::create(*channel, connection, wall_clock_);
+    auto istiod_module = istiod();
+    if (!istiod_module) return failed(istiod_module.error());
+    auto ca = (*istiod_module)->certificateAuthority(istiodConnection(ca_address), wall_clock_);
     if (!ca) return failed(Error{ca.error().code, "Istio CA: " + ca.error().message});
     istio_ca_ = std::move(*ca);
     istio_roots_ = istio_ca_->trustBundle();

@@ -29,8 +29,7 @@
 #include "identity/clock.h"
 #include "identity/local_ca.h"
 #include "tunnel/tunnel.h"
-#include "xds/istio_ca_client.h"
-#include "xds/xds_source.h"
+#include "xds/istiod.h"
 
 namespace nodemesh::agent {
 
@@ -46,6 +45,7 @@ struct DaemonOptions {
   std::string istiod_token_file = "/var/run/secrets/tokens/istio-token";
   std::string istiod_server_name;  // empty: the host of the address
   int xds_initial_timeout_s = 30;
+  std::string istiod_module;  // libnodemesh-istiod.so; empty: next to the binary (istiod_loader.h)
   std::string node;
   std::string cgroup;  // empty: the cgroup2 root
   std::string bpffs = "/sys/fs/bpf/nodemesh";
@@ -151,6 +151,8 @@ class Daemon {
   // The config dump's "controlPlane": where config and certificates come from.
   nlohmann::json describeControlPlane() const;
   xds::IstiodConnection istiodConnection(const std::string& address) const;
+  // The istiod module, loaded on first use (with --xds-address or --ca-address only).
+  Result<xds::Istiod*> istiod();
   // SIGTERM with Kubernetes: keep the capture for the next agent (keep_capture_), or remove the
   // pods' annotations because the capture goes.
   void decideCaptureOnStop();
@@ -171,12 +173,13 @@ class Daemon {
   std::mutex publish_mu_;
   model::SnapshotPtr source_snapshot_;                   // the config source's, as last delivered
   std::unique_ptr<config::ConfigSource> config_source_;  // through publishMerged() to config_
-  xds::XdsSource* xds_ = nullptr;                        // config_source_, when it is istiod
+  xds::Istiod* istiod_ = nullptr;                        // the module, once loaded
+  xds::IstiodConfigSource* xds_ = nullptr;               // config_source_, when it is istiod
   std::unique_ptr<CapturePrograms> capture_;
   std::optional<Cleanup> uninstall_capture_;  // detaches and unpins everything
   identity::SystemClock wall_clock_;
-  std::unique_ptr<identity::LocalCa> ca_;         // the embedded CA, or
-  std::unique_ptr<xds::IstioCaClient> istio_ca_;  // Istio's
+  std::unique_ptr<identity::LocalCa> ca_;    // the embedded CA, or
+  std::unique_ptr<xds::IstiodCa> istio_ca_;  // Istio's
   std::shared_ptr<const xds::TrustBundle> istio_roots_;
   std::unique_ptr<identity::CertificateManager> certificates_;
   std::unique_ptr<hbone::TlsProvider> tls_;

@@ -106,6 +106,9 @@ int agentMain(int argc, char** argv) {
   app.add_option("--istiod-server-name", flags.daemon.istiod_server_name,
                  "name istiod's certificate must carry (default: the host of the address; set "
                  "it when the address is an IP, e.g. istiod.istio-system.svc)");
+  app.add_option("--istiod-module", flags.daemon.istiod_module,
+                 "the istiod module, loaded only with --xds-address or --ca-address (default: "
+                 "../lib/nodemesh/libnodemesh-istiod.so from the agent's own directory)");
   app.add_option("--xds-initial-timeout-s", flags.daemon.xds_initial_timeout_s,
                  "seconds to wait at start for istiod's first answer of each type")
       ->capture_default_str()

@@ -178,13 +178,6 @@ Result<std::string> readRootFile(const std::string& path) {
 
 }  // namespace
 
-std::vector<X509*> TrustBundle::rawRoots() const {
-  std::vector<X509*> out;
-  out.reserve(roots.size());
-  for (const auto& root : roots) out.push_back(root.get());
-  return out;
-}
-
 Result<std::shared_ptr<const TrustBundle>> trustBundleFromPem(const std::string& pem,
                                                               const std::string& what) {
   auto certs = parseCertificates(pem, what);

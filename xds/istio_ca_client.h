@@ -22,17 +22,10 @@
 #include "identity/openssl_ptr.h"
 #include "identity/spiffe_id.h"
 #include "identity/workload_certificate.h"
+#include "xds/istiod.h"
 #include "xds/istiod_connection.h"
 
 namespace nodemesh::xds {
-
-// The roots a peer's chain must end at: what the TLS context factory trusts. Immutable.
-struct TrustBundle {
-  std::vector<identity::X509Ptr> roots;
-  std::string pem;  // the same roots, PEM, for the admin API
-  // Raw pointers for tls::TlsContextFactory::create (valid while this bundle lives).
-  std::vector<X509*> rawRoots() const;
-};
 
 // Parses every PEM certificate in `pem` (at least one). Errors name `what`.
 Result<std::shared_ptr<const TrustBundle>> trustBundleFromPem(const std::string& pem,
@@ -60,7 +53,7 @@ struct IstioCaOptions {
 
 // A CertificateIssuer backed by Istio's CA. Thread-safe; each issue() is one blocking gRPC call
 // bounded by options.timeout. Retrying and backoff are CertificateManager's job.
-class IstioCaClient final : public identity::CertificateIssuer {
+class IstioCaClient final : public IstiodCa {
  public:
   // `channel` from makeIstiodChannel(connection) (it may be shared with the xDS client);
   // `connection` supplies the per-call token and clusterid headers. Reads the initial trust
@@ -85,7 +78,7 @@ class IstioCaClient final : public identity::CertificateIssuer {
 
   // The roots the last accepted answer ended with (before the first one: the roots read from
   // connection.root_cert_file). A new bundle is a new object; holders of the old keep it.
-  std::shared_ptr<const TrustBundle> trustBundle() const;
+  std::shared_ptr<const TrustBundle> trustBundle() const override;
 
  private:
   class Stub;

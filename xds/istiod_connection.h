@@ -6,10 +6,13 @@
 #include <memory>
 #include <string>
 
-#include <grpcpp/channel.h>
-#include <grpcpp/client_context.h>
-
 #include "common/result.h"
+
+// Declared, not included: the agent includes this header (through xds/istiod.h) without gRPC.
+namespace grpc {
+class Channel;
+class ClientContext;
+}  // namespace grpc
 
 namespace nodemesh::xds {
 

@@ -21,6 +21,7 @@
 #include "model/service.h"
 #include "model/workload.h"
 #include "xds/ads_client.h"
+#include "xds/istiod.h"
 
 namespace nodemesh::xds {
 
@@ -30,7 +31,7 @@ struct XdsSourceOptions {
   std::chrono::milliseconds initial_timeout{30000};
 };
 
-class XdsSource final : public config::ConfigSource {
+class XdsSource final : public IstiodConfigSource {
  public:
   // Fails when the client cannot be made (no readable root certificate, bad address).
   static Result<std::unique_ptr<XdsSource>> create(XdsSourceOptions options);
@@ -45,7 +46,7 @@ class XdsSource final : public config::ConfigSource {
   void stop() override;
 
   // The xDS connection's state, for the admin API and metrics.
-  AdsStatus status() const;
+  AdsStatus status() const override;
 
   // Only create() makes one; public for make_unique.
   explicit XdsSource(XdsSourceOptions options);

@@ -95,10 +95,14 @@ def main():
             source = m.group(3)
             if m.group(2):
                 program = os.path.basename(source)
-                if m.group(2) != "build" or program not in built:
+                # A module (libNAME.so) is built by the ninja target NAME.
+                target = re.sub(r"^lib(.*)\.so$", r"\1", program)
+                if m.group(2) != "build" or target not in built:
                     problems.append(f"stage {name}: COPY {source}: not a program the build stage "
                                     f"builds ({' '.join(sorted(built))})")
-                shipped.setdefault(name, []).append(program)
+                # Where it is in a build tree: the path below the build stage's build directory.
+                below = re.sub(r"^/src/[^/]+/", "", source)
+                shipped.setdefault(name, []).append(below)
             elif not os.path.exists(os.path.join(root, source)):
                 problems.append(f"stage {name}: COPY source {source} does not exist")
         shipped.setdefault(name, [])
@@ -106,7 +110,7 @@ def main():
     if bin_dir:
         for name, programs in shipped.items():
             for program in programs:
-                path = os.path.join(bin_dir, program)
+                path = os.path.join(os.path.dirname(os.path.normpath(bin_dir)), program)
                 if not os.path.exists(path):
                     continue  # not built in this tree
                 ldd = subprocess.run(["ldd", path], capture_output=True, text=True, check=False)

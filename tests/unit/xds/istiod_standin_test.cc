@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
 #include <grpcpp/server_context.h>
 
