@@ -31,8 +31,8 @@ Result<xds::Istiod*> loadIstiodModule(const std::string& path) {
   void* handle = dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (handle == nullptr) {
     const char* why = dlerror();
-    return Error{ENOENT, fmt::format("cannot load the istiod module {}: {} (it is built with the "
-                                     "agent; --istiod-module names another path)",
+    return Error{ENOENT, fmt::format("cannot load the istiod module {}: {} (it is installed with "
+                                     "the agent; --istiod-module names another path)",
                                      file, why != nullptr ? why : "unknown error")};
   }
   auto* entry = reinterpret_cast<xds::IstiodModuleEntry>(dlsym(handle, xds::kIstiodModuleEntry));
