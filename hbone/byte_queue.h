@@ -2,9 +2,10 @@
 
 // Byte FIFOs for the HTTP/2 codec.
 //
-// ByteQueue: one contiguous buffer, append at the back, read from the front; the front is
-// compacted lazily, so steady streaming costs one memcpy in and one out per byte and no
-// allocation once the buffer has grown to its working size.
+// ByteQueue: a ring buffer, append at the back, read from the front. Steady streaming costs one
+// memcpy in and one out per byte and no allocation once the buffer has grown to its working
+// size. (It was a vector compacted when full: with a stream's queue kept near its bound, each
+// compaction moved nearly the whole queue to make room for one more chunk.)
 //
 // OutputQueue: fixed-capacity blocks that never reallocate, so a view of the front block stays
 // valid while more bytes are appended behind it (a write to the transport may still be in
@@ -12,9 +13,11 @@
 
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <utility>
 #include <vector>
@@ -23,29 +26,37 @@ namespace nodemesh::hbone {
 
 class ByteQueue {
  public:
-  size_t size() const { return buf_.size() - head_; }
-  bool empty() const { return size() == 0; }
-
-  // The queued bytes; valid until the next non-const call.
-  std::span<const uint8_t> front() const { return {buf_.data() + head_, size()}; }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  size_t capacity() const { return capacity_; }
 
   void append(std::span<const uint8_t> data) {
     if (data.empty()) {
       return;
     }
-    // Reclaim the consumed front before the vector would have to grow for it.
-    if (head_ > 0 && buf_.size() + data.size() > buf_.capacity()) {
-      buf_.erase(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(head_));
-      head_ = 0;
+    if (data.size() > capacity_ - size_) {
+      grow(size_ + data.size());
     }
-    buf_.insert(buf_.end(), data.begin(), data.end());
+    // The free space starts at the tail and may wrap around the end of the buffer.
+    const size_t tail = wrap(head_ + size_);
+    const size_t first = std::min(data.size(), capacity_ - tail);
+    std::memcpy(buf_.get() + tail, data.data(), first);
+    if (first < data.size()) {
+      std::memcpy(buf_.get(), data.data() + first, data.size() - first);
+    }
+    size_ += data.size();
   }
 
   // Copies up to dst.size() bytes out of the front; returns how many.
   size_t read(std::span<uint8_t> dst) {
-    const size_t n = dst.size() < size() ? dst.size() : size();
-    if (n > 0) {
-      std::memcpy(dst.data(), buf_.data() + head_, n);
+    const size_t n = std::min(dst.size(), size_);
+    if (n == 0) {
+      return 0;
+    }
+    const size_t first = std::min(n, capacity_ - head_);
+    std::memcpy(dst.data(), buf_.get() + head_, first);
+    if (first < n) {
+      std::memcpy(dst.data() + first, buf_.get(), n - first);
     }
     drop(n);
     return n;
@@ -53,21 +64,43 @@ class ByteQueue {
 
   // Discards up to n bytes from the front.
   void drop(size_t n) {
-    head_ += n < size() ? n : size();
-    if (head_ == buf_.size()) {
-      buf_.clear();
-      head_ = 0;
+    n = std::min(n, size_);
+    head_ = wrap(head_ + n);
+    size_ -= n;
+    if (size_ == 0) {
+      head_ = 0;  // the next append starts at the front: one copy where a wrap would need two
     }
   }
 
   void clear() {
-    buf_.clear();
     head_ = 0;
+    size_ = 0;
   }
 
  private:
-  std::vector<uint8_t> buf_;
-  size_t head_ = 0;
+  size_t wrap(size_t i) const { return i >= capacity_ ? i - capacity_ : i; }
+
+  // At least `needed` bytes of capacity (doubling, as a vector grows), the queued bytes moved
+  // to the front of the new buffer.
+  void grow(size_t needed) {
+    const size_t capacity = std::max(needed, capacity_ * 2);
+    auto bigger = std::make_unique_for_overwrite<uint8_t[]>(capacity);
+    const size_t first = std::min(size_, capacity_ - head_);
+    if (first > 0) {
+      std::memcpy(bigger.get(), buf_.get() + head_, first);
+    }
+    if (first < size_) {
+      std::memcpy(bigger.get() + first, buf_.get(), size_ - first);
+    }
+    buf_ = std::move(bigger);
+    capacity_ = capacity;
+    head_ = 0;
+  }
+
+  std::unique_ptr<uint8_t[]> buf_;  // NOLINT(cppcoreguidelines-avoid-c-arrays): raw storage
+  size_t capacity_ = 0;
+  size_t head_ = 0;  // the oldest queued byte
+  size_t size_ = 0;
 };
 
 // Emptied blocks of one size, kept for reuse by the OutputQueues of one thread (a tunnel
