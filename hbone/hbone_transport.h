@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <vector>
 
 #include "common/result.h"
 #include "hbone/h2_session.h"
@@ -35,6 +36,11 @@ class HboneTransport {
   // After a failure: the last ciphertext to send before closing (a TLS alert, or an HTTP/2
   // GOAWAY still queued in the codec, encrypted now if the TLS session itself is intact).
   std::span<const uint8_t> finalOutput();
+  // What socketOutput() or finalOutput() returned, moved into `into` (emptied first) instead
+  // of consumed: the buffers are swapped, not copied (tls::TlsSession::takeEncrypted).
+  void takeSocketOutput(std::vector<uint8_t>& into) { tls_->takeEncrypted(into); }
+  // Releases drained buffers larger than an idle connection needs (call it now and then).
+  void trimBuffers() { tls_->trimBuffers(); }
 
   bool established() const { return tls_->established(); }
   bool failed() const { return failed_; }

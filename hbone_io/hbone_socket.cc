@@ -13,6 +13,12 @@
 #include "hbone/tls_provider.h"
 
 namespace nodemesh::hbone_io {
+namespace {
+
+// A drained send buffer larger than this is released by trimBuffers(), as TLS's own are.
+constexpr size_t kRetainedSendBytes = 16 * 1024;
+
+}  // namespace
 
 HboneSocket::HboneSocket(HboneSocketOwner& owner, io::Ring& ring, io::Receivers& receivers,
                          hbone::H2Role role)
@@ -146,12 +152,18 @@ void HboneSocket::flush() {
       if (state_ == State::kDraining) finishDrain();
       return;
     }
-    sendbuf_.assign(out.begin(), out.end());
+    transport_->takeSocketOutput(sendbuf_);
     send_off_ = 0;
-    transport_->consumeSocketOutput(out.size());
   }
   ring_.send(fd_.get(), std::span<const uint8_t>(sendbuf_).subspan(send_off_), &send_tag_);
   send_in_flight_ = true;
+}
+
+void HboneSocket::trimBuffers() {
+  if (!send_in_flight_ && sendbuf_.empty() && sendbuf_.capacity() > kRetainedSendBytes) {
+    std::vector<uint8_t>().swap(sendbuf_);
+  }
+  if (transport_) transport_->trimBuffers();
 }
 
 void HboneSocket::onSend(int res) {

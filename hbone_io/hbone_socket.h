@@ -87,6 +87,10 @@ class HboneSocket final : public io::CompletionHandler {
   void feed();
   // Starts the next send of ciphertext, if any; after a failure, closes once it is all out.
   void flush();
+  // Releases drained send buffers larger than an idle connection needs. The owner calls it
+  // on its timer: streaming reuses the buffers, and a connection that goes quiet gives them
+  // back within a tick.
+  void trimBuffers();
   // The peer sent GOAWAY: the open streams finish, no new ones.
   void goingAway();
   // Ends the connection: every stream is lost, pending I/O cancelled; `reset` closes with an RST
@@ -142,10 +146,12 @@ class HboneSocket final : public io::CompletionHandler {
   SocketAddress peer_;  // the other end of the TCP connection
   std::string label_;   // for logs
   std::unique_ptr<hbone::HboneTransport> transport_;
-  io::Receiver rx_;               // multishot receive on the socket
-  std::vector<uint8_t> sendbuf_;  // ciphertext being written (copied out of TLS: its buffer
-  size_t send_off_ = 0;           // may grow while a write is in flight)
-  bool fin_sent_ = false;         // draining: FIN sent, closed at the owner's drain deadline
+  io::Receiver rx_;  // multishot receive on the socket
+  // Ciphertext being written, taken out of TLS by swapping buffers (TLS may write more while
+  // a send is in flight), so the two alternate; trimBuffers() releases them when drained.
+  std::vector<uint8_t> sendbuf_;
+  size_t send_off_ = 0;
+  bool fin_sent_ = false;  // draining: FIN sent, closed at the owner's drain deadline
   std::string drain_reason_;
   std::chrono::steady_clock::time_point drain_since_;
 };

@@ -143,6 +143,7 @@ void HbonePool::onTimer() {
   const auto now = Clock::now();
   std::vector<HboneConnection*> stalled;
   for (auto& c : conns_) {
+    c->socket_.trimBuffers();
     if (c->state() != State::kDead && !c->socket_.transport().established() &&
         now - c->idle_since_ >= options_.handshake_timeout) {
       stalled.push_back(c.get());

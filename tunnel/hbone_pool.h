@@ -59,7 +59,8 @@ class HbonePool {
   // After each batch of completions: feeds input TLS could not take before, writes pending
   // output, frees the connections that are done.
   void flushDirty();
-  // Once a second: handshake and drain timeouts, idle release, keepalive.
+  // Once a second: handshake and drain timeouts, idle release, keepalive, and the release of
+  // drained send buffers (HboneSocket::trimBuffers).
   void onTimer();
   // Server connections of a pod being removed forget it (they answer 503 from now on).
   void forgetPod(const Pod& pod);

@@ -226,6 +226,24 @@ void TlsSession::consumeEncrypted(size_t n) {
   releaseIfDrained(out_, out_offset_);
 }
 
+void TlsSession::takeEncrypted(std::vector<uint8_t>& into) {
+  into.clear();
+  if (out_offset_ == 0) {
+    into.swap(out_);  // out_ is now the caller's empty buffer, its capacity kept
+    return;
+  }
+  into.assign(out_.begin() + static_cast<std::ptrdiff_t>(out_offset_), out_.end());
+  out_offset_ = out_.size();
+  releaseIfDrained(out_, out_offset_);
+}
+
+void TlsSession::trimBuffers() {
+  if (out_offset_ == out_.size() && out_.capacity() > kRetainedBufferBytes) {
+    std::vector<uint8_t>().swap(out_);
+    out_offset_ = 0;
+  }
+}
+
 // ---- handshake ----
 
 TlsSession::HandshakeState TlsSession::handshake() {

@@ -82,6 +82,14 @@ class TlsSession {
   }
   // `n` bytes of pendingEncrypted() went out.
   void consumeEncrypted(size_t n);
+  // Moves pendingEncrypted() into `into`, which must be empty, as consumeEncrypted() of all of
+  // it would: the buffers are swapped, so an owner that keeps `into` for its next write
+  // alternates two buffers and neither copies nor allocates. The buffer left here may be
+  // large: trimBuffers() releases it once it is drained.
+  void takeEncrypted(std::vector<uint8_t>& into);
+  // Releases drained buffers larger than an idle connection needs.
+  void trimBuffers();
+  size_t encryptedBufferCapacity() const { return out_.capacity(); }
 
   // ---- handshake ----
   // Advances the handshake with the input fed so far. kDone also means: TLS 1.3, ALPN h2, peer

@@ -284,6 +284,7 @@ void HboneConns::onTimer() {
   std::vector<HboneConn*> idle;
   for (auto& c : conns_) {
     if (c->state() == State::kDead) continue;
+    c->socket_.trimBuffers();
     if (!c->socket_.transport().established() && now - c->since_ >= options_.handshake_timeout) {
       ++stats_.handshake_failures;
       expired.push_back(c.get());

@@ -87,6 +87,58 @@ TEST_F(TlsSessionTest, BulkTransferStaysWithinBounds) {
   EXPECT_LE(max_buffered, TlsSession::kMaxBufferedEncryptedInput);
 }
 
+// takeEncrypted() swaps buffers instead of copying: the taken bytes are the pending ones and
+// the session's next output goes to the buffer it was given; after a partial consume the rest
+// is copied. trimBuffers() releases a large drained buffer.
+TEST_F(TlsSessionTest, TakenCiphertextSwapsBuffersAndDecryptsInOrder) {
+  auto c = client();
+  auto s = server();
+  ASSERT_TRUE(c && s);
+  ASSERT_EQ(handshake(*c, *s).server, HandshakeState::kDone);
+  const std::string first(40 * 1024, 'a');
+  const std::string second(40 * 1024, 'b');
+  std::vector<uint8_t> wire;
+
+  ASSERT_EQ(c->writePlain(bytesOf(first)).value(), first.size());
+  const uint8_t* session_buffer = c->pendingEncrypted().data();
+  const size_t pending = c->pendingEncrypted().size();
+  std::vector<uint8_t> sendbuf;
+  sendbuf.reserve(64 * 1024);
+  const uint8_t* owner_buffer = sendbuf.data();
+  c->takeEncrypted(sendbuf);
+  EXPECT_EQ(sendbuf.size(), pending);
+  EXPECT_EQ(sendbuf.data(), session_buffer) << "swapped, not copied";
+  EXPECT_TRUE(c->pendingEncrypted().empty());
+  wire = sendbuf;
+
+  ASSERT_EQ(c->writePlain(bytesOf(second)).value(), second.size());
+  EXPECT_EQ(c->pendingEncrypted().data(), owner_buffer) << "the owner's buffer, reused";
+  // Partly consumed: the rest is copied out.
+  wire.insert(wire.end(), c->pendingEncrypted().begin(), c->pendingEncrypted().begin() + 100);
+  c->consumeEncrypted(100);
+  const std::vector<uint8_t> rest(c->pendingEncrypted().begin(), c->pendingEncrypted().end());
+  std::vector<uint8_t> taken;
+  c->takeEncrypted(taken);
+  EXPECT_EQ(taken, rest);
+  EXPECT_TRUE(c->pendingEncrypted().empty());
+  wire.insert(wire.end(), taken.begin(), taken.end());
+
+  std::string received;
+  for (size_t fed = 0; fed < wire.size();) {
+    fed += s->feedEncrypted(std::span(wire).subspan(fed));  // 64 KiB at most at a time
+    received += readAll(*s);
+  }
+  EXPECT_EQ(received, first + second);
+
+  // A large buffer handed in stays until trimmed.
+  std::vector<uint8_t> large;
+  large.reserve(64 * 1024);
+  c->takeEncrypted(large);
+  EXPECT_GE(c->encryptedBufferCapacity(), 64u * 1024);
+  c->trimBuffers();
+  EXPECT_EQ(c->encryptedBufferCapacity(), 0u);
+}
+
 TEST_F(TlsSessionTest, WriteAndFeedRefuseBeyondTheirBounds) {
   auto c = client();
   auto s = server();
