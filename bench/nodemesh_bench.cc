@@ -235,7 +235,8 @@ int run(int argc, char** argv) {
                  "(repeatable)")
       ->allow_extra_args(false);
   app.add_option("--perf-dir", o.perf_dir,
-                 "profile the nodemesh agents (or the mode's L7 proxy) with perf record during "
+                 "profile the nodemesh agents (of every nodemesh mode, baseline and variants "
+                 "too; or the mode's L7 proxy) with perf record during "
                  "each scenario, into "
                  "DIR/<mode>-<scenario>-<repeat>.data");
   bool no_pin = false;
@@ -448,7 +449,7 @@ int run(int argc, char** argv) {
           // The L7 proxy when the mode has one (the waypoint, HAProxy or nginx), else the
           // nodemesh agents.
           const std::vector<pid_t> proxy = mode.proxyPids();
-          if (!o.perf_dir.empty() && (name == "nodemesh" || !proxy.empty())) {
+          if (!o.perf_dir.empty() && (name.starts_with("nodemesh") || !proxy.empty())) {
             profiler.emplace(env.cluster(), proxy.empty() ? mode.tunnelPids() : proxy,
                              fmt::format("{}/{}-{}.data", o.perf_dir, name, profile));
           }

@@ -5,7 +5,12 @@
 // receive buffers do. The figure is this thread's CPU time (CLOCK_THREAD_CPUTIME_ID) per GiB of
 // payload, which other load on the machine does not change, unlike wall-clock throughput.
 //
-//   nm-hbone-micro [--mib N] [--repeats R]     N MiB per run (default 1024), median of R (5)
+//   nm-hbone-micro [--mib N] [--repeats R] [--one-write]
+//                                               N MiB per run (default 1024), median of R (5);
+//                                               --one-write: one socket write per round, as
+//                                               the agent's one send in flight, so the stream
+//                                               queue stays near full (without it each round
+//                                               drains the queue)
 //   nm-hbone-micro --message B [--count C] [--repeats R]
 //                                               ping-pong: C round trips (default 200000) of a
 //                                               B-byte message the server echoes back
@@ -86,14 +91,16 @@ struct Side final : hbone::H2Handler {
   std::vector<uint8_t> wire;        // ciphertext on its way to this side
 };
 
-// Moves what `from` has to write onto `to`'s wire (the kernel's copy), then feeds `to` in
+// Moves what `from` has to write onto `to`'s wire (the kernel's copy), everything or with
+// `one_write` only what TLS holds now (at most its 64 KiB bound), then feeds `to` in
 // receive-buffer-sized chunks.
-void carry(Side& from, Side& to) {
+void carry(Side& from, Side& to, bool one_write = false) {
   for (;;) {
     auto out = from.transport->socketOutput();
     if (out.empty()) break;
     to.wire.insert(to.wire.end(), out.begin(), out.end());
     from.transport->consumeSocketOutput(out.size());
+    if (one_write) break;
   }
   size_t offset = 0;
   while (offset < to.wire.size()) {
@@ -111,6 +118,7 @@ struct Workload {
   uint64_t bytes = 0;
   size_t message = 0;
   uint64_t count = 0;
+  bool one_write = false;
 };
 
 double runOnce(SSL_CTX* client_ctx, SSL_CTX* server_ctx, const SpiffeId& server_id,
@@ -166,7 +174,7 @@ double runOnce(SSL_CTX* client_ctx, SSL_CTX* server_ctx, const SpiffeId& server_
       if (*n == 0) break;
       sent += *n;
     }
-    carry(client, server);
+    carry(client, server, work.one_write);
     carry(server, client);  // WINDOW_UPDATEs
   }
   return threadCpuSeconds() - start;
@@ -177,8 +185,14 @@ int run(int argc, char** argv) {
   Workload work;
   work.count = 200000;
   int repeats = 5;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  for (int i = 1; i < argc; i += 2) {
     std::string flag = argv[i];
+    if (flag == "--one-write") {
+      work.one_write = true;
+      --i;  // takes no value
+      continue;
+    }
+    if (i + 1 == argc) die("missing the value of " + flag);
     if (flag == "--mib") {
       mib = std::strtoull(argv[i + 1], nullptr, 10);
     } else if (flag == "--message") {
@@ -190,7 +204,8 @@ int run(int argc, char** argv) {
     } else if (flag == "--repeats") {
       repeats = static_cast<int>(std::strtol(argv[i + 1], nullptr, 10));
     } else {
-      die("unknown flag " + flag + " (--mib N | --message B [--count C], --repeats R)");
+      die("unknown flag " + flag +
+          " (--mib N [--one-write] | --message B [--count C], --repeats R)");
     }
   }
   if (mib == 0 || repeats <= 0) die("--mib and --repeats must be positive");
@@ -226,6 +241,7 @@ int run(int argc, char** argv) {
            {"runs", runs}};
   } else {
     out = {{"mib", mib},
+           {"one_write", work.one_write},
            {"cpu_ns_per_kib", median},
            {"gib_per_cpu_second", 1e9 / median / (1 << 20)},
            {"runs", runs}};
