@@ -93,6 +93,24 @@ std::vector<ProcSample> ScenarioRunner::samplePids(const std::vector<pid_t>& pid
   return out;
 }
 
+double ScenarioRunner::waitTunnelQuiet(std::chrono::seconds limit) {
+  constexpr auto kWindow = milliseconds(200);
+  constexpr double kTick = 0.01;  // USER_HZ 100: /proc's CPU times count in 10 ms ticks
+  const auto t0 = Clock::now();
+  auto before = sampleTunnel();
+  for (;;) {
+    std::this_thread::sleep_for(kWindow);
+    auto after = sampleTunnel();
+    const double waited = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (tunnelVcpu(before, after, 1.0) <= kTick + 1e-9) return waited;
+    if (Clock::now() - t0 > limit) {
+      throw HarnessError(mode_.name() + ": the tunnel was still busy " +
+                         std::to_string(limit.count()) + " s after the connections closed");
+    }
+    before = std::move(after);
+  }
+}
+
 double ScenarioRunner::tunnelVcpu(const std::vector<ProcSample>& before,
                                   const std::vector<ProcSample>& after, double seconds) {
   double cpu = 0;
@@ -130,7 +148,7 @@ Figures ScenarioRunner::http() {
       Environment::kClientPod,
       {loadgenPath(), "http-load", "--to", target(mode_.endpoint(Service::kHttp)), "--rate",
        std::to_string(o.http_rate), "--duration-ms", std::to_string(total.count()), "--connections",
-       std::to_string(o.http_connections)});
+       std::to_string(o.http_connections), "--warmup-ms", std::to_string(o.http_warmup.count())});
   if (!load.waitForOutput("\"started\"", seconds(20))) {
     throw HarnessError("http-load did not start:\n" + load.output() + load.errorOutput());
   }
@@ -258,8 +276,12 @@ Figures ScenarioRunner::idle() {
   std::this_thread::sleep_for(seconds(1));  // let both sides settle
   auto after = sampleTunnel();
   auto ready = lastEvent(hold.output(), "ready", "hold");
+  const auto close_t0 = Clock::now();
   hold.signal(SIGTERM);
   hold.waitExit(seconds(60));
+  // The tunnel closes 10,000 connections now: the next scenario starts after that.
+  const double close_s =
+      std::chrono::duration<double>(Clock::now() - close_t0).count() + waitTunnelQuiet(seconds(30));
   double open = number(ready, "/open"_json_pointer);
   if (open < o.idle_connections) {
     throw HarnessError("hold opened only " + ready.dump());
@@ -272,7 +294,8 @@ Figures ScenarioRunner::idle() {
   }
   return {{"idle_kib_per_conn", grown * 1024.0 / open},
           {"idle_rss_total", total},
-          {"idle_open_s", number(ready, "/open_seconds"_json_pointer)}};
+          {"idle_open_s", number(ready, "/open_seconds"_json_pointer)},
+          {"idle_close_s", close_s}};
 }
 
 namespace {
@@ -384,7 +407,8 @@ Figures ScenarioRunner::l7(HttpVersion version) {
         Environment::kClientPod,
         {loadgenPath(), "http-load", "--to", target(mode_.httpEndpoint(version)), "--rate",
          std::to_string(o.http_rate), "--duration-ms", std::to_string(total.count()),
-         "--connections", std::to_string(o.l7_h1_connections)});
+         "--connections", std::to_string(o.l7_h1_connections), "--warmup-ms",
+         std::to_string(o.http_warmup.count())});
     if (!load->waitForOutput("\"started\"", seconds(20))) {
       throw HarnessError("http-load did not start:\n" + load->output() + load->errorOutput());
     }

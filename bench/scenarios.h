@@ -56,6 +56,7 @@ inline constexpr MetricInfo kMetrics[] = {
     {"idle_kib_per_conn", "idle", "Memory per idle connection, both sides", "KiB", false, true},
     {"idle_rss_total", "idle", "RSS with the idle connections open, both sides", "MB", false, true},
     {"idle_open_s", "idle", "Time to open the idle connections (128 at a time)", "s", false, true},
+    {"idle_close_s", "idle", "Time until the tunnel is quiet after they close", "s", false, true},
     // The waypoint benchmark (l7-h1: HTTP/1.1 keep-alive, l7-h2: HTTP/2), 1 KiB responses; the
     // maximum in a scenario of its own (-max), on a freshly started mode.
     {"l7_h1_max_rps", "l7-h1-max", "HTTP/1.1 maximum (h2load --h1, 16 connections)", "req/s", true,
@@ -130,6 +131,10 @@ class ScenarioRunner {
 
   std::vector<ProcSample> sampleTunnel();
   std::vector<ProcSample> samplePids(const std::vector<pid_t>& pids);
+  // Waits until the tunnel processes (summed) use at most one clock tick of CPU in a 200 ms
+  // window, so that the next scenario does not measure this one's aftermath; returns the
+  // seconds waited (to the end of the first quiet window). Throws after `limit`.
+  double waitTunnelQuiet(std::chrono::seconds limit);
   // vCPU of the tunnel processes (summed) between two samples `seconds` apart.
   static double tunnelVcpu(const std::vector<ProcSample>& before,
                            const std::vector<ProcSample>& after, double seconds);

@@ -7,11 +7,13 @@
 //   nm-loadgen conn-rate --to IP:PORT --duration-ms D [--concurrency C] [--size N]
 //       short connections: connect, send N bytes, read the N-byte echo, close; C at a time.
 //       Reports completed connections per second.
-//   nm-loadgen http-load --to IP:PORT --rate R --duration-ms D [--connections C]
+//   nm-loadgen http-load --to IP:PORT --rate R --duration-ms D [--connections C] [--warmup-ms W]
 //       HTTP/1.1 GETs at a FIXED rate R (open loop: request i is due at start + i/R whatever
 //       the responses do, and its latency counts from when it was due, so a slow server cannot
 //       hide its queueing: no coordinated omission). wrk only runs closed loop (as fast as the
-//       server answers) and wrk2, its fixed-rate fork, is not packaged in Debian.
+//       server answers) and wrk2, its fixed-rate fork, is not packaged in Debian. Requests due
+//       in the first W ms are sent but not in the percentiles; "slowest" lists the 10 slowest
+//       counted requests with when they were due.
 //   nm-loadgen hold --to IP:PORT --count N [--concurrency C] [--hold-ms H]
 //       opens N connections (C connecting at once), each sends one byte and reads its echo;
 //       then prints {"event":"ready"} and keeps them open, idle, until SIGTERM or H ms.
@@ -41,7 +43,7 @@ int run(int argc, char** argv) {
     return connRate(Flags(argc, argv, {"to", "duration-ms", "concurrency", "size"}));
   }
   if (cmd == "http-load") {
-    return httpLoad(Flags(argc, argv, {"to", "rate", "duration-ms", "connections"}));
+    return httpLoad(Flags(argc, argv, {"to", "rate", "duration-ms", "connections", "warmup-ms"}));
   }
   if (cmd == "hold") return hold(Flags(argc, argv, {"to", "count", "concurrency", "hold-ms"}));
   if (cmd == "probe") return probe(Flags(argc, argv, {"to", "timeout-ms"}));

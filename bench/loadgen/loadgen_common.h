@@ -57,7 +57,7 @@ inline constexpr int kMaxEvents = 256;
                "       nm-loadgen conn-rate --to IP:PORT --duration-ms D [--concurrency C] "
                "[--size N]\n"
                "       nm-loadgen http-load --to IP:PORT --rate R --duration-ms D "
-               "[--connections C]\n"
+               "[--connections C] [--warmup-ms W]\n"
                "       nm-loadgen hold --to IP:PORT --count N [--concurrency C] [--hold-ms H]\n"
                "       nm-loadgen probe --to IP:PORT [--timeout-ms T]\n",
                why.c_str());

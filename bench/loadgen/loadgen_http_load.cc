@@ -1,6 +1,9 @@
-// nm-loadgen http-load: HTTP/1.1 GETs at a fixed rate (open loop), latency percentiles.
+// nm-loadgen http-load: HTTP/1.1 GETs at a fixed rate (open loop), latency percentiles of the
+// requests due after the warm-up (--warmup-ms, default 0).
 
 #include <cctype>
+#include <functional>
+#include <utility>
 
 #include "bench/loadgen/loadgen_common.h"
 
@@ -44,7 +47,9 @@ int httpLoad(const Flags& flags) {
   const uint64_t rate = flags.number("rate");
   const auto duration = milliseconds(flags.number("duration-ms"));
   const size_t connections = flags.number("connections", 16);
+  const auto warmup = milliseconds(flags.number("warmup-ms", 0));
   if (rate == 0 || connections == 0) usage("--rate and --connections must be positive");
+  if (warmup >= duration) usage("--warmup-ms must be shorter than --duration-ms");
   const std::string request = "GET /bench HTTP/1.1\r\nHost: bench\r\n\r\n";
   const auto interval = std::chrono::nanoseconds(static_cast<int64_t>(1000000000ULL / rate));
   std::vector<char> buf(kIoBuffer);
@@ -97,6 +102,20 @@ int httpLoad(const Flags& flags) {
   uint64_t completed = 0;
   std::deque<Clock::time_point> backlog;  // due, waiting for a free connection
   std::vector<double> latencies;
+  // The slowest requests, with when they were due (ms after the start): a tail that comes
+  // from one stall shows as neighbours in time, a periodic one as a period.
+  constexpr size_t kSlowest = 10;
+  std::vector<std::pair<double, double>> slowest;  // (latency us, due ms)
+  auto note_slow = [&](double us, Clock::time_point due) {
+    const double due_ms = std::chrono::duration<double, std::milli>(due - start).count();
+    if (slowest.size() < kSlowest) {
+      slowest.emplace_back(us, due_ms);
+    } else {
+      auto min = std::min_element(slowest.begin(), slowest.end());
+      if (us <= min->first) return;
+      *min = {us, due_ms};
+    }
+  };
   auto dispatch = [&]() {
     for (size_t i = 0; i < connections && !backlog.empty(); ++i) {
       HttpConn& c = conns[i];
@@ -156,10 +175,17 @@ int httpLoad(const Flags& flags) {
       }
       c.busy = false;
       ++completed;
-      latencies.push_back(
-          static_cast<double>(duration_cast<microseconds>(Clock::now() - c.due).count()));
+      const auto us =
+          static_cast<double>(duration_cast<microseconds>(Clock::now() - c.due).count());
+      if (c.due >= start + warmup) {
+        latencies.push_back(us);
+        note_slow(us, c.due);
+      }
     }
   }
+  std::sort(slowest.begin(), slowest.end(), std::greater<>());
+  nlohmann::json slow = nlohmann::json::array();
+  for (const auto& [us, due_ms] : slowest) slow.push_back({{"us", us}, {"due_ms", due_ms}});
   const double seconds = std::chrono::duration<double>(duration).count();
   printJson({{"event", "done"},
              {"scheduled", scheduled},
@@ -167,7 +193,8 @@ int httpLoad(const Flags& flags) {
              {"errors", errors},
              {"first_error", first_error},
              {"achieved_rps", static_cast<double>(completed) / seconds},
-             {"latency", latencySummary(std::move(latencies))}});
+             {"latency", latencySummary(std::move(latencies))},
+             {"slowest", slow}});
   return completed > 0 && completed + errors >= static_cast<uint64_t>(scheduled) &&
                  errors * 100 <= static_cast<uint64_t>(scheduled)
              ? kExitOk
