@@ -13,13 +13,6 @@
 #include "hbone/tls_provider.h"
 
 namespace nodemesh::hbone_io {
-namespace {
-
-// A drained send buffer larger than this is released by trimBuffers(), as TLS's own are.
-constexpr size_t kRetainedSendBytes = 16 * 1024;
-
-}  // namespace
-
 HboneSocket::HboneSocket(HboneSocketOwner& owner, io::Ring& ring, io::Receivers& receivers,
                          hbone::H2Role role)
     : owner_(owner),
@@ -160,10 +153,15 @@ void HboneSocket::flush() {
 }
 
 void HboneSocket::trimBuffers() {
-  if (!send_in_flight_ && sendbuf_.empty() && sendbuf_.capacity() > kRetainedSendBytes) {
+  if (!send_in_flight_ && sendbuf_.empty() &&
+      sendbuf_.capacity() > tls::TlsSession::kRetainedBufferBytes) {
     std::vector<uint8_t>().swap(sendbuf_);
   }
   if (transport_) transport_->trimBuffers();
+}
+
+size_t HboneSocket::bufferBytes() const {
+  return sendbuf_.capacity() + (transport_ ? transport_->tls().bufferCapacity() : 0);
 }
 
 void HboneSocket::onSend(int res) {

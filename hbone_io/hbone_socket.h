@@ -91,6 +91,9 @@ class HboneSocket final : public io::CompletionHandler {
   // on its timer: streaming reuses the buffers, and a connection that goes quiet gives them
   // back within a tick.
   void trimBuffers();
+  // The memory its ciphertext buffers hold (TLS's input and output and the send buffer), for
+  // the owner's gauge.
+  size_t bufferBytes() const;
   // The peer sent GOAWAY: the open streams finish, no new ones.
   void goingAway();
   // Ends the connection: every stream is lost, pending I/O cancelled; `reset` closes with an RST

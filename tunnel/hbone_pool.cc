@@ -142,13 +142,16 @@ void HbonePool::onTimer() {
   using State = HboneConnection::State;
   const auto now = Clock::now();
   std::vector<HboneConnection*> stalled;
+  uint64_t buffer_bytes = 0;
   for (auto& c : conns_) {
     c->socket_.trimBuffers();
+    buffer_bytes += c->socket_.bufferBytes();
     if (c->state() != State::kDead && !c->socket_.transport().established() &&
         now - c->idle_since_ >= options_.handshake_timeout) {
       stalled.push_back(c.get());
     }
   }
+  ctx_.counters.hbone_buffer_bytes.store(buffer_bytes, std::memory_order_relaxed);
   for (auto& c : conns_) {
     // A peer that does not read our last words must not keep the connection either.
     if (c->state() == State::kDraining &&

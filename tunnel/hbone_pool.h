@@ -60,7 +60,7 @@ class HbonePool {
   // output, frees the connections that are done.
   void flushDirty();
   // Once a second: handshake and drain timeouts, idle release, keepalive, and the release of
-  // drained send buffers (HboneSocket::trimBuffers).
+  // drained send buffers (HboneSocket::trimBuffers), then the gauge of what the buffers hold.
   void onTimer();
   // Server connections of a pod being removed forget it (they answer 503 from now on).
   void forgetPod(const Pod& pod);

@@ -78,6 +78,9 @@
     "Accepted HBONE connections open (on the pods' 15008)")                                        \
   X(buffered_bytes, Gauge, "nodemesh_tunnel_buffered_bytes", "", "",                               \
     "Bytes HBONE peers sent that applications have not read yet (--max-buffered-bytes)")          \
+  X(hbone_buffer_bytes, Gauge, "nodemesh_hbone_buffer_bytes", "", "",                              \
+    "Memory the HBONE connections' ciphertext buffers hold (TLS input and output, socket send), "  \
+    "taken each second after the drained ones over 16 KiB are released")                          \
   X(overload_streams_shed, Counter, "nodemesh_tunnel_overload_total", "action", "reset_stream",    \
     "HBONE streams reset (the ones holding the most) or refused with 503 because the buffered "   \
     "bytes were over --max-buffered-bytes")                                                        \

@@ -17,8 +17,6 @@
 namespace nodemesh::tls {
 namespace {
 
-// Buffers larger than this are freed once drained, so that an idle connection costs little.
-constexpr size_t kRetainedBufferBytes = 16 * 1024;
 // TLS 1.3 records (RFC 8446 5.2): at most 16 KiB of plaintext, plus a 5-byte header, the
 // 1-byte inner content type and the 16-byte AES-GCM tag.
 constexpr size_t kMaxRecordPlaintext = 16 * 1024;
@@ -39,7 +37,7 @@ void compact(std::vector<uint8_t>& buf, size_t& offset) {
 void releaseIfDrained(std::vector<uint8_t>& buf, size_t& offset) {
   if (offset != buf.size()) return;
   offset = 0;
-  if (buf.capacity() > kRetainedBufferBytes) {
+  if (buf.capacity() > TlsSession::kRetainedBufferBytes) {
     std::vector<uint8_t>().swap(buf);
   } else {
     buf.clear();

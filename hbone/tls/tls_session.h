@@ -89,7 +89,12 @@ class TlsSession {
   void takeEncrypted(std::vector<uint8_t>& into);
   // Releases drained buffers larger than an idle connection needs.
   void trimBuffers();
+  // A drained buffer larger than this is released (at once for input, by trimBuffers() for
+  // output), so that an idle connection costs little. Owners of more buffers use it too.
+  static constexpr size_t kRetainedBufferBytes = 16 * 1024;
   size_t encryptedBufferCapacity() const { return out_.capacity(); }
+  // The memory both ciphertext buffers hold (their capacity).
+  size_t bufferCapacity() const { return in_.capacity() + out_.capacity(); }
 
   // ---- handshake ----
   // Advances the handshake with the input fed so far. kDone also means: TLS 1.3, ALPN h2, peer

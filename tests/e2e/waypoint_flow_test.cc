@@ -159,6 +159,23 @@ class WaypointFlowTest : public WaypointTest {
         seconds(5));
     EXPECT_TRUE(zero) << s.dump();
   }
+
+  // A second after the traffic, the HBONE connections still open have given back their large
+  // ciphertext buffers (HboneConns::onTimer trims the drained ones over 16 KiB): at most the
+  // three retained ones (TLS input and output, the send buffer) each.
+  void expectBuffersReleased() {
+    nlohmann::json s;
+    const bool released = waitFor(
+        [&] {
+          s = stats();
+          if (!s.contains("hbone") || !s["hbone"].contains("buffer_bytes")) return false;
+          const uint64_t open = s["hbone"]["open"];
+          const uint64_t bytes = s["hbone"]["buffer_bytes"];
+          return open > 0 && bytes <= open * 3 * 16 * 1024;
+        },
+        seconds(5));
+    EXPECT_TRUE(released) << s.dump();
+  }
 };
 
 TEST_F(WaypointFlowTest, Http1KeepAliveResponsesBeyondTheConnectionWindow) {
@@ -215,6 +232,7 @@ TEST_F(WaypointFlowTest, PassthroughBeyondTheConnectionWindow) {
       seconds(180));
   EXPECT_EQ(r.exit_code, 0) << r.describe() << waypoint_->output();
   expectAllGivenBack();
+  expectBuffersReleased();
 }
 
 // Bytes the waypoint received and nobody reads: a client that resets in the middle of an

@@ -234,8 +234,10 @@ HboneConn* HboneConns::clientFor(const identity::SpiffeId& peer_id, const Socket
 HboneConnStats HboneConns::stats() const {
   HboneConnStats s = stats_;
   for (const auto& c : conns_) {
-    if (c->state() != HboneConn::State::kDead)
-      s.unconsumed_bytes += c->socket_.h2().unconsumedBytes();
+    if (c->state() == HboneConn::State::kDead) continue;
+    s.unconsumed_bytes += c->socket_.h2().unconsumedBytes();
+    ++s.open;
+    s.buffer_bytes += c->socket_.bufferBytes();
   }
   return s;
 }

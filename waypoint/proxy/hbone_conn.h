@@ -75,6 +75,10 @@ struct HboneConnStats {
   // DATA bytes the connections delivered and nobody has given back yet (a gauge; 0 when idle:
   // anything else is a flow-control leak that ends in a stalled connection).
   uint64_t unconsumed_bytes = 0;
+  uint64_t open = 0;  // connections not closed yet, either role (a gauge)
+  // The memory their ciphertext buffers hold now (HboneSocket::bufferBytes): at most 16 KiB
+  // per buffer a second after a burst, as onTimer trims drained ones.
+  uint64_t buffer_bytes = 0;
 };
 
 class HboneConns;
