@@ -180,8 +180,8 @@ int agentMain(int argc, char** argv) {
       ->check(CLI::Range(0, 1000));
   app.add_flag("--busy-poll-fixed", flags.daemon.busy_poll_fixed,
                "with --busy-poll-us, poll before every sleep; by default a worker stops polling "
-               "while its polls keep finding nothing and probes again now and then (sparse "
-               "traffic and idle workers then cost next to no CPU)");
+               "while more than two of its last eight polls found nothing and probes again now "
+               "and then (sparse traffic and idle workers then cost next to no CPU)");
   app.add_option("--admin-port", flags.daemon.admin_port,
                  "admin API port, on 127.0.0.1 only (/config_dump, /connections, /logging, "
                  "/explain, /quitquitquit); 0 disables it")
