@@ -120,6 +120,9 @@ void HbonePool::flushDirty() {
 void HbonePool::release(HboneConnection* c) {
   handshakeDone(c);
   c->socket_.releaseReceiver();
+  // The buffer gauge is summed on the timer; without a connection there is nothing to wait for
+  // (set before the counts below, so that a reader that sees no connection sees no buffers).
+  if (conns_.size() == 1) ctx_.counters.hbone_buffer_bytes.store(0, std::memory_order_relaxed);
   if (c->socket_.role() == hbone::H2Role::kClient) {
     subtract(ctx_.counters.hbone_pool_size);
   } else {

@@ -168,10 +168,18 @@ TEST_F(HboneTunnelTest, IdlePooledConnectionIsPingedThenReleased) {
   auto stats = tunnelStats(*agent1_);
   ASSERT_GE(stats["hbone_pool_size"], 1u) << agent1_->output();
   const uint64_t pool = stats["hbone_pool_size"];
-  ASSERT_TRUE(waitFor([&] { return tunnelStats(*agent1_)["hbone_pool_size"] == 0; }, seconds(10)))
+  ASSERT_TRUE(waitFor(
+      [&] {
+        stats = tunnelStats(*agent1_);
+        return stats["hbone_pool_size"] == 0;
+      },
+      seconds(10)))
       << "the idle connection was never released\n"
       << agent1_->output();
   const auto idle_for = std::chrono::steady_clock::now() - idle_from;
+  // Read in the first line without the connection, well before the gauge's next tick: the
+  // release itself empties it.
+  EXPECT_EQ(stats["hbone_buffer_bytes"], 0u);
   stats = tunnelStats(*agent1_);
   EXPECT_GE(idle_for, seconds(3)) << "released before its idle timeout";
   EXPECT_GE(stats["hbone_keepalive_pings"], 2u) << "pinged about once a second while idle";
