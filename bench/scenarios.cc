@@ -102,7 +102,7 @@ double ScenarioRunner::waitTunnelQuiet(std::chrono::seconds limit) {
     std::this_thread::sleep_for(kWindow);
     auto after = sampleTunnel();
     const double waited = std::chrono::duration<double>(Clock::now() - t0).count();
-    if (tunnelVcpu(before, after, 1.0) <= kTick + 1e-9) return waited;
+    if (cpuSeconds(before, after) <= kTick + 1e-9) return waited;
     if (Clock::now() - t0 > limit) {
       throw HarnessError(mode_.name() + ": the tunnel was still busy " +
                          std::to_string(limit.count()) + " s after the connections closed");
@@ -111,13 +111,18 @@ double ScenarioRunner::waitTunnelQuiet(std::chrono::seconds limit) {
   }
 }
 
-double ScenarioRunner::tunnelVcpu(const std::vector<ProcSample>& before,
-                                  const std::vector<ProcSample>& after, double seconds) {
+double ScenarioRunner::cpuSeconds(const std::vector<ProcSample>& before,
+                                  const std::vector<ProcSample>& after) {
   double cpu = 0;
   for (size_t i = 0; i < before.size() && i < after.size(); ++i) {
     cpu += after[i].cpu_seconds - before[i].cpu_seconds;
   }
-  return seconds > 0 ? cpu / seconds : 0;
+  return cpu;
+}
+
+double ScenarioRunner::tunnelVcpu(const std::vector<ProcSample>& before,
+                                  const std::vector<ProcSample>& after, double seconds) {
+  return seconds > 0 ? cpuSeconds(before, after) / seconds : 0;
 }
 
 Figures ScenarioRunner::run(const std::string& scenario) {

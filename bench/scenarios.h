@@ -135,6 +135,9 @@ class ScenarioRunner {
   // window, so that the next scenario does not measure this one's aftermath; returns the
   // seconds waited (to the end of the first quiet window). Throws after `limit`.
   double waitTunnelQuiet(std::chrono::seconds limit);
+  // CPU seconds the tunnel processes (summed) used between two samples.
+  static double cpuSeconds(const std::vector<ProcSample>& before,
+                           const std::vector<ProcSample>& after);
   // vCPU of the tunnel processes (summed) between two samples `seconds` apart.
   static double tunnelVcpu(const std::vector<ProcSample>& before,
                            const std::vector<ProcSample>& after, double seconds);
