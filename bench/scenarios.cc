@@ -111,6 +111,17 @@ double ScenarioRunner::waitTunnelQuiet(std::chrono::seconds limit) {
   }
 }
 
+void ScenarioRunner::noteSlowest(const std::string& key, const nlohmann::json& done) {
+  auto slowest = done.find("slowest");
+  if (slowest == done.end() || !slowest->is_array()) return;
+  std::string list;
+  for (const auto& s : *slowest) {
+    list += fmt::format("{}{:.0f}@{:.0f}", list.empty() ? "" : " ", s.value("us", 0.0),
+                        s.value("due_ms", 0.0));
+  }
+  facts_[key] = list;
+}
+
 double ScenarioRunner::cpuSeconds(const std::vector<ProcSample>& before,
                                   const std::vector<ProcSample>& after) {
   double cpu = 0;
@@ -167,6 +178,7 @@ Figures ScenarioRunner::http() {
   auto done = lastEvent(load.output(), "done", "http-load");
   if (code != 0) throw HarnessError("http-load failed: " + done.dump());
 
+  noteSlowest("http_slowest", done);
   Figures f;
   f["http_p50_us"] = number(done, "/latency/p50_us"_json_pointer);
   f["http_p99_us"] = number(done, "/latency/p99_us"_json_pointer);
@@ -435,6 +447,7 @@ Figures ScenarioRunner::l7(HttpVersion version) {
     if (code != 0) throw HarnessError("http-load failed: " + done.dump());
     f["l7_h1_p50_us"] = number(done, "/latency/p50_us"_json_pointer);
     f["l7_h1_p99_us"] = number(done, "/latency/p99_us"_json_pointer);
+    noteSlowest("l7_h1_slowest", done);
   } else {
     const std::string out = load->output() + load->errorOutput();
     if (code != 0) throw HarnessError("h2load --rps failed:\n" + out);

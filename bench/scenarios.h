@@ -10,7 +10,10 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "bench/bench_env.h"
 #include "bench/modes.h"
@@ -110,6 +113,9 @@ class ScenarioRunner {
 
   // Runs one scenario by name; throws sim::HarnessError when it could not measure.
   Figures run(const std::string& scenario);
+  // What the scenarios run so far noted beside their figures (kept in the report's facts), and
+  // forgotten here.
+  std::map<std::string, std::string> takeFacts() { return std::exchange(facts_, {}); }
 
  private:
   Figures http();
@@ -142,8 +148,13 @@ class ScenarioRunner {
   static double tunnelVcpu(const std::vector<ProcSample>& before,
                            const std::vector<ProcSample>& after, double seconds);
 
+  // Keeps http-load's slowest requests (its `done` event) as the fact `key`: "<us>@<due ms>"
+  // each, slowest first, so that a report shows whether a p99 came from one stall or many.
+  void noteSlowest(const std::string& key, const nlohmann::json& done);
+
   Environment& env_;
   Mode& mode_;
+  std::map<std::string, std::string> facts_;
 };
 
 }  // namespace nodemesh::bench

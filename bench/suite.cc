@@ -201,6 +201,7 @@ std::optional<Figures> Suite::runScenario(ScenarioRunner& runner, Mode& mode,
       }
       const auto t0 = Clock::now();
       Figures f = runner.run(scenario);
+      results_.addFacts(name, r, runner.takeFacts());
       logLine(fmt::format("{}/{} {} {} ({:.1f} s):{}", r, o_.repeats, name, scenario,
                           secondsSince(t0), describeFigures(f)));
       return f;
