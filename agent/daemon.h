@@ -72,7 +72,7 @@ struct DaemonOptions {
   int hbone_server_idle_timeout_s = 360;
   unsigned max_pending_handshakes = 512;
   uint64_t max_buffered_bytes = uint64_t{256} << 20;  // tunnel::TunnelOptions
-  bool same_node_fast_path = false;                   // tunnel::TunnelOptions
+  bool same_node_fast_path = true;                    // tunnel::TunnelOptions
   bool splice = false;                                // tunnel::TunnelOptions
   uint64_t splice_pipe_bytes = uint64_t{64} << 10;    // tunnel::TunnelOptions
   // The HBONE sessions' bounds (hbone::H2Options).

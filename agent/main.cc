@@ -252,10 +252,11 @@ int agentMain(int argc, char** argv) {
         ->check(CLI::Range(min, max))
         ->default_str(fallback);
   };
-  app.add_flag("--same-node-fast-path", flags.daemon.same_node_fast_path,
+  app.add_flag("--same-node-fast-path,!--no-same-node-fast-path", flags.daemon.same_node_fast_path,
                "deliver connections between two pods of this node without HBONE (no TLS, no "
                "HTTP/2), with the destination's policy, caps, access log and metrics as over "
-               "HBONE; connections through a waypoint still use HBONE");
+               "HBONE; connections through a waypoint still use HBONE (on by default; "
+               "--no-same-node-fast-path sends them over HBONE to this node's 15008)");
   app.add_flag("--splice", flags.daemon.splice,
                "the plain TCP relay (same-node fast path, passthrough, plain inbound) moves bytes "
                "with splice(2) through a pipe per direction, without copying them through the "

@@ -181,9 +181,9 @@ std::variant<Command, int> parseCommand(int argc, char** argv) {
                "let every process float over the machine's CPUs (default: each simulated node "
                "on a CPU of its own)");
   app.add_flag("--same-node", o.same_node,
-               "client and server pods on one node (modes direct and nodemesh only): with "
-               "--agent-flag=--same-node-fast-path or a variant that passes it, the agent's fast "
-               "path; without, HBONE within the node");
+               "client and server pods on one node (modes direct and nodemesh only): the agent's "
+               "same-node fast path; HBONE within the node with "
+               "--agent-flag=--no-same-node-fast-path or a variant that passes it");
   app.add_option("--congestion-control", o.congestion_control,
                  "TCP congestion control in the pods, for every mode (host: the host's default)")
       ->capture_default_str();

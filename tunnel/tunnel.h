@@ -60,7 +60,7 @@ struct TunnelOptions {
   // (no waypoint) is delivered straight from the client's socket to one the agent connects in
   // the server pod, with the server's policy, caps, access log and metrics as over HBONE, but
   // without TLS or HTTP/2 (Transport::kLocal).
-  bool same_node_fast_path = false;
+  bool same_node_fast_path = true;
   // The plain TCP relay (the fast path, passthrough to destinations outside the mesh, plain
   // inbound) moves bytes with splice(2) through a pipe per direction instead of receiving them
   // into the agent's buffers and sending them again: no copy through user space. A pipe holds

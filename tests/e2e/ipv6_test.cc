@@ -118,12 +118,12 @@ TEST_F(Ipv6Test, CrossNodeHboneKeepsAddressesOnBothSides) {
 // Same node, IPv6: the agent is both ends, the addresses are kept all the same, over HBONE and
 // through the same-node fast path.
 TEST_F(Ipv6Test, SameNodeHboneKeepsTheClientAddress) {
-  startAgents();
+  startAgents({"--no-same-node-fast-path"});
   expectSameNodeKeepsTheClientAddress("transport=hbone");
 }
 
 TEST_F(Ipv6Test, SameNodeFastPathKeepsTheClientAddress) {
-  startAgents({"--same-node-fast-path"});
+  startAgents();
   expectSameNodeKeepsTheClientAddress("transport=local");
 }
 
