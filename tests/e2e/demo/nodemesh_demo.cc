@@ -246,12 +246,16 @@ int runDemo(const std::string& config_path, uint64_t bytes, bool with_waypoint,
       std::string identity = "-";
       for (auto& [node, agent] : agents) {
         for (const auto& line : accessLines(agent->output().substr(before[node]))) {
+          // transport: hbone (between nodes), local (the same-node fast path: the agent joins
+          // both pods' sockets itself), tcp (a side outside the mesh).
+          const bool hbone = line.transport == "hbone";
+          const bool local = line.transport == "local";
           if (line.direction == "outbound") {
             captured = node + ":15001";
-            tunnel = line.transport == "hbone" ? "HBONE (mTLS)" : "plain TCP";
+            tunnel = hbone ? "HBONE (mTLS)" : local ? "same node" : "plain TCP";
           } else {
-            delivered = node + (line.transport == "hbone" ? ":15008" : ":15006");
-            if (line.transport == "hbone") {
+            delivered = node + (hbone ? ":15008" : local ? ":local" : ":15006");
+            if (hbone || local) {
               // spiffe://<td>/ns/<ns>/sa/<sa> -> <ns>/<sa>
               std::smatch id;
               static const std::regex kId(R"(/ns/([^/]+)/sa/([^/]+)$)");
@@ -264,15 +268,22 @@ int runDemo(const std::string& config_path, uint64_t bytes, bool with_waypoint,
           }
         }
       }
-      auto seen = sim::findLastEvent(servers[to.short_name]->output(), "conn");
-      std::string server_saw = ok && seen ? sim::hostOf(seen->value("peer", "")) : "-";
-      std::cout << fmt::format(
-          "{:<31} {:<17} {:<13} {:<12} {:<12} {:<14} {:<15} {}\n",
-          from.short_name + " -> " + to.short_name, done ? done->value("peer", "?") : "?",
-          server_saw, captured, delivered, tunnel, identity,
+      // Between two enrolled pods an allowed connection carries the client's identity, over
+      // HBONE or within the node; anything else is a wrong report, and counts as a failure.
+      std::string verdict =
           as_expected ? expected.text
                       : fmt::format("UNEXPECTED ({}; policy says {}): {}{}",
-                                    ok ? "connected" : "refused", expected.text, r.out, r.err));
+                                    ok ? "connected" : "refused", expected.text, r.out, r.err);
+      if (as_expected && ok && from.enrolled && to.enrolled && identity == "-") {
+        ++failures;
+        verdict = "UNEXPECTED: no client identity in the access log between two mesh pods";
+      }
+      auto seen = sim::findLastEvent(servers[to.short_name]->output(), "conn");
+      std::string server_saw = ok && seen ? sim::hostOf(seen->value("peer", "")) : "-";
+      std::cout << fmt::format("{:<31} {:<17} {:<13} {:<12} {:<12} {:<14} {:<15} {}\n",
+                               from.short_name + " -> " + to.short_name,
+                               done ? done->value("peer", "?") : "?", server_saw, captured,
+                               delivered, tunnel, identity, verdict);
     }
   }
 
@@ -331,8 +342,11 @@ int runDemo(const std::string& config_path, uint64_t bytes, bool with_waypoint,
             << ". An enrolled pod's connection is captured by\n"
                "its node's agent on 15001 (the client still sees the address it dialled). Between "
                "two mesh pods it\ntravels as HBONE: HTTP/2 CONNECT over mutual TLS 1.3 to the "
-               "destination pod's 15008, where the\nagent checks the client's SPIFFE identity; a "
-               "client outside the mesh arrives in plain TCP and is\ncaptured on 15006. Either way "
+               "destination pod's 15008, where the\nagent checks the client's SPIFFE identity; "
+               "between two mesh pods of one node, the agent owns\nboth ends and joins them itself "
+               "(same node: the bytes never leave the node), with the same\nidentity check and "
+               "policy. A client outside the mesh arrives in plain TCP and is captured on\n15006. "
+               "Either way "
                "the server sees the real client address (no NAT). Inbound connections\nare checked "
                "against the config's authorization policies first: a denied HBONE stream gets 401\n"
                "and a denied plaintext connection a reset, before the server sees anything (SERVER "
