@@ -296,7 +296,8 @@ Status Daemon::startTunnel() {
       options_.trust_domain,
       options_.exclusions.outbound_ports,
       options_.exclusions.inbound_ports,
-      options_.exclusions.cidrs};
+      options_.exclusions.cidrs,
+      options_.same_node_fast_path};
   admin_state_ =
       std::make_unique<AgentAdminState>(info, config_, *agent_, *tunnel_, *certificates_);
   admin_state_->setControlPlane([this] { return describeControlPlane(); });

@@ -416,7 +416,7 @@ View explainView(const json& e, size_t width) {
                            : "-";
     t.addRow({endpoint.is_object() ? str(endpoint, "workload") : "(outside the config)",
               str(p, "address"), str(p, "transport"),
-              inbound.value("captured", false)
+              inbound.value("captured", false) && inbound.value("listener", 0) != 0
                   ? std::to_string(inbound.value("listener", 0)) + " " + str(inbound, "reason")
                   : str(inbound, "reason"),
               str(policy, "policy"), rule, str(p, "verdict")});

@@ -108,6 +108,7 @@ explain::CaptureView captureView(const AdminState& state) {
   view.exclude_outbound_ports = info.exclude_outbound_ports;
   view.exclude_inbound_ports = info.exclude_inbound_ports;
   view.exclude_cidrs = info.exclude_cidrs;
+  view.same_node_fast_path = info.same_node_fast_path;
   for (const PodView& pod : state.pods()) {
     view.enrolled.push_back({pod.workload_uid, pod.name, pod.netns, pod.netns_cookie});
   }
@@ -154,7 +155,8 @@ json configDump(const AdminState& state) {
                   {"trustDomain", info.trust_domain},
                   {"excludeOutboundPorts", info.exclude_outbound_ports},
                   {"excludeInboundPorts", info.exclude_inbound_ports},
-                  {"excludeCidrs", cidrs}};
+                  {"excludeCidrs", cidrs},
+                  {"sameNodeFastPath", info.same_node_fast_path}};
   auto snapshot = state.snapshot();
   out["controlPlane"] = state.controlPlane();
   out["workloads"] = json::array();

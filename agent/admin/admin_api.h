@@ -63,6 +63,7 @@ struct AgentInfo {
   std::vector<uint16_t> exclude_outbound_ports;
   std::vector<uint16_t> exclude_inbound_ports;
   std::vector<Cidr> exclude_cidrs;
+  bool same_node_fast_path = true;  // tunnel::TunnelOptions::same_node_fast_path
 };
 
 class AdminState {

@@ -112,12 +112,26 @@ Path pathTo(const CaptureView& view, const PolicyChecker& policies, const model:
   // so it reaches a destination in the mesh over HBONE.
   const bool dst_mesh = dst_w && model::inMesh(*dst_w);
   const std::string dst_key = dst_w ? p.endpoint->key : address.ip.toString();
+  // The same-node fast path (tunnel/outbound.cc): both pods enrolled on this node, so the agent
+  // owns both ends. (A source on another node is that node's agent's business: HBONE.)
+  const bool same_node = capture.captured && capture.observed && dst_mesh &&
+                         view.same_node_fast_path && dst_w->node == view.node &&
+                         enrolledPod(view, *dst_w) != nullptr;
 
   // How it travels.
   if (!capture.captured) {
     p.transport = "passthrough";
     p.transport_detail = "not captured: the kernel routes the connection to " + address.toString() +
                          " directly, in plaintext";
+  } else if (same_node) {
+    p.transport = "local";
+    p.transport_detail = fmt::format(
+        "same node: {} and {} are both enrolled on {}, so its agent joins the two sockets "
+        "itself, without TLS or HTTP/2 (the same-node fast path); it knows both identities, {} "
+        "and {}",
+        src ? src->namespace_name + "/" + src->name : src_ip.toString(), dst_key, view.node,
+        src ? src->identity() : "-", dst_w->identity());
+    p.source_identity = src ? std::optional<std::string>(src->identity()) : std::nullopt;
   } else if (dst_mesh) {
     p.transport = "hbone";
     p.transport_detail = fmt::format(
@@ -148,6 +162,13 @@ Path pathTo(const CaptureView& view, const PolicyChecker& policies, const model:
     if (in.observed && !pod) {
       in.reason = "not_enrolled";
       in.detail = dst_key + " is not enrolled on " + view.node + ": nothing steers its inbound";
+    } else if (p.transport == "local") {
+      in.captured = true;
+      in.reason = "same_node";
+      in.detail = fmt::format(
+          "the agent checks the connection as its {} would check an HBONE stream with the "
+          "client's identity, and connects to {} in {} from {}",
+          NM_PORT_HBONE, address.toString(), dst_key, src_ip.toString());
     } else if (p.transport == "hbone") {
       in.captured = true;
       in.listener = NM_PORT_HBONE;
@@ -186,7 +207,8 @@ Path pathTo(const CaptureView& view, const PolicyChecker& policies, const model:
     facts.source_ip = src_ip;
     facts.destination_ip = address.ip;
     facts.destination_port = address.port;
-    facts.source_identity = in.listener == NM_PORT_HBONE ? p.source_identity : std::nullopt;
+    facts.source_identity =
+        in.listener == NM_PORT_HBONE || p.transport == "local" ? p.source_identity : std::nullopt;
     p.verdict = policies.check(*dst_w, facts);
   } else {
     p.verdict.allowed = true;

@@ -8,9 +8,10 @@
 //   2. the destination: a workload, a service VIP (port mapping and every endpoint), or an
 //      address outside the mesh;
 //   2b. a destination with a waypoint: the waypoint's instances instead of the endpoints;
-//   3. per destination (path): how the connection travels (HBONE, plain TCP from the tunnel,
-//      or passthrough when nothing captured it), inbound capture at the destination (15008,
-//      15006, or none), and the authorization verdict with the deciding policy and rule.
+//   3. per destination (path): how the connection travels (HBONE, within this node by the
+//      same-node fast path, plain TCP from the tunnel, or passthrough when nothing captured it),
+//      inbound capture at the destination (15008, 15006, the agent itself, or none), and the
+//      authorization verdict with the deciding policy and rule.
 // Served by the admin API (/explain?src=IP&dst=IP:PORT). What only another node's agent knows
 // (its enrolled pods and exclusions) is assumed from the config and flagged `observed: false`.
 
@@ -41,6 +42,9 @@ struct CaptureView {
   std::vector<uint16_t> exclude_inbound_ports;
   std::vector<Cidr> exclude_cidrs;
   std::vector<EnrolledPodView> enrolled;
+  // The same-node fast path (tunnel::TunnelOptions): a captured connection between two pods
+  // enrolled on this node, with no waypoint, is joined by the agent itself instead of HBONE.
+  bool same_node_fast_path = true;
 };
 
 struct WorkloadRef {
@@ -61,9 +65,9 @@ struct Capture {
 
 struct Inbound {
   bool captured = false;
-  uint16_t listener = 0;  // 15008 (HBONE), 15006 (plaintext), 0 (not captured)
-  std::string reason;     // in_hbone_steered, in_steered, in_skip_excluded, not_in_mesh,
-                          // not_enrolled
+  uint16_t listener = 0;  // 15008 (HBONE), 15006 (plaintext), 0 (not captured, or same_node)
+  std::string reason;     // in_hbone_steered, in_steered, same_node, in_skip_excluded,
+                          // not_in_mesh, not_enrolled
   std::string detail;
   bool observed = true;
 };
@@ -71,7 +75,7 @@ struct Inbound {
 struct Path {
   std::optional<WorkloadRef> endpoint;  // null: an address outside the config
   SocketAddress address;                // where the connection is delivered
-  std::string transport;                // "hbone", "tcp", "passthrough"
+  std::string transport;                // "hbone", "local" (same node), "tcp", "passthrough"
   std::string transport_detail;
   Inbound inbound;
   bool policy_enforced = false;

@@ -17,6 +17,7 @@ namespace {
 
 constexpr const char* kFrontend = "10.244.1.10";
 constexpr const char* kCartV1 = "10.244.2.20";
+constexpr const char* kCartV2 = "10.244.1.21";
 constexpr const char* kNode1Ip = "192.168.250.1";
 constexpr uint16_t kAdminPort = 15000;
 constexpr uint16_t kMetricsPort = 15020;
@@ -290,7 +291,9 @@ TEST_F(DebugTest, ExplainTellsTheStoryOfAllowedDeniedUncapturedAndPlaintextConne
   EXPECT_EQ(service["service"]["target_port"], 8080);
   ASSERT_EQ(service["paths"].size(), 2u);
   for (const auto& p : service["paths"]) {
-    EXPECT_EQ(p["transport"], "hbone");
+    // cart-v1 is on node2: HBONE; cart-v2 is on frontend's node: the same-node fast path.
+    EXPECT_EQ(p["transport"], p["endpoint"]["workload"] == "shop/cart-v2-9b1e" ? "local" : "hbone")
+        << p.dump(2);
     EXPECT_EQ(p["policy"]["policy"], "shop/cart-allow-frontend");
   }
 
@@ -307,6 +310,19 @@ TEST_F(DebugTest, ExplainTellsTheStoryOfAllowedDeniedUncapturedAndPlaintextConne
   serve("cart-v1", 8080);
   auto done = connect("frontend", std::string(kCartV1) + ":8080", 1000, 1000);
   EXPECT_EQ(done.value("received", uint64_t{0}), 1000u) << done.dump();
+
+  // Within node1, explained as the same-node fast path, and carried that way.
+  auto local = explain(kFrontend, std::string(kCartV2) + ":8080", 0);
+  EXPECT_EQ(local["paths"][0]["transport"], "local") << local.dump(2);
+  EXPECT_EQ(local["paths"][0]["inbound"]["reason"], "same_node");
+  EXPECT_EQ(local["paths"][0]["policy"]["source_identity"],
+            "spiffe://cluster.local/ns/shop/sa/frontend");
+  EXPECT_EQ(local["verdict"], "allow");
+  serve("cart-v2", 8080);
+  auto done_local = connect("frontend", std::string(kCartV2) + ":8080", 1000, 1000);
+  EXPECT_EQ(done_local.value("received", uint64_t{0}), 1000u) << done_local.dump();
+  EXPECT_TRUE(agent1_->waitForOutput("direction=inbound pod=shop/cart-v2-9b1e", seconds(5)));
+  EXPECT_NE(agent1_->output().find("transport=local"), std::string::npos) << agent1_->output();
 }
 
 // ---- must-show 3: connections and doctor ------------------------------------------------------

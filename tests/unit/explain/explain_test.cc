@@ -61,6 +61,33 @@ TEST_F(ExplainTest, DeniedByTheDenyPolicy) {
   EXPECT_EQ(p["policy"]["outcome"], "Denied");
 }
 
+// frontend and cart-v2 are both enrolled on node1: the same-node fast path, policy checked with
+// frontend's identity; with the fast path off, HBONE to cart-v2's 15008.
+TEST_F(ExplainTest, BetweenTwoPodsOfThisNodeTheAgentJoinsThemItself) {
+  auto j = run("10.244.1.10", "10.244.1.21:8080");
+  const auto& p = j["paths"][0];
+  EXPECT_EQ(p["transport"], "local") << j.dump(2);
+  EXPECT_NE(p["transport_detail"].get<std::string>().find("same node"), std::string::npos);
+  EXPECT_EQ(p["inbound"]["captured"], true);
+  EXPECT_EQ(p["inbound"]["reason"], "same_node");
+  EXPECT_EQ(p["inbound"]["listener"], 0);
+  // shop/cart-allow-frontend names frontend's identity: allowed only if it was checked.
+  EXPECT_EQ(p["policy"]["policy"], "shop/cart-allow-frontend");
+  EXPECT_EQ(p["policy"]["outcome"], "Allowed");
+  EXPECT_EQ(j["verdict"], "allow");
+
+  view_.same_node_fast_path = false;
+  auto hbone = run("10.244.1.10", "10.244.1.21:8080");
+  EXPECT_EQ(hbone["paths"][0]["transport"], "hbone") << hbone.dump(2);
+  EXPECT_EQ(hbone["paths"][0]["inbound"]["listener"], 15008);
+  EXPECT_EQ(hbone["verdict"], "allow");
+
+  // A source on another node: its own agent sends HBONE, whatever this node does.
+  view_.same_node_fast_path = true;
+  auto from_node2 = run("10.244.2.20", "10.244.1.21:8080");
+  EXPECT_EQ(from_node2["paths"][0]["transport"], "hbone") << from_node2.dump(2);
+}
+
 TEST_F(ExplainTest, ExcludedPortIsNotCapturedAndArrivesWithoutIdentity) {
   auto j = run("10.244.1.10", "10.244.2.20:9090");
   EXPECT_EQ(j["capture"]["captured"], false) << j.dump(2);
