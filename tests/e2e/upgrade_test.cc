@@ -120,5 +120,80 @@ TEST_F(UpgradeTest, UpgradingBothAgentsUnderLoadFailsNoConnection) {
   (void)server.waitExit(seconds(5));
 }
 
+// The same within one node, where the agent joins both ends itself (the same-node fast path, the
+// default): node1's agent is upgraded while short connections run from frontend to cart-v2 and
+// 20 long ones are open. The old agent keeps relaying what it holds until each ends; the new one
+// takes the new connections, still without HBONE. None fails, every long transfer is whole.
+TEST_F(UpgradeTest, UpgradingTheAgentUnderSameNodeLoadFailsNoConnection) {
+  startAgents({"--drain-timeout-s", "20"});
+  if (HasFatalFailure()) return;
+  Process& server = serveParallel("cart-v2", 8080, /*count=*/0, /*parallel=*/64);
+  Process& old1 = *agent1_;
+
+  // 20 transfers of 1 MiB paced at 256 KiB/s: 4 s each, open across the upgrade.
+  Process& longs = cluster_->startInPod(
+      "frontend", {testappPath(), "connect-many", "--to", std::string(kCartV2) + ":8080", "--count",
+                   "20", "--concurrency", "20", "--send", "1M", "--expect", "64K", "--rate", "256K",
+                   "--timeout-ms", "30000", "--seed", "9"});
+  std::atomic<bool> done{false};
+  uint64_t total = 0;
+  uint64_t failed = 0;
+  std::vector<std::string> errors;
+  const auto start = std::chrono::steady_clock::now();
+  std::thread load([&] {
+    while (!done && std::chrono::steady_clock::now() - start < seconds(30)) {
+      auto r = cluster_->runInPod(
+          "frontend",
+          {testappPath(), "connect-many", "--to", std::string(kCartV2) + ":8080", "--count", "200",
+           "--send", "1024", "--expect", "1024", "--concurrency", "4"},
+          seconds(60));
+      auto many = findEvent(r.out, "many");
+      if (!many) {
+        errors.push_back(r.describe() + r.out);
+        return;
+      }
+      total += many->value("count", uint64_t{0});
+      failed += many->value("failed", uint64_t{0});
+      if (!many->value("ok", false)) errors.push_back(many->dump());
+    }
+  });
+
+  std::this_thread::sleep_for(milliseconds(1500));
+  Process& new1 =
+      startAgent("node1", {"--exclude-outbound-ports", "9090", "--drain-timeout-s", "20"});
+  const bool took = new1.waitForOutput("handoff: took over from the previous agent", seconds(15));
+  std::this_thread::sleep_for(milliseconds(1500));
+  done = true;
+  load.join();
+  agent1_ = &new1;
+  ASSERT_TRUE(took) << new1.output();
+
+  auto long_exit = longs.waitExit(seconds(30));
+  auto long_many = findEvent(longs.output(), "many");
+  ASSERT_TRUE(long_many.has_value()) << longs.output();
+  auto old1_exit = old1.waitExit(seconds(25));
+  std::cout << "upgrade of node1's agent under same-node load: " << total << " short connections, "
+            << failed << " failed; long transfers: " << long_many->value("count", uint64_t{0})
+            << ", " << long_many->value("failed", uint64_t{0}) << " failed\n";
+  EXPECT_EQ(failed, 0u) << ::testing::PrintToString(errors);
+  EXPECT_TRUE(errors.empty()) << ::testing::PrintToString(errors);
+  EXPECT_GT(total, 0u);
+  EXPECT_EQ(long_exit, 0) << longs.output();
+  EXPECT_EQ(long_many->value("count", uint64_t{0}), 20u) << long_many->dump();
+  EXPECT_EQ(long_many->value("failed", uint64_t{0}), 0u) << long_many->dump();
+  EXPECT_EQ(old1_exit, 0) << old1.output();
+  EXPECT_NE(old1.output().find("drained: every connection ended"), std::string::npos)
+      << old1.output();
+  // Both agents carried same-node connections without HBONE: the old one before the upgrade
+  // (the long transfers among them), the new one after it. (In the few milliseconds between
+  // the new agent taking the listeners and enrolling cart-v2, a connection to cart-v2 may go
+  // over HBONE to the old agent's 15008, as to a pod of another node: seen in 1 run of 9.)
+  for (Process* agent : {&old1, &new1}) {
+    EXPECT_NE(agent->output().find("transport=local"), std::string::npos) << agent->output();
+  }
+  (void)server.signal(SIGTERM);
+  (void)server.waitExit(seconds(5));
+}
+
 }  // namespace
 }  // namespace nodemesh::sim::hbone_tunnel_test
