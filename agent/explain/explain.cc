@@ -109,7 +109,7 @@ Path pathTo(const CaptureView& view, const PolicyChecker& policies, const model:
   p.address = address;
   if (dst_w) p.endpoint = refOf(*dst_w);
   // The data path's rule (model/mesh.h): a captured source is in the mesh (it has an identity),
-  // so it reaches a destination in the mesh over HBONE.
+  // so it reaches a destination in the mesh over HBONE, or within this node by the fast path.
   const bool dst_mesh = dst_w && model::inMesh(*dst_w);
   const std::string dst_key = dst_w ? p.endpoint->key : address.ip.toString();
   // The same-node fast path (tunnel/outbound.cc): both pods enrolled on this node, so the agent

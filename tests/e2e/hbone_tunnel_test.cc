@@ -301,24 +301,18 @@ TEST_F(HboneTunnelTest, CertificateRotationAndConfigReloadsUnderLoadFailNoConnec
       fs::rename(cluster_->workDir() + "/mesh.yaml.tmp", config_path_);
     }
   });
-  uint64_t total = 0;
-  uint64_t failed = 0;
-  std::vector<std::string> errors;
+  ShortConnections load;
+  bool summaries = true;
   const auto start = std::chrono::steady_clock::now();
-  while (std::chrono::steady_clock::now() - start < seconds(8)) {
-    auto r = cluster_->runInPod(
-        "frontend",
-        {testappPath(), "connect-many", "--to", std::string(kCartV1) + ":8080", "--count", "100",
-         "--send", "1024", "--expect", "1024", "--concurrency", "2"},
-        seconds(60));
-    auto many = findEvent(r.out, "many");
-    ASSERT_TRUE(many.has_value()) << r.describe() << r.out;
-    total += many->value("count", uint64_t{0});
-    failed += many->value("failed", uint64_t{0});
-    if (!many->value("ok", false)) errors.push_back(many->dump());
+  while (summaries && std::chrono::steady_clock::now() - start < seconds(8)) {
+    summaries = shortConnectionBatch("frontend", std::string(kCartV1) + ":8080", 100, 2, load);
   }
   done = true;
-  reloader.join();
+  reloader.join();  // before any ASSERT: a joinable thread must not be destroyed
+  ASSERT_TRUE(summaries) << ::testing::PrintToString(load.errors);
+  const uint64_t total = load.total;
+  const uint64_t failed = load.failed;
+  const std::vector<std::string>& errors = load.errors;
   std::cout << "under rotation and reloads: " << total << " connections, " << failed << " failed, "
             << countOf(agent1_->output(), "rotated ") - rotations << " rotations and "
             << countOf(agent1_->output(), "config in force") - reloads

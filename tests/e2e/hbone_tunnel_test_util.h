@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "tests/e2e/mesh_fixture.h"
 
@@ -93,6 +94,34 @@ class HboneTunnelTest : public MeshTest {
     auto done = findEvent(r.out, "done");
     EXPECT_TRUE(done.has_value()) << r.describe() << "\n" << r.out;
     return done.value_or(nlohmann::json::object());
+  }
+
+  // Tallies of back-to-back `nm-testapp connect-many` batches of 1 KiB echoes.
+  struct ShortConnections {
+    uint64_t total = 0;
+    uint64_t failed = 0;
+    std::vector<std::string> errors;  // every batch that failed, or printed no summary
+  };
+
+  // One batch of `count` 1 KiB echo connections from `pod` to `to`, `concurrency` at a time,
+  // added to `tally`. False when the batch printed no summary (its output is in the errors).
+  // Safe to call from a thread of the test's own.
+  bool shortConnectionBatch(const std::string& pod, const std::string& to, int count,
+                            int concurrency, ShortConnections& tally) {
+    auto r = cluster_->runInPod(
+        pod,
+        {testappPath(), "connect-many", "--to", to, "--count", std::to_string(count), "--send",
+         "1024", "--expect", "1024", "--concurrency", std::to_string(concurrency)},
+        seconds(60));
+    auto many = findEvent(r.out, "many");
+    if (!many) {
+      tally.errors.push_back(r.describe() + r.out);
+      return false;
+    }
+    tally.total += many->value("count", uint64_t{0});
+    tally.failed += many->value("failed", uint64_t{0});
+    if (!many->value("ok", false)) tally.errors.push_back(many->dump());
+    return true;
   }
 
   // A seeded `bytes`-each-way transfer from frontend (node1) to cart-v1 (node2) over HBONE,

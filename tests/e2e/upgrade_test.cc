@@ -36,25 +36,11 @@ TEST_F(UpgradeTest, UpgradingBothAgentsUnderLoadFailsNoConnection) {
   // The load runs on a thread of its own; the agents are started from this one (the
   // simulated cluster's processes die with the thread that started them: PR_SET_PDEATHSIG).
   std::atomic<bool> done{false};
-  uint64_t total = 0;
-  uint64_t failed = 0;
-  std::vector<std::string> errors;
+  ShortConnections shorts;
   const auto start = std::chrono::steady_clock::now();
   std::thread load([&] {
-    while (!done && std::chrono::steady_clock::now() - start < seconds(40)) {
-      auto r = cluster_->runInPod(
-          "frontend",
-          {testappPath(), "connect-many", "--to", std::string(kCartV1) + ":8080", "--count", "200",
-           "--send", "1024", "--expect", "1024", "--concurrency", "4"},
-          seconds(60));
-      auto many = findEvent(r.out, "many");
-      if (!many) {
-        errors.push_back(r.describe() + r.out);
-        return;
-      }
-      total += many->value("count", uint64_t{0});
-      failed += many->value("failed", uint64_t{0});
-      if (!many->value("ok", false)) errors.push_back(many->dump());
+    while (!done && std::chrono::steady_clock::now() - start < seconds(40) &&
+           shortConnectionBatch("frontend", std::string(kCartV1) + ":8080", 200, 4, shorts)) {
     }
   });
 
@@ -83,15 +69,15 @@ TEST_F(UpgradeTest, UpgradingBothAgentsUnderLoadFailsNoConnection) {
   ASSERT_TRUE(long_many.has_value()) << longs.output();
 
   // The old agents drained and left by themselves, leaving the capture to the new ones.
-  const double rate = static_cast<double>(total) / elapsed_s;
+  const double rate = static_cast<double>(shorts.total) / elapsed_s;
   auto old2_exit = old2.waitExit(seconds(25));
   auto old1_exit = old1.waitExit(seconds(25));
-  std::cout << "upgrades of both agents under load: " << total << " short connections in "
-            << elapsed_s << " s (" << static_cast<uint64_t>(rate) << "/s), " << failed
+  std::cout << "upgrades of both agents under load: " << shorts.total << " short connections in "
+            << elapsed_s << " s (" << static_cast<uint64_t>(rate) << "/s), " << shorts.failed
             << " failed; long transfers: " << long_many->value("count", uint64_t{0}) << ", "
             << long_many->value("failed", uint64_t{0}) << " failed\n";
-  EXPECT_EQ(failed, 0u) << ::testing::PrintToString(errors);
-  EXPECT_TRUE(errors.empty()) << ::testing::PrintToString(errors);
+  EXPECT_EQ(shorts.failed, 0u) << ::testing::PrintToString(shorts.errors);
+  EXPECT_TRUE(shorts.errors.empty()) << ::testing::PrintToString(shorts.errors);
   EXPECT_GE(rate, 200.0);
   EXPECT_EQ(long_exit, 0) << longs.output();
   EXPECT_EQ(long_many->value("count", uint64_t{0}), 50u) << long_many->dump();
@@ -136,25 +122,11 @@ TEST_F(UpgradeTest, UpgradingTheAgentUnderSameNodeLoadFailsNoConnection) {
                    "20", "--concurrency", "20", "--send", "1M", "--expect", "64K", "--rate", "256K",
                    "--timeout-ms", "30000", "--seed", "9"});
   std::atomic<bool> done{false};
-  uint64_t total = 0;
-  uint64_t failed = 0;
-  std::vector<std::string> errors;
+  ShortConnections shorts;
   const auto start = std::chrono::steady_clock::now();
   std::thread load([&] {
-    while (!done && std::chrono::steady_clock::now() - start < seconds(30)) {
-      auto r = cluster_->runInPod(
-          "frontend",
-          {testappPath(), "connect-many", "--to", std::string(kCartV2) + ":8080", "--count", "200",
-           "--send", "1024", "--expect", "1024", "--concurrency", "4"},
-          seconds(60));
-      auto many = findEvent(r.out, "many");
-      if (!many) {
-        errors.push_back(r.describe() + r.out);
-        return;
-      }
-      total += many->value("count", uint64_t{0});
-      failed += many->value("failed", uint64_t{0});
-      if (!many->value("ok", false)) errors.push_back(many->dump());
+    while (!done && std::chrono::steady_clock::now() - start < seconds(30) &&
+           shortConnectionBatch("frontend", std::string(kCartV2) + ":8080", 200, 4, shorts)) {
     }
   });
 
@@ -172,12 +144,13 @@ TEST_F(UpgradeTest, UpgradingTheAgentUnderSameNodeLoadFailsNoConnection) {
   auto long_many = findEvent(longs.output(), "many");
   ASSERT_TRUE(long_many.has_value()) << longs.output();
   auto old1_exit = old1.waitExit(seconds(25));
-  std::cout << "upgrade of node1's agent under same-node load: " << total << " short connections, "
-            << failed << " failed; long transfers: " << long_many->value("count", uint64_t{0})
-            << ", " << long_many->value("failed", uint64_t{0}) << " failed\n";
-  EXPECT_EQ(failed, 0u) << ::testing::PrintToString(errors);
-  EXPECT_TRUE(errors.empty()) << ::testing::PrintToString(errors);
-  EXPECT_GT(total, 0u);
+  std::cout << "upgrade of node1's agent under same-node load: " << shorts.total
+            << " short connections, " << shorts.failed
+            << " failed; long transfers: " << long_many->value("count", uint64_t{0}) << ", "
+            << long_many->value("failed", uint64_t{0}) << " failed\n";
+  EXPECT_EQ(shorts.failed, 0u) << ::testing::PrintToString(shorts.errors);
+  EXPECT_TRUE(shorts.errors.empty()) << ::testing::PrintToString(shorts.errors);
+  EXPECT_GT(shorts.total, 0u);
   EXPECT_EQ(long_exit, 0) << longs.output();
   EXPECT_EQ(long_many->value("count", uint64_t{0}), 20u) << long_many->dump();
   EXPECT_EQ(long_many->value("failed", uint64_t{0}), 0u) << long_many->dump();
