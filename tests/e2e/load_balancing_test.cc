@@ -166,9 +166,12 @@ class LoadBalancingTest : public MeshTest {
 // Must show 3, first half: 3,000 connections to a service with 3 endpoints on 2 nodes. The two
 // on the other node (cart-v1, cart-v3) are equal and each gets within +-20% of their mean; the
 // one on the client's node (cart-v2) answers sooner, and the latency-aware balancer gives it
-// more, by design: bounded here to 1.5x an even share, with no endpoint under 75% of one. (An
-// even +-20% for all three failed now and then, on this code and before it: 1,223-1,292 for
-// cart-v2 in 1 run of 4.)
+// more, by design. Since the same-node fast path is the default (its connects stay on the node;
+// HBONE's cross to node2's agent and back, on a loaded 2-core machine), it got 1,185-1,446 in 12
+// runs (1,223-1,292 before, over HBONE to its own node). Bounded here to 1,750: P2C gives one
+// endpoint at most 2/3 (2,000; it is in 2 of the 3 pairs), which is what a balancer that let
+// latency alone decide, ignoring the load, would reach. No endpoint gets under 75% of an even
+// share.
 TEST_F(LoadBalancingTest, EqualEndpointsShareConnectionsEvenly) {
   startWithConfig(withCartV3(testConfig()));
   auto servers = serveCarts();
@@ -177,7 +180,7 @@ TEST_F(LoadBalancingTest, EqualEndpointsShareConnectionsEvenly) {
   for (const auto& [pod, n] : counts) {
     total += n;
     EXPECT_GE(n, 750u) << pod;
-    EXPECT_LE(n, 1500u) << pod;
+    EXPECT_LE(n, 1750u) << pod;
   }
   EXPECT_EQ(total, 3000u);
   const double v1 = static_cast<double>(counts.at("cart-v1"));
@@ -375,25 +378,26 @@ TEST_F(LoadBalancingTest, ConnectAttemptsCapsTheRetries) {
   EXPECT_EQ(after["connect_retries"], before["connect_retries"]);
 }
 
-// Capacity weights end to end: cart-v1 has capacity 4, cart-v2 and cart-v3 1 each, so cart-v1
-// is drawn for 4 of 6 comparisons and serves by far the most. Not exactly 4/6: P2C also weighs
-// connect latency (docs/tunnel.md), and cart-v2 is on frontend's own node (measured: 367, 138
-// and 95 of 600).
+// Capacity weights end to end: cart-v1 has capacity 4 and cart-v3 1, both on node2, so equally
+// far from frontend. P2C draws cart-v1 first 4 times in 5 and divides its load by 4, so it
+// serves about 4/5 (449-479 of 600 in 6 runs); with the capacity ignored, about half (304 and
+// 269). cart-v2 is taken out of the service: it is on frontend's own node, where the same-node
+// fast path connects without crossing to node2's agent, and when load stretches the HBONE
+// connects, that latency (docs/tunnel.md), not the capacity, decides its share. With it in, one
+// CI run gave 264, 195 and 141 of 600 (cart-v1, v2, v3), where quiet runs give about 345, 155
+// and 100.
 TEST_F(LoadBalancingTest, CapacityWeightsTheShares) {
-  std::string text = withCartV3(testConfig());
+  std::string text = withoutEndpoint(withCartV3(testConfig()), "cart-v2-9b1e");
   text = withWorkloadLines(text, "cart-v1-5c2a", "  capacity: 4\n");
   startWithConfig(text);
   auto servers = serveCarts();
   constexpr int kCount = 600;
   auto counts = spread(servers, kCount);
+  EXPECT_EQ(counts["cart-v2"], 0u) << "not an endpoint of the service here";
   const double v1 = static_cast<double>(counts["cart-v1"]) / kCount;
-  const double v2 = static_cast<double>(counts["cart-v2"]) / kCount;
   const double v3 = static_cast<double>(counts["cart-v3"]) / kCount;
-  EXPECT_GT(v1, 0.45) << "expected ~0.6";
-  for (double share : {v2, v3}) {
-    EXPECT_GT(v1, 1.6 * share) << "capacity 4 against 1";
-    EXPECT_GT(share, 0.04) << "capacity 1 still gets connections";
-  }
+  EXPECT_GT(v1, 0.65) << "capacity 4 against 1: expected ~0.8";
+  EXPECT_GT(v3, 0.04) << "capacity 1 still gets connections";
 }
 
 // Locality end to end: with routingPreferences [Region, Zone] and FAILOVER, frontend (r1/z-b)
