@@ -235,7 +235,9 @@ Status Daemon::startTunnel() {
   orig_dst_ = std::make_unique<BpfOrigDst>(*capture_);
   tunnel::TunnelOptions tunnel_options;
   tunnel_options.workers = options_.workers ? options_.workers : tunnel::defaultWorkerCount();
-  tunnel_options.recv_buffer_count = options_.recv_buffers;
+  tunnel_options.hbone_recv_buffer_count = options_.recv_buffers;
+  tunnel_options.app_recv_buffer_count = options_.app_recv_buffers;
+  tunnel_options.app_recv_buffer_bytes = options_.app_recv_buffer_bytes;
   tunnel_options.busy_poll = std::chrono::microseconds(options_.busy_poll_us);
   tunnel_options.busy_poll_adaptive = !options_.busy_poll_fixed;
   tunnel_options.node = options_.node;

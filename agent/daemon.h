@@ -58,7 +58,9 @@ struct DaemonOptions {
   std::string trust_domain = "cluster.local";
   int cert_lifetime_s = 24 * 3600;
   unsigned workers = 0;
-  unsigned recv_buffers = 128;
+  unsigned recv_buffers = 128;     // tunnel::TunnelOptions, HBONE ring
+  unsigned app_recv_buffers = 32;  // the pods' sockets' ring
+  uint64_t app_recv_buffer_bytes = uint64_t{64} << 10;
   unsigned busy_poll_us = 0;
   bool busy_poll_fixed = false;  // tunnel::TunnelOptions::busy_poll_adaptive, inverted
   uint16_t admin_port = admin::kDefaultAdminPort;

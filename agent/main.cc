@@ -165,14 +165,20 @@ int agentMain(int argc, char** argv) {
                  "tunnel worker threads, one io_uring each (default: one per CPU the agent may "
                  "use)")
       ->check(CLI::Range(1, 256));
+  auto power_of_two = [](const std::string& v) -> std::string {
+    unsigned long n = std::strtoul(v.c_str(), nullptr, 10);
+    return n >= 2 && n <= 32768 && (n & (n - 1)) == 0 ? "" : "must be a power of two, 2..32768";
+  };
   app.add_option("--recv-buffers", flags.daemon.recv_buffers,
-                 "receive buffers (16 KiB each) per tunnel worker, shared by its sockets through "
-                 "an io_uring provided buffer ring; a power of two")
+                 "receive buffers (16 KiB each, a TLS record) per tunnel worker for its HBONE "
+                 "sockets, shared through an io_uring provided buffer ring; a power of two")
       ->capture_default_str()
-      ->check([](const std::string& v) -> std::string {
-        unsigned long n = std::strtoul(v.c_str(), nullptr, 10);
-        return n >= 2 && n <= 32768 && (n & (n - 1)) == 0 ? "" : "must be a power of two, 2..32768";
-      });
+      ->check(power_of_two);
+  app.add_option("--app-recv-buffers", flags.daemon.app_recv_buffers,
+                 "receive buffers (--app-recv-buffer-size each) per tunnel worker for the pods' "
+                 "sockets and plain TCP, in a ring of their own; a power of two")
+      ->capture_default_str()
+      ->check(power_of_two);
   app.add_option("--busy-poll-us", flags.daemon.busy_poll_us,
                  "microseconds each tunnel worker polls for work before it sleeps: lower "
                  "round-trip latency for CPU kept busy (docs/tunnel.md); 0 disables it")
@@ -264,6 +270,9 @@ int agentMain(int argc, char** argv) {
   add_size("--splice-pipe-size", flags.daemon.splice_pipe_bytes,
            "with --splice, the most a pipe holds per direction of a connection (F_SETPIPE_SZ)",
            4096, uint64_t{1} << 20, "64KiB");
+  add_size("--app-recv-buffer-size", flags.daemon.app_recv_buffer_bytes,
+           "size of each receive buffer for the pods' sockets (--app-recv-buffers)", 4096,
+           uint64_t{1} << 20, "64KiB");
   add_size("--max-buffered-bytes", flags.daemon.max_buffered_bytes,
            "budget for bytes HBONE peers sent that applications have not read yet, over all "
            "workers; at the budget new streams from peers that hold much get 503, over it the "

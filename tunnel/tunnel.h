@@ -78,11 +78,15 @@ struct TunnelOptions {
   // The routing table, in each pod's netns, that brings the application's replies to a
   // delivery socket bound to the client's address (see inpod_routing.h).
   uint32_t delivery_route_table = 15006;
-  // Receive buffers, per worker, in an io_uring provided buffer ring shared by all its
-  // sockets (multishot recv): an idle connection holds none, a busy socket at most 4. A full
-  // consumer stops reading, so a slow reader slows the writer (TCP flow control).
-  unsigned recv_buffer_count = 128;  // a power of two
-  size_t recv_buffer_bytes = 16 * 1024;
+  // Receive buffers, per worker, in io_uring provided buffer rings shared by its sockets
+  // (multishot recv): an idle connection holds none, a busy socket at most 4. A full consumer
+  // stops reading, so a slow reader slows the writer (TCP flow control). HBONE sockets get 16 KiB
+  // buffers, one TLS record each; the pods' sockets fewer, larger ones (the same 2 MiB), so a
+  // receive moves up to 64 KiB (faster with 4 streams and in the same-node relay: bench/README.md).
+  unsigned hbone_recv_buffer_count = 128;  // a power of two
+  size_t hbone_recv_buffer_bytes = 16 * 1024;
+  unsigned app_recv_buffer_count = 32;  // a power of two
+  size_t app_recv_buffer_bytes = 64 * 1024;
   unsigned ring_entries = 1024;
   // Opt-in busy polling: before a worker sleeps for completions it polls its ring this long
   // (0: never). A worker that is still running when a socket turns ready needs no wake-up,

@@ -11,9 +11,11 @@ Result<std::unique_ptr<WorkerLoop>> WorkerLoop::create(const WorkerShared& share
   // Two buffer rings: application sockets in one, HBONE sockets in the other. A shared ring
   // deadlocks: application sockets can hold every buffer while their streams wait for HTTP/2
   // window updates, which only an HBONE socket can receive.
-  auto app = (*ring)->createBufferRing(/*group=*/0, o.recv_buffer_count, o.recv_buffer_bytes);
+  auto app =
+      (*ring)->createBufferRing(/*group=*/0, o.app_recv_buffer_count, o.app_recv_buffer_bytes);
   if (!app) return app.error();
-  auto hbone = (*ring)->createBufferRing(/*group=*/1, o.recv_buffer_count, o.recv_buffer_bytes);
+  auto hbone =
+      (*ring)->createBufferRing(/*group=*/1, o.hbone_recv_buffer_count, o.hbone_recv_buffer_bytes);
   if (!hbone) return hbone.error();
   return std::unique_ptr<WorkerLoop>(
       new WorkerLoop(shared, std::move(*ring), std::move(*app), std::move(*hbone)));

@@ -126,7 +126,7 @@ TEST_F(HboneTunnelTest, TwoHundredConcurrentConnectionsWithDefaultWorkers) {
 // buffers) and 50 concurrent transfers, sockets keep finding the ring empty (ENOBUFS) and must
 // be re-armed as buffers come back: every transfer still completes intact, on both agents.
 TEST_F(HboneTunnelTest, TinyReceiveBufferRingStillCarriesConcurrentTransfers) {
-  startAgents({"--workers", "1", "--recv-buffers", "8"});
+  startAgents({"--workers", "1", "--recv-buffers", "8", "--app-recv-buffers", "8"});
   PoolCost cost = concurrentConnections(*cluster_, *agent1_, *agent2_, 50);
   EXPECT_EQ(cost.streams_accepted, 50u);
   EXPECT_EQ(cost.streams_rejected, 0u);
@@ -138,7 +138,7 @@ TEST_F(HboneTunnelTest, TinyReceiveBufferRingStillCarriesConcurrentTransfers) {
 // The same for the plain TCP relay: 30 concurrent plaintext clients (batch, outside the mesh)
 // into cart-v1's 15006 through an 8-buffer ring, 256 KiB each way each.
 TEST_F(HboneTunnelTest, TinyReceiveBufferRingStillCarriesConcurrentPlainTcp) {
-  startAgents({"--workers", "1", "--recv-buffers", "8"});
+  startAgents({"--workers", "1", "--recv-buffers", "8", "--app-recv-buffers", "8"});
   if (HasFatalFailure()) return;
   const uint64_t exhausted_before = tunnelStats(*agent2_)["recv_buffers_exhausted"];
   Process& server = serveParallel("cart-v1", 8080, 30, 30);
