@@ -30,6 +30,7 @@
 #include "bench/report.h"
 #include "bench/scenarios.h"
 #include "bench/suite.h"
+#include "sim/interrupt.h"
 #include "sim/privileged.h"
 #include "sim/process.h"
 #include "sim/testapp_client.h"
@@ -398,6 +399,7 @@ int writeReport(const Command& c, Results& results, const nlohmann::json& machin
 int run(int argc, char** argv) {
   auto parsed = parseCommand(argc, argv);
   if (const int* code = std::get_if<int>(&parsed)) return *code;
+  sim::cleanUpWhenInterrupted();
   Command& c = std::get<Command>(parsed);
   if (auto code = prepareMachine(c)) return *code;
   const auto started = Clock::now();
@@ -415,6 +417,7 @@ int run(int argc, char** argv) {
 }  // namespace nodemesh::bench
 
 int main(int argc, char** argv) {
+  nodemesh::sim::runSweeperIfAsked();
   try {
     return nodemesh::bench::run(argc, argv);
   } catch (const std::exception& e) {

@@ -14,7 +14,8 @@
 // Every name (netns, cgroup, bpffs and temp directories) starts with a per-instance prefix
 // nmt<pid>x<counter>. The destructor removes everything, also when the test failed or threw;
 // a run that was killed is cleaned up by the next one (sweepStale(), which removes objects
-// whose embedded pid is no longer alive).
+// whose embedded pid is no longer alive), or at once for programs that call
+// cleanUpWhenInterrupted() (interrupt.h) when a signal ended them.
 //
 // Setup methods throw HarnessError (see process.h). Not thread-safe: use from the test thread.
 

@@ -27,6 +27,7 @@
 #include "agent/bpf/pinned_counters.h"
 #include "config/local/local_config.h"
 #include "policy/authorizer.h"
+#include "sim/interrupt.h"
 #include "sim/privileged.h"
 #include "sim/sim_cluster.h"
 #include "sim/testapp_client.h"
@@ -381,6 +382,7 @@ int runDemo(const std::string& config_path, uint64_t bytes, bool with_waypoint,
 }  // namespace nodemesh::demo
 
 int main(int argc, char** argv) {
+  nodemesh::sim::runSweeperIfAsked();
   try {
     CLI::App app{
         "nodemesh-demo: a simulated two-node cluster with nodemesh agents and real "
@@ -402,6 +404,7 @@ int main(int argc, char** argv) {
     app.add_flag("--no-waypoint", no_waypoint,
                  "skip the waypoint part (L7 routing of an HTTP service by its HTTPRoute)");
     CLI11_PARSE(app, argc, argv);
+    nodemesh::sim::cleanUpWhenInterrupted();
     return nodemesh::demo::runDemo(config, bytes, !no_waypoint,
                                    {expect_denied.begin(), expect_denied.end()});
   } catch (const std::exception& e) {
