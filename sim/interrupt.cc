@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "sim/sim_cluster.h"
+#include "sim/sim_cluster_internal.h"
 
 namespace nodemesh::sim {
 namespace {
@@ -32,20 +33,6 @@ void onSignal(int sig) {
   ssize_t ignored = ::write(g_signal_pipe[1], &byte, 1);
   (void)ignored;
   errno = saved;
-}
-
-bool processGone(pid_t pid) {
-  if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
-  // A zombie is gone too: its parent (a shell) may reap it only later.
-  FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
-  if (f == nullptr) return true;
-  std::array<char, 512> buf{};
-  const size_t n = std::fread(buf.data(), 1, buf.size() - 1, f);
-  std::fclose(f);
-  const std::string stat(buf.data(), n);
-  const auto close = stat.rfind(')');
-  return close == std::string::npos || close + 2 >= stat.size() || stat[close + 2] == 'Z' ||
-         stat[close + 2] == 'X';
 }
 
 // Runs on its own thread: waits for a signal, starts the sweeper, exits the program.
@@ -120,7 +107,8 @@ void runSweeperIfAsked() {
   // The interrupted program exits right after starting this; wait for it (bounded: a pid
   // that stays alive is then someone else's, and sweepStale() leaves live runs alone anyway).
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (!processGone(static_cast<pid_t>(pid)) && std::chrono::steady_clock::now() < until) {
+  while (cluster_internal::pidAlive(static_cast<pid_t>(pid)) &&
+         std::chrono::steady_clock::now() < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   SimCluster::sweepStale();

@@ -49,6 +49,18 @@ void deleteNetns(const std::string& name, std::vector<std::string>& problems) {
   }
 }
 
+// A zombie counts as dead: a killed test runner stays one until its parent reaps it, and
+// everything it created is just as orphaned as after the reap.
+bool pidAlive(pid_t pid) {
+  if (pid == ::getpid()) return true;
+  if (::kill(pid, 0) != 0 && errno == ESRCH) return false;
+  std::string stat = readFile("/proc/" + std::to_string(pid) + "/stat");
+  auto close = stat.rfind(')');  // comm may contain spaces and parentheses
+  if (close == std::string::npos || close + 2 >= stat.size()) return false;
+  char state = stat[close + 2];
+  return state != 'Z' && state != 'X';
+}
+
 }  // namespace cluster_internal
 
 namespace {
@@ -58,6 +70,7 @@ using cluster_internal::errnoText;
 using cluster_internal::exists;
 using cluster_internal::kBpffsRoot;
 using cluster_internal::kNetnsDir;
+using cluster_internal::pidAlive;
 using cluster_internal::tempRoot;
 using cluster_internal::writeString;
 
@@ -81,18 +94,6 @@ std::optional<pid_t> embeddedPid(const std::string& name) {
   } catch (const std::exception&) {
     return std::nullopt;
   }
-}
-
-// A zombie counts as dead: a killed test runner stays one until its parent reaps it, and
-// everything it created is just as orphaned as after the reap.
-bool pidAlive(pid_t pid) {
-  if (pid == ::getpid()) return true;
-  if (::kill(pid, 0) != 0 && errno == ESRCH) return false;
-  std::string stat = readFile("/proc/" + std::to_string(pid) + "/stat");
-  auto close = stat.rfind(')');  // comm may contain spaces and parentheses
-  if (close == std::string::npos || close + 2 >= stat.size()) return false;
-  char state = stat[close + 2];
-  return state != 'Z' && state != 'X';
 }
 
 // All cgroup directories at and below root, deepest first.

@@ -2,6 +2,7 @@
 
 // Internal to sim/sim_cluster*.cc: paths and small file helpers the cluster's pieces share.
 
+#include <sys/types.h>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -40,5 +41,8 @@ inline std::string tempRoot() {
 
 // `ip netns delete`, or by hand when that fails (sim_cluster_cleanup.cc).
 void deleteNetns(const std::string& name, std::vector<std::string>& problems);
+
+// Whether pid is a live process (a zombie is not; this process is). sim_cluster_cleanup.cc.
+bool pidAlive(pid_t pid);
 
 }  // namespace nodemesh::sim::cluster_internal
