@@ -1,13 +1,13 @@
 #pragma once
 
-// Ctrl-C for programs that build SimClusters (the demo, the benchmark). Left to the default
-// action, SIGINT, SIGTERM or SIGHUP kills such a program where it stands, and what its clusters
-// created (network namespaces, cgroups, bpffs pins, work directories) stays until the next run
-// sweeps it. With cleanUpWhenInterrupted(), the signal starts a sweeper instead: this same
-// executable, run again with NODEMESH_SIM_SWEEP_AFTER=<pid>, which waits until the program is
-// gone and then runs SimCluster::sweepStale(). The program exits at once with 128 + the signal;
-// the processes it started die with it (they are started with PR_SET_PDEATHSIG) or are killed
-// through their cgroups by the sweep.
+// Ctrl-C for programs that build SimClusters (the demo, the benchmark, the e2e tests). Left to the
+// default action, SIGINT, SIGTERM or SIGHUP kills such a program where it stands, and what its
+// clusters created (network namespaces, cgroups, bpffs pins, work directories) stays until the next
+// run sweeps it. With cleanUpWhenInterrupted(), the signal starts a sweeper instead: this same
+// executable, run again with NODEMESH_SIM_SWEEP_AFTER=<pid>, which waits until the program is gone
+// and then runs SimCluster::sweepStale(). The program exits at once with 128 + the signal; the
+// processes it started die with it (they are started with PR_SET_PDEATHSIG) or are killed through
+// their cgroups by the sweep.
 
 namespace nodemesh::sim {
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# ctest interrupt_cleanup: Ctrl-C (SIGINT) on the demo, and SIGTERM on the benchmark, while their
-# simulated cluster is up with agents running, must leave nothing of that cluster behind: no
-# network namespace, cgroup, bpffs directory, work directory, handoff socket or process (sim/
-# interrupt.h). Without the cleanup they stayed until the next run swept them.
+# ctest interrupt_cleanup: Ctrl-C (SIGINT) on the demo and on the end-to-end tests, and SIGTERM on
+# the benchmark, while their simulated cluster is up with agents running, must leave nothing of
+# that cluster behind: no network namespace, cgroup, bpffs directory, work directory, handoff
+# socket or process (sim/interrupt.h). Without the cleanup they stayed until the next run swept
+# them.
 #
 #   tests/e2e/check_interrupt_cleanup.sh BIN_DIR OUT_DIR
 set -uo pipefail
@@ -80,5 +81,7 @@ check() {
 }
 
 check demo INT "$bin/nodemesh-demo"
+# The soak test runs 30 s; it is interrupted a second after its cluster has an agent.
+check e2e INT "$bin/nodemesh_e2e_tests" --gtest_filter='SoakTest.*'
 check bench TERM "$bin/nodemesh-bench" --quick --modes nodemesh --scenarios throughput \
   --out "$out/bench"
