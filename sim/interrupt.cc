@@ -40,6 +40,9 @@ void onSignal(int sig) {
   unsigned char sig = 0;
   while (::read(g_signal_pipe[0], &sig, 1) != 1) {
   }
+  // Whoever reads our output may be gone already (ctest, or a pipe to `tee`, stops on the same
+  // Ctrl-C): a write must fail with EPIPE, not kill the program before the sweeper starts.
+  ::signal(SIGPIPE, SIG_IGN);
   std::fprintf(stderr, "\n[sim_cluster] interrupted by %s: cleaning up in the background\n",
                ::strsignal(sig));
   // Everything the child needs is built before fork(): in a multithreaded process the child may
@@ -99,6 +102,9 @@ void cleanUpWhenInterrupted() {
 void runSweeperIfAsked() {
   const char* value = std::getenv(kSweepAfterEnv);
   if (value == nullptr) return;
+  // Its output goes where the interrupted program's went, which may be closed by now: the
+  // sweep must not die of SIGPIPE on its first log line.
+  ::signal(SIGPIPE, SIG_IGN);
   const long pid = std::strtol(value, nullptr, 10);
   if (pid <= 0) {
     std::fprintf(stderr, "[sim_cluster] %s=%s is not a pid\n", kSweepAfterEnv, value);
