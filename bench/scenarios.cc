@@ -198,6 +198,9 @@ Figures ScenarioRunner::http() {
     f["http_vcpu_side"] = side_cpu * per_1000;
     f["http_rss_side"] = side_rss;
     f["idle_vcpu_total"] = tunnelVcpu(idle_before, idle_after, idle_wall);
+    double rest_rss = 0;
+    for (const auto& sample : idle_after) rest_rss = std::max(rest_rss, sample.rss_mb);
+    f["rest_rss_side"] = rest_rss;
   }
   return f;
 }

@@ -51,6 +51,7 @@ inline constexpr MetricInfo kMetrics[] = {
      true},
     {"conn_p50_us", "conn-rate", "Connection (connect + echo + close) p50", "us", false, false},
     {"idle_vcpu_total", "http", "Tunnel vCPU without traffic, both sides", "vCPU", false, true},
+    {"rest_rss_side", "http", "Tunnel RSS without traffic, larger side", "MB", false, true},
     {"http_vcpu_side", "http", "HTTP 1 KiB at 1,000 req/s: vCPU, busier side", "vCPU", false, true},
     {"http_vcpu_total", "http", "HTTP 1 KiB at 1,000 req/s: vCPU, both sides", "vCPU", false, true},
     {"http_rss_side", "http", "HTTP 1 KiB at 1,000 req/s: RSS, larger side", "MB", false, true},
