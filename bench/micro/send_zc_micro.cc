@@ -33,7 +33,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -136,12 +135,10 @@ struct Run {
 // again only after its notification (kBuffers rotate, so the next send need not wait for it).
 Run runOnce(bool zero_copy, size_t chunk, double duration) {
   const Connection connection = connectOverLoopback();
-  std::atomic<bool> receiving{true};
+  // Reads until the sender's shutdown (EOF) at the end of the run.
   std::thread receiver([&] {
     std::vector<char> sink(256 * 1024);
-    while (receiving.load(std::memory_order_relaxed)) {
-      const ssize_t got = recv(connection.receiver, sink.data(), sink.size(), 0);
-      if (got <= 0) break;
+    while (recv(connection.receiver, sink.data(), sink.size(), 0) > 0) {
     }
   });
 
@@ -211,7 +208,6 @@ Run runOnce(bool zero_copy, size_t chunk, double duration) {
   }
   const double elapsed = seconds(CLOCK_MONOTONIC) - start;
   shutdown(connection.sender, SHUT_WR);
-  receiving.store(false);
   receiver.join();
   const double cpu = processCpuSeconds() - cpu_start;
   io_uring_queue_exit(&ring);
