@@ -76,6 +76,14 @@ Result<xds::Istiod*> Daemon::istiod() {
 }
 
 Daemon::~Daemon() {
+  if (accepts_waiter_.joinable()) {
+    const uint64_t one = 1;
+    if (::write(accepts_waiter_stop_.get(), &one, sizeof(one)) < 0) {
+      spdlog::warn("handoff: waking the thread waiting for the previous agent: {}",
+                   std::strerror(errno));
+    }
+    accepts_waiter_.join();
+  }
   // The informers' callbacks publish through publishMerged(), which reads kube_ under
   // publish_mu_: take it out under the lock, stop it (joining those threads) outside it.
   std::unique_ptr<KubeIntegration> kube;
@@ -429,6 +437,7 @@ void Daemon::run() {
           spdlog::warn("handoff: telling the previous agent: {}", st.error().message);
         } else {
           spdlog::info("handoff: took over from the previous agent");
+          restartAcceptsWhenPreviousStops(std::move(*inheritance_));
         }
         inheritance_.reset();
         listenForHandoff();

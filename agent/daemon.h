@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "agent/access_log.h"
@@ -148,6 +149,9 @@ class Daemon {
   // After a handoff: serves the open connections until they end, the drain deadline passes or
   // SIGTERM/SIGINT comes; the capture stays for the next agent.
   void drainForNextAgent();
+  // After taking over: once the previous agent reports that it accepts no more, re-arms this
+  // agent's accepts (agent/handoff.h, "stopped"). On a thread of its own, joined on exit.
+  void restartAcceptsWhenPreviousStops(Handoff handoff);
   // The source's snapshot plus the workloads of this node's pods from the Kubernetes API.
   void publishMerged();
   // The config dump's "controlPlane": where config and certificates come from.
@@ -204,6 +208,9 @@ class Daemon {
   std::atomic<bool> handoff_in_progress_{false};  // no discovery pass meanwhile
   std::atomic<bool> handed_over_{false};          // run() returns, stop() drains
   std::unique_ptr<HandoffServer> handoff_server_;
+  UniqueFd handoff_conn_;         // the next agent's, after the handover: "stopped" goes there
+  UniqueFd accepts_waiter_stop_;  // eventfd: ends the wait below early
+  std::thread accepts_waiter_;    // restartAcceptsWhenPreviousStops()
 };
 
 }  // namespace nodemesh::agent

@@ -6,6 +6,8 @@
 #include "agent/daemon.h"
 
 #include <signal.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstring>
@@ -53,7 +55,8 @@ void Daemon::listenForHandoff() {
     }
     handoff_in_progress_ = false;
   };
-  hooks.handed_over = [this] {
+  hooks.handed_over = [this](UniqueFd conn) {
+    handoff_conn_ = std::move(conn);  // read by the loop thread once it sees handed_over_
     handed_over_ = true;
     pthread_kill(loop_thread_, SIGUSR2);
   };
@@ -71,6 +74,20 @@ void Daemon::drainForNextAgent() {
   keep_capture_ = true;
   agent_->leaveEnrolled();
   tunnel_->drain();
+  // The new agent re-arms its accepts once ours are gone: a connection that woke one of ours
+  // while it was being cancelled is still queued (agent/handoff.h, "stopped"). Cancelling
+  // takes a loop turn of each worker.
+  const auto stop_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (!tunnel_->acceptsStopped() && std::chrono::steady_clock::now() < stop_deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (!tunnel_->acceptsStopped()) {
+    spdlog::warn("handoff: accepts still pending after 2 s; telling the new agent anyway");
+  }
+  if (auto st = reportAcceptsStopped(handoff_conn_); !st) {
+    spdlog::warn("handoff: telling the new agent that this one accepts no more: {}",
+                 st.error().message);
+  }
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::seconds(options_.drain_timeout_s);
   sigset_t signals;
@@ -126,6 +143,33 @@ void Daemon::drainForNextAgent() {
       if (sigwait(&signals, &sig) != 0) break;
     }
   }
+}
+
+void Daemon::restartAcceptsWhenPreviousStops(Handoff handoff) {
+  accepts_waiter_stop_.reset(::eventfd(0, EFD_CLOEXEC));
+  if (!accepts_waiter_stop_.valid()) {
+    spdlog::warn("handoff: eventfd: {}; restarting the accepts now", std::strerror(errno));
+    tunnel_->restartAccepts();
+    return;
+  }
+  accepts_waiter_ = std::thread([this, handoff = std::move(handoff)]() mutable {
+    auto stopped =
+        awaitAcceptsStopped(handoff, accepts_waiter_stop_.get(), std::chrono::seconds(5));
+    if (!stopped && stopped.error().code == ECANCELED) return;  // this agent is stopping
+    tunnel_->restartAccepts();
+    if (!stopped) {
+      spdlog::warn(
+          "handoff: waiting for the previous agent to stop accepting: {}; accepts "
+          "restarted anyway",
+          stopped.error().message);
+    } else if (!*stopped) {
+      spdlog::info(
+          "handoff: the previous agent closed the handoff connection without saying that it "
+          "stopped accepting (an older agent, or it died): accepts restarted");
+    } else {
+      spdlog::info("handoff: the previous agent accepts no more: accepts restarted");
+    }
+  });
 }
 
 void Daemon::decideCaptureOnStop() {

@@ -236,7 +236,7 @@ bool HandoffServer::handOver(UniqueFd conn) {
     auto ready = receiveMessage(conn.get(), stop_.get(), -1);
     if (ready && ready->text == "ready") {
       spdlog::info("handoff: the new agent accepts on the sockets: draining");
-      hooks_.handed_over();
+      hooks_.handed_over(std::move(conn));
       return true;
     }
     if (!ready && ready.error().code == ECANCELED) return false;  // this agent is stopping
@@ -308,7 +308,26 @@ Result<std::optional<Handoff>> requestHandoff(const std::string& path,
 
 Status confirmHandoff(Handoff& handoff) {
   Status st = sendMessage(handoff.conn.get(), "ready");
+  if (!st) handoff.conn.reset();
+  return st;
+}
+
+Result<bool> awaitAcceptsStopped(Handoff& handoff, int stop_fd, std::chrono::milliseconds timeout) {
+  if (!handoff.conn.valid()) return false;
+  auto msg = receiveMessage(handoff.conn.get(), stop_fd, static_cast<int>(timeout.count()));
   handoff.conn.reset();
+  if (!msg) return msg.error();
+  if (msg->text.empty() && !msg->attached.valid()) return false;  // closed
+  if (msg->text != "stopped") {
+    return Error{EPROTO, "handoff: unexpected message '" + msg->text + "' after ready"};
+  }
+  return true;
+}
+
+Status reportAcceptsStopped(UniqueFd& conn) {
+  if (!conn.valid()) return okStatus();
+  Status st = sendMessage(conn.get(), "stopped");
+  conn.reset();
   return st;
 }
 

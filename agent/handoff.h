@@ -15,8 +15,17 @@
 //               readiness servers, whose ports the new agent binds next)
 //   old -> new  "end <sockets sent>"
 //   new -> old  "ready" once it has taken its pods (its first pass), accepting on the sockets
+//   old -> new  "stopped" once none of its accepts is pending any more; then it closes
 // The old agent then drains. If the connection ends before "ready" (the new agent failed), the
 // old agent starts its servers again and carries on as if nothing happened.
+//
+// Why "stopped": an io_uring accept waits on the listening socket as an exclusive waiter, and
+// the kernel wakes only the first such waiter for a new connection. A connection that arrives
+// while the old agent's accept is being cancelled wakes that accept, which then completes
+// cancelled without taking it: the connection stays queued, and the new agent's accept, never
+// woken, sleeps until the next connection arrives (an HBONE peer's next connection may be
+// minutes away). Once the old agent's accepts are gone, the new agent re-arms its own
+// (Tunnel::restartAccepts()), and a re-armed accept takes what is queued at once.
 //
 // Written by hand: no library here passes descriptors between processes.
 
@@ -45,8 +54,9 @@ class HandoffServer {
     std::function<std::vector<tunnel::InheritedListener>()> export_listeners;
     // The next agent failed before taking over: serve on the ports again.
     std::function<void()> restore_ports;
-    // The next agent accepts on the sockets: stop accepting and drain. Called once.
-    std::function<void()> handed_over;
+    // The next agent accepts on the sockets: stop accepting and drain. Called once, with the
+    // connection to send "stopped" on (reportAcceptsStopped()).
+    std::function<void(UniqueFd conn)> handed_over;
   };
 
   // Listens at `path` (a stale socket file there is replaced; the directory is created).
@@ -82,6 +92,16 @@ struct Handoff {
 Result<std::optional<Handoff>> requestHandoff(const std::string& path,
                                               std::chrono::milliseconds timeout);
 // Tells the previous agent that this one accepts on the sockets: it stops accepting and drains.
+// The connection stays open for awaitAcceptsStopped().
 Status confirmHandoff(Handoff& handoff);
+// After confirmHandoff(): waits until the previous agent reports that it accepts no more
+// ("stopped", true), closes the connection without it (false: an agent that predates the
+// message, or one that died), or `timeout` passes (an error), whichever comes first; `stop_fd`
+// turning readable ends the wait (ECANCELED). The connection is closed in every case.
+Result<bool> awaitAcceptsStopped(Handoff& handoff, int stop_fd, std::chrono::milliseconds timeout);
+
+// The previous agent's side, after the handover: no accept of its own is pending any more.
+// Sends "stopped" and closes the connection.
+Status reportAcceptsStopped(UniqueFd& conn);
 
 }  // namespace nodemesh::agent

@@ -46,6 +46,11 @@ void Mailbox::postDrain() {
   wake();
 }
 
+void Mailbox::postRestartAccepts() {
+  restart_accepts_.store(true);
+  wake();
+}
+
 std::vector<Mailbox::PodCommand> Mailbox::takePods() {
   std::vector<PodCommand> pods;
   std::lock_guard<std::mutex> lock(mu_);

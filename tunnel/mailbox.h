@@ -39,7 +39,10 @@ class Mailbox {
   void postPolicyChange();
   void postStop();
   void postDrain();
+  void postRestartAccepts();
   bool stopping() const { return stopping_.load(); }
+  // After postDrain(): the loop has no accept pending any more.
+  bool acceptsStopped() const { return accepts_stopped_.load(); }
   // Waits at most a second for the loop's answer (empty then).
   std::vector<ConnectionInfo> requestConnections();
 
@@ -53,6 +56,8 @@ class Mailbox {
   std::vector<PodCommand> takePods();
   bool takePolicyChange() { return policy_changed_.exchange(false); }
   bool takeDrain() { return drain_.exchange(false); }
+  bool takeRestartAccepts() { return restart_accepts_.exchange(false); }
+  void setAcceptsStopped() { accepts_stopped_.store(true); }
   // Answers the pending requests with what `list` returns (called once, if any is pending).
   void answerConnections(const std::function<std::vector<ConnectionInfo>()>& list);
 
@@ -71,6 +76,8 @@ class Mailbox {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> policy_changed_{false};
   std::atomic<bool> drain_{false};
+  std::atomic<bool> restart_accepts_{false};
+  std::atomic<bool> accepts_stopped_{false};
   std::mutex mu_;
   std::vector<PodCommand> pods_;
   std::vector<std::shared_ptr<ConnectionsRequest>> requests_;

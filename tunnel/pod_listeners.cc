@@ -205,6 +205,30 @@ void PodListeners::drain() {
   }
 }
 
+bool PodListeners::acceptsStopped() const {
+  for (const auto& [cookie, pod] : pods_) {
+    for (const auto& l : pod->listeners) {
+      if (l->stopped && l->in_flight) return false;
+    }
+  }
+  return true;
+}
+
+void PodListeners::restartAccepts() {
+  for (auto& [cookie, pod] : pods_) {
+    for (auto& l : pod->listeners) {
+      if (l->closing || l->stopped) continue;
+      // In flight: onAccept() arms it again once cancelled. Waiting out a backoff: the accept
+      // that follows it takes the queue anyway (the cancel finds nothing).
+      if (l->in_flight) {
+        ring_.cancel(&l->accept_tag);
+      } else {
+        arm(l.get());
+      }
+    }
+  }
+}
+
 void PodListeners::reap() {
   for (auto it = retired_.begin(); it != retired_.end();) {
     bool idle = true;

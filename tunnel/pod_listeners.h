@@ -99,6 +99,12 @@ class PodListeners {
   // still serve streams) and leaves the delivery routing in place from now on, retireAll()
   // included: the next agent uses it.
   void drain();
+  // After drain(): no stopped listener has an accept pending (the cancelled ones completed).
+  bool acceptsStopped() const;
+  // Cancels every serving listener's accept; each is armed again when its cancellation
+  // completes, and a new accept first takes what is already queued (agent/handoff.h explains
+  // why an upgrade needs it).
+  void restartAccepts();
   Pod* find(uint64_t cookie);
   // The enrolled (not retired) pod with this address, or null.
   Pod* findByIp(const IpAddress& ip);

@@ -263,6 +263,13 @@ class Tunnel {
   // sockets go to it), leave each pod's delivery routing in place for it, and ask HBONE peers
   // to open new streams elsewhere (GOAWAY). Open connections go on until they end or stop().
   virtual void drain() {}
+  // After drain(): true once none of this tunnel's accepts is pending any more (the cancelled
+  // ones have completed). From then on a connection queued on a shared socket wakes only the
+  // next agent's accept.
+  virtual bool acceptsStopped() const { return true; }
+  // The previous agent's accepts are gone (agent/handoff.h, "stopped"): every listener's
+  // accept is armed again, which takes at once the connections queued meanwhile.
+  virtual void restartAccepts() {}
 };
 
 // One per CPU this process may run on.

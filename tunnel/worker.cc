@@ -87,6 +87,10 @@ void Worker::drain() {
   mailbox_->postDrain();
 }
 
+void Worker::restartAccepts() {
+  mailbox_->postRestartAccepts();
+}
+
 void Worker::stop() {
   if (!thread_.joinable()) return;
   mailbox_->postStop();

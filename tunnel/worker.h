@@ -42,6 +42,8 @@ class Worker final : public Tunnel {
   std::vector<ConnectionInfo> connections() const override;
   void stop() override;
   void drain() override;
+  bool acceptsStopped() const override { return !mailbox_ || mailbox_->acceptsStopped(); }
+  void restartAccepts() override;
 
  private:
   TunnelOptions options_;

@@ -76,6 +76,10 @@ void WorkerLoop::run() {
       }
     }
     ring_->submitAndDispatch();
+    if (draining_ && !accepts_stopped_ && pods_.acceptsStopped()) {
+      accepts_stopped_ = true;
+      shared_.mailbox.setAcceptsStopped();
+    }
     // Before the flush: the resets of shed streams go out with it.
     bridges_.shedOverBudget();
     if (pool_) pool_->flushDirty();
@@ -110,8 +114,10 @@ void WorkerLoop::onWake() {
   const bool stopping = mailbox.stopping();
   if (mailbox.takeDrain() && !stopping) {
     pods_.drain();
+    draining_ = true;
     if (pool_) pool_->drainServers();
   }
+  if (mailbox.takeRestartAccepts() && !stopping && !draining_) pods_.restartAccepts();
   if (stopping) {
     pods_.retireAll();
     relay_.abortAll("agent stopping");

@@ -92,6 +92,8 @@ class WorkerLoop final : public PodHandler, public ConnectionEvents, public io::
   uint64_t wake_buf_ = 0;
   __kernel_timespec timer_interval_{1, 0};
   bool timer_in_flight_ = false;
+  bool draining_ = false;         // an upgrade's drain (Mailbox::postDrain())
+  bool accepts_stopped_ = false;  // ... and its cancelled accepts have all completed
 };
 
 }  // namespace nodemesh::tunnel

@@ -83,6 +83,13 @@ class Workers final : public Tunnel {
   void drain() override {
     for (auto& w : workers_) w->drain();
   }
+  bool acceptsStopped() const override {
+    return std::all_of(workers_.begin(), workers_.end(),
+                       [](const auto& w) { return w->acceptsStopped(); });
+  }
+  void restartAccepts() override {
+    for (auto& w : workers_) w->restartAccepts();
+  }
   void setSnapshot(model::SnapshotPtr snapshot) override {
     // One authorizer for all workers: built once per config version.
     auto authorizer = snapshot ? std::make_shared<const policy::Authorizer>(snapshot) : nullptr;

@@ -106,13 +106,20 @@ class HboneTunnelTest : public MeshTest {
   // One batch of `count` 1 KiB echo connections from `pod` to `to`, `concurrency` at a time,
   // added to `tally`. False when the batch printed no summary (its output is in the errors).
   // Safe to call from a thread of the test's own.
+  // `timeout_ms` (0: connect-many's default): how long one connection may take.
   bool shortConnectionBatch(const std::string& pod, const std::string& to, int count,
-                            int concurrency, ShortConnections& tally) {
-    auto r = cluster_->runInPod(
-        pod,
-        {testappPath(), "connect-many", "--to", to, "--count", std::to_string(count), "--send",
-         "1024", "--expect", "1024", "--concurrency", std::to_string(concurrency)},
-        seconds(60));
+                            int concurrency, ShortConnections& tally, int timeout_ms = 0) {
+    std::vector<std::string> argv = {testappPath(),   "connect-many",
+                                     "--to",          to,
+                                     "--count",       std::to_string(count),
+                                     "--send",        "1024",
+                                     "--expect",      "1024",
+                                     "--concurrency", std::to_string(concurrency)};
+    if (timeout_ms > 0) {
+      argv.emplace_back("--timeout-ms");
+      argv.emplace_back(std::to_string(timeout_ms));
+    }
+    auto r = cluster_->runInPod(pod, argv, seconds(60));
     auto many = findEvent(r.out, "many");
     if (!many) {
       tally.errors.push_back(r.describe() + r.out);

@@ -17,8 +17,9 @@ using UpgradeTest = HboneTunnelTest;
 // Issue 21, must show 4: both agents are upgraded (node2's, which serves HBONE from node1's
 // pool, then node1's, which owns the clients' outbound listeners) while short connections run
 // back to back from frontend to cart-v1 across the nodes and 50 long transfers are open. No
-// new connection fails, and every long transfer, which ends within the drain window, arrives
-// whole: the old agents stop accepting, serve what they have, and exit by themselves.
+// new connection fails or waits 2 s for an answer, and every long transfer, which ends within
+// the drain window, arrives whole: the old agents stop accepting, serve what they have, and
+// exit by themselves.
 TEST_F(UpgradeTest, UpgradingBothAgentsUnderLoadFailsNoConnection) {
   const std::vector<std::string> drain = {"--drain-timeout-s", "20"};
   startAgents(drain);
@@ -40,7 +41,8 @@ TEST_F(UpgradeTest, UpgradingBothAgentsUnderLoadFailsNoConnection) {
   const auto start = std::chrono::steady_clock::now();
   std::thread load([&] {
     while (!done && std::chrono::steady_clock::now() - start < seconds(40) &&
-           shortConnectionBatch("frontend", std::string(kCartV1) + ":8080", 200, 4, shorts)) {
+           shortConnectionBatch("frontend", std::string(kCartV1) + ":8080", 200, 4, shorts,
+                                /*timeout_ms=*/2000)) {
     }
   });
 
@@ -106,6 +108,80 @@ TEST_F(UpgradeTest, UpgradingBothAgentsUnderLoadFailsNoConnection) {
   (void)server.waitExit(seconds(5));
 }
 
+// Eight upgrades one after the other (six of node2's agent, the HBONE server, two of node1's,
+// the client's) while one client connects without pause and 40 paced transfers keep the workers
+// busy. Each old agent's GOAWAY makes node1's agent open its next HBONE connection at once, to
+// a socket the old agent is just leaving: an accept of the old agent woken by it while being
+// cancelled would leave it queued, with no accept of the new agent woken to take it
+// (agent/handoff.h, "stopped"), and every stream of the pool would wait on its handshake. Each
+// new agent must hear "stopped" and restart its accepts, and no connection may fail. The
+// kernel's side of it is pinned down in tests/unit/tunnel/pod_listeners_handoff_test.cc: the
+// race is too narrow here to fail reliably without the fix (0 of 6 runs; the test above failed
+// in 1 of 3 runs without it, under its heavier load).
+TEST_F(UpgradeTest, RepeatedUpgradesStrandNoQueuedConnection) {
+  startAgents({"--drain-timeout-s", "5"});
+  if (HasFatalFailure()) return;
+  Process& server = serveParallel("cart-v1", 8080, /*count=*/0, /*parallel=*/64);
+  // Busy workers (40 paced transfers of 1 MiB, 4 s each, open across the first upgrades) are
+  // slower to take a drain: the old agent's cancel comes later.
+  Process& longs = cluster_->startInPod(
+      "frontend", {testappPath(), "connect-many", "--to", std::string(kCartV1) + ":8080", "--count",
+                   "40", "--concurrency", "40", "--send", "1M", "--expect", "64K", "--rate", "256K",
+                   "--timeout-ms", "30000", "--seed", "7"});
+  std::atomic<bool> done{false};
+  ShortConnections shorts;
+  std::thread load([&] {
+    while (!done) {
+      auto r = cluster_->runInPod(
+          "frontend",
+          {testappPath(), "connect-many", "--to", std::string(kCartV1) + ":8080", "--count", "100",
+           "--send", "1024", "--expect", "1024", "--concurrency", "1", "--timeout-ms", "3000"},
+          seconds(60));
+      auto many = findEvent(r.out, "many");
+      if (!many) {
+        shorts.errors.push_back(r.describe() + r.out);
+        return;
+      }
+      shorts.total += many->value("count", uint64_t{0});
+      shorts.failed += many->value("failed", uint64_t{0});
+      if (!many->value("ok", false)) shorts.errors.push_back(many->dump());
+    }
+  });
+
+  std::vector<Process*> olds;
+  int upgrades = 0;
+  bool took_all = true;
+  for (int round = 0; round < 8 && took_all; ++round) {
+    std::this_thread::sleep_for(milliseconds(300));
+    // Mostly node2's (the HBONE server), every fourth node1's (the client's 15001).
+    const bool client_side = round % 4 == 3;
+    Process*& current = client_side ? agent1_ : agent2_;
+    olds.push_back(current);
+    current =
+        client_side
+            ? &startAgent("node1", {"--exclude-outbound-ports", "9090", "--drain-timeout-s", "5"})
+            : &startAgent("node2", {"--exclude-inbound-ports", "9191", "--drain-timeout-s", "5"});
+    took_all = current->waitForOutput("handoff: the previous agent accepts no more", seconds(15));
+    upgrades += took_all ? 1 : 0;
+  }
+  std::this_thread::sleep_for(milliseconds(500));
+  done = true;
+  load.join();
+  ASSERT_TRUE(took_all) << agent1_->output() << agent2_->output();
+  std::cout << "repeated upgrades: " << upgrades << " upgrades, " << shorts.total
+            << " short connections, " << shorts.failed << " failed\n";
+  EXPECT_EQ(shorts.failed, 0u) << ::testing::PrintToString(shorts.errors);
+  EXPECT_TRUE(shorts.errors.empty()) << ::testing::PrintToString(shorts.errors);
+  EXPECT_GT(shorts.total, 0u);
+  EXPECT_EQ(longs.waitExit(seconds(30)), 0) << longs.output();
+  for (Process* old : olds) {
+    EXPECT_EQ(old->waitExit(seconds(15)), 0) << old->output();
+    EXPECT_EQ(old->output().find("accepts still pending"), std::string::npos) << old->output();
+  }
+  (void)server.signal(SIGTERM);
+  (void)server.waitExit(seconds(5));
+}
+
 // The same within one node, where the agent joins both ends itself (the same-node fast path, the
 // default): node1's agent is upgraded while short connections run from frontend to cart-v2 and
 // 20 long ones are open. The old agent keeps relaying what it holds until each ends; the new one
@@ -126,7 +202,8 @@ TEST_F(UpgradeTest, UpgradingTheAgentUnderSameNodeLoadFailsNoConnection) {
   const auto start = std::chrono::steady_clock::now();
   std::thread load([&] {
     while (!done && std::chrono::steady_clock::now() - start < seconds(30) &&
-           shortConnectionBatch("frontend", std::string(kCartV2) + ":8080", 200, 4, shorts)) {
+           shortConnectionBatch("frontend", std::string(kCartV2) + ":8080", 200, 4, shorts,
+                                /*timeout_ms=*/2000)) {
     }
   });
 

@@ -1,10 +1,12 @@
 // The upgrade handoff's exchange (agent/handoff.h) between two objects of this process, over a
-// real unix socket: the sockets arrive as the same sockets, "ready" hands over, a new agent
-// that goes away before "ready" gives the ports back, and a bad peer gets a clear error.
+// real unix socket: the sockets arrive as the same sockets, "ready" hands over, "stopped" comes
+// back once the old agent's accepts are gone, a new agent that goes away before "ready" gives
+// the ports back, and a bad peer gets a clear error.
 
 #include "agent/handoff.h"
 
 #include <netinet/in.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -15,6 +17,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -66,7 +69,11 @@ class HandoffTest : public ::testing::Test {
     HandoffServer::Hooks hooks;
     hooks.release_ports = [this] { released_ = true; };
     hooks.restore_ports = [this] { restored_ = true; };
-    hooks.handed_over = [this] { handed_over_ = true; };
+    hooks.handed_over = [this](UniqueFd conn) {
+      std::lock_guard<std::mutex> lock(mu_);
+      conn_ = std::move(conn);
+      handed_over_ = true;
+    };
     hooks.export_listeners = [this] {
       std::vector<tunnel::InheritedListener> out;
       out.push_back({11, tunnel::ListenerKind::kOutbound, false, UniqueFd(::dup(outbound_.get()))});
@@ -86,6 +93,8 @@ class HandoffTest : public ::testing::Test {
   std::atomic<bool> released_{false};
   std::atomic<bool> restored_{false};
   std::atomic<bool> handed_over_{false};
+  std::mutex mu_;
+  UniqueFd conn_;  // the old agent's end after the handover
 };
 
 TEST_F(HandoffTest, NoRunningAgentIsAPlainStart) {
@@ -114,6 +123,82 @@ TEST_F(HandoffTest, TheSameSocketsArriveAndReadyHandsOver) {
   ASSERT_TRUE(confirmHandoff(**handoff).ok());
   EXPECT_TRUE(waitFor(handed_over_));
   EXPECT_FALSE(restored_);
+}
+
+// The old agent reports when its accepts are gone; the new one waits for that (an old agent that
+// closes without it, or says something else, ends the wait too; so does this agent stopping).
+TEST_F(HandoffTest, WithoutStoppedTheWaitTimesOut) {
+  startServer();
+  auto handoff = requestHandoff(path_, milliseconds(5000));
+  ASSERT_TRUE(handoff.ok() && handoff->has_value());
+  ASSERT_TRUE(confirmHandoff(**handoff).ok());
+  ASSERT_TRUE(waitFor(handed_over_));
+  // Nothing yet: the wait times out.
+  auto early = awaitAcceptsStopped(**handoff, -1, milliseconds(50));
+  ASSERT_FALSE(early.ok());
+  EXPECT_EQ(early.error().code, ETIMEDOUT);
+}
+
+TEST_F(HandoffTest, StoppedEndsTheNewAgentsWait) {
+  startServer();
+  auto handoff = requestHandoff(path_, milliseconds(5000));
+  ASSERT_TRUE(handoff.ok() && handoff->has_value());
+  ASSERT_TRUE(confirmHandoff(**handoff).ok());
+  ASSERT_TRUE(waitFor(handed_over_));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ASSERT_TRUE(conn_.valid());
+    ASSERT_TRUE(reportAcceptsStopped(conn_).ok());
+    EXPECT_FALSE(conn_.valid());  // closed after the message
+  }
+  auto stopped = awaitAcceptsStopped(**handoff, -1, milliseconds(5000));
+  ASSERT_TRUE(stopped.ok()) << stopped.error().message;
+  EXPECT_TRUE(*stopped);
+  EXPECT_FALSE((**handoff).conn.valid());
+}
+
+TEST_F(HandoffTest, APreviousAgentThatClosesWithoutStoppedEndsTheWait) {
+  startServer();
+  auto handoff = requestHandoff(path_, milliseconds(5000));
+  ASSERT_TRUE(handoff.ok() && handoff->has_value());
+  ASSERT_TRUE(confirmHandoff(**handoff).ok());
+  ASSERT_TRUE(waitFor(handed_over_));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    conn_.reset();
+  }
+  auto stopped = awaitAcceptsStopped(**handoff, -1, milliseconds(5000));
+  ASSERT_TRUE(stopped.ok()) << stopped.error().message;
+  EXPECT_FALSE(*stopped);
+}
+
+TEST_F(HandoffTest, AnotherWordThanStoppedIsAProtocolError) {
+  startServer();
+  auto handoff = requestHandoff(path_, milliseconds(5000));
+  ASSERT_TRUE(handoff.ok() && handoff->has_value());
+  ASSERT_TRUE(confirmHandoff(**handoff).ok());
+  ASSERT_TRUE(waitFor(handed_over_));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ASSERT_GT(::send(conn_.get(), "stopped?", 8, 0), 0);
+  }
+  auto stopped = awaitAcceptsStopped(**handoff, -1, milliseconds(5000));
+  ASSERT_FALSE(stopped.ok());
+  EXPECT_EQ(stopped.error().code, EPROTO);
+  EXPECT_NE(stopped.error().message.find("stopped?"), std::string::npos);
+}
+
+TEST_F(HandoffTest, TheStopDescriptorEndsTheWait) {
+  startServer();
+  auto handoff = requestHandoff(path_, milliseconds(5000));
+  ASSERT_TRUE(handoff.ok() && handoff->has_value());
+  ASSERT_TRUE(confirmHandoff(**handoff).ok());
+  UniqueFd stop(::eventfd(0, EFD_CLOEXEC));
+  const uint64_t one = 1;
+  ASSERT_EQ(::write(stop.get(), &one, sizeof(one)), static_cast<ssize_t>(sizeof(one)));
+  auto stopped = awaitAcceptsStopped(**handoff, stop.get(), milliseconds(5000));
+  ASSERT_FALSE(stopped.ok());
+  EXPECT_EQ(stopped.error().code, ECANCELED);
 }
 
 TEST_F(HandoffTest, ANewAgentThatGoesAwayBeforeReadyGivesThePortsBack) {
