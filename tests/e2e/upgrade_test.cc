@@ -131,20 +131,8 @@ TEST_F(UpgradeTest, RepeatedUpgradesStrandNoQueuedConnection) {
   std::atomic<bool> done{false};
   ShortConnections shorts;
   std::thread load([&] {
-    while (!done) {
-      auto r = cluster_->runInPod(
-          "frontend",
-          {testappPath(), "connect-many", "--to", std::string(kCartV1) + ":8080", "--count", "100",
-           "--send", "1024", "--expect", "1024", "--concurrency", "1", "--timeout-ms", "3000"},
-          seconds(60));
-      auto many = findEvent(r.out, "many");
-      if (!many) {
-        shorts.errors.push_back(r.describe() + r.out);
-        return;
-      }
-      shorts.total += many->value("count", uint64_t{0});
-      shorts.failed += many->value("failed", uint64_t{0});
-      if (!many->value("ok", false)) shorts.errors.push_back(many->dump());
+    while (!done && shortConnectionBatch("frontend", std::string(kCartV1) + ":8080", 100, 1, shorts,
+                                         /*timeout_ms=*/3000)) {
     }
   });
 

@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -85,6 +86,19 @@ class HandoffTest : public ::testing::Test {
     server_ = std::move(*server);
   }
 
+  // A new agent that took over: the sockets arrived and "ready" was sent and seen.
+  std::optional<Handoff> takeOver() {
+    startServer();
+    auto handoff = requestHandoff(path_, milliseconds(5000));
+    if (!handoff.ok() || !handoff->has_value()) {
+      ADD_FAILURE() << (handoff.ok() ? "no running agent" : handoff.error().message);
+      return std::nullopt;
+    }
+    EXPECT_TRUE(confirmHandoff(**handoff).ok());
+    EXPECT_TRUE(waitFor(handed_over_));
+    return std::move(**handoff);
+  }
+
   std::string dir_;
   std::string path_;
   UniqueFd outbound_;
@@ -128,75 +142,61 @@ TEST_F(HandoffTest, TheSameSocketsArriveAndReadyHandsOver) {
 // The old agent reports when its accepts are gone; the new one waits for that (an old agent that
 // closes without it, or says something else, ends the wait too; so does this agent stopping).
 TEST_F(HandoffTest, WithoutStoppedTheWaitTimesOut) {
-  startServer();
-  auto handoff = requestHandoff(path_, milliseconds(5000));
-  ASSERT_TRUE(handoff.ok() && handoff->has_value());
-  ASSERT_TRUE(confirmHandoff(**handoff).ok());
-  ASSERT_TRUE(waitFor(handed_over_));
+  auto handoff = takeOver();
+  ASSERT_TRUE(handoff.has_value());
   // Nothing yet: the wait times out.
-  auto early = awaitAcceptsStopped(**handoff, -1, milliseconds(50));
+  auto early = awaitAcceptsStopped(*handoff, -1, milliseconds(50));
   ASSERT_FALSE(early.ok());
   EXPECT_EQ(early.error().code, ETIMEDOUT);
 }
 
 TEST_F(HandoffTest, StoppedEndsTheNewAgentsWait) {
-  startServer();
-  auto handoff = requestHandoff(path_, milliseconds(5000));
-  ASSERT_TRUE(handoff.ok() && handoff->has_value());
-  ASSERT_TRUE(confirmHandoff(**handoff).ok());
-  ASSERT_TRUE(waitFor(handed_over_));
+  auto handoff = takeOver();
+  ASSERT_TRUE(handoff.has_value());
   {
     std::lock_guard<std::mutex> lock(mu_);
     ASSERT_TRUE(conn_.valid());
     ASSERT_TRUE(reportAcceptsStopped(conn_).ok());
     EXPECT_FALSE(conn_.valid());  // closed after the message
   }
-  auto stopped = awaitAcceptsStopped(**handoff, -1, milliseconds(5000));
+  auto stopped = awaitAcceptsStopped(*handoff, -1, milliseconds(5000));
   ASSERT_TRUE(stopped.ok()) << stopped.error().message;
   EXPECT_TRUE(*stopped);
-  EXPECT_FALSE((**handoff).conn.valid());
+  EXPECT_FALSE(handoff->conn.valid());
 }
 
 TEST_F(HandoffTest, APreviousAgentThatClosesWithoutStoppedEndsTheWait) {
-  startServer();
-  auto handoff = requestHandoff(path_, milliseconds(5000));
-  ASSERT_TRUE(handoff.ok() && handoff->has_value());
-  ASSERT_TRUE(confirmHandoff(**handoff).ok());
-  ASSERT_TRUE(waitFor(handed_over_));
+  auto handoff = takeOver();
+  ASSERT_TRUE(handoff.has_value());
   {
     std::lock_guard<std::mutex> lock(mu_);
     conn_.reset();
   }
-  auto stopped = awaitAcceptsStopped(**handoff, -1, milliseconds(5000));
+  auto stopped = awaitAcceptsStopped(*handoff, -1, milliseconds(5000));
   ASSERT_TRUE(stopped.ok()) << stopped.error().message;
   EXPECT_FALSE(*stopped);
 }
 
 TEST_F(HandoffTest, AnotherWordThanStoppedIsAProtocolError) {
-  startServer();
-  auto handoff = requestHandoff(path_, milliseconds(5000));
-  ASSERT_TRUE(handoff.ok() && handoff->has_value());
-  ASSERT_TRUE(confirmHandoff(**handoff).ok());
-  ASSERT_TRUE(waitFor(handed_over_));
+  auto handoff = takeOver();
+  ASSERT_TRUE(handoff.has_value());
   {
     std::lock_guard<std::mutex> lock(mu_);
     ASSERT_GT(::send(conn_.get(), "stopped?", 8, 0), 0);
   }
-  auto stopped = awaitAcceptsStopped(**handoff, -1, milliseconds(5000));
+  auto stopped = awaitAcceptsStopped(*handoff, -1, milliseconds(5000));
   ASSERT_FALSE(stopped.ok());
   EXPECT_EQ(stopped.error().code, EPROTO);
   EXPECT_NE(stopped.error().message.find("stopped?"), std::string::npos);
 }
 
 TEST_F(HandoffTest, TheStopDescriptorEndsTheWait) {
-  startServer();
-  auto handoff = requestHandoff(path_, milliseconds(5000));
-  ASSERT_TRUE(handoff.ok() && handoff->has_value());
-  ASSERT_TRUE(confirmHandoff(**handoff).ok());
+  auto handoff = takeOver();
+  ASSERT_TRUE(handoff.has_value());
   UniqueFd stop(::eventfd(0, EFD_CLOEXEC));
   const uint64_t one = 1;
   ASSERT_EQ(::write(stop.get(), &one, sizeof(one)), static_cast<ssize_t>(sizeof(one)));
-  auto stopped = awaitAcceptsStopped(**handoff, stop.get(), milliseconds(5000));
+  auto stopped = awaitAcceptsStopped(*handoff, stop.get(), milliseconds(5000));
   ASSERT_FALSE(stopped.ok());
   EXPECT_EQ(stopped.error().code, ECANCELED);
 }

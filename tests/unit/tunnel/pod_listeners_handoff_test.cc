@@ -15,20 +15,18 @@
 #include <memory>
 #include <vector>
 
+#include "common/sockets.h"
 #include "io/uring_ring.h"
 #include "tunnel/pod_listeners.h"
 
 namespace nodemesh::tunnel {
 namespace {
 
+// The agents' own kind of listener, on 127.0.0.1 (any port).
 UniqueFd listening() {
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)), 0);
-  EXPECT_EQ(::listen(fd.get(), 16), 0);
-  return fd;
+  auto fd = listenTcp(SocketAddress{IpAddress::parse("127.0.0.1").value(), 0}, /*mark=*/0);
+  EXPECT_TRUE(fd.ok()) << fd.error().message;
+  return fd.ok() ? std::move(*fd) : UniqueFd();
 }
 
 // A connection to `listener`, established by the kernel (queued until accepted).
