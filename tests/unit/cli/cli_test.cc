@@ -11,6 +11,7 @@
 #include "cli/output.h"
 #include "cli/views.h"
 #include "config/local/local_config.h"
+#include "tests/support/temp_dir.h"
 
 namespace nodemesh::cli {
 namespace {
@@ -239,7 +240,8 @@ TEST(CompletionTest, BashCompletesSubcommandsFlagsAndValues) {
   app.add_subcommand("explain", "e")->add_flag("--verbose");
   app.add_subcommand("log-level", "l")->add_option("LEVEL", level);
   std::string script = bashCompletion(app);
-  const std::string path = ::testing::TempDir() + "/nodemeshctl.bash";
+  const nodemesh::testing::TempDir dir;  // removed with the script
+  const std::string path = dir.path() + "/nodemeshctl.bash";
   std::ofstream(path) << script;
   auto complete = [&](const std::string& words, int cword) {
     std::string cmd = "bash -c 'source " + path + "; COMP_WORDS=(" + words +

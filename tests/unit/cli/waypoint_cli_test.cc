@@ -8,6 +8,7 @@
 
 #include "cli/completion.h"
 #include "cli/waypoint_views.h"
+#include "tests/support/temp_dir.h"
 #include "tests/unit/waypoint/waypoint_mesh_util.h"
 #include "waypoint/admin.h"
 
@@ -71,7 +72,8 @@ TEST(WaypointCliTest, BashCompletesTheNestedWaypointCommands) {
   auto* waypoint = app.add_subcommand("waypoint", "w");
   waypoint->add_subcommand("routes", "r");
   waypoint->add_subcommand("explain", "e")->add_option("--service", service);
-  const std::string path = ::testing::TempDir() + "/nodemeshctl-waypoint.bash";
+  const nodemesh::testing::TempDir dir;  // removed with the script
+  const std::string path = dir.path() + "/nodemeshctl-waypoint.bash";
   std::ofstream(path) << bashCompletion(app);
   auto complete = [&](const std::string& words, int cword) {
     std::string cmd = "bash -c 'source " + path + "; COMP_WORDS=(" + words +

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/temp_dir.h"
 #include "tests/unit/waypoint/telemetry/telemetry_fixtures.h"
 
 namespace nodemesh::waypoint {
@@ -236,7 +237,8 @@ TEST(RequestMetricsTest, PromtoolAcceptsThePage) {
   m.record(r);
   telemetry::PrometheusText out;
   m.write(out);
-  const std::string path = ::testing::TempDir() + "/waypoint_metrics.prom";
+  const nodemesh::testing::TempDir dir;  // removed with the file
+  const std::string path = dir.path() + "/waypoint_metrics.prom";
   std::ofstream(path) << out.text();
   const std::string cmd = std::string(promtool) + " check metrics < " + path + " 2>&1";
   // The test drives promtool itself: a command line is the simplest way to feed its stdin.
